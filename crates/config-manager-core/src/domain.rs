@@ -1,0 +1,215 @@
+//! Newtypes shared by every layer, so a service name, a version or an epoch
+//! cannot be confused with an arbitrary string or number.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Longest accepted service name. Service names become MQTT topic levels, URL path
+/// segments and file names, so they are kept short and plain.
+pub const MAX_SERVICE_NAME_LEN: usize = 64;
+
+/// Longest accepted configuration key (a top-level property name in a schema).
+pub const MAX_KEY_LEN: usize = 128;
+
+/// Why a name was refused. The message is safe to show to a client: it never
+/// echoes the (possibly hostile) input back.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum NameError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be at most {max} characters")]
+    TooLong { max: usize },
+    #[error("must start with a lowercase ASCII letter and contain only a-z, 0-9 and '-'")]
+    InvalidService,
+    #[error("must start with a letter and contain only ASCII letters, digits and '_'")]
+    InvalidKey,
+}
+
+/// A service name such as `tts-worker`.
+///
+/// The grammar `^[a-z][a-z0-9-]*$` (at most [`MAX_SERVICE_NAME_LEN`] bytes) is the
+/// one of the MQTT contract; it rules out path traversal, MQTT wildcards, SQL
+/// meta-characters and look-alike Unicode by construction.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    /// Checks `raw` against the service-name grammar.
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        if raw.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if raw.len() > MAX_SERVICE_NAME_LEN {
+            return Err(NameError::TooLong {
+                max: MAX_SERVICE_NAME_LEN,
+            });
+        }
+        let mut chars = raw.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !(first_ok && rest_ok) {
+            return Err(NameError::InvalidService);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        ServiceName::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Checks a configuration key (a top-level schema property name).
+///
+/// Keys follow the identifier style of the TARS settings (`tts_volume`), which
+/// keeps them safe as JSON pointers, HTML ids and environment-variable suffixes.
+pub fn validate_key(raw: &str) -> Result<(), NameError> {
+    if raw.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if raw.len() > MAX_KEY_LEN {
+        return Err(NameError::TooLong { max: MAX_KEY_LEN });
+    }
+    let mut chars = raw.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if first_ok && rest_ok {
+        Ok(())
+    } else {
+        Err(NameError::InvalidKey)
+    }
+}
+
+/// A configuration epoch: a UUID that changes whenever the database is rebuilt,
+/// so a version number is only meaningful together with its epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Epoch(pub String);
+
+impl Epoch {
+    /// A fresh random epoch.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where an effective value came from, in precedence order
+/// (`Env` wins over `Database`, which wins over `Default`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Env,
+    Database,
+    Default,
+}
+
+/// Whether a field shows in the simple view or only in the advanced one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Complexity {
+    #[default]
+    Simple,
+    Advanced,
+}
+
+/// Current UTC time as RFC 3339 with millisecond precision, the one timestamp
+/// format used in the database, the API and MQTT payloads.
+pub fn now_rfc3339() -> String {
+    format_rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// Formats a time as RFC 3339 UTC with millisecond precision (`2026-01-02T03:04:05.678Z`).
+/// Fixed width, so the strings sort in time order in SQLite.
+pub fn format_rfc3339(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// Parses an RFC 3339 timestamp (any offset) into UTC.
+pub fn parse_rfc3339(raw: &str) -> Result<time::OffsetDateTime, time::error::Parse> {
+    time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.to_offset(time::UtcOffset::UTC))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names() {
+        assert!(ServiceName::parse("tts-worker").is_ok());
+        for bad in [
+            "",
+            "../etc",
+            "a/b",
+            "A",
+            "1abc",
+            "tts worker",
+            "x'; drop table",
+            "tts\u{0}",
+            "tts-wörker",
+            "+",
+            "#",
+        ] {
+            assert!(ServiceName::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            ServiceName::parse(&"a".repeat(10_000)),
+            Err(NameError::TooLong {
+                max: MAX_SERVICE_NAME_LEN
+            })
+        );
+    }
+
+    #[test]
+    fn keys() {
+        assert!(validate_key("tts_volume").is_ok());
+        for bad in ["", "_x", "a-b", "a.b", "a/b", "ä", "a b"] {
+            assert!(validate_key(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn timestamps_roundtrip_and_sort() {
+        let s = now_rfc3339();
+        assert_eq!(s.len(), 24);
+        let t = parse_rfc3339(&s).unwrap();
+        assert_eq!(format_rfc3339(t), s);
+        assert!(format_rfc3339(parse_rfc3339("2026-01-01T00:00:00+02:00").unwrap())
+            .starts_with("2025-12-31T22:00:00"));
+    }
+}
