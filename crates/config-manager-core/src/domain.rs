@@ -27,6 +27,9 @@ pub enum NameError {
     InvalidKey,
 }
 
+/// What a set secret value reads as everywhere except the reveal call.
+pub const SECRET_MASK: &str = "********";
+
 /// A service name such as `tts-worker`.
 ///
 /// The grammar `^[a-z][a-z0-9-]*$` (at most [`MAX_SERVICE_NAME_LEN`] bytes) is the

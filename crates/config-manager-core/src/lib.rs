@@ -9,6 +9,8 @@
 pub mod crypto;
 pub mod domain;
 pub mod envelope;
+#[cfg(feature = "store")]
+pub mod manager;
 #[cfg(feature = "schema")]
 pub mod schema;
 #[cfg(feature = "store")]

@@ -1,41 +1,88 @@
 //! Service schemas: one JSON Schema document per service describes its settings
 //! (types, defaults, ranges, help text, secret and advanced markers, environment
-//! overrides). The registry is the single definition of "valid".
+//! overrides). The [`SchemaRegistry`] is the single definition of "valid": the
+//! REST API, the store, profile activation and rebuild seeding all validate
+//! through it, and the web form is generated from the same [`FieldMeta`].
 //!
-//! INTERFACE CONTRACT (implemented by the schema work; other modules code against it):
+//! # Documents
 //!
-//! ```ignore
-//! pub struct FieldError { pub pointer: String, pub message: String }   // Serialize
-//! pub enum SchemaError { Invalid{service,reason}, Io{path,source}, Duplicate(String), ... } // thiserror
-//! pub struct FieldMeta {                      // Serialize; one per top-level property
-//!     pub key: String, pub r#type: String,    // serialized as "type": string|integer|number|boolean|enum|path|secret|array|object
-//!     pub complexity: Complexity, pub description: String, pub help_text: String,
-//!     pub examples: Vec<Value>, pub is_secret: bool, pub default: Value,
-//!     pub env_var: Option<String>, pub enum_values: Option<Vec<Value>>,
-//!     pub minimum: Option<f64>, pub maximum: Option<f64>, pub min_length: Option<u64>,
-//!     pub max_length: Option<u64>, pub pattern: Option<String>, pub nullable: bool, pub title: String,
-//! }
-//! pub struct ServiceSchema { .. }
-//! impl ServiceSchema {
-//!     pub fn compile(name: ServiceName, doc: Value) -> Result<Self, SchemaError>;
-//!     pub fn name(&self) -> &ServiceName;
-//!     pub fn document(&self) -> &Value;          // the raw JSON Schema
-//!     pub fn description(&self) -> &str;
-//!     pub fn fields(&self) -> &[FieldMeta];      // ordered as in the document
-//!     pub fn field(&self, key: &str) -> Option<&FieldMeta>;
-//!     pub fn defaults(&self) -> serde_json::Map<String, Value>;
-//!     pub fn validate(&self, config: &Value) -> Result<(), Vec<FieldError>>;
-//!     pub fn with_defaults(&self, config: &Map<String,Value>) -> Map<String,Value>; // fills missing keys
-//!     pub fn env_overrides(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Map<String, Value>; // typed values
-//!     pub fn secret_keys(&self) -> impl Iterator<Item=&str>;
-//! }
-//! pub struct SchemaRegistry { .. }             // Clone (Arc inside)
-//! impl SchemaRegistry {
-//!     pub fn builtin() -> Result<Self, SchemaError>;                   // the six TARS services
-//!     pub fn load_dir(&mut self, dir: &Path) -> Result<Vec<ServiceName>, SchemaError>; // *.json, file stem = service
-//!     pub fn register(&mut self, schema: ServiceSchema);  // replaces
-//!     pub fn get(&self, name: &str) -> Option<Arc<ServiceSchema>>;
-//!     pub fn names(&self) -> Vec<ServiceName>;                         // sorted
-//!     pub fn hash(&self) -> String;                                    // sha256 hex over canonical docs, sorted by name
-//! }
-//! ```
+//! Schemas are **JSON Schema draft 2020-12** (a document may select another
+//! draft with `$schema`; the built-ins declare 2020-12). A service schema must
+//! be an object schema, `"type": "object"`, whose top-level `properties` are the
+//! service's settings; property names must pass [`crate::domain::validate_key`].
+//! The built-in ones also set `"additionalProperties": false`, so unknown keys
+//! are rejected; a schema that leaves it out accepts them.
+//!
+//! Standard keywords carry the rules: `type` (`"number"` for floats,
+//! `"integer"` for whole numbers, `["string", "null"]` for nullable fields),
+//! `default`, `minimum`/`maximum`, `exclusiveMinimum`/`exclusiveMaximum`,
+//! `enum`, `pattern`, `minLength`/`maxLength`, `format` (asserted: `"uri"`
+//! must be a URI), `title`, `description`, `examples`. External `$ref`s are not
+//! resolved (no network or file access while compiling).
+//!
+//! Extension keywords (all optional, all checked when a schema is compiled):
+//!
+//! | keyword | meaning |
+//! |---|---|
+//! | `writeOnly: true` + `x-secret: true` | a secret: stored encrypted, masked in every read, revealed only by the audited reveal call. Either marker alone also counts. Secrets must be strings (optionally nullable) and their default must be `null` or `""`. |
+//! | `x-complexity: "simple"` \| `"advanced"` | which view of the form shows the field; missing means simple. |
+//! | `x-env: "VAR_NAME"` | an environment variable of the config-manager (`^[A-Z][A-Z0-9_]*$`) that overrides the stored value; the field is then read-only. |
+//! | `x-help` | longer help text for the form's tooltip; [`FieldMeta::help_text`] falls back to `description`. |
+//! | `x-type` | UI type hint where the JSON type is too coarse: `path`, `secret`, `enum` (or a plain JSON type). |
+//!
+//! # Compiling
+//!
+//! [`ServiceSchema::compile`] (or [`ServiceSchema::from_json_str`], which also
+//! keeps the document's field order) checks the document against the draft's
+//! meta-schema, builds the validator once, extracts [`FieldMeta`] for every
+//! property, and refuses a schema whose own defaults fail it: such a schema
+//! could never produce a saveable configuration.
+//!
+//! # Validation errors
+//!
+//! [`ServiceSchema::validate`] reports every failing field as a [`FieldError`]
+//! with an RFC 6901 pointer (`/volume_percent`): one error per unknown key
+//! (`/that_key`, "unknown field"), one per broken rule otherwise, and a single
+//! error with pointer `""` when the configuration is not an object. Messages
+//! are built from the schema's rules and the value's *type* only, never from the
+//! submitted value (it may be a secret or huge), and are capped at
+//! [`error::MAX_MESSAGE_CHARS`] characters.
+//!
+//! # Environment overrides
+//!
+//! [`ServiceSchema::resolve_env`] reads each `x-env` variable through a lookup
+//! function and parses it into the field's type (booleans accept
+//! `1/0/true/false/yes/no`; a nullable field reads an empty value or `null` as
+//! `null`). The parsed value must also satisfy the field's rules. A value that
+//! fails either step is **skipped, not fatal**: it is returned in
+//! [`EnvOverrides::errors`] (also available as
+//! [`ServiceSchema::env_override_errors`]) and the stored or default value stays
+//! in effect. [`ServiceSchema::env_overrides`] returns just the usable values.
+//! Precedence of the effective value is environment > database > default.
+//!
+//! # Built-in schemas and the registry
+//!
+//! The six TARS services (`llm-worker`, `memory-worker`, `router`,
+//! `stt-worker`, `tts-worker`, `wake-activation`) ship in the crate's
+//! `schemas/` directory and are embedded with `include_str!`
+//! ([`SchemaRegistry::builtin`]). [`SchemaRegistry::load_dir`] adds (or
+//! replaces) schemas from `<service>.json` files, all-or-nothing.
+//! [`SchemaRegistry::hash`] fingerprints the set for the database's
+//! `schema_version` row.
+
+mod env;
+pub mod error;
+mod field;
+mod registry;
+mod service_schema;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{FieldError, SchemaError};
+pub use field::{FieldMeta, MAX_ENV_VAR_LEN, UI_TYPES};
+pub use registry::{SchemaRegistry, BUILTIN_SCHEMAS, MAX_SCHEMA_FILE_BYTES};
+pub use service_schema::{EnvOverrides, ServiceSchema};
+
+/// Re-exported because [`FieldMeta::complexity`] uses it.
+pub use crate::domain::Complexity;

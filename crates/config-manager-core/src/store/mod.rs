@@ -1,1 +1,292 @@
-//! The SQLite store (WIP).
+//! The SQLite store: one database file in WAL mode, one writer connection and a
+//! small pool of read-only connections, so readers never wait behind the writer.
+//!
+//! Durability: `journal_mode=WAL` with `synchronous=FULL`. In WAL mode `NORMAL`
+//! only syncs at checkpoints, so a power cut can lose the last acknowledged
+//! commits; `FULL` fsyncs the WAL on every commit, which is what "an
+//! acknowledged write survives power loss" needs. The cost is one fsync per write.
+//!
+//! The API is synchronous on purpose: the service calls it from blocking threads
+//! (`spawn_blocking`), never from the async executor.
+
+mod audit;
+mod configs;
+mod error;
+mod history;
+mod meta;
+mod migrations;
+mod profiles;
+mod secrets;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use audit::{AuditEntry, AuditFilter, NewAudit};
+pub use configs::{ConfigItem, ConfigWrite, StoredConfig, VersionSnapshot};
+pub use error::{Result, StoreError};
+pub use history::{HistoryEntry, HistoryFilter, KeyChange};
+pub use meta::{EpochInfo, SchemaVersion};
+pub use migrations::LATEST_MIGRATION;
+pub use profiles::{Profile, ProfileSummary};
+pub use secrets::{SecretChange, StoredSecret};
+
+/// How long a statement waits for a lock held by another connection before it
+/// fails with [`StoreError::Locked`]. Short, so a stuck database turns into a
+/// prompt fallback instead of hung requests.
+pub const BUSY_TIMEOUT: Duration = Duration::from_millis(2_000);
+
+/// Most read connections kept open at once.
+const MAX_READERS: usize = 8;
+
+/// Handle to the database. Cheap to share behind an `Arc`; all methods take `&self`.
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: ReaderPool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, applies pending
+    /// migrations and checks that the file really is a usable database.
+    ///
+    /// Fails with [`StoreError::SchemaMismatch`] when the file was written by a
+    /// newer migration than this binary knows.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() && !dir.exists() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Missing(format!("{}: {e}", dir.display())))?;
+            }
+        }
+        let mut writer = open_connection(path, false)?;
+        migrations::apply(&mut writer)?;
+        Ok(Self {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            readers: ReaderPool::new(path.to_owned()),
+        })
+    }
+
+    /// Opens an existing database without creating or migrating it (for
+    /// verification tools and the health monitor).
+    pub fn open_existing(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        let writer = open_connection(path, false)?;
+        migrations::check(&writer)?;
+        Ok(Self {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            readers: ReaderPool::new(path.to_owned()),
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` inside an immediate write transaction on the single writer
+    /// connection. `BEGIN IMMEDIATE` takes the write lock up front, so two
+    /// writers never deadlock on a lock upgrade.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = self.lock_writer();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` on a pooled read-only connection, inside one read transaction
+    /// so multi-statement reads see one snapshot.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.readers.get()?;
+        let out = (|| {
+            conn.execute_batch("BEGIN")?;
+            let r = f(&conn);
+            conn.execute_batch("COMMIT")?;
+            r
+        })();
+        if out.is_ok() {
+            self.readers.put(conn);
+        }
+        out
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable (every
+        // transaction is rolled back on drop), so a poisoned lock is recovered.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `PRAGMA journal_mode` as SQLite reports it (`wal` when healthy).
+    pub fn journal_mode(&self) -> Result<String> {
+        self.read(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
+    }
+
+    /// Full `PRAGMA integrity_check`; `Ok(())` or [`StoreError::Corrupt`] naming
+    /// the first problem. Also fails when the file was deleted or replaced under us.
+    pub fn integrity_check(&self) -> Result<()> {
+        if !self.path.exists() {
+            return Err(StoreError::Missing(self.path.display().to_string()));
+        }
+        let conn = open_connection(&self.path, true)?;
+        let result: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        if result != "ok" {
+            return Err(StoreError::Corrupt(result));
+        }
+        migrations::check(&conn)?;
+        Ok(())
+    }
+
+    /// Checkpoints the WAL into the main file (used on graceful shutdown).
+    pub fn checkpoint(&self) -> Result<()> {
+        let conn = self.lock_writer();
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+        Ok(())
+    }
+}
+
+/// Opens one connection with the project's pragmas.
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    if read_only {
+        conn.execute_batch("PRAGMA query_only=ON;")?;
+    } else {
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Other(format!(
+                "could not switch the database to WAL mode (got {mode})"
+            )));
+        }
+        // FULL: fsync the WAL on every commit (see the module docs).
+        // foreign_keys: integrity; temp_store: no temp files on the SD card.
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;",
+        )?;
+    }
+    Ok(conn)
+}
+
+/// A tiny pool of read-only connections. Opening a connection is cheap, so the
+/// pool only bounds how many exist and reuses idle ones.
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    open: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl ReaderPool {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            idle: Mutex::new(Vec::new()),
+            open: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn get(&self) -> Result<PooledReader<'_>> {
+        if let Some(conn) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(PooledReader {
+                pool: self,
+                conn: Some(conn),
+            });
+        }
+        {
+            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            while *open >= MAX_READERS {
+                let (guard, timeout) = self
+                    .freed
+                    .wait_timeout(open, BUSY_TIMEOUT)
+                    .unwrap_or_else(|p| p.into_inner());
+                open = guard;
+                if timeout.timed_out() {
+                    return Err(StoreError::Locked);
+                }
+                if let Some(conn) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+                    return Ok(PooledReader {
+                        pool: self,
+                        conn: Some(conn),
+                    });
+                }
+            }
+            *open += 1;
+        }
+        match open_connection(&self.path, true) {
+            Ok(conn) => Ok(PooledReader {
+                pool: self,
+                conn: Some(conn),
+            }),
+            Err(e) => {
+                self.release_slot();
+                Err(e)
+            }
+        }
+    }
+
+    fn put(&self, mut reader: PooledReader<'_>) {
+        if let Some(conn) = reader.conn.take() {
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+            self.freed.notify_one();
+        }
+    }
+
+    fn release_slot(&self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        *open = open.saturating_sub(1);
+        self.freed.notify_one();
+    }
+}
+
+/// A checked-out reader. Returned to the pool only after a successful read;
+/// a connection that saw an error is closed, so a replaced or corrupted file
+/// is reopened fresh next time.
+struct PooledReader<'a> {
+    pool: &'a ReaderPool,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for PooledReader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        // `conn` is only taken in `put`, which consumes the reader.
+        self.conn.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for PooledReader<'_> {
+    fn drop(&mut self) {
+        if self.conn.take().is_some() {
+            self.pool.release_slot();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

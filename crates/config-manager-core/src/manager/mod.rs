@@ -1,0 +1,252 @@
+//! The domain operations of config-manager, on top of the store and the schema
+//! registry: effective values with their sources, validated writes with
+//! optimistic locking, restores, profiles and search.
+//!
+//! Everything here is synchronous; the service runs it on blocking threads.
+
+mod effective;
+mod error;
+mod profiles;
+mod restore;
+mod search;
+mod write;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+pub use effective::{EffectiveConfig, SecretView};
+pub use error::ManagerError;
+pub use search::{SearchHit, SearchQuery};
+pub use write::{PutRequest, WriteOutcome};
+
+use crate::crypto::secret_box::SecretKeyRing;
+use crate::domain::{Epoch, ServiceName};
+use crate::schema::{SchemaRegistry, ServiceSchema};
+use crate::store::{ConfigItem, ConfigWrite, Store, StoredConfig};
+
+/// Looks up an environment variable; injectable so tests need not touch the
+/// process environment.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The process environment as an [`EnvLookup`].
+pub fn process_env() -> EnvLookup {
+    Arc::new(|name| std::env::var(name).ok())
+}
+
+/// Options that change what the manager accepts.
+#[derive(Clone)]
+pub struct ManagerOptions {
+    /// Accept writes to services that have no schema (stored as free-form objects).
+    pub allow_unknown_services: bool,
+    pub env: EnvLookup,
+    /// Key ring for secret fields; `None` makes secret writes fail clearly.
+    pub secrets: Option<Arc<SecretKeyRing>>,
+}
+
+impl std::fmt::Debug for ManagerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerOptions")
+            .field("allow_unknown_services", &self.allow_unknown_services)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The configuration manager over one database.
+#[derive(Debug)]
+pub struct Manager {
+    store: Store,
+    schemas: SchemaRegistry,
+    options: ManagerOptions,
+    epoch: Epoch,
+    schema_version: i64,
+}
+
+/// Result alias of the manager.
+pub type Result<T, E = ManagerError> = std::result::Result<T, E>;
+
+impl Manager {
+    /// Opens the manager: gives a new database its epoch, records the schema
+    /// hash, and stores the defaults of every schema'd service that has no
+    /// configuration yet as version 1.
+    pub fn open(store: Store, schemas: SchemaRegistry, options: ManagerOptions) -> Result<Self> {
+        let epoch = match store.find_epoch()? {
+            Some(info) => info.config_epoch,
+            None => {
+                let epoch = Epoch::generate();
+                store.init_epoch(&epoch, None, "created")?;
+                epoch
+            }
+        };
+        let schema_version = store.record_schema_hash(&schemas.hash(), None)?.version;
+        let manager = Self {
+            store,
+            schemas,
+            options,
+            epoch,
+            schema_version,
+        };
+        manager.seed_defaults()?;
+        Ok(manager)
+    }
+
+    fn seed_defaults(&self) -> Result<()> {
+        let existing: BTreeSet<String> = self
+            .store
+            .list_configs()?
+            .into_iter()
+            .map(|c| c.service)
+            .collect();
+        let writes: Vec<ConfigWrite> = self
+            .schemas
+            .names()
+            .into_iter()
+            .filter(|n| !existing.contains(n.as_str()))
+            .filter_map(|n| self.schemas.get(n.as_str()))
+            .map(|schema| {
+                let config = strip_secrets(&schema, schema.defaults());
+                ConfigWrite {
+                    service: schema.name().to_string(),
+                    items: items_for(&schema, &config),
+                    config,
+                    expected_version: Some(0),
+                    actor: "system".into(),
+                    reason: Some("defaults from the service schema".into()),
+                    change_type: "seed".into(),
+                    secrets: vec![],
+                }
+            })
+            .collect();
+        if !writes.is_empty() {
+            self.store.save_configs(&writes, self.epoch.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// The underlying store (for health checks and maintenance).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The loaded schemas.
+    pub fn schemas(&self) -> &SchemaRegistry {
+        &self.schemas
+    }
+
+    /// This database's epoch.
+    pub fn epoch(&self) -> &Epoch {
+        &self.epoch
+    }
+
+    /// The current schema version (bumped whenever the loaded schemas change).
+    pub fn schema_version(&self) -> i64 {
+        self.schema_version
+    }
+
+    /// Every known service: those with a schema and those with stored config.
+    pub fn list_services(&self) -> Result<Vec<String>> {
+        let mut names: BTreeSet<String> = self
+            .schemas
+            .names()
+            .into_iter()
+            .map(|n| n.to_string())
+            .collect();
+        names.extend(self.store.list_configs()?.into_iter().map(|c| c.service));
+        Ok(names.into_iter().collect())
+    }
+
+    /// Resolves a client-supplied service name: it must be well-formed and
+    /// either have a schema or (when allowed) stored config.
+    pub fn resolve_service(&self, raw: &str) -> Result<ServiceName> {
+        let name = ServiceName::parse(raw).map_err(|e| ManagerError::InvalidName {
+            what: "service name",
+            reason: e.to_string(),
+        })?;
+        if self.schemas.get(name.as_str()).is_some() || self.options.allow_unknown_services {
+            return Ok(name);
+        }
+        match self.store.get_config(name.as_str()) {
+            Ok(_) => Ok(name),
+            Err(crate::store::StoreError::NotFound(_)) => {
+                Err(ManagerError::UnknownService(name.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn stored_or_empty(&self, service: &ServiceName) -> Result<Option<StoredConfig>> {
+        match self.store.get_config(service.as_str()) {
+            Ok(c) => Ok(Some(c)),
+            Err(crate::store::StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Removes secret fields from a stored configuration: their values live
+/// encrypted in the secrets table only.
+fn strip_secrets(schema: &ServiceSchema, mut config: Map<String, Value>) -> Map<String, Value> {
+    for key in schema.secret_keys() {
+        config.remove(key);
+    }
+    config
+}
+
+/// Search-index rows for a stored configuration (secret values never indexed).
+fn items_for(schema: &ServiceSchema, stored: &Map<String, Value>) -> Vec<ConfigItem> {
+    let service = schema.name().to_string();
+    let mut items: Vec<ConfigItem> = schema
+        .fields()
+        .iter()
+        .map(|f| ConfigItem {
+            service: service.clone(),
+            key: f.key.clone(),
+            value: if f.is_secret {
+                None
+            } else {
+                Some(stored.get(&f.key).cloned().unwrap_or_else(|| f.default.clone()))
+            },
+            r#type: f.r#type.clone(),
+            complexity: match f.complexity {
+                crate::domain::Complexity::Simple => "simple".into(),
+                crate::domain::Complexity::Advanced => "advanced".into(),
+            },
+            description: f.description.clone(),
+            is_secret: f.is_secret,
+        })
+        .collect();
+    items.sort_by(|a, b| a.key.cmp(&b.key));
+    items
+}
+
+/// Search-index rows for a service without a schema: every stored key.
+fn items_schemaless(service: &str, stored: &Map<String, Value>) -> Vec<ConfigItem> {
+    stored
+        .iter()
+        .map(|(k, v)| ConfigItem {
+            service: service.into(),
+            key: k.clone(),
+            value: Some(v.clone()),
+            r#type: json_type(v).into(),
+            complexity: "simple".into(),
+            description: String::new(),
+            is_secret: false,
+        })
+        .collect()
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests;

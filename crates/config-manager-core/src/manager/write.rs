@@ -1,0 +1,176 @@
+//! Validated writes: PUT (replace) and PATCH (merge) of one service's values.
+
+use serde_json::{Map, Value};
+
+use super::{items_for, items_schemaless, strip_secrets, Manager, ManagerError, Result};
+use crate::domain::{validate_key, ServiceName, SECRET_MASK};
+use crate::schema::FieldError;
+use crate::store::{ConfigWrite, SecretChange, StoredConfig};
+
+/// A write of one service's values.
+#[derive(Debug, Clone)]
+pub struct PutRequest {
+    pub config: Map<String, Value>,
+    /// Optimistic lock; `None` only for callers that deliberately overwrite.
+    pub expected_version: Option<i64>,
+    /// `true`: keys not in `config` keep their current value (PATCH).
+    /// `false`: keys not in `config` go back to their default (PUT).
+    pub merge: bool,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub change_type: String,
+}
+
+/// The result of a write.
+#[derive(Debug, Clone)]
+pub struct WriteOutcome {
+    pub stored: StoredConfig,
+    /// `false` when the write changed nothing (same version as before).
+    pub changed: bool,
+}
+
+impl Manager {
+    /// Validates and stores new values for `service`.
+    ///
+    /// Secret fields: `"********"` (or leaving the key out) keeps the stored
+    /// secret, `null` clears it, any other value replaces it (encrypted).
+    /// Fields overridden by the environment are read-only: sending a different
+    /// value is a field error, sending the same value (or none) is fine.
+    pub fn put(&self, service: &ServiceName, req: PutRequest) -> Result<WriteOutcome> {
+        let write = self.prepare_write(service, req)?;
+        let before = self.stored_or_empty(service)?.map(|s| s.version);
+        let stored = self.store.save_config(&write, self.epoch.as_str())?;
+        Ok(WriteOutcome {
+            changed: before != Some(stored.version),
+            stored,
+        })
+    }
+
+    /// Validates a write and turns it into a store write, without storing it.
+    pub(super) fn prepare_write(&self, service: &ServiceName, req: PutRequest) -> Result<ConfigWrite> {
+        let current = self.stored_or_empty(service)?;
+        let current_config = current.as_ref().map(|c| c.config.clone()).unwrap_or_default();
+        let Some(schema) = self.schemas.get(service.as_str()) else {
+            if !self.options.allow_unknown_services {
+                return Err(ManagerError::UnknownService(service.to_string()));
+            }
+            let errors: Vec<FieldError> = req
+                .config
+                .keys()
+                .filter_map(|k| validate_key(k).err().map(|e| FieldError::new("", format!("invalid key: {e}"))))
+                .collect();
+            if !errors.is_empty() {
+                return Err(ManagerError::Validation(errors));
+            }
+            let mut config = if req.merge { current_config } else { Map::new() };
+            config.extend(req.config);
+            return Ok(ConfigWrite {
+                service: service.to_string(),
+                items: items_schemaless(service.as_str(), &config),
+                config,
+                expected_version: req.expected_version,
+                actor: req.actor,
+                reason: req.reason,
+                change_type: req.change_type,
+                secrets: vec![],
+            });
+        };
+
+        let env = schema.resolve_env(&*self.options.env);
+        let mut errors = Vec::new();
+        let mut candidate = if req.merge {
+            current_config.clone()
+        } else {
+            Map::new()
+        };
+        let mut secret_changes = Vec::new();
+        let mut to_validate = Map::new();
+        for (key, value) in req.config {
+            let field = schema.field(&key);
+            if let Some(env_value) = env.values.get(&key) {
+                let same = value == *env_value
+                    || (field.is_some_and(|f| f.is_secret) && value == Value::String(SECRET_MASK.into()));
+                if !same {
+                    let var = field.and_then(|f| f.env_var.clone()).unwrap_or_default();
+                    errors.push(FieldError::new(
+                        format!("/{key}"),
+                        format!("read-only: set by environment variable {var}"),
+                    ));
+                }
+                continue;
+            }
+            match field {
+                Some(f) if f.is_secret => {
+                    if value == Value::String(SECRET_MASK.into()) {
+                        continue;
+                    }
+                    to_validate.insert(key.clone(), value.clone());
+                    secret_changes.push((key, value));
+                }
+                _ => {
+                    candidate.insert(key, value);
+                }
+            }
+        }
+        // Env-overridden keys keep their stored value, so it returns when the
+        // variable is removed.
+        for key in env.values.keys() {
+            match current_config.get(key) {
+                Some(v) => candidate.insert(key.clone(), v.clone()),
+                None => candidate.remove(key),
+            };
+        }
+        let candidate = strip_secrets(&schema, candidate);
+        let mut full = schema.with_defaults(&candidate);
+        for key in schema.secret_keys() {
+            full.remove(key);
+        }
+        full.extend(to_validate);
+        if let Err(field_errors) = schema.validate(&Value::Object(full.clone())) {
+            errors.extend(field_errors);
+        }
+        if !errors.is_empty() {
+            errors.sort_by(|a, b| a.pointer.cmp(&b.pointer));
+            errors.dedup_by(|a, b| a.pointer == b.pointer && a.message == b.message);
+            return Err(ManagerError::Validation(errors));
+        }
+        let stored_config: Map<String, Value> = full
+            .into_iter()
+            .filter(|(k, _)| !schema.field(k).is_some_and(|f| f.is_secret))
+            .collect();
+        let secrets = secret_changes
+            .into_iter()
+            .map(|(key, value)| self.seal_secret(service, key, value))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ConfigWrite {
+            service: service.to_string(),
+            items: items_for(&schema, &stored_config),
+            config: stored_config,
+            expected_version: req.expected_version,
+            actor: req.actor,
+            reason: req.reason,
+            change_type: req.change_type,
+            secrets,
+        })
+    }
+
+    fn seal_secret(&self, service: &ServiceName, key: String, value: Value) -> Result<SecretChange> {
+        let plain = match value {
+            Value::Null => return Ok(SecretChange { key, sealed: None }),
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        let ring = self
+            .options
+            .secrets
+            .as_ref()
+            .ok_or_else(|| ManagerError::SecretsUnavailable("no master key configured".into()))?;
+        let sealed = ring
+            .seal(service.as_str(), &key, plain.as_bytes())
+            .map_err(|e| ManagerError::SecretsUnavailable(e.to_string()))?;
+        Ok(SecretChange {
+            key,
+            sealed: Some((sealed, ring.current_id().as_str().to_owned())),
+        })
+    }
+}

@@ -1,0 +1,247 @@
+//! The set of known service schemas: the six built-in TARS schemas, plus any
+//! loaded from a directory or registered at run time.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::domain::ServiceName;
+
+use super::error::SchemaError;
+use super::service_schema::ServiceSchema;
+
+/// Largest schema file [`SchemaRegistry::load_dir`] reads. Real schemas are a
+/// few kilobytes; the cap stops a stray large file from eating memory at start-up.
+pub const MAX_SCHEMA_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The built-in schemas as `(service name, JSON text)`, compiled into the
+/// binary so a fresh install knows the TARS services without any files.
+pub const BUILTIN_SCHEMAS: [(&str, &str); 6] = [
+    ("llm-worker", include_str!("../../schemas/llm-worker.json")),
+    (
+        "memory-worker",
+        include_str!("../../schemas/memory-worker.json"),
+    ),
+    ("router", include_str!("../../schemas/router.json")),
+    ("stt-worker", include_str!("../../schemas/stt-worker.json")),
+    ("tts-worker", include_str!("../../schemas/tts-worker.json")),
+    (
+        "wake-activation",
+        include_str!("../../schemas/wake-activation.json"),
+    ),
+];
+
+/// All service schemas the manager knows, by service name.
+///
+/// Cloning is cheap (the map sits behind an `Arc`), so the registry can be part
+/// of shared application state; mutation copies the map on write, which leaves
+/// clones handed out earlier unchanged.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaRegistry {
+    schemas: Arc<BTreeMap<String, Arc<ServiceSchema>>>,
+}
+
+impl SchemaRegistry {
+    /// An empty registry (for tests and for deployments that load every schema
+    /// from a directory).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The six TARS services. Fails only if a built-in schema is broken, which
+    /// the unit tests rule out; it returns an error rather than panicking so a
+    /// broken build still reports cleanly.
+    pub fn builtin() -> Result<Self, SchemaError> {
+        let mut registry = Self::new();
+        for (name, text) in BUILTIN_SCHEMAS {
+            let service = ServiceName::parse(name).map_err(|e| {
+                SchemaError::invalid(name, format!("bad built-in service name: {e}"))
+            })?;
+            registry.register(ServiceSchema::from_json_str(service, text)?);
+        }
+        Ok(registry)
+    }
+
+    /// Loads every `*.json` file of `dir` (not recursive; other files are
+    /// ignored), the file stem being the service name, and returns the loaded
+    /// names in sorted order.
+    ///
+    /// A file for a service that is already registered replaces it, so a
+    /// deployment can ship a newer schema for a built-in service. All files are
+    /// checked before any is registered: one bad file fails the call and leaves
+    /// the registry unchanged, and the error names that file. A file is refused
+    /// when its stem is not a valid [`ServiceName`], it is larger than
+    /// [`MAX_SCHEMA_FILE_BYTES`], it is not JSON, or [`ServiceSchema::compile`]
+    /// rejects it.
+    pub fn load_dir(&mut self, dir: &Path) -> Result<Vec<ServiceName>, SchemaError> {
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SchemaError::Io { path, source }
+        };
+        let mut paths: Vec<PathBuf> = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+            let path = entry.map_err(io_err(dir))?.path();
+            if path.extension().is_some_and(|ext| ext == "json") && path.is_file() {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+
+        let mut loaded = Vec::with_capacity(paths.len());
+        for path in paths {
+            loaded.push(load_file(&path)?);
+        }
+        let names = loaded.iter().map(|s| s.name().clone()).collect();
+        for schema in loaded {
+            self.register(schema);
+        }
+        Ok(names)
+    }
+
+    /// Adds a schema, replacing any schema of the same service.
+    pub fn register(&mut self, schema: ServiceSchema) {
+        Arc::make_mut(&mut self.schemas)
+            .insert(schema.name().as_str().to_owned(), Arc::new(schema));
+    }
+
+    /// Adds a schema for a service that has none yet; fails with
+    /// [`SchemaError::Duplicate`] otherwise. For the registration API, where
+    /// silently replacing a schema would change what "valid" means for stored
+    /// configurations.
+    pub fn try_register(&mut self, schema: ServiceSchema) -> Result<(), SchemaError> {
+        if self.schemas.contains_key(schema.name().as_str()) {
+            return Err(SchemaError::Duplicate(schema.name().to_string()));
+        }
+        self.register(schema);
+        Ok(())
+    }
+
+    /// The schema of a service, if known. Takes `&str` so callers can look up
+    /// untrusted input without parsing it first.
+    pub fn get(&self, name: &str) -> Option<Arc<ServiceSchema>> {
+        self.schemas.get(name).cloned()
+    }
+
+    /// Whether a service has a schema.
+    pub fn contains(&self, name: &str) -> bool {
+        self.schemas.contains_key(name)
+    }
+
+    /// Known service names, sorted.
+    pub fn names(&self) -> Vec<ServiceName> {
+        self.schemas.values().map(|s| s.name().clone()).collect()
+    }
+
+    /// All schemas, sorted by service name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<ServiceSchema>> {
+        self.schemas.values()
+    }
+
+    /// Number of known services.
+    pub fn len(&self) -> usize {
+        self.schemas.len()
+    }
+
+    /// Whether no service is known.
+    pub fn is_empty(&self) -> bool {
+        self.schemas.is_empty()
+    }
+
+    /// Fingerprint of the whole schema set, stored in the database's
+    /// `schema_version` so a changed schema is noticed at start-up.
+    ///
+    /// SHA-256, lower-case hex, over, for each service in name order: the name,
+    /// a newline, the document as compact JSON with object keys sorted at every
+    /// level, and a newline. Key order, whitespace and formatting of the files
+    /// therefore do not change the hash; any change of content does.
+    pub fn hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        let mut buf = String::new();
+        for (name, schema) in self.schemas.iter() {
+            buf.clear();
+            write_sorted_json(schema.document(), &mut buf);
+            hasher.update(name.as_bytes());
+            hasher.update(b"\n");
+            hasher.update(buf.as_bytes());
+            hasher.update(b"\n");
+        }
+        hex::encode(hasher.finalize())
+    }
+}
+
+fn load_file(path: &Path) -> Result<ServiceSchema, SchemaError> {
+    let bad = |reason: String| SchemaError::BadFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| bad("the file name is not valid UTF-8".into()))?;
+    let name = ServiceName::parse(stem)
+        .map_err(|e| bad(format!("the file name is not a valid service name: {e}")))?;
+
+    let io_err = |source| SchemaError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = fs::File::open(path).map_err(io_err)?;
+    let mut text = String::new();
+    // Read one byte past the limit so a file that grows after a size check is
+    // still caught.
+    file.take(MAX_SCHEMA_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => bad("not UTF-8 text".into()),
+            _ => io_err(e),
+        })?;
+    if text.len() as u64 > MAX_SCHEMA_FILE_BYTES {
+        return Err(bad(format!(
+            "larger than the {MAX_SCHEMA_FILE_BYTES}-byte limit"
+        )));
+    }
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+        return Err(bad(format!("not valid JSON: {e}")));
+    }
+    ServiceSchema::from_json_str(name, &text).map_err(|source| SchemaError::InFile {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })
+}
+
+/// Compact JSON with object keys sorted at every level, independent of whether
+/// `serde_json` was built with `preserve_order`.
+fn write_sorted_json(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_sorted_json(value, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_sorted_json(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}

@@ -1,0 +1,136 @@
+//! The audit log: every change, every denial, every secret reveal, with the
+//! actor's token name (never the token itself).
+
+use rusqlite::{params, params_from_iter, types::Value as SqlValue, Transaction};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Result, Store};
+use crate::domain::now_rfc3339;
+
+/// An audit entry to record.
+#[derive(Debug, Clone)]
+pub struct NewAudit {
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    /// `ok`, `denied` or `error`.
+    pub outcome: String,
+    pub detail: Option<Value>,
+}
+
+/// A recorded audit entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub detail: Option<Value>,
+}
+
+/// Audit query; filters combine with AND.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    /// Prefix match on the action (`config.` finds every config action).
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+pub(super) fn insert(tx: &Transaction<'_>, e: &NewAudit, now: &str) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO audit_log (at, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        now,
+        e.actor,
+        e.action,
+        e.target,
+        e.outcome,
+        e.detail.as_ref().map(Value::to_string)
+    ])?;
+    Ok(())
+}
+
+impl Store {
+    /// Records one audit entry in its own transaction.
+    pub fn record_audit(&self, entry: &NewAudit) -> Result<()> {
+        self.write(|tx| insert(tx, entry, &now_rfc3339()))
+    }
+
+    /// Audit entries matching `filter`, newest first.
+    pub fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let mut sql = String::from(
+            "SELECT id, at, actor, action, target, outcome, detail FROM audit_log WHERE 1=1",
+        );
+        let mut args: Vec<SqlValue> = Vec::new();
+        let mut add = |clause: &str, v: SqlValue| {
+            sql.push_str(clause);
+            args.push(v);
+        };
+        if let Some(a) = &filter.actor {
+            add(" AND actor = ?", SqlValue::Text(a.clone()));
+        }
+        if let Some(a) = &filter.action {
+            add(
+                " AND action LIKE ? ESCAPE '\\'",
+                SqlValue::Text(format!("{}%", escape_like(a))),
+            );
+        }
+        if let Some(o) = &filter.outcome {
+            add(" AND outcome = ?", SqlValue::Text(o.clone()));
+        }
+        if let Some(t) = &filter.start {
+            add(" AND at >= ?", SqlValue::Text(t.clone()));
+        }
+        if let Some(t) = &filter.end {
+            add(" AND at <= ?", SqlValue::Text(t.clone()));
+        }
+        if let Some(id) = filter.before_id {
+            add(" AND id < ?", SqlValue::Integer(id));
+        }
+        add(" ORDER BY id DESC LIMIT ?", SqlValue::Integer(i64::from(filter.limit)));
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+                Ok((
+                    r.get::<_, Option<String>>(6)?,
+                    AuditEntry {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        actor: r.get(2)?,
+                        action: r.get(3)?,
+                        target: r.get(4)?,
+                        outcome: r.get(5)?,
+                        detail: None,
+                    },
+                ))
+            })?;
+            rows.map(|r| {
+                let (detail, mut e) = r?;
+                e.detail = detail.map(|s| serde_json::from_str(&s)).transpose()?;
+                Ok(e)
+            })
+            .collect()
+        })
+    }
+}
+
+/// Escapes `%`, `_` and `\\` so user text matches literally in `LIKE ... ESCAPE '\\'`.
+pub(crate) fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

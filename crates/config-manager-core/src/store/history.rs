@@ -1,0 +1,159 @@
+//! Change history: one row per changed key, appended in the same transaction as
+//! the change and never rewritten (restores append new rows).
+
+use rusqlite::{params_from_iter, types::Value as SqlValue, Transaction};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::configs::ConfigWrite;
+use super::{Result, Store, StoreError};
+
+pub use crate::domain::SECRET_MASK;
+
+/// One key's change inside a write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyChange {
+    pub key: String,
+    pub old_value: Option<Value>,
+    pub new_value: Option<Value>,
+}
+
+/// One history row, in the shape of the REST API.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    pub id: i64,
+    pub service: String,
+    pub key: String,
+    pub old_value: Option<Value>,
+    pub new_value: Option<Value>,
+    pub version: i64,
+    pub config_epoch: String,
+    pub changed_at: String,
+    pub changed_by: String,
+    pub change_reason: Option<String>,
+    pub change_type: String,
+}
+
+/// History query. All filters are optional and combine with AND.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub service: Option<String>,
+    pub key: Option<String>,
+    /// Inclusive lower bound, RFC 3339 UTC.
+    pub start: Option<String>,
+    /// Inclusive upper bound, RFC 3339 UTC.
+    pub end: Option<String>,
+    /// Keyset paging: only entries with an id below this one (newest first).
+    pub before_id: Option<i64>,
+    /// Exactly this entry.
+    pub id: Option<i64>,
+    pub limit: u32,
+}
+
+pub(super) fn insert_history(
+    tx: &Transaction<'_>,
+    service: &str,
+    change: &KeyChange,
+    version: i64,
+    epoch: &str,
+    now: &str,
+    w: &ConfigWrite,
+) -> Result<()> {
+    let text = |v: &Option<Value>| v.as_ref().map(Value::to_string);
+    tx.prepare_cached(
+        "INSERT INTO history (service, key, old_value, new_value, version, config_epoch, changed_at, changed_by, change_reason, change_type)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(rusqlite::params![
+        service,
+        change.key,
+        text(&change.old_value),
+        text(&change.new_value),
+        version,
+        epoch,
+        now,
+        w.actor,
+        w.reason,
+        w.change_type
+    ])?;
+    Ok(())
+}
+
+impl Store {
+    /// History entries matching `filter`, newest first.
+    pub fn list_history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryEntry>> {
+        let mut sql = String::from(
+            "SELECT id, service, key, old_value, new_value, version, config_epoch, changed_at, changed_by, change_reason, change_type
+             FROM history WHERE 1=1",
+        );
+        let mut args: Vec<SqlValue> = Vec::new();
+        let mut add = |clause: &str, v: SqlValue| {
+            sql.push_str(clause);
+            args.push(v);
+        };
+        if let Some(s) = &filter.service {
+            add(" AND service = ?", SqlValue::Text(s.clone()));
+        }
+        if let Some(k) = &filter.key {
+            add(" AND key = ?", SqlValue::Text(k.clone()));
+        }
+        if let Some(t) = &filter.start {
+            add(" AND changed_at >= ?", SqlValue::Text(t.clone()));
+        }
+        if let Some(t) = &filter.end {
+            add(" AND changed_at <= ?", SqlValue::Text(t.clone()));
+        }
+        if let Some(id) = filter.before_id {
+            add(" AND id < ?", SqlValue::Integer(id));
+        }
+        if let Some(id) = filter.id {
+            add(" AND id = ?", SqlValue::Integer(id));
+        }
+        add(" ORDER BY id DESC LIMIT ?", SqlValue::Integer(i64::from(filter.limit)));
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
+                Ok((
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    HistoryEntry {
+                        id: r.get(0)?,
+                        service: r.get(1)?,
+                        key: r.get(2)?,
+                        old_value: None,
+                        new_value: None,
+                        version: r.get(5)?,
+                        config_epoch: r.get(6)?,
+                        changed_at: r.get(7)?,
+                        changed_by: r.get(8)?,
+                        change_reason: r.get(9)?,
+                        change_type: r.get(10)?,
+                    },
+                ))
+            })?;
+            rows.map(|r| {
+                let (old, new, mut e) = r?;
+                e.old_value = old.map(|s| serde_json::from_str(&s)).transpose()?;
+                e.new_value = new.map(|s| serde_json::from_str(&s)).transpose()?;
+                Ok(e)
+            })
+            .collect()
+        })
+    }
+
+    /// The history entries with these ids, in the order given; an unknown id
+    /// is [`StoreError::NotFound`].
+    pub fn get_history_entries(&self, ids: &[i64]) -> Result<Vec<HistoryEntry>> {
+        ids.iter()
+            .map(|id| {
+                self.list_history(&HistoryFilter {
+                    id: Some(*id),
+                    limit: 1,
+                    ..HistoryFilter::default()
+                })?
+                .pop()
+                .ok_or_else(|| StoreError::NotFound(format!("history entry {id}")))
+            })
+            .collect()
+    }
+}

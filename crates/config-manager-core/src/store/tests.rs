@@ -1,0 +1,163 @@
+//! Store tests on real SQLite files in a temporary directory.
+
+use serde_json::{json, Map, Value};
+
+use super::*;
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("test literal is an object"),
+    }
+}
+
+fn write(service: &str, config: Value, expected: Option<i64>) -> ConfigWrite {
+    ConfigWrite {
+        service: service.into(),
+        config: obj(config),
+        expected_version: expected,
+        actor: "tester".into(),
+        reason: Some("because".into()),
+        change_type: "update".into(),
+        items: vec![],
+        secrets: vec![],
+    }
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("sub/config.db")).unwrap();
+    store
+        .init_epoch(&crate::domain::Epoch("e1".into()), None, "test")
+        .unwrap();
+    (dir, store)
+}
+
+#[test]
+fn wal_mode_and_migrations() {
+    let (dir, store) = open();
+    assert_eq!(store.journal_mode().unwrap(), "wal");
+    store.integrity_check().unwrap();
+    drop(store);
+    // Reopening applies nothing new and keeps the epoch.
+    let store = Store::open(&dir.path().join("sub/config.db")).unwrap();
+    assert_eq!(store.get_epoch().unwrap().config_epoch.as_str(), "e1");
+    assert!(matches!(
+        store.init_epoch(&crate::domain::Epoch("e2".into()), None, "x"),
+        Err(StoreError::AlreadyExists(_))
+    ));
+}
+
+#[test]
+fn optimistic_locking_history_and_versions() {
+    let (_dir, store) = open();
+    let v1 = store
+        .save_config(&write("tts", json!({"a": 1, "b": "x"}), Some(0)), "e1")
+        .unwrap();
+    assert_eq!(v1.version, 1);
+    let v2 = store
+        .save_config(&write("tts", json!({"a": 2, "b": "x"}), Some(1)), "e1")
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    // Stale write.
+    match store.save_config(&write("tts", json!({"a": 3, "b": "x"}), Some(1)), "e1") {
+        Err(StoreError::Conflict { current }) => assert_eq!(current, 2),
+        other => panic!("expected conflict, got {other:?}"),
+    }
+    // No-op write keeps the version.
+    let same = store
+        .save_config(&write("tts", json!({"a": 2, "b": "x"}), Some(2)), "e1")
+        .unwrap();
+    assert_eq!(same.version, 2);
+    let h = store
+        .list_history(&HistoryFilter {
+            service: Some("tts".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    // v1 added a and b, v2 changed a.
+    assert_eq!(h.len(), 3);
+    assert_eq!(h[0].key, "a");
+    assert_eq!(h[0].old_value, Some(json!(1)));
+    assert_eq!(h[0].new_value, Some(json!(2)));
+    assert_eq!(h[0].changed_by, "tester");
+    assert_eq!(h[0].change_reason.as_deref(), Some("because"));
+    let snap = store.get_config_version("tts", 1).unwrap();
+    assert_eq!(snap.config, obj(json!({"a": 1, "b": "x"})));
+    let at = store.find_config_at("tts", &v2.updated_at).unwrap().unwrap();
+    assert_eq!(at.version, 2);
+    assert!(store
+        .find_config_at("tts", "2000-01-01T00:00:00.000Z")
+        .unwrap()
+        .is_none());
+    let audit = store.list_audit(&AuditFilter {
+        action: Some("config.".into()),
+        limit: 10,
+        ..Default::default()
+    });
+    assert_eq!(audit.unwrap().len(), 2);
+}
+
+#[test]
+fn batch_is_atomic() {
+    let (_dir, store) = open();
+    store
+        .save_config(&write("a", json!({"x": 1}), Some(0)), "e1")
+        .unwrap();
+    let batch = [
+        write("a", json!({"x": 2}), Some(1)),
+        write("b", json!({"x": 2}), Some(5)),
+    ];
+    assert!(matches!(
+        store.save_configs(&batch, "e1"),
+        Err(StoreError::Conflict { current: 0 })
+    ));
+    assert_eq!(store.get_config("a").unwrap().version, 1);
+    assert!(matches!(store.get_config("b"), Err(StoreError::NotFound(_))));
+}
+
+#[test]
+fn secrets_are_masked_in_history() {
+    let (_dir, store) = open();
+    let mut w = write("llm", json!({"m": "x"}), Some(0));
+    w.secrets.push(SecretChange {
+        key: "api_key".into(),
+        sealed: Some(("v1:k:cipher".into(), "k".into())),
+    });
+    store.save_config(&w, "e1").unwrap();
+    let h = store
+        .list_history(&HistoryFilter {
+            key: Some("api_key".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(h[0].new_value, Some(json!("********")));
+    assert_eq!(store.list_secrets(Some("llm")).unwrap()[0].key_id, "k");
+    assert!(store.reseal_secret("llm", "api_key", "v1:k:cipher", "v1:k2:c2", "k2").unwrap());
+    assert!(!store.reseal_secret("llm", "api_key", "v1:k:cipher", "v1:k3:c3", "k3").unwrap());
+}
+
+#[test]
+fn profiles_roundtrip() {
+    let (_dir, store) = open();
+    let snap = obj(json!({"tts": {"v": 1}}));
+    store.save_profile("night", Some("quiet"), &snap, "op").unwrap();
+    let p = store.get_profile("night").unwrap();
+    assert_eq!(p.config_snapshot, snap);
+    assert_eq!(store.list_profiles().unwrap().len(), 1);
+    store.delete_profile("night", "op").unwrap();
+    assert!(matches!(store.delete_profile("night", "op"), Err(StoreError::NotFound(_))));
+}
+
+#[test]
+fn garbage_file_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.db");
+    std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+    match Store::open(&path) {
+        Err(StoreError::Corrupt(_)) => {}
+        other => panic!("expected corrupt, got {other:?}"),
+    }
+}
