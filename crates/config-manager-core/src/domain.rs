@@ -212,7 +212,9 @@ mod tests {
         assert_eq!(s.len(), 24);
         let t = parse_rfc3339(&s).unwrap();
         assert_eq!(format_rfc3339(t), s);
-        assert!(format_rfc3339(parse_rfc3339("2026-01-01T00:00:00+02:00").unwrap())
-            .starts_with("2025-12-31T22:00:00"));
+        assert!(
+            format_rfc3339(parse_rfc3339("2026-01-01T00:00:00+02:00").unwrap())
+                .starts_with("2025-12-31T22:00:00")
+        );
     }
 }

@@ -148,7 +148,14 @@ impl Envelope {
         config: Map<String, Value>,
         key: &SigningKey,
     ) -> Result<Self, EnvelopeError> {
-        Self::sign_at(service, version, epoch, config, OffsetDateTime::now_utc(), key)
+        Self::sign_at(
+            service,
+            version,
+            epoch,
+            config,
+            OffsetDateTime::now_utc(),
+            key,
+        )
     }
 
     /// Like [`Envelope::sign`] with an explicit issue time (tests, re-issue).
@@ -198,7 +205,10 @@ impl Envelope {
         m.insert("service".into(), Value::from(self.service.as_str()));
         m.insert("config".into(), Value::Object(self.config.clone()));
         m.insert("checksum".into(), Value::from(self.checksum.as_str()));
-        m.insert("config_epoch".into(), Value::from(self.config_epoch.as_str()));
+        m.insert(
+            "config_epoch".into(),
+            Value::from(self.config_epoch.as_str()),
+        );
         m.insert("issued_at".into(), Value::from(self.issued_at.as_str()));
         m.insert("key_id".into(), Value::from(self.key_id.as_str()));
         m.insert("signature".into(), Value::from(self.signature.as_str()));
@@ -221,7 +231,8 @@ impl Envelope {
                 max: max_len,
             });
         }
-        let value = canonical::parse_strict(bytes).map_err(|e| ParseError::NotJson(e.to_string()))?;
+        let value =
+            canonical::parse_strict(bytes).map_err(|e| ParseError::NotJson(e.to_string()))?;
         let Value::Object(mut object) = value else {
             return Err(ParseError::NotObject);
         };
@@ -233,7 +244,8 @@ impl Envelope {
         if let Some(unknown) = object.keys().find(|k| !MEMBERS.contains(&k.as_str())) {
             return Err(ParseError::UnknownField(short_name(unknown)));
         }
-        let mut take = |field: &'static str| object.remove(field).ok_or(ParseError::MissingField(field));
+        let mut take =
+            |field: &'static str| object.remove(field).ok_or(ParseError::MissingField(field));
         let version = take("version")?;
         let service = take("service")?;
         let config = take("config")?;
@@ -245,14 +257,24 @@ impl Envelope {
 
         let version = match version.as_u64() {
             Some(v) if (1..=MAX_SAFE_INTEGER).contains(&v) => v,
-            _ => return Err(invalid("version", "must be an integer between 1 and 2^53-1")),
+            _ => {
+                return Err(invalid(
+                    "version",
+                    "must be an integer between 1 and 2^53-1",
+                ))
+            }
         };
-        let service = ServiceName::parse(&string("service", service)?).map_err(|e| invalid("service", e.to_string()))?;
+        let service = ServiceName::parse(&string("service", service)?)
+            .map_err(|e| invalid("service", e.to_string()))?;
         let Value::Object(config) = config else {
             return Err(invalid("config", "must be an object"));
         };
         let checksum = string("checksum", checksum)?;
-        if checksum.len() != 64 || !checksum.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if checksum.len() != 64
+            || !checksum
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(invalid("checksum", "must be 64 lowercase hex characters"));
         }
         let config_epoch = string("config_epoch", config_epoch)?;
@@ -263,7 +285,8 @@ impl Envelope {
         if parse_rfc3339(&issued_at).is_err() {
             return Err(invalid("issued_at", "must be an RFC 3339 timestamp"));
         }
-        let key_id = KeyId::parse(&string("key_id", key_id)?).map_err(|e| invalid("key_id", e.to_string()))?;
+        let key_id = KeyId::parse(&string("key_id", key_id)?)
+            .map_err(|e| invalid("key_id", e.to_string()))?;
         let signature = string("signature", signature)?;
         Ok(Self {
             version,

@@ -9,6 +9,8 @@
 pub mod crypto;
 pub mod domain;
 pub mod envelope;
+pub mod health;
+pub mod lkg;
 #[cfg(feature = "store")]
 pub mod manager;
 #[cfg(feature = "schema")]

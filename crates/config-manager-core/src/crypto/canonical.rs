@@ -252,6 +252,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -347,29 +348,54 @@ mod tests {
 
     #[test]
     fn number_text_forms() {
-        assert_eq!(canon("[1e21, 1E-7, 0.000001, -0, -0.0, 1.0, 100, 1e20]"), "[1e+21,1e-7,0.000001,0,0,1,100,100000000000000000000]");
-        assert_eq!(canon("[-9007199254740991, 9007199254740991]"), "[-9007199254740991,9007199254740991]");
+        assert_eq!(
+            canon("[1e21, 1E-7, 0.000001, -0, -0.0, 1.0, 100, 1e20]"),
+            "[1e+21,1e-7,0.000001,0,0,1,100,100000000000000000000]"
+        );
+        assert_eq!(
+            canon("[-9007199254740991, 9007199254740991]"),
+            "[-9007199254740991,9007199254740991]"
+        );
     }
 
     #[test]
     fn integers_beyond_double_precision_are_refused() {
-        for text in ["9007199254740992", "-9007199254740992", "18446744073709551615"] {
+        for text in [
+            "9007199254740992",
+            "-9007199254740992",
+            "18446744073709551615",
+        ] {
             let v = parse_strict(text.as_bytes()).unwrap();
-            assert!(matches!(to_canonical_bytes(&v), Err(CanonicalError::IntegerOutOfRange(_))), "{text}");
+            assert!(
+                matches!(
+                    to_canonical_bytes(&v),
+                    Err(CanonicalError::IntegerOutOfRange(_))
+                ),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn strings_escape_like_json_stringify() {
         let v = json!({"k": "\u{1}\u{1f}\u{7f}\u{2028}é\t/"});
-        assert_eq!(to_canonical_string(&v).unwrap(), "{\"k\":\"\\u0001\\u001f\u{7f}\u{2028}é\\t/\"}");
+        assert_eq!(
+            to_canonical_string(&v).unwrap(),
+            "{\"k\":\"\\u0001\\u001f\u{7f}\u{2028}é\\t/\"}"
+        );
     }
 
     #[test]
     fn nested_structures_sort_at_every_level() {
         let v = json!({"b": [{"z": 1, "a": {"y": null, "x": true}}], "a": {}});
-        assert_eq!(to_canonical_string(&v).unwrap(), r#"{"a":{},"b":[{"a":{"x":true,"y":null},"z":1}]}"#);
-        assert_eq!(object_to_canonical_bytes(v.as_object().unwrap()).unwrap(), to_canonical_bytes(&v).unwrap());
+        assert_eq!(
+            to_canonical_string(&v).unwrap(),
+            r#"{"a":{},"b":[{"a":{"x":true,"y":null},"z":1}]}"#
+        );
+        assert_eq!(
+            object_to_canonical_bytes(v.as_object().unwrap()).unwrap(),
+            to_canonical_bytes(&v).unwrap()
+        );
     }
 
     #[test]

@@ -192,6 +192,7 @@ pub fn tokens_equal(presented: &str, expected: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -232,7 +233,10 @@ mod tests {
 
     #[test]
     fn key_parsing_is_strict_and_debug_redacts() {
-        assert_eq!(MacKey::from_base64("%%%").unwrap_err(), MacError::KeyNotBase64);
+        assert_eq!(
+            MacKey::from_base64("%%%").unwrap_err(),
+            MacError::KeyNotBase64
+        );
         assert_eq!(
             MacKey::from_base64(&BASE64.encode([1u8; 16])).unwrap_err(),
             MacError::KeyTooShort(16)

@@ -159,7 +159,12 @@ impl SecretKeyRing {
     }
 
     /// Encrypts `plaintext` for `service`/`key` with the current master key.
-    pub fn seal(&self, service: &str, key: &str, plaintext: &[u8]) -> Result<String, SecretBoxError> {
+    pub fn seal(
+        &self,
+        service: &str,
+        key: &str,
+        plaintext: &[u8],
+    ) -> Result<String, SecretBoxError> {
         let master = self
             .keys
             .get(&self.current)
@@ -168,7 +173,12 @@ impl SecretKeyRing {
     }
 
     /// Decrypts a sealed value with whichever configured key it names.
-    pub fn open(&self, service: &str, key: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, SecretBoxError> {
+    pub fn open(
+        &self,
+        service: &str,
+        key: &str,
+        sealed: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, SecretBoxError> {
         let parts = SealedParts::parse(sealed)?;
         let master = self
             .keys
@@ -226,7 +236,12 @@ fn associated_data(service: &str, key: &str, key_id: &KeyId) -> Result<Vec<u8>, 
     if service.contains('\0') || key.contains('\0') {
         return Err(SecretBoxError::InvalidBinding);
     }
-    Ok([service.as_bytes(), key.as_bytes(), key_id.as_str().as_bytes()].join(&0u8))
+    Ok([
+        service.as_bytes(),
+        key.as_bytes(),
+        key_id.as_str().as_bytes(),
+    ]
+    .join(&0u8))
 }
 
 struct SealedParts {
@@ -241,7 +256,9 @@ impl SealedParts {
         let (Some(format), Some(key_id), Some(key_check), Some(body)) =
             (fields.next(), fields.next(), fields.next(), fields.next())
         else {
-            return Err(SecretBoxError::Corrupt("expected v1:<key_id>:<check>:<data>"));
+            return Err(SecretBoxError::Corrupt(
+                "expected v1:<key_id>:<check>:<data>",
+            ));
         };
         if format != FORMAT_V1 {
             return Err(SecretBoxError::Corrupt("unknown format version"));
@@ -260,7 +277,12 @@ impl SealedParts {
         })
     }
 
-    fn open(&self, master: &MasterKey, service: &str, key: &str) -> Result<Zeroizing<Vec<u8>>, SecretBoxError> {
+    fn open(
+        &self,
+        master: &MasterKey,
+        service: &str,
+        key: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, SecretBoxError> {
         if self.key_check != master.key_check() {
             return Err(SecretBoxError::WrongKey(self.key_id.clone()));
         }
@@ -281,6 +303,7 @@ impl SealedParts {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -300,16 +323,28 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with("v1:mk-1:"));
         assert!(!a.contains("sk-123"));
-        assert_eq!(r.open("llm-worker", "api_key", &a).unwrap().as_slice(), b"sk-123");
-        assert_eq!(r.open("llm-worker", "api_key", &b).unwrap().as_slice(), b"sk-123");
+        assert_eq!(
+            r.open("llm-worker", "api_key", &a).unwrap().as_slice(),
+            b"sk-123"
+        );
+        assert_eq!(
+            r.open("llm-worker", "api_key", &b).unwrap().as_slice(),
+            b"sk-123"
+        );
     }
 
     #[test]
     fn moved_ciphertext_does_not_open() {
         let r = ring();
         let s = r.seal("llm-worker", "api_key", b"sk-123").unwrap();
-        assert_eq!(r.open("tts-worker", "api_key", &s), Err(SecretBoxError::Tampered));
-        assert_eq!(r.open("llm-worker", "other_key", &s), Err(SecretBoxError::Tampered));
+        assert_eq!(
+            r.open("tts-worker", "api_key", &s),
+            Err(SecretBoxError::Tampered)
+        );
+        assert_eq!(
+            r.open("llm-worker", "other_key", &s),
+            Err(SecretBoxError::Tampered)
+        );
     }
 
     #[test]
@@ -330,25 +365,47 @@ mod tests {
         let r = SecretKeyRing::new(id("a"), key.clone()).with_previous(id("b"), key);
         let s = r.seal("svc", "k", b"value").unwrap();
         let relabelled = s.replacen("v1:a:", "v1:b:", 1);
-        assert_eq!(r.open("svc", "k", &relabelled), Err(SecretBoxError::Tampered));
+        assert_eq!(
+            r.open("svc", "k", &relabelled),
+            Err(SecretBoxError::Tampered)
+        );
     }
 
     #[test]
     fn wrong_and_unknown_keys_are_told_apart() {
         let s = ring().seal("svc", "k", b"value").unwrap();
         let other = ring();
-        assert_eq!(other.open("svc", "k", &s), Err(SecretBoxError::WrongKey(id("mk-1"))));
+        assert_eq!(
+            other.open("svc", "k", &s),
+            Err(SecretBoxError::WrongKey(id("mk-1")))
+        );
         let elsewhere = SecretKeyRing::new(id("mk-9"), MasterKey::generate());
-        assert_eq!(elsewhere.open("svc", "k", &s), Err(SecretBoxError::UnknownKeyId(id("mk-1"))));
+        assert_eq!(
+            elsewhere.open("svc", "k", &s),
+            Err(SecretBoxError::UnknownKeyId(id("mk-1")))
+        );
     }
 
     #[test]
     fn corrupt_inputs() {
         let r = ring();
-        for bad in ["", "plain", "v2:mk-1:00000000:AAAA", "v1:mk 1:0:AAAA", "v1:mk-1:0:***", "v1:mk-1:0:AAAA"] {
-            assert!(matches!(r.open("svc", "k", bad), Err(SecretBoxError::Corrupt(_))), "{bad:?}");
+        for bad in [
+            "",
+            "plain",
+            "v2:mk-1:00000000:AAAA",
+            "v1:mk 1:0:AAAA",
+            "v1:mk-1:0:***",
+            "v1:mk-1:0:AAAA",
+        ] {
+            assert!(
+                matches!(r.open("svc", "k", bad), Err(SecretBoxError::Corrupt(_))),
+                "{bad:?}"
+            );
         }
-        assert_eq!(r.seal("s\0", "k", b"v"), Err(SecretBoxError::InvalidBinding));
+        assert_eq!(
+            r.seal("s\0", "k", b"v"),
+            Err(SecretBoxError::InvalidBinding)
+        );
     }
 
     #[test]
@@ -356,7 +413,8 @@ mod tests {
         let old = MasterKey::generate();
         let before = SecretKeyRing::new(id("mk-1"), old.clone());
         let sealed_old = before.seal("svc", "k", b"v").unwrap();
-        let after = SecretKeyRing::new(id("mk-2"), MasterKey::generate()).with_previous(id("mk-1"), old);
+        let after =
+            SecretKeyRing::new(id("mk-2"), MasterKey::generate()).with_previous(id("mk-1"), old);
         assert!(after.needs_reencryption(&sealed_old).unwrap());
         let plain = after.open("svc", "k", &sealed_old).unwrap();
         let sealed_new = after.seal("svc", "k", &plain).unwrap();
@@ -366,7 +424,10 @@ mod tests {
 
     #[test]
     fn master_key_parsing() {
-        assert_eq!(MasterKey::from_base64("not base64!").unwrap_err(), MasterKeyError::NotBase64);
+        assert_eq!(
+            MasterKey::from_base64("not base64!").unwrap_err(),
+            MasterKeyError::NotBase64
+        );
         assert_eq!(
             MasterKey::from_base64(&BASE64.encode([0u8; 31])).unwrap_err(),
             MasterKeyError::WrongLength(31)

@@ -24,7 +24,9 @@ use super::KeyId;
 /// Why a key could not be loaded or written. Messages never contain key bytes.
 #[derive(Debug, Error)]
 pub enum KeyError {
-    #[error("not a valid Ed25519 private key in PKCS#8 PEM (\"-----BEGIN PRIVATE KEY-----\"): {0}")]
+    #[error(
+        "not a valid Ed25519 private key in PKCS#8 PEM (\"-----BEGIN PRIVATE KEY-----\"): {0}"
+    )]
     PrivateKeyPem(String),
     #[error("not a valid Ed25519 public key in SPKI PEM (\"-----BEGIN PUBLIC KEY-----\"): {0}")]
     PublicKeyPem(String),
@@ -277,6 +279,7 @@ impl TrustedKeys {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -340,11 +343,23 @@ MCowBQYDK2VwAyEARQXArKA7VNYrNPnwNYtOmmI+jl92WgOwHJOn7jJLrr8=\n\
         let sk = SigningKey::generate();
         let pk = sk.verifying_key();
         let sig = sk.sign_base64(b"msg");
-        assert_eq!(pk.verify_base64(b"msg!", &sig), Err(SignatureError::Invalid));
-        assert_eq!(pk.verify_base64(b"msg", "***"), Err(SignatureError::BadBase64));
-        assert_eq!(pk.verify_base64(b"msg", "AAAA"), Err(SignatureError::BadLength(3)));
+        assert_eq!(
+            pk.verify_base64(b"msg!", &sig),
+            Err(SignatureError::Invalid)
+        );
+        assert_eq!(
+            pk.verify_base64(b"msg", "***"),
+            Err(SignatureError::BadBase64)
+        );
+        assert_eq!(
+            pk.verify_base64(b"msg", "AAAA"),
+            Err(SignatureError::BadLength(3))
+        );
         let other = SigningKey::generate().verifying_key();
-        assert_eq!(other.verify_base64(b"msg", &sig), Err(SignatureError::Invalid));
+        assert_eq!(
+            other.verify_base64(b"msg", &sig),
+            Err(SignatureError::Invalid)
+        );
     }
 
     #[test]
@@ -363,6 +378,8 @@ MCowBQYDK2VwAyEARQXArKA7VNYrNPnwNYtOmmI+jl92WgOwHJOn7jJLrr8=\n\
         let set = TrustedKeys::from_keys([a.clone(), b.clone(), a.clone()]);
         assert_eq!(set.len(), 2);
         assert_eq!(set.get(a.key_id()), Some(&a));
-        assert!(set.get(&KeyId::parse("0000000000000000").unwrap()).is_none());
+        assert!(set
+            .get(&KeyId::parse("0000000000000000").unwrap())
+            .is_none());
     }
 }

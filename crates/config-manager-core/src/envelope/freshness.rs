@@ -32,8 +32,11 @@ pub struct AppliedState {
     pub epoch: Epoch,
     pub version: u64,
     /// Checksum of the applied config, to recognise a re-issue of the same
-    /// version.
-    pub checksum: String,
+    /// version. `None` when the state came from a source whose config is not
+    /// byte-identical to the envelope's (a REST load includes the service's
+    /// secrets, an envelope has them masked): the same version then counts as
+    /// a re-issue whatever its checksum.
+    pub checksum: Option<String>,
 }
 
 impl AppliedState {
@@ -42,7 +45,7 @@ impl AppliedState {
         Self {
             epoch: envelope.config_epoch.clone(),
             version: envelope.version,
-            checksum: envelope.checksum.clone(),
+            checksum: Some(envelope.checksum.clone()),
         }
     }
 }
@@ -92,13 +95,17 @@ pub enum IgnoreReason {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum Rejection {
     /// An older version of the applied epoch: a replay.
-    #[error("version {received} is older than the applied version {applied} of this epoch (replay)")]
+    #[error(
+        "version {received} is older than the applied version {applied} of this epoch (replay)"
+    )]
     Replay { received: u64, applied: u64 },
     /// The applied version with other content. A correct manager never does this.
     #[error("version {version} was already applied with a different checksum")]
     VersionConflict { version: u64 },
     /// Another epoch than the applied one, issued too long ago.
-    #[error("message from another epoch issued {age_secs} s ago, more than the {max_secs} s allowed")]
+    #[error(
+        "message from another epoch issued {age_secs} s ago, more than the {max_secs} s allowed"
+    )]
     StaleEpoch { age_secs: u64, max_secs: u64 },
     /// Nothing applied yet and the message is too old (see
     /// [`FreshnessPolicy::accept_stale_initial`]).
@@ -162,7 +169,7 @@ pub fn check_freshness(
                     received: envelope.version,
                     applied: state.version,
                 })
-            } else if envelope.checksum == state.checksum {
+            } else if state.checksum.as_ref().is_none_or(|c| *c == envelope.checksum) {
                 Decision::Ignore(IgnoreReason::Duplicate)
             } else {
                 Decision::Reject(Rejection::VersionConflict {
@@ -188,6 +195,7 @@ fn whole_secs(d: time::Duration) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::crypto::signing::SigningKey;
@@ -228,7 +236,10 @@ mod tests {
     fn same_epoch_newer_version_applies_at_any_age() {
         let s = state(EPOCH_A, 4, 1);
         assert_eq!(check(Some(&s), &env(EPOCH_A, 5, NOW, 2)), Decision::Apply);
-        assert_eq!(check(Some(&s), &env(EPOCH_A, 9, NOW - 30 * DAY, 2)), Decision::Apply);
+        assert_eq!(
+            check(Some(&s), &env(EPOCH_A, 9, NOW - 30 * DAY, 2)),
+            Decision::Apply
+        );
     }
 
     #[test]
@@ -236,7 +247,10 @@ mod tests {
         let s = state(EPOCH_A, 4, 1);
         assert_eq!(
             check(Some(&s), &env(EPOCH_A, 3, NOW, 0)),
-            Decision::Reject(Rejection::Replay { received: 3, applied: 4 })
+            Decision::Reject(Rejection::Replay {
+                received: 3,
+                applied: 4
+            })
         );
     }
 
@@ -251,15 +265,29 @@ mod tests {
             check(Some(&s), &env(EPOCH_A, 4, NOW, 2)),
             Decision::Reject(Rejection::VersionConflict { version: 4 })
         );
+        let from_rest = AppliedState {
+            checksum: None,
+            ..s.clone()
+        };
+        assert_eq!(
+            check(Some(&from_rest), &env(EPOCH_A, 4, NOW, 2)),
+            Decision::Ignore(IgnoreReason::Duplicate)
+        );
     }
 
     #[test]
     fn other_epoch_needs_a_fresh_message() {
         let s = state(EPOCH_A, 40, 1);
-        assert_eq!(check(Some(&s), &env(EPOCH_B, 1, NOW - 4 * MIN, 2)), Decision::Apply);
+        assert_eq!(
+            check(Some(&s), &env(EPOCH_B, 1, NOW - 4 * MIN, 2)),
+            Decision::Apply
+        );
         assert_eq!(
             check(Some(&s), &env(EPOCH_B, 99, NOW - 6 * MIN, 2)),
-            Decision::Reject(Rejection::StaleEpoch { age_secs: 360, max_secs: 300 })
+            Decision::Reject(Rejection::StaleEpoch {
+                age_secs: 360,
+                max_secs: 300
+            })
         );
     }
 
@@ -269,19 +297,28 @@ mod tests {
         let stale = env(EPOCH_A, 3, NOW - DAY, 2);
         assert_eq!(
             check(None, &stale),
-            Decision::Reject(Rejection::StaleInitial { age_secs: 86_400, max_secs: 300 })
+            Decision::Reject(Rejection::StaleInitial {
+                age_secs: 86_400,
+                max_secs: 300
+            })
         );
         let lenient = FreshnessPolicy {
             accept_stale_initial: true,
             ..FreshnessPolicy::default()
         };
-        assert_eq!(check_freshness(None, &stale, NOW, &lenient), Decision::Apply);
+        assert_eq!(
+            check_freshness(None, &stale, NOW, &lenient),
+            Decision::Apply
+        );
     }
 
     #[test]
     fn future_dated_messages_are_refused_in_every_case() {
         let ahead = env(EPOCH_A, 5, NOW + 2 * MIN, 2);
-        let want = Decision::Reject(Rejection::FromFuture { ahead_secs: 120, max_secs: 60 });
+        let want = Decision::Reject(Rejection::FromFuture {
+            ahead_secs: 120,
+            max_secs: 60,
+        });
         assert_eq!(check(None, &ahead), want);
         assert_eq!(check(Some(&state(EPOCH_A, 4, 1)), &ahead), want);
         let slightly = env(EPOCH_A, 5, NOW + 30 * time::Duration::SECOND, 2);
@@ -291,10 +328,22 @@ mod tests {
     #[test]
     fn labels_are_stable() {
         let labels: Vec<_> = [
-            Rejection::Replay { received: 1, applied: 2 },
-            Rejection::StaleEpoch { age_secs: 1, max_secs: 1 },
-            Rejection::StaleInitial { age_secs: 1, max_secs: 1 },
-            Rejection::FromFuture { ahead_secs: 1, max_secs: 1 },
+            Rejection::Replay {
+                received: 1,
+                applied: 2,
+            },
+            Rejection::StaleEpoch {
+                age_secs: 1,
+                max_secs: 1,
+            },
+            Rejection::StaleInitial {
+                age_secs: 1,
+                max_secs: 1,
+            },
+            Rejection::FromFuture {
+                ahead_secs: 1,
+                max_secs: 1,
+            },
         ]
         .iter()
         .map(Rejection::label)

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde_json::json;
 use time::macros::datetime;
 
@@ -39,21 +41,6 @@ fn example_envelope() -> Envelope {
     .unwrap()
 }
 
-#[test]
-#[ignore = "prints the contract's worked example"]
-fn print_worked_example() {
-    let key = example_key();
-    let e = example_envelope();
-    println!("{}", key.to_pkcs8_pem().unwrap().as_str());
-    println!("{}", key.verifying_key().to_spki_pem().unwrap());
-    println!("key_id {}", key.key_id());
-    println!("config canonical: {}", String::from_utf8(canonical::object_to_canonical_bytes(&e.config).unwrap()).unwrap());
-    println!("checksum {}", e.checksum);
-    println!("signed bytes: {}", String::from_utf8(e.signed_bytes().unwrap()).unwrap());
-    println!("signature {}", e.signature);
-    println!("payload: {}", String::from_utf8(e.to_json_bytes().unwrap()).unwrap());
-}
-
 fn trusted() -> TrustedKeys {
     TrustedKeys::from_keys([example_key().verifying_key()])
 }
@@ -63,7 +50,10 @@ fn payload(e: &Envelope) -> Vec<u8> {
 }
 
 fn reparse(value: &Value) -> Result<Envelope, ParseError> {
-    Envelope::parse(&serde_json::to_vec(value).unwrap(), DEFAULT_MAX_ENVELOPE_BYTES)
+    Envelope::parse(
+        &serde_json::to_vec(value).unwrap(),
+        DEFAULT_MAX_ENVELOPE_BYTES,
+    )
 }
 
 fn as_value(e: &Envelope) -> Value {
@@ -95,7 +85,10 @@ fn tampering_is_detected_with_the_right_reason() {
 
     let mut v = as_value(&e);
     v["config"]["volume_percent"] = json!(100);
-    assert_eq!(reparse(&v).unwrap().verify(&trusted()), Err(VerifyError::ChecksumMismatch));
+    assert_eq!(
+        reparse(&v).unwrap().verify(&trusted()),
+        Err(VerifyError::ChecksumMismatch)
+    );
 
     // Config changed and checksum recomputed: only the signature catches it.
     let mut forged = e.clone();
@@ -105,12 +98,26 @@ fn tampering_is_detected_with_the_right_reason() {
 
     let mut v = as_value(&e);
     v["checksum"] = json!("0".repeat(64));
-    assert_eq!(reparse(&v).unwrap().verify(&trusted()), Err(VerifyError::ChecksumMismatch));
+    assert_eq!(
+        reparse(&v).unwrap().verify(&trusted()),
+        Err(VerifyError::ChecksumMismatch)
+    );
 
-    for (field, value) in [("version", json!(8)), ("issued_at", json!("2026-01-15T09:31:00.000Z")), ("config_epoch", json!("9e2d7c41-1f3b-4a5e-8c6d-0b1a2c3d4e5f"))] {
+    for (field, value) in [
+        ("version", json!(8)),
+        ("issued_at", json!("2026-01-15T09:31:00.000Z")),
+        (
+            "config_epoch",
+            json!("9e2d7c41-1f3b-4a5e-8c6d-0b1a2c3d4e5f"),
+        ),
+    ] {
         let mut v = as_value(&e);
         v[field] = value;
-        assert_eq!(reparse(&v).unwrap().verify(&trusted()), Err(VerifyError::BadSignature), "{field}");
+        assert_eq!(
+            reparse(&v).unwrap().verify(&trusted()),
+            Err(VerifyError::BadSignature),
+            "{field}"
+        );
     }
 }
 
@@ -121,12 +128,18 @@ fn signature_encoding_and_key_faults() {
     bad.signature = "not*base64".into();
     assert_eq!(bad.verify(&trusted()), Err(VerifyError::BadBase64));
     bad.signature = "AAAA".into();
-    assert_eq!(bad.verify(&trusted()), Err(VerifyError::BadSignatureLength(3)));
+    assert_eq!(
+        bad.verify(&trusted()),
+        Err(VerifyError::BadSignatureLength(3))
+    );
 
     // Signed by an untrusted key under its own id.
     let other = SigningKey::generate();
     let foreign = Envelope::sign(&e.service, 8, &e.config_epoch, e.config.clone(), &other).unwrap();
-    assert_eq!(foreign.verify(&trusted()), Err(VerifyError::UnknownKey(other.key_id().clone())));
+    assert_eq!(
+        foreign.verify(&trusted()),
+        Err(VerifyError::UnknownKey(other.key_id().clone()))
+    );
 
     // Signed by another key but claiming the trusted key's id.
     let mut claimed = foreign.clone();
@@ -145,11 +158,23 @@ fn parse_refuses_bad_payloads_with_clear_reasons() {
     let bytes = payload(&e);
     assert_eq!(
         Envelope::parse(&bytes, 100),
-        Err(ParseError::TooLarge { len: bytes.len(), max: 100 })
+        Err(ParseError::TooLarge {
+            len: bytes.len(),
+            max: 100
+        })
     );
-    assert!(matches!(Envelope::parse(b"hello", 1000), Err(ParseError::NotJson(_))));
-    assert!(matches!(Envelope::parse(b"\xff\xfe", 1000), Err(ParseError::NotJson(_))));
-    assert!(matches!(Envelope::parse(b"", 1000), Err(ParseError::NotJson(_))));
+    assert!(matches!(
+        Envelope::parse(b"hello", 1000),
+        Err(ParseError::NotJson(_))
+    ));
+    assert!(matches!(
+        Envelope::parse(b"\xff\xfe", 1000),
+        Err(ParseError::NotJson(_))
+    ));
+    assert!(matches!(
+        Envelope::parse(b"", 1000),
+        Err(ParseError::NotJson(_))
+    ));
     assert_eq!(Envelope::parse(b"[1,2]", 1000), Err(ParseError::NotObject));
 
     let mut v = as_value(&e);
@@ -160,7 +185,15 @@ fn parse_refuses_bad_payloads_with_clear_reasons() {
     v["signature"] = Value::Null;
     assert_eq!(reparse(&v), Err(ParseError::Unsigned));
 
-    for field in ["version", "service", "config", "checksum", "config_epoch", "issued_at", "key_id"] {
+    for field in [
+        "version",
+        "service",
+        "config",
+        "checksum",
+        "config_epoch",
+        "issued_at",
+        "key_id",
+    ] {
         let mut v = as_value(&e);
         v.as_object_mut().unwrap().remove(field);
         assert_eq!(reparse(&v), Err(ParseError::MissingField(field)), "{field}");
@@ -168,7 +201,10 @@ fn parse_refuses_bad_payloads_with_clear_reasons() {
 
     let mut v = as_value(&e);
     v["extra\n"] = json!(1);
-    assert_eq!(reparse(&v), Err(ParseError::UnknownField("\"extra\\n\"".into())));
+    assert_eq!(
+        reparse(&v),
+        Err(ParseError::UnknownField("\"extra\\n\"".into()))
+    );
 
     let invalid = [
         ("version", json!(0)),
@@ -193,15 +229,25 @@ fn parse_refuses_bad_payloads_with_clear_reasons() {
         );
     }
 
-    let dup = String::from_utf8(bytes).unwrap().replacen("{", "{\"version\":1,", 1);
-    assert!(matches!(Envelope::parse(dup.as_bytes(), 10_000), Err(ParseError::NotJson(m)) if m.contains("duplicate")));
+    let dup = String::from_utf8(bytes)
+        .unwrap()
+        .replacen("{", "{\"version\":1,", 1);
+    assert!(
+        matches!(Envelope::parse(dup.as_bytes(), 10_000), Err(ParseError::NotJson(m)) if m.contains("duplicate"))
+    );
 }
 
 #[test]
 fn sign_refuses_unrepresentable_input() {
     let e = example_envelope();
     assert_eq!(
-        Envelope::sign(&e.service, 0, &e.config_epoch, e.config.clone(), &example_key()),
+        Envelope::sign(
+            &e.service,
+            0,
+            &e.config_epoch,
+            e.config.clone(),
+            &example_key()
+        ),
         Err(EnvelopeError::InvalidVersion(0))
     );
     let mut config = e.config.clone();
@@ -222,4 +268,42 @@ fn debug_is_short() {
 #[test]
 fn verifying_key_type_is_reexported_for_clients() {
     let _: VerifyingKey = example_key().verifying_key();
+}
+
+/// The worked example in `contracts/README.md` verifies, is reproduced exactly
+/// from its inputs, and the README shows the exact bytes.
+#[test]
+fn contract_worked_example() {
+    let private_pem = include_str!("../../../../contracts/examples/ed25519-test-key.pem");
+    let public_pem = include_str!("../../../../contracts/examples/ed25519-test-key.pub.pem");
+    let message = include_str!("../../../../contracts/examples/config-update.json");
+    let readme = include_str!("../../../../contracts/README.md");
+
+    // The PEM files are OpenSSL's form of the RFC 8032 TEST 1 key.
+    let key = SigningKey::from_pkcs8_pem(private_pem).unwrap();
+    assert_eq!(key.key_id(), example_key().key_id());
+    let public = VerifyingKey::from_spki_pem(public_pem).unwrap();
+    assert_eq!(public, key.verifying_key());
+
+    let parsed = Envelope::parse(message.trim().as_bytes(), DEFAULT_MAX_ENVELOPE_BYTES).unwrap();
+    parsed.verify(&TrustedKeys::from_keys([public])).unwrap();
+    let rebuilt = example_envelope();
+    assert_eq!(parsed, rebuilt);
+    assert_eq!(message.trim().as_bytes(), payload(&rebuilt).as_slice());
+
+    let config_canonical =
+        String::from_utf8(canonical::object_to_canonical_bytes(&rebuilt.config).unwrap()).unwrap();
+    let signed = String::from_utf8(rebuilt.signed_bytes().unwrap()).unwrap();
+    for shown in [
+        config_canonical.as_str(),
+        signed.as_str(),
+        rebuilt.checksum.as_str(),
+        rebuilt.signature.as_str(),
+        rebuilt.key_id.as_str(),
+        message.trim(),
+        private_pem.trim(),
+        public_pem.trim(),
+    ] {
+        assert!(readme.contains(shown), "README lacks {shown}");
+    }
 }

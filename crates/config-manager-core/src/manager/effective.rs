@@ -67,7 +67,13 @@ impl Manager {
             sources.insert(k.clone(), Source::Database);
         }
         if let Some(schema) = &schema {
-            self.apply_secrets(service, schema.secret_keys(), secrets, &mut config, &mut sources)?;
+            self.apply_secrets(
+                service,
+                schema.secret_keys(),
+                secrets,
+                &mut config,
+                &mut sources,
+            )?;
             let env = schema.resolve_env(&*self.options.env);
             for (k, v) in env.values {
                 let secret = schema.field(&k).is_some_and(|f| f.is_secret);
@@ -93,8 +99,7 @@ impl Manager {
             config_epoch: stored.config_epoch,
             sources,
             read_only_keys,
-            fields: include_fields
-                .then(|| schema.map(|s| s.fields().to_vec()).unwrap_or_default()),
+            fields: include_fields.then(|| schema.map(|s| s.fields().to_vec()).unwrap_or_default()),
         })
     }
 
@@ -136,17 +141,22 @@ impl Manager {
         Ok(())
     }
 
-    pub(super) fn decrypt_secret(&self, service: &ServiceName, key: &str, sealed: &str) -> Result<Value> {
-        let ring = self
-            .options
-            .secrets
-            .as_ref()
-            .ok_or_else(|| ManagerError::SecretsUnavailable("no master key configured".into()))?;
+    pub(super) fn decrypt_secret(
+        &self,
+        service: &ServiceName,
+        key: &str,
+        sealed: &str,
+    ) -> Result<Value> {
+        let ring =
+            self.options.secrets.as_ref().ok_or_else(|| {
+                ManagerError::SecretsUnavailable("no master key configured".into())
+            })?;
         let plain = ring.open(service.as_str(), key, sealed).map_err(|e| {
             ManagerError::SecretsUnavailable(format!("{service}/{key} cannot be decrypted: {e}"))
         })?;
-        let text = String::from_utf8(plain.to_vec())
-            .map_err(|_| ManagerError::SecretsUnavailable(format!("{service}/{key} is not UTF-8")))?;
+        let text = String::from_utf8(plain.to_vec()).map_err(|_| {
+            ManagerError::SecretsUnavailable(format!("{service}/{key} is not UTF-8"))
+        })?;
         Ok(Value::String(text))
     }
 
@@ -160,7 +170,9 @@ impl Manager {
             .field(key)
             .ok_or_else(|| ManagerError::NotFound(format!("field {key} of {service}")))?;
         if !field.is_secret {
-            return Err(ManagerError::BadRequest(format!("{key} is not a secret field")));
+            return Err(ManagerError::BadRequest(format!(
+                "{key} is not a secret field"
+            )));
         }
         if let Some(v) = schema.resolve_env(&*self.options.env).values.get(key) {
             return Ok(Some(v.clone()));

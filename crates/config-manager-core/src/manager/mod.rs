@@ -19,6 +19,8 @@ use serde_json::{Map, Value};
 pub use effective::{EffectiveConfig, SecretView};
 pub use error::ManagerError;
 pub use search::{SearchHit, SearchQuery};
+pub use profiles::validate_profile_name;
+pub use restore::RestoreOutcome;
 pub use write::{PutRequest, WriteOutcome};
 
 use crate::crypto::secret_box::SecretKeyRing;
@@ -205,7 +207,12 @@ fn items_for(schema: &ServiceSchema, stored: &Map<String, Value>) -> Vec<ConfigI
             value: if f.is_secret {
                 None
             } else {
-                Some(stored.get(&f.key).cloned().unwrap_or_else(|| f.default.clone()))
+                Some(
+                    stored
+                        .get(&f.key)
+                        .cloned()
+                        .unwrap_or_else(|| f.default.clone()),
+                )
             },
             r#type: f.r#type.clone(),
             complexity: match f.complexity {

@@ -16,7 +16,10 @@ pub const MAX_PROFILE_NAME_LEN: usize = 100;
 pub fn validate_profile_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_PROFILE_NAME_LEN
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '_' | '-'));
@@ -35,7 +38,12 @@ pub fn validate_profile_name(name: &str) -> Result<()> {
 impl Manager {
     /// Saves the current stored values of every service as profile `name`
     /// (secrets are not part of profiles).
-    pub fn save_profile(&self, name: &str, description: Option<&str>, actor: &str) -> Result<Profile> {
+    pub fn save_profile(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        actor: &str,
+    ) -> Result<Profile> {
         validate_profile_name(name)?;
         let snapshot: Map<String, Value> = self
             .store
@@ -43,7 +51,9 @@ impl Manager {
             .into_iter()
             .map(|c| (c.service, Value::Object(c.config)))
             .collect();
-        Ok(self.store.save_profile(name, description, &snapshot, actor)?)
+        Ok(self
+            .store
+            .save_profile(name, description, &snapshot, actor)?)
     }
 
     /// Activates a profile: every service in it gets the profile's values as a

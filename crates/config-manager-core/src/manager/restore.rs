@@ -28,7 +28,9 @@ impl Manager {
         reason: Option<String>,
     ) -> Result<RestoreOutcome> {
         if ids.is_empty() {
-            return Err(ManagerError::BadRequest("history_entries must not be empty".into()));
+            return Err(ManagerError::BadRequest(
+                "history_entries must not be empty".into(),
+            ));
         }
         let entries = self.store.get_history_entries(ids)?;
         let current = self

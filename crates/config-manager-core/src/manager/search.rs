@@ -53,11 +53,7 @@ impl Manager {
                 "max_results must be between 1 and {MAX_RESULTS}"
             )));
         }
-        let terms: Vec<String> = q
-            .query
-            .split_whitespace()
-            .map(str::to_lowercase)
-            .collect();
+        let terms: Vec<String> = q.query.split_whitespace().map(str::to_lowercase).collect();
         let items = self.store.list_items(q.service.as_deref())?;
         let mut hits: Vec<SearchHit> = items
             .into_iter()
@@ -116,7 +112,10 @@ fn score(item: &ConfigItem, terms: &[String]) -> Option<f64> {
             0.9
         } else if key.contains(t.as_str()) {
             0.75
-        } else if description.split(|c: char| !c.is_alphanumeric()).any(|w| w == t) {
+        } else if description
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|w| w == t)
+        {
             0.6
         } else if description.contains(t.as_str()) {
             0.5

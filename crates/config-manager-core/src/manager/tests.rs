@@ -49,10 +49,15 @@ fn put(config: Value, version: i64) -> PutRequest {
 fn first_open_seeds_defaults_as_version_1() {
     let (_d, m) = open_with_env(&[]);
     assert_eq!(m.list_services().unwrap().len(), 6);
-    let c = m.get_effective(&svc("tts-worker"), SecretView::Masked, true).unwrap();
+    let c = m
+        .get_effective(&svc("tts-worker"), SecretView::Masked, true)
+        .unwrap();
     assert_eq!(c.version, 1);
     assert!(c.fields.unwrap().len() > 3);
-    assert!(c.sources.values().all(|s| *s == Source::Database || *s == Source::Default));
+    assert!(c
+        .sources
+        .values()
+        .all(|s| *s == Source::Database || *s == Source::Default));
 }
 
 #[test]
@@ -60,7 +65,13 @@ fn validation_names_every_failing_field() {
     let (_d, m) = open_with_env(&[]);
     let s = svc("llm-worker");
     let err = m
-        .put(&s, put(json!({"llm_timeout_sec": 1000, "llm_provider": "nope", "bogus": 1}), 1))
+        .put(
+            &s,
+            put(
+                json!({"llm_timeout_sec": 1000, "llm_provider": "nope", "bogus": 1}),
+                1,
+            ),
+        )
         .unwrap_err();
     match err {
         ManagerError::Validation(errors) => {
@@ -72,14 +83,24 @@ fn validation_names_every_failing_field() {
         other => panic!("expected validation error, got {other:?}"),
     }
     // Nothing was stored.
-    assert_eq!(m.get_effective(&s, SecretView::Masked, false).unwrap().version, 1);
+    assert_eq!(
+        m.get_effective(&s, SecretView::Masked, false)
+            .unwrap()
+            .version,
+        1
+    );
 }
 
 #[test]
 fn secrets_are_encrypted_masked_and_revealable() {
     let (_d, m) = open_with_env(&[]);
     let s = svc("llm-worker");
-    let out = m.put(&s, put(json!({"openai_api_key": "sk-very-secret-value"}), 1)).unwrap();
+    let out = m
+        .put(
+            &s,
+            put(json!({"openai_api_key": "sk-very-secret-value"}), 1),
+        )
+        .unwrap();
     assert_eq!(out.stored.version, 2);
     assert!(!out.stored.config.contains_key("openai_api_key"));
     let masked = m.get_effective(&s, SecretView::Masked, false).unwrap();
@@ -91,7 +112,9 @@ fn secrets_are_encrypted_masked_and_revealable() {
         Some(json!("sk-very-secret-value"))
     );
     // Sending the mask back keeps the secret; the write is a no-op.
-    let same = m.put(&s, put(json!({"openai_api_key": "********"}), 2)).unwrap();
+    let same = m
+        .put(&s, put(json!({"openai_api_key": "********"}), 2))
+        .unwrap();
     assert!(!same.changed);
     let bytes = std::fs::read(m.store().path()).unwrap();
     let wal = std::fs::read(m.store().path().with_extension("db-wal")).unwrap_or_default();
@@ -108,7 +131,8 @@ fn restore_and_point_in_time() {
     std::thread::sleep(std::time::Duration::from_millis(5));
     let mid = crate::domain::now_rfc3339();
     std::thread::sleep(std::time::Duration::from_millis(5));
-    m.put(&s, put(json!({"character_name": "CASE"}), 1)).unwrap();
+    m.put(&s, put(json!({"character_name": "CASE"}), 1))
+        .unwrap();
     let h = m
         .store()
         .list_history(&crate::store::HistoryFilter {
@@ -122,14 +146,21 @@ fn restore_and_point_in_time() {
     assert_eq!(r.keys_restored, vec!["character_name"]);
     assert_eq!(r.new_version, 3);
     let now = m.get_effective(&s, SecretView::Masked, false).unwrap();
-    assert_eq!(now.config["character_name"], before.config["character_name"]);
+    assert_eq!(
+        now.config["character_name"],
+        before.config["character_name"]
+    );
     // Change again, then go back to `mid` for every service.
-    m.put(&s, put(json!({"character_name": "KIPP"}), 3)).unwrap();
+    m.put(&s, put(json!({"character_name": "KIPP"}), 3))
+        .unwrap();
     let changed = m.restore_at(None, &mid, "op", None).unwrap();
     assert_eq!(changed.len(), 1);
     assert_eq!(changed[0].version, 5);
     let now = m.get_effective(&s, SecretView::Masked, false).unwrap();
-    assert_eq!(now.config["character_name"], before.config["character_name"]);
+    assert_eq!(
+        now.config["character_name"],
+        before.config["character_name"]
+    );
 }
 
 #[test]
@@ -137,11 +168,24 @@ fn profiles_activate_atomically() {
     let (_d, m) = open_with_env(&[]);
     let s = svc("memory-worker");
     m.save_profile("day", Some("defaults"), "op").unwrap();
-    m.put(&s, put(json!({"character_name": "CASE"}), 1)).unwrap();
+    m.put(&s, put(json!({"character_name": "CASE"}), 1))
+        .unwrap();
     let changed = m.activate_profile("day", "op").unwrap();
-    assert_eq!(changed.iter().map(|c| c.service.as_str()).collect::<Vec<_>>(), vec!["memory-worker"]);
-    assert!(matches!(m.save_profile("../x", None, "op"), Err(ManagerError::InvalidName { .. })));
-    assert!(matches!(m.activate_profile("missing", "op"), Err(ManagerError::NotFound(_))));
+    assert_eq!(
+        changed
+            .iter()
+            .map(|c| c.service.as_str())
+            .collect::<Vec<_>>(),
+        vec!["memory-worker"]
+    );
+    assert!(matches!(
+        m.save_profile("../x", None, "op"),
+        Err(ManagerError::InvalidName { .. })
+    ));
+    assert!(matches!(
+        m.activate_profile("missing", "op"),
+        Err(ManagerError::NotFound(_))
+    ));
 }
 
 #[test]
@@ -164,7 +208,10 @@ fn search_scores_and_filters() {
             ..Default::default()
         })
         .unwrap();
-    assert!(secret_hits.iter().filter(|h| h.is_secret).all(|h| h.value.is_none()));
+    assert!(secret_hits
+        .iter()
+        .filter(|h| h.is_secret)
+        .all(|h| h.value.is_none()));
     assert!(m
         .search(&SearchQuery {
             query: "x".into(),
@@ -177,8 +224,14 @@ fn search_scores_and_filters() {
 #[test]
 fn unknown_and_hostile_services_are_rejected() {
     let (_d, m) = open_with_env(&[]);
-    assert!(matches!(m.resolve_service("nope"), Err(ManagerError::UnknownService(_))));
+    assert!(matches!(
+        m.resolve_service("nope"),
+        Err(ManagerError::UnknownService(_))
+    ));
     for bad in ["../etc/passwd", "a'b", "", "tts\u{0}"] {
-        assert!(matches!(m.resolve_service(bad), Err(ManagerError::InvalidName { .. })));
+        assert!(matches!(
+            m.resolve_service(bad),
+            Err(ManagerError::InvalidName { .. })
+        ));
     }
 }

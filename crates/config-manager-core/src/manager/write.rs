@@ -47,9 +47,16 @@ impl Manager {
     }
 
     /// Validates a write and turns it into a store write, without storing it.
-    pub(super) fn prepare_write(&self, service: &ServiceName, req: PutRequest) -> Result<ConfigWrite> {
+    pub(super) fn prepare_write(
+        &self,
+        service: &ServiceName,
+        req: PutRequest,
+    ) -> Result<ConfigWrite> {
         let current = self.stored_or_empty(service)?;
-        let current_config = current.as_ref().map(|c| c.config.clone()).unwrap_or_default();
+        let current_config = current
+            .as_ref()
+            .map(|c| c.config.clone())
+            .unwrap_or_default();
         let Some(schema) = self.schemas.get(service.as_str()) else {
             if !self.options.allow_unknown_services {
                 return Err(ManagerError::UnknownService(service.to_string()));
@@ -57,12 +64,20 @@ impl Manager {
             let errors: Vec<FieldError> = req
                 .config
                 .keys()
-                .filter_map(|k| validate_key(k).err().map(|e| FieldError::new("", format!("invalid key: {e}"))))
+                .filter_map(|k| {
+                    validate_key(k)
+                        .err()
+                        .map(|e| FieldError::new("", format!("invalid key: {e}")))
+                })
                 .collect();
             if !errors.is_empty() {
                 return Err(ManagerError::Validation(errors));
             }
-            let mut config = if req.merge { current_config } else { Map::new() };
+            let mut config = if req.merge {
+                current_config
+            } else {
+                Map::new()
+            };
             config.extend(req.config);
             return Ok(ConfigWrite {
                 service: service.to_string(),
@@ -89,7 +104,8 @@ impl Manager {
             let field = schema.field(&key);
             if let Some(env_value) = env.values.get(&key) {
                 let same = value == *env_value
-                    || (field.is_some_and(|f| f.is_secret) && value == Value::String(SECRET_MASK.into()));
+                    || (field.is_some_and(|f| f.is_secret)
+                        && value == Value::String(SECRET_MASK.into()));
                 if !same {
                     let var = field.and_then(|f| f.env_var.clone()).unwrap_or_default();
                     errors.push(FieldError::new(
@@ -154,17 +170,21 @@ impl Manager {
         })
     }
 
-    fn seal_secret(&self, service: &ServiceName, key: String, value: Value) -> Result<SecretChange> {
+    fn seal_secret(
+        &self,
+        service: &ServiceName,
+        key: String,
+        value: Value,
+    ) -> Result<SecretChange> {
         let plain = match value {
             Value::Null => return Ok(SecretChange { key, sealed: None }),
             Value::String(s) => s,
             other => other.to_string(),
         };
-        let ring = self
-            .options
-            .secrets
-            .as_ref()
-            .ok_or_else(|| ManagerError::SecretsUnavailable("no master key configured".into()))?;
+        let ring =
+            self.options.secrets.as_ref().ok_or_else(|| {
+                ManagerError::SecretsUnavailable("no master key configured".into())
+            })?;
         let sealed = ring
             .seal(service.as_str(), &key, plain.as_bytes())
             .map_err(|e| ManagerError::SecretsUnavailable(e.to_string()))?;

@@ -2,7 +2,7 @@
 //! defaults and a validator built once, so every write is checked without
 //! re-reading the schema.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use jsonschema::error::{TypeKind, ValidationErrorKind};
@@ -118,16 +118,15 @@ impl ServiceSchema {
             .build(&doc)
             .map_err(|e| SchemaError::invalid(service, format!("not a valid JSON Schema: {e}")))?;
 
+        // Document order first, then anything the order did not list.
         let mut keys: Vec<&String> = Vec::with_capacity(props.len());
-        for key in order.iter().flatten() {
-            if let Some((k, _)) = props.get_key_value(key) {
-                if !keys.contains(&k) {
-                    keys.push(k);
-                }
-            }
-        }
-        for k in props.keys() {
-            if !keys.contains(&k) {
+        let mut seen: HashSet<&str> = HashSet::with_capacity(props.len());
+        let listed = order
+            .iter()
+            .flatten()
+            .filter_map(|key| props.get_key_value(key));
+        for (k, _) in listed.chain(props.iter()) {
+            if seen.insert(k.as_str()) {
                 keys.push(k);
             }
         }
@@ -402,10 +401,10 @@ fn describe(kind: &ValidationErrorKind, error: &ValidationError<'_>) -> String {
         ValidationErrorKind::ExclusiveMinimum { limit } => format!("must be greater than {limit}"),
         ValidationErrorKind::ExclusiveMaximum { limit } => format!("must be less than {limit}"),
         ValidationErrorKind::MinLength { limit } => {
-            format!("must be at least {limit} characters long")
+            format!("must be at least {limit} {} long", characters(*limit))
         }
         ValidationErrorKind::MaxLength { limit } => {
-            format!("must be at most {limit} characters long")
+            format!("must be at most {limit} {} long", characters(*limit))
         }
         ValidationErrorKind::Enum { options } => {
             let listed = options
@@ -427,6 +426,14 @@ fn describe(kind: &ValidationErrorKind, error: &ValidationError<'_>) -> String {
         ValidationErrorKind::Pattern { pattern } => format!("does not match the pattern {pattern}"),
         ValidationErrorKind::Format { format } => format!("is not a valid {format}"),
         _ => error.masked_with("the value").to_string(),
+    }
+}
+
+fn characters(n: u64) -> &'static str {
+    if n == 1 {
+        "character"
+    } else {
+        "characters"
     }
 }
 

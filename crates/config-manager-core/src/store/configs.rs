@@ -95,7 +95,8 @@ impl Store {
     /// The current stored configuration of `service`.
     pub fn get_config(&self, service: &str) -> Result<StoredConfig> {
         self.read(|c| {
-            find_config(c, service)?.ok_or_else(|| StoreError::NotFound(format!("service {service}")))
+            find_config(c, service)?
+                .ok_or_else(|| StoreError::NotFound(format!("service {service}")))
         })
     }
 
@@ -306,7 +307,9 @@ fn find_config(c: &Connection, service: &str) -> Result<Option<StoredConfig>> {
 fn parse_object(text: &str) -> Result<Map<String, Value>> {
     match serde_json::from_str(text)? {
         Value::Object(m) => Ok(m),
-        _ => Err(StoreError::Corrupt("stored config is not a JSON object".into())),
+        _ => Err(StoreError::Corrupt(
+            "stored config is not a JSON object".into(),
+        )),
     }
 }
 

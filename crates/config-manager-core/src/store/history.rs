@@ -109,7 +109,10 @@ impl Store {
         if let Some(id) = filter.id {
             add(" AND id = ?", SqlValue::Integer(id));
         }
-        add(" ORDER BY id DESC LIMIT ?", SqlValue::Integer(i64::from(filter.limit)));
+        add(
+            " ORDER BY id DESC LIMIT ?",
+            SqlValue::Integer(i64::from(filter.limit)),
+        );
         self.read(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(args.iter()), |r| {

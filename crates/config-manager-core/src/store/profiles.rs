@@ -66,7 +66,9 @@ impl Store {
                     summary,
                     config_snapshot,
                 }),
-                _ => Err(StoreError::Corrupt("profile snapshot is not an object".into())),
+                _ => Err(StoreError::Corrupt(
+                    "profile snapshot is not an object".into(),
+                )),
             }
         })
     }

@@ -85,7 +85,10 @@ fn optimistic_locking_history_and_versions() {
     assert_eq!(h[0].change_reason.as_deref(), Some("because"));
     let snap = store.get_config_version("tts", 1).unwrap();
     assert_eq!(snap.config, obj(json!({"a": 1, "b": "x"})));
-    let at = store.find_config_at("tts", &v2.updated_at).unwrap().unwrap();
+    let at = store
+        .find_config_at("tts", &v2.updated_at)
+        .unwrap()
+        .unwrap();
     assert_eq!(at.version, 2);
     assert!(store
         .find_config_at("tts", "2000-01-01T00:00:00.000Z")
@@ -114,7 +117,10 @@ fn batch_is_atomic() {
         Err(StoreError::Conflict { current: 0 })
     ));
     assert_eq!(store.get_config("a").unwrap().version, 1);
-    assert!(matches!(store.get_config("b"), Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.get_config("b"),
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[test]
@@ -135,20 +141,29 @@ fn secrets_are_masked_in_history() {
         .unwrap();
     assert_eq!(h[0].new_value, Some(json!("********")));
     assert_eq!(store.list_secrets(Some("llm")).unwrap()[0].key_id, "k");
-    assert!(store.reseal_secret("llm", "api_key", "v1:k:cipher", "v1:k2:c2", "k2").unwrap());
-    assert!(!store.reseal_secret("llm", "api_key", "v1:k:cipher", "v1:k3:c3", "k3").unwrap());
+    assert!(store
+        .reseal_secret("llm", "api_key", "v1:k:cipher", "v1:k2:c2", "k2")
+        .unwrap());
+    assert!(!store
+        .reseal_secret("llm", "api_key", "v1:k:cipher", "v1:k3:c3", "k3")
+        .unwrap());
 }
 
 #[test]
 fn profiles_roundtrip() {
     let (_dir, store) = open();
     let snap = obj(json!({"tts": {"v": 1}}));
-    store.save_profile("night", Some("quiet"), &snap, "op").unwrap();
+    store
+        .save_profile("night", Some("quiet"), &snap, "op")
+        .unwrap();
     let p = store.get_profile("night").unwrap();
     assert_eq!(p.config_snapshot, snap);
     assert_eq!(store.list_profiles().unwrap().len(), 1);
     store.delete_profile("night", "op").unwrap();
-    assert!(matches!(store.delete_profile("night", "op"), Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.delete_profile("night", "op"),
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[test]

@@ -1,0 +1,294 @@
+//! Client settings, built in code or read once from the environment.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use config_manager_core::crypto::mac::MacKey;
+use config_manager_core::crypto::signing::{normalize_pem, TrustedKeys, VerifyingKey};
+use config_manager_core::crypto::KeyId;
+use config_manager_core::domain::ServiceName;
+use config_manager_core::envelope::freshness::FreshnessPolicy;
+use config_manager_core::envelope::DEFAULT_MAX_ENVELOPE_BYTES;
+use thiserror::Error;
+
+use crate::mqtt_url::MqttEndpoint;
+
+/// Why the environment does not describe a usable client. Each variant names
+/// the variable; none echoes a secret value.
+#[derive(Debug, Error)]
+pub enum SettingsError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+}
+
+fn invalid(var: &'static str, reason: impl fmt::Display) -> SettingsError {
+    SettingsError::Invalid {
+        var,
+        reason: reason.to_string(),
+    }
+}
+
+/// The `X-API-Token` value. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(String);
+
+impl ApiToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiToken(<redacted>)")
+    }
+}
+
+/// Where to find the manager's last-known-good cache and how to verify it.
+#[derive(Debug, Clone)]
+pub struct LkgSource {
+    pub path: PathBuf,
+    pub key: MacKey,
+    /// The key's id; when `None`, the id named in the file is accepted (the
+    /// HMAC still has to verify with `key`).
+    pub key_id: Option<KeyId>,
+}
+
+/// Everything the client needs. Start from [`ClientSettings::new`] or
+/// [`ClientSettings::from_env`] and adjust fields as needed.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub service: ServiceName,
+    /// Base URL of the manager, e.g. `http://config-manager:8081`.
+    pub manager_url: Option<String>,
+    pub api_token: Option<ApiToken>,
+    pub mqtt: Option<MqttEndpoint>,
+    /// Public keys whose signatures are accepted (several during a rollover).
+    pub trusted_keys: TrustedKeys,
+    pub lkg: Option<LkgSource>,
+    pub freshness: FreshnessPolicy,
+    /// Larger payloads are rejected unparsed.
+    pub max_payload_bytes: usize,
+    /// Time limit of the start-up REST request.
+    pub rest_timeout: Duration,
+    pub mqtt_keep_alive: Duration,
+    /// MQTT client id; default `<service>-cfg-<random>`, unique per process so
+    /// two instances never disconnect each other.
+    pub mqtt_client_id: Option<String>,
+}
+
+impl ClientSettings {
+    /// Settings with defaults: no REST, no MQTT, no LKG.
+    pub fn new(service: ServiceName, trusted_keys: TrustedKeys) -> Self {
+        Self {
+            service,
+            manager_url: None,
+            api_token: None,
+            mqtt: None,
+            trusted_keys,
+            lkg: None,
+            freshness: FreshnessPolicy::default(),
+            max_payload_bytes: DEFAULT_MAX_ENVELOPE_BYTES,
+            rest_timeout: Duration::from_secs(5),
+            mqtt_keep_alive: Duration::from_secs(30),
+            mqtt_client_id: None,
+        }
+    }
+
+    /// Reads the process environment:
+    ///
+    /// | variable | meaning |
+    /// |---|---|
+    /// | `SERVICE_NAME` | required: the service's name |
+    /// | `CONFIG_SIGNATURE_PUBLIC_KEY` | required: PEM text (one or more `PUBLIC KEY` blocks) or comma-separated paths of PEM files |
+    /// | `CONFIG_MANAGER_URL` | manager base URL for the start-up load |
+    /// | `CONFIG_API_TOKEN` | token sent as `X-API-Token` |
+    /// | `MQTT_URL` | `mqtt://[user:pass@]host:port` or `mqtts://…` |
+    /// | `MQTT_CA_FILE` | CA PEM for `mqtts://` (default: system roots) |
+    /// | `CONFIG_LKG_CACHE_PATH`, `LKG_HMAC_KEY_BASE64`, `LKG_HMAC_KEY_ID` | LKG fallback (the id is optional) |
+    /// | `CONFIG_MAX_AGE_SECS`, `CONFIG_MAX_SKEW_SECS` | freshness window (300, 60) |
+    /// | `CONFIG_ACCEPT_STALE_INITIAL` | `1` to apply a stale first message |
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    /// Like [`ClientSettings::from_env`] with any variable source (tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let service = get("SERVICE_NAME").ok_or(SettingsError::Missing("SERVICE_NAME"))?;
+        let service = ServiceName::parse(service.trim()).map_err(|e| invalid("SERVICE_NAME", e))?;
+        let keys = get("CONFIG_SIGNATURE_PUBLIC_KEY").ok_or(SettingsError::Missing("CONFIG_SIGNATURE_PUBLIC_KEY"))?;
+        let trusted = parse_trusted_keys(&keys).map_err(|e| invalid("CONFIG_SIGNATURE_PUBLIC_KEY", e))?;
+        let mut s = Self::new(service, trusted);
+        s.manager_url = get("CONFIG_MANAGER_URL").map(|u| u.trim().trim_end_matches('/').to_owned());
+        s.api_token = get("CONFIG_API_TOKEN").map(|t| ApiToken::new(t.trim()));
+        if let Some(url) = get("MQTT_URL") {
+            let mut endpoint = MqttEndpoint::parse(&url).map_err(|e| invalid("MQTT_URL", e))?;
+            endpoint.ca_file = get("MQTT_CA_FILE").map(PathBuf::from);
+            s.mqtt = Some(endpoint);
+        }
+        if let Some(path) = get("CONFIG_LKG_CACHE_PATH") {
+            let key = get("LKG_HMAC_KEY_BASE64").ok_or(SettingsError::Missing("LKG_HMAC_KEY_BASE64"))?;
+            let key = MacKey::from_base64(&key).map_err(|e| invalid("LKG_HMAC_KEY_BASE64", e))?;
+            let key_id = get("LKG_HMAC_KEY_ID")
+                .map(|id| KeyId::parse(id.trim()).map_err(|e| invalid("LKG_HMAC_KEY_ID", e)))
+                .transpose()?;
+            s.lkg = Some(LkgSource {
+                path: PathBuf::from(path),
+                key,
+                key_id,
+            });
+        }
+        if let Some(v) = get("CONFIG_MAX_AGE_SECS") {
+            s.freshness.max_age = Duration::from_secs(v.trim().parse().map_err(|e| invalid("CONFIG_MAX_AGE_SECS", e))?);
+        }
+        if let Some(v) = get("CONFIG_MAX_SKEW_SECS") {
+            s.freshness.max_skew = Duration::from_secs(v.trim().parse().map_err(|e| invalid("CONFIG_MAX_SKEW_SECS", e))?);
+        }
+        if let Some(v) = get("CONFIG_ACCEPT_STALE_INITIAL") {
+            s.freshness.accept_stale_initial = match v.trim() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" => false,
+                _ => return Err(invalid("CONFIG_ACCEPT_STALE_INITIAL", "expected 1 or 0")),
+            };
+        }
+        Ok(s)
+    }
+}
+
+/// Reads trusted public keys from PEM text (one or more `PUBLIC KEY` blocks,
+/// `\n`-escaped as in `.env` files allowed) or from comma-separated paths of
+/// files holding such PEM text.
+pub fn parse_trusted_keys(value: &str) -> Result<TrustedKeys, String> {
+    let value = normalize_pem(value);
+    let texts: Vec<String> = if value.contains("-----BEGIN") {
+        vec![value]
+    } else {
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| std::fs::read_to_string(p).map_err(|e| format!("cannot read {p}: {e}")))
+            .collect::<Result<_, _>>()?
+    };
+    let mut keys = TrustedKeys::new();
+    for text in &texts {
+        for block in pem_blocks(text) {
+            keys.insert(VerifyingKey::from_spki_pem(block).map_err(|e| e.to_string())?);
+        }
+    }
+    if keys.is_empty() {
+        return Err("no \"-----BEGIN PUBLIC KEY-----\" block found".into());
+    }
+    Ok(keys)
+}
+
+fn pem_blocks(text: &str) -> Vec<&str> {
+    const END: &str = "-----END PUBLIC KEY-----";
+    let mut blocks = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN PUBLIC KEY-----") {
+        let Some(len) = rest[start..].find(END) else {
+            break;
+        };
+        let end = start + len + END.len();
+        blocks.push(&rest[start..end]);
+        rest = &rest[end..];
+    }
+    blocks
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use config_manager_core::crypto::signing::SigningKey;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn pem() -> (String, KeyId) {
+        let vk = SigningKey::generate().verifying_key();
+        (vk.to_spki_pem().unwrap(), vk.key_id().clone())
+    }
+
+    #[test]
+    fn full_environment() {
+        let (a, id_a) = pem();
+        let (b, id_b) = pem();
+        let s = ClientSettings::from_lookup(lookup(&[
+            ("SERVICE_NAME", "tts-worker".into()),
+            ("CONFIG_SIGNATURE_PUBLIC_KEY", format!("{a}{b}").replace('\n', "\\n")),
+            ("CONFIG_MANAGER_URL", "http://127.0.0.1:8081/".into()),
+            ("CONFIG_API_TOKEN", "tok-123".into()),
+            ("MQTT_URL", "mqtts://u:p@broker:8883".into()),
+            ("MQTT_CA_FILE", "/etc/ca.pem".into()),
+            ("CONFIG_LKG_CACHE_PATH", "/var/lib/lkg.json".into()),
+            ("LKG_HMAC_KEY_BASE64", MacKey::generate().to_base64().to_string()),
+            ("CONFIG_MAX_AGE_SECS", "120".into()),
+            ("CONFIG_ACCEPT_STALE_INITIAL", "1".into()),
+        ]))
+        .unwrap();
+        assert_eq!(s.service.as_str(), "tts-worker");
+        assert!(s.trusted_keys.get(&id_a).is_some() && s.trusted_keys.get(&id_b).is_some());
+        assert_eq!(s.manager_url.as_deref(), Some("http://127.0.0.1:8081"));
+        let mqtt = s.mqtt.as_ref().unwrap();
+        assert!(mqtt.tls);
+        assert_eq!(mqtt.ca_file.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
+        assert_eq!(s.freshness.max_age, Duration::from_secs(120));
+        assert!(s.freshness.accept_stale_initial);
+        assert!(s.lkg.is_some());
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("tok-123"), "{shown}");
+    }
+
+    #[test]
+    fn keys_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, id_a) = pem();
+        let (b, id_b) = pem();
+        let pa = dir.path().join("a.pem");
+        let pb = dir.path().join("b.pem");
+        std::fs::write(&pa, a).unwrap();
+        std::fs::write(&pb, b).unwrap();
+        let keys = parse_trusted_keys(&format!("{}, {}", pa.display(), pb.display())).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert!(keys.get(&id_a).is_some() && keys.get(&id_b).is_some());
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let err = ClientSettings::from_lookup(lookup(&[])).unwrap_err();
+        assert_eq!(err.to_string(), "SERVICE_NAME is not set");
+        let err = ClientSettings::from_lookup(lookup(&[
+            ("SERVICE_NAME", "tts-worker".into()),
+            ("CONFIG_SIGNATURE_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----".into()),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().starts_with("CONFIG_SIGNATURE_PUBLIC_KEY is invalid"), "{err}");
+        let (a, _) = pem();
+        let err = ClientSettings::from_lookup(lookup(&[
+            ("SERVICE_NAME", "tts-worker".into()),
+            ("CONFIG_SIGNATURE_PUBLIC_KEY", a.clone()),
+            ("MQTT_URL", "mqtt://u:secretpw@h:x".into()),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().starts_with("MQTT_URL is invalid") && !err.to_string().contains("secretpw"));
+        let err = ClientSettings::from_lookup(lookup(&[
+            ("SERVICE_NAME", "tts-worker".into()),
+            ("CONFIG_SIGNATURE_PUBLIC_KEY", a),
+            ("CONFIG_LKG_CACHE_PATH", "/x".into()),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.to_string(), "LKG_HMAC_KEY_BASE64 is not set");
+    }
+}

@@ -1,0 +1,162 @@
+//! The health message the manager publishes (retained, QoS 1) on
+//! `system/health/config-manager` and serves at `GET /api/config/health`.
+//!
+//! It carries every field of the earlier Python contract
+//! (`contracts/mqtt-health-status.schema.json` lists them) so existing TARS
+//! consumers keep working, plus `status`, `mqtt_connected`, `uptime_seconds`
+//! and `manager_version`. The same struct, with `status: "offline"`, is the
+//! MQTT last-will, so a consumer tells a dead manager from a degraded one
+//! without a second topic.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Epoch;
+
+/// Topic of the retained health message.
+pub const HEALTH_TOPIC: &str = "system/health/config-manager";
+
+/// State of the database file as last checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatabaseStatus {
+    Healthy,
+    Locked,
+    Corrupted,
+    SchemaMismatch,
+    /// The file is gone (an addition to the Python contract's four values).
+    Missing,
+}
+
+/// How the manager is serving requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OperationalMode {
+    Normal,
+    ReadOnlyFallback,
+    Rebuilding,
+}
+
+/// State of continuous backups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LitestreamStatus {
+    Healthy,
+    Error,
+    Disabled,
+}
+
+/// Whether the manager process is up. `Offline` is only ever sent as the
+/// MQTT last-will (or on graceful shutdown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ManagerStatus {
+    Online,
+    Offline,
+}
+
+/// The health payload. Field order is the wire order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthStatus {
+    /// `false` when the database is unhealthy, the manager is in fallback or
+    /// rebuilding, or it is offline.
+    pub ok: bool,
+    pub status: ManagerStatus,
+    pub database_status: DatabaseStatus,
+    pub operational_mode: OperationalMode,
+    pub config_epoch: Epoch,
+    /// Version number of the loaded service schemas (≥ 1).
+    pub schema_version: u32,
+    /// Whether the last-known-good cache verified (HMAC) at its last check.
+    pub lkg_cache_valid: bool,
+    pub litestream_status: LitestreamStatus,
+    /// RFC 3339 time of the last successful backup, if any.
+    pub last_backup: Option<String>,
+    /// What just changed (for state transitions), if anything.
+    pub event: Option<String>,
+    /// Why the manager is unhealthy, if it is. Never contains secrets.
+    pub err: Option<String>,
+    /// Whether the manager's MQTT connection is up (as seen over REST; on MQTT
+    /// it is `true` except in the last-will).
+    pub mqtt_connected: bool,
+    pub uptime_seconds: u64,
+    /// The manager's release (`CARGO_PKG_VERSION`).
+    pub manager_version: String,
+}
+
+impl HealthStatus {
+    /// The `ok` value implied by the other fields.
+    pub fn derived_ok(&self) -> bool {
+        self.status == ManagerStatus::Online
+            && self.database_status == DatabaseStatus::Healthy
+            && self.operational_mode == OperationalMode::Normal
+    }
+
+    /// The last-will form of this message: same facts, marked offline.
+    pub fn to_offline(&self, event: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            status: ManagerStatus::Offline,
+            mqtt_connected: false,
+            event: Some(event.into()),
+            ..self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn example() -> HealthStatus {
+        HealthStatus {
+            ok: true,
+            status: ManagerStatus::Online,
+            database_status: DatabaseStatus::Healthy,
+            operational_mode: OperationalMode::Normal,
+            config_epoch: Epoch("550e8400-e29b-41d4-a716-446655440000".into()),
+            schema_version: 1,
+            lkg_cache_valid: true,
+            litestream_status: LitestreamStatus::Disabled,
+            last_backup: None,
+            event: None,
+            err: None,
+            mqtt_connected: true,
+            uptime_seconds: 42,
+            manager_version: "0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn wire_form_uses_contract_spellings() {
+        let mut h = example();
+        h.database_status = DatabaseStatus::SchemaMismatch;
+        h.operational_mode = OperationalMode::ReadOnlyFallback;
+        let v = serde_json::to_value(&h).unwrap();
+        assert_eq!(v["database_status"], json!("schema-mismatch"));
+        assert_eq!(v["operational_mode"], json!("read-only-fallback"));
+        assert_eq!(v["status"], json!("online"));
+        assert_eq!(v["last_backup"], json!(null));
+        let back: HealthStatus = serde_json::from_value(v).unwrap();
+        assert_eq!(back, h);
+    }
+
+    #[test]
+    fn offline_form_and_derived_ok() {
+        let h = example();
+        assert!(h.derived_ok());
+        let will = h.to_offline("connection lost");
+        assert!(!will.ok && !will.mqtt_connected && !will.derived_ok());
+        assert_eq!(will.status, ManagerStatus::Offline);
+        assert_eq!(will.config_epoch, h.config_epoch);
+    }
+
+    #[test]
+    fn contract_example_parses() {
+        let text = include_str!("../../../contracts/examples/health-status.json");
+        let parsed: HealthStatus = serde_json::from_str(text).unwrap();
+        assert_eq!(parsed.ok, parsed.derived_ok());
+    }
+}

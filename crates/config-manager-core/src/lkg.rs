@@ -1,0 +1,489 @@
+//! The last-known-good (LKG) cache: a file holding every service's effective
+//! config, authenticated with HMAC-SHA256, from which the manager serves reads
+//! when its database is unusable and from which a rebuild re-seeds a new one.
+//! Services can also start from it (the client library) when the manager is
+//! down and the file is reachable.
+//!
+//! ```json
+//! {
+//!   "format": 1,
+//!   "generated_at": "2026-01-15T09:30:00.000Z",
+//!   "config_epoch": "550e8400-e29b-41d4-a716-446655440000",
+//!   "schema_hash": "…",
+//!   "services": { "tts-worker": { "version": 7, "updated_at": "…", "config": {…} } },
+//!   "key_id": "lkg-1",
+//!   "hmac": "<64 hex>"
+//! }
+//! ```
+//!
+//! `hmac` is lowercase hex HMAC-SHA256, under the key named by `key_id`, of the
+//! RFC 8785 canonical JSON of the whole document without the `hmac` member. The
+//! file itself is pretty-printed for people; only the canonical form is
+//! authenticated, so whitespace and member order do not matter.
+//!
+//! **Secrets never appear in cleartext here.** The caller masks secret fields,
+//! or stores their sealed `v1:...` form (see [`crate::crypto::secret_box`]),
+//! before building [`LkgContents`]: the file is meant to survive on disk and in
+//! backups, and an HMAC protects integrity, not confidentiality.
+//!
+//! A cache that fails to parse or to verify is never used; the error says which
+//! ([`LkgError`]) so health can report `lkg_cache_valid: false` with a reason.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::crypto::canonical::{self, CanonicalError};
+use crate::crypto::mac::{MacError, MacKeyRing};
+use crate::crypto::KeyId;
+use crate::domain::{now_rfc3339, Epoch, ServiceName};
+
+/// The only format so far.
+pub const LKG_FORMAT: u64 = 1;
+
+/// Why a cache could not be read, verified or written.
+#[derive(Debug, Error)]
+pub enum LkgError {
+    /// No file at the path: normal on first start.
+    #[error("no LKG cache at {0}")]
+    Missing(PathBuf),
+    #[error("cannot access LKG cache {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    /// Not JSON, not an object, no `hmac`/`key_id`, or fields of the wrong type.
+    #[error("LKG cache is unparseable: {0}")]
+    Unparseable(String),
+    #[error("LKG cache has format {0}, this build reads format {LKG_FORMAT}")]
+    UnsupportedFormat(u64),
+    /// Sealed with a key that is not configured (rotated away, or another host).
+    #[error("LKG cache is sealed with HMAC key {0}, which is not configured")]
+    UnknownKey(KeyId),
+    /// The HMAC does not match: the file was altered or sealed with other key
+    /// material under the same id. Never use such a cache.
+    #[error("LKG cache HMAC does not match (file altered or wrong key)")]
+    BadMac,
+    #[error("LKG content has no canonical JSON form: {0}")]
+    Canonical(#[from] CanonicalError),
+}
+
+/// One service's entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LkgService {
+    pub version: u64,
+    pub updated_at: String,
+    /// The effective config with secrets masked or sealed.
+    pub config: Map<String, Value>,
+}
+
+/// What the cache holds, before sealing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LkgContents {
+    pub generated_at: String,
+    pub config_epoch: Epoch,
+    /// Hash of the loaded service schemas, to notice a cache from other schemas.
+    pub schema_hash: String,
+    pub services: BTreeMap<ServiceName, LkgService>,
+}
+
+impl LkgContents {
+    /// Empty contents generated now.
+    pub fn new(config_epoch: Epoch, schema_hash: impl Into<String>) -> Self {
+        Self {
+            generated_at: now_rfc3339(),
+            config_epoch,
+            schema_hash: schema_hash.into(),
+            services: BTreeMap::new(),
+        }
+    }
+}
+
+/// The on-disk document.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    format: u64,
+    generated_at: String,
+    config_epoch: Epoch,
+    schema_hash: String,
+    services: BTreeMap<ServiceName, LkgService>,
+    key_id: KeyId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hmac: Option<String>,
+}
+
+/// A sealed (HMAC-authenticated) cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LkgCache {
+    contents: LkgContents,
+    key_id: KeyId,
+    hmac: String,
+}
+
+impl LkgCache {
+    /// Authenticates `contents` with the ring's current key.
+    pub fn seal(contents: LkgContents, keys: &MacKeyRing) -> Result<Self, LkgError> {
+        let key_id = keys.current_id().clone();
+        let unsealed = to_object(&contents, &key_id, None)?;
+        let hmac = keys
+            .current_key()
+            .tag_hex(&canonical::object_to_canonical_bytes(&unsealed)?);
+        Ok(Self {
+            contents,
+            key_id,
+            hmac,
+        })
+    }
+
+    pub fn contents(&self) -> &LkgContents {
+        &self.contents
+    }
+
+    pub fn into_contents(self) -> LkgContents {
+        self.contents
+    }
+
+    /// Id of the key that sealed the cache.
+    pub fn key_id(&self) -> &KeyId {
+        &self.key_id
+    }
+
+    /// Whether the cache is sealed with the ring's current key. After an HMAC-key
+    /// rotation it is not, and the next write re-seals it.
+    pub fn is_sealed_with_current(&self, keys: &MacKeyRing) -> bool {
+        &self.key_id == keys.current_id()
+    }
+
+    /// The file content: pretty-printed JSON.
+    pub fn to_json_bytes(&self) -> Result<Vec<u8>, LkgError> {
+        let object = to_object(&self.contents, &self.key_id, Some(&self.hmac))?;
+        let mut bytes =
+            serde_json::to_vec_pretty(&object).map_err(|e| LkgError::Unparseable(e.to_string()))?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    }
+
+    /// Reads and verifies the cache at `path`.
+    pub fn read_verified(path: &Path, keys: &MacKeyRing) -> Result<Self, LkgError> {
+        let bytes = fs::read(path).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => LkgError::Missing(path.to_path_buf()),
+            _ => LkgError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
+        Self::from_slice_verified(&bytes, keys)
+    }
+
+    /// Verifies a cache from bytes: the MAC is checked before any content is
+    /// interpreted (only `format`, `key_id` and `hmac` are looked at first).
+    pub fn from_slice_verified(bytes: &[u8], keys: &MacKeyRing) -> Result<Self, LkgError> {
+        let value =
+            canonical::parse_strict(bytes).map_err(|e| LkgError::Unparseable(e.to_string()))?;
+        let Value::Object(mut object) = value else {
+            return Err(LkgError::Unparseable("not a JSON object".into()));
+        };
+        match object.get("format").map(Value::as_u64) {
+            Some(Some(LKG_FORMAT)) => {}
+            Some(Some(other)) => return Err(LkgError::UnsupportedFormat(other)),
+            _ => {
+                return Err(LkgError::Unparseable(
+                    "missing or invalid \"format\"".into(),
+                ))
+            }
+        }
+        let Some(Value::String(hmac)) = object.remove("hmac") else {
+            return Err(LkgError::Unparseable("missing or invalid \"hmac\"".into()));
+        };
+        let key_id = match object.get("key_id") {
+            Some(Value::String(raw)) => {
+                KeyId::parse(raw).map_err(|e| LkgError::Unparseable(format!("key_id: {e}")))?
+            }
+            _ => {
+                return Err(LkgError::Unparseable(
+                    "missing or invalid \"key_id\"".into(),
+                ))
+            }
+        };
+        let key = keys
+            .get(&key_id)
+            .map_err(|_| LkgError::UnknownKey(key_id.clone()))?;
+        let signed = canonical::object_to_canonical_bytes(&object)?;
+        key.verify_hex(&signed, &hmac).map_err(|e| match e {
+            MacError::BadEncoding(_) => LkgError::Unparseable("\"hmac\" is not hex".into()),
+            _ => LkgError::BadMac,
+        })?;
+        let wire: Wire = serde_json::from_value(Value::Object(object))
+            .map_err(|e| LkgError::Unparseable(e.to_string()))?;
+        Ok(Self {
+            contents: LkgContents {
+                generated_at: wire.generated_at,
+                config_epoch: wire.config_epoch,
+                schema_hash: wire.schema_hash,
+                services: wire.services,
+            },
+            key_id,
+            hmac: hmac.to_ascii_lowercase(),
+        })
+    }
+
+    /// Writes the cache so that a crash leaves either the old or the new file,
+    /// never a torn one: a temporary file in the same directory (mode 0600) is
+    /// written and fsynced, renamed over `path`, then the directory is fsynced
+    /// so the rename itself survives power loss.
+    pub fn write_atomic(&self, path: &Path) -> Result<(), LkgError> {
+        let bytes = self.to_json_bytes()?;
+        write_file_atomic(path, &bytes).map_err(|source| LkgError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+fn to_object(
+    contents: &LkgContents,
+    key_id: &KeyId,
+    hmac: Option<&str>,
+) -> Result<Map<String, Value>, LkgError> {
+    let wire = Wire {
+        format: LKG_FORMAT,
+        generated_at: contents.generated_at.clone(),
+        config_epoch: contents.config_epoch.clone(),
+        schema_hash: contents.schema_hash.clone(),
+        services: contents.services.clone(),
+        key_id: key_id.clone(),
+        hmac: hmac.map(str::to_owned),
+    };
+    match serde_json::to_value(wire) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(LkgError::Unparseable("document is not an object".into())),
+        Err(e) => Err(LkgError::Unparseable(e.to_string())),
+    }
+}
+
+/// Temp file + fsync + rename + directory fsync, with mode 0600 on Unix.
+fn write_file_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?
+        .to_string_lossy();
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{:016x}",
+        std::process::id(),
+        rand::rngs::OsRng.next_u64()
+    ));
+    let result = write_and_rename(&tmp, path, bytes);
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    sync_dir(dir)
+}
+
+fn write_and_rename(tmp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(tmp, path)
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::crypto::mac::MacKey;
+    use serde_json::json;
+
+    fn ring(id: &str) -> MacKeyRing {
+        MacKeyRing::new(KeyId::parse(id).unwrap(), MacKey::generate())
+    }
+
+    fn contents() -> LkgContents {
+        let mut c = LkgContents::new(
+            Epoch("550e8400-e29b-41d4-a716-446655440000".into()),
+            "abc123",
+        );
+        c.services.insert(
+            ServiceName::parse("tts-worker").unwrap(),
+            LkgService {
+                version: 7,
+                updated_at: "2026-01-15T09:30:00.000Z".into(),
+                config:
+                    json!({"volume_percent": 80, "eleven_api_key": "********", "voice": "Grüß €"})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+            },
+        );
+        c
+    }
+
+    #[test]
+    fn seal_write_read_round_trip_with_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lkg.json");
+        let keys = ring("lkg-1");
+        let cache = LkgCache::seal(contents(), &keys).unwrap();
+        cache.write_atomic(&path).unwrap();
+        let back = LkgCache::read_verified(&path, &keys).unwrap();
+        assert_eq!(back, cache);
+        assert!(back.is_sealed_with_current(&keys));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        // Overwrite leaves exactly one file, no temp files behind.
+        cache.write_atomic(&path).unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn hmac_is_over_the_canonical_document_without_hmac() {
+        let keys = ring("lkg-1");
+        let cache = LkgCache::seal(contents(), &keys).unwrap();
+        let mut doc: Map<String, Value> =
+            serde_json::from_slice(&cache.to_json_bytes().unwrap()).unwrap();
+        let hmac = doc.remove("hmac").unwrap();
+        let canon = canonical::object_to_canonical_bytes(&doc).unwrap();
+        assert_eq!(json!(keys.current_key().tag_hex(&canon)), hmac);
+        // Reformatting does not matter: compact JSON of the same document verifies.
+        let compact = serde_json::to_vec(
+            &cache
+                .to_json_bytes()
+                .map(|b| serde_json::from_slice::<Value>(&b).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        LkgCache::from_slice_verified(&compact, &keys).unwrap();
+    }
+
+    #[test]
+    fn each_failure_has_its_own_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = ring("lkg-1");
+        assert!(matches!(
+            LkgCache::read_verified(&dir.path().join("absent.json"), &keys),
+            Err(LkgError::Missing(_))
+        ));
+
+        let good = LkgCache::seal(contents(), &keys)
+            .unwrap()
+            .to_json_bytes()
+            .unwrap();
+        let text = String::from_utf8(good.clone()).unwrap();
+
+        // One changed byte in a value.
+        let tampered = text.replacen("\"volume_percent\": 80", "\"volume_percent\": 81", 1);
+        assert_ne!(tampered, text);
+        assert!(matches!(
+            LkgCache::from_slice_verified(tampered.as_bytes(), &keys),
+            Err(LkgError::BadMac)
+        ));
+
+        // MAC removed.
+        let mut doc: Map<String, Value> = serde_json::from_slice(&good).unwrap();
+        doc.remove("hmac");
+        let stripped = serde_json::to_vec(&doc).unwrap();
+        assert!(matches!(
+            LkgCache::from_slice_verified(&stripped, &keys),
+            Err(LkgError::Unparseable(_))
+        ));
+
+        // Sealed by a key we do not hold / other key material under the same id.
+        assert!(matches!(
+            LkgCache::from_slice_verified(&good, &ring("lkg-2")),
+            Err(LkgError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            LkgCache::from_slice_verified(&good, &ring("lkg-1")),
+            Err(LkgError::BadMac)
+        ));
+
+        for garbage in [&b"not json"[..], b"[]", b"", &good[..good.len() / 2]] {
+            assert!(matches!(
+                LkgCache::from_slice_verified(garbage, &keys),
+                Err(LkgError::Unparseable(_))
+            ));
+        }
+
+        let future = text.replacen("\"format\": 1", "\"format\": 2", 1);
+        assert!(matches!(
+            LkgCache::from_slice_verified(future.as_bytes(), &keys),
+            Err(LkgError::UnsupportedFormat(2))
+        ));
+    }
+
+    #[test]
+    fn authentic_but_ill_typed_content_is_unparseable() {
+        // Even a correctly MACed document must match the format.
+        let keys = ring("lkg-1");
+        let mut doc = to_object(&contents(), keys.current_id(), None).unwrap();
+        doc.insert("services".into(), json!({"../x": {}}));
+        let tag = keys
+            .current_key()
+            .tag_hex(&canonical::object_to_canonical_bytes(&doc).unwrap());
+        doc.insert("hmac".into(), json!(tag));
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        assert!(matches!(
+            LkgCache::from_slice_verified(&bytes, &keys),
+            Err(LkgError::Unparseable(_))
+        ));
+    }
+
+    #[test]
+    fn rotation_verifies_old_seal_and_reseals_with_new_key() {
+        let old_key = MacKey::generate();
+        let old = MacKeyRing::new(KeyId::parse("lkg-1").unwrap(), old_key.clone());
+        let bytes = LkgCache::seal(contents(), &old)
+            .unwrap()
+            .to_json_bytes()
+            .unwrap();
+        let rotated = MacKeyRing::new(KeyId::parse("lkg-2").unwrap(), MacKey::generate())
+            .with_previous(KeyId::parse("lkg-1").unwrap(), old_key);
+        let read = LkgCache::from_slice_verified(&bytes, &rotated).unwrap();
+        assert!(!read.is_sealed_with_current(&rotated));
+        let resealed = LkgCache::seal(read.into_contents(), &rotated).unwrap();
+        assert_eq!(resealed.key_id().as_str(), "lkg-2");
+    }
+
+    #[test]
+    fn write_into_missing_directory_fails_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LkgCache::seal(contents(), &ring("k")).unwrap();
+        let err = cache
+            .write_atomic(&dir.path().join("no/such/dir/lkg.json"))
+            .unwrap_err();
+        assert!(matches!(err, LkgError::Io { .. }));
+    }
+}

@@ -1,0 +1,121 @@
+//! The shipped schemas: they compile, their defaults validate and their
+//! metadata matches the TARS facts.
+
+use serde_json::{json, Map, Value};
+
+use super::*;
+
+#[test]
+fn builtins_compile_with_all_fields() {
+    let registry = SchemaRegistry::builtin().unwrap();
+    let names: Vec<String> = registry.names().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        names,
+        [
+            "llm-worker",
+            "memory-worker",
+            "router",
+            "stt-worker",
+            "tts-worker",
+            "wake-activation"
+        ]
+    );
+    let counts: Vec<usize> = registry.iter().map(|s| s.fields().len()).collect();
+    assert_eq!(counts, [5, 7, 12, 9, 20, 6]);
+    for schema in registry.iter() {
+        assert_eq!(schema.document()["additionalProperties"], json!(false));
+        assert!(!schema.description().is_empty());
+        for field in schema.fields() {
+            assert!(
+                field.has_default,
+                "{}.{} has no default",
+                schema.name(),
+                field.key
+            );
+            assert!(!field.description.is_empty());
+        }
+    }
+}
+
+#[test]
+fn builtin_defaults_validate() {
+    for schema in SchemaRegistry::builtin().unwrap().iter() {
+        let defaults = schema.defaults();
+        assert_eq!(defaults.len(), schema.fields().len());
+        assert_eq!(schema.validate(&Value::Object(defaults.clone())), Ok(()));
+        assert_eq!(schema.with_defaults(&Map::new()), defaults);
+    }
+}
+
+#[test]
+fn field_metadata_is_extracted() {
+    let tts = builtin("tts-worker");
+    // Document order, not alphabetical.
+    assert_eq!(tts.fields()[0].key, "tts_provider");
+    let volume = tts.field("volume_percent").unwrap();
+    assert_eq!(volume.r#type, "integer");
+    assert_eq!((volume.minimum, volume.maximum), (Some(0.0), Some(200.0)));
+    assert_eq!(volume.complexity, Complexity::Simple);
+    assert_eq!(volume.default, json!(100));
+    assert_eq!(volume.help_text, volume.description);
+    let key = tts.field("eleven_api_key").unwrap();
+    assert!(key.is_secret && !key.nullable);
+    assert_eq!(key.r#type, "secret");
+    assert_eq!(key.env_var.as_deref(), Some("TARS_ELEVENLABS_API_KEY"));
+    assert_eq!(tts.secret_keys().collect::<Vec<_>>(), ["eleven_api_key"]);
+    assert_eq!(tts.field("tts_wake_cache_dir").unwrap().r#type, "path");
+    assert_eq!(
+        tts.field("eleven_api_base").unwrap().format.as_deref(),
+        Some("uri")
+    );
+    assert_eq!(
+        tts.field("tts_aggregate_timeout_sec").unwrap().r#type,
+        "number"
+    );
+    assert!(tts.field("nope").is_none());
+
+    let llm = builtin("llm-worker");
+    let api_key = llm.field("openai_api_key").unwrap();
+    assert!(api_key.is_secret && api_key.nullable);
+    assert_eq!(
+        (api_key.min_length, api_key.default.clone()),
+        (Some(10), Value::Null)
+    );
+    assert_ne!(
+        llm.field("llm_provider").unwrap().help_text,
+        llm.field("llm_provider").unwrap().description
+    );
+
+    let stt = builtin("stt-worker");
+    let model = stt.field("whisper_model").unwrap();
+    assert_eq!(model.r#type, "enum");
+    assert_eq!(model.enum_values.as_ref().map(Vec::len), Some(11));
+    assert_eq!(
+        stt.field("sample_rate").unwrap().exclusive_minimum,
+        Some(0.0)
+    );
+    assert_eq!(
+        stt.field("ws_url").unwrap().pattern.as_deref(),
+        Some("^wss?://[^\\s]+$")
+    );
+    assert_eq!(
+        stt.field("channels").unwrap().complexity,
+        Complexity::Advanced
+    );
+
+    let json = serde_json::to_value(volume).unwrap();
+    assert_eq!(json["type"], "integer");
+    assert_eq!(json["complexity"], "simple");
+    assert_eq!(json["key"], "volume_percent");
+}
+
+#[test]
+fn compile_from_value_orders_fields_by_map_and_from_text_by_document() {
+    let from_text = ServiceSchema::from_json_str(svc("camera"), CAMERA).unwrap();
+    let keys: Vec<&str> = from_text.fields().iter().map(|f| f.key.as_str()).collect();
+    assert_eq!(keys, ["zeta_fps", "alpha_device"]);
+    let doc: Value = serde_json::from_str(CAMERA).unwrap();
+    let from_value = ServiceSchema::compile(svc("camera"), doc).unwrap();
+    assert_eq!(from_value.fields().len(), 2);
+    assert_eq!(from_value.title(), "camera");
+}

@@ -1,0 +1,147 @@
+//! Registry: loading directories, registration and the schema-set hash.
+
+use std::fs;
+
+use serde_json::{json, Value};
+
+use super::*;
+
+#[test]
+fn load_dir_adds_and_replaces() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "camera.json", CAMERA);
+    let tts_doc = r#"{"type": "object", "additionalProperties": false,
+        "properties": {"volume_percent": {"type": "integer", "default": 50}}}"#;
+    write(dir.path(), "tts-worker.json", tts_doc);
+    write(dir.path(), "README.md", "not a schema");
+    fs::create_dir(dir.path().join("sub.json")).unwrap();
+
+    let mut registry = SchemaRegistry::builtin().unwrap();
+    let loaded = registry.load_dir(dir.path()).unwrap();
+    assert_eq!(loaded, [svc("camera"), svc("tts-worker")]);
+    assert_eq!(registry.len(), 7);
+    assert_eq!(registry.get("camera").unwrap().fields()[0].key, "zeta_fps");
+    assert_eq!(registry.get("tts-worker").unwrap().fields().len(), 1);
+}
+
+#[test]
+fn load_dir_rejects_bad_files_and_changes_nothing() {
+    let cases: [(&str, &str, &str); 7] = [
+        ("Camera.json", CAMERA, "not a valid service name"),
+        (".hidden.json", CAMERA, "not a valid service name"),
+        ("camera.json", "{\"type\": \"object\",", "not valid JSON"),
+        (
+            "camera.json",
+            r#"{"type": "object", "properties": {"a": {"type": "integer", "minimum": "x"}}}"#,
+            "not a valid JSON Schema",
+        ),
+        (
+            "camera.json",
+            r#"{"type": "object", "properties": {"a": {"type": "integer", "default": "x"}}}"#,
+            "defaults do not satisfy",
+        ),
+        ("camera.json", "[1, 2]", "must be a JSON object"),
+        (
+            "camera.json",
+            r#"{"type": "object", "properties": {"x.y": {"type": "integer"}}}"#,
+            "not a valid key",
+        ),
+    ];
+    for (file, text, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "aaa-good.json", CAMERA);
+        write(dir.path(), file, text);
+        let mut registry = SchemaRegistry::builtin().unwrap();
+        let before = registry.hash();
+        let err = registry.load_dir(dir.path()).unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.contains(file), "{file}: {shown}");
+        assert!(shown.contains(want), "{file}: {shown}");
+        assert_eq!(
+            registry.len(),
+            6,
+            "a failed load_dir must not register anything"
+        );
+        assert_eq!(registry.hash(), before);
+    }
+}
+
+#[test]
+fn load_dir_limits_and_io_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let padding = " ".repeat(usize::try_from(MAX_SCHEMA_FILE_BYTES).unwrap());
+    write(dir.path(), "camera.json", &format!("{CAMERA}{padding}"));
+    let err = SchemaRegistry::new().load_dir(dir.path()).unwrap_err();
+    assert!(matches!(err, SchemaError::BadFile { .. }), "{err}");
+    assert!(err.to_string().contains("limit"));
+
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("camera.json"), [0xff, 0xfe, 0x00]).unwrap();
+    let err = SchemaRegistry::new().load_dir(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("camera.json"), "{err}");
+
+    let missing = dir.path().join("missing");
+    let err = SchemaRegistry::new().load_dir(&missing).unwrap_err();
+    assert!(matches!(err, SchemaError::Io { .. }));
+    assert!(err.to_string().contains("missing"));
+
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(SchemaRegistry::new().load_dir(empty.path()).unwrap(), []);
+}
+
+#[test]
+fn hash_is_stable_and_tracks_content() {
+    let a = SchemaRegistry::builtin().unwrap();
+    let b = SchemaRegistry::builtin().unwrap();
+    assert_eq!(a.hash(), b.hash());
+    assert_eq!(a.hash().len(), 64);
+    assert!(a
+        .hash()
+        .bytes()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert_ne!(a.hash(), SchemaRegistry::new().hash());
+
+    // The same schemas from files (reformatted) hash the same.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in BUILTIN_SCHEMAS {
+        let doc: Value = serde_json::from_str(text).unwrap();
+        write(
+            dir.path(),
+            &format!("{name}.json"),
+            &serde_json::to_string(&doc).unwrap(),
+        );
+    }
+    let mut from_files = SchemaRegistry::new();
+    from_files.load_dir(dir.path()).unwrap();
+    assert_eq!(from_files.hash(), a.hash());
+
+    // Any content change changes it.
+    let mut changed = a.clone();
+    let mut doc = changed.get("tts-worker").unwrap().document().clone();
+    doc["properties"]["volume_percent"]["maximum"] = json!(150);
+    changed.register(ServiceSchema::compile(svc("tts-worker"), doc).unwrap());
+    assert_ne!(changed.hash(), a.hash());
+    // The clone taken before was not affected.
+    assert_eq!(
+        a.get("tts-worker")
+            .unwrap()
+            .field("volume_percent")
+            .unwrap()
+            .maximum,
+        Some(200.0)
+    );
+    assert_eq!(a.hash(), b.hash());
+}
+
+#[test]
+fn try_register_refuses_duplicates() {
+    let mut registry = SchemaRegistry::builtin().unwrap();
+    let camera = ServiceSchema::from_json_str(svc("camera"), CAMERA).unwrap();
+    registry.try_register(camera).unwrap();
+    let again = ServiceSchema::from_json_str(svc("camera"), CAMERA).unwrap();
+    assert!(
+        matches!(registry.try_register(again), Err(SchemaError::Duplicate(name)) if name == "camera")
+    );
+    assert!(registry.contains("camera") && !registry.contains("../camera"));
+    assert!(registry.get("no-such").is_none());
+}

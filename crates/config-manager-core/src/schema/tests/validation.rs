@@ -1,0 +1,229 @@
+//! Validation errors and compile-time rejection of broken schemas.
+
+use serde_json::{json, Map};
+
+use super::*;
+
+#[test]
+fn wrong_type_points_at_field() {
+    let errs = errors(&builtin("tts-worker"), json!({"volume_percent": "loud"}));
+    assert_eq!(pointers(&errs), ["/volume_percent"]);
+    assert_eq!(errs[0].message, "expected integer, got string");
+    let errs = errors(&builtin("tts-worker"), json!({"volume_percent": 50.5}));
+    assert_eq!(pointers(&errs), ["/volume_percent"]);
+    // A whole number is a valid float.
+    assert!(builtin("llm-worker")
+        .validate(&json!({"llm_timeout_sec": 30}))
+        .is_ok());
+}
+
+#[test]
+fn out_of_range_points_at_field() {
+    let tts = builtin("tts-worker");
+    let errs = errors(&tts, json!({"volume_percent": 500}));
+    assert_eq!(pointers(&errs), ["/volume_percent"]);
+    assert!(
+        errs[0].message.contains("at most 200"),
+        "{}",
+        errs[0].message
+    );
+    let errs = errors(&tts, json!({"tts_aggregate_timeout_sec": 0.05}));
+    assert_eq!(pointers(&errs), ["/tts_aggregate_timeout_sec"]);
+    let errs = errors(&builtin("stt-worker"), json!({"sample_rate": 0}));
+    assert_eq!(pointers(&errs), ["/sample_rate"]);
+    assert!(errs[0].message.contains("greater than 0"));
+}
+
+#[test]
+fn unknown_fields_each_get_an_error() {
+    let errs = errors(&builtin("router"), json!({"bogus": 1, "a/b~c": true}));
+    let mut got = pointers(&errs);
+    got.sort_unstable();
+    assert_eq!(got, ["/a~1b~0c", "/bogus"]);
+    assert!(errs.iter().all(|e| e.message.starts_with("unknown field")));
+    // A hostile key is shortened in the pointer.
+    let long = "k".repeat(5_000);
+    let errs = errors(&builtin("router"), json!({ long.clone(): 1 }));
+    assert!(errs[0].pointer.chars().count() < 100);
+}
+
+#[test]
+fn bad_enum_points_at_field() {
+    let errs = errors(&builtin("stt-worker"), json!({"whisper_model": "huge"}));
+    assert_eq!(pointers(&errs), ["/whisper_model"]);
+    assert!(errs[0].message.starts_with("must be one of: \"tiny\""));
+    assert!(!errs[0].message.contains("huge"));
+    let errs = errors(&builtin("tts-worker"), json!({"tts_provider": "espeak"}));
+    assert_eq!(pointers(&errs), ["/tts_provider"]);
+}
+
+#[test]
+fn patterns_formats_and_nullables() {
+    let memory = builtin("memory-worker");
+    for bad in ["../etc/passwd", "..", ".", "a b", ""] {
+        let errs = errors(&memory, json!({ "memory_file": bad }));
+        assert!(
+            pointers(&errs).iter().all(|p| *p == "/memory_file"),
+            "{bad:?}"
+        );
+    }
+    assert!(memory
+        .validate(&json!({"memory_file": "mem.v2.gz"}))
+        .is_ok());
+
+    let tts = builtin("tts-worker");
+    assert_eq!(
+        pointers(&errors(&tts, json!({"eleven_api_base": "not a url"}))),
+        ["/eleven_api_base"]
+    );
+
+    let stt = builtin("stt-worker");
+    assert!(stt.validate(&json!({"ws_url": null})).is_ok());
+    assert!(stt.validate(&json!({"ws_url": "wss://host:9/x"})).is_ok());
+    assert_eq!(
+        pointers(&errors(&stt, json!({"ws_url": "http://host"}))),
+        ["/ws_url"]
+    );
+
+    let llm = builtin("llm-worker");
+    assert!(llm.validate(&json!({"openai_api_key": null})).is_ok());
+    let errs = errors(&llm, json!({"openai_api_key": "short"}));
+    assert_eq!(pointers(&errs), ["/openai_api_key"]);
+    assert!(!errs[0].message.contains("short"));
+}
+
+#[test]
+fn every_error_is_reported() {
+    let errs = errors(
+        &builtin("tts-worker"),
+        json!({
+            "volume_percent": 201,
+            "tts_concurrency": "two",
+            "tts_provider": "x",
+            "tts_streaming": 1,
+            "unknown_one": 1,
+            "unknown_two": 2
+        }),
+    );
+    let mut got = pointers(&errs);
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        [
+            "/tts_concurrency",
+            "/tts_provider",
+            "/tts_streaming",
+            "/unknown_one",
+            "/unknown_two",
+            "/volume_percent"
+        ]
+    );
+}
+
+#[test]
+fn non_object_config_is_one_root_error() {
+    let tts = builtin("tts-worker");
+    for config in [json!([1, 2]), json!("x"), json!(null), json!(3)] {
+        let errs = tts.validate(&config).unwrap_err();
+        assert_eq!(pointers(&errs), [""]);
+        assert!(errs[0]
+            .message
+            .starts_with("the configuration must be a JSON object"));
+    }
+}
+
+#[test]
+fn huge_values_are_not_echoed() {
+    let huge = "x".repeat(100_000);
+    let errs = errors(
+        &builtin("tts-worker"),
+        json!({ "piper_voice": huge, "volume_percent": huge }),
+    );
+    assert_eq!(errs.len(), 2);
+    for e in &errs {
+        assert!(e.message.len() <= error::MAX_MESSAGE_CHARS * 4);
+        assert!(!e.message.contains("xxxx"), "{}", e.message);
+    }
+}
+
+#[test]
+fn with_defaults_keeps_given_values() {
+    let tts = builtin("tts-worker");
+    let mut config = Map::new();
+    config.insert("volume_percent".into(), json!(42));
+    config.insert("extra".into(), json!(true));
+    let filled = tts.with_defaults(&config);
+    assert_eq!(filled["volume_percent"], json!(42));
+    assert_eq!(filled["extra"], json!(true));
+    assert_eq!(filled["piper_voice"], json!("en_US-lessac-medium"));
+    assert_eq!(filled.len(), 21);
+}
+
+#[test]
+fn compile_rejects_broken_schemas() {
+    let cases = [
+        (json!([1]), "must be a JSON object"),
+        (json!({"properties": {}}), "\"type\": \"object\""),
+        (json!({"type": "string"}), "\"type\": \"object\""),
+        (
+            json!({"type": "object", "properties": []}),
+            "`properties` must be an object",
+        ),
+        (
+            json!({"type": "object", "properties": {"bad-key": {"type": "integer"}}}),
+            "not a valid key",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "minimum": "x"}}}),
+            "not a valid JSON Schema",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "default": 5, "maximum": 3}}}),
+            "defaults do not satisfy",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}),
+            "defaults do not satisfy",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"default": 1}}}),
+            "declare a non-null `type`",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-complexity": "hard"}}}),
+            "x-complexity",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-env": "lower"}}}),
+            "x-env",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-type": "color"}}}),
+            "x-type",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-type": "enum"}}}),
+            "needs an `enum`",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-secret": true}}}),
+            "secret must have type string",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "string", "writeOnly": true, "default": "hunter2"}}}),
+            "default must be null or empty",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "string", "x-secret": "yes"}}}),
+            "`x-secret` must be true or false",
+        ),
+    ];
+    for (doc, want) in cases {
+        let got = compile_err(doc.clone());
+        assert!(got.contains(want), "{doc}: {got}");
+    }
+    // The key is shown, but shortened.
+    let long = "k".repeat(200);
+    let got = compile_err(json!({"type": "object", "properties": { long: {"type": "integer"} }}));
+    assert!(got.len() < 300, "{got}");
+}

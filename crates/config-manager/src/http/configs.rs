@@ -1,0 +1,251 @@
+//! `/services`: list, read and write service configurations.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use config_manager_core::manager::{PutRequest, SecretView};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::auth::{check_scope, RequireRead, RequireWrite};
+use super::error::{ApiError, ApiResult};
+use super::json::{ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
+
+/// Longest accepted change reason.
+pub const MAX_REASON_LEN: usize = 500;
+
+/// `GET /services`
+pub async fn list(State(state): State<AppState>, RequireRead(caller): RequireRead) -> ApiResult<Json<Value>> {
+    let mut services = state.run(|m| Ok(m.list_services()?)).await?;
+    services.retain(|s| caller.may_access(s));
+    Ok(Json(json!({ "services": services })))
+}
+
+#[derive(Deserialize)]
+pub struct GetQuery {
+    #[serde(default)]
+    include_fields: bool,
+}
+
+/// `GET /services/{service}`
+pub async fn get(
+    State(state): State<AppState>,
+    RequireRead(caller): RequireRead,
+    ApiPath(service): ApiPath<String>,
+    ApiQuery(q): ApiQuery<GetQuery>,
+) -> ApiResult<Response> {
+    check_scope(&state, &caller, &service).await?;
+    let view = if caller.may_read_secrets_of(&service) {
+        SecretView::Revealed
+    } else {
+        SecretView::Masked
+    };
+    let config = state
+        .run(move |m| {
+            let name = m.resolve_service(&service)?;
+            Ok(m.get_effective(&name, view, q.include_fields)?)
+        })
+        .await?;
+    let etag = etag(&config.config_epoch, config.version);
+    let mut resp = Json(config).into_response();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    if view == SecretView::Revealed {
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    Ok(resp)
+}
+
+/// Body of `PUT`/`PATCH /services/{service}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutBody {
+    #[serde(default)]
+    service: Option<String>,
+    config: Map<String, Value>,
+    #[serde(default)]
+    version: Option<i64>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `PUT /services/{service}`: replace the values (missing keys go back to
+/// their defaults).
+pub async fn put(
+    state: State<AppState>,
+    caller: RequireWrite,
+    path: ApiPath<String>,
+    headers: HeaderMap,
+    body: ApiJson<PutBody>,
+) -> ApiResult<Response> {
+    write(state, caller, path, headers, body, false).await
+}
+
+/// `PATCH /services/{service}`: change only the given keys.
+pub async fn patch(
+    state: State<AppState>,
+    caller: RequireWrite,
+    path: ApiPath<String>,
+    headers: HeaderMap,
+    body: ApiJson<PutBody>,
+) -> ApiResult<Response> {
+    write(state, caller, path, headers, body, true).await
+}
+
+async fn write(
+    State(state): State<AppState>,
+    RequireWrite(caller): RequireWrite,
+    ApiPath(service): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PutBody>,
+    merge: bool,
+) -> ApiResult<Response> {
+    check_scope(&state, &caller, &service).await?;
+    if body.service.as_deref().is_some_and(|s| s != service) {
+        return Err(ApiError::BadRequest(
+            "the body's service does not match the URL".into(),
+        ));
+    }
+    let expected = expected_version(&headers, body.version)?;
+    let reason = check_reason(body.reason)?;
+    let actor = caller.name.clone();
+    let (outcome, epoch) = state
+        .run(move |m| {
+            let name = m.resolve_service(&service)?;
+            let outcome = m.put(
+                &name,
+                PutRequest {
+                    config: body.config,
+                    expected_version: Some(expected),
+                    merge,
+                    actor,
+                    reason,
+                    change_type: "update".into(),
+                },
+            )?;
+            Ok((outcome, m.epoch().to_string()))
+        })
+        .await?;
+    if outcome.changed {
+        state.notify_changed(std::slice::from_ref(&outcome.stored.service));
+    }
+    let etag = etag(&epoch, outcome.stored.version);
+    let mut resp = Json(json!({
+        "success": true,
+        "service": outcome.stored.service,
+        "version": outcome.stored.version,
+        "config_epoch": epoch,
+        "message": if outcome.changed { "saved" } else { "no changes" },
+    }))
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(resp)
+}
+
+/// The optimistic-locking version: from the body and/or `If-Match`; when both
+/// are given they must agree. A write without either is refused (428), so no
+/// client overwrites a change it never saw.
+fn expected_version(headers: &HeaderMap, body: Option<i64>) -> ApiResult<i64> {
+    let header = match headers.get(header::IF_MATCH) {
+        None => None,
+        Some(v) => Some(parse_etag(v.to_str().unwrap_or("")).ok_or_else(|| {
+            ApiError::BadRequest("If-Match must be an ETag from a previous GET".into())
+        })?),
+    };
+    match (body, header) {
+        (Some(b), Some(h)) if b != h => Err(ApiError::BadRequest(
+            "version in the body and If-Match disagree".into(),
+        )),
+        (Some(v), _) | (None, Some(v)) if v >= 0 => Ok(v),
+        (Some(_), _) | (None, Some(_)) => Err(ApiError::BadRequest("version must be >= 0".into())),
+        (None, None) => Err(ApiError::PreconditionRequired(
+            "send the version you are changing, as \"version\" in the body or an If-Match header".into(),
+        )),
+    }
+}
+
+/// Strong ETag of a configuration version: `"<version>-<epoch>"`.
+pub fn etag(epoch: &str, version: i64) -> String {
+    format!("\"{version}-{epoch}\"")
+}
+
+/// Reads the version out of an ETag (`"7-<epoch>"`, `W/"7-…"`, `"7"` or `7`).
+fn parse_etag(raw: &str) -> Option<i64> {
+    let raw = raw.trim().trim_start_matches("W/").trim_matches('"');
+    raw.split('-').next()?.parse().ok()
+}
+
+/// Validates a free-text change reason.
+pub fn check_reason(reason: Option<String>) -> ApiResult<Option<String>> {
+    match reason {
+        Some(r) if r.chars().count() > MAX_REASON_LEN => Err(ApiError::BadRequest(format!(
+            "reason must be at most {MAX_REASON_LEN} characters"
+        ))),
+        Some(r) if r.chars().any(|c| c.is_control() && c != '\n') => Err(ApiError::BadRequest(
+            "reason must not contain control characters".into(),
+        )),
+        Some(r) if r.trim().is_empty() => Ok(None),
+        other => Ok(other),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct VersionsQuery {
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// `GET /services/{service}/versions`: every stored version, newest first.
+pub async fn versions(
+    State(state): State<AppState>,
+    RequireRead(caller): RequireRead,
+    ApiPath(service): ApiPath<String>,
+    ApiQuery(q): ApiQuery<VersionsQuery>,
+) -> ApiResult<Json<Value>> {
+    check_scope(&state, &caller, &service).await?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let versions = state
+        .run(move |m| {
+            let name = m.resolve_service(&service)?;
+            Ok(m.store().list_config_versions(name.as_str(), limit)?)
+        })
+        .await?;
+    Ok(Json(json!({ "versions": versions })))
+}
+
+/// `GET /services/{service}/schema`: the service's JSON Schema.
+pub async fn schema(
+    State(state): State<AppState>,
+    RequireRead(caller): RequireRead,
+    ApiPath(service): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    check_scope(&state, &caller, &service).await?;
+    state
+        .run(move |m| {
+            let name = m.resolve_service(&service)?;
+            m.schemas()
+                .get(name.as_str())
+                .map(|s| Json(s.document().clone()))
+                .ok_or_else(|| ApiError::NotFound(format!("{name} has no schema")))
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_roundtrip() {
+        assert_eq!(parse_etag(&etag("550e8400-e29b", 7)), Some(7));
+        assert_eq!(parse_etag("W/\"3-x\""), Some(3));
+        assert_eq!(parse_etag("12"), Some(12));
+        assert_eq!(parse_etag("\"abc\""), None);
+    }
+}

@@ -1,0 +1,168 @@
+//! The one place where errors become HTTP responses: RFC 9457 problem details
+//! (`application/problem+json`) with a stable shape:
+//! `{type, title, status, detail, errors?, current_version?}`.
+//! Clients get a safe message; the cause of a 5xx goes to the log only.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use config_manager_core::manager::ManagerError;
+use config_manager_core::schema::FieldError;
+use config_manager_core::store::StoreError;
+use serde::Serialize;
+
+/// Every error a handler can return.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: malformed request (bad JSON, bad name, bad parameter).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no token or an unknown token.
+    #[error("missing or unknown API token")]
+    Unauthorized,
+    /// 403: the token's role or scope does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: stale version.
+    #[error("version conflict: the configuration was changed by someone else (current version {current})")]
+    Conflict { current: i64 },
+    /// 413
+    #[error("request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    /// 415
+    #[error("expected Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// 422: schema validation failed, one entry per field.
+    #[error("configuration is invalid")]
+    Validation(Vec<FieldError>),
+    /// 428: a write without `version` or `If-Match`.
+    #[error("{0}")]
+    PreconditionRequired(String),
+    /// 503: the service is read-only or the feature is unavailable.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: the cause is logged, the client sees a generic message.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The status of each variant.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short stable identifier, used in the problem `type` URI.
+    fn slug(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::Conflict { .. } => "version-conflict",
+            ApiError::TooLarge { .. } => "body-too-large",
+            ApiError::UnsupportedMediaType => "unsupported-media-type",
+            ApiError::Validation(_) => "validation-failed",
+            ApiError::PreconditionRequired(_) => "version-required",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    r#type: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_version: Option<i64>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(%cause, "request failed");
+        }
+        let problem = Problem {
+            r#type: format!("urn:config-manager:problem:{}", self.slug()),
+            title: status.canonical_reason().unwrap_or("error"),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors: match &self {
+                ApiError::Validation(e) => Some(e),
+                _ => None,
+            },
+            current_version: match &self {
+                ApiError::Conflict { current } => Some(*current),
+                _ => None,
+            },
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
+        let mut resp = (status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let ApiError::Unauthorized = self {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("X-API-Token"),
+            );
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            StoreError::Conflict { current } => ApiError::Conflict { current },
+            StoreError::AlreadyExists(what) => ApiError::BadRequest(format!("{what} already exists")),
+            StoreError::Locked => ApiError::Unavailable("database is locked; try again".into()),
+            StoreError::DiskFull => {
+                ApiError::Unavailable("disk is full; the change was not saved".into())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ManagerError> for ApiError {
+    fn from(e: ManagerError) -> Self {
+        match e {
+            ManagerError::InvalidName { .. } | ManagerError::BadRequest(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            ManagerError::UnknownService(_) | ManagerError::NotFound(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            ManagerError::Validation(errors) => ApiError::Validation(errors),
+            ManagerError::Conflict { current } => ApiError::Conflict { current },
+            ManagerError::SecretsUnavailable(_) => ApiError::Unavailable(e.to_string()),
+            ManagerError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// Result alias of the handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

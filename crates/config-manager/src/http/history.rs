@@ -1,0 +1,157 @@
+//! `/history` and restores (history entries, point in time).
+
+use axum::extract::State;
+use axum::Json;
+use config_manager_core::domain::{format_rfc3339, parse_rfc3339};
+use config_manager_core::store::HistoryFilter;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{check_scope, RequireRead, RequireWrite};
+use super::configs::check_reason;
+use super::error::{ApiError, ApiResult};
+use super::json::{ApiJson, ApiQuery};
+use crate::state::AppState;
+
+/// Most history entries one page may return.
+pub const MAX_HISTORY_LIMIT: u32 = 1000;
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    service: Option<String>,
+    key: Option<String>,
+    start_date: Option<String>,
+    end_date: Option<String>,
+    limit: Option<u32>,
+    /// Keyset paging: pass the `next_before_id` of the previous page.
+    before_id: Option<i64>,
+}
+
+/// Normalizes a client timestamp to the stored format.
+pub fn timestamp(raw: &str, what: &str) -> ApiResult<String> {
+    parse_rfc3339(raw)
+        .map(format_rfc3339)
+        .map_err(|_| ApiError::BadRequest(format!("{what} must be an RFC 3339 timestamp")))
+}
+
+/// `GET /history`
+pub async fn list(
+    State(state): State<AppState>,
+    RequireRead(caller): RequireRead,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_HISTORY_LIMIT}"
+        )));
+    }
+    if let Some(s) = &q.service {
+        check_scope(&state, &caller, s).await?;
+    } else if caller.services.is_some() {
+        return Err(ApiError::Forbidden("a service-scoped token must name its service".into()));
+    }
+    let filter = HistoryFilter {
+        service: q.service,
+        key: q.key,
+        start: q.start_date.as_deref().map(|t| timestamp(t, "start_date")).transpose()?,
+        end: q.end_date.as_deref().map(|t| timestamp(t, "end_date")).transpose()?,
+        before_id: q.before_id,
+        id: None,
+        limit,
+    };
+    let entries = state
+        .run(move |m| Ok(m.store().list_history(&filter)?))
+        .await?;
+    let next = (entries.len() == limit as usize)
+        .then(|| entries.last().map(|e| e.id))
+        .flatten();
+    Ok(Json(json!({
+        "entries": entries,
+        "total_returned": entries.len(),
+        "next_before_id": next,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreBody {
+    service: String,
+    history_entries: Vec<i64>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /history/restore`: put back the old values of history entries.
+pub async fn restore(
+    State(state): State<AppState>,
+    RequireWrite(caller): RequireWrite,
+    ApiJson(body): ApiJson<RestoreBody>,
+) -> ApiResult<Json<Value>> {
+    check_scope(&state, &caller, &body.service).await?;
+    if body.history_entries.len() > 1000 {
+        return Err(ApiError::BadRequest("at most 1000 history entries at once".into()));
+    }
+    let reason = check_reason(body.reason)?;
+    let actor = caller.name.clone();
+    let outcome = state
+        .run(move |m| {
+            let name = m.resolve_service(&body.service)?;
+            Ok(m.restore_history(&name, &body.history_entries, &actor, reason)?)
+        })
+        .await?;
+    state.notify_changed(std::slice::from_ref(&outcome.service));
+    Ok(Json(json!({
+        "success": true,
+        "service": outcome.service,
+        "keys_restored": outcome.keys_restored,
+        "new_version": outcome.new_version,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointInTimeBody {
+    /// RFC 3339; every service goes back to its values at this instant.
+    timestamp: String,
+    /// Only this service (default: every service).
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /restore`: point-in-time restore of one service or all, atomically.
+pub async fn point_in_time(
+    State(state): State<AppState>,
+    RequireWrite(caller): RequireWrite,
+    ApiJson(body): ApiJson<PointInTimeBody>,
+) -> ApiResult<Json<Value>> {
+    if caller.services.is_some() {
+        return Err(ApiError::Forbidden(
+            "service-scoped tokens cannot restore".into(),
+        ));
+    }
+    let at = timestamp(&body.timestamp, "timestamp")?;
+    let reason = check_reason(body.reason)?;
+    let actor = caller.name.clone();
+    let at_for_restore = at.clone();
+    let changed = state
+        .run(move |m| {
+            let service = body.service.as_deref().map(|s| m.resolve_service(s)).transpose()?;
+            Ok(m.restore_at(service.as_ref(), &at_for_restore, &actor, reason)?)
+        })
+        .await?;
+    let services: Vec<String> = changed.iter().map(|c| c.service.clone()).collect();
+    state.notify_changed(&services);
+    let versions: serde_json::Map<String, Value> = changed
+        .iter()
+        .map(|c| (c.service.clone(), json!(c.version)))
+        .collect();
+    Ok(Json(json!({
+        "success": true,
+        "timestamp": at,
+        "services_restored": services,
+        "new_versions": versions,
+    })))
+}

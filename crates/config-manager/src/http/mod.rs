@@ -1,0 +1,118 @@
+//! The HTTP layer: the whole route table in one place, the middleware, and one
+//! module per resource.
+
+pub mod audit;
+pub mod auth;
+pub mod configs;
+pub mod error;
+pub mod health;
+pub mod history;
+pub mod json;
+pub mod openapi;
+pub mod profiles;
+pub mod rebuild;
+pub mod search;
+pub mod secrets;
+
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::routing::{get, post, put};
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::state::AppState;
+use error::ApiError;
+
+/// Prefix of every API route.
+pub const API_PREFIX: &str = "/api/config";
+
+/// Every API route as `(method, path)`, in OpenAPI path syntax. The OpenAPI
+/// document is tested against this table and this table against the router.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/health"),
+    ("get", "/openapi.json"),
+    ("get", "/services"),
+    ("get", "/services/{service}"),
+    ("put", "/services/{service}"),
+    ("patch", "/services/{service}"),
+    ("get", "/services/{service}/versions"),
+    ("get", "/services/{service}/schema"),
+    ("post", "/services/{service}/secrets/{key}/reveal"),
+    ("post", "/search"),
+    ("get", "/history"),
+    ("post", "/history/restore"),
+    ("post", "/restore"),
+    ("get", "/profiles"),
+    ("post", "/profiles"),
+    ("get", "/profiles/{name}"),
+    ("delete", "/profiles/{name}"),
+    ("put", "/profiles/{name}/activate"),
+    ("post", "/rebuild"),
+    ("get", "/audit"),
+];
+
+/// Header carrying the request id (generated when the client sends none).
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The API router with its middleware.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/health", get(health::health))
+        .route("/openapi.json", get(openapi::document))
+        .route("/services", get(configs::list))
+        .route(
+            "/services/{service}",
+            get(configs::get).put(configs::put).patch(configs::patch),
+        )
+        .route("/services/{service}/versions", get(configs::versions))
+        .route("/services/{service}/schema", get(configs::schema))
+        .route(
+            "/services/{service}/secrets/{key}/reveal",
+            post(secrets::reveal),
+        )
+        .route("/search", post(search::search))
+        .route("/history", get(history::list))
+        .route("/history/restore", post(history::restore))
+        .route("/restore", post(history::point_in_time))
+        .route("/profiles", get(profiles::list).post(profiles::save))
+        .route("/profiles/{name}", get(profiles::get).delete(profiles::delete))
+        .route("/profiles/{name}/activate", put(profiles::activate))
+        .route("/rebuild", post(rebuild::rebuild))
+        .route("/audit", get(audit::list));
+    let limit = state.max_body_bytes();
+    Router::new()
+        .nest(API_PREFIX, api)
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::BadRequest("method not allowed on this route".into())
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}

@@ -1,0 +1,116 @@
+//! `/profiles`: named snapshots of every service, activated atomically.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{RequireRead, RequireWrite};
+use super::error::{ApiError, ApiResult};
+use super::json::{ApiJson, ApiPath};
+use crate::auth::Caller;
+use crate::state::AppState;
+
+/// Longest accepted profile description.
+pub const MAX_DESCRIPTION_LEN: usize = 1000;
+
+fn unscoped(caller: &Caller) -> ApiResult<()> {
+    if caller.services.is_some() {
+        return Err(ApiError::Forbidden(
+            "profiles span every service; service-scoped tokens cannot use them".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /profiles`
+pub async fn list(State(state): State<AppState>, RequireRead(caller): RequireRead) -> ApiResult<Json<Value>> {
+    unscoped(&caller)?;
+    let profiles = state.run(|m| Ok(m.store().list_profiles()?)).await?;
+    Ok(Json(json!({ "profiles": profiles })))
+}
+
+/// `GET /profiles/{name}`
+pub async fn get(
+    State(state): State<AppState>,
+    RequireRead(caller): RequireRead,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    unscoped(&caller)?;
+    let profile = state
+        .run(move |m| {
+            config_manager_core::manager::validate_profile_name(&name)?;
+            Ok(m.store().get_profile(&name)?)
+        })
+        .await?;
+    Ok(Json(json!(profile)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveBody {
+    profile_name: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// `POST /profiles`: save the current state under a name (overwrites).
+pub async fn save(
+    State(state): State<AppState>,
+    RequireWrite(caller): RequireWrite,
+    ApiJson(body): ApiJson<SaveBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    unscoped(&caller)?;
+    if body
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_LEN)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "description must be at most {MAX_DESCRIPTION_LEN} characters"
+        )));
+    }
+    let actor = caller.name.clone();
+    let profile = state
+        .run(move |m| Ok(m.save_profile(&body.profile_name, body.description.as_deref(), &actor)?))
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(profile))))
+}
+
+/// `PUT /profiles/{name}/activate`
+pub async fn activate(
+    State(state): State<AppState>,
+    RequireWrite(caller): RequireWrite,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    unscoped(&caller)?;
+    let actor = caller.name.clone();
+    let (changed, epoch) = state
+        .run(move |m| Ok((m.activate_profile(&name, &actor)?, m.epoch().to_string())))
+        .await?;
+    let services: Vec<String> = changed.iter().map(|c| c.service.clone()).collect();
+    state.notify_changed(&services);
+    Ok(Json(json!({
+        "success": true,
+        "services_updated": services,
+        "config_epoch": epoch,
+    })))
+}
+
+/// `DELETE /profiles/{name}`
+pub async fn delete(
+    State(state): State<AppState>,
+    RequireWrite(caller): RequireWrite,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    unscoped(&caller)?;
+    let actor = caller.name.clone();
+    state
+        .run(move |m| {
+            config_manager_core::manager::validate_profile_name(&name)?;
+            Ok(m.store().delete_profile(&name, &actor)?)
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

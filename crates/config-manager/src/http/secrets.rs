@@ -1,0 +1,58 @@
+//! `POST /services/{service}/secrets/{key}/reveal`: one secret in clear text,
+//! for writers, with a justification that goes to the audit log.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use config_manager_core::store::NewAudit;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{check_scope, RequireWrite};
+use super::configs::check_reason;
+use super::error::{ApiError, ApiResult};
+use super::json::{ApiJson, ApiPath};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevealBody {
+    reason: String,
+}
+
+/// `POST /services/{service}/secrets/{key}/reveal`
+pub async fn reveal(
+    State(state): State<AppState>,
+    RequireWrite(caller): RequireWrite,
+    ApiPath((service, key)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<RevealBody>,
+) -> ApiResult<Response> {
+    check_scope(&state, &caller, &service).await?;
+    let reason = check_reason(Some(body.reason))?
+        .filter(|r| r.trim().chars().count() >= 3)
+        .ok_or_else(|| ApiError::BadRequest("a reason (at least 3 characters) is required".into()))?;
+    let actor = caller.name.clone();
+    let value = state
+        .run(move |m| {
+            let name = m.resolve_service(&service)?;
+            config_manager_core::domain::validate_key(&key)
+                .map_err(|e| ApiError::BadRequest(format!("invalid key: {e}")))?;
+            let value = m.reveal_secret(&name, &key);
+            let outcome = if value.is_ok() { "ok" } else { "error" };
+            m.store().record_audit(&NewAudit {
+                actor,
+                action: "secret.reveal".into(),
+                target: Some(format!("{name}/{key}")),
+                outcome: outcome.into(),
+                detail: Some(json!({ "reason": reason })),
+            })?;
+            Ok((name.to_string(), key, value?))
+        })
+        .await?;
+    let (service, key, value) = value;
+    let mut resp = Json(json!({ "service": service, "key": key, "value": value })).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}

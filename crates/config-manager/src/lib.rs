@@ -1,0 +1,11 @@
+//! The config-manager service: settings and first run, the HTTP API, and the
+//! wiring that starts and stops everything. `main.rs` only parses the command
+//! line and calls into here.
+
+pub mod auth;
+pub mod cli;
+pub mod first_run;
+pub mod http;
+pub mod serve;
+pub mod settings;
+pub mod state;

@@ -1,0 +1,272 @@
+//! Settings: read once from the environment (with the `.env` file underneath),
+//! checked once, and handed out as typed values. Every error names the variable
+//! and never prints its value.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use config_manager_core::crypto::mac::{MacKey, MacKeyRing};
+use config_manager_core::crypto::secret_box::{MasterKey, SecretKeyRing};
+use config_manager_core::crypto::signing::{SigningKey, VerifyingKey};
+use config_manager_core::crypto::KeyId;
+use thiserror::Error;
+
+use crate::auth::tokens::TokenTable;
+
+/// A setting that is present but unusable.
+#[derive(Debug, Error)]
+#[error("{var}: {reason}")]
+pub struct SettingsError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+fn bad(var: &'static str, reason: impl Into<String>) -> SettingsError {
+    SettingsError {
+        var,
+        reason: reason.into(),
+    }
+}
+
+/// The variables the service reads: the process environment wins over the
+/// `.env` file, which fills in what the environment does not set.
+#[derive(Clone, Default)]
+pub struct EnvSource {
+    vars: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for EnvSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvSource")
+            .field("vars", &self.vars.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl EnvSource {
+    /// Reads `env_file` (if it exists) and lays the process environment over it.
+    pub fn load(env_file: &Path) -> Result<Self, SettingsError> {
+        let mut vars = BTreeMap::new();
+        if env_file.exists() {
+            let iter = dotenvy::from_path_iter(env_file)
+                .map_err(|e| bad("CONFIG_ENV_FILE", format!("cannot read {}: {e}", env_file.display())))?;
+            for item in iter {
+                let (k, v) = item.map_err(|e| {
+                    bad(
+                        "CONFIG_ENV_FILE",
+                        format!("{} does not parse: {}", env_file.display(), redact_dotenv_error(&e)),
+                    )
+                })?;
+                vars.insert(k, v);
+            }
+        }
+        vars.extend(std::env::vars());
+        Ok(Self { vars })
+    }
+
+    /// Builds a source from explicit pairs (tests).
+    pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
+        Self {
+            vars: pairs.into_iter().collect(),
+        }
+    }
+
+    /// A variable's value; empty values count as unset.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.vars.get(key).map(String::as_str).filter(|v| !v.trim().is_empty())
+    }
+
+    /// Sets a value (first-run generation).
+    pub fn set(&mut self, key: &str, value: String) {
+        self.vars.insert(key.to_owned(), value);
+    }
+
+    fn flag(&self, key: &'static str) -> Result<bool, SettingsError> {
+        match self.get(key).map(str::trim) {
+            None | Some("0") | Some("false") | Some("no") => Ok(false),
+            Some("1") | Some("true") | Some("yes") => Ok(true),
+            Some(_) => Err(bad(key, "must be 0 or 1")),
+        }
+    }
+
+    fn parse<T: std::str::FromStr>(&self, key: &'static str, default: T) -> Result<T, SettingsError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| bad(key, format!("cannot parse '{}'", v.trim()))),
+        }
+    }
+}
+
+/// dotenvy errors quote the offending line, which may hold a key: keep only
+/// the position.
+fn redact_dotenv_error(e: &dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::LineParse(_, index) => format!("syntax error at character {index}"),
+        dotenvy::Error::Io(io) => io.to_string(),
+        _ => "invalid content".into(),
+    }
+}
+
+/// Output format of the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every setting of `serve`, validated.
+#[derive(Debug)]
+pub struct Settings {
+    pub host: IpAddr,
+    pub port: u16,
+    pub db_path: PathBuf,
+    pub lkg_path: PathBuf,
+    pub schema_dir: Option<PathBuf>,
+    pub env_file: PathBuf,
+    pub tokens: TokenTable,
+    pub master_keys: SecretKeyRing,
+    pub lkg_keys: MacKeyRing,
+    pub signing_key: SigningKey,
+    pub verifying_key: VerifyingKey,
+    pub rebuild_token: RedactedString,
+    pub mqtt_url: Option<RedactedString>,
+    pub allow_auto_rebuild: bool,
+    pub allow_unknown_services: bool,
+    pub max_body_bytes: usize,
+    pub log_format: LogFormat,
+}
+
+/// A string that never shows in `Debug` output or logs.
+#[derive(Clone)]
+pub struct RedactedString(pub String);
+
+impl std::fmt::Debug for RedactedString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Default largest accepted request body.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+
+impl Settings {
+    /// Validates every variable. Keys must already exist (see `first_run`).
+    pub fn from_env(env: &EnvSource, env_file: PathBuf) -> Result<Self, SettingsError> {
+        let master_id = key_id(env, "CONFIG_MASTER_KEY_ID", "master-1")?;
+        let master = MasterKey::from_base64(required(env, "CONFIG_MASTER_KEY_BASE64")?)
+            .map_err(|e| bad("CONFIG_MASTER_KEY_BASE64", e.to_string()))?;
+        let mut master_keys = SecretKeyRing::new(master_id, master);
+        if let Some(prev) = env.get("CONFIG_MASTER_KEY_PREVIOUS_BASE64") {
+            let id = key_id(env, "CONFIG_MASTER_KEY_PREVIOUS_ID", "")?;
+            let key = MasterKey::from_base64(prev)
+                .map_err(|e| bad("CONFIG_MASTER_KEY_PREVIOUS_BASE64", e.to_string()))?;
+            master_keys = master_keys.with_previous(id, key);
+        }
+        let lkg_id = key_id(env, "LKG_HMAC_KEY_ID", "lkg-1")?;
+        let lkg = MacKey::from_base64(required(env, "LKG_HMAC_KEY_BASE64")?)
+            .map_err(|e| bad("LKG_HMAC_KEY_BASE64", e.to_string()))?;
+        let mut lkg_keys = MacKeyRing::new(lkg_id, lkg);
+        if let Some(prev) = env.get("LKG_HMAC_KEY_PREVIOUS_BASE64") {
+            let id = key_id(env, "LKG_HMAC_KEY_PREVIOUS_ID", "")?;
+            let key = MacKey::from_base64(prev)
+                .map_err(|e| bad("LKG_HMAC_KEY_PREVIOUS_BASE64", e.to_string()))?;
+            lkg_keys = lkg_keys.with_previous(id, key);
+        }
+        let signing_key = SigningKey::from_pkcs8_pem(required(env, "CONFIG_SIGNATURE_PRIVATE_KEY")?)
+            .map_err(|e| bad("CONFIG_SIGNATURE_PRIVATE_KEY", e.to_string()))?;
+        let verifying_key = match env.get("CONFIG_SIGNATURE_PUBLIC_KEY") {
+            Some(pem) => VerifyingKey::from_spki_pem(pem)
+                .map_err(|e| bad("CONFIG_SIGNATURE_PUBLIC_KEY", e.to_string()))?,
+            None => signing_key.verifying_key(),
+        };
+        if verifying_key.key_id() != signing_key.key_id() {
+            return Err(bad(
+                "CONFIG_SIGNATURE_PUBLIC_KEY",
+                "does not match CONFIG_SIGNATURE_PRIVATE_KEY",
+            ));
+        }
+        let rebuild_token = required(env, "REBUILD_TOKEN")?;
+        if rebuild_token.len() < 16 {
+            return Err(bad("REBUILD_TOKEN", "must be at least 16 characters"));
+        }
+        let tokens = TokenTable::parse(required(env, "CONFIG_API_TOKENS")?)
+            .map_err(|e| bad("CONFIG_API_TOKENS", e.to_string()))?;
+        let log_format = match env.get("LOG_FORMAT").map(str::trim) {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(bad("LOG_FORMAT", "must be 'text' or 'json'")),
+        };
+        let mqtt_url = env.get("MQTT_URL").map(|u| RedactedString(u.trim().to_owned()));
+        let max_body_bytes = env.parse("CONFIG_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?;
+        if !(1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(bad("CONFIG_MAX_BODY_BYTES", "must be between 1024 and 16777216"));
+        }
+        Ok(Self {
+            host: env.parse("CONFIG_MANAGER_HOST", IpAddr::from([127, 0, 0, 1]))?,
+            port: env.parse("CONFIG_MANAGER_PORT", 8081)?,
+            db_path: path(env, "CONFIG_DB_PATH", "data/config.db"),
+            lkg_path: path(env, "CONFIG_LKG_CACHE_PATH", "data/config.lkg.json"),
+            schema_dir: env.get("CONFIG_SCHEMA_DIR").map(PathBuf::from),
+            env_file,
+            tokens,
+            master_keys,
+            lkg_keys,
+            signing_key,
+            verifying_key,
+            rebuild_token: RedactedString(rebuild_token.to_owned()),
+            mqtt_url,
+            allow_auto_rebuild: env.flag("ALLOW_AUTO_REBUILD")?,
+            allow_unknown_services: env.flag("CONFIG_ALLOW_UNKNOWN_SERVICES")?,
+            max_body_bytes,
+            log_format,
+        })
+    }
+}
+
+fn required<'a>(env: &'a EnvSource, var: &'static str) -> Result<&'a str, SettingsError> {
+    env.get(var).ok_or_else(|| bad(var, "is not set"))
+}
+
+fn key_id(env: &EnvSource, var: &'static str, default: &str) -> Result<KeyId, SettingsError> {
+    let raw = env.get(var).unwrap_or(default);
+    if raw.is_empty() {
+        return Err(bad(var, "is required when the previous key is set"));
+    }
+    KeyId::parse(raw.trim()).map_err(|e| bad(var, e.to_string()))
+}
+
+fn path(env: &EnvSource, var: &str, default: &str) -> PathBuf {
+    PathBuf::from(env.get(var).unwrap_or(default))
+}
+
+/// Every variable the binary reads, for `.env.example` checks and `--help`.
+pub const ALL_VARIABLES: &[&str] = &[
+    "CONFIG_ENV_FILE",
+    "CONFIG_MANAGER_HOST",
+    "CONFIG_MANAGER_PORT",
+    "CONFIG_DB_PATH",
+    "CONFIG_LKG_CACHE_PATH",
+    "CONFIG_SCHEMA_DIR",
+    "CONFIG_API_TOKENS",
+    "CONFIG_MASTER_KEY_BASE64",
+    "CONFIG_MASTER_KEY_ID",
+    "CONFIG_MASTER_KEY_PREVIOUS_BASE64",
+    "CONFIG_MASTER_KEY_PREVIOUS_ID",
+    "LKG_HMAC_KEY_BASE64",
+    "LKG_HMAC_KEY_ID",
+    "LKG_HMAC_KEY_PREVIOUS_BASE64",
+    "LKG_HMAC_KEY_PREVIOUS_ID",
+    "CONFIG_SIGNATURE_PRIVATE_KEY",
+    "CONFIG_SIGNATURE_PUBLIC_KEY",
+    "REBUILD_TOKEN",
+    "MQTT_URL",
+    "ALLOW_AUTO_REBUILD",
+    "CONFIG_ALLOW_UNKNOWN_SERVICES",
+    "CONFIG_MAX_BODY_BYTES",
+    "LOG_FORMAT",
+    "RUST_LOG",
+];
