@@ -63,7 +63,7 @@ impl Manager {
         let outcome = self.put(
             service,
             PutRequest {
-                config,
+                config: without_env_keys(self, service, config),
                 expected_version: Some(current.version),
                 merge: false,
                 actor: actor.into(),

@@ -17,6 +17,8 @@ pub const MAX_QUERY_LEN: usize = 200;
 pub struct SearchQuery {
     pub query: String,
     pub service: Option<String>,
+    /// Only these services (service-scoped tokens).
+    pub services: Option<Vec<String>>,
     /// `simple` or `advanced`. `simple` finds only simple fields; `advanced`
     /// (the advanced view) finds every field.
     pub complexity: Option<String>,
@@ -62,6 +64,7 @@ impl Manager {
                 _ => true,
             })
             .filter(|i| q.r#type.as_deref().is_none_or(|t| i.r#type == t))
+            .filter(|i| q.services.as_ref().is_none_or(|s| s.contains(&i.service)))
             .filter_map(|i| score(&i, &terms).map(|s| hit(i, s)))
             .collect();
         let total = hits.len();

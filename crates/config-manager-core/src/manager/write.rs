@@ -117,10 +117,16 @@ impl Manager {
             }
             match field {
                 Some(f) if f.is_secret => {
-                    if value == Value::String(SECRET_MASK.into()) {
-                        continue;
+                    match &value {
+                        Value::String(s) if s == SECRET_MASK => continue,
+                        // `null` and "" clear the secret (what a GET of an
+                        // unset secret shows), so they skip validation.
+                        Value::Null => {}
+                        Value::String(s) if s.is_empty() => {}
+                        _ => {
+                            to_validate.insert(key.clone(), value.clone());
+                        }
                     }
-                    to_validate.insert(key.clone(), value.clone());
                     secret_changes.push((key, value));
                 }
                 _ => {
@@ -178,6 +184,7 @@ impl Manager {
     ) -> Result<SecretChange> {
         let plain = match value {
             Value::Null => return Ok(SecretChange { key, sealed: None }),
+            Value::String(s) if s.is_empty() => return Ok(SecretChange { key, sealed: None }),
             Value::String(s) => s,
             other => other.to_string(),
         };

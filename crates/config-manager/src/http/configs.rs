@@ -110,12 +110,17 @@ async fn write(
             "the body's service does not match the URL".into(),
         ));
     }
-    let expected = expected_version(&headers, body.version)?;
+    let (expected, etag_epoch) = expected_version(&headers, body.version)?;
     let reason = check_reason(body.reason)?;
     let actor = caller.name.clone();
     let (outcome, epoch) = state
         .run(move |m| {
             let name = m.resolve_service(&service)?;
+            if etag_epoch.as_deref().is_some_and(|e| e != m.epoch().as_str()) {
+                // An ETag from before a rebuild: its version number means nothing now.
+                let current = m.get_effective(&name, SecretView::Omitted, false)?.version;
+                return Err(ApiError::Conflict { current });
+            }
             let outcome = m.put(
                 &name,
                 PutRequest {
@@ -151,14 +156,18 @@ async fn write(
 /// The optimistic-locking version: from the body and/or `If-Match`; when both
 /// are given they must agree. A write without either is refused (428), so no
 /// client overwrites a change it never saw.
-fn expected_version(headers: &HeaderMap, body: Option<i64>) -> ApiResult<i64> {
-    let header = match headers.get(header::IF_MATCH) {
-        None => None,
-        Some(v) => Some(parse_etag(v.to_str().unwrap_or("")).ok_or_else(|| {
-            ApiError::BadRequest("If-Match must be an ETag from a previous GET".into())
-        })?),
+/// Returns the version and, when the ETag carries one, its epoch.
+fn expected_version(headers: &HeaderMap, body: Option<i64>) -> ApiResult<(i64, Option<String>)> {
+    let (header, epoch) = match headers.get(header::IF_MATCH) {
+        None => (None, None),
+        Some(v) => {
+            let (version, epoch) = parse_etag(v.to_str().unwrap_or("")).ok_or_else(|| {
+                ApiError::BadRequest("If-Match must be an ETag from a previous GET".into())
+            })?;
+            (Some(version), epoch)
+        }
     };
-    match (body, header) {
+    let version = match (body, header) {
         (Some(b), Some(h)) if b != h => Err(ApiError::BadRequest(
             "version in the body and If-Match disagree".into(),
         )),
@@ -167,7 +176,8 @@ fn expected_version(headers: &HeaderMap, body: Option<i64>) -> ApiResult<i64> {
         (None, None) => Err(ApiError::PreconditionRequired(
             "send the version you are changing, as \"version\" in the body or an If-Match header".into(),
         )),
-    }
+    }?;
+    Ok((version, epoch))
 }
 
 /// Strong ETag of a configuration version: `"<version>-<epoch>"`.
@@ -175,10 +185,14 @@ pub fn etag(epoch: &str, version: i64) -> String {
     format!("\"{version}-{epoch}\"")
 }
 
-/// Reads the version out of an ETag (`"7-<epoch>"`, `W/"7-…"`, `"7"` or `7`).
-fn parse_etag(raw: &str) -> Option<i64> {
+/// Reads the version (and epoch, if present) out of an ETag
+/// (`"7-<epoch>"`, `W/"7-<epoch>"`, `"7"` or `7`).
+fn parse_etag(raw: &str) -> Option<(i64, Option<String>)> {
     let raw = raw.trim().trim_start_matches("W/").trim_matches('"');
-    raw.split('-').next()?.parse().ok()
+    match raw.split_once('-') {
+        Some((v, epoch)) => Some((v.parse().ok()?, Some(epoch.to_owned()))),
+        None => Some((raw.parse().ok()?, None)),
+    }
 }
 
 /// Validates a free-text change reason.
@@ -243,9 +257,12 @@ mod tests {
 
     #[test]
     fn etags_roundtrip() {
-        assert_eq!(parse_etag(&etag("550e8400-e29b", 7)), Some(7));
-        assert_eq!(parse_etag("W/\"3-x\""), Some(3));
-        assert_eq!(parse_etag("12"), Some(12));
+        assert_eq!(
+            parse_etag(&etag("550e8400-e29b", 7)),
+            Some((7, Some("550e8400-e29b".into())))
+        );
+        assert_eq!(parse_etag("W/\"3-x\""), Some((3, Some("x".into()))));
+        assert_eq!(parse_etag("12"), Some((12, None)));
         assert_eq!(parse_etag("\"abc\""), None);
     }
 }

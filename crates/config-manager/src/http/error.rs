@@ -28,6 +28,12 @@ pub enum ApiError {
     /// 409: stale version.
     #[error("version conflict: the configuration was changed by someone else (current version {current})")]
     Conflict { current: i64 },
+    /// 409: the thing to create already exists.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// 405
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     /// 413
     #[error("request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
@@ -56,7 +62,8 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::AlreadyExists(_) => StatusCode::CONFLICT,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -74,6 +81,8 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict { .. } => "version-conflict",
+            ApiError::AlreadyExists(_) => "already-exists",
+            ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::TooLarge { .. } => "body-too-large",
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::Validation(_) => "validation-failed",
@@ -137,7 +146,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             StoreError::Conflict { current } => ApiError::Conflict { current },
-            StoreError::AlreadyExists(what) => ApiError::BadRequest(format!("{what} already exists")),
+            StoreError::AlreadyExists(what) => ApiError::AlreadyExists(format!("{what} already exists")),
             StoreError::Locked => ApiError::Unavailable("database is locked; try again".into()),
             StoreError::DiskFull => {
                 ApiError::Unavailable("disk is full; the change was not saved".into())

@@ -32,7 +32,8 @@ use error::ApiError;
 pub const API_PREFIX: &str = "/api/config";
 
 /// Every API route as `(method, path)`, in OpenAPI path syntax. The OpenAPI
-/// document is tested against this table and this table against the router.
+/// document is tested against this table and this table against the router
+/// (`tests/api.rs`, `openapi_document_is_served_and_lists_every_route`).
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/health"),
     ("get", "/openapi.json"),
@@ -88,9 +89,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest(API_PREFIX, api)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .method_not_allowed_fallback(|| async {
-            ApiError::BadRequest("method not allowed on this route".into())
-        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

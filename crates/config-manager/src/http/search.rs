@@ -44,7 +44,11 @@ pub async fn search(
         }
     }
     let query_text = body.query.clone();
-    let (mut hits, mut total) = state
+    let scope: Option<Vec<String>> = caller
+        .services
+        .as_ref()
+        .map(|s| s.iter().map(|n| n.to_string()).collect());
+    let (hits, total) = state
         .run(move |m| {
             let service = body
                 .service_filter
@@ -54,15 +58,12 @@ pub async fn search(
             Ok(m.search(&SearchQuery {
                 query: body.query,
                 service: service.map(|s| s.to_string()),
+                services: scope,
                 complexity: body.complexity_filter,
                 r#type: body.type_filter,
                 max_results: body.max_results.unwrap_or(50),
             })?)
         })
         .await?;
-    if caller.services.is_some() {
-        hits.retain(|h| caller.may_access(&h.service));
-        total = hits.len();
-    }
     Ok(Json(json!({ "query": query_text, "results": hits, "total_count": total })))
 }

@@ -1,0 +1,199 @@
+//! The handle a service holds: start-up, the current config, change
+//! notifications, counters and shutdown.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use config_manager_core::envelope::config_topic;
+use config_manager_core::envelope::freshness::AppliedState;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::counters::{CounterSnapshot, Counters};
+use crate::mqtt::{self, MqttTask};
+use crate::pipeline::{Callback, PipelineConfig, UpdatePipeline};
+use crate::settings::ClientSettings;
+use crate::startup::{load_initial, ConfigSource};
+use crate::ClientError;
+
+/// The config in force with where it came from.
+pub struct Snapshot<T> {
+    pub config: Arc<T>,
+    /// Epoch and version of the config, if it is versioned (not defaults).
+    pub applied: Option<AppliedState>,
+    pub source: ConfigSource,
+}
+
+impl<T> Clone for Snapshot<T> {
+    fn clone(&self) -> Self {
+        Self {
+            config: Arc::clone(&self.config),
+            applied: self.applied.clone(),
+            source: self.source,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Snapshot<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("applied", &self.applied)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures and starts a [`Client`].
+pub struct ClientBuilder<T> {
+    settings: ClientSettings,
+    defaults: Option<T>,
+    callback: Option<Arc<Callback<T>>>,
+}
+
+impl<T: DeserializeOwned + Send + Sync + 'static> ClientBuilder<T> {
+    /// The config to run on when neither REST nor the LKG file is available.
+    pub fn defaults(mut self, defaults: T) -> Self {
+        self.defaults = Some(defaults);
+        self
+    }
+
+    /// Called with each new config before it takes effect; an `Err` keeps the
+    /// previous config (and the update is retried when it is re-issued). It
+    /// runs on the MQTT task, so it should be quick: hand heavy work to
+    /// another task through [`Client::subscribe`]. Not called for the start-up
+    /// config, which [`Client::current`] returns.
+    pub fn on_change<F, E>(mut self, callback: F) -> Self
+    where
+        F: Fn(&T) -> Result<(), E> + Send + Sync + 'static,
+        E: fmt::Display,
+    {
+        self.callback = Some(Arc::new(move |config: &T| callback(config).map_err(|e| e.to_string())));
+        self
+    }
+
+    /// Loads the start-up config and, if MQTT is configured, starts listening
+    /// for updates on a background task. Needs a Tokio runtime.
+    pub async fn start(self) -> Result<Client<T>, ClientError> {
+        let settings = self.settings;
+        if settings.trusted_keys.is_empty() {
+            return Err(ClientError::NoTrustedKeys);
+        }
+        let initial = load_initial(&settings, self.defaults).await?;
+        let counters = Arc::new(Counters::default());
+        let (snapshots, rx) = watch::channel(Snapshot {
+            config: Arc::clone(&initial.config),
+            applied: initial.applied.clone(),
+            source: initial.source,
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let connected = Arc::new(AtomicBool::new(false));
+        let task = match &settings.mqtt {
+            None => None,
+            Some(endpoint) => {
+                let client_id = settings
+                    .mqtt_client_id
+                    .clone()
+                    .unwrap_or_else(|| mqtt::default_client_id(settings.service.as_str()));
+                let opts = mqtt::options(endpoint, client_id, settings.mqtt_keep_alive, settings.max_payload_bytes)?;
+                let (client, eventloop) = rumqttc::AsyncClient::new(opts, 16);
+                let pipeline = UpdatePipeline::new(PipelineConfig {
+                    service: settings.service.clone(),
+                    trusted: settings.trusted_keys.clone(),
+                    policy: settings.freshness.clone(),
+                    max_payload: settings.max_payload_bytes,
+                    initial: initial.config,
+                    initial_raw: initial.raw,
+                    applied: initial.applied,
+                    counters: Arc::clone(&counters),
+                });
+                let task = MqttTask {
+                    client,
+                    eventloop,
+                    topic: config_topic(&settings.service),
+                    pipeline,
+                    callback: self.callback,
+                    snapshots,
+                    connected: Arc::clone(&connected),
+                    shutdown: shutdown_rx,
+                };
+                Some(tokio::spawn(task.run()))
+            }
+        };
+        Ok(Client {
+            rx,
+            counters,
+            connected,
+            shutdown,
+            task,
+        })
+    }
+}
+
+/// A running client. Dropping it stops the MQTT task too; [`Client::shutdown`]
+/// also waits for it.
+pub struct Client<T> {
+    rx: watch::Receiver<Snapshot<T>>,
+    counters: Arc<Counters>,
+    connected: Arc<AtomicBool>,
+    shutdown: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl<T> fmt::Debug for Client<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("snapshot", &*self.rx.borrow())
+            .field("mqtt_connected", &self.is_mqtt_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: DeserializeOwned + Send + Sync + 'static> Client<T> {
+    /// A builder for a client with these settings.
+    pub fn builder(settings: ClientSettings) -> ClientBuilder<T> {
+        ClientBuilder {
+            settings,
+            defaults: None,
+            callback: None,
+        }
+    }
+}
+
+impl<T> Client<T> {
+    /// The config in force.
+    pub fn current(&self) -> Arc<T> {
+        Arc::clone(&self.rx.borrow().config)
+    }
+
+    /// The config in force with its version and source.
+    pub fn snapshot(&self) -> Snapshot<T> {
+        self.rx.borrow().clone()
+    }
+
+    /// A receiver that is notified after each applied update.
+    pub fn subscribe(&self) -> watch::Receiver<Snapshot<T>> {
+        self.rx.clone()
+    }
+
+    /// Applied / ignored / rejected-by-reason counts so far.
+    pub fn counters(&self) -> CounterSnapshot {
+        self.counters.snapshot()
+    }
+
+    /// Whether the MQTT connection is up.
+    pub fn is_mqtt_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Disconnects from the broker and waits for the MQTT task to end.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.task.take() {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "MQTT task ended abnormally");
+            }
+        }
+    }
+}
