@@ -270,3 +270,35 @@ pub const ALL_VARIABLES: &[&str] = &[
     "LOG_FORMAT",
     "RUST_LOG",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `.env.example` documents exactly the variables the binary reads.
+    #[test]
+    fn env_example_lists_every_variable() {
+        let example = include_str!("../../../.env.example");
+        let documented: Vec<&str> = example
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains('='))
+            .filter_map(|l| l.split('=').next())
+            .collect();
+        for var in ALL_VARIABLES {
+            assert!(documented.contains(var), "{var} missing from .env.example");
+        }
+        for var in &documented {
+            assert!(ALL_VARIABLES.contains(var), "{var} documented but not read");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_variable_not_the_value() {
+        let env = EnvSource::from_pairs([
+            ("CONFIG_MASTER_KEY_BASE64".to_owned(), "sekrit-but-bad".to_owned()),
+        ]);
+        let err = Settings::from_env(&env, PathBuf::from(".env")).unwrap_err();
+        assert_eq!(err.var, "CONFIG_MASTER_KEY_BASE64");
+        assert!(!err.to_string().contains("sekrit"));
+    }
+}

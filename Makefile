@@ -1,0 +1,27 @@
+# config-manager developer commands. `make run` and `make test` are the two
+# commands a fresh machine needs (see README.md).
+.PHONY: run test test-unit test-integration test-contract fmt lint check bench
+
+run:
+	cargo run --release -p config-manager -- serve
+
+test:
+	scripts/test.sh all
+
+test-unit:
+	scripts/test.sh unit
+
+test-integration:
+	scripts/test.sh integration
+
+test-contract:
+	scripts/test.sh contract
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+check: lint test

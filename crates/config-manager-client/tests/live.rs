@@ -1,0 +1,336 @@
+//! The client against real components: a mosquitto broker started here on a
+//! free loopback port, a minimal HTTP server standing in for the manager's REST
+//! endpoint, and real LKG files.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use config_manager_client::{Client, ClientError, ClientSettings, ConfigSource, LkgSource, MqttEndpoint, Snapshot};
+use config_manager_core::crypto::mac::{MacKey, MacKeyRing};
+use config_manager_core::crypto::signing::{SigningKey, TrustedKeys};
+use config_manager_core::crypto::KeyId;
+use config_manager_core::domain::{Epoch, ServiceName};
+use config_manager_core::envelope::{config_topic, Envelope};
+use config_manager_core::lkg::{LkgCache, LkgContents, LkgService};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+const EPOCH: &str = "5b0c3f0e-8a51-4c8e-9a43-7f6d2b1e0a01";
+
+#[derive(Debug, Deserialize, PartialEq, Clone)]
+struct Tts {
+    volume_percent: u8,
+    tts_provider: String,
+}
+
+fn defaults() -> Tts {
+    Tts {
+        volume_percent: 100,
+        tts_provider: "piper".into(),
+    }
+}
+
+/// A mosquitto child process on a free port, killed on drop.
+struct Broker {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start() -> Self {
+        assert!(
+            Path::new(MOSQUITTO).exists(),
+            "{MOSQUITTO} not found: install the broker with `apt-get install -y mosquitto`"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"),
+        )
+        .unwrap();
+        let child = Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not accept on port {port} within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port, _dir: dir }
+    }
+
+    fn endpoint(&self) -> MqttEndpoint {
+        MqttEndpoint::parse(&format!("mqtt://127.0.0.1:{}", self.port)).unwrap()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Publishes one retained QoS 1 message and waits for the broker's PUBACK.
+async fn publish(port: u16, topic: &str, payload: Vec<u8>) {
+    let mut opts = MqttOptions::new(format!("test-pub-{}", rand_suffix()), "127.0.0.1", port);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    client.publish(topic, QoS::AtLeastOnce, true, payload).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Event::Incoming(Packet::PubAck(_)) = eventloop.poll().await.unwrap() {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("PUBACK within 10 s");
+    client.disconnect().await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+}
+
+fn rand_suffix() -> u32 {
+    use std::time::SystemTime;
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos()
+}
+
+fn service() -> ServiceName {
+    ServiceName::parse("tts-worker").unwrap()
+}
+
+fn config(volume: u64) -> Map<String, Value> {
+    json!({"volume_percent": volume, "tts_provider": "piper"}).as_object().unwrap().clone()
+}
+
+fn signed(key: &SigningKey, version: u64, volume: u64) -> Vec<u8> {
+    Envelope::sign(&service(), version, &Epoch(EPOCH.into()), config(volume), key)
+        .unwrap()
+        .to_json_bytes()
+        .unwrap()
+}
+
+fn settings(key: &SigningKey) -> ClientSettings {
+    ClientSettings::new(service(), TrustedKeys::from_keys([key.verifying_key()]))
+}
+
+/// Waits until the snapshot satisfies `pred`.
+async fn wait_for(rx: &mut watch::Receiver<Snapshot<Tts>>, pred: impl Fn(&Snapshot<Tts>) -> bool) -> Snapshot<Tts> {
+    tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| pred(s)))
+        .await
+        .expect("update within 10 s")
+        .expect("client still running")
+        .clone()
+}
+
+/// Waits until the client has counted `n` rejections.
+async fn wait_rejected(client: &Client<Tts>, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.counters().rejected_total() < n {
+        assert!(Instant::now() < deadline, "expected {n} rejections, counters: {:?}", client.counters());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_joiner_gets_retained_config_then_live_updates_and_refuses_forgeries() {
+    let broker = Broker::start();
+    let key = SigningKey::generate();
+    let topic = config_topic(&service());
+    // Published before the client exists: only the retained copy reaches it.
+    publish(broker.port, &topic, signed(&key, 3, 30)).await;
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let mut s = settings(&key);
+    s.mqtt = Some(broker.endpoint());
+    let client = Client::<Tts>::builder(s)
+        .defaults(defaults())
+        .on_change(move |c: &Tts| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            println!("applied volume {}", c.volume_percent);
+            Ok::<(), String>(())
+        })
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(client.snapshot().source, ConfigSource::Defaults);
+    let mut rx = client.subscribe();
+
+    let snap = wait_for(&mut rx, |s| s.source == ConfigSource::Mqtt).await;
+    assert_eq!(snap.config.volume_percent, 30);
+    assert_eq!(snap.applied.as_ref().unwrap().version, 3);
+    assert!(client.is_mqtt_connected());
+
+    publish(broker.port, &topic, signed(&key, 4, 40)).await;
+    let snap = wait_for(&mut rx, |s| s.applied.as_ref().is_some_and(|a| a.version == 4)).await;
+    assert_eq!(snap.config.volume_percent, 40);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // Forged, replayed and garbage messages: each rejected, config unchanged.
+    let intruder = SigningKey::generate();
+    publish(broker.port, &topic, signed(&intruder, 5, 99)).await;
+    publish(broker.port, &topic, signed(&key, 3, 30)).await;
+    publish(broker.port, &topic, b"{not json".to_vec()).await;
+    wait_rejected(&client, 3).await;
+    let counters = client.counters();
+    assert_eq!(counters.rejected("unknown_key"), 1);
+    assert_eq!(counters.rejected("replay"), 1);
+    assert_eq!(counters.rejected("not_json"), 1);
+    assert_eq!(counters.applied, 2);
+    assert_eq!(client.current().volume_percent, 40);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    client.shutdown().await;
+}
+
+/// A one-route HTTP server that answers like the manager's
+/// `GET /api/config/services/tts-worker`, checking the token.
+async fn fake_manager(body: Value, token: &'static str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut len = 0;
+                while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf[len..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => len += n,
+                    }
+                }
+                let request = String::from_utf8_lossy(&buf[..len]).to_lowercase();
+                let (status, body) = if !request.starts_with("get /api/config/services/tts-worker ") {
+                    ("404 Not Found", json!({"title": "not found"}))
+                } else if !request.contains(&format!("x-api-token: {token}\r\n")) {
+                    ("401 Unauthorized", json!({"title": "unauthorized"}))
+                } else {
+                    ("200 OK", body)
+                };
+                let body = body.to_string();
+                let response = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_startup_sets_the_reference_version() {
+    let broker = Broker::start();
+    let key = SigningKey::generate();
+    let topic = config_topic(&service());
+    let addr = fake_manager(
+        json!({"service": "tts-worker", "config": config(55), "version": 5, "updated_at": "2026-01-01T00:00:00.000Z", "config_epoch": EPOCH}),
+        "tok-read",
+    )
+    .await;
+    // An older signed version is what the broker holds (e.g. replayed there).
+    publish(broker.port, &topic, signed(&key, 4, 44)).await;
+
+    let mut s = settings(&key);
+    s.manager_url = Some(format!("http://{addr}"));
+    s.api_token = Some(config_manager_client::ApiToken::new("tok-read"));
+    s.mqtt = Some(broker.endpoint());
+    let client = Client::<Tts>::builder(s).start().await.unwrap();
+    let snap = client.snapshot();
+    assert_eq!(snap.source, ConfigSource::Rest);
+    assert_eq!(snap.config.volume_percent, 55);
+    assert_eq!(snap.applied.as_ref().unwrap().version, 5);
+
+    // The retained v4 is older than what REST gave: rejected as a replay.
+    wait_rejected(&client, 1).await;
+    assert_eq!(client.counters().rejected("replay"), 1);
+    assert_eq!(client.current().volume_percent, 55);
+
+    let mut rx = client.subscribe();
+    publish(broker.port, &topic, signed(&key, 6, 66)).await;
+    let snap = wait_for(&mut rx, |s| s.source == ConfigSource::Mqtt).await;
+    assert_eq!(snap.config.volume_percent, 66);
+    client.shutdown().await;
+
+    // A wrong token is a failed REST load; without LKG or defaults, no start.
+    let mut s = settings(&key);
+    s.manager_url = Some(format!("http://{addr}"));
+    s.api_token = Some(config_manager_client::ApiToken::new("wrong"));
+    let err = Client::<Tts>::builder(s).start().await.unwrap_err();
+    assert!(matches!(&err, ClientError::NoInitialConfig(m) if m.contains("401")), "{err}");
+}
+
+fn write_lkg(path: &Path, ring: &MacKeyRing, volume: u64) {
+    let mut contents = LkgContents::new(Epoch(EPOCH.into()), "schema-hash");
+    contents.services.insert(
+        service(),
+        LkgService {
+            version: 8,
+            updated_at: "2026-01-01T00:00:00.000Z".into(),
+            config: config(volume),
+        },
+    );
+    LkgCache::seal(contents, ring).unwrap().write_atomic(path).unwrap();
+}
+
+#[tokio::test]
+async fn lkg_fallback_when_the_manager_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lkg.json");
+    let mac = MacKey::generate();
+    let ring = MacKeyRing::new(KeyId::parse("lkg-1").unwrap(), mac.clone());
+    write_lkg(&path, &ring, 77);
+    let key = SigningKey::generate();
+    let down = format!("http://127.0.0.1:{}", free_port());
+
+    let mut s = settings(&key);
+    s.manager_url = Some(down.clone());
+    s.rest_timeout = Duration::from_secs(2);
+    s.lkg = Some(LkgSource {
+        path: path.clone(),
+        key: mac.clone(),
+        key_id: None,
+    });
+    let client = Client::<Tts>::builder(s.clone()).defaults(defaults()).start().await.unwrap();
+    let snap = client.snapshot();
+    assert_eq!(snap.source, ConfigSource::Lkg);
+    assert_eq!(snap.config.volume_percent, 77);
+    assert_eq!(snap.applied.as_ref().unwrap().version, 8);
+
+    // One changed byte: the cache is not used, defaults are.
+    let text = std::fs::read_to_string(&path).unwrap().replace("77", "78");
+    std::fs::write(&path, text).unwrap();
+    let client = Client::<Tts>::builder(s.clone()).defaults(defaults()).start().await.unwrap();
+    assert_eq!(client.snapshot().source, ConfigSource::Defaults);
+    assert_eq!(*client.current(), defaults());
+
+    // Without defaults the start fails and says why for each source.
+    let err = Client::<Tts>::builder(s).start().await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("REST") && message.contains("HMAC"), "{message}");
+}
