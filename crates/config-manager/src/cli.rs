@@ -74,7 +74,10 @@ fn healthcheck(url: Option<String>, env_file: &std::path::Path) -> ExitCode {
     let env = EnvSource::load(env_file).unwrap_or_default();
     let port = env.get("CONFIG_MANAGER_PORT").unwrap_or("8081").to_owned();
     let base = url.unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
-    let Some(hostport) = base.strip_prefix("http://").map(|s| s.trim_end_matches('/')) else {
+    let Some(hostport) = base
+        .strip_prefix("http://")
+        .map(|s| s.trim_end_matches('/'))
+    else {
         eprintln!("healthcheck: only http:// URLs are supported");
         return ExitCode::FAILURE;
     };

@@ -50,7 +50,10 @@ pub fn generate_missing(env: &mut EnvSource) -> Result<Generated, String> {
     let mut values: Vec<(&'static str, Zeroizing<String>)> = Vec::new();
     let mut created_token = false;
     if env.get("CONFIG_MASTER_KEY_BASE64").is_none() {
-        values.push(("CONFIG_MASTER_KEY_BASE64", MasterKey::generate().to_base64()));
+        values.push((
+            "CONFIG_MASTER_KEY_BASE64",
+            MasterKey::generate().to_base64(),
+        ));
         if env.get("CONFIG_MASTER_KEY_ID").is_none() {
             values.push(("CONFIG_MASTER_KEY_ID", Zeroizing::new("master-1".into())));
         }
@@ -76,7 +79,10 @@ pub fn generate_missing(env: &mut EnvSource) -> Result<Generated, String> {
         (Some(private), None) => {
             // Derive the public half so services can be given it.
             if let Ok(key) = SigningKey::from_pkcs8_pem(private) {
-                let pem = key.verifying_key().to_spki_pem().map_err(|e| e.to_string())?;
+                let pem = key
+                    .verifying_key()
+                    .to_spki_pem()
+                    .map_err(|e| e.to_string())?;
                 values.push(("CONFIG_SIGNATURE_PUBLIC_KEY", Zeroizing::new(pem)));
             }
         }

@@ -49,13 +49,21 @@ impl EnvSource {
     pub fn load(env_file: &Path) -> Result<Self, SettingsError> {
         let mut vars = BTreeMap::new();
         if env_file.exists() {
-            let iter = dotenvy::from_path_iter(env_file)
-                .map_err(|e| bad("CONFIG_ENV_FILE", format!("cannot read {}: {e}", env_file.display())))?;
+            let iter = dotenvy::from_path_iter(env_file).map_err(|e| {
+                bad(
+                    "CONFIG_ENV_FILE",
+                    format!("cannot read {}: {e}", env_file.display()),
+                )
+            })?;
             for item in iter {
                 let (k, v) = item.map_err(|e| {
                     bad(
                         "CONFIG_ENV_FILE",
-                        format!("{} does not parse: {}", env_file.display(), redact_dotenv_error(&e)),
+                        format!(
+                            "{} does not parse: {}",
+                            env_file.display(),
+                            redact_dotenv_error(&e)
+                        ),
                     )
                 })?;
                 vars.insert(k, v);
@@ -74,7 +82,10 @@ impl EnvSource {
 
     /// A variable's value; empty values count as unset.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.vars.get(key).map(String::as_str).filter(|v| !v.trim().is_empty())
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
     }
 
     /// Sets a value (first-run generation).
@@ -90,7 +101,11 @@ impl EnvSource {
         }
     }
 
-    fn parse<T: std::str::FromStr>(&self, key: &'static str, default: T) -> Result<T, SettingsError> {
+    fn parse<T: std::str::FromStr>(
+        &self,
+        key: &'static str,
+        default: T,
+    ) -> Result<T, SettingsError> {
         match self.get(key) {
             None => Ok(default),
             Some(v) => v
@@ -176,8 +191,9 @@ impl Settings {
                 .map_err(|e| bad("LKG_HMAC_KEY_PREVIOUS_BASE64", e.to_string()))?;
             lkg_keys = lkg_keys.with_previous(id, key);
         }
-        let signing_key = SigningKey::from_pkcs8_pem(required(env, "CONFIG_SIGNATURE_PRIVATE_KEY")?)
-            .map_err(|e| bad("CONFIG_SIGNATURE_PRIVATE_KEY", e.to_string()))?;
+        let signing_key =
+            SigningKey::from_pkcs8_pem(required(env, "CONFIG_SIGNATURE_PRIVATE_KEY")?)
+                .map_err(|e| bad("CONFIG_SIGNATURE_PRIVATE_KEY", e.to_string()))?;
         let verifying_key = match env.get("CONFIG_SIGNATURE_PUBLIC_KEY") {
             Some(pem) => VerifyingKey::from_spki_pem(pem)
                 .map_err(|e| bad("CONFIG_SIGNATURE_PUBLIC_KEY", e.to_string()))?,
@@ -200,10 +216,15 @@ impl Settings {
             Some("json") => LogFormat::Json,
             Some(_) => return Err(bad("LOG_FORMAT", "must be 'text' or 'json'")),
         };
-        let mqtt_url = env.get("MQTT_URL").map(|u| RedactedString(u.trim().to_owned()));
+        let mqtt_url = env
+            .get("MQTT_URL")
+            .map(|u| RedactedString(u.trim().to_owned()));
         let max_body_bytes = env.parse("CONFIG_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?;
         if !(1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
-            return Err(bad("CONFIG_MAX_BODY_BYTES", "must be between 1024 and 16777216"));
+            return Err(bad(
+                "CONFIG_MAX_BODY_BYTES",
+                "must be between 1024 and 16777216",
+            ));
         }
         Ok(Self {
             host: env.parse("CONFIG_MANAGER_HOST", IpAddr::from([127, 0, 0, 1]))?,
@@ -294,9 +315,10 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable_not_the_value() {
-        let env = EnvSource::from_pairs([
-            ("CONFIG_MASTER_KEY_BASE64".to_owned(), "sekrit-but-bad".to_owned()),
-        ]);
+        let env = EnvSource::from_pairs([(
+            "CONFIG_MASTER_KEY_BASE64".to_owned(),
+            "sekrit-but-bad".to_owned(),
+        )]);
         let err = Settings::from_env(&env, PathBuf::from(".env")).unwrap_err();
         assert_eq!(err.var, "CONFIG_MASTER_KEY_BASE64");
         assert!(!err.to_string().contains("sekrit"));

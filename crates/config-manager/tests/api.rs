@@ -41,7 +41,14 @@ async fn list_and_get_with_fields_and_etag() {
         .collect();
     assert_eq!(
         services,
-        ["llm-worker", "memory-worker", "router", "stt-worker", "tts-worker", "wake-activation"]
+        [
+            "llm-worker",
+            "memory-worker",
+            "router",
+            "stt-worker",
+            "tts-worker",
+            "wake-activation"
+        ]
     );
     let resp = s
         .http
@@ -61,7 +68,15 @@ async fn list_and_get_with_fields_and_etag() {
         .iter()
         .find(|f| f["key"] == "volume_percent")
         .expect("volume_percent field");
-    for k in ["key", "type", "complexity", "description", "help_text", "examples", "is_secret"] {
+    for k in [
+        "key",
+        "type",
+        "complexity",
+        "description",
+        "help_text",
+        "examples",
+        "is_secret",
+    ] {
         assert!(field.get(k).is_some(), "field lacks {k}: {field}");
     }
     assert_eq!(body["sources"]["volume_percent"], "database");
@@ -72,7 +87,12 @@ async fn put_patch_and_optimistic_locking() {
     let s = Server::start().await;
     // PATCH one key.
     let (status, body) = s
-        .send("PATCH", TTS, Some(WRITE_TOKEN), &json!({"config": {"volume_percent": 40}, "version": 1, "reason": "quieter"}))
+        .send(
+            "PATCH",
+            TTS,
+            Some(WRITE_TOKEN),
+            &json!({"config": {"volume_percent": 40}, "version": 1, "reason": "quieter"}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["success"], true);
@@ -81,7 +101,12 @@ async fn put_patch_and_optimistic_locking() {
     assert_eq!(got["config"]["volume_percent"], 40);
     // Stale version → 409 with the current version.
     let (status, body) = s
-        .send("PATCH", TTS, Some(WRITE_TOKEN), &json!({"config": {"volume_percent": 41}, "version": 1}))
+        .send(
+            "PATCH",
+            TTS,
+            Some(WRITE_TOKEN),
+            &json!({"config": {"volume_percent": 41}, "version": 1}),
+        )
         .await;
     assert_eq!(status, 409);
     assert_eq!(body["current_version"], 2);
@@ -109,12 +134,22 @@ async fn put_patch_and_optimistic_locking() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let (status, _) = s
-        .send("PATCH", TTS, Some(WRITE_TOKEN), &json!({"config": {"volume_percent": 43}}))
+        .send(
+            "PATCH",
+            TTS,
+            Some(WRITE_TOKEN),
+            &json!({"config": {"volume_percent": 43}}),
+        )
         .await;
     assert_eq!(status, 428, "a write without a version is refused");
     // PUT replaces: keys not sent go back to their defaults.
     let (status, _) = s
-        .send("PUT", TTS, Some(WRITE_TOKEN), &json!({"service": "tts-worker", "config": {"tts_streaming": true}, "version": 3}))
+        .send(
+            "PUT",
+            TTS,
+            Some(WRITE_TOKEN),
+            &json!({"service": "tts-worker", "config": {"tts_streaming": true}, "version": 3}),
+        )
         .await;
     assert_eq!(status, 200);
     let (_, got) = s.get(TTS, Some(READ_TOKEN)).await;
@@ -122,7 +157,12 @@ async fn put_patch_and_optimistic_locking() {
     assert_eq!(got["config"]["tts_streaming"], true);
     // Body service must match the URL.
     let (status, _) = s
-        .send("PUT", TTS, Some(WRITE_TOKEN), &json!({"service": "router", "config": {}, "version": 4}))
+        .send(
+            "PUT",
+            TTS,
+            Some(WRITE_TOKEN),
+            &json!({"service": "router", "config": {}, "version": 4}),
+        )
         .await;
     assert_eq!(status, 400);
 }
@@ -145,7 +185,12 @@ async fn validation_errors_name_each_field() {
         .iter()
         .map(|e| e["pointer"].as_str().unwrap())
         .collect();
-    for p in ["/volume_percent", "/tts_streaming", "/nope", "/tts_provider"] {
+    for p in [
+        "/volume_percent",
+        "/tts_streaming",
+        "/nope",
+        "/tts_provider",
+    ] {
         assert!(pointers.contains(&p), "{p} not in {pointers:?}");
     }
     assert_eq!(s.version("tts-worker").await, 1, "nothing was stored");
@@ -165,8 +210,16 @@ async fn malformed_requests_get_problem_details() {
         ("{not json", "application/json", 400),
         ("[1,2]", "application/json", 400),
         ("{\"config\": 5, \"version\": 1}", "application/json", 400),
-        ("{\"config\": {}, \"version\": \"one\"}", "application/json", 400),
-        ("{\"config\": {}, \"version\": 1, \"extra\": 1}", "application/json", 400),
+        (
+            "{\"config\": {}, \"version\": \"one\"}",
+            "application/json",
+            400,
+        ),
+        (
+            "{\"config\": {}, \"version\": 1, \"extra\": 1}",
+            "application/json",
+            400,
+        ),
         ("{\"config\": {}, \"version\": 1}", "text/plain", 415),
     ] {
         let resp = raw(body, ctype).send().await.unwrap();
@@ -180,7 +233,10 @@ async fn malformed_requests_get_problem_details() {
         assert!(problem["detail"].as_str().is_some());
     }
     // Oversized body.
-    let big = format!("{{\"config\": {{\"piper_voice\": \"{}\"}}, \"version\": 1}}", "x".repeat(400 * 1024));
+    let big = format!(
+        "{{\"config\": {{\"piper_voice\": \"{}\"}}, \"version\": 1}}",
+        "x".repeat(400 * 1024)
+    );
     let resp = s
         .http
         .patch(s.url(TTS))
@@ -209,10 +265,18 @@ async fn hostile_service_names_are_refused() {
         let (status, body) = s.get(path, Some(READ_TOKEN)).await;
         assert_eq!(status, want, "{path}: {body}");
         let detail = body["detail"].as_str().unwrap_or_default();
-        assert!(!detail.contains("DROP") && detail.len() < 400, "input echoed: {detail}");
+        assert!(
+            !detail.contains("DROP") && detail.len() < 400,
+            "input echoed: {detail}"
+        );
     }
     let (status, _) = s
-        .send("PUT", "/services/..%2Fx", Some(WRITE_TOKEN), &json!({"config": {}, "version": 0}))
+        .send(
+            "PUT",
+            "/services/..%2Fx",
+            Some(WRITE_TOKEN),
+            &json!({"config": {}, "version": 0}),
+        )
         .await;
     assert_eq!(status, 400);
     // The database still holds exactly the six services.
@@ -228,7 +292,12 @@ async fn tokens_roles_scopes_and_audit() {
     let (status, _) = s.get("/services", Some("not-a-valid-token-at-all")).await;
     assert_eq!(status, 401);
     let (status, body) = s
-        .send("PATCH", TTS, Some(READ_TOKEN), &json!({"config": {"volume_percent": 1}, "version": 1}))
+        .send(
+            "PATCH",
+            TTS,
+            Some(READ_TOKEN),
+            &json!({"config": {"volume_percent": 1}, "version": 1}),
+        )
         .await;
     assert_eq!(status, 403, "{body}");
     // Scoped token: its own service only.
@@ -242,28 +311,50 @@ async fn tokens_roles_scopes_and_audit() {
     // Audit: readers cannot read it; writers see denials and changes by name.
     let (status, _) = s.get("/audit", Some(READ_TOKEN)).await;
     assert_eq!(status, 403);
-    s.send("PATCH", TTS, Some(WRITE_TOKEN), &json!({"config": {"volume_percent": 2}, "version": 1}))
-        .await;
+    s.send(
+        "PATCH",
+        TTS,
+        Some(WRITE_TOKEN),
+        &json!({"config": {"volume_percent": 2}, "version": 1}),
+    )
+    .await;
     let (status, body) = s.get("/audit?limit=100", Some(WRITE_TOKEN)).await;
     assert_eq!(status, 200);
     let entries = body["entries"].as_array().unwrap();
     let text = body.to_string();
     assert!(!text.contains(READ_TOKEN) && !text.contains(WRITE_TOKEN) && !text.contains(TTS_TOKEN));
-    assert!(entries.iter().any(|e| e["actor"] == "anonymous" && e["outcome"] == "denied"));
-    assert!(entries.iter().any(|e| e["actor"] == "reader" && e["outcome"] == "denied"));
-    assert!(entries.iter().any(|e| e["actor"] == "tts" && e["outcome"] == "denied"));
     assert!(entries
         .iter()
-        .any(|e| e["actor"] == "writer" && e["action"] == "config.update" && e["target"] == "tts-worker"));
-    let (_, denied) = s.get("/audit?outcome=denied&actor=reader", Some(WRITE_TOKEN)).await;
-    assert!(denied["entries"].as_array().unwrap().iter().all(|e| e["actor"] == "reader"));
+        .any(|e| e["actor"] == "anonymous" && e["outcome"] == "denied"));
+    assert!(entries
+        .iter()
+        .any(|e| e["actor"] == "reader" && e["outcome"] == "denied"));
+    assert!(entries
+        .iter()
+        .any(|e| e["actor"] == "tts" && e["outcome"] == "denied"));
+    assert!(entries.iter().any(|e| e["actor"] == "writer"
+        && e["action"] == "config.update"
+        && e["target"] == "tts-worker"));
+    let (_, denied) = s
+        .get("/audit?outcome=denied&actor=reader", Some(WRITE_TOKEN))
+        .await;
+    assert!(denied["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["actor"] == "reader"));
 }
 
 #[tokio::test]
 async fn search_finds_fields_with_scores_and_filters() {
     let s = Server::start().await;
     let (status, body) = s
-        .send("POST", "/search", Some(READ_TOKEN), &json!({"query": "volume"}))
+        .send(
+            "POST",
+            "/search",
+            Some(READ_TOKEN),
+            &json!({"query": "volume"}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let results = body["results"].as_array().unwrap();
@@ -274,13 +365,25 @@ async fn search_finds_fields_with_scores_and_filters() {
         assert!((0.0..=1.0).contains(&score));
     }
     let (_, body) = s
-        .send("POST", "/search", Some(READ_TOKEN), &json!({"query": "", "service_filter": "router", "complexity_filter": "simple"}))
+        .send(
+            "POST",
+            "/search",
+            Some(READ_TOKEN),
+            &json!({"query": "", "service_filter": "router", "complexity_filter": "simple"}),
+        )
         .await;
     let results = body["results"].as_array().unwrap();
     assert!(!results.is_empty());
-    assert!(results.iter().all(|r| r["service"] == "router" && r["complexity"] == "simple"));
+    assert!(results
+        .iter()
+        .all(|r| r["service"] == "router" && r["complexity"] == "simple"));
     let (_, body) = s
-        .send("POST", "/search", Some(READ_TOKEN), &json!({"query": "api key"}))
+        .send(
+            "POST",
+            "/search",
+            Some(READ_TOKEN),
+            &json!({"query": "api key"}),
+        )
         .await;
     for r in body["results"].as_array().unwrap() {
         if r["is_secret"] == true {
@@ -309,7 +412,10 @@ async fn history_filters_paging_and_restore() {
         assert_eq!(status, 200);
     }
     let (status, body) = s
-        .get("/history?service=tts-worker&key=volume_percent&limit=2", Some(READ_TOKEN))
+        .get(
+            "/history?service=tts-worker&key=volume_percent&limit=2",
+            Some(READ_TOKEN),
+        )
         .await;
     assert_eq!(status, 200);
     let entries = body["entries"].as_array().unwrap();
@@ -320,40 +426,69 @@ async fn history_filters_paging_and_restore() {
     assert_eq!(entries[0]["change_reason"], "set 30");
     let next = body["next_before_id"].as_i64().unwrap();
     let (_, page2) = s
-        .get(&format!("/history?service=tts-worker&key=volume_percent&limit=2&before_id={next}"), Some(READ_TOKEN))
+        .get(
+            &format!("/history?service=tts-worker&key=volume_percent&limit=2&before_id={next}"),
+            Some(READ_TOKEN),
+        )
         .await;
     assert_eq!(page2["entries"][0]["new_value"], 10);
     // Time filter: nothing in the future.
-    let (_, none) = s.get("/history?start_date=2999-01-01T00:00:00Z", Some(READ_TOKEN)).await;
+    let (_, none) = s
+        .get("/history?start_date=2999-01-01T00:00:00Z", Some(READ_TOKEN))
+        .await;
     assert_eq!(none["total_returned"], 0);
-    let (status, _) = s.get("/history?start_date=yesterday", Some(READ_TOKEN)).await;
+    let (status, _) = s
+        .get("/history?start_date=yesterday", Some(READ_TOKEN))
+        .await;
     assert_eq!(status, 400);
     let (status, _) = s.get("/history?limit=0", Some(READ_TOKEN)).await;
     assert_eq!(status, 400);
     // Restore the entry that set 30: volume goes back to 20 as a new version.
     let id = entries[0]["id"].as_i64().unwrap();
     let (status, body) = s
-        .send("POST", "/history/restore", Some(WRITE_TOKEN), &json!({"service": "tts-worker", "history_entries": [id], "reason": "undo"}))
+        .send(
+            "POST",
+            "/history/restore",
+            Some(WRITE_TOKEN),
+            &json!({"service": "tts-worker", "history_entries": [id], "reason": "undo"}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["keys_restored"], json!(["volume_percent"]));
     assert_eq!(body["new_version"], 5);
     let (_, got) = s.get(TTS, Some(READ_TOKEN)).await;
     assert_eq!(got["config"]["volume_percent"], 20);
-    let (_, h) = s.get("/history?service=tts-worker&limit=1", Some(READ_TOKEN)).await;
+    let (_, h) = s
+        .get("/history?service=tts-worker&limit=1", Some(READ_TOKEN))
+        .await;
     assert_eq!(h["entries"][0]["change_type"], "restore");
     assert_eq!(h["entries"][0]["change_reason"], "undo");
     // Bad restores.
     let (status, _) = s
-        .send("POST", "/history/restore", Some(WRITE_TOKEN), &json!({"service": "router", "history_entries": [id]}))
+        .send(
+            "POST",
+            "/history/restore",
+            Some(WRITE_TOKEN),
+            &json!({"service": "router", "history_entries": [id]}),
+        )
         .await;
     assert_eq!(status, 400, "entry of another service");
     let (status, _) = s
-        .send("POST", "/history/restore", Some(WRITE_TOKEN), &json!({"service": "tts-worker", "history_entries": [999999]}))
+        .send(
+            "POST",
+            "/history/restore",
+            Some(WRITE_TOKEN),
+            &json!({"service": "tts-worker", "history_entries": [999999]}),
+        )
         .await;
     assert_eq!(status, 404);
     let (status, _) = s
-        .send("POST", "/history/restore", Some(READ_TOKEN), &json!({"service": "tts-worker", "history_entries": [id]}))
+        .send(
+            "POST",
+            "/history/restore",
+            Some(READ_TOKEN),
+            &json!({"service": "tts-worker", "history_entries": [id]}),
+        )
         .await;
     assert_eq!(status, 403);
 }
@@ -361,17 +496,37 @@ async fn history_filters_paging_and_restore() {
 #[tokio::test]
 async fn point_in_time_restore_of_all_services() {
     let s = Server::start().await;
-    s.send("PATCH", TTS, Some(WRITE_TOKEN), &json!({"config": {"volume_percent": 10}, "version": 1}))
-        .await;
+    s.send(
+        "PATCH",
+        TTS,
+        Some(WRITE_TOKEN),
+        &json!({"config": {"volume_percent": 10}, "version": 1}),
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let mid = config_manager_core::domain::now_rfc3339();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    s.send("PATCH", TTS, Some(WRITE_TOKEN), &json!({"config": {"volume_percent": 90}, "version": 2}))
-        .await;
-    s.send("PATCH", "/services/router", Some(WRITE_TOKEN), &json!({"config": {"router_wake_window_sec": 5.0}, "version": 1}))
-        .await;
+    s.send(
+        "PATCH",
+        TTS,
+        Some(WRITE_TOKEN),
+        &json!({"config": {"volume_percent": 90}, "version": 2}),
+    )
+    .await;
+    s.send(
+        "PATCH",
+        "/services/router",
+        Some(WRITE_TOKEN),
+        &json!({"config": {"router_wake_window_sec": 5.0}, "version": 1}),
+    )
+    .await;
     let (status, body) = s
-        .send("POST", "/restore", Some(WRITE_TOKEN), &json!({"timestamp": mid, "reason": "bad evening"}))
+        .send(
+            "POST",
+            "/restore",
+            Some(WRITE_TOKEN),
+            &json!({"timestamp": mid, "reason": "bad evening"}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let mut restored: Vec<&str> = body["services_restored"]
@@ -387,7 +542,10 @@ async fn point_in_time_restore_of_all_services() {
     let (_, got) = s.get(TTS, Some(READ_TOKEN)).await;
     assert_eq!(got["config"]["volume_percent"], 10);
     assert_eq!(got["version"], 4, "restore creates a new version");
-    for bad in [json!({"timestamp": "last week"}), json!({"timestamp": mid, "service": "../x"})] {
+    for bad in [
+        json!({"timestamp": "last week"}),
+        json!({"timestamp": mid, "service": "../x"}),
+    ] {
         let (status, _) = s.send("POST", "/restore", Some(WRITE_TOKEN), &bad).await;
         assert_eq!(status, 400, "{bad}");
     }
@@ -397,20 +555,39 @@ async fn point_in_time_restore_of_all_services() {
 async fn profiles_save_activate_delete() {
     let s = Server::start().await;
     let (status, body) = s
-        .send("POST", "/profiles", Some(WRITE_TOKEN), &json!({"profile_name": "day", "description": "normal"}))
+        .send(
+            "POST",
+            "/profiles",
+            Some(WRITE_TOKEN),
+            &json!({"profile_name": "day", "description": "normal"}),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["profile_name"], "day");
     assert!(body["config_snapshot"]["tts-worker"].is_object());
-    s.send("PATCH", TTS, Some(WRITE_TOKEN), &json!({"config": {"volume_percent": 5}, "version": 1}))
+    s.send(
+        "PATCH",
+        TTS,
+        Some(WRITE_TOKEN),
+        &json!({"config": {"volume_percent": 5}, "version": 1}),
+    )
+    .await;
+    let (status, body) = s
+        .send(
+            "PUT",
+            "/profiles/day/activate",
+            Some(WRITE_TOKEN),
+            &json!({}),
+        )
         .await;
-    let (status, body) = s.send("PUT", "/profiles/day/activate", Some(WRITE_TOKEN), &json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["services_updated"], json!(["tts-worker"]));
     let (_, got) = s.get(TTS, Some(READ_TOKEN)).await;
     assert_eq!(got["config"]["volume_percent"], 100);
     assert_eq!(got["version"], 3);
-    let (_, h) = s.get("/history?service=tts-worker&limit=1", Some(READ_TOKEN)).await;
+    let (_, h) = s
+        .get("/history?service=tts-worker&limit=1", Some(READ_TOKEN))
+        .await;
     assert_eq!(h["entries"][0]["changed_by"], "writer");
     assert_eq!(h["entries"][0]["change_type"], "profile");
     let (status, list) = s.get("/profiles", Some(READ_TOKEN)).await;
@@ -420,17 +597,35 @@ async fn profiles_save_activate_delete() {
     assert_eq!(status, 200);
     for bad in ["", "../etc", &"p".repeat(101) as &str, "a/b"] {
         let (status, _) = s
-            .send("POST", "/profiles", Some(WRITE_TOKEN), &json!({"profile_name": bad}))
+            .send(
+                "POST",
+                "/profiles",
+                Some(WRITE_TOKEN),
+                &json!({"profile_name": bad}),
+            )
             .await;
         assert_eq!(status, 400, "{bad:?}");
     }
-    let (status, _) = s.send("PUT", "/profiles/missing/activate", Some(WRITE_TOKEN), &json!({})).await;
+    let (status, _) = s
+        .send(
+            "PUT",
+            "/profiles/missing/activate",
+            Some(WRITE_TOKEN),
+            &json!({}),
+        )
+        .await;
     assert_eq!(status, 404);
-    let (status, _) = s.send("DELETE", "/profiles/day", Some(READ_TOKEN), &json!({})).await;
+    let (status, _) = s
+        .send("DELETE", "/profiles/day", Some(READ_TOKEN), &json!({}))
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = s.send("DELETE", "/profiles/day", Some(WRITE_TOKEN), &json!({})).await;
+    let (status, _) = s
+        .send("DELETE", "/profiles/day", Some(WRITE_TOKEN), &json!({}))
+        .await;
     assert_eq!(status, 204);
-    let (status, _) = s.send("DELETE", "/profiles/day", Some(WRITE_TOKEN), &json!({})).await;
+    let (status, _) = s
+        .send("DELETE", "/profiles/day", Some(WRITE_TOKEN), &json!({}))
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -439,20 +634,40 @@ async fn secrets_masked_revealed_with_reason_and_scoped() {
     let s = Server::start().await;
     let secret = "el-secret-value-123456";
     let (status, body) = s
-        .send("PATCH", TTS, Some(WRITE_TOKEN), &json!({"config": {"eleven_api_key": secret}, "version": 1}))
+        .send(
+            "PATCH",
+            TTS,
+            Some(WRITE_TOKEN),
+            &json!({"config": {"eleven_api_key": secret}, "version": 1}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let (_, got) = s.get(TTS, Some(READ_TOKEN)).await;
     assert_eq!(got["config"]["eleven_api_key"], "********");
     let (_, scoped) = s.get(TTS, Some(TTS_TOKEN)).await;
-    assert_eq!(scoped["config"]["eleven_api_key"], secret, "scoped token reads its own secrets");
+    assert_eq!(
+        scoped["config"]["eleven_api_key"], secret,
+        "scoped token reads its own secrets"
+    );
     let reveal = "/services/tts-worker/secrets/eleven_api_key/reveal";
-    let (status, _) = s.send("POST", reveal, Some(READ_TOKEN), &json!({"reason": "debugging"})).await;
+    let (status, _) = s
+        .send(
+            "POST",
+            reveal,
+            Some(READ_TOKEN),
+            &json!({"reason": "debugging"}),
+        )
+        .await;
     assert_eq!(status, 403);
     let (status, _) = s.send("POST", reveal, Some(WRITE_TOKEN), &json!({})).await;
     assert_eq!(status, 400, "reason required");
     let (status, body) = s
-        .send("POST", reveal, Some(WRITE_TOKEN), &json!({"reason": "rotate vendor key"}))
+        .send(
+            "POST",
+            reveal,
+            Some(WRITE_TOKEN),
+            &json!({"reason": "rotate vendor key"}),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["value"], secret);
@@ -462,7 +677,9 @@ async fn secrets_masked_revealed_with_reason_and_scoped() {
     assert_eq!(e["target"], "tts-worker/eleven_api_key");
     assert_eq!(e["detail"]["reason"], "rotate vendor key");
     // History and search never show it.
-    let (_, h) = s.get("/history?key=eleven_api_key", Some(WRITE_TOKEN)).await;
+    let (_, h) = s
+        .get("/history?key=eleven_api_key", Some(WRITE_TOKEN))
+        .await;
     assert!(!h.to_string().contains(secret));
     assert_eq!(h["entries"][0]["new_value"], "********");
     // Not on disk in clear text.
@@ -474,15 +691,36 @@ async fn secrets_masked_revealed_with_reason_and_scoped() {
 
 #[tokio::test]
 async fn rebuild_requires_the_rebuild_token() {
-    let s = Server::start_with(vec![("REBUILD_TOKEN".into(), "rebuild-token-0123456789".into())]).await;
-    let (status, _) = s.send("POST", "/rebuild", Some(WRITE_TOKEN), &json!({"token": "wrong-token"})).await;
+    let s = Server::start_with(vec![(
+        "REBUILD_TOKEN".into(),
+        "rebuild-token-0123456789".into(),
+    )])
+    .await;
+    let (status, _) = s
+        .send(
+            "POST",
+            "/rebuild",
+            Some(WRITE_TOKEN),
+            &json!({"token": "wrong-token"}),
+        )
+        .await;
     assert_eq!(status, 403);
     let (status, _) = s
-        .send("POST", "/rebuild", Some(READ_TOKEN), &json!({"token": "rebuild-token-0123456789"}))
+        .send(
+            "POST",
+            "/rebuild",
+            Some(READ_TOKEN),
+            &json!({"token": "rebuild-token-0123456789"}),
+        )
         .await;
     assert_eq!(status, 403);
     let (status, body) = s
-        .send("POST", "/rebuild", Some(WRITE_TOKEN), &json!({"token": "rebuild-token-0123456789"}))
+        .send(
+            "POST",
+            "/rebuild",
+            Some(WRITE_TOKEN),
+            &json!({"token": "rebuild-token-0123456789"}),
+        )
         .await;
     assert!(status == 202 || status == 503, "{status} {body}");
 }
@@ -527,6 +765,9 @@ async fn openapi_document_is_served_and_lists_every_route() {
             code != 404 || body["detail"] != "no such route",
             "{method} {path} is not routed"
         );
-        assert_ne!(body["detail"], "method not allowed on this route", "{method} {path}");
+        assert_ne!(
+            body["detail"], "method not allowed on this route",
+            "{method} {path}"
+        );
     }
 }

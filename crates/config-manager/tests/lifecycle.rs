@@ -45,7 +45,11 @@ async fn first_run_creates_env_database_and_defaults_then_reuses_them() {
 
     assert_eq!(s.terminate(), Some(0), "graceful shutdown exits 0");
     s.spawn().await;
-    assert_eq!(common::read_env_file(&env_path), env_text, ".env untouched on restart");
+    assert_eq!(
+        common::read_env_file(&env_path),
+        env_text,
+        ".env untouched on restart"
+    );
     let (_, health) = s.get("/health", None).await;
     assert_eq!(health["config_epoch"], epoch.as_str());
     assert_eq!(s.version("stt-worker").await, 1);
@@ -197,7 +201,10 @@ async fn parallel_readers_and_writers_lose_nothing() {
     assert_eq!(versions.len(), 40);
     // Every acknowledged write is in history, once.
     let (_, h) = s
-        .get("/history?service=tts-worker&key=volume_percent&limit=1000", Some(READ_TOKEN))
+        .get(
+            "/history?service=tts-worker&key=volume_percent&limit=1000",
+            Some(READ_TOKEN),
+        )
         .await;
     let in_history: BTreeSet<i64> = h["entries"]
         .as_array()
@@ -215,7 +222,10 @@ async fn malformed_keys_are_a_clear_startup_error() {
         ("CONFIG_MASTER_KEY_BASE64", "not-base64!!"),
         ("CONFIG_MASTER_KEY_BASE64", "c2hvcnQ="),
         ("LKG_HMAC_KEY_BASE64", "%%%"),
-        ("CONFIG_SIGNATURE_PRIVATE_KEY", "-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----"),
+        (
+            "CONFIG_SIGNATURE_PRIVATE_KEY",
+            "-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----",
+        ),
         ("CONFIG_API_TOKENS", "short:config.read"),
         ("CONFIG_MANAGER_PORT", "eighty"),
     ] {
@@ -229,7 +239,10 @@ async fn malformed_keys_are_a_clear_startup_error() {
         assert_eq!(out.status.code(), Some(2), "{var}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(var), "{var}: {stderr}");
-        assert!(!stderr.contains(value) || value.len() < 8 || var == "CONFIG_MANAGER_PORT", "{var} value echoed");
+        assert!(
+            !stderr.contains(value) || value.len() < 8 || var == "CONFIG_MANAGER_PORT",
+            "{var} value echoed"
+        );
     }
 }
 
@@ -250,7 +263,13 @@ async fn unwritable_env_file_prints_keys_once_and_exits_nonzero() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot write the generated keys"), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the generated keys"),
+        "{stderr}"
+    );
     assert!(stderr.contains("CONFIG_MASTER_KEY_BASE64="));
-    assert!(!dir.path().join("data/config.db").exists(), "must not run without saved keys");
+    assert!(
+        !dir.path().join("data/config.db").exists(),
+        "must not run without saved keys"
+    );
 }

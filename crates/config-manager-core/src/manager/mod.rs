@@ -18,9 +18,9 @@ use serde_json::{Map, Value};
 
 pub use effective::{EffectiveConfig, SecretView};
 pub use error::ManagerError;
-pub use search::{SearchHit, SearchQuery};
 pub use profiles::validate_profile_name;
 pub use restore::RestoreOutcome;
+pub use search::{SearchHit, SearchQuery};
 pub use write::{PutRequest, WriteOutcome};
 
 use crate::crypto::secret_box::SecretKeyRing;

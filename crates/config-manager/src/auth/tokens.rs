@@ -235,7 +235,10 @@ mod tests {
             (&format!("{T1}:admin") as &str, TokenError::Role(1)),
             ("short:config.read", TokenError::Short(1)),
             (&format!("{T1} x:config.read"), TokenError::Charset(1)),
-            (&format!("{T1}:config.read,{T1}:config.write"), TokenError::Duplicate(2)),
+            (
+                &format!("{T1}:config.read,{T1}:config.write"),
+                TokenError::Duplicate(2),
+            ),
             (&format!("b@d={T1}:config.read"), TokenError::Name(1)),
             (&format!("{T1}:config.read:../etc"), TokenError::Name(1)),
         ] {

@@ -30,24 +30,40 @@ pub async fn list(
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<Value>> {
     if caller.services.is_some() {
-        return Err(ApiError::Forbidden("service-scoped tokens cannot read the audit log".into()));
+        return Err(ApiError::Forbidden(
+            "service-scoped tokens cannot read the audit log".into(),
+        ));
     }
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 1000".into(),
+        ));
     }
     let filter = AuditFilter {
         actor: q.actor,
         action: q.action,
         outcome: q.outcome,
-        start: q.start_date.as_deref().map(|t| timestamp(t, "start_date")).transpose()?,
-        end: q.end_date.as_deref().map(|t| timestamp(t, "end_date")).transpose()?,
+        start: q
+            .start_date
+            .as_deref()
+            .map(|t| timestamp(t, "start_date"))
+            .transpose()?,
+        end: q
+            .end_date
+            .as_deref()
+            .map(|t| timestamp(t, "end_date"))
+            .transpose()?,
         before_id: q.before_id,
         limit,
     };
-    let entries = state.run(move |m| Ok(m.store().list_audit(&filter)?)).await?;
+    let entries = state
+        .run(move |m| Ok(m.store().list_audit(&filter)?))
+        .await?;
     let next = (entries.len() == limit as usize)
         .then(|| entries.last().map(|e| e.id))
         .flatten();
-    Ok(Json(json!({ "entries": entries, "total_returned": entries.len(), "next_before_id": next })))
+    Ok(Json(
+        json!({ "entries": entries, "total_returned": entries.len(), "next_before_id": next }),
+    ))
 }

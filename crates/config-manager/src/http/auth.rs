@@ -64,8 +64,16 @@ pub async fn check_scope(state: &AppState, caller: &Caller, service: &str) -> Re
     if caller.may_access(service) {
         return Ok(());
     }
-    audit_denial(state, &caller.name, "scope", "token is not scoped to this service").await;
-    Err(ApiError::Forbidden("this token is not allowed to access this service".into()))
+    audit_denial(
+        state,
+        &caller.name,
+        "scope",
+        "token is not scoped to this service",
+    )
+    .await;
+    Err(ApiError::Forbidden(
+        "this token is not allowed to access this service".into(),
+    ))
 }
 
 /// Records a denial. A failing audit write is logged, not fatal: the request
@@ -76,7 +84,13 @@ pub async fn audit_denial(state: &AppState, actor: &str, action: &str, reason: &
         action: "access.denied".into(),
         // Paths can be hostile (10 kB, control characters): keep a short,
         // printable prefix.
-        target: Some(action.chars().filter(|c| !c.is_control()).take(200).collect()),
+        target: Some(
+            action
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect(),
+        ),
         outcome: "denied".into(),
         detail: Some(serde_json::json!({ "reason": reason })),
     };

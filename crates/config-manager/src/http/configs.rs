@@ -17,7 +17,10 @@ use crate::state::AppState;
 pub const MAX_REASON_LEN: usize = 500;
 
 /// `GET /services`
-pub async fn list(State(state): State<AppState>, RequireRead(caller): RequireRead) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(state): State<AppState>,
+    RequireRead(caller): RequireRead,
+) -> ApiResult<Json<Value>> {
     let mut services = state.run(|m| Ok(m.list_services()?)).await?;
     services.retain(|s| caller.may_access(s));
     Ok(Json(json!({ "services": services })))
@@ -116,7 +119,10 @@ async fn write(
     let (outcome, epoch) = state
         .run(move |m| {
             let name = m.resolve_service(&service)?;
-            if etag_epoch.as_deref().is_some_and(|e| e != m.epoch().as_str()) {
+            if etag_epoch
+                .as_deref()
+                .is_some_and(|e| e != m.epoch().as_str())
+            {
                 // An ETag from before a rebuild: its version number means nothing now.
                 let current = m.get_effective(&name, SecretView::Omitted, false)?.version;
                 return Err(ApiError::Conflict { current });
@@ -174,7 +180,8 @@ fn expected_version(headers: &HeaderMap, body: Option<i64>) -> ApiResult<(i64, O
         (Some(v), _) | (None, Some(v)) if v >= 0 => Ok(v),
         (Some(_), _) | (None, Some(_)) => Err(ApiError::BadRequest("version must be >= 0".into())),
         (None, None) => Err(ApiError::PreconditionRequired(
-            "send the version you are changing, as \"version\" in the body or an If-Match header".into(),
+            "send the version you are changing, as \"version\" in the body or an If-Match header"
+                .into(),
         )),
     }?;
     Ok((version, epoch))

@@ -146,7 +146,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             StoreError::Conflict { current } => ApiError::Conflict { current },
-            StoreError::AlreadyExists(what) => ApiError::AlreadyExists(format!("{what} already exists")),
+            StoreError::AlreadyExists(what) => {
+                ApiError::AlreadyExists(format!("{what} already exists"))
+            }
             StoreError::Locked => ApiError::Unavailable("database is locked; try again".into()),
             StoreError::DiskFull => {
                 ApiError::Unavailable("disk is full; the change was not saved".into())

@@ -49,13 +49,23 @@ pub async fn list(
     if let Some(s) = &q.service {
         check_scope(&state, &caller, s).await?;
     } else if caller.services.is_some() {
-        return Err(ApiError::Forbidden("a service-scoped token must name its service".into()));
+        return Err(ApiError::Forbidden(
+            "a service-scoped token must name its service".into(),
+        ));
     }
     let filter = HistoryFilter {
         service: q.service,
         key: q.key,
-        start: q.start_date.as_deref().map(|t| timestamp(t, "start_date")).transpose()?,
-        end: q.end_date.as_deref().map(|t| timestamp(t, "end_date")).transpose()?,
+        start: q
+            .start_date
+            .as_deref()
+            .map(|t| timestamp(t, "start_date"))
+            .transpose()?,
+        end: q
+            .end_date
+            .as_deref()
+            .map(|t| timestamp(t, "end_date"))
+            .transpose()?,
         before_id: q.before_id,
         id: None,
         limit,
@@ -90,7 +100,9 @@ pub async fn restore(
 ) -> ApiResult<Json<Value>> {
     check_scope(&state, &caller, &body.service).await?;
     if body.history_entries.len() > 1000 {
-        return Err(ApiError::BadRequest("at most 1000 history entries at once".into()));
+        return Err(ApiError::BadRequest(
+            "at most 1000 history entries at once".into(),
+        ));
     }
     let reason = check_reason(body.reason)?;
     let actor = caller.name.clone();
@@ -138,7 +150,11 @@ pub async fn point_in_time(
     let at_for_restore = at.clone();
     let changed = state
         .run(move |m| {
-            let service = body.service.as_deref().map(|s| m.resolve_service(s)).transpose()?;
+            let service = body
+                .service
+                .as_deref()
+                .map(|s| m.resolve_service(s))
+                .transpose()?;
             Ok(m.restore_at(service.as_ref(), &at_for_restore, &actor, reason)?)
         })
         .await?;

@@ -30,12 +30,14 @@ fn rejection_to_error(rejection: JsonRejection, limit: usize) -> ApiError {
         JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::TooLarge { limit }
         }
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiError::BadRequest(truncate(&format!("body is not valid JSON: {}", e.body_text())))
-        }
-        JsonRejection::JsonDataError(e) => {
-            ApiError::BadRequest(truncate(&format!("body has the wrong shape: {}", e.body_text())))
-        }
+        JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(truncate(&format!(
+            "body is not valid JSON: {}",
+            e.body_text()
+        ))),
+        JsonRejection::JsonDataError(e) => ApiError::BadRequest(truncate(&format!(
+            "body has the wrong shape: {}",
+            e.body_text()
+        ))),
         other => ApiError::BadRequest(truncate(&other.body_text())),
     }
 }
@@ -76,7 +78,9 @@ where
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| ApiQuery(v))
-            .map_err(|e| ApiError::BadRequest(truncate(&format!("bad query string: {}", e.body_text()))))
+            .map_err(|e| {
+                ApiError::BadRequest(truncate(&format!("bad query string: {}", e.body_text())))
+            })
     }
 }
 

@@ -81,7 +81,10 @@ pub fn router(state: AppState) -> Router {
         .route("/history/restore", post(history::restore))
         .route("/restore", post(history::point_in_time))
         .route("/profiles", get(profiles::list).post(profiles::save))
-        .route("/profiles/{name}", get(profiles::get).delete(profiles::delete))
+        .route(
+            "/profiles/{name}",
+            get(profiles::get).delete(profiles::delete),
+        )
         .route("/profiles/{name}/activate", put(profiles::activate))
         .route("/rebuild", post(rebuild::rebuild))
         .route("/audit", get(audit::list));

@@ -25,7 +25,10 @@ fn unscoped(caller: &Caller) -> ApiResult<()> {
 }
 
 /// `GET /profiles`
-pub async fn list(State(state): State<AppState>, RequireRead(caller): RequireRead) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(state): State<AppState>,
+    RequireRead(caller): RequireRead,
+) -> ApiResult<Json<Value>> {
     unscoped(&caller)?;
     let profiles = state.run(|m| Ok(m.store().list_profiles()?)).await?;
     Ok(Json(json!({ "profiles": profiles })))
@@ -73,7 +76,9 @@ pub async fn save(
     }
     let actor = caller.name.clone();
     let profile = state
-        .run(move |m| Ok(m.save_profile(&body.profile_name, body.description.as_deref(), &actor)?))
+        .run(move |m| {
+            Ok(m.save_profile(&body.profile_name, body.description.as_deref(), &actor)?)
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(json!(profile))))
 }

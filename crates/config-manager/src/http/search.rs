@@ -40,7 +40,9 @@ pub async fn search(
     }
     if let Some(s) = body.service_filter.as_deref() {
         if !caller.may_access(s) {
-            return Err(ApiError::Forbidden("this token is not allowed to access this service".into()));
+            return Err(ApiError::Forbidden(
+                "this token is not allowed to access this service".into(),
+            ));
         }
     }
     let query_text = body.query.clone();
@@ -65,5 +67,7 @@ pub async fn search(
             })?)
         })
         .await?;
-    Ok(Json(json!({ "query": query_text, "results": hits, "total_count": total })))
+    Ok(Json(
+        json!({ "query": query_text, "results": hits, "total_count": total }),
+    ))
 }

@@ -31,7 +31,9 @@ pub async fn reveal(
     check_scope(&state, &caller, &service).await?;
     let reason = check_reason(Some(body.reason))?
         .filter(|r| r.trim().chars().count() >= 3)
-        .ok_or_else(|| ApiError::BadRequest("a reason (at least 3 characters) is required".into()))?;
+        .ok_or_else(|| {
+            ApiError::BadRequest("a reason (at least 3 characters) is required".into())
+        })?;
     let actor = caller.name.clone();
     let value = state
         .run(move |m| {

@@ -1,6 +1,6 @@
 //! Shared harness of the process tests: a real `config-manager` binary on a
 //! free port with its own temporary directory, driven over HTTP.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -121,7 +121,11 @@ impl Server {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "service never answered:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "service never answered:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -141,7 +145,10 @@ impl Server {
     /// SIGTERM and wait; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         c.wait().ok().and_then(|s| s.code())
     }
 
@@ -153,7 +160,13 @@ impl Server {
         into_parts(req.send().await.expect("request")).await
     }
 
-    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self.http.request(method, self.url(path)).json(body);
         if let Some(t) = token {
@@ -164,7 +177,9 @@ impl Server {
 
     /// Current version of a service.
     pub async fn version(&self, service: &str) -> i64 {
-        let (_, body) = self.get(&format!("/services/{service}"), Some(WRITE_TOKEN)).await;
+        let (_, body) = self
+            .get(&format!("/services/{service}"), Some(WRITE_TOKEN))
+            .await;
         body["version"].as_i64().expect("version")
     }
 }
@@ -178,7 +193,10 @@ impl Drop for Server {
 pub async fn into_parts(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// Reads a `.env` file's raw text.
