@@ -9,3 +9,4 @@ pub mod http;
 pub mod serve;
 pub mod settings;
 pub mod state;
+pub mod status;

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use crate::first_run;
 use crate::settings::{EnvSource, LogFormat, Settings};
 use crate::state::{AppState, ChangeSink, NoSink};
+use crate::status::StatusBoard;
 
 /// Entry point of `serve`; returns the process exit code.
 pub fn main(env_file: PathBuf) -> ExitCode {
@@ -125,7 +126,8 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
         "database ready"
     );
     let sink: Arc<dyn ChangeSink> = Arc::new(NoSink);
-    let state = AppState::new(manager, settings.clone(), sink);
+    let status = StatusBoard::new();
+    let state = AppState::new(manager, settings.clone(), sink, status);
     let addr = std::net::SocketAddr::new(settings.host, settings.port);
     let listener = TcpListener::bind(addr)
         .await

@@ -7,6 +7,7 @@ use config_manager_core::manager::Manager;
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::settings::Settings;
+use crate::status::StatusBoard;
 
 /// Told about every committed change, after the commit (the MQTT publisher and
 /// the LKG writer listen here). Must not block.
@@ -26,6 +27,7 @@ struct Inner {
     manager: RwLock<Arc<Manager>>,
     settings: Arc<Settings>,
     sink: Arc<dyn ChangeSink>,
+    status: StatusBoard,
     started: Instant,
 }
 
@@ -36,12 +38,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(manager: Manager, settings: Arc<Settings>, sink: Arc<dyn ChangeSink>) -> Self {
+    pub fn new(
+        manager: Manager,
+        settings: Arc<Settings>,
+        sink: Arc<dyn ChangeSink>,
+        status: StatusBoard,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 manager: RwLock::new(Arc::new(manager)),
                 settings,
                 sink,
+                status,
                 started: Instant::now(),
             }),
         }
@@ -58,6 +66,11 @@ impl AppState {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// The live status board.
+    pub fn status(&self) -> &StatusBoard {
+        &self.inner.status
     }
 
     pub fn max_body_bytes(&self) -> usize {

@@ -4,55 +4,58 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use config_manager_core::health::{DatabaseStatus, HealthStatus, ManagerStatus, OperationalMode};
 use config_manager_core::store::StoreError;
-use serde_json::{json, Value};
 
 use crate::state::AppState;
 
-/// `GET /health`: 200 when healthy, 503 otherwise (same body).
-pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let checked = state
-        .run(|m| {
-            let probe = m.store().find_epoch().map(|_| ());
-            Ok((probe, m.epoch().to_string(), m.schema_version()))
-        })
-        .await;
-    let (database_status, err, epoch, schema_version) = match checked {
-        Ok((Ok(()), epoch, sv)) => ("healthy", None, epoch, sv),
-        Ok((Err(e), epoch, sv)) => (status_of(&e), Some(e.to_string()), epoch, sv),
-        Err(e) => ("corrupted", Some(e.to_string()), String::new(), 0),
+/// The health message as of now (also what MQTT publishes).
+pub fn snapshot(state: &AppState) -> HealthStatus {
+    let s = state.status().get();
+    let manager = state.manager();
+    let mut h = HealthStatus {
+        ok: false,
+        status: ManagerStatus::Online,
+        database_status: s.database_status,
+        operational_mode: s.mode,
+        config_epoch: manager.epoch().clone(),
+        schema_version: u32::try_from(manager.schema_version()).unwrap_or(u32::MAX),
+        lkg_cache_valid: s.lkg_cache_valid,
+        litestream_status: s.litestream_status,
+        last_backup: s.last_backup,
+        event: s.event,
+        err: s.err,
+        mqtt_connected: s.mqtt_connected,
+        uptime_seconds: state.uptime_seconds(),
+        manager_version: env!("CARGO_PKG_VERSION").into(),
     };
-    let ok = database_status == "healthy";
-    let body = json!({
-        "ok": ok,
-        "status": "online",
-        "database_status": database_status,
-        "operational_mode": "normal",
-        "config_epoch": epoch,
-        "schema_version": schema_version,
-        "lkg_cache_valid": false,
-        "litestream_status": "disabled",
-        "last_backup": null,
-        "mqtt_connected": false,
-        "event": null,
-        "err": err,
-        "uptime_seconds": state.uptime_seconds(),
-        "manager_version": env!("CARGO_PKG_VERSION"),
-    });
-    let code = if ok {
+    h.ok = h.derived_ok();
+    h
+}
+
+/// `GET /health`: 200 when the service is healthy and in normal mode, 503
+/// otherwise (same body), so load balancers and probes can use the code.
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthStatus>) {
+    let h = snapshot(&state);
+    let code = if h.ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(body))
+    (code, Json(h))
 }
 
 /// The database status a store error means.
-pub fn status_of(e: &StoreError) -> &'static str {
+pub fn status_of(e: &StoreError) -> DatabaseStatus {
     match e {
-        StoreError::Locked => "locked",
-        StoreError::SchemaMismatch(_) => "schema-mismatch",
-        StoreError::Missing(_) => "missing",
-        _ => "corrupted",
+        StoreError::Locked => DatabaseStatus::Locked,
+        StoreError::SchemaMismatch(_) => DatabaseStatus::SchemaMismatch,
+        StoreError::Missing(_) => DatabaseStatus::Missing,
+        _ => DatabaseStatus::Corrupted,
     }
+}
+
+/// Whether the service accepts writes.
+pub fn writable(state: &AppState) -> bool {
+    state.status().get().mode == OperationalMode::Normal
 }

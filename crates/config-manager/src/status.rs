@@ -1,0 +1,76 @@
+//! The live status of the service: database status, mode, LKG validity, MQTT
+//! connection, backups. Every part reports into one board; the health
+//! endpoint reads it and the MQTT publisher watches it for changes.
+
+use config_manager_core::health::{DatabaseStatus, LitestreamStatus, OperationalMode};
+use tokio::sync::watch;
+
+/// What the service knows about itself right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub database_status: DatabaseStatus,
+    pub mode: OperationalMode,
+    pub lkg_cache_valid: bool,
+    pub mqtt_connected: bool,
+    pub litestream_status: LitestreamStatus,
+    pub last_backup: Option<String>,
+    /// The last state transition, for operators.
+    pub event: Option<String>,
+    /// Why the service is degraded; safe to show (no paths with secrets, no values).
+    pub err: Option<String>,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Self {
+            database_status: DatabaseStatus::Healthy,
+            mode: OperationalMode::Normal,
+            lkg_cache_valid: false,
+            mqtt_connected: false,
+            litestream_status: LitestreamStatus::Disabled,
+            last_backup: None,
+            event: None,
+            err: None,
+        }
+    }
+}
+
+/// Shared, watchable status. Cloning shares the board.
+#[derive(Clone)]
+pub struct StatusBoard {
+    tx: watch::Sender<Status>,
+}
+
+impl Default for StatusBoard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StatusBoard {
+    pub fn new() -> Self {
+        Self {
+            tx: watch::Sender::new(Status::default()),
+        }
+    }
+
+    /// A copy of the current status.
+    pub fn get(&self) -> Status {
+        self.tx.borrow().clone()
+    }
+
+    /// Changes the status; watchers are woken only when something changed.
+    /// Returns whether it changed.
+    pub fn update(&self, f: impl FnOnce(&mut Status)) -> bool {
+        self.tx.send_if_modified(|s| {
+            let before = s.clone();
+            f(s);
+            *s != before
+        })
+    }
+
+    /// A receiver that sees every change.
+    pub fn subscribe(&self) -> watch::Receiver<Status> {
+        self.tx.subscribe()
+    }
+}
