@@ -69,7 +69,9 @@ impl<T: DeserializeOwned + Send + Sync + 'static> ClientBuilder<T> {
         F: Fn(&T) -> Result<(), E> + Send + Sync + 'static,
         E: fmt::Display,
     {
-        self.callback = Some(Arc::new(move |config: &T| callback(config).map_err(|e| e.to_string())));
+        self.callback = Some(Arc::new(move |config: &T| {
+            callback(config).map_err(|e| e.to_string())
+        }));
         self
     }
 
@@ -96,7 +98,12 @@ impl<T: DeserializeOwned + Send + Sync + 'static> ClientBuilder<T> {
                     .mqtt_client_id
                     .clone()
                     .unwrap_or_else(|| mqtt::default_client_id(settings.service.as_str()));
-                let opts = mqtt::options(endpoint, client_id, settings.mqtt_keep_alive, settings.max_payload_bytes)?;
+                let opts = mqtt::options(
+                    endpoint,
+                    client_id,
+                    settings.mqtt_keep_alive,
+                    settings.max_payload_bytes,
+                )?;
                 let (client, eventloop) = rumqttc::AsyncClient::new(opts, 16);
                 let pipeline = UpdatePipeline::new(PipelineConfig {
                     service: settings.service.clone(),

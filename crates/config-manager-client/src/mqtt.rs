@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::RngCore as _;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -43,7 +45,9 @@ pub(crate) fn options(
     }
     if endpoint.tls {
         let config = tls_config(endpoint)?;
-        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(config))));
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(config),
+        )));
     }
     Ok(opts)
 }

@@ -134,7 +134,6 @@ fn percent_decode(s: &str) -> Result<String, MqttUrlError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -161,10 +160,19 @@ mod tests {
     #[test]
     fn errors() {
         assert_eq!(MqttEndpoint::parse("tcp://x"), Err(MqttUrlError::Scheme));
-        assert_eq!(MqttEndpoint::parse("mqtt://"), Err(MqttUrlError::MissingHost));
+        assert_eq!(
+            MqttEndpoint::parse("mqtt://"),
+            Err(MqttUrlError::MissingHost)
+        );
         assert_eq!(MqttEndpoint::parse("mqtt://h:0"), Err(MqttUrlError::Port));
-        assert_eq!(MqttEndpoint::parse("mqtt://h:99999"), Err(MqttUrlError::Port));
+        assert_eq!(
+            MqttEndpoint::parse("mqtt://h:99999"),
+            Err(MqttUrlError::Port)
+        );
         assert_eq!(MqttEndpoint::parse("mqtt://h/x"), Err(MqttUrlError::Path));
-        assert_eq!(MqttEndpoint::parse("mqtt://u:%zz@h"), Err(MqttUrlError::Escape));
+        assert_eq!(
+            MqttEndpoint::parse("mqtt://u:%zz@h"),
+            Err(MqttUrlError::Escape)
+        );
     }
 }

@@ -144,7 +144,12 @@ impl<T: DeserializeOwned> UpdatePipeline<T> {
     /// Runs one received payload through every check, calls `on_change` for a
     /// new config, and commits it only if the callback succeeds. Counts and
     /// logs the outcome.
-    pub fn handle(&mut self, payload: &[u8], now: OffsetDateTime, on_change: Option<&Callback<T>>) -> Outcome {
+    pub fn handle(
+        &mut self,
+        payload: &[u8],
+        now: OffsetDateTime,
+        on_change: Option<&Callback<T>>,
+    ) -> Outcome {
         let outcome = self.evaluate(payload, now, on_change);
         match &outcome {
             Outcome::Applied { version, epoch } => {
@@ -168,7 +173,12 @@ impl<T: DeserializeOwned> UpdatePipeline<T> {
         outcome
     }
 
-    fn evaluate(&mut self, payload: &[u8], now: OffsetDateTime, on_change: Option<&Callback<T>>) -> Outcome {
+    fn evaluate(
+        &mut self,
+        payload: &[u8],
+        now: OffsetDateTime,
+        on_change: Option<&Callback<T>>,
+    ) -> Outcome {
         let reject = Outcome::Rejected;
         let envelope = match Envelope::parse(payload, self.max_payload) {
             Ok(e) => e,
@@ -212,7 +222,10 @@ impl<T: DeserializeOwned> UpdatePipeline<T> {
 /// the config in force (from an authenticated REST load) has a real value,
 /// keep the real value, so an update of another field does not replace the
 /// service's API key with `********`.
-fn carry_over_secrets(new: &Map<String, Value>, previous: &Map<String, Value>) -> Map<String, Value> {
+fn carry_over_secrets(
+    new: &Map<String, Value>,
+    previous: &Map<String, Value>,
+) -> Map<String, Value> {
     let mut merged = new.clone();
     for (key, value) in merged.iter_mut() {
         if value.as_str() == Some(SECRET_MASK) {

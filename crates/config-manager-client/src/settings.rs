@@ -123,10 +123,13 @@ impl ClientSettings {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let service = get("SERVICE_NAME").ok_or(SettingsError::Missing("SERVICE_NAME"))?;
         let service = ServiceName::parse(service.trim()).map_err(|e| invalid("SERVICE_NAME", e))?;
-        let keys = get("CONFIG_SIGNATURE_PUBLIC_KEY").ok_or(SettingsError::Missing("CONFIG_SIGNATURE_PUBLIC_KEY"))?;
-        let trusted = parse_trusted_keys(&keys).map_err(|e| invalid("CONFIG_SIGNATURE_PUBLIC_KEY", e))?;
+        let keys = get("CONFIG_SIGNATURE_PUBLIC_KEY")
+            .ok_or(SettingsError::Missing("CONFIG_SIGNATURE_PUBLIC_KEY"))?;
+        let trusted =
+            parse_trusted_keys(&keys).map_err(|e| invalid("CONFIG_SIGNATURE_PUBLIC_KEY", e))?;
         let mut s = Self::new(service, trusted);
-        s.manager_url = get("CONFIG_MANAGER_URL").map(|u| u.trim().trim_end_matches('/').to_owned());
+        s.manager_url =
+            get("CONFIG_MANAGER_URL").map(|u| u.trim().trim_end_matches('/').to_owned());
         s.api_token = get("CONFIG_API_TOKEN").map(|t| ApiToken::new(t.trim()));
         if let Some(url) = get("MQTT_URL") {
             let mut endpoint = MqttEndpoint::parse(&url).map_err(|e| invalid("MQTT_URL", e))?;
@@ -134,7 +137,8 @@ impl ClientSettings {
             s.mqtt = Some(endpoint);
         }
         if let Some(path) = get("CONFIG_LKG_CACHE_PATH") {
-            let key = get("LKG_HMAC_KEY_BASE64").ok_or(SettingsError::Missing("LKG_HMAC_KEY_BASE64"))?;
+            let key =
+                get("LKG_HMAC_KEY_BASE64").ok_or(SettingsError::Missing("LKG_HMAC_KEY_BASE64"))?;
             let key = MacKey::from_base64(&key).map_err(|e| invalid("LKG_HMAC_KEY_BASE64", e))?;
             let key_id = get("LKG_HMAC_KEY_ID")
                 .map(|id| KeyId::parse(id.trim()).map_err(|e| invalid("LKG_HMAC_KEY_ID", e)))
@@ -146,10 +150,18 @@ impl ClientSettings {
             });
         }
         if let Some(v) = get("CONFIG_MAX_AGE_SECS") {
-            s.freshness.max_age = Duration::from_secs(v.trim().parse().map_err(|e| invalid("CONFIG_MAX_AGE_SECS", e))?);
+            s.freshness.max_age = Duration::from_secs(
+                v.trim()
+                    .parse()
+                    .map_err(|e| invalid("CONFIG_MAX_AGE_SECS", e))?,
+            );
         }
         if let Some(v) = get("CONFIG_MAX_SKEW_SECS") {
-            s.freshness.max_skew = Duration::from_secs(v.trim().parse().map_err(|e| invalid("CONFIG_MAX_SKEW_SECS", e))?);
+            s.freshness.max_skew = Duration::from_secs(
+                v.trim()
+                    .parse()
+                    .map_err(|e| invalid("CONFIG_MAX_SKEW_SECS", e))?,
+            );
         }
         if let Some(v) = get("CONFIG_ACCEPT_STALE_INITIAL") {
             s.freshness.accept_stale_initial = match v.trim() {
@@ -205,14 +217,16 @@ fn pem_blocks(text: &str) -> Vec<&str> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use config_manager_core::crypto::signing::SigningKey;
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -227,13 +241,19 @@ mod tests {
         let (b, id_b) = pem();
         let s = ClientSettings::from_lookup(lookup(&[
             ("SERVICE_NAME", "tts-worker".into()),
-            ("CONFIG_SIGNATURE_PUBLIC_KEY", format!("{a}{b}").replace('\n', "\\n")),
+            (
+                "CONFIG_SIGNATURE_PUBLIC_KEY",
+                format!("{a}{b}").replace('\n', "\\n"),
+            ),
             ("CONFIG_MANAGER_URL", "http://127.0.0.1:8081/".into()),
             ("CONFIG_API_TOKEN", "tok-123".into()),
             ("MQTT_URL", "mqtts://u:p@broker:8883".into()),
             ("MQTT_CA_FILE", "/etc/ca.pem".into()),
             ("CONFIG_LKG_CACHE_PATH", "/var/lib/lkg.json".into()),
-            ("LKG_HMAC_KEY_BASE64", MacKey::generate().to_base64().to_string()),
+            (
+                "LKG_HMAC_KEY_BASE64",
+                MacKey::generate().to_base64().to_string(),
+            ),
             ("CONFIG_MAX_AGE_SECS", "120".into()),
             ("CONFIG_ACCEPT_STALE_INITIAL", "1".into()),
         ]))
@@ -243,7 +263,10 @@ mod tests {
         assert_eq!(s.manager_url.as_deref(), Some("http://127.0.0.1:8081"));
         let mqtt = s.mqtt.as_ref().unwrap();
         assert!(mqtt.tls);
-        assert_eq!(mqtt.ca_file.as_deref(), Some(std::path::Path::new("/etc/ca.pem")));
+        assert_eq!(
+            mqtt.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
         assert_eq!(s.freshness.max_age, Duration::from_secs(120));
         assert!(s.freshness.accept_stale_initial);
         assert!(s.lkg.is_some());
@@ -271,10 +294,17 @@ mod tests {
         assert_eq!(err.to_string(), "SERVICE_NAME is not set");
         let err = ClientSettings::from_lookup(lookup(&[
             ("SERVICE_NAME", "tts-worker".into()),
-            ("CONFIG_SIGNATURE_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----".into()),
+            (
+                "CONFIG_SIGNATURE_PUBLIC_KEY",
+                "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----".into(),
+            ),
         ]))
         .unwrap_err();
-        assert!(err.to_string().starts_with("CONFIG_SIGNATURE_PUBLIC_KEY is invalid"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("CONFIG_SIGNATURE_PUBLIC_KEY is invalid"),
+            "{err}"
+        );
         let (a, _) = pem();
         let err = ClientSettings::from_lookup(lookup(&[
             ("SERVICE_NAME", "tts-worker".into()),
@@ -282,7 +312,10 @@ mod tests {
             ("MQTT_URL", "mqtt://u:secretpw@h:x".into()),
         ]))
         .unwrap_err();
-        assert!(err.to_string().starts_with("MQTT_URL is invalid") && !err.to_string().contains("secretpw"));
+        assert!(
+            err.to_string().starts_with("MQTT_URL is invalid")
+                && !err.to_string().contains("secretpw")
+        );
         let err = ClientSettings::from_lookup(lookup(&[
             ("SERVICE_NAME", "tts-worker".into()),
             ("CONFIG_SIGNATURE_PUBLIC_KEY", a),

@@ -53,7 +53,10 @@ pub(crate) async fn load_initial<T: DeserializeOwned>(
     let mut failures = Vec::new();
     let service = &settings.service;
     if let Some(base) = &settings.manager_url {
-        match fetch_rest(settings, base).await.and_then(|(raw, state)| typed(raw, state)) {
+        match fetch_rest(settings, base)
+            .await
+            .and_then(|(raw, state)| typed(raw, state))
+        {
             Ok((config, raw, applied)) => {
                 tracing::info!(%service, version = applied.version, "loaded configuration from the config-manager");
                 return Ok(initial(config, raw, Some(applied), ConfigSource::Rest));
@@ -89,7 +92,12 @@ pub(crate) async fn load_initial<T: DeserializeOwned>(
     }
 }
 
-fn initial<T>(config: T, raw: Map<String, Value>, applied: Option<AppliedState>, source: ConfigSource) -> Initial<T> {
+fn initial<T>(
+    config: T,
+    raw: Map<String, Value>,
+    applied: Option<AppliedState>,
+    source: ConfigSource,
+) -> Initial<T> {
     Initial {
         config: Arc::new(config),
         raw,
@@ -100,13 +108,19 @@ fn initial<T>(config: T, raw: Map<String, Value>, applied: Option<AppliedState>,
 
 type Loaded<T> = (T, Map<String, Value>, AppliedState);
 
-fn typed<T: DeserializeOwned>(raw: Map<String, Value>, state: AppliedState) -> Result<Loaded<T>, String> {
+fn typed<T: DeserializeOwned>(
+    raw: Map<String, Value>,
+    state: AppliedState,
+) -> Result<Loaded<T>, String> {
     let config = serde_json::from_value(Value::Object(raw.clone()))
         .map_err(|e| format!("config does not match the service's config type: {e}"))?;
     Ok((config, raw, state))
 }
 
-async fn fetch_rest(settings: &ClientSettings, base: &str) -> Result<(Map<String, Value>, AppliedState), String> {
+async fn fetch_rest(
+    settings: &ClientSettings,
+    base: &str,
+) -> Result<(Map<String, Value>, AppliedState), String> {
     let client = reqwest::Client::builder()
         .timeout(settings.rest_timeout)
         .build()
@@ -138,7 +152,10 @@ async fn fetch_rest(settings: &ClientSettings, base: &str) -> Result<(Map<String
     Ok((body.config, state))
 }
 
-fn read_lkg(service: &ServiceName, source: &LkgSource) -> Result<(Map<String, Value>, AppliedState), String> {
+fn read_lkg(
+    service: &ServiceName,
+    source: &LkgSource,
+) -> Result<(Map<String, Value>, AppliedState), String> {
     let key_id = match &source.key_id {
         Some(id) => id.clone(),
         None => key_id_in_file(&source.path)?,

@@ -2,6 +2,7 @@
 //! free loopback port, a minimal HTTP server standing in for the manager's REST
 //! endpoint, and real LKG files.
 
+// Helpers outside #[test] fns are not covered by clippy.toml's allow-unwrap-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
@@ -11,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use config_manager_client::{Client, ClientError, ClientSettings, ConfigSource, LkgSource, MqttEndpoint, Snapshot};
+use config_manager_client::{
+    Client, ClientError, ClientSettings, ConfigSource, LkgSource, MqttEndpoint, Snapshot,
+};
 use config_manager_core::crypto::mac::{MacKey, MacKeyRing};
 use config_manager_core::crypto::signing::{SigningKey, TrustedKeys};
 use config_manager_core::crypto::KeyId;
@@ -70,10 +73,17 @@ impl Broker {
             .expect("start mosquitto");
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not accept on port {port} within 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not accept on port {port} within 10 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child, port, _dir: dir }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
     }
 
     fn endpoint(&self) -> MqttEndpoint {
@@ -89,7 +99,11 @@ impl Drop for Broker {
 }
 
 fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Publishes one retained QoS 1 message and waits for the broker's PUBACK.
@@ -97,7 +111,10 @@ async fn publish(port: u16, topic: &str, payload: Vec<u8>) {
     let mut opts = MqttOptions::new(format!("test-pub-{}", rand_suffix()), "127.0.0.1", port);
     opts.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = AsyncClient::new(opts, 10);
-    client.publish(topic, QoS::AtLeastOnce, true, payload).await.unwrap();
+    client
+        .publish(topic, QoS::AtLeastOnce, true, payload)
+        .await
+        .unwrap();
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let Event::Incoming(Packet::PubAck(_)) = eventloop.poll().await.unwrap() {
@@ -113,7 +130,10 @@ async fn publish(port: u16, topic: &str, payload: Vec<u8>) {
 
 fn rand_suffix() -> u32 {
     use std::time::SystemTime;
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos()
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
 }
 
 fn service() -> ServiceName {
@@ -121,14 +141,23 @@ fn service() -> ServiceName {
 }
 
 fn config(volume: u64) -> Map<String, Value> {
-    json!({"volume_percent": volume, "tts_provider": "piper"}).as_object().unwrap().clone()
+    json!({"volume_percent": volume, "tts_provider": "piper"})
+        .as_object()
+        .unwrap()
+        .clone()
 }
 
 fn signed(key: &SigningKey, version: u64, volume: u64) -> Vec<u8> {
-    Envelope::sign(&service(), version, &Epoch(EPOCH.into()), config(volume), key)
-        .unwrap()
-        .to_json_bytes()
-        .unwrap()
+    Envelope::sign(
+        &service(),
+        version,
+        &Epoch(EPOCH.into()),
+        config(volume),
+        key,
+    )
+    .unwrap()
+    .to_json_bytes()
+    .unwrap()
 }
 
 fn settings(key: &SigningKey) -> ClientSettings {
@@ -136,7 +165,10 @@ fn settings(key: &SigningKey) -> ClientSettings {
 }
 
 /// Waits until the snapshot satisfies `pred`.
-async fn wait_for(rx: &mut watch::Receiver<Snapshot<Tts>>, pred: impl Fn(&Snapshot<Tts>) -> bool) -> Snapshot<Tts> {
+async fn wait_for(
+    rx: &mut watch::Receiver<Snapshot<Tts>>,
+    pred: impl Fn(&Snapshot<Tts>) -> bool,
+) -> Snapshot<Tts> {
     tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| pred(s)))
         .await
         .expect("update within 10 s")
@@ -148,7 +180,11 @@ async fn wait_for(rx: &mut watch::Receiver<Snapshot<Tts>>, pred: impl Fn(&Snapsh
 async fn wait_rejected(client: &Client<Tts>, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while client.counters().rejected_total() < n {
-        assert!(Instant::now() < deadline, "expected {n} rejections, counters: {:?}", client.counters());
+        assert!(
+            Instant::now() < deadline,
+            "expected {n} rejections, counters: {:?}",
+            client.counters()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -184,7 +220,10 @@ async fn late_joiner_gets_retained_config_then_live_updates_and_refuses_forgerie
     assert!(client.is_mqtt_connected());
 
     publish(broker.port, &topic, signed(&key, 4, 40)).await;
-    let snap = wait_for(&mut rx, |s| s.applied.as_ref().is_some_and(|a| a.version == 4)).await;
+    let snap = wait_for(&mut rx, |s| {
+        s.applied.as_ref().is_some_and(|a| a.version == 4)
+    })
+    .await;
     assert_eq!(snap.config.volume_percent, 40);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 
@@ -212,7 +251,9 @@ async fn fake_manager(body: Value, token: &'static str) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut socket, _)) = listener.accept().await else { return };
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
             let body = body.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 8192];
@@ -224,7 +265,8 @@ async fn fake_manager(body: Value, token: &'static str) -> SocketAddr {
                     }
                 }
                 let request = String::from_utf8_lossy(&buf[..len]).to_lowercase();
-                let (status, body) = if !request.starts_with("get /api/config/services/tts-worker ") {
+                let (status, body) = if !request.starts_with("get /api/config/services/tts-worker ")
+                {
                     ("404 Not Found", json!({"title": "not found"}))
                 } else if !request.contains(&format!("x-api-token: {token}\r\n")) {
                     ("401 Unauthorized", json!({"title": "unauthorized"}))
@@ -282,7 +324,10 @@ async fn rest_startup_sets_the_reference_version() {
     s.manager_url = Some(format!("http://{addr}"));
     s.api_token = Some(config_manager_client::ApiToken::new("wrong"));
     let err = Client::<Tts>::builder(s).start().await.unwrap_err();
-    assert!(matches!(&err, ClientError::NoInitialConfig(m) if m.contains("401")), "{err}");
+    assert!(
+        matches!(&err, ClientError::NoInitialConfig(m) if m.contains("401")),
+        "{err}"
+    );
 }
 
 fn write_lkg(path: &Path, ring: &MacKeyRing, volume: u64) {
@@ -295,7 +340,10 @@ fn write_lkg(path: &Path, ring: &MacKeyRing, volume: u64) {
             config: config(volume),
         },
     );
-    LkgCache::seal(contents, ring).unwrap().write_atomic(path).unwrap();
+    LkgCache::seal(contents, ring)
+        .unwrap()
+        .write_atomic(path)
+        .unwrap();
 }
 
 #[tokio::test]
@@ -316,7 +364,11 @@ async fn lkg_fallback_when_the_manager_is_down() {
         key: mac.clone(),
         key_id: None,
     });
-    let client = Client::<Tts>::builder(s.clone()).defaults(defaults()).start().await.unwrap();
+    let client = Client::<Tts>::builder(s.clone())
+        .defaults(defaults())
+        .start()
+        .await
+        .unwrap();
     let snap = client.snapshot();
     assert_eq!(snap.source, ConfigSource::Lkg);
     assert_eq!(snap.config.volume_percent, 77);
@@ -325,12 +377,19 @@ async fn lkg_fallback_when_the_manager_is_down() {
     // One changed byte: the cache is not used, defaults are.
     let text = std::fs::read_to_string(&path).unwrap().replace("77", "78");
     std::fs::write(&path, text).unwrap();
-    let client = Client::<Tts>::builder(s.clone()).defaults(defaults()).start().await.unwrap();
+    let client = Client::<Tts>::builder(s.clone())
+        .defaults(defaults())
+        .start()
+        .await
+        .unwrap();
     assert_eq!(client.snapshot().source, ConfigSource::Defaults);
     assert_eq!(*client.current(), defaults());
 
     // Without defaults the start fails and says why for each source.
     let err = Client::<Tts>::builder(s).start().await.unwrap_err();
     let message = err.to_string();
-    assert!(message.contains("REST") && message.contains("HMAC"), "{message}");
+    assert!(
+        message.contains("REST") && message.contains("HMAC"),
+        "{message}"
+    );
 }

@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -65,7 +63,15 @@ fn config(volume: u64) -> Map<String, Value> {
 }
 
 fn envelope_at(epoch: &str, version: u64, volume: u64, issued: OffsetDateTime) -> Envelope {
-    Envelope::sign_at(&service(), version, &Epoch(epoch.into()), config(volume), issued, &key()).unwrap()
+    Envelope::sign_at(
+        &service(),
+        version,
+        &Epoch(epoch.into()),
+        config(volume),
+        issued,
+        &key(),
+    )
+    .unwrap()
 }
 
 fn bytes(e: &Envelope) -> Vec<u8> {
@@ -101,9 +107,20 @@ fn assert_rejected(p: &mut UpdatePipeline<Tts>, payload: &[u8], label: &str) {
         Outcome::Rejected(reason) => assert_eq!(reason.label(), label, "{reason}"),
         other => panic!("expected rejection {label}, got {other:?}"),
     }
-    assert!(Arc::ptr_eq(p.current(), &before_config), "config changed on {label}");
-    assert_eq!(p.applied().cloned(), before_state, "state changed on {label}");
-    assert_eq!(calls.load(Ordering::SeqCst), 0, "callback called on {label}");
+    assert!(
+        Arc::ptr_eq(p.current(), &before_config),
+        "config changed on {label}"
+    );
+    assert_eq!(
+        p.applied().cloned(),
+        before_state,
+        "state changed on {label}"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "callback called on {label}"
+    );
 }
 
 #[test]
@@ -139,7 +156,10 @@ fn valid_update_is_applied_and_callback_called_once() {
 fn late_joiner_accepts_newer_version_of_any_age() {
     let (mut p, _) = pipeline();
     let old_but_newer = envelope_at(EPOCH, 9, 70, NOW - time::Duration::DAY * 3);
-    assert!(matches!(p.handle(&bytes(&old_but_newer), NOW, None), Outcome::Applied { version: 9, .. }));
+    assert!(matches!(
+        p.handle(&bytes(&old_but_newer), NOW, None),
+        Outcome::Applied { version: 9, .. }
+    ));
 }
 
 #[test]
@@ -178,7 +198,15 @@ fn tampered_checksum_is_rejected() {
 fn wrong_key_is_rejected() {
     let (mut p, _) = pipeline();
     let intruder = SigningKey::generate();
-    let e = Envelope::sign_at(&service(), 6, &Epoch(EPOCH.into()), config(80), NOW, &intruder).unwrap();
+    let e = Envelope::sign_at(
+        &service(),
+        6,
+        &Epoch(EPOCH.into()),
+        config(80),
+        NOW,
+        &intruder,
+    )
+    .unwrap();
     assert_rejected(&mut p, &bytes(&e), "unknown_key");
     // The same, claiming the trusted key's id.
     let payload = tamper(&e, |o| {
@@ -217,27 +245,52 @@ fn replayed_older_version_is_rejected() {
     let (callback, _) = counting();
     let v6 = envelope_at(EPOCH, 6, 60, NOW - MIN);
     let v7 = envelope_at(EPOCH, 7, 70, NOW);
-    assert!(matches!(p.handle(&bytes(&v6), NOW, Some(&*callback)), Outcome::Applied { .. }));
-    assert!(matches!(p.handle(&bytes(&v7), NOW, Some(&*callback)), Outcome::Applied { .. }));
+    assert!(matches!(
+        p.handle(&bytes(&v6), NOW, Some(&*callback)),
+        Outcome::Applied { .. }
+    ));
+    assert!(matches!(
+        p.handle(&bytes(&v7), NOW, Some(&*callback)),
+        Outcome::Applied { .. }
+    ));
     // v6 is freshly signed and authentic, but older: a replay.
     assert_rejected(&mut p, &bytes(&v6), "replay");
     assert_eq!(p.current().volume_percent, 70);
 }
 
 #[test]
-fn same_version_with_other_content_is_rejected() {
+fn same_version_with_other_content_applies_only_when_fresh() {
     let (mut p, _) = pipeline();
-    let v6 = envelope_at(EPOCH, 6, 60, NOW);
-    assert!(matches!(p.handle(&bytes(&v6), NOW, None), Outcome::Applied { .. }));
-    assert_rejected(&mut p, &bytes(&envelope_at(EPOCH, 6, 61, NOW)), "version_conflict");
+    let v6 = envelope_at(EPOCH, 6, 60, NOW - 10 * MIN);
+    assert!(matches!(
+        p.handle(&bytes(&v6), NOW, None),
+        Outcome::Applied { .. }
+    ));
+    // The manager's effective config changed without a new version (an env
+    // override changed across its restart): the fresh re-issue applies...
+    let changed = envelope_at(EPOCH, 6, 61, NOW);
+    assert!(matches!(
+        p.handle(&bytes(&changed), NOW, None),
+        Outcome::Applied { .. }
+    ));
+    assert_eq!(p.current().volume_percent, 61);
+    // ...and the old variant, replayed, does not.
+    assert_rejected(&mut p, &bytes(&v6), "version_conflict");
 }
 
 #[test]
 fn other_epoch_is_applied_only_when_fresh() {
     let (mut p, _) = pipeline();
-    assert_rejected(&mut p, &bytes(&envelope_at(OTHER_EPOCH, 1, 10, NOW - 10 * MIN)), "stale_epoch");
+    assert_rejected(
+        &mut p,
+        &bytes(&envelope_at(OTHER_EPOCH, 1, 10, NOW - 10 * MIN)),
+        "stale_epoch",
+    );
     let fresh = envelope_at(OTHER_EPOCH, 1, 10, NOW - 4 * MIN);
-    assert!(matches!(p.handle(&bytes(&fresh), NOW, None), Outcome::Applied { version: 1, .. }));
+    assert!(matches!(
+        p.handle(&bytes(&fresh), NOW, None),
+        Outcome::Applied { version: 1, .. }
+    ));
     assert_eq!(p.applied().unwrap().epoch.as_str(), OTHER_EPOCH);
 }
 
@@ -257,8 +310,16 @@ fn stale_issued_at_is_rejected_without_a_reference_version() {
         applied: None,
         counters,
     });
-    assert_rejected(&mut p, &bytes(&envelope_at(EPOCH, 3, 30, NOW - 6 * MIN)), "stale");
-    assert_rejected(&mut p, &bytes(&envelope_at(EPOCH, 3, 30, NOW + 5 * MIN)), "from_future");
+    assert_rejected(
+        &mut p,
+        &bytes(&envelope_at(EPOCH, 3, 30, NOW - 6 * MIN)),
+        "stale",
+    );
+    assert_rejected(
+        &mut p,
+        &bytes(&envelope_at(EPOCH, 3, 30, NOW + 5 * MIN)),
+        "from_future",
+    );
     assert!(matches!(
         p.handle(&bytes(&envelope_at(EPOCH, 3, 30, NOW - MIN)), NOW, None),
         Outcome::Applied { .. }
@@ -309,7 +370,10 @@ fn failing_callback_keeps_previous_config_and_retries_on_reissue() {
     });
     let e = envelope_at(EPOCH, 6, 95, NOW);
     let outcome = p.handle(&bytes(&e), NOW, Some(&*refuse));
-    assert_eq!(outcome, Outcome::Rejected(RejectReason::CallbackFailed("too loud".into())));
+    assert_eq!(
+        outcome,
+        Outcome::Rejected(RejectReason::CallbackFailed("too loud".into()))
+    );
     assert_eq!(p.current().volume_percent, 50);
     assert_eq!(p.applied().unwrap().version, 5);
     assert_eq!(counters.snapshot().rejected("callback_failed"), 1);
@@ -317,7 +381,10 @@ fn failing_callback_keeps_previous_config_and_retries_on_reissue() {
     // The same version re-issued later is tried again (not a duplicate).
     let (ok, calls) = counting();
     let reissue = envelope_at(EPOCH, 6, 95, NOW + MIN);
-    assert!(matches!(p.handle(&bytes(&reissue), NOW + MIN, Some(&*ok)), Outcome::Applied { .. }));
+    assert!(matches!(
+        p.handle(&bytes(&reissue), NOW + MIN, Some(&*ok)),
+        Outcome::Applied { .. }
+    ));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(p.current().volume_percent, 95);
 }

@@ -252,7 +252,6 @@ impl<'de> Visitor<'de> for StrictVisitor {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -80,7 +80,6 @@ impl<'de> Deserialize<'de> for KeyId {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

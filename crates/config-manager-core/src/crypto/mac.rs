@@ -192,7 +192,6 @@ pub fn tokens_equal(presented: &str, expected: &str) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -99,8 +99,9 @@ pub enum Rejection {
         "version {received} is older than the applied version {applied} of this epoch (replay)"
     )]
     Replay { received: u64, applied: u64 },
-    /// The applied version with other content. A correct manager never does this.
-    #[error("version {version} was already applied with a different checksum")]
+    /// The applied version with other content, issued too long ago to be the
+    /// manager's current re-issue.
+    #[error("version {version} was already applied with a different checksum, and this variant is stale")]
     VersionConflict { version: u64 },
     /// Another epoch than the applied one, issued too long ago.
     #[error(
@@ -138,7 +139,8 @@ impl Rejection {
 /// 1. `issued_at` more than `max_skew` ahead of `now` → reject.
 /// 2. Same epoch as applied: a higher version → apply, at any age; the same
 ///    version and checksum → ignore (re-issue); the same version with another
-///    checksum → reject; a lower version → reject (replay).
+///    checksum → apply if issued within `max_age`, else reject; a lower
+///    version → reject (replay).
 /// 3. Another epoch (after a database rebuild): apply if issued within
 ///    `max_age`, else reject as stale.
 /// 4. Nothing applied: apply if issued within `max_age`; an older message only
@@ -169,8 +171,19 @@ pub fn check_freshness(
                     received: envelope.version,
                     applied: state.version,
                 })
-            } else if state.checksum.as_ref().is_none_or(|c| *c == envelope.checksum) {
+            } else if state
+                .checksum
+                .as_ref()
+                .is_none_or(|c| *c == envelope.checksum)
+            {
                 Decision::Ignore(IgnoreReason::Duplicate)
+            } else if fresh {
+                // The manager re-published the same version with other content:
+                // its effective config changed without a stored change (an
+                // environment override or schema default changed across a
+                // restart). Only the manager can sign this, and requiring
+                // freshness keeps an old variant from being replayed later.
+                Decision::Apply
             } else {
                 Decision::Reject(Rejection::VersionConflict {
                     version: envelope.version,
@@ -195,7 +208,6 @@ fn whole_secs(d: time::Duration) -> u64 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::crypto::signing::SigningKey;
@@ -255,14 +267,18 @@ mod tests {
     }
 
     #[test]
-    fn same_version_is_ignored_or_conflicting() {
+    fn same_version_is_ignored_or_needs_to_be_fresh() {
         let s = state(EPOCH_A, 4, 1);
         assert_eq!(
             check(Some(&s), &env(EPOCH_A, 4, NOW - DAY, 1)),
             Decision::Ignore(IgnoreReason::Duplicate)
         );
         assert_eq!(
-            check(Some(&s), &env(EPOCH_A, 4, NOW, 2)),
+            check(Some(&s), &env(EPOCH_A, 4, NOW - MIN, 2)),
+            Decision::Apply
+        );
+        assert_eq!(
+            check(Some(&s), &env(EPOCH_A, 4, NOW - 6 * MIN, 2)),
             Decision::Reject(Rejection::VersionConflict { version: 4 })
         );
         let from_rest = AppliedState {

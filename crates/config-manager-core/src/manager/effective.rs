@@ -1,14 +1,15 @@
 //! Effective configuration: schema default < database value < environment
 //! override, with the source of every value and secrets masked unless asked.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{Manager, ManagerError, Result};
+use crate::crypto::secret_box::SecretKeyRing;
 use crate::domain::{ServiceName, Source, SECRET_MASK};
-use crate::schema::FieldMeta;
+use crate::schema::{FieldMeta, ServiceSchema};
 
 /// How secret values appear in an effective configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +40,147 @@ pub struct EffectiveConfig {
     pub fields: Option<Vec<FieldMeta>>,
 }
 
+/// A service's stored state, wherever it was read from (the database or the
+/// last-known-good cache): database-held values plus sealed secrets.
+#[derive(Debug, Clone)]
+pub struct ServiceState {
+    pub service: String,
+    pub stored: Map<String, Value>,
+    /// Secret key → sealed (`v1:...`) value.
+    pub sealed_secrets: BTreeMap<String, String>,
+    pub version: i64,
+    pub updated_at: String,
+    pub config_epoch: String,
+}
+
+/// What composing an effective configuration needs besides the state.
+pub struct ComposeContext<'a> {
+    pub schema: Option<&'a ServiceSchema>,
+    pub env: &'a (dyn Fn(&str) -> Option<String> + Send + Sync),
+    pub secrets: Option<&'a SecretKeyRing>,
+}
+
+/// Composes the effective configuration: schema defaults, then stored values,
+/// then secrets as `view` asks, then environment overrides (read-only).
+pub fn compose(
+    ctx: &ComposeContext<'_>,
+    state: &ServiceState,
+    view: SecretView,
+    include_fields: bool,
+) -> Result<EffectiveConfig> {
+    let mut config = Map::new();
+    let mut sources = BTreeMap::new();
+    let mut read_only_keys = Vec::new();
+    if let Some(schema) = ctx.schema {
+        for f in schema.fields() {
+            if !f.is_secret {
+                config.insert(f.key.clone(), f.default.clone());
+                sources.insert(f.key.clone(), Source::Default);
+            }
+        }
+    }
+    for (k, v) in &state.stored {
+        config.insert(k.clone(), v.clone());
+        sources.insert(k.clone(), Source::Database);
+    }
+    if let Some(schema) = ctx.schema {
+        if view != SecretView::Omitted {
+            for key in schema.secret_keys() {
+                let value = match (state.sealed_secrets.get(key), view) {
+                    (None, _) => Value::Null,
+                    (Some(_), SecretView::Masked) => Value::String(SECRET_MASK.into()),
+                    (Some(sealed), _) => open_secret(ctx.secrets, &state.service, key, sealed)?,
+                };
+                let source = if value.is_null() {
+                    Source::Default
+                } else {
+                    Source::Database
+                };
+                sources.insert(key.to_owned(), source);
+                config.insert(key.to_owned(), value);
+            }
+        }
+        let env = schema.resolve_env(ctx.env);
+        for (k, v) in env.values {
+            let secret = schema.field(&k).is_some_and(|f| f.is_secret);
+            match (secret, view) {
+                (true, SecretView::Omitted) => {
+                    config.remove(&k);
+                }
+                (true, SecretView::Masked) => {
+                    config.insert(k.clone(), Value::String(SECRET_MASK.into()));
+                }
+                _ => {
+                    config.insert(k.clone(), v);
+                }
+            }
+            sources.insert(k.clone(), Source::Env);
+            read_only_keys.push(k);
+        }
+    }
+    Ok(EffectiveConfig {
+        service: state.service.clone(),
+        config,
+        version: state.version,
+        updated_at: state.updated_at.clone(),
+        config_epoch: state.config_epoch.clone(),
+        sources,
+        read_only_keys,
+        fields: include_fields.then(|| ctx.schema.map(|s| s.fields().to_vec()).unwrap_or_default()),
+    })
+}
+
+/// Decrypts one sealed secret.
+pub(super) fn open_secret(
+    ring: Option<&SecretKeyRing>,
+    service: &str,
+    key: &str,
+    sealed: &str,
+) -> Result<Value> {
+    let ring =
+        ring.ok_or_else(|| ManagerError::SecretsUnavailable("no master key configured".into()))?;
+    let plain = ring.open(service, key, sealed).map_err(|e| {
+        ManagerError::SecretsUnavailable(format!("{service}/{key} cannot be decrypted: {e}"))
+    })?;
+    let text = String::from_utf8(plain.to_vec())
+        .map_err(|_| ManagerError::SecretsUnavailable(format!("{service}/{key} is not UTF-8")))?;
+    Ok(Value::String(text))
+}
+
 impl Manager {
+    /// The stored state of `service` from the database.
+    pub fn service_state(&self, service: &ServiceName) -> Result<ServiceState> {
+        let stored = self
+            .stored_or_empty(service)?
+            .ok_or_else(|| ManagerError::NotFound(format!("configuration of {service}")))?;
+        let sealed_secrets = if self.schemas.get(service.as_str()).is_some() {
+            self.store
+                .list_secrets(Some(service.as_str()))?
+                .into_iter()
+                .map(|s| (s.key, s.ciphertext))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        Ok(ServiceState {
+            service: stored.service,
+            stored: stored.config,
+            sealed_secrets,
+            version: stored.version,
+            updated_at: stored.updated_at,
+            config_epoch: stored.config_epoch,
+        })
+    }
+
+    /// The context to compose effective configurations with.
+    pub fn compose_context<'a>(&'a self, schema: Option<&'a ServiceSchema>) -> ComposeContext<'a> {
+        ComposeContext {
+            schema,
+            env: &*self.options.env,
+            secrets: self.options.secrets.as_deref(),
+        }
+    }
+
     /// The effective configuration of `service`.
     pub fn get_effective(
         &self,
@@ -47,98 +188,14 @@ impl Manager {
         secrets: SecretView,
         include_fields: bool,
     ) -> Result<EffectiveConfig> {
-        let stored = self
-            .stored_or_empty(service)?
-            .ok_or_else(|| ManagerError::NotFound(format!("configuration of {service}")))?;
-        let mut config = Map::new();
-        let mut sources = BTreeMap::new();
-        let mut read_only_keys = Vec::new();
+        let state = self.service_state(service)?;
         let schema = self.schemas.get(service.as_str());
-        if let Some(schema) = &schema {
-            for f in schema.fields() {
-                if !f.is_secret {
-                    config.insert(f.key.clone(), f.default.clone());
-                    sources.insert(f.key.clone(), Source::Default);
-                }
-            }
-        }
-        for (k, v) in &stored.config {
-            config.insert(k.clone(), v.clone());
-            sources.insert(k.clone(), Source::Database);
-        }
-        if let Some(schema) = &schema {
-            self.apply_secrets(
-                service,
-                schema.secret_keys(),
-                secrets,
-                &mut config,
-                &mut sources,
-            )?;
-            let env = schema.resolve_env(&*self.options.env);
-            for (k, v) in env.values {
-                let secret = schema.field(&k).is_some_and(|f| f.is_secret);
-                let shown = match (secret, secrets) {
-                    (true, SecretView::Omitted) => None,
-                    (true, SecretView::Masked) => Some(Value::String(SECRET_MASK.into())),
-                    _ => Some(v),
-                };
-                if let Some(v) = shown {
-                    config.insert(k.clone(), v);
-                } else {
-                    config.remove(&k);
-                }
-                sources.insert(k.clone(), Source::Env);
-                read_only_keys.push(k);
-            }
-        }
-        Ok(EffectiveConfig {
-            service: stored.service,
-            config,
-            version: stored.version,
-            updated_at: stored.updated_at,
-            config_epoch: stored.config_epoch,
-            sources,
-            read_only_keys,
-            fields: include_fields.then(|| schema.map(|s| s.fields().to_vec()).unwrap_or_default()),
-        })
-    }
-
-    /// Puts secret values into `config` as `view` asks.
-    fn apply_secrets<'a>(
-        &self,
-        service: &ServiceName,
-        keys: impl Iterator<Item = &'a str>,
-        view: SecretView,
-        config: &mut Map<String, Value>,
-        sources: &mut BTreeMap<String, Source>,
-    ) -> Result<()> {
-        let keys: BTreeSet<&str> = keys.collect();
-        if keys.is_empty() || view == SecretView::Omitted {
-            return Ok(());
-        }
-        let stored: BTreeMap<String, String> = self
-            .store
-            .list_secrets(Some(service.as_str()))?
-            .into_iter()
-            .map(|s| (s.key, s.ciphertext))
-            .collect();
-        for key in keys {
-            let value = match (stored.get(key), view) {
-                (None, _) => Value::Null,
-                (Some(_), SecretView::Masked) => Value::String(SECRET_MASK.into()),
-                (Some(sealed), _) => self.decrypt_secret(service, key, sealed)?,
-            };
-            sources.insert(
-                key.to_owned(),
-                if value.is_null() {
-                    Source::Default
-                } else {
-                    Source::Database
-                },
-            );
-            config.insert(key.to_owned(), value);
-        }
-        Ok(())
+        compose(
+            &self.compose_context(schema.as_deref()),
+            &state,
+            secrets,
+            include_fields,
+        )
     }
 
     pub(super) fn decrypt_secret(
@@ -147,17 +204,12 @@ impl Manager {
         key: &str,
         sealed: &str,
     ) -> Result<Value> {
-        let ring =
-            self.options.secrets.as_ref().ok_or_else(|| {
-                ManagerError::SecretsUnavailable("no master key configured".into())
-            })?;
-        let plain = ring.open(service.as_str(), key, sealed).map_err(|e| {
-            ManagerError::SecretsUnavailable(format!("{service}/{key} cannot be decrypted: {e}"))
-        })?;
-        let text = String::from_utf8(plain.to_vec()).map_err(|_| {
-            ManagerError::SecretsUnavailable(format!("{service}/{key} is not UTF-8"))
-        })?;
-        Ok(Value::String(text))
+        open_secret(
+            self.options.secrets.as_deref(),
+            service.as_str(),
+            key,
+            sealed,
+        )
     }
 
     /// One secret in clear text (the reveal call). `Ok(None)` when it is not set.

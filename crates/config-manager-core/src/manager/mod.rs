@@ -9,6 +9,8 @@ mod error;
 mod profiles;
 mod restore;
 mod search;
+mod snapshot;
+mod transfer;
 mod write;
 
 use std::collections::BTreeSet;
@@ -16,11 +18,16 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-pub use effective::{EffectiveConfig, SecretView};
+pub use effective::{compose, ComposeContext, EffectiveConfig, SecretView, ServiceState};
 pub use error::ManagerError;
 pub use profiles::validate_profile_name;
 pub use restore::RestoreOutcome;
-pub use search::{SearchHit, SearchQuery};
+pub use search::{search_checked, search_items, SearchHit, SearchQuery};
+pub use snapshot::{FallbackView, SeedReport};
+pub use transfer::{
+    ExportDocument, ExportOptions, ExportedProfile, ExportedService, ImportOptions, ImportOutcome,
+    ImportedService, EXPORT_FORMAT, EXPORT_FORMAT_VERSION,
+};
 pub use write::{PutRequest, WriteOutcome};
 
 use crate::crypto::secret_box::SecretKeyRing;

@@ -42,41 +42,60 @@ pub struct SearchHit {
 }
 
 impl Manager {
-    /// Runs a search; results are ordered by score, then service and key.
-    /// Returns the hits (at most `max_results`) and the total number of matches.
+    /// Runs a search over the database's index; results are ordered by score,
+    /// then service and key. Returns the hits (at most `max_results`) and the
+    /// total number of matches.
     pub fn search(&self, q: &SearchQuery) -> Result<(Vec<SearchHit>, usize)> {
-        if q.query.chars().count() > MAX_QUERY_LEN {
-            return Err(ManagerError::BadRequest(format!(
-                "query must be at most {MAX_QUERY_LEN} characters"
-            )));
-        }
-        if !(1..=MAX_RESULTS).contains(&q.max_results) {
-            return Err(ManagerError::BadRequest(format!(
-                "max_results must be between 1 and {MAX_RESULTS}"
-            )));
-        }
-        let terms: Vec<String> = q.query.split_whitespace().map(str::to_lowercase).collect();
+        check(q)?;
         let items = self.store.list_items(q.service.as_deref())?;
-        let mut hits: Vec<SearchHit> = items
-            .into_iter()
-            .filter(|i| match q.complexity.as_deref() {
-                Some("simple") => i.complexity == "simple",
-                _ => true,
-            })
-            .filter(|i| q.r#type.as_deref().is_none_or(|t| i.r#type == t))
-            .filter(|i| q.services.as_ref().is_none_or(|s| s.contains(&i.service)))
-            .filter_map(|i| score(&i, &terms).map(|s| hit(i, s)))
-            .collect();
-        let total = hits.len();
-        hits.sort_by(|a, b| {
-            b.match_score
-                .total_cmp(&a.match_score)
-                .then_with(|| a.service.cmp(&b.service))
-                .then_with(|| a.key.cmp(&b.key))
-        });
-        hits.truncate(q.max_results);
-        Ok((hits, total))
+        Ok(search_items(items, q))
     }
+}
+
+fn check(q: &SearchQuery) -> Result<()> {
+    if q.query.chars().count() > MAX_QUERY_LEN {
+        return Err(ManagerError::BadRequest(format!(
+            "query must be at most {MAX_QUERY_LEN} characters"
+        )));
+    }
+    if !(1..=MAX_RESULTS).contains(&q.max_results) {
+        return Err(ManagerError::BadRequest(format!(
+            "max_results must be between 1 and {MAX_RESULTS}"
+        )));
+    }
+    Ok(())
+}
+
+/// Scores and filters index rows (from the database or built from the
+/// last-known-good cache).
+pub fn search_items(items: Vec<ConfigItem>, q: &SearchQuery) -> (Vec<SearchHit>, usize) {
+    let terms: Vec<String> = q.query.split_whitespace().map(str::to_lowercase).collect();
+    let mut hits: Vec<SearchHit> = items
+        .into_iter()
+        .filter(|i| q.service.as_deref().is_none_or(|s| i.service == s))
+        .filter(|i| match q.complexity.as_deref() {
+            Some("simple") => i.complexity == "simple",
+            _ => true,
+        })
+        .filter(|i| q.r#type.as_deref().is_none_or(|t| i.r#type == t))
+        .filter(|i| q.services.as_ref().is_none_or(|s| s.contains(&i.service)))
+        .filter_map(|i| score(&i, &terms).map(|s| hit(i, s)))
+        .collect();
+    let total = hits.len();
+    hits.sort_by(|a, b| {
+        b.match_score
+            .total_cmp(&a.match_score)
+            .then_with(|| a.service.cmp(&b.service))
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    hits.truncate(q.max_results);
+    (hits, total)
+}
+
+/// Validates a query, then searches `items`.
+pub fn search_checked(items: Vec<ConfigItem>, q: &SearchQuery) -> Result<(Vec<SearchHit>, usize)> {
+    check(q)?;
+    Ok(search_items(items, q))
 }
 
 fn hit(i: ConfigItem, score: f64) -> SearchHit {

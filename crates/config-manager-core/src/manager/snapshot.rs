@@ -1,0 +1,264 @@
+//! The database as a last-known-good snapshot, and back: building the LKG
+//! contents after a write, serving reads from a cache when the database is
+//! unusable ([`FallbackView`]), and seeding a rebuilt database from a cache.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::effective::{compose, ComposeContext, EffectiveConfig, SecretView, ServiceState};
+use super::search::{search_checked, SearchHit, SearchQuery};
+use super::{items_for, items_schemaless, Manager, ManagerError, ManagerOptions, Result};
+use crate::domain::{Epoch, ServiceName};
+use crate::lkg::{LkgContents, LkgService};
+use crate::schema::SchemaRegistry;
+use crate::store::{ConfigItem, ConfigWrite, SecretChange, Store};
+
+impl Manager {
+    /// Every service's state as LKG contents: stored values with defaults
+    /// filled in, plus secrets in their sealed form (never clear text).
+    pub fn lkg_contents(&self) -> Result<LkgContents> {
+        let mut contents = LkgContents::new(self.epoch.clone(), self.schemas.hash());
+        let mut sealed: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for s in self.store.list_secrets(None)? {
+            sealed
+                .entry(s.service)
+                .or_default()
+                .insert(s.key, s.ciphertext);
+        }
+        for c in self.store.list_configs()? {
+            let Ok(name) = ServiceName::parse(&c.service) else {
+                continue;
+            };
+            let mut config = match self.schemas.get(&c.service) {
+                Some(schema) => {
+                    let mut full = schema.with_defaults(&c.config);
+                    for key in schema.secret_keys() {
+                        full.remove(key);
+                    }
+                    full
+                }
+                None => c.config,
+            };
+            if let Some(secrets) = sealed.remove(&c.service) {
+                config.extend(secrets.into_iter().map(|(k, v)| (k, Value::String(v))));
+            }
+            contents.services.insert(
+                name,
+                LkgService {
+                    version: u64::try_from(c.version).unwrap_or(0),
+                    updated_at: c.updated_at,
+                    config,
+                },
+            );
+        }
+        Ok(contents)
+    }
+}
+
+/// Splits an LKG entry into stored values and sealed secrets.
+fn state_from_lkg(
+    schemas: &SchemaRegistry,
+    epoch: &Epoch,
+    name: &ServiceName,
+    entry: &LkgService,
+) -> ServiceState {
+    let secret_keys: BTreeSet<String> = schemas
+        .get(name.as_str())
+        .map(|s| s.secret_keys().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let mut stored = Map::new();
+    let mut sealed_secrets = BTreeMap::new();
+    for (k, v) in &entry.config {
+        match (secret_keys.contains(k), v) {
+            (true, Value::String(s)) => {
+                sealed_secrets.insert(k.clone(), s.clone());
+            }
+            (true, _) => {}
+            (false, v) => {
+                stored.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    ServiceState {
+        service: name.to_string(),
+        stored,
+        sealed_secrets,
+        version: i64::try_from(entry.version).unwrap_or(i64::MAX),
+        updated_at: entry.updated_at.clone(),
+        config_epoch: epoch.to_string(),
+    }
+}
+
+/// Read-only view over a verified last-known-good cache: the same reads as
+/// the manager, without a database. Used in read-only fallback.
+pub struct FallbackView {
+    schemas: SchemaRegistry,
+    options: ManagerOptions,
+    cache: LkgContents,
+}
+
+impl std::fmt::Debug for FallbackView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FallbackView")
+            .field("epoch", &self.cache.config_epoch)
+            .field("services", &self.cache.services.len())
+            .finish()
+    }
+}
+
+impl FallbackView {
+    pub fn new(schemas: SchemaRegistry, options: ManagerOptions, cache: LkgContents) -> Self {
+        Self {
+            schemas,
+            options,
+            cache,
+        }
+    }
+
+    /// Epoch of the cached data.
+    pub fn epoch(&self) -> &Epoch {
+        &self.cache.config_epoch
+    }
+
+    /// When the cache was generated.
+    pub fn generated_at(&self) -> &str {
+        &self.cache.generated_at
+    }
+
+    /// Every service in the cache.
+    pub fn list_services(&self) -> Vec<String> {
+        self.cache.services.keys().map(|n| n.to_string()).collect()
+    }
+
+    /// Resolves a client-supplied service name against the cache.
+    pub fn resolve_service(&self, raw: &str) -> Result<ServiceName> {
+        let name = ServiceName::parse(raw).map_err(|e| ManagerError::InvalidName {
+            what: "service name",
+            reason: e.to_string(),
+        })?;
+        if self.cache.services.contains_key(&name) {
+            Ok(name)
+        } else {
+            Err(ManagerError::UnknownService(name.to_string()))
+        }
+    }
+
+    /// The effective configuration of `service` as of the cache.
+    pub fn get_effective(
+        &self,
+        service: &ServiceName,
+        view: SecretView,
+        include_fields: bool,
+    ) -> Result<EffectiveConfig> {
+        let entry = self
+            .cache
+            .services
+            .get(service)
+            .ok_or_else(|| ManagerError::UnknownService(service.to_string()))?;
+        let state = state_from_lkg(&self.schemas, &self.cache.config_epoch, service, entry);
+        let schema = self.schemas.get(service.as_str());
+        let ctx = ComposeContext {
+            schema: schema.as_deref(),
+            env: &*self.options.env,
+            secrets: self.options.secrets.as_deref(),
+        };
+        compose(&ctx, &state, view, include_fields)
+    }
+
+    /// Search over the cached values.
+    pub fn search(&self, q: &SearchQuery) -> Result<(Vec<SearchHit>, usize)> {
+        let mut items: Vec<ConfigItem> = Vec::new();
+        for (name, entry) in &self.cache.services {
+            let state = state_from_lkg(&self.schemas, &self.cache.config_epoch, name, entry);
+            match self.schemas.get(name.as_str()) {
+                Some(schema) => items.extend(items_for(&schema, &state.stored)),
+                None => items.extend(items_schemaless(name.as_str(), &state.stored)),
+            }
+        }
+        search_checked(items, q)
+    }
+}
+
+/// What a rebuild seeded.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedReport {
+    /// `lkg` or `defaults`.
+    pub seed_source: String,
+    pub services_seeded: Vec<String>,
+    /// `service/key` of secrets whose ciphertext no configured key can open.
+    pub unrecoverable_secrets: Vec<String>,
+}
+
+impl Manager {
+    /// Builds a manager over a brand-new database: gives it `epoch` (recording
+    /// the previous one), seeds it from `cache` when given (values and sealed
+    /// secrets that a configured key can still open), then fills every other
+    /// schema'd service with defaults.
+    pub fn rebuild_into(
+        store: Store,
+        schemas: SchemaRegistry,
+        options: ManagerOptions,
+        epoch: &Epoch,
+        previous_epoch: Option<&str>,
+        reason: &str,
+        cache: Option<&LkgContents>,
+    ) -> Result<(Manager, SeedReport)> {
+        store.init_epoch(epoch, previous_epoch, reason)?;
+        let mut report = SeedReport {
+            seed_source: if cache.is_some() { "lkg" } else { "defaults" }.into(),
+            services_seeded: Vec::new(),
+            unrecoverable_secrets: Vec::new(),
+        };
+        if let Some(cache) = cache {
+            let mut writes = Vec::new();
+            for (name, entry) in &cache.services {
+                let schema = schemas.get(name.as_str());
+                if schema.is_none() && !options.allow_unknown_services {
+                    continue;
+                }
+                let state = state_from_lkg(&schemas, &cache.config_epoch, name, entry);
+                let mut secrets = Vec::new();
+                for (key, sealed) in state.sealed_secrets {
+                    let opens = options
+                        .secrets
+                        .as_deref()
+                        .is_some_and(|ring| ring.open(name.as_str(), &key, &sealed).is_ok());
+                    if opens {
+                        secrets.push(SecretChange {
+                            key,
+                            sealed: Some((sealed.clone(), sealed_key_id(&sealed))),
+                        });
+                    } else {
+                        report.unrecoverable_secrets.push(format!("{name}/{key}"));
+                    }
+                }
+                let items = match &schema {
+                    Some(s) => items_for(s, &state.stored),
+                    None => items_schemaless(name.as_str(), &state.stored),
+                };
+                writes.push(ConfigWrite {
+                    service: name.to_string(),
+                    config: state.stored,
+                    expected_version: Some(0),
+                    actor: "system".into(),
+                    reason: Some(format!("{reason}: seeded from the last-known-good cache")),
+                    change_type: "rebuild".into(),
+                    items,
+                    secrets,
+                });
+                report.services_seeded.push(name.to_string());
+            }
+            store.save_configs(&writes, epoch.as_str())?;
+        }
+        let manager = Manager::open(store, schemas, options)?;
+        Ok((manager, report))
+    }
+}
+
+fn sealed_key_id(sealed: &str) -> String {
+    crate::crypto::secret_box::sealed_key_id(sealed)
+        .map(|k| k.as_str().to_owned())
+        .unwrap_or_default()
+}
