@@ -1,16 +1,30 @@
-//! The command line: every subcommand in one place.
+//! The command line: every subcommand in one place. Each subcommand's doc
+//! comment is its `--help`; the code behind them lives in `cli/`.
+//!
+//! Exit codes: 0 success; 1 the operation failed or was refused (server
+//! error, validation, a file that does not verify, unhealthy service);
+//! 2 bad arguments or settings (clap's usage errors are 2 as well).
+
+mod config;
+mod health;
+mod offline;
+mod remote;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::first_run;
 use crate::settings::EnvSource;
 
 /// Centralized configuration service for TARS.
+///
+/// Without a subcommand, runs the service (`serve`). Settings come from the
+/// environment and the `.env` file (see .env.example).
 #[derive(Debug, Parser)]
-#[command(name = "config-manager", version, about)]
+#[command(name = "config-manager", version, about, long_about)]
 pub struct Cli {
     /// The `.env` file read at start-up (and written on first run).
     #[arg(long, global = true, env = "CONFIG_ENV_FILE", default_value = ".env")]
@@ -21,14 +35,44 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the service (the default): REST API and web UI on CONFIG_MANAGER_PORT.
+    /// Run the service (the default): REST API, web UI and /metrics on
+    /// CONFIG_MANAGER_PORT. Stops gracefully on SIGTERM or ctrl-c.
     Serve,
     /// Key management.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Ask a running service for its health; exit 0 when healthy (for container health checks).
+    /// Read, change, export or import configuration: through a running
+    /// service (REST, the default) or directly in the database file
+    /// (`--offline`, only while no service has it open).
+    Config {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Check a last-known-good cache file: parse it and verify its HMAC with
+    /// LKG_HMAC_KEY_BASE64 (and LKG_HMAC_KEY_PREVIOUS_BASE64) from the
+    /// environment or the .env file. Exit 0 when it verifies, 1 when not.
+    VerifyLkg {
+        /// The cache file (CONFIG_LKG_CACHE_PATH of the service).
+        file: PathBuf,
+    },
+    /// Check a captured MQTT config message (the raw payload, e.g. from
+    /// `mosquitto_sub -t system/config/tts-worker -C 1`): structure, checksum
+    /// and Ed25519 signature. Exit 0 when it verifies, 1 when not.
+    VerifyMessage {
+        /// File with the payload, or `-` for standard input.
+        file: String,
+        /// PEM file (SPKI) of the trusted public key. Default:
+        /// CONFIG_SIGNATURE_PUBLIC_KEY, or the key derived from
+        /// CONFIG_SIGNATURE_PRIVATE_KEY, from the environment or .env file.
+        #[arg(long, value_name = "PEM_FILE")]
+        public_key: Option<PathBuf>,
+    },
+    /// Ask a running service for its health; exit 0 when healthy (for
+    /// container health checks; needs no curl).
     Healthcheck {
         /// Base URL of the service (default: http://127.0.0.1:$CONFIG_MANAGER_PORT).
         #[arg(long)]
@@ -42,68 +86,151 @@ pub enum KeysCommand {
     Generate,
 }
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli) -> ExitCode {
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => crate::serve::main(cli.env_file),
-        Command::Keys {
-            command: KeysCommand::Generate,
-        } => {
-            let mut env = EnvSource::default();
-            match first_run::generate_missing(&mut env) {
-                Ok(generated) => {
-                    for (k, v) in &generated.values {
-                        println!("{k}={}", first_run::dotenv_quote(v));
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("config-manager: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+/// Where `config` subcommands act.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Base URL of the running service [default: http://127.0.0.1:$CONFIG_MANAGER_PORT].
+    #[arg(long, global = true, env = "CONFIG_MANAGER_URL", conflicts_with = "offline")]
+    pub url: Option<String>,
+    /// API token (X-API-Token). Prefer the CONFIG_API_TOKEN variable: a
+    /// token on the command line is visible to other local users.
+    #[arg(
+        long,
+        global = true,
+        env = "CONFIG_API_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "offline"
+    )]
+    pub token: Option<String>,
+    /// Work on the database file (CONFIG_DB_PATH) instead of a running
+    /// service, with the service's settings and keys from the environment and
+    /// .env file. Refused while another process (a running service) has the
+    /// database open. Changes are audited as `cli-offline`; they reach MQTT
+    /// and the LKG cache when the service next starts.
+    #[arg(long, global = true)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print a service's effective configuration as JSON (secrets masked),
+    /// or one key's value.
+    Get {
+        service: String,
+        /// Print only this key's value.
+        key: Option<String>,
+    },
+    /// Change keys of one service (like PATCH): `KEY=VALUE ...`. A VALUE that
+    /// parses as JSON is taken as JSON (`60`, `true`, `"60"`, `[1,2]`),
+    /// anything else as a string. Optimistic locking: the version read just
+    /// before (or `--expect-version`) must still be current.
+    Set {
+        service: String,
+        /// One or more KEY=VALUE pairs.
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        assignments: Vec<String>,
+        /// Change reason recorded in history and audit.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Fail unless the service is at this version.
+        #[arg(long, value_name = "VERSION")]
+        expect_version: Option<i64>,
+    },
+    /// Write every service's configuration as one JSON document (secrets
+    /// masked unless --include-secrets).
+    Export {
+        /// Include decrypted secret values (write role; audited). The output
+        /// file is created with mode 0600.
+        #[arg(long)]
+        include_secrets: bool,
+        /// Include the saved profiles.
+        #[arg(long)]
+        include_profiles: bool,
+        /// Output file (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Import an export document: every service is validated, then all are
+    /// written in one transaction (all or nothing) as new versions with change
+    /// type `import`. Services the document does not name are left alone.
+    Import {
+        /// The document, or `-` for standard input.
+        file: String,
+        /// Refuse when any service changed since the export (the document's
+        /// per-service versions must be current; same database only).
+        #[arg(long)]
+        expect_versions: bool,
+        /// Validate and report what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Change reason recorded in history.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// Why a subcommand failed; the variant decides the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad arguments, settings or keys: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Refused or failed (including "does not verify"): exit 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Usage(_) => ExitCode::from(2),
+            CliError::Failed(_) => ExitCode::FAILURE,
         }
-        Command::Healthcheck { url } => healthcheck(url, &cli.env_file),
     }
 }
 
-/// A dependency-free HTTP/1.1 GET of the health endpoint, so the container
-/// image needs no curl.
-fn healthcheck(url: Option<String>, env_file: &std::path::Path) -> ExitCode {
-    use std::io::{Read, Write};
-    let env = EnvSource::load(env_file).unwrap_or_default();
-    let port = env.get("CONFIG_MANAGER_PORT").unwrap_or("8081").to_owned();
-    let base = url.unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
-    let Some(hostport) = base
-        .strip_prefix("http://")
-        .map(|s| s.trim_end_matches('/'))
-    else {
-        eprintln!("healthcheck: only http:// URLs are supported");
-        return ExitCode::FAILURE;
+/// Result alias of the subcommands.
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => return crate::serve::main(cli.env_file),
+        Command::Keys {
+            command: KeysCommand::Generate,
+        } => generate_keys(),
+        Command::Config { target, command } => config::run(&cli.env_file, target, command),
+        Command::VerifyLkg { file } => verify::lkg(&cli.env_file, &file),
+        Command::VerifyMessage { file, public_key } => {
+            verify::message(&cli.env_file, &file, public_key.as_deref())
+        }
+        Command::Healthcheck { url } => health::check(url, &cli.env_file),
     };
-    let result = (|| -> std::io::Result<String> {
-        let mut stream = std::net::TcpStream::connect(hostport)?;
-        stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-        write!(
-            stream,
-            "GET /api/config/health HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut out = String::new();
-        stream.read_to_string(&mut out)?;
-        Ok(out)
-    })();
     match result {
-        Ok(resp) if resp.starts_with("HTTP/1.1 200") => {
-            println!("healthy");
-            ExitCode::SUCCESS
-        }
-        Ok(resp) => {
-            eprintln!("unhealthy: {}", resp.lines().next().unwrap_or(""));
-            ExitCode::FAILURE
-        }
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("unreachable: {e}");
-            ExitCode::FAILURE
+            eprintln!("config-manager: {e}");
+            e.exit_code()
         }
     }
+}
+
+fn generate_keys() -> CliResult {
+    let mut env = EnvSource::default();
+    let generated = first_run::generate_missing(&mut env).map_err(CliError::Failed)?;
+    for (k, v) in &generated.values {
+        println!("{k}={}", first_run::dotenv_quote(v));
+    }
+    Ok(())
+}
+
+/// The settings source of commands that read the service's `.env` file.
+fn load_env(env_file: &std::path::Path) -> CliResult<EnvSource> {
+    EnvSource::load(env_file).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// `http://127.0.0.1:$CONFIG_MANAGER_PORT` (port from the environment or .env).
+fn default_url(env: &EnvSource) -> String {
+    let port = env.get("CONFIG_MANAGER_PORT").unwrap_or("8081").trim();
+    format!("http://127.0.0.1:{port}")
 }

@@ -6,14 +6,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use config_manager_core::manager::{process_env, Manager, ManagerOptions};
+use config_manager_core::health::{DatabaseStatus, OperationalMode};
+use config_manager_core::lkg::LkgError;
+use config_manager_core::manager::{process_env, Manager, ManagerError, ManagerOptions};
 use config_manager_core::schema::SchemaRegistry;
-use config_manager_core::store::Store;
+use config_manager_core::store::{Store, StoreError};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::first_run;
-use crate::settings::{EnvSource, LogFormat, Settings};
+use crate::settings::{EnvSource, Settings};
 use crate::state::{AppState, ChangeSink, NoSink};
+use crate::modes::RebuildTrigger;
 use crate::status::StatusBoard;
 
 /// Entry point of `serve`; returns the process exit code.
@@ -22,7 +26,7 @@ pub fn main(env_file: PathBuf) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    init_logging(settings.log_format);
+    crate::logging::init_logging(settings.log_format);
     for note in notes {
         tracing::warn!("{note}");
     }
@@ -80,19 +84,6 @@ fn prepare(env_file: PathBuf) -> Result<(Settings, Vec<String>), ExitCode> {
     Ok((settings, notes))
 }
 
-/// Text logs by default, JSON lines with `LOG_FORMAT=json`; level from `RUST_LOG`.
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
 /// Loads the schemas: built-ins plus `CONFIG_SCHEMA_DIR`.
 pub fn load_schemas(settings: &Settings) -> anyhow::Result<SchemaRegistry> {
     let mut schemas = SchemaRegistry::builtin().context("built-in schemas")?;
@@ -111,23 +102,38 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
         allow_unknown_services: settings.allow_unknown_services,
         env: process_env(),
         secrets: Some(Arc::new(settings.master_keys.clone())),
+        auto_fix_schema: settings.allow_auto_rebuild,
     };
-    let db_path = settings.db_path.clone();
-    let manager = tokio::task::spawn_blocking(move || -> anyhow::Result<Manager> {
-        let store = Store::open(&db_path)
-            .with_context(|| format!("opening the database {}", db_path.display()))?;
-        Ok(Manager::open(store, schemas, options)?)
-    })
-    .await??;
+    let manager = open_manager(&settings, schemas, options).await?;
     tracing::info!(
         epoch = %manager.epoch(),
         schema_version = manager.schema_version(),
         db = %settings.db_path.display(),
         "database ready"
     );
-    let sink: Arc<dyn ChangeSink> = Arc::new(NoSink);
     let status = StatusBoard::new();
+    let report = manager.schema_report().clone();
+    if !report.mismatches.is_empty() {
+        tracing::error!(report = %report.summary(), "stored configuration does not satisfy the changed schemas; read-only until fixed");
+        status.update(|s| {
+            s.mode = OperationalMode::ReadOnlyFallback;
+            s.database_status = DatabaseStatus::SchemaMismatch;
+            s.event = Some("schema change incompatible with stored configuration".into());
+            s.err = Some(format!("schema mismatch: {}", report.summary()));
+        });
+    } else if report.changed {
+        tracing::info!(upgraded = ?report.upgraded, reset = report.reset.len(), "applied a schema change");
+    }
+    let sink: Arc<dyn ChangeSink> = Arc::new(NoSink);
     let state = AppState::new(manager, settings.clone(), sink, status);
+    report_existing_lkg(&state).await;
+    state.refresh_lkg().await;
+    let shutdown = CancellationToken::new();
+    let monitor = tokio::spawn(crate::modes::monitor::run(
+        state.clone(),
+        settings.monitor_interval,
+        shutdown.clone(),
+    ));
     let addr = std::net::SocketAddr::new(settings.host, settings.port);
     let listener = TcpListener::bind(addr)
         .await
@@ -138,9 +144,71 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
         .await
         .context("HTTP server")?;
     tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = monitor.await;
     let manager = state.manager();
     tokio::task::spawn_blocking(move || manager.store().checkpoint()).await??;
     Ok(())
+}
+
+/// Opens the database. A corrupted file at start-up is rebuilt from the
+/// verified LKG cache when `ALLOW_AUTO_REBUILD=1` (moved aside, never
+/// deleted); otherwise start-up fails with what to do.
+async fn open_manager(
+    settings: &Arc<Settings>,
+    schemas: SchemaRegistry,
+    options: ManagerOptions,
+) -> anyhow::Result<Manager> {
+    let settings = settings.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<Manager> {
+        let db_path = &settings.db_path;
+        let opened = Store::open(db_path)
+            .map_err(ManagerError::from)
+            .and_then(|store| Manager::open(store, schemas.clone(), options.clone()));
+        match opened {
+            Ok(m) => Ok(m),
+            Err(ManagerError::Store(e @ (StoreError::Corrupt(_) | StoreError::SchemaMismatch(_))))
+                if settings.allow_auto_rebuild =>
+            {
+                tracing::error!(error = %e, "database unusable at start-up; rebuilding (ALLOW_AUTO_REBUILD=1)");
+                let lkg = crate::lkg::LkgFile::new(settings.lkg_path.clone(), settings.lkg_keys.clone());
+                let cache = lkg.load().ok().map(|c| c.into_contents());
+                let (m, tombstone) = crate::modes::rebuild::rebuild_files(
+                    db_path,
+                    cache.as_ref(),
+                    schemas,
+                    options,
+                    cache.as_ref().map(|c| c.config_epoch.to_string()),
+                    "automatic rebuild at start-up: database unusable",
+                    "system",
+                    RebuildTrigger::Automatic,
+                )
+                .map_err(|e| anyhow::anyhow!("rebuild failed: {e}"))?;
+                tracing::warn!(tombstone = %tombstone.tombstone_path, "database rebuilt at start-up");
+                Ok(m)
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot open the database {}: {e}. Set ALLOW_AUTO_REBUILD=1 to rebuild it from the \
+                 last-known-good cache (the broken file is kept), or restore a backup",
+                db_path.display()
+            )),
+        }
+    })
+    .await?
+}
+
+/// Logs (and shows in health) an LKG file that exists but does not verify
+/// before it is rewritten from the database.
+async fn report_existing_lkg(state: &AppState) {
+    let lkg = state.lkg().clone();
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || lkg.load()).await {
+        if !matches!(e, LkgError::Missing(_)) {
+            tracing::warn!(error = %e, "the last-known-good cache failed verification and is not used; rewriting it from the database");
+            state
+                .status()
+                .update(|s| s.event = Some(format!("last-known-good cache invalid at start-up ({e}); rewritten")));
+        }
+    }
 }
 
 /// Resolves on SIGTERM or ctrl-c.

@@ -153,6 +153,8 @@ pub struct Settings {
     pub allow_unknown_services: bool,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
+    /// How often the database monitor checks the file.
+    pub monitor_interval: std::time::Duration,
 }
 
 /// A string that never shows in `Debug` output or logs.
@@ -226,6 +228,10 @@ impl Settings {
                 "must be between 1024 and 16777216",
             ));
         }
+        let monitor_ms: u64 = env.parse("CONFIG_MONITOR_INTERVAL_MS", 1000)?;
+        if !(50..=60_000).contains(&monitor_ms) {
+            return Err(bad("CONFIG_MONITOR_INTERVAL_MS", "must be between 50 and 60000"));
+        }
         Ok(Self {
             host: env.parse("CONFIG_MANAGER_HOST", IpAddr::from([127, 0, 0, 1]))?,
             port: env.parse("CONFIG_MANAGER_PORT", 8081)?,
@@ -244,6 +250,7 @@ impl Settings {
             allow_unknown_services: env.flag("CONFIG_ALLOW_UNKNOWN_SERVICES")?,
             max_body_bytes,
             log_format,
+            monitor_interval: std::time::Duration::from_millis(monitor_ms),
         })
     }
 }
@@ -288,8 +295,11 @@ pub const ALL_VARIABLES: &[&str] = &[
     "ALLOW_AUTO_REBUILD",
     "CONFIG_ALLOW_UNKNOWN_SERVICES",
     "CONFIG_MAX_BODY_BYTES",
+    "CONFIG_MONITOR_INTERVAL_MS",
     "LOG_FORMAT",
     "RUST_LOG",
+    "CONFIG_MANAGER_URL",
+    "CONFIG_API_TOKEN",
 ];
 
 #[cfg(test)]

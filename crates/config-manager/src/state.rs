@@ -3,9 +3,13 @@
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use config_manager_core::manager::Manager;
+use config_manager_core::health::{DatabaseStatus, OperationalMode};
+use config_manager_core::manager::{FallbackView, Manager};
 
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::session::SessionStore;
+use crate::lkg::LkgFile;
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::status::StatusBoard;
 
@@ -25,10 +29,35 @@ impl ChangeSink for NoSink {
 
 struct Inner {
     manager: RwLock<Arc<Manager>>,
+    /// The verified LKG cache reads are served from in read-only fallback.
+    fallback: RwLock<Option<Arc<FallbackView>>>,
+    lkg: Arc<LkgFile>,
+    /// Serializes mode transitions (fallback, recovery, rebuild).
+    transition: tokio::sync::Mutex<()>,
     settings: Arc<Settings>,
     sink: Arc<dyn ChangeSink>,
     status: StatusBoard,
+    /// Web UI sessions (in memory only; a restart logs everyone out).
+    sessions: SessionStore,
     started: Instant,
+    metrics: Metrics,
+}
+
+/// Where a read was served from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    Database,
+    LkgCache,
+}
+
+impl Served {
+    /// Value of the `X-Config-Source` response header.
+    pub fn header_value(self) -> &'static str {
+        match self {
+            Served::Database => "database",
+            Served::LkgCache => "lkg-cache",
+        }
+    }
 }
 
 /// Shared state of the HTTP layer.
@@ -44,13 +73,22 @@ impl AppState {
         sink: Arc<dyn ChangeSink>,
         status: StatusBoard,
     ) -> Self {
+        let lkg = Arc::new(LkgFile::new(
+            settings.lkg_path.clone(),
+            settings.lkg_keys.clone(),
+        ));
         Self {
             inner: Arc::new(Inner {
                 manager: RwLock::new(Arc::new(manager)),
+                fallback: RwLock::new(None),
+                lkg,
+                transition: tokio::sync::Mutex::new(()),
                 settings,
                 sink,
                 status,
+                sessions: SessionStore::default(),
                 started: Instant::now(),
+                metrics: Metrics::new(),
             }),
         }
     }
@@ -68,35 +106,145 @@ impl AppState {
         &self.inner.settings
     }
 
+    /// Replaces the manager (after recovery or a rebuild).
+    pub fn replace_manager(&self, manager: Manager) {
+        *self.inner.manager.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(manager);
+    }
+
+    /// The fallback view, when in read-only fallback with a valid cache.
+    pub fn fallback(&self) -> Option<Arc<FallbackView>> {
+        self.inner
+            .fallback
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_fallback(&self, view: Option<FallbackView>) {
+        *self.inner.fallback.write().unwrap_or_else(|p| p.into_inner()) = view.map(Arc::new);
+    }
+
+    pub fn lkg(&self) -> &Arc<LkgFile> {
+        &self.inner.lkg
+    }
+
+    /// Taken for the duration of a mode transition.
+    pub async fn transition_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.transition.lock().await
+    }
+
+    /// Whether the database serves requests (normal mode).
+    pub fn is_normal(&self) -> bool {
+        self.inner.status.get().mode == OperationalMode::Normal
+    }
+
     /// The live status board.
     pub fn status(&self) -> &StatusBoard {
         &self.inner.status
+    }
+
+    /// The web UI's session store.
+    pub fn sessions(&self) -> &SessionStore {
+        &self.inner.sessions
     }
 
     pub fn max_body_bytes(&self) -> usize {
         self.inner.settings.max_body_bytes
     }
 
+    /// The service's Prometheus metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
     pub fn uptime_seconds(&self) -> u64 {
         self.inner.started.elapsed().as_secs()
     }
 
-    /// Tells the sink that `services` changed.
-    pub fn notify_changed(&self, services: &[String]) {
-        if !services.is_empty() {
-            self.inner.sink.configs_changed(services);
+    /// After a commit: refreshes the LKG cache (before the change is
+    /// acknowledged, so a rebuild never loses it) and tells the sink (MQTT).
+    /// A failing cache write does not fail the request: the change is in the
+    /// database; health reports the stale cache.
+    pub async fn notify_changed(&self, services: &[String]) {
+        if services.is_empty() {
+            return;
         }
+        self.inner.metrics.config_changed(services.len());
+        self.refresh_lkg().await;
+        self.inner.sink.configs_changed(services);
+    }
+
+    /// Rewrites the LKG cache from the database and records its validity.
+    pub async fn refresh_lkg(&self) {
+        let lkg = self.inner.lkg.clone();
+        let manager = self.manager();
+        let result = tokio::task::spawn_blocking(move || lkg.refresh(&manager)).await;
+        let ok = matches!(result, Ok(Ok(())));
+        if let Ok(Err(e)) = &result {
+            tracing::warn!(error = %e, "could not refresh the last-known-good cache");
+        }
+        self.inner.metrics.lkg_write(ok);
+        self.inner.status.update(|s| s.lkg_cache_valid = ok);
     }
 
     /// Runs blocking database work on the blocking pool, never on the executor.
+    /// Refused (503) outside normal mode; a database fault switches the service
+    /// to read-only fallback.
     pub async fn run<T, F>(&self, f: F) -> ApiResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Manager) -> ApiResult<T> + Send + 'static,
     {
+        if !self.is_normal() {
+            return Err(ApiError::ReadOnly);
+        }
+        let result = self.run_unchecked(f).await;
+        if let Err(ApiError::Database(fault)) = &result {
+            crate::modes::report_fault(self, fault.status, &fault.cause).await;
+        }
+        result
+    }
+
+    /// Like [`AppState::run`] in every mode (for the mode machinery itself).
+    pub async fn run_unchecked<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Manager) -> ApiResult<T> + Send + 'static,
+    {
         let manager = self.manager();
-        tokio::task::spawn_blocking(move || f(&manager))
+        let started = Instant::now();
+        let result = tokio::task::spawn_blocking(move || f(&manager))
+            .await
+            .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?;
+        self.inner
+            .metrics
+            .observe_db(started.elapsed(), result.is_ok());
+        result
+    }
+
+    /// A read that keeps answering through a database failure: from the
+    /// database in normal mode, from the verified LKG cache in fallback, and
+    /// from the cache right away when the database read itself fails.
+    pub async fn read<T, D, L>(&self, db: D, lkg: L) -> ApiResult<(T, Served)>
+    where
+        T: Send + 'static,
+        D: FnOnce(&Manager) -> ApiResult<T> + Send + 'static,
+        L: FnOnce(&FallbackView) -> ApiResult<T> + Send + 'static,
+    {
+        let status = self.inner.status.get();
+        if status.mode == OperationalMode::Normal {
+            match self.run(db).await {
+                Err(ApiError::Database(_) | ApiError::ReadOnly) => {}
+                other => return other.map(|v| (v, Served::Database)),
+            }
+        } else if status.database_status == DatabaseStatus::SchemaMismatch {
+            // The database is fine, only writes are refused.
+            return self.run_unchecked(db).await.map(|v| (v, Served::Database));
+        }
+        let view = self.fallback().ok_or(ApiError::NoFallback)?;
+        tokio::task::spawn_blocking(move || lkg(&view))
             .await
             .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
+            .map(|v| (v, Served::LkgCache))
     }
 }

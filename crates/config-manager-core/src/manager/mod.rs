@@ -6,6 +6,7 @@
 
 mod effective;
 mod error;
+mod evolve;
 mod profiles;
 mod restore;
 mod search;
@@ -20,6 +21,7 @@ use serde_json::{Map, Value};
 
 pub use effective::{compose, ComposeContext, EffectiveConfig, SecretView, ServiceState};
 pub use error::ManagerError;
+pub use evolve::{SchemaMismatch, SchemaReport};
 pub use profiles::validate_profile_name;
 pub use restore::RestoreOutcome;
 pub use search::{search_checked, search_items, SearchHit, SearchQuery};
@@ -52,6 +54,9 @@ pub struct ManagerOptions {
     pub env: EnvLookup,
     /// Key ring for secret fields; `None` makes secret writes fail clearly.
     pub secrets: Option<Arc<SecretKeyRing>>,
+    /// On an incompatible schema change, reset only the failing fields to
+    /// their defaults instead of refusing writes (`ALLOW_AUTO_REBUILD=1`).
+    pub auto_fix_schema: bool,
 }
 
 impl std::fmt::Debug for ManagerOptions {
@@ -70,6 +75,7 @@ pub struct Manager {
     options: ManagerOptions,
     epoch: Epoch,
     schema_version: i64,
+    schema_report: SchemaReport,
 }
 
 /// Result alias of the manager.
@@ -88,14 +94,25 @@ impl Manager {
                 epoch
             }
         };
-        let schema_version = store.record_schema_hash(&schemas.hash(), None)?.version;
-        let manager = Self {
+        let recorded = store.find_schema_version()?;
+        let auto_fix = options.auto_fix_schema;
+        let mut manager = Self {
             store,
             schemas,
             options,
             epoch,
-            schema_version,
+            schema_version: recorded.as_ref().map_or(0, |v| v.version),
+            schema_report: SchemaReport::default(),
         };
+        match recorded {
+            None => {
+                manager.schema_version = manager
+                    .store
+                    .record_schema_hash(&manager.schemas.hash(), None)?
+                    .version;
+            }
+            Some(v) => manager.schema_report = manager.evolve_schemas(&v.schema_hash, auto_fix)?,
+        }
         manager.seed_defaults()?;
         Ok(manager)
     }
@@ -143,9 +160,20 @@ impl Manager {
         &self.schemas
     }
 
+    /// The options this manager was opened with (to open another one alike).
+    pub fn options(&self) -> &ManagerOptions {
+        &self.options
+    }
+
     /// This database's epoch.
     pub fn epoch(&self) -> &Epoch {
         &self.epoch
+    }
+
+    /// What the start-up schema check found; `mismatches` non-empty means the
+    /// stored values do not satisfy the loaded schemas (read-only until fixed).
+    pub fn schema_report(&self) -> &SchemaReport {
+        &self.schema_report
     }
 
     /// The current schema version (bumped whenever the loaded schemas change).

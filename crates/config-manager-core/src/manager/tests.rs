@@ -25,6 +25,7 @@ fn open_with_env(env: &'static [(&'static str, &'static str)]) -> (tempfile::Tem
                 .map(|(_, v)| (*v).to_owned())
         }),
         secrets: Some(Arc::new(ring)),
+        auto_fix_schema: false,
     };
     let m = Manager::open(store, SchemaRegistry::builtin().unwrap(), options).unwrap();
     (dir, m)

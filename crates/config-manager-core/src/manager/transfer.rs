@@ -466,6 +466,7 @@ mod tests {
             allow_unknown_services: false,
             env: Arc::new(|_| None),
             secrets: Some(Arc::new(ring)),
+            auto_fix_schema: false,
         };
         let m = Manager::open(store, SchemaRegistry::builtin().unwrap(), options).unwrap();
         (dir, m)

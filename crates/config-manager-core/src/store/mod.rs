@@ -44,6 +44,9 @@ const MAX_READERS: usize = 8;
 /// Handle to the database. Cheap to share behind an `Arc`; all methods take `&self`.
 pub struct Store {
     path: PathBuf,
+    /// Identity (device, inode) of the file when opened, to notice a database
+    /// that was deleted or replaced under the open connections.
+    identity: Option<(u64, u64)>,
     writer: Mutex<Connection>,
     readers: ReaderPool,
 }
@@ -71,6 +74,7 @@ impl Store {
         migrations::apply(&mut writer)?;
         Ok(Self {
             path: path.to_owned(),
+            identity: file_identity(path),
             writer: Mutex::new(writer),
             readers: ReaderPool::new(path.to_owned()),
         })
@@ -86,6 +90,7 @@ impl Store {
         migrations::check(&writer)?;
         Ok(Self {
             path: path.to_owned(),
+            identity: file_identity(path),
             writer: Mutex::new(writer),
             readers: ReaderPool::new(path.to_owned()),
         })
@@ -106,8 +111,37 @@ impl Store {
         let mut conn = self.lock_writer();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
+        // A commit into a deleted or replaced file would be acknowledged and
+        // then lost: refuse it (the transaction rolls back on drop).
+        self.check_file()?;
         tx.commit()?;
         Ok(out)
+    }
+
+    /// Fails with [`StoreError::Missing`] when the database file is gone or is
+    /// no longer the file this store opened.
+    pub fn check_file(&self) -> Result<()> {
+        match (file_identity(&self.path), self.identity) {
+            (None, _) => Err(StoreError::Missing(format!(
+                "{} was deleted",
+                self.path.display()
+            ))),
+            (Some(now), Some(then)) if now != then => Err(StoreError::Missing(format!(
+                "{} was replaced by another file",
+                self.path.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a write lock can be taken right now (without writing): the
+    /// health monitor's probe for a database locked by another process.
+    pub fn probe_writable(&self, timeout: Duration) -> Result<()> {
+        let conn = self.lock_writer();
+        conn.busy_timeout(timeout)?;
+        let result = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;");
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        result.map_err(StoreError::from)
     }
 
     /// Runs `f` on a pooled read-only connection, inside one read transaction
@@ -140,9 +174,7 @@ impl Store {
     /// Full `PRAGMA integrity_check`; `Ok(())` or [`StoreError::Corrupt`] naming
     /// the first problem. Also fails when the file was deleted or replaced under us.
     pub fn integrity_check(&self) -> Result<()> {
-        if !self.path.exists() {
-            return Err(StoreError::Missing(self.path.display().to_string()));
-        }
+        self.check_file()?;
         let conn = open_connection(&self.path, true)?;
         let result: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
         if result != "ok" {
@@ -157,6 +189,21 @@ impl Store {
         let conn = self.lock_writer();
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
         Ok(())
+    }
+}
+
+/// `(device, inode)` of a file, or `None` when it does not exist.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Some((0, 0))
     }
 }
 

@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use config_manager_core::store::NewAudit;
 
 use super::error::ApiError;
+use super::session::{self, SessionCheck};
 use crate::auth::{Caller, Role};
 use crate::state::AppState;
 
@@ -41,11 +42,30 @@ async fn authorize(parts: &Parts, state: &AppState, needed: Role) -> Result<Call
         .get(TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim);
-    let caller = presented.and_then(|t| state.settings().tokens.authenticate(t));
     let action = format!("{} {}", parts.method, parts.uri.path());
+    // A request with `X-API-Token` is authenticated by it alone. Without one,
+    // a web UI session cookie counts, and a state-changing request must also
+    // carry the session's CSRF token (see `session`).
+    let (caller, why) = match presented {
+        Some(t) => (
+            state.settings().tokens.authenticate(t),
+            "missing or unknown token",
+        ),
+        None => match session::check(parts, state) {
+            SessionCheck::Absent => (None, "missing or unknown token"),
+            SessionCheck::Unknown => (None, "unknown or expired session"),
+            SessionCheck::BadCsrf(c) => {
+                audit_denial(state, &c.name, &action, "missing or invalid CSRF token").await;
+                return Err(ApiError::Forbidden(
+                    "missing or invalid X-CSRF-Token header".into(),
+                ));
+            }
+            SessionCheck::Valid(c) => (Some(c), ""),
+        },
+    };
     match caller {
         None => {
-            audit_denial(state, "anonymous", &action, "missing or unknown token").await;
+            audit_denial(state, "anonymous", &action, why).await;
             Err(ApiError::Unauthorized)
         }
         Some(c) if c.role < needed => {

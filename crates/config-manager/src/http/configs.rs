@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::auth::{check_scope, RequireRead, RequireWrite};
 use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiPath, ApiQuery};
-use crate::state::AppState;
+use crate::state::{AppState, Served};
 
 /// Longest accepted change reason.
 pub const MAX_REASON_LEN: usize = 500;
@@ -20,10 +20,12 @@ pub const MAX_REASON_LEN: usize = 500;
 pub async fn list(
     State(state): State<AppState>,
     RequireRead(caller): RequireRead,
-) -> ApiResult<Json<Value>> {
-    let mut services = state.run(|m| Ok(m.list_services()?)).await?;
+) -> ApiResult<Response> {
+    let (mut services, served) = state
+        .read(|m| Ok(m.list_services()?), |f| Ok(f.list_services()))
+        .await?;
     services.retain(|s| caller.may_access(s));
-    Ok(Json(json!({ "services": services })))
+    Ok(with_source(Json(json!({ "services": services })).into_response(), served))
 }
 
 #[derive(Deserialize)]
@@ -45,11 +47,19 @@ pub async fn get(
     } else {
         SecretView::Masked
     };
-    let config = state
-        .run(move |m| {
-            let name = m.resolve_service(&service)?;
-            Ok(m.get_effective(&name, view, q.include_fields)?)
-        })
+    let fields = q.include_fields;
+    let service2 = service.clone();
+    let (config, served) = state
+        .read(
+            move |m| {
+                let name = m.resolve_service(&service)?;
+                Ok(m.get_effective(&name, view, fields)?)
+            },
+            move |f| {
+                let name = f.resolve_service(&service2)?;
+                Ok(f.get_effective(&name, view, fields)?)
+            },
+        )
         .await?;
     let etag = etag(&config.config_epoch, config.version);
     let mut resp = Json(config).into_response();
@@ -60,7 +70,7 @@ pub async fn get(
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    Ok(resp)
+    Ok(with_source(resp, served))
 }
 
 /// Body of `PUT`/`PATCH /services/{service}`.
@@ -142,7 +152,9 @@ async fn write(
         })
         .await?;
     if outcome.changed {
-        state.notify_changed(std::slice::from_ref(&outcome.stored.service));
+        state
+            .notify_changed(std::slice::from_ref(&outcome.stored.service))
+            .await;
     }
     let etag = etag(&epoch, outcome.stored.version);
     let mut resp = Json(json!({
@@ -185,6 +197,16 @@ fn expected_version(headers: &HeaderMap, body: Option<i64>) -> ApiResult<(i64, O
         )),
     }?;
     Ok((version, epoch))
+}
+
+/// Marks where a read came from: `X-Config-Source: database` or `lkg-cache`
+/// (read-only fallback).
+pub fn with_source(mut resp: Response, served: Served) -> Response {
+    resp.headers_mut().insert(
+        "x-config-source",
+        HeaderValue::from_static(served.header_value()),
+    );
+    resp
 }
 
 /// Strong ETag of a configuration version: `"<version>-<epoch>"`.

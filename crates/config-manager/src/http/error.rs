@@ -5,6 +5,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use config_manager_core::health::DatabaseStatus;
 use config_manager_core::manager::ManagerError;
 use config_manager_core::schema::FieldError;
 use config_manager_core::store::StoreError;
@@ -49,6 +50,15 @@ pub enum ApiError {
     /// 503: the service is read-only or the feature is unavailable.
     #[error("{0}")]
     Unavailable(String),
+    /// 503: the service is in read-only fallback (or rebuilding).
+    #[error("the service is in read-only fallback mode: the database is unavailable, changes are refused until it recovers")]
+    ReadOnly,
+    /// 503: in fallback without a valid last-known-good cache to read from.
+    #[error("the database is unavailable and no valid last-known-good cache exists")]
+    NoFallback,
+    /// 503: a database fault; the service switches to read-only fallback.
+    #[error("the database is unavailable ({}); the service switched to read-only fallback", .0.status_text())]
+    Database(DatabaseFault),
     /// 500: the cause is logged, the client sees a generic message.
     #[error("internal error")]
     Internal(String),
@@ -68,7 +78,10 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_)
+            | ApiError::ReadOnly
+            | ApiError::NoFallback
+            | ApiError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,6 +101,9 @@ impl ApiError {
             ApiError::Validation(_) => "validation-failed",
             ApiError::PreconditionRequired(_) => "version-required",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::ReadOnly => "read-only",
+            ApiError::NoFallback => "no-fallback",
+            ApiError::Database(_) => "database-unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -149,10 +165,14 @@ impl From<StoreError> for ApiError {
             StoreError::AlreadyExists(what) => {
                 ApiError::AlreadyExists(format!("{what} already exists"))
             }
-            StoreError::Locked => ApiError::Unavailable("database is locked; try again".into()),
+            // Not a broken database: nothing was written, the next write may work.
             StoreError::DiskFull => {
                 ApiError::Unavailable("disk is full; the change was not saved".into())
             }
+            other if other.is_fault() => ApiError::Database(DatabaseFault {
+                status: crate::http::health::status_of(&other),
+                cause: other.to_string(),
+            }),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -171,6 +191,26 @@ impl From<ManagerError> for ApiError {
             ManagerError::Conflict { current } => ApiError::Conflict { current },
             ManagerError::SecretsUnavailable(_) => ApiError::Unavailable(e.to_string()),
             ManagerError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// A database fault seen by a request: what it means for the database status,
+/// and the cause (logged, not sent to clients).
+#[derive(Debug)]
+pub struct DatabaseFault {
+    pub status: DatabaseStatus,
+    pub cause: String,
+}
+
+impl DatabaseFault {
+    fn status_text(&self) -> &'static str {
+        match self.status {
+            DatabaseStatus::Healthy => "healthy",
+            DatabaseStatus::Locked => "locked",
+            DatabaseStatus::Corrupted => "corrupted",
+            DatabaseStatus::SchemaMismatch => "schema mismatch",
+            DatabaseStatus::Missing => "missing",
         }
     }
 }

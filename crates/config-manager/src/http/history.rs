@@ -112,7 +112,9 @@ pub async fn restore(
             Ok(m.restore_history(&name, &body.history_entries, &actor, reason)?)
         })
         .await?;
-    state.notify_changed(std::slice::from_ref(&outcome.service));
+    state
+        .notify_changed(std::slice::from_ref(&outcome.service))
+        .await;
     Ok(Json(json!({
         "success": true,
         "service": outcome.service,
@@ -159,7 +161,7 @@ pub async fn point_in_time(
         })
         .await?;
     let services: Vec<String> = changed.iter().map(|c| c.service.clone()).collect();
-    state.notify_changed(&services);
+    state.notify_changed(&services).await;
     let versions: serde_json::Map<String, Value> = changed
         .iter()
         .map(|c| (c.service.clone(), json!(c.version)))

@@ -13,6 +13,8 @@ pub mod profiles;
 pub mod rebuild;
 pub mod search;
 pub mod secrets;
+pub mod transfer;
+pub mod session;
 
 use std::time::Duration;
 
@@ -55,6 +57,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/profiles/{name}/activate"),
     ("post", "/rebuild"),
     ("get", "/audit"),
+    ("get", "/export"),
+    ("post", "/import"),
 ];
 
 /// Header carrying the request id (generated when the client sends none).
@@ -87,10 +91,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/profiles/{name}/activate", put(profiles::activate))
         .route("/rebuild", post(rebuild::rebuild))
-        .route("/audit", get(audit::list));
+        .route("/audit", get(audit::list))
+        .route("/export", get(transfer::export))
+        .route("/import", post(transfer::import));
     let limit = state.max_body_bytes();
     Router::new()
         .nest(API_PREFIX, api)
+        // The web UI: its session calls and the embedded page (`/`, `/ui/*`).
+        .merge(session::router())
+        .merge(crate::ui::router())
+        .route(crate::metrics::METRICS_PATH, get(crate::metrics::scrape))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
@@ -106,6 +116,11 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
         ))
+        // Outside the timeout so timed-out requests are counted too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track_requests,
+        ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let id = req
@@ -114,7 +129,10 @@ pub fn router(state: AppState) -> Router {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-");
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
+        })
+        // One access-log line per request (status, latency) inside the span,
+        // so it carries the request id.
+        .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
 }

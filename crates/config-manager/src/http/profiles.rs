@@ -95,7 +95,7 @@ pub async fn activate(
         .run(move |m| Ok((m.activate_profile(&name, &actor)?, m.epoch().to_string())))
         .await?;
     let services: Vec<String> = changed.iter().map(|c| c.service.clone()).collect();
-    state.notify_changed(&services);
+    state.notify_changed(&services).await;
     Ok(Json(json!({
         "success": true,
         "services_updated": services,

@@ -1,12 +1,13 @@
-//! `POST /rebuild`: guarded by `REBUILD_TOKEN`. The rebuild itself (move the
-//! broken file aside, new epoch, seed from the LKG cache) is not implemented
-//! yet, so a correct token gets a clear 503 instead of a fake success.
+//! `POST /rebuild`: guarded by `REBUILD_TOKEN` (and the write role). Moves the
+//! database aside, creates a new one with a new epoch seeded from the verified
+//! LKG cache, and answers 202 with the tombstone (see `modes::rebuild`).
 
 use axum::extract::State;
 use axum::Json;
 use config_manager_core::crypto::mac::tokens_equal;
 use serde::Deserialize;
-use serde_json::Value;
+use axum::http::StatusCode;
+use serde_json::{json, Value};
 
 use super::auth::{audit_denial, RequireWrite};
 use super::error::{ApiError, ApiResult};
@@ -24,12 +25,21 @@ pub async fn rebuild(
     State(state): State<AppState>,
     RequireWrite(caller): RequireWrite,
     ApiJson(body): ApiJson<RebuildBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<(StatusCode, Json<Value>)> {
     if !tokens_equal(&body.token, &state.settings().rebuild_token.0) {
         audit_denial(&state, &caller.name, "rebuild", "wrong rebuild token").await;
         return Err(ApiError::Forbidden("wrong rebuild token".into()));
     }
-    Err(ApiError::Unavailable(
-        "database rebuild is not available in this version".into(),
-    ))
+    let tombstone = crate::modes::rebuild(
+        &state,
+        "manual rebuild requested over the API",
+        &caller.name,
+        crate::modes::RebuildTrigger::Manual,
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({
+        "success": true,
+        "status": "completed",
+        "tombstone": tombstone,
+    }))))
 }

@@ -1,10 +1,11 @@
 //! `POST /search`: keyword search across every service.
 
 use axum::extract::State;
+use axum::response::IntoResponse;
 use axum::Json;
 use config_manager_core::manager::SearchQuery;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::auth::RequireRead;
 use super::error::{ApiError, ApiResult};
@@ -30,7 +31,7 @@ pub async fn search(
     State(state): State<AppState>,
     RequireRead(caller): RequireRead,
     ApiJson(body): ApiJson<SearchBody>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<axum::response::Response> {
     if let Some(c) = body.complexity_filter.as_deref() {
         if c != "simple" && c != "advanced" {
             return Err(ApiError::BadRequest(
@@ -50,24 +51,33 @@ pub async fn search(
         .services
         .as_ref()
         .map(|s| s.iter().map(|n| n.to_string()).collect());
-    let (hits, total) = state
-        .run(move |m| {
-            let service = body
-                .service_filter
-                .as_deref()
-                .map(|s| m.resolve_service(s))
-                .transpose()?;
-            Ok(m.search(&SearchQuery {
-                query: body.query,
-                service: service.map(|s| s.to_string()),
-                services: scope,
-                complexity: body.complexity_filter,
-                r#type: body.type_filter,
-                max_results: body.max_results.unwrap_or(50),
-            })?)
-        })
+    if let Some(s) = body.service_filter.as_deref() {
+        config_manager_core::domain::ServiceName::parse(s)
+            .map_err(|e| ApiError::BadRequest(format!("invalid service_filter: {e}")))?;
+    }
+    let query = SearchQuery {
+        query: body.query,
+        service: body.service_filter,
+        services: scope,
+        complexity: body.complexity_filter,
+        r#type: body.type_filter,
+        max_results: body.max_results.unwrap_or(50),
+    };
+    let q2 = query.clone();
+    let ((hits, total), served) = state
+        .read(
+            move |m| {
+                if let Some(s) = query.service.as_deref() {
+                    m.resolve_service(s)?;
+                }
+                Ok(m.search(&query)?)
+            },
+            move |f| Ok(f.search(&q2)?),
+        )
         .await?;
-    Ok(Json(
-        json!({ "query": query_text, "results": hits, "total_count": total }),
+    Ok(super::configs::with_source(
+        Json(json!({ "query": query_text, "results": hits, "total_count": total }))
+            .into_response(),
+        served,
     ))
 }

@@ -1,0 +1,145 @@
+//! Schema evolution at start-up: when the loaded service schemas differ from
+//! the ones the database was last written against (hash in `schema_version`),
+//! every stored configuration is checked against the new schemas.
+//!
+//! - Still valid once new fields get their defaults: the filled-in values are
+//!   stored as a new version (`change_type = "schema"`, so history shows the
+//!   new fields) and the new hash is recorded.
+//! - Not valid: the service is reported with each failing field. With
+//!   `auto_fix` (`ALLOW_AUTO_REBUILD=1`) only the failing fields are reset to
+//!   their defaults (or dropped when the schema no longer has them), recorded in
+//!   history; everything else is kept. Without it nothing is changed, the hash
+//!   is not recorded, and the service runs in `schema-mismatch` read-only mode.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{items_for, strip_secrets, Manager, Result};
+use crate::schema::FieldError;
+use crate::store::ConfigWrite;
+
+/// One service whose stored values do not satisfy its new schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemaMismatch {
+    pub service: String,
+    pub errors: Vec<FieldError>,
+}
+
+/// What a schema check found and did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SchemaReport {
+    /// Whether the schemas differ from the recorded ones.
+    pub changed: bool,
+    /// Services given a new version with new defaults filled in.
+    pub upgraded: Vec<String>,
+    /// Services whose failing fields were reset (auto-fix).
+    pub reset: Vec<SchemaMismatch>,
+    /// Services left incompatible (read-only until fixed).
+    pub mismatches: Vec<SchemaMismatch>,
+}
+
+impl SchemaReport {
+    /// One line naming every failing service and field (for health and logs).
+    pub fn summary(&self) -> String {
+        self.mismatches
+            .iter()
+            .map(|m| {
+                let fields: Vec<String> = m
+                    .errors
+                    .iter()
+                    .map(|e| format!("{} ({})", e.pointer, e.message))
+                    .collect();
+                format!("{}: {}", m.service, fields.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl Manager {
+    /// Checks stored configurations against changed schemas (see module docs).
+    pub(super) fn evolve_schemas(&mut self, recorded_hash: &str, auto_fix: bool) -> Result<SchemaReport> {
+        let hash = self.schemas.hash();
+        let mut report = SchemaReport {
+            changed: hash != recorded_hash,
+            ..SchemaReport::default()
+        };
+        if !report.changed {
+            return Ok(report);
+        }
+        let mut writes = Vec::new();
+        for stored in self.store.list_configs()? {
+            let Some(schema) = self.schemas.get(&stored.service) else {
+                continue;
+            };
+            let mut candidate = strip_secrets(&schema, schema.with_defaults(&stored.config));
+            let (errors, reason) = match schema.validate(&Value::Object(candidate.clone())) {
+                Ok(()) => (Vec::new(), "schema change: new fields get their defaults"),
+                Err(errors) if auto_fix => {
+                    reset_fields(&mut candidate, &errors, &schema.defaults());
+                    if schema.validate(&Value::Object(candidate.clone())).is_err() {
+                        report.mismatches.push(SchemaMismatch {
+                            service: stored.service.clone(),
+                            errors,
+                        });
+                        continue;
+                    }
+                    (errors, "schema change: incompatible fields reset to their defaults")
+                }
+                Err(errors) => {
+                    report.mismatches.push(SchemaMismatch {
+                        service: stored.service.clone(),
+                        errors,
+                    });
+                    continue;
+                }
+            };
+            if candidate == stored.config {
+                continue;
+            }
+            if errors.is_empty() {
+                report.upgraded.push(stored.service.clone());
+            } else {
+                report.reset.push(SchemaMismatch {
+                    service: stored.service.clone(),
+                    errors,
+                });
+            }
+            writes.push(ConfigWrite {
+                service: stored.service.clone(),
+                items: items_for(&schema, &candidate),
+                config: candidate,
+                expected_version: Some(stored.version),
+                actor: "system".into(),
+                reason: Some(reason.into()),
+                change_type: "schema".into(),
+                secrets: vec![],
+            });
+        }
+        if !report.mismatches.is_empty() {
+            return Ok(report);
+        }
+        self.store.save_configs(&writes, self.epoch.as_str())?;
+        let detail = serde_json::to_string(&report).ok();
+        self.schema_version = self
+            .store
+            .record_schema_hash(&hash, detail.as_deref())?
+            .version;
+        Ok(report)
+    }
+}
+
+/// Resets each failing top-level field to its default, or drops it when the
+/// schema has no default for it (a field that no longer exists).
+fn reset_fields(config: &mut Map<String, Value>, errors: &[FieldError], defaults: &Map<String, Value>) {
+    for e in errors {
+        let key = e.pointer.trim_start_matches('/').split('/').next().unwrap_or("");
+        if key.is_empty() {
+            continue;
+        }
+        match defaults.get(key) {
+            Some(d) => config.insert(key.to_owned(), d.clone()),
+            None => config.remove(key),
+        };
+    }
+}

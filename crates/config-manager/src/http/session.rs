@@ -1,0 +1,439 @@
+//! Browser sessions for the web UI: `POST /ui/login`, `GET /ui/session`,
+//! `POST /ui/logout`, and the in-memory session store behind them.
+//!
+//! Why sessions at all: the page must not keep the API token where scripts
+//! can read it (an XSS bug would leak a long-lived credential). The token is
+//! presented once, at login; the browser then holds only a random session id
+//! in an `HttpOnly; SameSite=Strict` cookie, and the server maps that id to
+//! the token's [`Caller`]. The cookie never contains the token.
+//!
+//! Why a CSRF token on top of `SameSite=Strict`: defence in depth for older
+//! browsers and same-site attackers (another app on the same host name). Every
+//! non-GET request authenticated by the cookie must carry `X-CSRF-Token` equal
+//! to the session's token ([`super::auth`] checks it); requests with
+//! `X-API-Token` are not cookie-based and need no CSRF token.
+//!
+//! Sessions live in memory only: a restart logs everyone out, which is the
+//! safe direction, and no session id ever reaches the database or the LKG file.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use config_manager_core::crypto::mac::tokens_equal;
+use config_manager_core::domain::format_rfc3339;
+use config_manager_core::store::NewAudit;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::error::{ApiError, ApiResult};
+use super::json::ApiJson;
+use crate::auth::Caller;
+use crate::state::AppState;
+
+/// Name of the session cookie.
+pub const COOKIE_NAME: &str = "cm_session";
+/// Header carrying the per-session CSRF token on state-changing requests.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// A session unused for this long is gone (an unattended browser).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+/// A session ends this long after login however busy it is; also the cookie's
+/// `Max-Age`.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+/// Most live sessions kept; the least recently used one is dropped beyond
+/// this, so a login loop cannot grow memory without bound.
+pub const MAX_SESSIONS: usize = 1024;
+
+/// Routes of the session API (outside `/api/config`: they exist for the
+/// browser only and are documented in `docs/ui.md`).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ui/login", post(login))
+        .route("/ui/logout", post(logout))
+        .route("/ui/session", get(current))
+}
+
+struct Session {
+    caller: Caller,
+    csrf: String,
+    created: Instant,
+    last_seen: Instant,
+    /// Wall-clock end of the session, for the page ("expires at ...").
+    expires_at: String,
+}
+
+/// What a valid session tells a request.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub caller: Caller,
+    pub csrf: String,
+    pub expires_at: String,
+}
+
+/// Live sessions, keyed by the SHA-256 of the session id, so the map itself
+/// holds nothing a cookie could be rebuilt from.
+#[derive(Default)]
+pub struct SessionStore {
+    sessions: Mutex<HashMap<[u8; 32], Session>>,
+}
+
+impl std::fmt::Debug for SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionStore").finish_non_exhaustive()
+    }
+}
+
+fn key_of(id: &str) -> [u8; 32] {
+    Sha256::digest(id.as_bytes()).into()
+}
+
+fn expired(s: &Session, now: Instant) -> bool {
+    now.duration_since(s.last_seen) > IDLE_TIMEOUT || now.duration_since(s.created) > MAX_LIFETIME
+}
+
+impl SessionStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
+        // A panic while holding the lock cannot leave the map half-updated
+        // (every change is one insert or remove), so a poisoned lock is usable.
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a session; returns its id (for the cookie) and what the page
+    /// needs.
+    pub fn create(&self, caller: Caller) -> (String, SessionInfo) {
+        let id = crate::first_run::random_token();
+        let csrf = crate::first_run::random_token();
+        let now = Instant::now();
+        let lifetime = time::Duration::try_from(MAX_LIFETIME).unwrap_or(time::Duration::HOUR);
+        let expires_at = format_rfc3339(time::OffsetDateTime::now_utc() + lifetime);
+        let mut map = self.lock();
+        map.retain(|_, s| !expired(s, now));
+        if map.len() >= MAX_SESSIONS {
+            if let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, s)| s.last_seen)
+                .map(|(k, _)| *k)
+            {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(
+            key_of(&id),
+            Session {
+                caller: caller.clone(),
+                csrf: csrf.clone(),
+                created: now,
+                last_seen: now,
+                expires_at: expires_at.clone(),
+            },
+        );
+        (
+            id,
+            SessionInfo {
+                caller,
+                csrf,
+                expires_at,
+            },
+        )
+    }
+
+    /// The live session with this id (refreshing its idle timer), or `None`
+    /// when it is unknown or expired (an expired one is removed).
+    pub fn lookup(&self, id: &str) -> Option<SessionInfo> {
+        let key = key_of(id);
+        let now = Instant::now();
+        let mut map = self.lock();
+        let live = map.get(&key).map(|s| !expired(s, now))?;
+        if !live {
+            map.remove(&key);
+            return None;
+        }
+        let s = map.get_mut(&key)?;
+        s.last_seen = now;
+        Some(SessionInfo {
+            caller: s.caller.clone(),
+            csrf: s.csrf.clone(),
+            expires_at: s.expires_at.clone(),
+        })
+    }
+
+    /// Ends a session; returns whether it existed.
+    pub fn remove(&self, id: &str) -> bool {
+        self.lock().remove(&key_of(id)).is_some()
+    }
+
+    /// Number of live (not yet swept) sessions.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The session id in the request's `Cookie` header(s), if any.
+pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == COOKIE_NAME && !value.is_empty())
+        .map(|(_, value)| value.to_owned())
+}
+
+/// Result of authenticating a request by its session cookie.
+pub enum SessionCheck {
+    /// No session cookie.
+    Absent,
+    /// A cookie whose session is unknown or expired.
+    Unknown,
+    /// A live session, but a state-changing request without the right
+    /// `X-CSRF-Token`.
+    BadCsrf(Caller),
+    /// A live session and, where needed, the right CSRF token.
+    Valid(Caller),
+}
+
+/// Whether a method can change state (and so needs the CSRF token).
+fn is_unsafe(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Authenticates a request by its session cookie, checking the CSRF token on
+/// state-changing methods. Called by the role extractors when the request has
+/// no `X-API-Token`.
+pub fn check(parts: &Parts, state: &AppState) -> SessionCheck {
+    let Some(id) = cookie_value(&parts.headers) else {
+        return SessionCheck::Absent;
+    };
+    let Some(session) = state.sessions().lookup(&id) else {
+        return SessionCheck::Unknown;
+    };
+    if is_unsafe(&parts.method) && !csrf_matches(&parts.headers, &session.csrf) {
+        return SessionCheck::BadCsrf(session.caller);
+    }
+    SessionCheck::Valid(session.caller)
+}
+
+fn csrf_matches(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|presented| tokens_equal(presented.trim(), expected))
+}
+
+/// Whether the request reached us over TLS (directly or through a proxy that
+/// says so), so the cookie gets `Secure`. A client that lies here only makes
+/// its own cookie stricter.
+fn over_tls(headers: &HeaderMap) -> bool {
+    let header_says = |name: &str, needle: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains(needle))
+    };
+    header_says("x-forwarded-proto", "https") || header_says("forwarded", "proto=https")
+}
+
+fn set_cookie(id: &str, secure: bool) -> String {
+    format!(
+        "{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        MAX_LIFETIME.as_secs(),
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+fn clear_cookie(secure: bool) -> String {
+    format!(
+        "{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// What the page learns about its session (never the session id, which
+/// stays in the HttpOnly cookie).
+fn session_json(info: &SessionInfo) -> serde_json::Value {
+    json!({
+        "name": info.caller.name,
+        "role": info.caller.role.as_str(),
+        "can_write": info.caller.role >= crate::auth::Role::Write,
+        "csrf_token": info.csrf,
+        "expires_at": info.expires_at,
+        "idle_timeout_seconds": IDLE_TIMEOUT.as_secs(),
+    })
+}
+
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Writes an audit entry for a session event. A failing audit write is
+/// logged, not fatal: logging in must keep working in read-only fallback,
+/// when the database may refuse writes.
+async fn audit(state: &AppState, actor: &str, action: &str, outcome: &str, reason: Option<&str>) {
+    let entry = NewAudit {
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: None,
+        outcome: outcome.to_owned(),
+        detail: reason.map(|r| json!({ "reason": r })),
+    };
+    let result = state
+        .run(move |m| m.store().record_audit(&entry).map_err(Into::into))
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not record a session event in the audit log");
+    }
+}
+
+/// Body of `POST /ui/login`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    token: String,
+}
+
+/// `POST /ui/login`: exchanges an API token for a session cookie.
+///
+/// The JSON content type is required (`ApiJson`), so a cross-site HTML form
+/// cannot log a victim into the attacker's session; `Sec-Fetch-Site` is
+/// checked as well where the browser sends it.
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> ApiResult<Response> {
+    if headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|site| site != "same-origin" && site != "none")
+    {
+        audit(&state, "anonymous", "session.login", "denied", Some("cross-site login")).await;
+        return Err(ApiError::Forbidden("cross-site login refused".into()));
+    }
+    let Some(caller) = state.settings().tokens.authenticate(body.token.trim()) else {
+        audit(&state, "anonymous", "session.login", "denied", Some("unknown token")).await;
+        return Err(ApiError::Unauthorized);
+    };
+    if caller.services.is_some() {
+        // A scoped token reads its services' secrets in clear text; that is
+        // for services fetching their own config, not for a page on a screen.
+        audit(
+            &state,
+            &caller.name,
+            "session.login",
+            "denied",
+            Some("service-scoped token"),
+        )
+        .await;
+        return Err(ApiError::Forbidden(
+            "service-scoped tokens are for services, not for the web UI".into(),
+        ));
+    }
+    let name = caller.name.clone();
+    let (id, info) = state.sessions().create(caller);
+    audit(&state, &name, "session.login", "ok", None).await;
+    let mut resp = (StatusCode::OK, Json(session_json(&info))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&set_cookie(&id, over_tls(&headers))) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(no_store(resp))
+}
+
+/// `GET /ui/session`: who the cookie belongs to, and its CSRF token (so a
+/// reloaded page can carry on without keeping the token in storage).
+pub async fn current(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    let info = cookie_value(&headers)
+        .and_then(|id| state.sessions().lookup(&id))
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(no_store(Json(session_json(&info)).into_response()))
+}
+
+/// `POST /ui/logout`: ends the session (CSRF token required, like every
+/// state-changing call) and clears the cookie. Without a live session it
+/// only clears the cookie.
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    if let Some(id) = cookie_value(&headers) {
+        if let Some(info) = state.sessions().lookup(&id) {
+            if !csrf_matches(&headers, &info.csrf) {
+                super::auth::audit_denial(
+                    &state,
+                    &info.caller.name,
+                    "POST /ui/logout",
+                    "missing or invalid CSRF token",
+                )
+                .await;
+                return Err(ApiError::Forbidden(
+                    "missing or invalid X-CSRF-Token header".into(),
+                ));
+            }
+            state.sessions().remove(&id);
+            audit(&state, &info.caller.name, "session.logout", "ok", None).await;
+        }
+    }
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&clear_cookie(over_tls(&headers))) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(no_store(resp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+
+    fn caller() -> Caller {
+        Caller {
+            name: "ops".into(),
+            role: Role::Write,
+            services: None,
+        }
+    }
+
+    #[test]
+    fn sessions_are_found_by_id_only_and_end_on_remove() {
+        let store = SessionStore::default();
+        let (id, info) = store.create(caller());
+        assert_ne!(id, info.csrf);
+        assert_eq!(store.lookup(&id).map(|s| s.caller), Some(caller()));
+        assert!(store.lookup("not-a-session").is_none());
+        assert!(store.remove(&id));
+        assert!(store.lookup(&id).is_none());
+    }
+
+    #[test]
+    fn store_is_bounded() {
+        let store = SessionStore::default();
+        for _ in 0..MAX_SESSIONS + 10 {
+            store.create(caller());
+        }
+        assert_eq!(store.len(), MAX_SESSIONS);
+    }
+
+    #[test]
+    fn cookie_parsing_and_flags() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; cm_session=xyz"));
+        assert_eq!(cookie_value(&h).as_deref(), Some("xyz"));
+        h.insert(header::COOKIE, HeaderValue::from_static("cm_session="));
+        assert_eq!(cookie_value(&h), None);
+        let c = set_cookie("id", false);
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && !c.contains("Secure"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert!(over_tls(&h));
+        assert!(set_cookie("id", true).ends_with("; Secure"));
+    }
+}

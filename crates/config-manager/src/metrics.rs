@@ -1,0 +1,539 @@
+//! Prometheus metrics, served at `GET /metrics` (OpenMetrics text format).
+//!
+//! Built on `prometheus-client` (the Prometheus project's Rust client): the
+//! registry lives in [`AppState`] rather than in a global recorder, so every
+//! test server and every in-process router has its own numbers.
+//!
+//! Two kinds of metrics:
+//! - **Events**, counted where they happen: HTTP requests (by method, matched
+//!   route template and status), database operations (every
+//!   [`AppState::run`]), committed configuration changes, MQTT publishes and
+//!   LKG writes (the publisher and the LKG writer call [`Metrics::mqtt_publish`]
+//!   and [`Metrics::lkg_write`]).
+//! - **State**, read from the [`StatusBoard`](crate::status::StatusBoard) at
+//!   scrape time: operational mode, database status, MQTT connection, LKG
+//!   validity, backup status and age. Reading at scrape time means no part of
+//!   the service has to remember to update a gauge.
+//!
+//! Cardinality is bounded by construction: the `route` label is the router's
+//! path *template* (`/api/config/services/{service}`), never the raw path, and
+//! unmatched requests share `route="unmatched"`; `method` is one of the
+//! standard verbs or `OTHER`. A client sending hostile paths or methods cannot
+//! create new series. No label ever carries a service name, key, value or
+//! token, so the endpoint is as safe to expose as `/api/config/health`.
+
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use config_manager_core::health::{DatabaseStatus, LitestreamStatus, OperationalMode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::state::AppState;
+use crate::status::Status;
+
+/// Path of the scrape endpoint (outside `/api/config`: Prometheus' default
+/// `metrics_path`).
+pub const METRICS_PATH: &str = "/metrics";
+
+/// `route` label of requests no route matched.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Content type of the OpenMetrics text exposition.
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Latency buckets in seconds, 0.5 ms to 10 s: SQLite reads take well under a
+/// millisecond, a durable write one fsync, the request timeout is 30 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: &'static str,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModeLabels {
+    mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Every metric of the service. Cheap to update from any thread.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<RequestLabels, Counter>,
+    http_duration: HistogramFamily<RouteLabels>,
+    db_duration: HistogramFamily<OutcomeLabels>,
+    config_changes: Counter,
+    mqtt_publishes: Family<OutcomeLabels, Counter>,
+    mqtt_connected: Gauge,
+    lkg_writes: Family<OutcomeLabels, Counter>,
+    lkg_valid: Gauge,
+    mode: Family<ModeLabels, Gauge>,
+    database_status: Family<StatusLabels, Gauge>,
+    backup_status: Family<StatusLabels, Gauge>,
+    last_backup_timestamp: Gauge<f64, AtomicU64>,
+    last_backup_age: Gauge<f64, AtomicU64>,
+    key_rotation_active: Gauge,
+    key_rotation_remaining: Gauge,
+    uptime: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered (at zero).
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("config_manager");
+        let http_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route template and status",
+            http_requests.clone(),
+        );
+        let http_duration: HistogramFamily<RouteLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "http_request_duration",
+            "HTTP request latency by method and route template",
+            Unit::Seconds,
+            http_duration.clone(),
+        );
+        let db_duration: HistogramFamily<OutcomeLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register_with_unit(
+            "db_operation_duration",
+            "Latency of database operations (blocking pool included), by outcome",
+            Unit::Seconds,
+            db_duration.clone(),
+        );
+        let config_changes = Counter::default();
+        registry.register(
+            "config_changes",
+            "Committed configuration changes (one per service and new version)",
+            config_changes.clone(),
+        );
+        let mqtt_publishes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "mqtt_publishes",
+            "MQTT config publishes by outcome (ok, error)",
+            mqtt_publishes.clone(),
+        );
+        let mqtt_connected = Gauge::default();
+        registry.register(
+            "mqtt_connected",
+            "1 while the MQTT connection is up",
+            mqtt_connected.clone(),
+        );
+        let lkg_writes = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "lkg_writes",
+            "Last-known-good cache writes by outcome (ok, error)",
+            lkg_writes.clone(),
+        );
+        let lkg_valid = Gauge::default();
+        registry.register(
+            "lkg_cache_valid",
+            "1 when the last-known-good cache verified at its last check",
+            lkg_valid.clone(),
+        );
+        let mode = Family::<ModeLabels, Gauge>::default();
+        registry.register(
+            "operational_mode",
+            "1 for the current operational mode, 0 for the others",
+            mode.clone(),
+        );
+        let database_status = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "database_status",
+            "1 for the current database status, 0 for the others",
+            database_status.clone(),
+        );
+        let backup_status = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "backup_status",
+            "1 for the current Litestream backup status, 0 for the others",
+            backup_status.clone(),
+        );
+        let last_backup_timestamp = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "last_backup_timestamp",
+            "Unix time of the last successful backup; 0 when none is known",
+            Unit::Seconds,
+            last_backup_timestamp.clone(),
+        );
+        let last_backup_age = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "last_backup_age",
+            "Seconds since the last successful backup; -1 when none is known",
+            Unit::Seconds,
+            last_backup_age.clone(),
+        );
+        let key_rotation_active = Gauge::default();
+        registry.register(
+            "key_rotation_active",
+            "1 while a master-key rotation re-encrypts secrets",
+            key_rotation_active.clone(),
+        );
+        let key_rotation_remaining = Gauge::default();
+        registry.register(
+            "key_rotation_secrets_remaining",
+            "Secrets still sealed with the previous master key",
+            key_rotation_remaining.clone(),
+        );
+        let uptime = Gauge::default();
+        registry.register_with_unit(
+            "uptime",
+            "Seconds since the service started",
+            Unit::Seconds,
+            uptime.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "Always 1; the label carries the release",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        let metrics = Self {
+            registry,
+            http_requests,
+            http_duration,
+            db_duration,
+            config_changes,
+            mqtt_publishes,
+            mqtt_connected,
+            lkg_writes,
+            lkg_valid,
+            mode,
+            database_status,
+            backup_status,
+            last_backup_timestamp,
+            last_backup_age,
+            key_rotation_active,
+            key_rotation_remaining,
+            uptime,
+        };
+        // Series that exist before their first event, so dashboards and
+        // `rate()` see a 0 instead of nothing.
+        for outcome in ["ok", "error"] {
+            metrics.db_duration.get_or_create(&OutcomeLabels { outcome });
+            metrics.mqtt_publishes.get_or_create(&OutcomeLabels { outcome });
+            metrics.lkg_writes.get_or_create(&OutcomeLabels { outcome });
+        }
+        metrics.refresh(&Status::default(), 0);
+        metrics
+    }
+
+    /// Counts one HTTP request. `route` is the matched template (`None`: no
+    /// route matched).
+    pub fn observe_request(
+        &self,
+        method: &Method,
+        route: Option<&str>,
+        status: StatusCode,
+        elapsed: Duration,
+    ) {
+        let method = method_label(method);
+        let route = route.unwrap_or(UNMATCHED_ROUTE).to_owned();
+        self.http_duration
+            .get_or_create(&RouteLabels {
+                method,
+                route: route.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        self.http_requests
+            .get_or_create(&RequestLabels {
+                method,
+                route,
+                status: status.as_u16(),
+            })
+            .inc();
+    }
+
+    /// Records one database operation.
+    pub fn observe_db(&self, elapsed: Duration, ok: bool) {
+        self.db_duration
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome(ok),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts committed changes (one per service that got a new version).
+    pub fn config_changed(&self, services: usize) {
+        self.config_changes
+            .inc_by(u64::try_from(services).unwrap_or(u64::MAX));
+    }
+
+    /// Counts one MQTT publish attempt (for the publisher).
+    pub fn mqtt_publish(&self, ok: bool) {
+        self.mqtt_publishes
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome(ok),
+            })
+            .inc();
+    }
+
+    /// Counts one LKG cache write (for the LKG writer).
+    pub fn lkg_write(&self, ok: bool) {
+        self.lkg_writes
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome(ok),
+            })
+            .inc();
+    }
+
+    /// Progress of a master-key rotation (for the re-encryption job).
+    pub fn key_rotation(&self, active: bool, remaining: u64) {
+        self.key_rotation_active.set(i64::from(active));
+        self.key_rotation_remaining
+            .set(i64::try_from(remaining).unwrap_or(i64::MAX));
+    }
+
+    /// Copies the status board into the state gauges.
+    pub fn refresh(&self, status: &Status, uptime_seconds: u64) {
+        self.uptime
+            .set(i64::try_from(uptime_seconds).unwrap_or(i64::MAX));
+        self.mqtt_connected.set(i64::from(status.mqtt_connected));
+        self.lkg_valid.set(i64::from(status.lkg_cache_valid));
+        for mode in ALL_MODES {
+            self.mode
+                .get_or_create(&ModeLabels {
+                    mode: mode_label(mode),
+                })
+                .set(i64::from(mode == status.mode));
+        }
+        for db in ALL_DATABASE_STATUSES {
+            self.database_status
+                .get_or_create(&StatusLabels {
+                    status: database_label(db),
+                })
+                .set(i64::from(db == status.database_status));
+        }
+        for backup in ALL_BACKUP_STATUSES {
+            self.backup_status
+                .get_or_create(&StatusLabels {
+                    status: backup_label(backup),
+                })
+                .set(i64::from(backup == status.litestream_status));
+        }
+        let last = status
+            .last_backup
+            .as_deref()
+            .and_then(|t| config_manager_core::domain::parse_rfc3339(t).ok());
+        match last {
+            Some(t) => {
+                let ts = t.unix_timestamp() as f64 + f64::from(t.nanosecond()) / 1e9;
+                let age = (time::OffsetDateTime::now_utc() - t).as_seconds_f64();
+                self.last_backup_timestamp.set(ts);
+                self.last_backup_age.set(age.max(0.0));
+            }
+            None => {
+                self.last_backup_timestamp.set(0.0);
+                self.last_backup_age.set(-1.0);
+            }
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(8 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+fn outcome(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "error"
+    }
+}
+
+/// The method label: the standard verbs, anything else is `OTHER` (extension
+/// methods are arbitrary tokens and would be unbounded).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+const ALL_MODES: [OperationalMode; 3] = [
+    OperationalMode::Normal,
+    OperationalMode::ReadOnlyFallback,
+    OperationalMode::Rebuilding,
+];
+
+const ALL_DATABASE_STATUSES: [DatabaseStatus; 5] = [
+    DatabaseStatus::Healthy,
+    DatabaseStatus::Locked,
+    DatabaseStatus::Corrupted,
+    DatabaseStatus::SchemaMismatch,
+    DatabaseStatus::Missing,
+];
+
+const ALL_BACKUP_STATUSES: [LitestreamStatus; 3] = [
+    LitestreamStatus::Healthy,
+    LitestreamStatus::Error,
+    LitestreamStatus::Disabled,
+];
+
+// The label functions match exhaustively: a new variant fails to compile here
+// until it gets a label (and a place in the `ALL_*` list above).
+
+fn mode_label(mode: OperationalMode) -> &'static str {
+    match mode {
+        OperationalMode::Normal => "normal",
+        OperationalMode::ReadOnlyFallback => "read-only-fallback",
+        OperationalMode::Rebuilding => "rebuilding",
+    }
+}
+
+fn database_label(status: DatabaseStatus) -> &'static str {
+    match status {
+        DatabaseStatus::Healthy => "healthy",
+        DatabaseStatus::Locked => "locked",
+        DatabaseStatus::Corrupted => "corrupted",
+        DatabaseStatus::SchemaMismatch => "schema-mismatch",
+        DatabaseStatus::Missing => "missing",
+    }
+}
+
+fn backup_label(status: LitestreamStatus) -> &'static str {
+    match status {
+        LitestreamStatus::Healthy => "healthy",
+        LitestreamStatus::Error => "error",
+        LitestreamStatus::Disabled => "disabled",
+    }
+}
+
+/// Middleware counting every request by its matched route template. It runs
+/// as a route layer, after routing, so `MatchedPath` is known.
+pub async fn track_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let resp = next.run(req).await;
+    state.metrics().observe_request(
+        &method,
+        route.as_ref().map(MatchedPath::as_str),
+        resp.status(),
+        started.elapsed(),
+    );
+    resp
+}
+
+/// `GET /metrics`: no token (like health); the content is counts and states,
+/// never names, values or secrets.
+pub async fn scrape(State(state): State<AppState>) -> Response {
+    let metrics = state.metrics();
+    metrics.refresh(&state.status().get(), state.uptime_seconds());
+    match metrics.encode() {
+        Ok(body) => {
+            let mut resp = body.into_response();
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+            resp
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "could not encode metrics");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn hostile_routes_and_methods_share_series() {
+        let m = Metrics::new();
+        for i in 0..50 {
+            let method = Method::from_bytes(format!("X{i}").as_bytes()).unwrap();
+            m.observe_request(&method, None, StatusCode::NOT_FOUND, Duration::ZERO);
+        }
+        let text = m.encode().unwrap();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("config_manager_http_requests_total{"))
+            .count();
+        assert_eq!(series, 1, "{text}");
+        assert!(text.contains(
+            "config_manager_http_requests_total{method=\"OTHER\",route=\"unmatched\",status=\"404\"} 50"
+        ));
+    }
+
+    #[test]
+    fn state_gauges_follow_the_status() {
+        let m = Metrics::new();
+        let status = Status {
+            mode: OperationalMode::ReadOnlyFallback,
+            last_backup: Some("2020-01-01T00:00:00Z".into()),
+            ..Status::default()
+        };
+        m.refresh(&status, 5);
+        let text = m.encode().unwrap();
+        assert!(text.contains("config_manager_operational_mode{mode=\"read-only-fallback\"} 1"));
+        assert!(text.contains("config_manager_operational_mode{mode=\"normal\"} 0"));
+        assert!(text.contains("config_manager_last_backup_timestamp_seconds 1577836800.0"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

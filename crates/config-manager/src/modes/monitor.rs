@@ -1,0 +1,137 @@
+//! The background database monitor.
+//!
+//! Every tick (`CONFIG_MONITOR_INTERVAL_MS`, default 1000 ms) it checks, off
+//! the executor: the file is still the one we opened, a fresh connection can
+//! read it, and a write lock can be taken (another process holding one shows
+//! as `locked`). Every 60th tick it runs `PRAGMA quick_check` as well. In
+//! normal mode a failed check enters read-only fallback; in fallback a
+//! database that checks out again (reopened from the path, so a restored file
+//! is picked up) brings the service back to normal.
+
+use std::time::Duration;
+
+use config_manager_core::health::DatabaseStatus;
+use config_manager_core::manager::Manager;
+use config_manager_core::store::{Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use super::{enter_fallback, recover};
+use crate::http::health::status_of;
+use crate::state::AppState;
+
+/// How long the write probe waits for a lock.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+/// Every how many ticks the full integrity check runs.
+const FULL_CHECK_EVERY: u64 = 60;
+/// A full check faster than this runs on every tick.
+const CHEAP_FULL_CHECK: Duration = Duration::from_millis(20);
+/// Every how many ticks the LKG file is re-verified.
+const LKG_CHECK_EVERY: u64 = 5;
+
+/// Runs the monitor until `shutdown` is cancelled.
+pub async fn run(state: AppState, interval: Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick: u64 = 0;
+    // The full check runs every tick while it is cheap (a small database),
+    // otherwise every FULL_CHECK_EVERY ticks.
+    let mut full_check_cost = Duration::ZERO;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        tick += 1;
+        let full = tick % FULL_CHECK_EVERY == 0 || full_check_cost < CHEAP_FULL_CHECK;
+        let status = state.status().get();
+        if state.is_normal() {
+            let manager = state.manager();
+            let started = std::time::Instant::now();
+            let checked = tokio::task::spawn_blocking(move || check(manager.store(), full)).await;
+            if full {
+                full_check_cost = started.elapsed();
+            }
+            if let Ok(Err(e)) = checked {
+                enter_fallback(&state, status_of(&e), &e.to_string()).await;
+            } else if tick % LKG_CHECK_EVERY == 0 {
+                verify_lkg(&state).await;
+            }
+        } else if status.mode == config_manager_core::health::OperationalMode::ReadOnlyFallback
+            && status.database_status != DatabaseStatus::SchemaMismatch
+        {
+            let path = state.settings().db_path.clone();
+            let old = state.manager();
+            let reopened =
+                tokio::task::spawn_blocking(move || reopen(&path, &old)).await;
+            match reopened {
+                Ok(Ok(manager)) => recover(&state, manager).await,
+                Ok(Err(e)) => {
+                    let now = status_of(&e);
+                    state.status().update(|s| s.database_status = now);
+                }
+                Err(e) => tracing::warn!(error = %e, "monitor task failed"),
+            }
+        }
+    }
+}
+
+/// Re-verifies the LKG file; one that no longer verifies (altered, replaced
+/// by another epoch's cache) is reported and rewritten from the healthy
+/// database, so fallback never depends on a bad file.
+async fn verify_lkg(state: &AppState) {
+    let lkg = state.lkg().clone();
+    let epoch = state.manager().epoch().clone();
+    let result = tokio::task::spawn_blocking(move || {
+        lkg.load().map_err(|e| e.to_string()).and_then(|c| {
+            if c.contents().config_epoch == epoch {
+                Ok(())
+            } else {
+                Err(format!(
+                    "cache is from epoch {}, the database is epoch {epoch}",
+                    c.contents().config_epoch
+                ))
+            }
+        })
+    })
+    .await;
+    if let Ok(Err(problem)) = result {
+        tracing::warn!(%problem, "last-known-good cache failed verification; rewriting it from the database");
+        state.status().update(|s| {
+            s.lkg_cache_valid = false;
+            s.event = Some(format!("last-known-good cache invalid ({problem}); rewritten"));
+        });
+        state.refresh_lkg().await;
+    }
+}
+
+/// The checks of one tick (blocking).
+fn check(store: &Store, full: bool) -> Result<(), StoreError> {
+    store.check_file()?;
+    if full {
+        store.integrity_check()?;
+    } else {
+        store.find_epoch()?;
+    }
+    store.probe_writable(PROBE_TIMEOUT)
+}
+
+/// Opens the database at `path` afresh and checks it fully; on success the
+/// new manager replaces the old one. The epoch must be the old one: another
+/// epoch means a different database was put in place, which only a restore
+/// (with its own checks) may do.
+fn reopen(path: &std::path::Path, old: &Manager) -> Result<Manager, StoreError> {
+    let store = Store::open_existing(path)?;
+    store.integrity_check()?;
+    store.probe_writable(PROBE_TIMEOUT)?;
+    let epoch = store.get_epoch()?.config_epoch;
+    if &epoch != old.epoch() {
+        return Err(StoreError::Corrupt(format!(
+            "database epoch changed from {} to {epoch}",
+            old.epoch()
+        )));
+    }
+    Manager::open(store, old.schemas().clone(), old.options().clone()).map_err(|e| match e {
+        config_manager_core::manager::ManagerError::Store(s) => s,
+        other => StoreError::Other(other.to_string()),
+    })
+}

@@ -1,0 +1,429 @@
+//! The MQTT publisher: signed, retained configuration updates on
+//! `system/config/<service>` and the manager's health on
+//! `system/health/config-manager` (`contracts/README.md`).
+//!
+//! # Shape
+//!
+//! Three parts, so that no API request ever waits for the broker:
+//!
+//! - [`ChangeQueue`] is the [`ChangeSink`](crate::state::ChangeSink) the HTTP
+//!   layer calls after each commit. It only records *which* services changed
+//!   (a set, so a long outage costs one entry per service, not one per write)
+//!   and wakes the publisher. It never blocks and never fails.
+//! - The **publisher task** (`publisher.rs`) reads each changed service's
+//!   effective config at publish time, so it always sends the latest version
+//!   even when several writes were coalesced, signs it and hands it to the MQTT
+//!   client. It also republishes every service after each (re)connect and every
+//!   `MQTT_REISSUE_SECS`, and publishes health on start, on every status change
+//!   and periodically.
+//! - The **connection task** (`connection.rs`) drives rumqttc's event loop,
+//!   reconnects with exponential backoff, reports the link state to the
+//!   [`StatusBoard`](crate::status::StatusBoard) (`mqtt_connected`) and, on
+//!   shutdown, waits until every queued message is acknowledged before it
+//!   disconnects.
+//!
+//! # Connection choices
+//!
+//! - **Client id**: `config-manager-<8 random hex digits>` unless
+//!   `MQTT_CLIENT_ID` is set. A random suffix means a restarted manager never
+//!   takes over the session of its previous process (whose last-will must still
+//!   fire), and two instances started by mistake do not disconnect each other
+//!   in a loop.
+//! - **Clean session**: yes. The manager subscribes to nothing, and it does not
+//!   need the broker to keep unacknowledged messages across connections: after
+//!   every reconnect it republishes the current config of every service, which
+//!   supersedes anything the old session still held.
+//! - **Keep-alive**: 15 s. The broker publishes the last-will after 1.5 × this
+//!   when the manager vanishes without closing its socket (power loss, network
+//!   cut); a killed process closes its socket and the will is sent at once.
+//! - **QoS 1 and retain** on every message: the broker keeps the latest config
+//!   for late joiners, and QoS 1 makes the broker acknowledge each message.
+//! - **Last-will**: the offline form of the health message (retained), set
+//!   again before every reconnect so it carries the current epoch.
+
+mod connection;
+mod publisher;
+mod queue;
+mod source;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use config_manager_client::mqtt_url::MqttUrlError;
+use config_manager_client::MqttEndpoint;
+use rand::RngCore as _;
+use rumqttc::{AsyncClient, EventLoop, MqttOptions, TlsConfiguration, Transport};
+use thiserror::Error;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::settings::{EnvSource, SettingsError};
+use crate::state::{AppState, ChangeSink, NoSink};
+
+pub use queue::ChangeQueue;
+
+/// Keep-alive of the broker connection; see the module docs.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Default interval of the periodic re-issue (`MQTT_REISSUE_SECS`).
+pub const DEFAULT_REISSUE: Duration = Duration::from_secs(60);
+
+/// Longest accepted re-issue interval. Services accept a message of another
+/// epoch (or their first one) only while it is younger than their `max_age`
+/// (5 minutes by default), so the retained copy must be re-signed well within
+/// that: 240 s leaves a minute for delivery and clock differences.
+pub const MAX_REISSUE: Duration = Duration::from_secs(240);
+
+/// Requests the MQTT client buffers before `publish` waits. Small on purpose:
+/// the publisher coalesces changes itself, so a deep buffer would only hold
+/// stale versions during an outage.
+const CHANNEL_CAPACITY: usize = 64;
+
+/// Largest packet the manager sends: the largest envelope services accept plus
+/// room for the topic and MQTT header. Larger envelopes are refused before
+/// they reach the client (rumqttc would drop the connection instead).
+const MAX_OUTGOING_PACKET: usize =
+    config_manager_core::envelope::DEFAULT_MAX_ENVELOPE_BYTES + 4 * 1024;
+
+/// The MQTT part of the settings, validated at start-up.
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    /// Broker address and credentials (`Debug` hides the password).
+    pub endpoint: MqttEndpoint,
+    pub client_id: String,
+    pub keep_alive: Duration,
+    /// How often every retained config is re-signed and republished.
+    pub reissue_interval: Duration,
+}
+
+impl MqttSettings {
+    /// Reads `MQTT_URL` (no URL: publishing is off), `MQTT_CA_FILE`,
+    /// `MQTT_CLIENT_ID` and `MQTT_REISSUE_SECS`. Errors name the variable and
+    /// never echo a password.
+    pub fn from_env(env: &EnvSource) -> Result<Option<Self>, SettingsError> {
+        let Some(url) = env.get("MQTT_URL") else {
+            return Ok(None);
+        };
+        let mut endpoint = MqttEndpoint::parse(url).map_err(|e: MqttUrlError| SettingsError {
+            var: "MQTT_URL",
+            reason: e.to_string(),
+        })?;
+        endpoint.ca_file = env.get("MQTT_CA_FILE").map(|p| PathBuf::from(p.trim()));
+        if endpoint.ca_file.is_some() && !endpoint.tls {
+            return Err(SettingsError {
+                var: "MQTT_CA_FILE",
+                reason: "is only used with an mqtts:// MQTT_URL".into(),
+            });
+        }
+        let client_id = match env.get("MQTT_CLIENT_ID").map(str::trim) {
+            None => format!("config-manager-{:08x}", rand::rngs::OsRng.next_u32()),
+            Some(id) if id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) => {
+                id.to_owned()
+            }
+            Some(_) => {
+                return Err(SettingsError {
+                    var: "MQTT_CLIENT_ID",
+                    reason: "must be 1 to 128 printable ASCII characters without spaces".into(),
+                })
+            }
+        };
+        let reissue_interval = match env.get("MQTT_REISSUE_SECS").map(str::trim) {
+            None => DEFAULT_REISSUE,
+            Some(v) => match v.parse::<u64>() {
+                Ok(secs) if (1..=MAX_REISSUE.as_secs()).contains(&secs) => {
+                    Duration::from_secs(secs)
+                }
+                _ => {
+                    return Err(SettingsError {
+                        var: "MQTT_REISSUE_SECS",
+                        reason: format!(
+                            "must be a whole number of seconds from 1 to {} (below the \
+                             services' 300 s freshness window)",
+                            MAX_REISSUE.as_secs()
+                        ),
+                    })
+                }
+            },
+        };
+        Ok(Some(Self {
+            endpoint,
+            client_id,
+            keep_alive: KEEP_ALIVE,
+            reissue_interval,
+        }))
+    }
+}
+
+/// Why the publisher could not be set up. Broker outages are not errors: the
+/// publisher keeps retrying in the background.
+#[derive(Debug, Error)]
+pub enum MqttError {
+    /// `mqtts://` without usable CA certificates (`MQTT_CA_FILE` or system roots).
+    #[error("MQTT TLS setup failed (MQTT_URL / MQTT_CA_FILE): {0}")]
+    Tls(String),
+}
+
+/// The state of the broker link, as the connection task reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Link {
+    connected: bool,
+    /// Incremented on every successful connect, so the publisher can tell a
+    /// new session (which needs a full republish) from the one it knows.
+    session: u64,
+}
+
+/// A configured publisher that has not started yet. Built before the
+/// [`AppState`] (which needs its [`Publisher::sink`]) and started with it.
+pub struct Publisher {
+    inner: Option<Configured>,
+}
+
+struct Configured {
+    settings: MqttSettings,
+    client: AsyncClient,
+    eventloop: EventLoop,
+    queue: Arc<ChangeQueue>,
+}
+
+impl Publisher {
+    /// Sets up the client for `settings`; `None` (no `MQTT_URL`) gives a
+    /// disabled publisher whose sink ignores changes. Connecting happens in
+    /// the background after [`Publisher::start`], so a broker that is down
+    /// never delays or fails start-up.
+    pub fn new(settings: Option<&MqttSettings>) -> Result<Self, MqttError> {
+        let Some(settings) = settings else {
+            return Ok(Self { inner: None });
+        };
+        let options = mqtt_options(settings)?;
+        let (client, eventloop) = AsyncClient::new(options, CHANNEL_CAPACITY);
+        Ok(Self {
+            inner: Some(Configured {
+                settings: settings.clone(),
+                client,
+                eventloop,
+                queue: Arc::new(ChangeQueue::new()),
+            }),
+        })
+    }
+
+    /// Whether `MQTT_URL` is set.
+    pub fn is_configured(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The change sink to give the [`AppState`].
+    pub fn sink(&self) -> Arc<dyn ChangeSink> {
+        match &self.inner {
+            Some(c) => c.queue.clone(),
+            None => Arc::new(NoSink),
+        }
+    }
+
+    /// Starts the connection and publisher tasks. Records in the status board
+    /// whether MQTT is configured.
+    pub fn start(self, state: AppState) -> RunningPublisher {
+        let configured = self.inner.is_some();
+        state.status().update(|s| {
+            s.mqtt_configured = configured;
+            s.mqtt_connected = false;
+        });
+        let Some(c) = self.inner else {
+            return RunningPublisher { tasks: None };
+        };
+        tracing::info!(
+            host = %c.settings.endpoint.host,
+            port = c.settings.endpoint.port,
+            tls = c.settings.endpoint.tls,
+            client_id = %c.settings.client_id,
+            reissue_secs = c.settings.reissue_interval.as_secs(),
+            "MQTT publisher starting"
+        );
+        let (link_tx, link_rx) = watch::channel(Link::default());
+        let (publisher_stop, publisher_stop_rx) = watch::channel(false);
+        let (connection_stop, connection_stop_rx) = watch::channel(false);
+        let enqueued = Arc::new(AtomicU64::new(0));
+        let connection = connection::Connection::new(
+            c.eventloop,
+            c.client.clone(),
+            state.clone(),
+            link_tx,
+            connection_stop_rx,
+            enqueued.clone(),
+        );
+        let publisher = publisher::PublisherTask::new(
+            c.client,
+            state,
+            c.queue,
+            link_rx,
+            publisher_stop_rx,
+            c.settings.reissue_interval,
+            enqueued,
+        );
+        RunningPublisher {
+            tasks: Some(Tasks {
+                connection: tokio::spawn(connection.run()),
+                publisher: tokio::spawn(publisher.run()),
+                publisher_stop,
+                connection_stop,
+            }),
+        }
+    }
+}
+
+/// The started publisher; [`RunningPublisher::shutdown`] ends it cleanly.
+pub struct RunningPublisher {
+    tasks: Option<Tasks>,
+}
+
+struct Tasks {
+    connection: JoinHandle<()>,
+    publisher: JoinHandle<()>,
+    publisher_stop: watch::Sender<bool>,
+    connection_stop: watch::Sender<bool>,
+}
+
+/// How long shutdown waits for each task: the offline health message and
+/// anything still queued get this long to be acknowledged.
+const SHUTDOWN_STEP: Duration = Duration::from_secs(3);
+
+impl RunningPublisher {
+    /// Publishes the offline health message, waits (bounded) until the broker
+    /// has acknowledged everything queued, then disconnects cleanly, so the
+    /// broker does not also send the last-will.
+    pub async fn shutdown(self) {
+        let Some(t) = self.tasks else {
+            return;
+        };
+        let _ = t.publisher_stop.send(true);
+        join_bounded("publisher", t.publisher).await;
+        let _ = t.connection_stop.send(true);
+        join_bounded("connection", t.connection).await;
+    }
+}
+
+async fn join_bounded(name: &str, mut task: JoinHandle<()>) {
+    match tokio::time::timeout(SHUTDOWN_STEP + Duration::from_secs(1), &mut task).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, task = name, "MQTT task ended abnormally"),
+        Err(_) => {
+            tracing::warn!(task = name, "MQTT task did not stop in time; aborting it");
+            task.abort();
+        }
+    }
+}
+
+/// rumqttc options for the manager's connection (the last-will is added when
+/// the publisher starts, because it is built from the live health).
+fn mqtt_options(settings: &MqttSettings) -> Result<MqttOptions, MqttError> {
+    let endpoint = &settings.endpoint;
+    let mut options = MqttOptions::new(
+        settings.client_id.clone(),
+        endpoint.host.clone(),
+        endpoint.port,
+    );
+    options.set_keep_alive(settings.keep_alive);
+    options.set_clean_session(true);
+    // Incoming traffic is acknowledgements only; outgoing is bounded by the
+    // envelope size services accept.
+    options.set_max_packet_size(64 * 1024, MAX_OUTGOING_PACKET);
+    if let Some(user) = &endpoint.username {
+        options.set_credentials(user.clone(), endpoint.password.clone().unwrap_or_default());
+    }
+    if endpoint.tls {
+        let tls = config_manager_client::tls_config(endpoint)
+            .map_err(|e| MqttError::Tls(e.to_string()))?;
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(tls),
+        )));
+    }
+    Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> EnvSource {
+        EnvSource::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn no_url_means_disabled() {
+        assert!(MqttSettings::from_env(&env(&[])).unwrap().is_none());
+        let publisher = Publisher::new(None).unwrap();
+        assert!(!publisher.is_configured());
+    }
+
+    #[test]
+    fn url_and_defaults() {
+        let s = MqttSettings::from_env(&env(&[("MQTT_URL", "mqtt://u:pw@broker:1884")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (s.endpoint.host.as_str(), s.endpoint.port),
+            ("broker", 1884)
+        );
+        assert_eq!(s.reissue_interval, DEFAULT_REISSUE);
+        assert_eq!(s.keep_alive, KEEP_ALIVE);
+        assert!(s.client_id.starts_with("config-manager-"));
+        assert!(!format!("{s:?}").contains("pw"));
+    }
+
+    #[test]
+    fn explicit_values_and_errors_name_the_variable() {
+        let s = MqttSettings::from_env(&env(&[
+            ("MQTT_URL", "mqtt://broker"),
+            ("MQTT_CLIENT_ID", "cm-main"),
+            ("MQTT_REISSUE_SECS", "30"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.client_id, "cm-main");
+        assert_eq!(s.reissue_interval, Duration::from_secs(30));
+
+        let err = |pairs: &[(&str, &str)]| MqttSettings::from_env(&env(pairs)).unwrap_err();
+        let e = err(&[("MQTT_URL", "http://u:secretpw@h")]);
+        assert_eq!(e.var, "MQTT_URL");
+        assert!(!e.to_string().contains("secretpw"));
+        assert_eq!(
+            err(&[("MQTT_URL", "mqtt://h"), ("MQTT_REISSUE_SECS", "300")]).var,
+            "MQTT_REISSUE_SECS"
+        );
+        assert_eq!(
+            err(&[("MQTT_URL", "mqtt://h"), ("MQTT_REISSUE_SECS", "0")]).var,
+            "MQTT_REISSUE_SECS"
+        );
+        assert_eq!(
+            err(&[("MQTT_URL", "mqtt://h"), ("MQTT_CLIENT_ID", "a b")]).var,
+            "MQTT_CLIENT_ID"
+        );
+        assert_eq!(
+            err(&[("MQTT_URL", "mqtt://h"), ("MQTT_CA_FILE", "/ca.pem")]).var,
+            "MQTT_CA_FILE"
+        );
+    }
+
+    #[test]
+    fn tls_with_an_unreadable_ca_file_fails_at_setup() {
+        let s = MqttSettings::from_env(&env(&[
+            ("MQTT_URL", "mqtts://broker"),
+            ("MQTT_CA_FILE", "/nonexistent/ca.pem"),
+        ]))
+        .unwrap();
+        let err = Publisher::new(s.as_ref()).err().expect("TLS error");
+        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+    }
+
+    #[test]
+    fn configured_publisher_gives_a_queue_sink() {
+        let s = MqttSettings::from_env(&env(&[("MQTT_URL", "mqtt://127.0.0.1:1")]))
+            .unwrap()
+            .unwrap();
+        let publisher = Publisher::new(Some(&s)).unwrap();
+        assert!(publisher.is_configured());
+        // Never blocks, whatever the broker does.
+        publisher.sink().configs_changed(&["tts-worker".into()]);
+    }
+}

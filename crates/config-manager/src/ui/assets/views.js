@@ -1,0 +1,383 @@
+// The views next to the service forms: search results, history (with the
+// version diff and both kinds of restore), the audit log, and the global
+// settings panel behind the cog (system status, profiles, session).
+// Each `render*` fills `main` and returns nothing; `ctx` carries the session
+// and callbacks from app.js.
+
+import { h, $, replace, showValue, timeEl, localToIso, toast, confirmDialog } from './dom.js';
+import { api, seg } from './api.js';
+
+/** Search results; `advanced` decides the complexity filter (simple view finds simple fields only). */
+export async function renderSearch(main, query, ctx) {
+  const body = { query, max_results: 100 };
+  if (!ctx.advanced) body.complexity_filter = 'simple';
+  replace(main, h('h1', {}, 'Search'), h('p', { class: 'muted' }, 'Searching…'));
+  let res;
+  try { res = await api.send('POST', '/search', body); } catch (e) { return showError(main, 'Search', e); }
+  const scope = ctx.advanced ? 'all settings' : 'simple settings only (switch on Advanced to search every setting)';
+  replace(main,
+    h('h1', {}, 'Search'),
+    h('p', { id: 'search-summary', role: 'status' }, `${res.total_count} result${res.total_count === 1 ? '' : 's'} for “${res.query}” in ${scope}.`),
+    h('ol', { class: 'results', id: 'search-results' }, res.results.map((r) => h('li', {},
+      h('a', { href: `#/service/${seg(r.service)}/${seg(r.key)}`, class: 'result-link' },
+        h('span', { class: 'result-service' }, r.service), ' › ', h('code', {}, r.key)),
+      h('span', { class: 'badge' }, r.type),
+      r.complexity === 'advanced' ? h('span', { class: 'badge badge-adv' }, 'advanced') : null,
+      h('p', { class: 'muted' }, r.description || ''),
+      h('p', {}, 'Value: ', r.is_secret ? '(secret)' : h('code', {}, showValue(r.value)))))));
+}
+
+function showError(main, title, e) {
+  replace(main, h('h1', {}, title), h('p', { class: 'error-text', role: 'alert' }, `Could not load: ${e.message}`));
+}
+
+function serviceSelect(id, services, selected, allLabel) {
+  return h('select', { id },
+    allLabel ? h('option', { value: '' }, allLabel) : null,
+    services.map((s) => h('option', { value: s, selected: s === selected }, s)));
+}
+
+/** History: filters, entries (old → new, who, why), entry restore, point-in-time restore, version diff. */
+export async function renderHistory(main, params, ctx) {
+  const canWrite = ctx.session.can_write && ctx.writable;
+  const f = {
+    service: serviceSelect('hist-service', ctx.services, params.get('service') || '', 'All services'),
+    key: h('input', { id: 'hist-key', type: 'text', value: params.get('key') || '', spellcheck: 'false' }),
+    from: h('input', { id: 'hist-from', type: 'datetime-local', step: 1 }),
+    to: h('input', { id: 'hist-to', type: 'datetime-local', step: 1 }),
+  };
+  const tbody = h('tbody', { id: 'history-rows' });
+  const more = h('button', { type: 'button', id: 'history-more', hidden: true }, 'Load older entries');
+  const restoreSelected = h('button', { type: 'button', id: 'restore-selected', disabled: true }, 'Restore selected…');
+  const info = h('p', { class: 'muted', role: 'status', id: 'history-info' });
+  let nextBefore = null;
+
+  const filterForm = h('form', { class: 'filters', id: 'history-filters', onsubmit: (ev) => { ev.preventDefault(); load(false); } },
+    h('div', {}, h('label', { for: 'hist-service' }, 'Service'), f.service),
+    h('div', {}, h('label', { for: 'hist-key' }, 'Key'), f.key),
+    h('div', {}, h('label', { for: 'hist-from' }, 'From'), f.from),
+    h('div', {}, h('label', { for: 'hist-to' }, 'To'), f.to),
+    h('div', { class: 'filter-actions' }, h('button', { type: 'submit', class: 'primary' }, 'Apply filters')));
+
+  replace(main,
+    h('h1', {}, 'History'),
+    filterForm,
+    h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'history-table' },
+      h('caption', { class: 'visually-hidden' }, 'Changes, newest first'),
+      h('thead', {}, h('tr', {},
+        h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Select')),
+        ['When', 'Service', 'Key', 'Old → new', 'Who', 'Why', 'Kind'].map((t) => h('th', { scope: 'col' }, t)))),
+      tbody)),
+    h('div', { class: 'row-actions' }, more, restoreSelected, info),
+    pointInTimeSection(ctx, canWrite),
+    diffSection(ctx, params.get('service') || ctx.services[0]));
+
+  restoreSelected.onclick = async () => {
+    const picked = Array.from(tbody.querySelectorAll('input[type=checkbox]:checked'));
+    const services = new Set(picked.map((c) => c.dataset.service));
+    if (services.size !== 1) { toast('Pick entries of one service.', 'error'); return; }
+    await restoreEntries([...services][0], picked.map((c) => Number(c.dataset.id)), picked.map((c) => c.dataset.key));
+  };
+  more.onclick = () => load(true);
+  tbody.addEventListener('change', () => {
+    const picked = Array.from(tbody.querySelectorAll('input[type=checkbox]:checked'));
+    restoreSelected.disabled = !canWrite || picked.length === 0 || new Set(picked.map((c) => c.dataset.service)).size !== 1;
+  });
+
+  async function restoreEntries(service, ids, keys) {
+    const ok = await confirmDialog(
+      'Restore from history?',
+      [h('p', {}, `Put back the old value of ${keys.map((k) => `“${k}”`).join(', ')} in ${service}.`),
+        h('p', { class: 'muted' }, 'This saves a new version; history is never rewritten.')],
+      'Restore');
+    if (!ok) return;
+    try {
+      const r = await api.send('POST', '/history/restore', { service, history_entries: ids, reason: 'restored from the history view' });
+      toast(`Restored ${r.keys_restored.join(', ')} in ${service}: version ${r.new_version}.`);
+      ctx.serviceChanged(service);
+      load(false);
+    } catch (e) {
+      toast(`Restore failed: ${e.message}`, 'error');
+    }
+  }
+
+  async function load(append) {
+    const q = new URLSearchParams({ limit: '50' });
+    if (f.service.value) q.set('service', f.service.value);
+    if (f.key.value.trim()) q.set('key', f.key.value.trim());
+    const from = localToIso(f.from.value);
+    const to = localToIso(f.to.value);
+    if (from) q.set('start_date', from);
+    if (to) q.set('end_date', to);
+    if (append && nextBefore) q.set('before_id', String(nextBefore));
+    let res;
+    try { res = await api.get(`/history?${q}`); } catch (e) { replace(info, `Could not load history: ${e.message}`); return; }
+    if (!append) tbody.replaceChildren();
+    for (const e of res.entries) {
+      const secret = e.old_value === '********' || e.new_value === '********';
+      tbody.append(h('tr', { dataset: { id: e.id, key: e.key, service: e.service } },
+        h('td', {}, h('input', {
+          type: 'checkbox', 'aria-label': `Select ${e.service} ${e.key} change ${e.id}`,
+          disabled: !canWrite || secret, dataset: { id: e.id, key: e.key, service: e.service },
+        })),
+        h('td', {}, timeEl(e.changed_at)),
+        h('td', {}, h('a', { href: `#/service/${seg(e.service)}/${seg(e.key)}` }, e.service)),
+        h('td', {}, h('code', {}, e.key)),
+        h('td', { class: 'change' }, h('code', { class: 'old' }, showValue(e.old_value)), ' → ', h('code', { class: 'new' }, showValue(e.new_value))),
+        h('td', {}, e.changed_by),
+        h('td', {}, e.change_reason || ''),
+        h('td', {}, e.change_type, ` v${e.version}`, ' ',
+          h('button', {
+            type: 'button', class: 'small', disabled: !canWrite || secret,
+            'aria-label': `Restore old value of ${e.key} (change ${e.id})`,
+            onclick: () => restoreEntries(e.service, [e.id], [e.key]),
+          }, 'Restore'))));
+    }
+    nextBefore = res.next_before_id;
+    more.hidden = !nextBefore;
+    replace(info, tbody.children.length ? `${tbody.children.length} entries shown.` : 'No changes match these filters.');
+  }
+  await load(false);
+}
+
+function pointInTimeSection(ctx, canWrite) {
+  const at = h('input', { id: 'pit-time', type: 'datetime-local', step: 1, required: true, disabled: !canWrite });
+  const svc = serviceSelect('pit-service', ctx.services, '', 'All services');
+  svc.disabled = !canWrite;
+  const reason = h('input', { id: 'pit-reason', type: 'text', maxlength: 500, disabled: !canWrite });
+  const go = h('button', { type: 'submit', id: 'pit-restore', disabled: !canWrite }, 'Restore to this time…');
+  return h('section', { class: 'card', 'aria-labelledby': 'pit-title' },
+    h('h2', { id: 'pit-title' }, 'Point-in-time restore'),
+    h('p', { class: 'muted' }, 'Every service (or one) goes back to the values it had at that moment. Secrets and environment overrides keep their current values.'),
+    h('form', { class: 'filters', onsubmit: async (ev) => {
+      ev.preventDefault();
+      const iso = localToIso(at.value);
+      if (!iso) { toast('Pick a date and time.', 'error'); return; }
+      const target = svc.value || 'every service';
+      const ok = await confirmDialog('Restore to a point in time?',
+        [h('p', {}, `Restore ${target} to its values at ${new Date(iso).toLocaleString()} (${iso}).`),
+          h('p', { class: 'muted' }, 'This saves new versions; nothing is deleted.')], 'Restore', 'danger');
+      if (!ok) return;
+      const body = { timestamp: iso };
+      if (svc.value) body.service = svc.value;
+      if (reason.value.trim()) body.reason = reason.value.trim();
+      try {
+        const r = await api.send('POST', '/restore', body);
+        toast(r.services_restored.length ? `Restored ${r.services_restored.join(', ')}.` : 'Nothing to restore: the values were already the same.');
+        for (const s of r.services_restored) ctx.serviceChanged(s);
+      } catch (e) { toast(`Restore failed: ${e.message}`, 'error'); }
+    } },
+    h('div', {}, h('label', { for: 'pit-time' }, 'Date and time'), at),
+    h('div', {}, h('label', { for: 'pit-service' }, 'Service'), svc),
+    h('div', {}, h('label', { for: 'pit-reason' }, 'Reason'), reason),
+    h('div', { class: 'filter-actions' }, go)));
+}
+
+function diffSection(ctx, initial) {
+  const svc = serviceSelect('diff-service', ctx.services, initial);
+  const a = h('select', { id: 'diff-a' });
+  const b = h('select', { id: 'diff-b' });
+  const onlyChanges = h('input', { type: 'checkbox', id: 'diff-only', checked: true });
+  const out = h('div', { id: 'diff-out', class: 'table-wrap' });
+  let versions = [];
+  async function loadVersions() {
+    try { versions = (await api.get(`/services/${seg(svc.value)}/versions?limit=500`)).versions; } catch (e) {
+      replace(out, h('p', { class: 'error-text' }, `Could not load versions: ${e.message}`)); return;
+    }
+    const opts = () => versions.map((v) => h('option', { value: String(v.version) },
+      `v${v.version} · ${new Date(v.created_at).toLocaleString()} · ${v.created_by}`));
+    replace(a, opts());
+    replace(b, opts());
+    b.value = versions[0] ? String(versions[0].version) : '';
+    a.value = versions[1] ? String(versions[1].version) : b.value;
+    show();
+  }
+  function show() {
+    const va = versions.find((v) => String(v.version) === a.value);
+    const vb = versions.find((v) => String(v.version) === b.value);
+    if (!va || !vb) { replace(out, h('p', { class: 'muted' }, 'No versions.')); return; }
+    const keys = [...new Set([...Object.keys(va.config), ...Object.keys(vb.config)])].sort();
+    const rows = keys.map((k) => {
+      const x = va.config[k];
+      const y = vb.config[k];
+      const changed = JSON.stringify(x) !== JSON.stringify(y);
+      if (onlyChanges.checked && !changed) return null;
+      return h('tr', { class: changed ? 'diff-changed' : '' },
+        h('th', { scope: 'row' }, h('code', {}, k)),
+        h('td', {}, h('code', {}, k in va.config ? showValue(x) : '(absent)')),
+        h('td', {}, h('code', {}, k in vb.config ? showValue(y) : '(absent)')));
+    }).filter(Boolean);
+    replace(out, h('table', { class: 'data diff', id: 'diff-table' },
+      h('caption', {}, `${svc.value}: version ${va.version} (left) and ${vb.version} (right)`),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Key'), h('th', { scope: 'col' }, `v${va.version}`), h('th', { scope: 'col' }, `v${vb.version}`))),
+      h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 3 }, 'No differences.')))));
+  }
+  svc.onchange = loadVersions;
+  a.onchange = show;
+  b.onchange = show;
+  onlyChanges.onchange = show;
+  loadVersions();
+  return h('section', { class: 'card', 'aria-labelledby': 'diff-title' },
+    h('h2', { id: 'diff-title' }, 'Compare versions'),
+    h('div', { class: 'filters' },
+      h('div', {}, h('label', { for: 'diff-service' }, 'Service'), svc),
+      h('div', {}, h('label', { for: 'diff-a' }, 'Left version'), a),
+      h('div', {}, h('label', { for: 'diff-b' }, 'Right version'), b),
+      h('div', { class: 'check' }, onlyChanges, h('label', { for: 'diff-only' }, 'Only differences'))),
+    out);
+}
+
+/** Audit log (writers): who did what, when; filterable. */
+export async function renderAudit(main, ctx) {
+  if (!ctx.session.can_write) {
+    replace(main, h('h1', {}, 'Audit log'), h('p', { class: 'notice' }, 'The audit log needs the config.write role.'));
+    return;
+  }
+  const actor = h('input', { id: 'audit-actor', type: 'text', spellcheck: 'false' });
+  const action = h('input', { id: 'audit-action', type: 'text', spellcheck: 'false', list: 'audit-actions' });
+  const outcome = h('select', { id: 'audit-outcome' }, ['', 'ok', 'denied', 'error'].map((o) => h('option', { value: o }, o || 'any')));
+  const from = h('input', { id: 'audit-from', type: 'datetime-local', step: 1 });
+  const to = h('input', { id: 'audit-to', type: 'datetime-local', step: 1 });
+  const tbody = h('tbody', { id: 'audit-rows' });
+  const more = h('button', { type: 'button', hidden: true }, 'Load older entries');
+  const info = h('p', { class: 'muted', role: 'status' });
+  let nextBefore = null;
+  replace(main,
+    h('h1', {}, 'Audit log'),
+    h('datalist', { id: 'audit-actions' }, ['config.', 'config.update', 'config.restore', 'config.profile', 'secret.reveal', 'access.denied', 'profile.', 'session.', 'database.rebuild']
+      .map((a) => h('option', { value: a }))),
+    h('form', { class: 'filters', onsubmit: (ev) => { ev.preventDefault(); load(false); } },
+      h('div', {}, h('label', { for: 'audit-actor' }, 'Who'), actor),
+      h('div', {}, h('label', { for: 'audit-action' }, 'Action'), action),
+      h('div', {}, h('label', { for: 'audit-outcome' }, 'Outcome'), outcome),
+      h('div', {}, h('label', { for: 'audit-from' }, 'From'), from),
+      h('div', {}, h('label', { for: 'audit-to' }, 'To'), to),
+      h('div', { class: 'filter-actions' }, h('button', { type: 'submit', class: 'primary' }, 'Apply filters'))),
+    h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'audit-table' },
+      h('thead', {}, h('tr', {}, ['When', 'Who', 'Action', 'Target', 'Outcome', 'Detail'].map((t) => h('th', { scope: 'col' }, t)))),
+      tbody)),
+    h('div', { class: 'row-actions' }, more, info));
+  more.onclick = () => load(true);
+  async function load(append) {
+    const q = new URLSearchParams({ limit: '100' });
+    if (actor.value.trim()) q.set('actor', actor.value.trim());
+    if (action.value.trim()) q.set('action', action.value.trim());
+    if (outcome.value) q.set('outcome', outcome.value);
+    const a = localToIso(from.value);
+    const b = localToIso(to.value);
+    if (a) q.set('start_date', a);
+    if (b) q.set('end_date', b);
+    if (append && nextBefore) q.set('before_id', String(nextBefore));
+    let res;
+    try { res = await api.get(`/audit?${q}`); } catch (e) { replace(info, `Could not load the audit log: ${e.message}`); return; }
+    if (!append) tbody.replaceChildren();
+    for (const e of res.entries) {
+      tbody.append(h('tr', { class: e.outcome === 'ok' ? '' : 'row-warn' },
+        h('td', {}, timeEl(e.at)), h('td', {}, e.actor), h('td', {}, h('code', {}, e.action)),
+        h('td', {}, e.target || ''), h('td', {}, e.outcome),
+        h('td', { class: 'detail' }, e.detail ? JSON.stringify(e.detail) : '')));
+    }
+    nextBefore = res.next_before_id;
+    more.hidden = !nextBefore;
+    replace(info, tbody.children.length ? `${tbody.children.length} entries shown.` : 'No entries match these filters.');
+  }
+  await load(false);
+}
+
+/** The cog panel: system status, profiles, display and session. */
+export async function renderSettings(main, ctx) {
+  const canWrite = ctx.session.can_write && ctx.writable;
+  const health = ctx.health || {};
+  const statusRows = [
+    ['Overall', health.ok ? 'healthy' : 'degraded'],
+    ['Operational mode', health.operational_mode],
+    ['Database', health.database_status],
+    ['Config epoch', health.config_epoch],
+    ['Schema version', health.schema_version],
+    ['Last-known-good cache', health.lkg_cache_valid ? 'valid' : 'not valid'],
+    ['MQTT', health.mqtt_connected ? 'connected' : (health.mqtt_configured === false ? 'not configured' : 'disconnected')],
+    ['Backups (Litestream)', health.litestream_status],
+    ['Last backup', health.last_backup || '—'],
+    ['Last event', health.event || '—'],
+    ['Version', health.manager_version],
+    ['Uptime', health.uptime_seconds != null ? `${Math.round(health.uptime_seconds / 60)} min` : '—'],
+  ];
+  const profileBody = h('tbody', { id: 'profile-rows' });
+  const pname = h('input', { id: 'profile-name', type: 'text', maxlength: 100, required: true, disabled: !canWrite, spellcheck: 'false' });
+  const pdesc = h('input', { id: 'profile-desc', type: 'text', maxlength: 1000, disabled: !canWrite });
+  const advanced = h('input', { type: 'checkbox', id: 'settings-advanced', checked: ctx.advanced, role: 'switch',
+    onchange: () => ctx.setAdvanced(advanced.checked) });
+
+  replace(main,
+    h('h1', {}, 'Global settings'),
+    h('section', { class: 'card', 'aria-labelledby': 'status-title' },
+      h('h2', { id: 'status-title' }, 'System status'),
+      h('dl', { class: 'status-list', id: 'status-list' }, statusRows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v == null ? '—' : String(v))])),
+      health.err ? h('p', { class: 'error-text' }, health.err) : null),
+    h('section', { class: 'card', 'aria-labelledby': 'profiles-title' },
+      h('h2', { id: 'profiles-title' }, 'Profiles'),
+      h('p', { class: 'muted' }, 'A profile is a named snapshot of every service. Activating one sets every service to its values at once (as new versions; secrets are not part of profiles).'),
+      h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'profile-table' },
+        h('thead', {}, h('tr', {}, ['Name', 'Description', 'Saved', 'By', 'Actions'].map((t) => h('th', { scope: 'col' }, t)))),
+        profileBody)),
+      h('form', { class: 'filters', id: 'profile-form', onsubmit: async (ev) => {
+        ev.preventDefault();
+        const name = pname.value.trim();
+        if (!name) { pname.focus(); return; }
+        const exists = Array.from(profileBody.querySelectorAll('tr')).some((tr) => tr.dataset.name === name);
+        if (exists && !(await confirmDialog('Replace profile?', `A profile named “${name}” exists. Replace it with the current state?`, 'Replace', 'danger'))) return;
+        try {
+          await api.send('POST', '/profiles', { profile_name: name, description: pdesc.value.trim() || undefined });
+          toast(`Saved profile “${name}”.`);
+          pname.value = '';
+          pdesc.value = '';
+          loadProfiles();
+        } catch (e) { toast(`Could not save the profile: ${e.message}`, 'error'); }
+      } },
+      h('div', {}, h('label', { for: 'profile-name' }, 'Save current state as'), pname),
+      h('div', {}, h('label', { for: 'profile-desc' }, 'Description'), pdesc),
+      h('div', { class: 'filter-actions' }, h('button', { type: 'submit', class: 'primary', id: 'profile-save', disabled: !canWrite }, 'Save profile')))),
+    h('section', { class: 'card', 'aria-labelledby': 'display-title' },
+      h('h2', { id: 'display-title' }, 'Display'),
+      h('div', { class: 'check' }, advanced, h('label', { for: 'settings-advanced' }, 'Show advanced settings (also the “Advanced” switch at the top)'))),
+    h('section', { class: 'card', 'aria-labelledby': 'session-title' },
+      h('h2', { id: 'session-title' }, 'Session'),
+      h('p', {}, `Signed in as ${ctx.session.name} (${ctx.session.role}). The session ends at `, timeEl(ctx.session.expires_at),
+        ` or after ${Math.round(ctx.session.idle_timeout_seconds / 60)} minutes without activity.`),
+      h('button', { type: 'button', onclick: ctx.logout }, 'Log out')));
+
+  async function loadProfiles() {
+    let res;
+    try { res = await api.get('/profiles'); } catch (e) {
+      replace(profileBody, h('tr', {}, h('td', { colspan: 5 }, `Could not load profiles: ${e.message}`))); return;
+    }
+    replace(profileBody, res.profiles.length ? res.profiles.map((p) => h('tr', { dataset: { name: p.profile_name } },
+      h('td', {}, h('strong', {}, p.profile_name)),
+      h('td', {}, p.description || ''),
+      h('td', {}, timeEl(p.updated_at || p.created_at)),
+      h('td', {}, p.updated_by || p.created_by || ''),
+      h('td', { class: 'actions' },
+        h('button', { type: 'button', class: 'small', disabled: !canWrite, 'aria-label': `Activate profile ${p.profile_name}`, dataset: { action: 'activate' },
+          onclick: () => activate(p.profile_name) }, 'Activate…'),
+        h('button', { type: 'button', class: 'small danger', disabled: !canWrite, 'aria-label': `Delete profile ${p.profile_name}`, dataset: { action: 'delete' },
+          onclick: () => remove(p.profile_name) }, 'Delete…'))))
+      : h('tr', {}, h('td', { colspan: 5 }, 'No profiles yet.')));
+  }
+  async function activate(name) {
+    const ok = await confirmDialog(`Activate profile “${name}”?`,
+      [h('p', {}, 'Every service is set to the values saved in this profile, in one step. Each changed service gets a new version and is notified.'),
+        h('p', { class: 'muted' }, 'Unsaved edits in open forms are not part of this.')], 'Activate', 'danger');
+    if (!ok) return;
+    try {
+      const r = await api.send('PUT', `/profiles/${seg(name)}/activate`);
+      toast(r.services_updated.length ? `Activated “${name}”: ${r.services_updated.join(', ')} updated.` : `Activated “${name}”: nothing changed.`);
+      for (const s of r.services_updated) ctx.serviceChanged(s);
+    } catch (e) { toast(`Could not activate: ${e.message}`, 'error'); }
+  }
+  async function remove(name) {
+    if (!(await confirmDialog(`Delete profile “${name}”?`, 'The profile is removed. Service configurations are not changed.', 'Delete', 'danger'))) return;
+    try { await api.send('DELETE', `/profiles/${seg(name)}`); toast(`Deleted “${name}”.`); loadProfiles(); } catch (e) { toast(`Could not delete: ${e.message}`, 'error'); }
+  }
+  await loadProfiles();
+  $('#profile-name')?.setAttribute('aria-describedby', 'profiles-title');
+}

@@ -1,0 +1,404 @@
+//! Fault injection against the running binary: the database is overwritten,
+//! truncated, deleted or locked, the LKG file tampered with, the schemas
+//! changed. Each test asserts what clients see: reads keep answering, writes
+//! get 503, health is right, and recovery or a rebuild loses nothing.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Server, READ_TOKEN, WRITE_TOKEN};
+use serde_json::{json, Value};
+
+const TTS: &str = "/services/tts-worker";
+const LKG_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+fn fast_monitor(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("CONFIG_MONITOR_INTERVAL_MS".to_owned(), "100".to_owned()),
+        ("REBUILD_TOKEN".to_owned(), "rebuild-token-0123456789".to_owned()),
+        ("LKG_HMAC_KEY_BASE64".to_owned(), LKG_KEY.to_owned()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+/// Polls health until `pred` holds (bounded; the failure message shows the last body).
+async fn wait_health(s: &Server, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, h) = s.get("/health", None).await;
+        if pred(&h) {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; health: {h}\n{}", s.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A reader hammering GET until stopped; counts answers that were not 200.
+struct ReaderLoop {
+    failures: Arc<AtomicUsize>,
+    total: Arc<AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReaderLoop {
+    fn start(s: &Arc<Server>) -> Self {
+        let failures = Arc::new(AtomicUsize::new(0));
+        let total = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (f, t, st, s) = (failures.clone(), total.clone(), stop.clone(), s.clone());
+        let task = tokio::spawn(async move {
+            while !st.load(Ordering::Relaxed) {
+                let (status, body) = s.get(TTS, Some(READ_TOKEN)).await;
+                t.fetch_add(1, Ordering::Relaxed);
+                if status != 200 || body["config"]["volume_percent"].is_null() {
+                    f.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("failed read: {status} {body}");
+                }
+            }
+        });
+        Self {
+            failures,
+            total,
+            stop,
+            task,
+        }
+    }
+
+    async fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        (self.failures.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed))
+    }
+}
+
+async fn set_volume(s: &Server, volume: i64) -> i64 {
+    let v = s.version("tts-worker").await;
+    let (status, body) = s
+        .send("PATCH", TTS, Some(WRITE_TOKEN), &json!({"config": {"volume_percent": volume}, "version": v}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["version"].as_i64().unwrap()
+}
+
+fn garble(path: &Path) {
+    if let Ok(meta) = std::fs::metadata(path) {
+        let len = meta.len().max(4096) as usize;
+        let junk: Vec<u8> = (0..len).map(|i| (i * 7919 % 251) as u8).collect();
+        std::fs::write(path, junk).unwrap();
+    }
+}
+
+fn broken_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".broken-"))
+        .collect()
+}
+
+async fn assert_fallback_serves_and_refuses(s: &Server, volume: i64) {
+    let resp = s
+        .http
+        .get(s.url(TTS))
+        .header("X-API-Token", READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-config-source"], "lkg-cache");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["config"]["volume_percent"], volume, "the last acknowledged write is served");
+    let (status, body) = s
+        .send("PATCH", TTS, Some(WRITE_TOKEN), &json!({"config": {"volume_percent": 1}, "version": 99}))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("read-only"), "{body}");
+    let (status, body) = s.send("POST", "/search", Some(READ_TOKEN), &json!({"query": "volume"})).await;
+    assert_eq!(status, 200, "search keeps working: {body}");
+    let (status, _) = s.get("/services", Some(READ_TOKEN)).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn garbage_database_falls_back_without_failed_reads_then_rebuild_keeps_data() {
+    let s = Arc::new(Server::start_with(fast_monitor(&[])).await);
+    set_volume(&s, 42).await;
+    let (_, before) = s.get("/health", None).await;
+    let old_epoch = before["config_epoch"].as_str().unwrap().to_owned();
+    assert_eq!(before["lkg_cache_valid"], true);
+
+    let readers = ReaderLoop::start(&s);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fault_at = Instant::now();
+    garble(&s.db_path());
+    garble(&s.db_path().with_extension("db-wal"));
+    let h = wait_health(&s, "fallback", |h| h["operational_mode"] == "read-only-fallback").await;
+    let switch_time = fault_at.elapsed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (failed, total) = readers.finish().await;
+    assert_eq!(failed, 0, "{failed} of {total} reads failed during the switch");
+    eprintln!("fault -> fallback in {switch_time:?}; {total} reads, 0 failed");
+    assert_eq!(h["database_status"], "corrupted");
+    assert_eq!(h["ok"], false);
+    assert!(h["err"].as_str().is_some());
+    assert_fallback_serves_and_refuses(&s, 42).await;
+
+    // Rebuild by token: new epoch, data kept, broken file kept.
+    let (status, body) = s
+        .send("POST", "/rebuild", Some(WRITE_TOKEN), &json!({"token": "rebuild-token-0123456789"}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["tombstone"]["seed_source"], "lkg");
+    assert_eq!(body["tombstone"]["old_epoch"], old_epoch.as_str());
+    let h = wait_health(&s, "normal", |h| h["operational_mode"] == "normal").await;
+    assert_ne!(h["config_epoch"], old_epoch.as_str());
+    assert_eq!(h["database_status"], "healthy");
+    let (_, got) = s.get(TTS, Some(READ_TOKEN)).await;
+    assert_eq!(got["config"]["volume_percent"], 42);
+    assert_eq!(got["config_epoch"], h["config_epoch"]);
+    assert!(!broken_files(&s.path("data")).is_empty(), "broken file moved aside, not deleted");
+    let tombstone = body["tombstone"]["tombstone_path"].as_str().unwrap();
+    let t: Value = serde_json::from_slice(&std::fs::read(tombstone).unwrap()).unwrap();
+    assert_eq!(t["new_epoch"], h["config_epoch"]);
+    assert_eq!(t["reason"], "manual rebuild requested over the API");
+    // Writes work again, and history/audit record the rebuild.
+    set_volume(&s, 43).await;
+    let (_, audit) = s.get("/audit?action=database.", Some(WRITE_TOKEN)).await;
+    assert_eq!(audit["entries"][0]["action"], "database.rebuild");
+    let (_, hist) = s.get("/history?service=tts-worker", Some(READ_TOKEN)).await;
+    assert!(hist["entries"].as_array().unwrap().iter().any(|e| e["change_type"] == "rebuild"));
+}
+
+#[tokio::test]
+async fn truncated_database_with_auto_rebuild_recovers_by_itself() {
+    let s = Server::start_with(fast_monitor(&[("ALLOW_AUTO_REBUILD", "1")])).await;
+    set_volume(&s, 17).await;
+    let (_, before) = s.get("/health", None).await;
+    let f = std::fs::OpenOptions::new().write(true).open(s.db_path()).unwrap();
+    f.set_len(1000).unwrap();
+    drop(f);
+    garble(&s.db_path().with_extension("db-wal"));
+    let h = wait_health(&s, "rebuilt", |h| {
+        h["operational_mode"] == "normal" && h["config_epoch"] != before["config_epoch"]
+    })
+    .await;
+    assert_eq!(h["database_status"], "healthy");
+    let (_, got) = s.get(TTS, Some(READ_TOKEN)).await;
+    assert_eq!(got["config"]["volume_percent"], 17);
+    assert!(!broken_files(&s.path("data")).is_empty());
+    assert!(s.log().contains("database rebuilt"));
+}
+
+#[tokio::test]
+async fn deleted_database_enters_fallback_and_comes_back_when_restored() {
+    let s = Server::start_with(fast_monitor(&[])).await;
+    set_volume(&s, 64).await;
+    // Keep a consistent copy to "restore" later (as an operator would).
+    let backup = s.path("backup.db");
+    let copy = rusqlite_backup(&s.db_path(), &backup);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", s.db_path().display()));
+    }
+    let h = wait_health(&s, "fallback", |h| h["operational_mode"] == "read-only-fallback").await;
+    assert_eq!(h["database_status"], "missing");
+    assert_fallback_serves_and_refuses(&s, 64).await;
+    // A write during the outage never reaches the deleted file.
+    assert!(copy);
+    std::fs::copy(&backup, s.db_path()).unwrap();
+    let h = wait_health(&s, "recovered", |h| h["operational_mode"] == "normal").await;
+    assert_eq!(h["database_status"], "healthy");
+    let (status, got) = s.get(TTS, Some(READ_TOKEN)).await;
+    assert_eq!(status, 200);
+    assert_eq!(got["config"]["volume_percent"], 64);
+    set_volume(&s, 65).await;
+}
+
+/// Copies a live SQLite database consistently with the sqlite3 CLI-free
+/// approach: python's sqlite3 backup API.
+fn rusqlite_backup(from: &Path, to: &Path) -> bool {
+    let status = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3;s=sqlite3.connect('{}');d=sqlite3.connect('{}');s.backup(d);d.execute('PRAGMA journal_mode=WAL');d.close()",
+            from.display(),
+            to.display()
+        ))
+        .status()
+        .unwrap();
+    status.success()
+}
+
+#[tokio::test]
+async fn database_locked_by_another_process_then_released() {
+    let s = Server::start_with(fast_monitor(&[])).await;
+    set_volume(&s, 21).await;
+    let mut locker = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3,sys,time\nc=sqlite3.connect('{}',isolation_level=None,timeout=10)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\nsys.stdin.readline()\nc.execute('ROLLBACK')",
+            s.db_path().display()
+        ))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(locker.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "locked");
+    }
+    let h = wait_health(&s, "locked", |h| h["database_status"] == "locked").await;
+    assert_eq!(h["operational_mode"], "read-only-fallback");
+    assert_fallback_serves_and_refuses(&s, 21).await;
+    drop(locker.stdin.take());
+    let _ = locker.wait();
+    wait_health(&s, "unlocked", |h| h["operational_mode"] == "normal").await;
+    assert_eq!(set_volume(&s, 22).await, s.version("tts-worker").await);
+}
+
+#[tokio::test]
+async fn tampered_lkg_is_reported_never_used_and_rewritten() {
+    let s = Server::start_with(fast_monitor(&[])).await;
+    set_volume(&s, 30).await;
+    let lkg_path = s.path("data/lkg.json");
+    let original = std::fs::read(&lkg_path).unwrap();
+    // One byte changed inside a value.
+    let text = String::from_utf8(original.clone()).unwrap();
+    let tampered = text.replacen("\"volume_percent\": 30", "\"volume_percent\": 31", 1);
+    assert_ne!(tampered, text);
+    std::fs::write(&lkg_path, tampered).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !s.log().contains("last-known-good cache failed verification") {
+        assert!(Instant::now() < deadline, "tampering not reported:\n{}", s.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Rewritten from the database: valid again, with the true value.
+    wait_health(&s, "lkg valid", |h| h["lkg_cache_valid"] == true).await;
+    let rewritten = String::from_utf8(std::fs::read(&lkg_path).unwrap()).unwrap();
+    assert!(rewritten.contains("\"volume_percent\": 30"));
+
+    // Signature removed, then the database breaks: the cache is not used.
+    let v: Value = serde_json::from_str(&rewritten).unwrap();
+    let mut unsigned = v.clone();
+    unsigned.as_object_mut().unwrap().remove("hmac");
+    std::fs::write(&lkg_path, serde_json::to_vec(&unsigned).unwrap()).unwrap();
+    garble(&s.db_path());
+    garble(&s.db_path().with_extension("db-wal"));
+    let h = wait_health(&s, "fallback", |h| h["operational_mode"] == "read-only-fallback").await;
+    assert_eq!(h["lkg_cache_valid"], false, "{h}");
+    let (status, body) = s.get(TTS, Some(READ_TOKEN)).await;
+    assert_eq!(status, 503, "an unverified cache is never served: {body}");
+}
+
+#[tokio::test]
+async fn lkg_from_another_epoch_is_not_used() {
+    // Two services sharing the LKG key: the second one's valid cache is put in
+    // place of the first one's.
+    let a = Server::start_with(fast_monitor(&[])).await;
+    let b = Server::start_with(fast_monitor(&[])).await;
+    set_volume(&a, 11).await;
+    set_volume(&b, 99).await;
+    std::fs::copy(b.path("data/lkg.json"), a.path("data/lkg.json")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !a.log().contains("from epoch") {
+        assert!(Instant::now() < deadline, "foreign cache not reported:\n{}", a.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_health(&a, "lkg valid", |h| h["lkg_cache_valid"] == true).await;
+    garble(&a.db_path());
+    garble(&a.db_path().with_extension("db-wal"));
+    wait_health(&a, "fallback", |h| h["operational_mode"] == "read-only-fallback").await;
+    let (status, body) = a.get(TTS, Some(READ_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["config"]["volume_percent"], 11, "served its own data, not the foreign cache");
+}
+
+fn write_schema(dir: &Path, max: u64, extra_field: bool) {
+    let mut props = json!({
+        "speed": {"type": "integer", "default": 5, "minimum": 0, "maximum": max, "description": "Speed", "x-complexity": "simple"},
+    });
+    if extra_field {
+        props["mode"] = json!({"type": "string", "default": "calm", "enum": ["calm", "fast"], "description": "Mode", "x-complexity": "advanced"});
+    }
+    let schema = json!({"type": "object", "additionalProperties": false, "properties": props});
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("arm-controller.json"), serde_json::to_vec(&schema).unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn compatible_schema_change_is_applied_and_recorded() {
+    let mut s = Server::start_with(vec![]).await;
+    let dir = s.path("schemas");
+    write_schema(&dir, 100, false);
+    s.extra_env.push(("CONFIG_SCHEMA_DIR".into(), dir.display().to_string()));
+    s.terminate();
+    s.spawn().await;
+    let (_, c) = s.get("/services/arm-controller", Some(READ_TOKEN)).await;
+    assert_eq!(c["config"]["speed"], 5);
+    let v = c["version"].as_i64().unwrap();
+    let (status, _) = s
+        .send("PATCH", "/services/arm-controller", Some(WRITE_TOKEN), &json!({"config": {"speed": 80}, "version": v}))
+        .await;
+    assert_eq!(status, 200);
+    // New field with a default: applied, recorded in history.
+    write_schema(&dir, 100, true);
+    s.terminate();
+    s.spawn().await;
+    let (_, h) = s.get("/health", None).await;
+    assert_eq!(h["operational_mode"], "normal", "{h}");
+    let (_, c) = s.get("/services/arm-controller", Some(READ_TOKEN)).await;
+    assert_eq!(c["config"]["speed"], 80);
+    assert_eq!(c["config"]["mode"], "calm");
+    let (_, hist) = s.get("/history?service=arm-controller&key=mode", Some(READ_TOKEN)).await;
+    assert_eq!(hist["entries"][0]["change_type"], "schema");
+}
+
+#[tokio::test]
+async fn incompatible_schema_change_is_read_only_with_a_report_or_reset_with_auto_rebuild() {
+    let mut s = Server::start_with(vec![]).await;
+    let dir = s.path("schemas");
+    write_schema(&dir, 100, false);
+    s.extra_env.push(("CONFIG_SCHEMA_DIR".into(), dir.display().to_string()));
+    s.terminate();
+    s.spawn().await;
+    let v = s.version("arm-controller").await;
+    s.send("PATCH", "/services/arm-controller", Some(WRITE_TOKEN), &json!({"config": {"speed": 80}, "version": v}))
+        .await;
+    // Tighten the maximum below the stored value.
+    write_schema(&dir, 50, false);
+    s.terminate();
+    s.spawn().await;
+    let (status, h) = s.get("/health", None).await;
+    assert_eq!(status, 503);
+    assert_eq!(h["database_status"], "schema-mismatch");
+    assert_eq!(h["operational_mode"], "read-only-fallback");
+    let err = h["err"].as_str().unwrap();
+    assert!(err.contains("arm-controller") && err.contains("/speed"), "{err}");
+    let (status, c) = s.get("/services/arm-controller", Some(READ_TOKEN)).await;
+    assert_eq!(status, 200, "reads keep working");
+    assert_eq!(c["config"]["speed"], 80);
+    let (status, _) = s
+        .send("PATCH", TTS, Some(WRITE_TOKEN), &json!({"config": {"volume_percent": 1}, "version": 1}))
+        .await;
+    assert_eq!(status, 503);
+    // With ALLOW_AUTO_REBUILD=1 only the failing field is reset.
+    s.extra_env.push(("ALLOW_AUTO_REBUILD".into(), "1".into()));
+    s.terminate();
+    s.spawn().await;
+    let (status, h) = s.get("/health", None).await;
+    assert_eq!(status, 200, "{h}");
+    let (_, c) = s.get("/services/arm-controller", Some(READ_TOKEN)).await;
+    assert_eq!(c["config"]["speed"], 5);
+    let (_, hist) = s.get("/history?service=arm-controller&key=speed", Some(READ_TOKEN)).await;
+    assert_eq!(hist["entries"][0]["change_type"], "schema");
+    assert_eq!(hist["entries"][0]["old_value"], 80);
+}
