@@ -48,6 +48,7 @@ mod mqtt;
 pub use client::{Client, ClientBuilder, Snapshot};
 pub use config_manager_core::envelope::freshness::{AppliedState, FreshnessPolicy};
 pub use counters::CounterSnapshot;
+pub use mqtt::tls_config;
 pub use mqtt_url::MqttEndpoint;
 pub use pipeline::{Outcome, RejectReason};
 pub use settings::{ApiToken, ClientSettings, LkgSource, SettingsError};

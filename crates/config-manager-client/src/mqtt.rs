@@ -54,8 +54,9 @@ pub(crate) fn options(
 
 /// rustls with the ring provider chosen explicitly (more than one provider
 /// may be compiled in, and then rustls cannot pick a default by itself); CA
-/// certificates from `ca_file`, else the system's roots.
-fn tls_config(endpoint: &MqttEndpoint) -> Result<rustls::ClientConfig, ClientError> {
+/// certificates from `ca_file`, else the system's roots. Public so the
+/// manager's publisher connects to `mqtts://` exactly as services do.
+pub fn tls_config(endpoint: &MqttEndpoint) -> Result<rustls::ClientConfig, ClientError> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::CertificateDer;
 

@@ -125,6 +125,7 @@ fn health() -> HealthStatus {
         event: None,
         err: None,
         mqtt_connected: true,
+        mqtt_configured: true,
         uptime_seconds: 5,
         manager_version: "0.1.0".into(),
     }
@@ -152,7 +153,7 @@ fn health_payloads_validate() {
 
 #[test]
 fn python_era_health_examples_lack_only_the_new_fields() {
-    // The earlier contract's first example plus our four additions validates:
+    // The earlier contract's first example plus our five additions validates:
     // existing consumers see every field they know, unchanged.
     let mut old = json!({
         "ok": true, "database_status": "healthy", "operational_mode": "normal",
@@ -165,6 +166,7 @@ fn python_era_health_examples_lack_only_the_new_fields() {
     for (k, v) in [
         ("status", json!("online")),
         ("mqtt_connected", json!(true)),
+        ("mqtt_configured", json!(true)),
         ("uptime_seconds", json!(1)),
         ("manager_version", json!("0.1.0")),
     ] {

@@ -3,8 +3,8 @@
 //!
 //! It carries every field of the earlier Python contract
 //! (`contracts/mqtt-health-status.schema.json` lists them) so existing TARS
-//! consumers keep working, plus `status`, `mqtt_connected`, `uptime_seconds`
-//! and `manager_version`. The same struct, with `status: "offline"`, is the
+//! consumers keep working, plus `status`, `mqtt_connected`, `mqtt_configured`,
+//! `uptime_seconds` and `manager_version`. The same struct, with `status: "offline"`, is the
 //! MQTT last-will, so a consumer tells a dead manager from a degraded one
 //! without a second topic.
 
@@ -79,6 +79,9 @@ pub struct HealthStatus {
     /// Whether the manager's MQTT connection is up (as seen over REST; on MQTT
     /// it is `true` except in the last-will).
     pub mqtt_connected: bool,
+    /// Whether the manager has a broker to publish to (`MQTT_URL` set). With
+    /// `mqtt_connected` it tells "disconnected" (a fault) from "not used".
+    pub mqtt_configured: bool,
     pub uptime_seconds: u64,
     /// The manager's release (`CARGO_PKG_VERSION`).
     pub manager_version: String,
@@ -123,6 +126,7 @@ mod tests {
             event: None,
             err: None,
             mqtt_connected: true,
+            mqtt_configured: true,
             uptime_seconds: 42,
             manager_version: "0.1.0".into(),
         }

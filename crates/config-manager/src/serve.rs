@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::first_run;
 use crate::settings::{EnvSource, Settings};
-use crate::state::{AppState, ChangeSink, NoSink};
+use crate::state::{AppState, ChangeSink};
 use crate::modes::RebuildTrigger;
 use crate::status::StatusBoard;
 
@@ -124,16 +124,21 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     } else if report.changed {
         tracing::info!(upgraded = ?report.upgraded, reset = report.reset.len(), "applied a schema change");
     }
-    let sink: Arc<dyn ChangeSink> = Arc::new(NoSink);
+    // Built before the state (which holds its sink), started after; it never
+    // waits for the broker, so start-up does not depend on MQTT.
+    let publisher = crate::mqtt::Publisher::new(settings.mqtt.as_ref())?;
+    let sink: Arc<dyn ChangeSink> = publisher.sink();
     let state = AppState::new(manager, settings.clone(), sink, status);
     report_existing_lkg(&state).await;
     state.refresh_lkg().await;
+    let mqtt = publisher.start(state.clone());
     let shutdown = CancellationToken::new();
     let monitor = tokio::spawn(crate::modes::monitor::run(
         state.clone(),
         settings.monitor_interval,
         shutdown.clone(),
     ));
+    let rotation = tokio::spawn(crate::keys::rotation::run(state.clone(), shutdown.clone()));
     let addr = std::net::SocketAddr::new(settings.host, settings.port);
     let listener = TcpListener::bind(addr)
         .await
@@ -146,6 +151,9 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     shutdown.cancel();
     let _ = monitor.await;
+    let _ = rotation.await;
+    // Offline health, flushed, then a clean disconnect (no last-will).
+    mqtt.shutdown().await;
     let manager = state.manager();
     tokio::task::spawn_blocking(move || manager.store().checkpoint()).await??;
     Ok(())

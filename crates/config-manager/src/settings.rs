@@ -148,13 +148,16 @@ pub struct Settings {
     pub signing_key: SigningKey,
     pub verifying_key: VerifyingKey,
     pub rebuild_token: RedactedString,
-    pub mqtt_url: Option<RedactedString>,
+    /// `MQTT_URL` and the other `MQTT_*` variables; `None` when no URL is set.
+    pub mqtt: Option<crate::mqtt::MqttSettings>,
     pub allow_auto_rebuild: bool,
     pub allow_unknown_services: bool,
     pub max_body_bytes: usize,
     pub log_format: LogFormat,
     /// How often the database monitor checks the file.
     pub monitor_interval: std::time::Duration,
+    /// Secrets re-encrypted per transaction during a master-key rotation.
+    pub rotation_batch: usize,
 }
 
 /// A string that never shows in `Debug` output or logs.
@@ -218,15 +221,17 @@ impl Settings {
             Some("json") => LogFormat::Json,
             Some(_) => return Err(bad("LOG_FORMAT", "must be 'text' or 'json'")),
         };
-        let mqtt_url = env
-            .get("MQTT_URL")
-            .map(|u| RedactedString(u.trim().to_owned()));
+        let mqtt = crate::mqtt::MqttSettings::from_env(env)?;
         let max_body_bytes = env.parse("CONFIG_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?;
         if !(1024..=16 * 1024 * 1024).contains(&max_body_bytes) {
             return Err(bad(
                 "CONFIG_MAX_BODY_BYTES",
                 "must be between 1024 and 16777216",
             ));
+        }
+        let rotation_batch: usize = env.parse("CONFIG_ROTATION_BATCH", 100)?;
+        if !(1..=10_000).contains(&rotation_batch) {
+            return Err(bad("CONFIG_ROTATION_BATCH", "must be between 1 and 10000"));
         }
         let monitor_ms: u64 = env.parse("CONFIG_MONITOR_INTERVAL_MS", 1000)?;
         if !(50..=60_000).contains(&monitor_ms) {
@@ -245,12 +250,13 @@ impl Settings {
             signing_key,
             verifying_key,
             rebuild_token: RedactedString(rebuild_token.to_owned()),
-            mqtt_url,
+            mqtt,
             allow_auto_rebuild: env.flag("ALLOW_AUTO_REBUILD")?,
             allow_unknown_services: env.flag("CONFIG_ALLOW_UNKNOWN_SERVICES")?,
             max_body_bytes,
             log_format,
             monitor_interval: std::time::Duration::from_millis(monitor_ms),
+            rotation_batch,
         })
     }
 }
@@ -292,10 +298,14 @@ pub const ALL_VARIABLES: &[&str] = &[
     "CONFIG_SIGNATURE_PUBLIC_KEY",
     "REBUILD_TOKEN",
     "MQTT_URL",
+    "MQTT_CA_FILE",
+    "MQTT_CLIENT_ID",
+    "MQTT_REISSUE_SECS",
     "ALLOW_AUTO_REBUILD",
     "CONFIG_ALLOW_UNKNOWN_SERVICES",
     "CONFIG_MAX_BODY_BYTES",
     "CONFIG_MONITOR_INTERVAL_MS",
+    "CONFIG_ROTATION_BATCH",
     "LOG_FORMAT",
     "RUST_LOG",
     "CONFIG_MANAGER_URL",

@@ -108,7 +108,11 @@ impl AppState {
 
     /// Replaces the manager (after recovery or a rebuild).
     pub fn replace_manager(&self, manager: Manager) {
-        *self.inner.manager.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(manager);
+        *self
+            .inner
+            .manager
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(manager);
     }
 
     /// The fallback view, when in read-only fallback with a valid cache.
@@ -121,7 +125,11 @@ impl AppState {
     }
 
     pub fn set_fallback(&self, view: Option<FallbackView>) {
-        *self.inner.fallback.write().unwrap_or_else(|p| p.into_inner()) = view.map(Arc::new);
+        *self
+            .inner
+            .fallback
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = view.map(Arc::new);
     }
 
     pub fn lkg(&self) -> &Arc<LkgFile> {
@@ -216,9 +224,10 @@ impl AppState {
         let result = tokio::task::spawn_blocking(move || f(&manager))
             .await
             .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?;
-        self.inner
-            .metrics
-            .observe_db(started.elapsed(), result.is_ok());
+        // Only server-side failures count as failed operations; a 404 or a
+        // 409 is the database answering correctly.
+        let failed = matches!(&result, Err(e) if e.status().is_server_error());
+        self.inner.metrics.observe_db(started.elapsed(), !failed);
         result
     }
 

@@ -12,12 +12,17 @@ pub struct Status {
     pub mode: OperationalMode,
     pub lkg_cache_valid: bool,
     pub mqtt_connected: bool,
+    /// Whether `MQTT_URL` is set (the web UI warns only when it is and the
+    /// link is down).
+    pub mqtt_configured: bool,
     pub litestream_status: LitestreamStatus,
     pub last_backup: Option<String>,
     /// The last state transition, for operators.
     pub event: Option<String>,
     /// Why the service is degraded; safe to show (no paths with secrets, no values).
     pub err: Option<String>,
+    /// Progress of the master-key re-encryption job.
+    pub rotation: crate::keys::rotation::RotationStatus,
 }
 
 impl Default for Status {
@@ -27,10 +32,12 @@ impl Default for Status {
             mode: OperationalMode::Normal,
             lkg_cache_valid: false,
             mqtt_connected: false,
+            mqtt_configured: false,
             litestream_status: LitestreamStatus::Disabled,
             last_backup: None,
             event: None,
             err: None,
+            rotation: Default::default(),
         }
     }
 }

@@ -19,7 +19,10 @@ const LKG_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 fn fast_monitor(extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = vec![
         ("CONFIG_MONITOR_INTERVAL_MS".to_owned(), "100".to_owned()),
-        ("REBUILD_TOKEN".to_owned(), "rebuild-token-0123456789".to_owned()),
+        (
+            "REBUILD_TOKEN".to_owned(),
+            "rebuild-token-0123456789".to_owned(),
+        ),
         ("LKG_HMAC_KEY_BASE64".to_owned(), LKG_KEY.to_owned()),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -34,7 +37,11 @@ async fn wait_health(s: &Server, what: &str, pred: impl Fn(&Value) -> bool) -> V
         if pred(&h) {
             return h;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; health: {h}\n{}", s.log());
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; health: {h}\n{}",
+            s.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -74,14 +81,22 @@ impl ReaderLoop {
     async fn finish(self) -> (usize, usize) {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.task.await;
-        (self.failures.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed))
+        (
+            self.failures.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        )
     }
 }
 
 async fn set_volume(s: &Server, volume: i64) -> i64 {
     let v = s.version("tts-worker").await;
     let (status, body) = s
-        .send("PATCH", TTS, Some(WRITE_TOKEN), &json!({"config": {"volume_percent": volume}, "version": v}))
+        .send(
+            "PATCH",
+            TTS,
+            Some(WRITE_TOKEN),
+            &json!({"config": {"volume_percent": volume}, "version": v}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     body["version"].as_i64().unwrap()
@@ -115,13 +130,31 @@ async fn assert_fallback_serves_and_refuses(s: &Server, volume: i64) {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-config-source"], "lkg-cache");
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["config"]["volume_percent"], volume, "the last acknowledged write is served");
+    assert_eq!(
+        body["config"]["volume_percent"], volume,
+        "the last acknowledged write is served"
+    );
     let (status, body) = s
-        .send("PATCH", TTS, Some(WRITE_TOKEN), &json!({"config": {"volume_percent": 1}, "version": 99}))
+        .send(
+            "PATCH",
+            TTS,
+            Some(WRITE_TOKEN),
+            &json!({"config": {"volume_percent": 1}, "version": 99}),
+        )
         .await;
     assert_eq!(status, 503, "{body}");
-    assert!(body["detail"].as_str().unwrap().contains("read-only"), "{body}");
-    let (status, body) = s.send("POST", "/search", Some(READ_TOKEN), &json!({"query": "volume"})).await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("read-only"),
+        "{body}"
+    );
+    let (status, body) = s
+        .send(
+            "POST",
+            "/search",
+            Some(READ_TOKEN),
+            &json!({"query": "volume"}),
+        )
+        .await;
     assert_eq!(status, 200, "search keeps working: {body}");
     let (status, _) = s.get("/services", Some(READ_TOKEN)).await;
     assert_eq!(status, 200);
@@ -140,11 +173,17 @@ async fn garbage_database_falls_back_without_failed_reads_then_rebuild_keeps_dat
     let fault_at = Instant::now();
     garble(&s.db_path());
     garble(&s.db_path().with_extension("db-wal"));
-    let h = wait_health(&s, "fallback", |h| h["operational_mode"] == "read-only-fallback").await;
+    let h = wait_health(&s, "fallback", |h| {
+        h["operational_mode"] == "read-only-fallback"
+    })
+    .await;
     let switch_time = fault_at.elapsed();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (failed, total) = readers.finish().await;
-    assert_eq!(failed, 0, "{failed} of {total} reads failed during the switch");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {total} reads failed during the switch"
+    );
     eprintln!("fault -> fallback in {switch_time:?}; {total} reads, 0 failed");
     assert_eq!(h["database_status"], "corrupted");
     assert_eq!(h["ok"], false);
@@ -153,7 +192,12 @@ async fn garbage_database_falls_back_without_failed_reads_then_rebuild_keeps_dat
 
     // Rebuild by token: new epoch, data kept, broken file kept.
     let (status, body) = s
-        .send("POST", "/rebuild", Some(WRITE_TOKEN), &json!({"token": "rebuild-token-0123456789"}))
+        .send(
+            "POST",
+            "/rebuild",
+            Some(WRITE_TOKEN),
+            &json!({"token": "rebuild-token-0123456789"}),
+        )
         .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["tombstone"]["seed_source"], "lkg");
@@ -164,7 +208,10 @@ async fn garbage_database_falls_back_without_failed_reads_then_rebuild_keeps_dat
     let (_, got) = s.get(TTS, Some(READ_TOKEN)).await;
     assert_eq!(got["config"]["volume_percent"], 42);
     assert_eq!(got["config_epoch"], h["config_epoch"]);
-    assert!(!broken_files(&s.path("data")).is_empty(), "broken file moved aside, not deleted");
+    assert!(
+        !broken_files(&s.path("data")).is_empty(),
+        "broken file moved aside, not deleted"
+    );
     let tombstone = body["tombstone"]["tombstone_path"].as_str().unwrap();
     let t: Value = serde_json::from_slice(&std::fs::read(tombstone).unwrap()).unwrap();
     assert_eq!(t["new_epoch"], h["config_epoch"]);
@@ -174,7 +221,11 @@ async fn garbage_database_falls_back_without_failed_reads_then_rebuild_keeps_dat
     let (_, audit) = s.get("/audit?action=database.", Some(WRITE_TOKEN)).await;
     assert_eq!(audit["entries"][0]["action"], "database.rebuild");
     let (_, hist) = s.get("/history?service=tts-worker", Some(READ_TOKEN)).await;
-    assert!(hist["entries"].as_array().unwrap().iter().any(|e| e["change_type"] == "rebuild"));
+    assert!(hist["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["change_type"] == "rebuild"));
 }
 
 #[tokio::test]
@@ -182,7 +233,10 @@ async fn truncated_database_with_auto_rebuild_recovers_by_itself() {
     let s = Server::start_with(fast_monitor(&[("ALLOW_AUTO_REBUILD", "1")])).await;
     set_volume(&s, 17).await;
     let (_, before) = s.get("/health", None).await;
-    let f = std::fs::OpenOptions::new().write(true).open(s.db_path()).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(s.db_path())
+        .unwrap();
     f.set_len(1000).unwrap();
     drop(f);
     garble(&s.db_path().with_extension("db-wal"));
@@ -207,7 +261,10 @@ async fn deleted_database_enters_fallback_and_comes_back_when_restored() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", s.db_path().display()));
     }
-    let h = wait_health(&s, "fallback", |h| h["operational_mode"] == "read-only-fallback").await;
+    let h = wait_health(&s, "fallback", |h| {
+        h["operational_mode"] == "read-only-fallback"
+    })
+    .await;
     assert_eq!(h["database_status"], "missing");
     assert_fallback_serves_and_refuses(&s, 64).await;
     // A write during the outage never reaches the deleted file.
@@ -253,7 +310,9 @@ async fn database_locked_by_another_process_then_released() {
     {
         use std::io::BufRead;
         let mut line = String::new();
-        std::io::BufReader::new(locker.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        std::io::BufReader::new(locker.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         assert_eq!(line.trim(), "locked");
     }
     let h = wait_health(&s, "locked", |h| h["database_status"] == "locked").await;
@@ -277,8 +336,15 @@ async fn tampered_lkg_is_reported_never_used_and_rewritten() {
     assert_ne!(tampered, text);
     std::fs::write(&lkg_path, tampered).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !s.log().contains("last-known-good cache failed verification") {
-        assert!(Instant::now() < deadline, "tampering not reported:\n{}", s.log());
+    while !s
+        .log()
+        .contains("last-known-good cache failed verification")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "tampering not reported:\n{}",
+            s.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Rewritten from the database: valid again, with the true value.
@@ -293,7 +359,10 @@ async fn tampered_lkg_is_reported_never_used_and_rewritten() {
     std::fs::write(&lkg_path, serde_json::to_vec(&unsigned).unwrap()).unwrap();
     garble(&s.db_path());
     garble(&s.db_path().with_extension("db-wal"));
-    let h = wait_health(&s, "fallback", |h| h["operational_mode"] == "read-only-fallback").await;
+    let h = wait_health(&s, "fallback", |h| {
+        h["operational_mode"] == "read-only-fallback"
+    })
+    .await;
     assert_eq!(h["lkg_cache_valid"], false, "{h}");
     let (status, body) = s.get(TTS, Some(READ_TOKEN)).await;
     assert_eq!(status, 503, "an unverified cache is never served: {body}");
@@ -310,16 +379,26 @@ async fn lkg_from_another_epoch_is_not_used() {
     std::fs::copy(b.path("data/lkg.json"), a.path("data/lkg.json")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !a.log().contains("from epoch") {
-        assert!(Instant::now() < deadline, "foreign cache not reported:\n{}", a.log());
+        assert!(
+            Instant::now() < deadline,
+            "foreign cache not reported:\n{}",
+            a.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     wait_health(&a, "lkg valid", |h| h["lkg_cache_valid"] == true).await;
     garble(&a.db_path());
     garble(&a.db_path().with_extension("db-wal"));
-    wait_health(&a, "fallback", |h| h["operational_mode"] == "read-only-fallback").await;
+    wait_health(&a, "fallback", |h| {
+        h["operational_mode"] == "read-only-fallback"
+    })
+    .await;
     let (status, body) = a.get(TTS, Some(READ_TOKEN)).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["config"]["volume_percent"], 11, "served its own data, not the foreign cache");
+    assert_eq!(
+        body["config"]["volume_percent"], 11,
+        "served its own data, not the foreign cache"
+    );
 }
 
 fn write_schema(dir: &Path, max: u64, extra_field: bool) {
@@ -331,7 +410,11 @@ fn write_schema(dir: &Path, max: u64, extra_field: bool) {
     }
     let schema = json!({"type": "object", "additionalProperties": false, "properties": props});
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("arm-controller.json"), serde_json::to_vec(&schema).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("arm-controller.json"),
+        serde_json::to_vec(&schema).unwrap(),
+    )
+    .unwrap();
 }
 
 #[tokio::test]
@@ -339,14 +422,20 @@ async fn compatible_schema_change_is_applied_and_recorded() {
     let mut s = Server::start_with(vec![]).await;
     let dir = s.path("schemas");
     write_schema(&dir, 100, false);
-    s.extra_env.push(("CONFIG_SCHEMA_DIR".into(), dir.display().to_string()));
+    s.extra_env
+        .push(("CONFIG_SCHEMA_DIR".into(), dir.display().to_string()));
     s.terminate();
     s.spawn().await;
     let (_, c) = s.get("/services/arm-controller", Some(READ_TOKEN)).await;
     assert_eq!(c["config"]["speed"], 5);
     let v = c["version"].as_i64().unwrap();
     let (status, _) = s
-        .send("PATCH", "/services/arm-controller", Some(WRITE_TOKEN), &json!({"config": {"speed": 80}, "version": v}))
+        .send(
+            "PATCH",
+            "/services/arm-controller",
+            Some(WRITE_TOKEN),
+            &json!({"config": {"speed": 80}, "version": v}),
+        )
         .await;
     assert_eq!(status, 200);
     // New field with a default: applied, recorded in history.
@@ -358,7 +447,9 @@ async fn compatible_schema_change_is_applied_and_recorded() {
     let (_, c) = s.get("/services/arm-controller", Some(READ_TOKEN)).await;
     assert_eq!(c["config"]["speed"], 80);
     assert_eq!(c["config"]["mode"], "calm");
-    let (_, hist) = s.get("/history?service=arm-controller&key=mode", Some(READ_TOKEN)).await;
+    let (_, hist) = s
+        .get("/history?service=arm-controller&key=mode", Some(READ_TOKEN))
+        .await;
     assert_eq!(hist["entries"][0]["change_type"], "schema");
 }
 
@@ -367,12 +458,18 @@ async fn incompatible_schema_change_is_read_only_with_a_report_or_reset_with_aut
     let mut s = Server::start_with(vec![]).await;
     let dir = s.path("schemas");
     write_schema(&dir, 100, false);
-    s.extra_env.push(("CONFIG_SCHEMA_DIR".into(), dir.display().to_string()));
+    s.extra_env
+        .push(("CONFIG_SCHEMA_DIR".into(), dir.display().to_string()));
     s.terminate();
     s.spawn().await;
     let v = s.version("arm-controller").await;
-    s.send("PATCH", "/services/arm-controller", Some(WRITE_TOKEN), &json!({"config": {"speed": 80}, "version": v}))
-        .await;
+    s.send(
+        "PATCH",
+        "/services/arm-controller",
+        Some(WRITE_TOKEN),
+        &json!({"config": {"speed": 80}, "version": v}),
+    )
+    .await;
     // Tighten the maximum below the stored value.
     write_schema(&dir, 50, false);
     s.terminate();
@@ -382,12 +479,20 @@ async fn incompatible_schema_change_is_read_only_with_a_report_or_reset_with_aut
     assert_eq!(h["database_status"], "schema-mismatch");
     assert_eq!(h["operational_mode"], "read-only-fallback");
     let err = h["err"].as_str().unwrap();
-    assert!(err.contains("arm-controller") && err.contains("/speed"), "{err}");
+    assert!(
+        err.contains("arm-controller") && err.contains("/speed"),
+        "{err}"
+    );
     let (status, c) = s.get("/services/arm-controller", Some(READ_TOKEN)).await;
     assert_eq!(status, 200, "reads keep working");
     assert_eq!(c["config"]["speed"], 80);
     let (status, _) = s
-        .send("PATCH", TTS, Some(WRITE_TOKEN), &json!({"config": {"volume_percent": 1}, "version": 1}))
+        .send(
+            "PATCH",
+            TTS,
+            Some(WRITE_TOKEN),
+            &json!({"config": {"volume_percent": 1}, "version": 1}),
+        )
         .await;
     assert_eq!(status, 503);
     // With ALLOW_AUTO_REBUILD=1 only the failing field is reset.
@@ -398,7 +503,12 @@ async fn incompatible_schema_change_is_read_only_with_a_report_or_reset_with_aut
     assert_eq!(status, 200, "{h}");
     let (_, c) = s.get("/services/arm-controller", Some(READ_TOKEN)).await;
     assert_eq!(c["config"]["speed"], 5);
-    let (_, hist) = s.get("/history?service=arm-controller&key=speed", Some(READ_TOKEN)).await;
+    let (_, hist) = s
+        .get(
+            "/history?service=arm-controller&key=speed",
+            Some(READ_TOKEN),
+        )
+        .await;
     assert_eq!(hist["entries"][0]["change_type"], "schema");
     assert_eq!(hist["entries"][0]["old_value"], 80);
 }

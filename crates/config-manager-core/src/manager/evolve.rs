@@ -58,7 +58,11 @@ impl SchemaReport {
 
 impl Manager {
     /// Checks stored configurations against changed schemas (see module docs).
-    pub(super) fn evolve_schemas(&mut self, recorded_hash: &str, auto_fix: bool) -> Result<SchemaReport> {
+    pub(super) fn evolve_schemas(
+        &mut self,
+        recorded_hash: &str,
+        auto_fix: bool,
+    ) -> Result<SchemaReport> {
         let hash = self.schemas.hash();
         let mut report = SchemaReport {
             changed: hash != recorded_hash,
@@ -84,7 +88,10 @@ impl Manager {
                         });
                         continue;
                     }
-                    (errors, "schema change: incompatible fields reset to their defaults")
+                    (
+                        errors,
+                        "schema change: incompatible fields reset to their defaults",
+                    )
                 }
                 Err(errors) => {
                     report.mismatches.push(SchemaMismatch {
@@ -131,9 +138,18 @@ impl Manager {
 
 /// Resets each failing top-level field to its default, or drops it when the
 /// schema has no default for it (a field that no longer exists).
-fn reset_fields(config: &mut Map<String, Value>, errors: &[FieldError], defaults: &Map<String, Value>) {
+fn reset_fields(
+    config: &mut Map<String, Value>,
+    errors: &[FieldError],
+    defaults: &Map<String, Value>,
+) {
     for e in errors {
-        let key = e.pointer.trim_start_matches('/').split('/').next().unwrap_or("");
+        let key = e
+            .pointer
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("");
         if key.is_empty() {
             continue;
         }

@@ -9,6 +9,7 @@ mod error;
 mod evolve;
 mod profiles;
 mod restore;
+mod rotation;
 mod search;
 mod snapshot;
 mod transfer;
@@ -24,6 +25,7 @@ pub use error::ManagerError;
 pub use evolve::{SchemaMismatch, SchemaReport};
 pub use profiles::validate_profile_name;
 pub use restore::RestoreOutcome;
+pub use rotation::{KeyCensus, ROTATION_BATCH};
 pub use search::{search_checked, search_items, SearchHit, SearchQuery};
 pub use snapshot::{FallbackView, SeedReport};
 pub use transfer::{

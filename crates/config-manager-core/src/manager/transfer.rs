@@ -292,7 +292,12 @@ impl Manager {
         let expected = if options.expect_versions {
             match entry.version {
                 Some(v) => v,
-                None => return Err(field(&format!("{at}/version"), "required by expect_versions")),
+                None => {
+                    return Err(field(
+                        &format!("{at}/version"),
+                        "required by expect_versions",
+                    ))
+                }
             }
         } else {
             current
@@ -368,8 +373,8 @@ impl Manager {
         let mut unchanged = Vec::new();
         for w in writes {
             let current = self.store.get_config(&w.service).ok();
-            let same = current.as_ref().is_some_and(|c| c.config == w.config)
-                && w.secrets.is_empty();
+            let same =
+                current.as_ref().is_some_and(|c| c.config == w.config) && w.secrets.is_empty();
             if same {
                 unchanged.push(w.service.clone());
             } else {
@@ -500,7 +505,9 @@ mod tests {
             masked.services["tts-worker"].config["eleven_api_key"],
             SECRET_MASK
         );
-        assert!(!serde_json::to_string(&masked).unwrap().contains("vendor-secret-1"));
+        assert!(!serde_json::to_string(&masked)
+            .unwrap()
+            .contains("vendor-secret-1"));
         let full = a
             .export(ExportOptions {
                 include_secrets: true,
@@ -587,7 +594,10 @@ mod tests {
                 },
             )
             .unwrap_err();
-        assert!(matches!(err, ManagerError::Conflict { current: 1 }), "{err:?}");
+        assert!(
+            matches!(err, ManagerError::Conflict { current: 1 }),
+            "{err:?}"
+        );
     }
 
     #[test]

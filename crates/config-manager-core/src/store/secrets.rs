@@ -97,6 +97,30 @@ impl Store {
         })
     }
 
+    /// Re-seals a batch in one transaction: each `(service, key, expected,
+    /// new)` is replaced only if its ciphertext is still `expected`. Returns
+    /// how many rows changed.
+    pub fn reseal_secrets(
+        &self,
+        batch: &[(String, String, String, String)],
+        key_id: &str,
+    ) -> Result<usize> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE secrets SET ciphertext = ?4, key_id = ?5
+                 WHERE service = ?1 AND key = ?2 AND ciphertext = ?3",
+            )?;
+            let mut changed = 0;
+            for (service, key, expected, new) in batch {
+                changed += stmt.execute(params![service, key, expected, new, key_id])?;
+            }
+            Ok(changed)
+        })
+    }
+
     /// Replaces one secret's ciphertext if it is still `expected_ciphertext`
     /// (re-encryption under a new key: safe to interrupt and to race with a
     /// user's write, which wins). Returns whether the row was updated.

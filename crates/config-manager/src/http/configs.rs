@@ -25,7 +25,10 @@ pub async fn list(
         .read(|m| Ok(m.list_services()?), |f| Ok(f.list_services()))
         .await?;
     services.retain(|s| caller.may_access(s));
-    Ok(with_source(Json(json!({ "services": services })).into_response(), served))
+    Ok(with_source(
+        Json(json!({ "services": services })).into_response(),
+        served,
+    ))
 }
 
 #[derive(Deserialize)]

@@ -26,6 +26,7 @@ pub fn snapshot(state: &AppState) -> HealthStatus {
         event: s.event,
         err: s.err,
         mqtt_connected: s.mqtt_connected,
+        mqtt_configured: s.mqtt_configured,
         uptime_seconds: state.uptime_seconds(),
         manager_version: env!("CARGO_PKG_VERSION").into(),
     };

@@ -8,6 +8,7 @@ pub mod error;
 pub mod health;
 pub mod history;
 pub mod json;
+pub mod keys;
 pub mod openapi;
 pub mod profiles;
 pub mod rebuild;
@@ -57,6 +58,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/profiles/{name}/activate"),
     ("post", "/rebuild"),
     ("get", "/audit"),
+    ("get", "/keys/status"),
     ("get", "/export"),
     ("post", "/import"),
 ];
@@ -92,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/profiles/{name}/activate", put(profiles::activate))
         .route("/rebuild", post(rebuild::rebuild))
         .route("/audit", get(audit::list))
+        .route("/keys/status", get(keys::status))
         .route("/export", get(transfer::export))
         .route("/import", post(transfer::import));
     let limit = state.max_body_bytes();

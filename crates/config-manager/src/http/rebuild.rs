@@ -3,10 +3,10 @@
 //! LKG cache, and answers 202 with the tombstone (see `modes::rebuild`).
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use config_manager_core::crypto::mac::tokens_equal;
 use serde::Deserialize;
-use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use super::auth::{audit_denial, RequireWrite};
@@ -37,9 +37,12 @@ pub async fn rebuild(
         crate::modes::RebuildTrigger::Manual,
     )
     .await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({
-        "success": true,
-        "status": "completed",
-        "tombstone": tombstone,
-    }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "success": true,
+            "status": "completed",
+            "tombstone": tombstone,
+        })),
+    ))
 }

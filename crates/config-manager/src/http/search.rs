@@ -76,8 +76,7 @@ pub async fn search(
         )
         .await?;
     Ok(super::configs::with_source(
-        Json(json!({ "query": query_text, "results": hits, "total_count": total }))
-            .into_response(),
+        Json(json!({ "query": query_text, "results": hits, "total_count": total })).into_response(),
         served,
     ))
 }

@@ -75,7 +75,10 @@ pub async fn enter_fallback(state: &AppState, status: DatabaseStatus, cause: &st
 
 /// Loads and verifies the cache and checks that it belongs to this database
 /// (same epoch). Returns the view, or why there is none.
-pub(crate) async fn load_fallback(state: &AppState, manager: &Manager) -> (Option<FallbackView>, Option<String>) {
+pub(crate) async fn load_fallback(
+    state: &AppState,
+    manager: &Manager,
+) -> (Option<FallbackView>, Option<String>) {
     let lkg = state.lkg().clone();
     let loaded = tokio::task::spawn_blocking(move || lkg.load()).await;
     let cache = match loaded {

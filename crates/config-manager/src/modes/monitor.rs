@@ -61,8 +61,7 @@ pub async fn run(state: AppState, interval: Duration, shutdown: CancellationToke
         {
             let path = state.settings().db_path.clone();
             let old = state.manager();
-            let reopened =
-                tokio::task::spawn_blocking(move || reopen(&path, &old)).await;
+            let reopened = tokio::task::spawn_blocking(move || reopen(&path, &old)).await;
             match reopened {
                 Ok(Ok(manager)) => recover(&state, manager).await,
                 Ok(Err(e)) => {
@@ -98,7 +97,9 @@ async fn verify_lkg(state: &AppState) {
         tracing::warn!(%problem, "last-known-good cache failed verification; rewriting it from the database");
         state.status().update(|s| {
             s.lkg_cache_valid = false;
-            s.event = Some(format!("last-known-good cache invalid ({problem}); rewritten"));
+            s.event = Some(format!(
+                "last-known-good cache invalid ({problem}); rewritten"
+            ));
         });
         state.refresh_lkg().await;
     }

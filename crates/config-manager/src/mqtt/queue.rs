@@ -62,6 +62,16 @@ impl ChangeQueue {
         self.notify.notify_one();
     }
 
+    /// Records that every service needs publishing (a failed listing).
+    pub fn mark_all(&self) {
+        {
+            let mut dirty = self.lock();
+            dirty.services.clear();
+            dirty.all = true;
+        }
+        self.notify.notify_one();
+    }
+
     /// Takes everything marked so far (`None` when nothing is).
     pub fn take(&self) -> Option<Pending> {
         let mut dirty = self.lock();
