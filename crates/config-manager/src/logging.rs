@@ -15,6 +15,8 @@
 //! explicit fields; the tests in `tests/ops.rs` exercise every endpoint with
 //! real tokens and a secret and search the captured log for them.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::LogFormat;
@@ -36,6 +38,9 @@ pub fn init_logging(format: LogFormat) {
             .with_current_span(true)
             .with_span_list(true)
             .try_init(),
-        LogFormat::Text => builder.try_init(),
+        // Colours only for a terminal: journald and log files get plain text.
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
 }
