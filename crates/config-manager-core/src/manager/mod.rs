@@ -72,7 +72,7 @@ impl std::fmt::Debug for ManagerOptions {
 /// The configuration manager over one database.
 #[derive(Debug)]
 pub struct Manager {
-    store: Store,
+    store: Arc<Store>,
     schemas: SchemaRegistry,
     options: ManagerOptions,
     epoch: Epoch,
@@ -88,6 +88,34 @@ impl Manager {
     /// hash, and stores the defaults of every schema'd service that has no
     /// configuration yet as version 1.
     pub fn open(store: Store, schemas: SchemaRegistry, options: ManagerOptions) -> Result<Self> {
+        Self::open_shared(Arc::new(store), schemas, options)
+    }
+
+    /// [`Manager::open`] over a store that another manager shares (a schema
+    /// registration builds a new manager over the same database).
+    fn open_shared(
+        store: Arc<Store>,
+        mut schemas: SchemaRegistry,
+        options: ManagerOptions,
+    ) -> Result<Self> {
+        let mut invalid_registered = Vec::new();
+        for (service, document) in store.list_registered_schemas()? {
+            let compiled = ServiceName::parse(&service)
+                .map_err(|e| e.to_string())
+                .and_then(|name| {
+                    ServiceSchema::from_json_str(name, &document).map_err(|e| e.to_string())
+                });
+            match compiled {
+                Ok(schema) => schemas.register(schema),
+                Err(reason) => invalid_registered.push(SchemaMismatch {
+                    service,
+                    errors: vec![crate::schema::FieldError::new(
+                        "",
+                        format!("registered schema no longer compiles: {reason}"),
+                    )],
+                }),
+            }
+        }
         let epoch = match store.find_epoch()? {
             Some(info) => info.config_epoch,
             None => {
@@ -115,8 +143,41 @@ impl Manager {
             }
             Some(v) => manager.schema_report = manager.evolve_schemas(&v.schema_hash, auto_fix)?,
         }
+        manager.schema_report.mismatches.extend(invalid_registered);
         manager.seed_defaults()?;
         Ok(manager)
+    }
+
+    /// Registers (or replaces) a service's schema at run time and returns the
+    /// manager to use from now on. The stored values of the service must
+    /// satisfy the new schema once its defaults are filled in; otherwise the
+    /// registration is refused with the failing fields and nothing changes.
+    /// `document` is the schema's JSON text (kept as sent, so field order —
+    /// the order of the generated form — survives).
+    pub fn register_schema(
+        &self,
+        name: &ServiceName,
+        document: &str,
+        actor: &str,
+    ) -> Result<Manager> {
+        let schema = ServiceSchema::from_json_str(name.clone(), document).map_err(|e| {
+            ManagerError::Validation(vec![crate::schema::FieldError::new("", e.to_string())])
+        })?;
+        let name = name.clone();
+        if let Some(stored) = self.stored_or_empty(&name)? {
+            let mut candidate = schema.with_defaults(&stored.config);
+            for key in schema.secret_keys() {
+                candidate.remove(key);
+            }
+            schema
+                .validate(&Value::Object(candidate))
+                .map_err(ManagerError::Validation)?;
+        }
+        self.store
+            .save_registered_schema(name.as_str(), document, actor)?;
+        let mut schemas = self.schemas.clone();
+        schemas.register(schema);
+        Self::open_shared(self.store.clone(), schemas, self.options.clone())
     }
 
     fn seed_defaults(&self) -> Result<()> {

@@ -9,7 +9,10 @@ use rusqlite::Connection;
 use super::{Result, StoreError};
 
 /// The migrations in order; index + 1 is the version each one produces.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_service_schemas.sql"),
+];
 
 /// The schema version this binary writes.
 pub const LATEST_MIGRATION: i64 = MIGRATIONS.len() as i64;

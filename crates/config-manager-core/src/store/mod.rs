@@ -16,6 +16,7 @@ mod history;
 mod meta;
 mod migrations;
 mod profiles;
+mod schemas;
 mod secrets;
 
 use std::path::{Path, PathBuf};

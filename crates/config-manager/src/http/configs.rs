@@ -298,3 +298,50 @@ mod tests {
         assert_eq!(parse_etag("\"abc\""), None);
     }
 }
+
+/// `PUT /services/{service}/schema`: registers (or replaces) a service's JSON
+/// Schema at run time. The body is the schema document. Stored values must
+/// satisfy it (422 names the failing fields otherwise). Persisted in the
+/// database; the service's defaults are stored as version 1 when it is new.
+pub async fn put_schema(
+    State(state): State<AppState>,
+    RequireWrite(caller): RequireWrite,
+    ApiPath(service): ApiPath<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    if caller.services.is_some() {
+        return Err(ApiError::Forbidden(
+            "service-scoped tokens cannot register schemas".into(),
+        ));
+    }
+    let json_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.starts_with("application/json") || v.starts_with("application/schema+json")
+        });
+    if !json_type {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::BadRequest("schema must be UTF-8 JSON".into()))?;
+    let name = config_manager_core::domain::ServiceName::parse(&service)
+        .map_err(|e| ApiError::BadRequest(format!("invalid service name: {e}")))?;
+    let actor = caller.name.clone();
+    let (manager, version) = state
+        .run(move |m| {
+            let next = m.register_schema(&name, &text, &actor)?;
+            let version = next.schema_version();
+            Ok((next, version))
+        })
+        .await?;
+    state.replace_manager(manager);
+    state.notify_changed(std::slice::from_ref(&service)).await;
+    Ok(Json(json!({
+        "success": true,
+        "service": service,
+        "schema_version": version,
+    }))
+    .into_response())
+}

@@ -14,8 +14,8 @@ pub mod profiles;
 pub mod rebuild;
 pub mod search;
 pub mod secrets;
-pub mod transfer;
 pub mod session;
+pub mod transfer;
 
 use std::time::Duration;
 
@@ -46,6 +46,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("patch", "/services/{service}"),
     ("get", "/services/{service}/versions"),
     ("get", "/services/{service}/schema"),
+    ("put", "/services/{service}/schema"),
     ("post", "/services/{service}/secrets/{key}/reveal"),
     ("post", "/search"),
     ("get", "/history"),
@@ -77,7 +78,10 @@ pub fn router(state: AppState) -> Router {
             get(configs::get).put(configs::put).patch(configs::patch),
         )
         .route("/services/{service}/versions", get(configs::versions))
-        .route("/services/{service}/schema", get(configs::schema))
+        .route(
+            "/services/{service}/schema",
+            get(configs::schema).put(configs::put_schema),
+        )
         .route(
             "/services/{service}/secrets/{key}/reveal",
             post(secrets::reveal),

@@ -116,11 +116,7 @@ impl SessionStore {
         let mut map = self.lock();
         map.retain(|_, s| !expired(s, now));
         if map.len() >= MAX_SESSIONS {
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.last_seen)
-                .map(|(k, _)| *k)
-            {
+            if let Some(oldest) = map.iter().min_by_key(|(_, s)| s.last_seen).map(|(k, _)| *k) {
                 map.remove(&oldest);
             }
         }
@@ -320,11 +316,25 @@ pub async fn login(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|site| site != "same-origin" && site != "none")
     {
-        audit(&state, "anonymous", "session.login", "denied", Some("cross-site login")).await;
+        audit(
+            &state,
+            "anonymous",
+            "session.login",
+            "denied",
+            Some("cross-site login"),
+        )
+        .await;
         return Err(ApiError::Forbidden("cross-site login refused".into()));
     }
     let Some(caller) = state.settings().tokens.authenticate(body.token.trim()) else {
-        audit(&state, "anonymous", "session.login", "denied", Some("unknown token")).await;
+        audit(
+            &state,
+            "anonymous",
+            "session.login",
+            "denied",
+            Some("unknown token"),
+        )
+        .await;
         return Err(ApiError::Unauthorized);
     };
     if caller.services.is_some() {
@@ -426,7 +436,10 @@ mod tests {
     #[test]
     fn cookie_parsing_and_flags() {
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, HeaderValue::from_static("a=1; cm_session=xyz"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; cm_session=xyz"),
+        );
         assert_eq!(cookie_value(&h).as_deref(), Some("xyz"));
         h.insert(header::COOKIE, HeaderValue::from_static("cm_session="));
         assert_eq!(cookie_value(&h), None);

@@ -25,10 +25,12 @@ const INSTALL_HINT: &str = "install them with `apt-get install chromium chromium
 /// Finds an executable on PATH (or in /usr/bin).
 fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
+    let found = path
+        .split(':')
         .chain(["/usr/bin", "/usr/lib/chromium"])
         .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
+        .find(|p| p.is_file());
+    found
 }
 
 /// A headless Chromium session.
@@ -234,7 +236,9 @@ impl Browser {
         let id = self.find(css).await;
         self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})))
             .await;
-        self.send_keys_to(&id, text).await;
+        if !text.is_empty() {
+            self.send_keys_to(&id, text).await;
+        }
     }
 
     /// Types into the focused-by-selector element without clearing it.

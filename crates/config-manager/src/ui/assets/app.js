@@ -39,6 +39,11 @@ function showLogin(message) {
   state.session = null;
   state.dirty = false;
   state.form = null;
+  state.formService = null;
+  state.view = null;
+  // Nothing of the last session stays in the page.
+  replace(main());
+  replace($('#tabs'));
   $('#boot').hidden = true;
   $('#app-view').hidden = true;
   $('#login-view').hidden = false;

@@ -1,0 +1,677 @@
+//! The web UI in real headless Chromium (driven through chromedriver), plus
+//! its session and CSRF rules over plain HTTP.
+//!
+//! One browser session walks through every screen (each session costs about
+//! a second and 1 GB of RAM), checking what the operator sees and, over
+//! REST, what the server stored. Set `CM_UI_SCREENSHOTS=<dir>` to save the
+//! screenshots (scripts/ui-screenshots.sh refreshes docs/screenshots/).
+//!
+//! Not covered here: the MQTT publish after a UI save (the publisher has its
+//! own tests; a UI save is an ordinary PATCH).
+
+mod common;
+#[path = "ui/harness.rs"]
+mod harness;
+
+use common::{Server, READ_TOKEN, TTS_TOKEN, WRITE_TOKEN};
+use harness::Browser;
+use serde_json::{json, Value};
+
+const LKG_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const ENTER: &str = "\u{E007}";
+
+fn base(s: &Server) -> String {
+    format!("http://127.0.0.1:{}/", s.port)
+}
+
+async fn tts(s: &Server) -> Value {
+    let (status, body) = s.get("/services/tts-worker", Some(WRITE_TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn patch_tts(s: &Server, config: Value) -> i64 {
+    let v = s.version("tts-worker").await;
+    let (status, body) = s
+        .send(
+            "PATCH",
+            "/services/tts-worker",
+            Some(WRITE_TOKEN),
+            &json!({"config": config, "version": v}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["version"].as_i64().unwrap()
+}
+
+/// Logs in through the form and waits for the first service form.
+async fn login(b: &Browser, s: &Server, token: &str) {
+    b.goto(&base(s)).await;
+    b.find("#login-token").await;
+    b.type_into("#login-token", token).await;
+    b.click("#login-submit").await;
+    b.wait_js(
+        "the first service form",
+        "return document.querySelector('#service-form') && document.querySelector('#service-title').textContent",
+    )
+    .await;
+}
+
+/// Opens a service tab by clicking it and waits for its form.
+async fn open_service(b: &Browser, name: &str) {
+    b.click(&format!("#tab-{name}")).await;
+    wait_form(b, name).await;
+}
+
+async fn wait_form(b: &Browser, name: &str) {
+    b.wait_js(
+        &format!("the {name} form"),
+        &format!(
+            "return document.querySelector('#service-title')?.textContent === '{name}' && !!document.querySelector('#service-form')"
+        ),
+    )
+    .await;
+}
+
+async fn visible_fields(b: &Browser) -> u64 {
+    b.js(
+        "return [...document.querySelectorAll('#service-form .field')].filter(r => !r.hidden).length",
+        json!([]),
+    )
+    .await
+    .as_u64()
+    .unwrap()
+}
+
+async fn dialog_open(b: &Browser) -> String {
+    b.wait_js(
+        "the dialog",
+        "const d = document.querySelector('#dialog'); return d.open && d.innerText",
+    )
+    .await
+    .as_str()
+    .unwrap()
+    .to_owned()
+}
+
+/// Same-page navigation (hash change), as a click on a link would do.
+async fn go_hash(b: &Browser, hash: &str) {
+    b.js("location.hash = arguments[0]", json!([hash])).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_journey_in_chromium() {
+    let s = Server::start_with(vec![
+        ("CONFIG_MONITOR_INTERVAL_MS".into(), "100".into()),
+        ("LKG_HMAC_KEY_BASE64".into(), LKG_KEY.into()),
+    ])
+    .await;
+    let b = Browser::start(1280, 800).await;
+
+    // --- login page, then a wrong token, then the writer.
+    b.goto(&base(&s)).await;
+    b.find("#login-token").await;
+    b.screenshot("login").await;
+    b.type_into("#login-token", "not-a-valid-token-at-all").await;
+    b.send_keys("#login-token", ENTER).await;
+    b.wait_js(
+        "the login error",
+        "return document.querySelector('#login-error').textContent.includes('Unknown token')",
+    )
+    .await;
+    login(&b, &s, WRITE_TOKEN).await;
+    assert_eq!(b.text("#who").await, "writer · write");
+    // One tab per service, each with a health dot; the cog is there.
+    let tabs = b
+        .js(
+            "return [...document.querySelectorAll('#tabs [role=tab]')].map(t => t.dataset.service + ':' + t.querySelector('.dot').className)",
+            json!([]),
+        )
+        .await;
+    let tabs: Vec<&str> = tabs.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(tabs.len(), 6, "{tabs:?}");
+    assert!(tabs.contains(&"tts-worker:dot dot-ok"), "{tabs:?}");
+    b.find("#settings-link").await;
+
+    // --- change a simple value; the server stored it.
+    open_service(&b, "tts-worker").await;
+    b.screenshot("service-simple").await;
+    b.type_into("#f-volume_percent", "70").await;
+    b.wait_js("save enabled", "return !document.querySelector('#save-button').disabled")
+        .await;
+    b.type_into("#change-reason", "quieter for the demo").await;
+    b.click("#save-button").await;
+    b.wait_js(
+        "the saved message",
+        "return document.querySelector('#save-status')?.textContent.includes('Saved')",
+    )
+    .await;
+    let stored = tts(&s).await;
+    assert_eq!(stored["config"]["volume_percent"], 70);
+    assert_eq!(stored["sources"]["volume_percent"], "database");
+    let (_, hist) = s
+        .get("/history?service=tts-worker&key=volume_percent&limit=1", Some(READ_TOKEN))
+        .await;
+    assert_eq!(hist["entries"][0]["changed_by"], "writer");
+    assert_eq!(hist["entries"][0]["change_reason"], "quieter for the demo");
+
+    // --- an invalid value is blocked, with the message next to the field.
+    b.type_into("#f-volume_percent", "500").await;
+    let msg = b
+        .wait_js(
+            "the range message",
+            "return document.querySelector('#e-volume_percent').textContent",
+        )
+        .await;
+    assert_eq!(msg, "Must be at most 200.");
+    assert_eq!(
+        b.js("return document.querySelector('#save-button').disabled", json!([])).await,
+        true
+    );
+    assert_eq!(
+        b.js("return document.querySelector('#f-volume_percent').getAttribute('aria-invalid')", json!([]))
+            .await,
+        "true"
+    );
+    b.screenshot("validation").await;
+    // Enter does not submit an invalid form either.
+    b.send_keys("#f-volume_percent", ENTER).await;
+    assert_eq!(tts(&s).await["config"]["volume_percent"], 70);
+    b.click("#discard-button").await;
+    b.wait_js(
+        "the value back",
+        "return document.querySelector('#f-volume_percent').value === '70'",
+    )
+    .await;
+
+    // --- the advanced toggle shows more fields.
+    let simple = visible_fields(&b).await;
+    b.click("#advanced-toggle").await;
+    let advanced = visible_fields(&b).await;
+    assert!(advanced > simple, "advanced {advanced} > simple {simple}");
+    assert_eq!(advanced, 20);
+    b.screenshot("service-advanced").await;
+    b.click("#advanced-toggle").await;
+    assert_eq!(visible_fields(&b).await, simple);
+
+    // --- help tooltip opens from the keyboard-reachable button.
+    b.click("#field-volume_percent .help").await;
+    b.find("#h-volume_percent").await;
+
+    // --- search honours simple/advanced and links to the field.
+    b.type_into("#search-input", "debounce").await;
+    b.send_keys("#search-input", ENTER).await;
+    let summary = b
+        .wait_js(
+            "search results",
+            "return document.querySelector('#search-summary')?.textContent",
+        )
+        .await;
+    assert!(summary.as_str().unwrap().starts_with("0 results"), "{summary}");
+    b.click("#advanced-toggle").await; // re-runs the search over every field
+    b.wait_js(
+        "the advanced field in the results",
+        "return document.querySelector('#search-results a[href=\"#/service/tts-worker/tts_aggregate_debounce_ms\"]')",
+    )
+    .await;
+    b.screenshot("search").await;
+    b.click("#search-results a[href=\"#/service/tts-worker/tts_aggregate_debounce_ms\"]")
+        .await;
+    wait_form(&b, "tts-worker").await;
+    b.wait_js(
+        "focus on the field",
+        "return document.activeElement?.id === 'f-tts_aggregate_debounce_ms'",
+    )
+    .await;
+    b.click("#advanced-toggle").await;
+
+    // --- history shows the change; restoring the entry brings 100 back.
+    go_hash(&b, "#/history?service=tts-worker&key=volume_percent").await;
+    let row = b
+        .wait_js(
+            "the history row",
+            "const r = document.querySelector('#history-rows tr'); return r && r.innerText",
+        )
+        .await;
+    let row = row.as_str().unwrap();
+    assert!(row.contains("100") && row.contains("70") && row.contains("writer"), "{row}");
+    assert!(row.contains("quieter for the demo"), "{row}");
+    // The version diff compares the two latest versions by default.
+    b.wait_js(
+        "the diff",
+        "return document.querySelector('#diff-table')?.innerText.includes('volume_percent')",
+    )
+    .await;
+    b.screenshot("history").await;
+    b.click("#history-rows tr:first-child button").await;
+    let text = dialog_open(&b).await;
+    assert!(text.contains("Restore from history?"), "{text}");
+    b.click("#dialog [data-action=yes]").await;
+    b.wait_js(
+        "the restored row",
+        "const r = document.querySelector('#history-rows tr'); return r && r.innerText.includes('restore')",
+    )
+    .await;
+    assert_eq!(tts(&s).await["config"]["volume_percent"], 100);
+
+    // --- point-in-time restore asks first (cancel leaves everything alone).
+    b.js(
+        "document.querySelector('#pit-time').value = '2020-01-01T00:00:00'",
+        json!([]),
+    )
+    .await;
+    b.click("#pit-restore").await;
+    let text = dialog_open(&b).await;
+    assert!(text.contains("Restore to a point in time?"), "{text}");
+    b.click("#dialog [data-action=cancel]").await;
+    assert_eq!(tts(&s).await["config"]["volume_percent"], 100);
+
+    // --- profiles: save the current state, change it, activate (confirmed).
+    go_hash(&b, "#/settings").await;
+    b.find("#profile-name").await;
+    b.type_into("#profile-name", "evening").await;
+    b.type_into("#profile-desc", "quiet evening settings").await;
+    b.click("#profile-save").await;
+    b.find("#profile-rows tr[data-name=evening]").await;
+    patch_tts(&s, json!({"volume_percent": 30})).await;
+    b.click("#profile-rows tr[data-name=evening] [data-action=activate]").await;
+    let text = dialog_open(&b).await;
+    assert!(text.contains("Activate profile “evening”?"), "{text}");
+    b.screenshot("profile-activate").await;
+    b.click("#dialog [data-action=yes]").await;
+    b.wait_js(
+        "the activation message",
+        "return document.querySelector('#toast').textContent.includes('Activated')",
+    )
+    .await;
+    assert_eq!(tts(&s).await["config"]["volume_percent"], 100);
+    b.screenshot("settings").await;
+
+    // --- a secret: masked, revealed only with a reason, and audited.
+    patch_tts(&s, json!({"eleven_api_key": "sk-ui-test-secret-0001"})).await;
+    go_hash(&b, "#/service/tts-worker").await;
+    wait_form(&b, "tts-worker").await;
+    let page = b.js("return document.body.innerText", json!([])).await;
+    assert!(!page.as_str().unwrap().contains("sk-ui-test-secret-0001"));
+    b.click("#reveal-eleven_api_key").await;
+    let text = dialog_open(&b).await;
+    assert!(text.contains("Reason"), "{text}");
+    b.type_into("#dialog-input", "ab").await;
+    assert_eq!(
+        b.js("return document.querySelector('#dialog [data-action=reveal]').disabled", json!([]))
+            .await,
+        true,
+        "a reason of 3+ characters is required"
+    );
+    b.type_into("#dialog-input", "checking the key after rotation").await;
+    b.click("#dialog [data-action=reveal]").await;
+    let shown = b
+        .wait_js(
+            "the revealed secret",
+            "return document.querySelector('#r-eleven_api_key:not([hidden])')?.textContent",
+        )
+        .await;
+    assert_eq!(shown, "sk-ui-test-secret-0001");
+    let (_, audit) = s.get("/audit?action=secret.reveal", Some(WRITE_TOKEN)).await;
+    assert_eq!(audit["entries"][0]["actor"], "writer");
+    assert_eq!(audit["entries"][0]["target"], "tts-worker/eleven_api_key");
+    assert_eq!(
+        audit["entries"][0]["detail"]["reason"],
+        "checking the key after rotation"
+    );
+
+    // --- conflict: someone else saves while the form is open.
+    go_hash(&b, "#/service/router").await;
+    wait_form(&b, "router").await;
+    go_hash(&b, "#/service/tts-worker").await;
+    wait_form(&b, "tts-worker").await;
+    patch_tts(&s, json!({"volume_percent": 80})).await;
+    b.type_into("#f-volume_percent", "90").await;
+    b.click("#save-button").await;
+    let text = dialog_open(&b).await;
+    assert!(text.contains("Someone else saved first"), "{text}");
+    assert!(text.contains("volume_percent"), "lists my change: {text}");
+    b.screenshot("conflict").await;
+    b.click("#dialog [data-action=reload]").await;
+    b.wait_js(
+        "the other writer's value",
+        "return document.querySelector('#f-volume_percent')?.value === '80'",
+    )
+    .await;
+    assert_eq!(tts(&s).await["config"]["volume_percent"], 80);
+
+    // --- unsaved changes: leaving asks; beforeunload is armed.
+    b.type_into("#f-volume_percent", "85").await;
+    b.wait_js("dirty", "return !document.querySelector('#save-button').disabled")
+        .await;
+    let prevented = b
+        .js(
+            "const e = new Event('beforeunload', {cancelable: true}); window.dispatchEvent(e); return e.defaultPrevented",
+            json!([]),
+        )
+        .await;
+    assert_eq!(prevented, true);
+    b.click("#tab-router").await;
+    let text = dialog_open(&b).await;
+    assert!(text.contains("Leave without saving?"), "{text}");
+    b.click("#dialog [data-action=cancel]").await;
+    assert_eq!(
+        b.js("return [location.hash, document.querySelector('#f-volume_percent').value]", json!([]))
+            .await,
+        json!(["#/service/tts-worker", "85"])
+    );
+    b.click("#discard-button").await;
+
+    // --- keyboard: arrows move between tabs, Enter opens one.
+    b.js("document.querySelector('#tab-tts-worker').focus()", json!([]))
+        .await;
+    b.press("\u{E014}").await; // ArrowRight
+    assert_eq!(
+        b.js("return document.activeElement.id", json!([])).await,
+        "tab-wake-activation"
+    );
+    b.press(ENTER).await;
+    wait_form(&b, "wake-activation").await;
+
+    // --- audit view (writers): the reveal and the denial are there.
+    go_hash(&b, "#/audit").await;
+    b.type_into("#audit-action", "secret.reveal").await;
+    b.send_keys("#audit-action", ENTER).await;
+    b.wait_js(
+        "the reveal in the audit view",
+        "return document.querySelector('#audit-rows')?.innerText.includes('checking the key after rotation')",
+    )
+    .await;
+    b.type_into("#audit-action", "").await;
+    b.send_keys("#audit-action", ENTER).await;
+    b.wait_js(
+        "the full audit view",
+        "return document.querySelectorAll('#audit-rows tr').length > 5",
+    )
+    .await;
+    b.screenshot("audit").await;
+
+    // --- a narrow window still works: fields stack, the tabs scroll.
+    go_hash(&b, "#/service/tts-worker").await;
+    wait_form(&b, "tts-worker").await;
+    b.set_viewport(420, 800).await;
+    let layout = b
+        .js(
+            "const r = document.querySelector('#field-volume_percent'); const [a, c] = r.children; \
+             return [document.documentElement.scrollWidth <= window.innerWidth, a.getBoundingClientRect().bottom <= c.getBoundingClientRect().top]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(layout, json!([true, true]), "no horizontal overflow, label above input");
+    b.screenshot("narrow").await;
+    b.set_viewport(1280, 800).await;
+
+    // --- logout, then a read-only session: sees everything, cannot save.
+    b.click("#logout-button").await;
+    b.find("#login-token").await;
+    let (status, _) = s.get("/services", None).await;
+    assert_eq!(status, 401);
+    login(&b, &s, READ_TOKEN).await;
+    assert!(b.js("return document.querySelector('#nav-audit').hidden", json!([])).await == true);
+    open_service(&b, "tts-worker").await;
+    b.find("#readonly-note").await;
+    let controls = b
+        .js(
+            "const q = s => document.querySelector(s); return [q('#f-volume_percent').readOnly, q('#f-tts_provider').disabled, q('#save-button').disabled, !!q('#reveal-eleven_api_key:not([hidden])')]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(controls, json!([true, true, true, false]));
+    b.screenshot("read-only").await;
+    // The server refuses anyway, even with a valid CSRF token.
+    let status = b
+        .js_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/ui/session').then(r => r.json()).then(s => fetch('/api/config/services/tts-worker', {
+               method: 'PATCH', headers: {'Content-Type': 'application/json', 'X-CSRF-Token': s.csrf_token},
+               body: JSON.stringify({config: {volume_percent: 5}, version: 1000})})).then(r => done(r.status));",
+            json!([]),
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(tts(&s).await["config"]["volume_percent"], 80);
+
+    // --- read-only fallback: the database breaks; a red banner, no saving.
+    let db = s.db_path();
+    for path in [db.clone(), db.with_extension("db-wal")] {
+        if let Ok(meta) = std::fs::metadata(&path) {
+            let len = meta.len().max(4096) as usize;
+            std::fs::write(&path, (0..len).map(|i| (i * 7919 % 251) as u8).collect::<Vec<u8>>())
+                .unwrap();
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, h) = s.get("/health", None).await;
+        if h["operational_mode"] == "read-only-fallback" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no fallback: {h}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    b.click("#logout-button").await;
+    login(&b, &s, WRITE_TOKEN).await; // logging in works in fallback too
+    open_service(&b, "tts-worker").await;
+    let banner = b.text("#banner-readonly").await;
+    assert!(banner.contains("Read-only") && banner.contains("read-only-fallback"), "{banner}");
+    assert_eq!(
+        b.js("return document.querySelector('#f-volume_percent').value", json!([])).await,
+        "80",
+        "served from the last-known-good cache"
+    );
+    assert_eq!(
+        b.js("return [document.querySelector('#save-button').disabled, document.querySelector('#tab-tts-worker .dot').className]", json!([]))
+            .await,
+        json!([true, "dot dot-readonly"])
+    );
+    b.screenshot("fallback").await;
+
+    // --- MQTT configured but the broker unreachable: the amber banner (the
+    // server above has no MQTT configured and showed none).
+    let dead = common::free_port();
+    let m = Server::start_with(vec![("MQTT_URL".into(), format!("mqtt://127.0.0.1:{dead}"))]).await;
+    let (_, h) = m.get("/health", None).await;
+    assert_eq!((&h["mqtt_configured"], &h["mqtt_connected"]), (&json!(true), &json!(false)));
+    login(&b, &m, WRITE_TOKEN).await;
+    let text = b.text("#banner-mqtt").await;
+    assert!(text.contains("MQTT disconnected"), "{text}");
+    assert_eq!(
+        b.js("return document.querySelector('#banner-readonly').hidden", json!([])).await,
+        true
+    );
+    b.screenshot("mqtt-banner").await;
+
+    b.quit().await;
+}
+
+fn cookie_of(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Session, cookie and CSRF rules over plain HTTP (no browser needed).
+#[tokio::test]
+async fn session_cookie_and_csrf_rules() {
+    let s = Server::start().await;
+    let root = base(&s);
+    let http = reqwest::Client::new();
+    let post_login = |token: &str| {
+        http.post(format!("{root}ui/login"))
+            .json(&json!({ "token": token }))
+    };
+
+    // Unknown and service-scoped tokens get no session.
+    assert_eq!(post_login("nope-nope-nope-nope").send().await.unwrap().status(), 401);
+    assert_eq!(post_login(TTS_TOKEN).send().await.unwrap().status(), 403);
+    // A cross-site login attempt is refused.
+    let r = post_login(WRITE_TOKEN)
+        .header("Sec-Fetch-Site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // The cookie: random id, never the token; HttpOnly, SameSite=Strict, Path=/, expiry.
+    let r = post_login(WRITE_TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let set = cookie_of(&r);
+    assert!(set.starts_with("cm_session="), "{set}");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(set.contains(flag), "{flag} in {set}");
+    }
+    assert!(!set.contains("Secure"), "plain HTTP: {set}");
+    assert!(!set.contains(WRITE_TOKEN));
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let session: Value = r.json().await.unwrap();
+    let csrf = session["csrf_token"].as_str().unwrap().to_owned();
+    assert_eq!(session["name"], "writer");
+    assert_eq!(session["can_write"], true);
+    assert!(!cookie.contains(&csrf));
+    // Behind a TLS proxy the cookie is Secure.
+    let r = post_login(WRITE_TOKEN)
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert!(cookie_of(&r).ends_with("; Secure"), "{}", cookie_of(&r));
+
+    // GET works with the cookie alone.
+    let r = http.get(s.url("/services/tts-worker")).header("Cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let version = r.json::<Value>().await.unwrap()["version"].as_i64().unwrap();
+    let patch = |csrf: Option<&str>| {
+        let mut req = http
+            .patch(s.url("/services/tts-worker"))
+            .header("Cookie", &cookie)
+            .json(&json!({"config": {"volume_percent": 61}, "version": version}));
+        if let Some(c) = csrf {
+            req = req.header("X-CSRF-Token", c);
+        }
+        req
+    };
+    // A state-changing request with the cookie but without (or with a wrong)
+    // CSRF token is refused, changes nothing, and is audited.
+    for bad in [None, Some("wrong-token"), Some("")] {
+        let r = patch(bad).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{bad:?}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["detail"].as_str().unwrap().contains("CSRF"), "{body}");
+    }
+    let r = http
+        .post(s.url("/search"))
+        .header("Cookie", &cookie)
+        .json(&json!({"query": "volume"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "every non-GET needs the CSRF token");
+    assert_eq!(tts(&s).await["config"]["volume_percent"], 100);
+    let (_, audit) = s.get("/audit?action=access.denied", Some(WRITE_TOKEN)).await;
+    assert!(
+        audit["entries"].as_array().unwrap().iter().any(|e| e["actor"] == "writer"
+            && e["detail"]["reason"] == "missing or invalid CSRF token"),
+        "{audit}"
+    );
+    // With the token it goes through.
+    let r = patch(Some(&csrf)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(tts(&s).await["config"]["volume_percent"], 61);
+    // API-token requests need no CSRF token (scripts keep working).
+    patch_tts(&s, json!({"volume_percent": 62})).await;
+
+    // A read-role session cannot write even with its CSRF token.
+    let r = post_login(READ_TOKEN).send().await.unwrap();
+    let reader_cookie = cookie_of(&r).split(';').next().unwrap().to_owned();
+    let reader_csrf = r.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_owned();
+    let r = http
+        .patch(s.url("/services/tts-worker"))
+        .header("Cookie", &reader_cookie)
+        .header("X-CSRF-Token", &reader_csrf)
+        .json(&json!({"config": {"volume_percent": 1}, "version": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Logout needs the CSRF token, ends the session and clears the cookie.
+    let r = http.post(format!("{root}ui/logout")).header("Cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .post(format!("{root}ui/logout"))
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(cookie_of(&r).contains("Max-Age=0"));
+    let r = http.get(s.url("/services")).header("Cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http.get(format!("{root}ui/session")).header("Cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let (_, audit) = s.get("/audit?action=session.", Some(WRITE_TOKEN)).await;
+    let actions: Vec<String> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{} {} {}", e["action"], e["actor"], e["outcome"]))
+        .collect();
+    assert!(actions.contains(&"\"session.logout\" \"writer\" \"ok\"".to_owned()), "{actions:?}");
+    assert!(actions.contains(&"\"session.login\" \"anonymous\" \"denied\"".to_owned()), "{actions:?}");
+}
+
+/// The page and its assets: security headers, caching, and nothing external.
+#[tokio::test]
+async fn page_security_headers_and_caching() {
+    let s = Server::start().await;
+    let root = base(&s);
+    let http = reqwest::Client::new();
+    let r = http.get(&root).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    for part in [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+    ] {
+        assert!(csp.contains(part), "{part} in {csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["x-frame-options"], "DENY");
+    let html = r.text().await.unwrap();
+    assert!(!html.contains("http://") && !html.contains("https://"), "no external resources");
+
+    let r = http.get(format!("{root}ui/assets/app.js")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    let r = http
+        .get(format!("{root}ui/assets/app.js"))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    // The API is unchanged by the UI routes: unknown paths still get problem JSON.
+    let r = http.get(format!("{root}nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+}
