@@ -283,21 +283,6 @@ pub async fn schema(
         .await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn etags_roundtrip() {
-        assert_eq!(
-            parse_etag(&etag("550e8400-e29b", 7)),
-            Some((7, Some("550e8400-e29b".into())))
-        );
-        assert_eq!(parse_etag("W/\"3-x\""), Some((3, Some("x".into()))));
-        assert_eq!(parse_etag("12"), Some((12, None)));
-        assert_eq!(parse_etag("\"abc\""), None);
-    }
-}
 
 /// `PUT /services/{service}/schema`: registers (or replaces) a service's JSON
 /// Schema at run time. The body is the schema document. Stored values must
@@ -344,4 +329,20 @@ pub async fn put_schema(
         "schema_version": version,
     }))
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_roundtrip() {
+        assert_eq!(
+            parse_etag(&etag("550e8400-e29b", 7)),
+            Some((7, Some("550e8400-e29b".into())))
+        );
+        assert_eq!(parse_etag("W/\"3-x\""), Some((3, Some("x".into()))));
+        assert_eq!(parse_etag("12"), Some((12, None)));
+        assert_eq!(parse_etag("\"abc\""), None);
+    }
 }
