@@ -9,6 +9,7 @@ pub mod http;
 pub mod keys;
 pub mod lkg;
 pub mod modes;
+pub mod read_cache;
 pub mod mqtt;
 pub mod logging;
 pub mod metrics;

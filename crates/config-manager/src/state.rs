@@ -32,6 +32,7 @@ struct Inner {
     /// The verified LKG cache reads are served from in read-only fallback.
     fallback: RwLock<Option<Arc<FallbackView>>>,
     lkg: Arc<LkgFile>,
+    cache: crate::read_cache::ReadCache,
     /// Serializes mode transitions (fallback, recovery, rebuild).
     transition: tokio::sync::Mutex<()>,
     settings: Arc<Settings>,
@@ -82,6 +83,7 @@ impl AppState {
                 manager: RwLock::new(Arc::new(manager)),
                 fallback: RwLock::new(None),
                 lkg,
+                cache: crate::read_cache::ReadCache::default(),
                 transition: tokio::sync::Mutex::new(()),
                 settings,
                 sink,
@@ -113,6 +115,12 @@ impl AppState {
             .manager
             .write()
             .unwrap_or_else(|p| p.into_inner()) = Arc::new(manager);
+        self.inner.cache.clear();
+    }
+
+    /// The cache of serialized reads (normal mode only).
+    pub fn read_cache(&self) -> &crate::read_cache::ReadCache {
+        &self.inner.cache
     }
 
     /// The fallback view, when in read-only fallback with a valid cache.
@@ -177,6 +185,7 @@ impl AppState {
         if services.is_empty() {
             return;
         }
+        self.inner.cache.invalidate(services);
         self.inner.metrics.config_changed(services.len());
         self.refresh_lkg().await;
         self.inner.sink.configs_changed(services);

@@ -376,7 +376,9 @@ async fn lkg_from_another_epoch_is_not_used() {
     let b = Server::start_with(fast_monitor(&[])).await;
     set_volume(&a, 11).await;
     set_volume(&b, 99).await;
-    std::fs::copy(b.path("data/lkg.json"), a.path("data/lkg.json")).unwrap();
+    // Swap the file in atomically, so the monitor never reads a half-copied file.
+    std::fs::copy(b.path("data/lkg.json"), a.path("data/lkg.tmp")).unwrap();
+    std::fs::rename(a.path("data/lkg.tmp"), a.path("data/lkg.json")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !a.log().contains("from epoch") {
         assert!(

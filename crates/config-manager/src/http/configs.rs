@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use super::auth::{check_scope, RequireRead, RequireWrite};
 use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiPath, ApiQuery};
+use crate::read_cache::Cached;
 use crate::state::{AppState, Served};
 
 /// Longest accepted change reason.
@@ -51,6 +52,14 @@ pub async fn get(
         SecretView::Masked
     };
     let fields = q.include_fields;
+    let cacheable = view == SecretView::Masked && state.is_normal();
+    if cacheable {
+        if let Some(hit) = state.read_cache().get(&service, fields) {
+            return Ok(cached_response(hit));
+        }
+    }
+    let generation = state.read_cache().generation();
+    let cache_key = service.clone();
     let service2 = service.clone();
     let (config, served) = state
         .read(
@@ -65,6 +74,18 @@ pub async fn get(
         )
         .await?;
     let etag = etag(&config.config_epoch, config.version);
+    if cacheable && served == Served::Database {
+        let body = serde_json::to_vec(&config)
+            .map_err(|e| ApiError::Internal(format!("cannot serialize a config: {e}")))?;
+        let hit = Cached {
+            body: body.into(),
+            etag,
+        };
+        state
+            .read_cache()
+            .insert(generation, &cache_key, fields, hit.clone());
+        return Ok(cached_response(hit));
+    }
     let mut resp = Json(config).into_response();
     if let Ok(v) = HeaderValue::from_str(&etag) {
         resp.headers_mut().insert(header::ETAG, v);
@@ -200,6 +221,19 @@ fn expected_version(headers: &HeaderMap, body: Option<i64>) -> ApiResult<(i64, O
         )),
     }?;
     Ok((version, epoch))
+}
+
+/// A response from a cached (database-served) body.
+fn cached_response(hit: Cached) -> Response {
+    let mut resp = (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        hit.body,
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&hit.etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    with_source(resp, Served::Database)
 }
 
 /// Marks where a read came from: `X-Config-Source: database` or `lkg-cache`
