@@ -1,6 +1,6 @@
 # config-manager developer commands. `make run` and `make test` are the two
 # commands a fresh machine needs (see README.md).
-.PHONY: run test test-unit test-integration test-contract fmt lint check bench
+.PHONY: run test test-unit test-integration test-contract fmt lint check bench image
 
 run:
 	cargo run --release -p config-manager -- serve
@@ -25,3 +25,7 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 check: lint test
+
+# Container image (needs a Docker engine; see docs/deploy.md).
+image:
+	docker build -t config-manager .

@@ -14,6 +14,11 @@ group="${1:-all}"
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+# The web UI tests (tests/ui.rs) drive Debian's headless Chromium via chromedriver.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ "${#need_apt[@]}" -gt 0 ] && [ "$group" != unit ]; then
   echo "== installing ${need_apt[*]} (apt)"
   if [ "$(id -u)" = 0 ]; then
@@ -23,6 +28,15 @@ if [ "${#need_apt[@]}" -gt 0 ] && [ "$group" != unit ]; then
   fi
 fi
 export PATH="$PATH:/usr/sbin"
+
+# Python venv of the cross-language MQTT test (crates/config-manager/tests/
+# mqtt.rs runs tests/cross_language.py with it): paho-mqtt, cryptography and an
+# independent RFC 8785 implementation from PyPI. Created only when missing.
+if [ "$group" != unit ] && ! .venv-test/bin/python -c 'import paho.mqtt, cryptography, rfc8785' >/dev/null 2>&1; then
+  echo "== creating .venv-test (paho-mqtt, cryptography, rfc8785)"
+  python3 -m venv .venv-test
+  .venv-test/bin/pip install -q 'paho-mqtt>=2,<3' 'cryptography>=42' 'rfc8785>=0.1.4,<0.2'
+fi
 
 if [ -f scripts/test-deps.sh ] && [ "$group" != unit ]; then
   # shellcheck source=/dev/null

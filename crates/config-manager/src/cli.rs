@@ -90,7 +90,12 @@ pub enum KeysCommand {
 #[derive(Debug, Args)]
 pub struct Target {
     /// Base URL of the running service [default: http://127.0.0.1:$CONFIG_MANAGER_PORT].
-    #[arg(long, global = true, env = "CONFIG_MANAGER_URL", conflicts_with = "offline")]
+    #[arg(
+        long,
+        global = true,
+        env = "CONFIG_MANAGER_URL",
+        conflicts_with = "offline"
+    )]
     pub url: Option<String>,
     /// API token (X-API-Token). Prefer the CONFIG_API_TOKEN variable: a
     /// token on the command line is visible to other local users.

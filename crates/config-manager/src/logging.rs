@@ -27,7 +27,8 @@ pub const DEFAULT_FILTER: &str = "info,tower_http=info";
 /// Installs the global subscriber (stderr). Calling it twice is harmless: the
 /// second call keeps the first subscriber.
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -12,8 +12,9 @@
 //!   and [`Metrics::lkg_write`]).
 //! - **State**, read from the [`StatusBoard`](crate::status::StatusBoard) at
 //!   scrape time: operational mode, database status, MQTT connection, LKG
-//!   validity, backup status and age. Reading at scrape time means no part of
-//!   the service has to remember to update a gauge.
+//!   validity, backup status and age, master-key rotation progress. Reading at
+//!   scrape time means no part of the service has to remember to update a
+//!   gauge.
 //!
 //! Cardinality is bounded by construction: the `route` label is the router's
 //! path *template* (`/api/config/services/{service}`), never the raw path, and
@@ -114,6 +115,7 @@ pub struct Metrics {
     last_backup_age: Gauge<f64, AtomicU64>,
     key_rotation_active: Gauge,
     key_rotation_remaining: Gauge,
+    key_rotation_unavailable: Gauge,
     uptime: Gauge,
 }
 
@@ -223,6 +225,12 @@ impl Metrics {
             "Secrets still sealed with the previous master key",
             key_rotation_remaining.clone(),
         );
+        let key_rotation_unavailable = Gauge::default();
+        registry.register(
+            "key_rotation_secrets_unavailable",
+            "Secrets no configured master key can open",
+            key_rotation_unavailable.clone(),
+        );
         let uptime = Gauge::default();
         registry.register_with_unit(
             "uptime",
@@ -258,13 +266,22 @@ impl Metrics {
             last_backup_age,
             key_rotation_active,
             key_rotation_remaining,
+            key_rotation_unavailable,
             uptime,
         };
         // Series that exist before their first event, so dashboards and
         // `rate()` see a 0 instead of nothing.
         for outcome in ["ok", "error"] {
-            drop(metrics.db_duration.get_or_create(&OutcomeLabels { outcome }));
-            drop(metrics.mqtt_publishes.get_or_create(&OutcomeLabels { outcome }));
+            drop(
+                metrics
+                    .db_duration
+                    .get_or_create(&OutcomeLabels { outcome }),
+            );
+            drop(
+                metrics
+                    .mqtt_publishes
+                    .get_or_create(&OutcomeLabels { outcome }),
+            );
             drop(metrics.lkg_writes.get_or_create(&OutcomeLabels { outcome }));
         }
         metrics.refresh(&Status::default(), 0);
@@ -330,19 +347,19 @@ impl Metrics {
             .inc();
     }
 
-    /// Progress of a master-key rotation (for the re-encryption job).
-    pub fn key_rotation(&self, active: bool, remaining: u64) {
-        self.key_rotation_active.set(i64::from(active));
-        self.key_rotation_remaining
-            .set(i64::try_from(remaining).unwrap_or(i64::MAX));
-    }
-
     /// Copies the status board into the state gauges.
     pub fn refresh(&self, status: &Status, uptime_seconds: u64) {
         self.uptime
             .set(i64::try_from(uptime_seconds).unwrap_or(i64::MAX));
         self.mqtt_connected.set(i64::from(status.mqtt_connected));
         self.lkg_valid.set(i64::from(status.lkg_cache_valid));
+        let rotation = &status.rotation;
+        self.key_rotation_active
+            .set(i64::from(rotation.state == "running"));
+        self.key_rotation_remaining
+            .set(i64::try_from(rotation.pending).unwrap_or(i64::MAX));
+        self.key_rotation_unavailable
+            .set(i64::try_from(rotation.unavailable.len()).unwrap_or(i64::MAX));
         for mode in ALL_MODES {
             self.mode
                 .get_or_create(&ModeLabels {
@@ -527,6 +544,12 @@ mod tests {
         let status = Status {
             mode: OperationalMode::ReadOnlyFallback,
             last_backup: Some("2020-01-01T00:00:00Z".into()),
+            rotation: crate::keys::rotation::RotationStatus {
+                state: "running".into(),
+                pending: 7,
+                unavailable: vec!["tts-worker/eleven_api_key".into()],
+                ..Default::default()
+            },
             ..Status::default()
         };
         m.refresh(&status, 5);
@@ -534,6 +557,9 @@ mod tests {
         assert!(text.contains("config_manager_operational_mode{mode=\"read-only-fallback\"} 1"));
         assert!(text.contains("config_manager_operational_mode{mode=\"normal\"} 0"));
         assert!(text.contains("config_manager_last_backup_timestamp_seconds 1577836800.0"));
+        assert!(text.contains("config_manager_key_rotation_active 1\n"));
+        assert!(text.contains("config_manager_key_rotation_secrets_remaining 7\n"));
+        assert!(text.contains("config_manager_key_rotation_secrets_unavailable 1\n"));
         assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -69,7 +69,10 @@ impl EnvSource {
                 vars.insert(k, v);
             }
         }
-        vars.extend(std::env::vars());
+        // An empty process variable does not hide a value from the file (a
+        // compose file's `VAR=` would otherwise make first run generate a new
+        // key on every start).
+        vars.extend(std::env::vars().filter(|(_, v)| !v.trim().is_empty()));
         Ok(Self { vars })
     }
 

@@ -2,6 +2,9 @@
 //! against a running service and offline against its database file,
 //! `verify-lkg`, `verify-message`, `healthcheck` and `--help`.
 
+// Helpers outside #[test] functions panic on failure too: that is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::Path;
@@ -63,12 +66,8 @@ async fn config_commands_against_a_running_server() {
     let got = stdout_json(&out);
     assert_eq!(got["service"], "tts-worker");
     assert_eq!(got["version"], 1);
-    let out = run(remote(&s, Some(READ_TOKEN)).args([
-        "config",
-        "get",
-        "tts-worker",
-        "volume_percent",
-    ]));
+    let out =
+        run(remote(&s, Some(READ_TOKEN)).args(["config", "get", "tts-worker", "volume_percent"]));
     assert!(out.status.success());
     assert_eq!(stdout_json(&out), got["config"]["volume_percent"]);
 
@@ -83,10 +82,13 @@ async fn config_commands_against_a_running_server() {
     ]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout_json(&out)["version"], 2);
-    let (_, body) = s.get("/services/tts-worker", Some(READ_TOKEN)).await;
-    assert_eq!(body["config"]["volume_percent"], 33);
+    let (status, body) = s.get("/services/tts-worker", Some(READ_TOKEN)).await;
+    assert_eq!(body["config"]["volume_percent"], 33, "{status} {body}\n{}", s.log());
     let (_, h) = s
-        .get("/history?service=tts-worker&key=volume_percent", Some(READ_TOKEN))
+        .get(
+            "/history?service=tts-worker&key=volume_percent",
+            Some(READ_TOKEN),
+        )
         .await;
     assert_eq!(h["entries"][0]["change_reason"], "from the cli");
     assert_eq!(h["entries"][0]["changed_by"], "writer");
@@ -107,11 +109,7 @@ async fn config_commands_against_a_running_server() {
         "volume_percent=999",
     ]));
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("/volume_percent"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("/volume_percent"), "{}", stderr(&out));
     let out = run(remote(&s, Some(WRITE_TOKEN)).args([
         "config",
         "set",
@@ -129,13 +127,24 @@ async fn config_commands_against_a_running_server() {
 
     // export → file → import: nothing changes; with secrets the file is 0600.
     let plain = s.path("export.json");
-    let out = run(remote(&s, Some(READ_TOKEN)).args(["config", "export", "-o"]).arg(&plain));
+    let out = run(remote(&s, Some(READ_TOKEN))
+        .args(["config", "export", "-o"])
+        .arg(&plain));
     assert!(out.status.success(), "{}", stderr(&out));
     let doc: Value = serde_json::from_slice(&std::fs::read(&plain).unwrap()).unwrap();
-    assert_eq!(doc["services"]["tts-worker"]["config"]["volume_percent"], 33);
+    assert_eq!(
+        doc["services"]["tts-worker"]["config"]["volume_percent"],
+        33
+    );
     let secret = s.path("secret-export.json");
     let out = run(remote(&s, Some(WRITE_TOKEN))
-        .args(["config", "export", "--include-secrets", "--include-profiles", "-o"])
+        .args([
+            "config",
+            "export",
+            "--include-secrets",
+            "--include-profiles",
+            "-o",
+        ])
         .arg(&secret));
     assert!(out.status.success(), "{}", stderr(&out));
     #[cfg(unix)]
@@ -147,7 +156,11 @@ async fn config_commands_against_a_running_server() {
     let out = run(remote(&s, Some(WRITE_TOKEN))
         .args(["config", "export", "--include-secrets", "-o"])
         .arg(&secret));
-    assert_eq!(out.status.code(), Some(1), "never overwrites a secret export");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "never overwrites a secret export"
+    );
     let out = run(remote(&s, Some(WRITE_TOKEN))
         .args(["config", "import"])
         .arg(&plain));
@@ -178,7 +191,10 @@ async fn config_commands_against_a_running_server() {
         json!([{"service": "tts-worker", "version": 3}])
     );
     let (_, h) = s
-        .get("/history?service=tts-worker&key=volume_percent", Some(READ_TOKEN))
+        .get(
+            "/history?service=tts-worker&key=volume_percent",
+            Some(READ_TOKEN),
+        )
         .await;
     assert_eq!(h["entries"][0]["change_type"], "import");
     assert_eq!(h["entries"][0]["change_reason"], "restore from git");
@@ -207,7 +223,13 @@ async fn offline_commands_refuse_while_served_and_work_when_stopped() {
     let out = run(offline(&s).args(["get", "tts-worker"]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout_json(&out)["version"], 1);
-    let out = run(offline(&s).args(["set", "tts-worker", "volume_percent=44", "--reason", "bench"]));
+    let out = run(offline(&s).args([
+        "set",
+        "tts-worker",
+        "volume_percent=44",
+        "--reason",
+        "bench",
+    ]));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout_json(&out)["version"], 2);
     let out = run(offline(&s).args(["set", "tts-worker", "volume_percent=500"]));
@@ -216,7 +238,10 @@ async fn offline_commands_refuse_while_served_and_work_when_stopped() {
     let out = run(offline(&s).args(["export", "--include-secrets"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let mut doc = stdout_json(&out);
-    assert_eq!(doc["services"]["tts-worker"]["config"]["volume_percent"], 44);
+    assert_eq!(
+        doc["services"]["tts-worker"]["config"]["volume_percent"],
+        44
+    );
     doc["services"]["router"]["config"]["router_stream_max_chars"] = json!(222);
     let file = s.path("doc.json");
     std::fs::write(&file, doc.to_string()).unwrap();
@@ -389,15 +414,39 @@ async fn healthcheck_exit_codes() {
 #[test]
 fn help_is_clear_for_every_subcommand() {
     let cases: [(&[&str], &[&str]); 9] = [
-        (&["--help"], &["serve", "config", "verify-lkg", "verify-message", "healthcheck"]),
+        (
+            &["--help"],
+            &[
+                "serve",
+                "config",
+                "verify-lkg",
+                "verify-message",
+                "healthcheck",
+            ],
+        ),
         (&["serve", "--help"], &["SIGTERM"]),
         (&["keys", "generate", "--help"], &["nothing is written"]),
-        (&["config", "--help"], &["--offline", "--url", "--token", "CONFIG_API_TOKEN"]),
+        (
+            &["config", "--help"],
+            &["--offline", "--url", "--token", "CONFIG_API_TOKEN"],
+        ),
         (&["config", "get", "--help"], &["secrets masked"]),
-        (&["config", "set", "--help"], &["KEY=VALUE", "--expect-version"]),
-        (&["config", "export", "--help"], &["--include-secrets", "0600"]),
-        (&["config", "import", "--help"], &["all or nothing", "--dry-run"]),
-        (&["verify-message", "--help"], &["--public-key", "mosquitto_sub"]),
+        (
+            &["config", "set", "--help"],
+            &["KEY=VALUE", "--expect-version"],
+        ),
+        (
+            &["config", "export", "--help"],
+            &["--include-secrets", "0600"],
+        ),
+        (
+            &["config", "import", "--help"],
+            &["all or nothing", "--dry-run"],
+        ),
+        (
+            &["verify-message", "--help"],
+            &["--public-key", "mosquitto_sub"],
+        ),
     ];
     for (args, needles) in cases {
         let out = run(cli().args(args));

@@ -3,6 +3,9 @@
 //! secret in any log line, graceful shutdown under a write burst, and the
 //! export → import round trip.
 
+// Helpers outside #[test] functions panic on failure too: that is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -129,7 +132,10 @@ async fn metrics_after_known_traffic_use_route_templates() {
         !text.contains("nope-") && !text.contains("random-"),
         "raw paths leaked into labels"
     );
-    assert_eq!(sample(&text, "config_manager_config_changes_total"), Some(1.0));
+    assert_eq!(
+        sample(&text, "config_manager_config_changes_total"),
+        Some(1.0)
+    );
     assert!(
         sample(
             &text,
@@ -144,7 +150,10 @@ async fn metrics_after_known_traffic_use_route_templates() {
     );
     for (series, value) in [
         ("config_manager_operational_mode{mode=\"normal\"}", 1.0),
-        ("config_manager_operational_mode{mode=\"read-only-fallback\"}", 0.0),
+        (
+            "config_manager_operational_mode{mode=\"read-only-fallback\"}",
+            0.0,
+        ),
         ("config_manager_database_status{status=\"healthy\"}", 1.0),
         ("config_manager_database_status{status=\"corrupted\"}", 0.0),
         ("config_manager_mqtt_connected", 0.0),
@@ -152,7 +161,10 @@ async fn metrics_after_known_traffic_use_route_templates() {
         ("config_manager_last_backup_age_seconds", -1.0),
         ("config_manager_key_rotation_active", 0.0),
         ("config_manager_key_rotation_secrets_remaining", 0.0),
-        ("config_manager_mqtt_publishes_total{outcome=\"error\"}", 0.0),
+        (
+            "config_manager_mqtt_publishes_total{outcome=\"error\"}",
+            0.0,
+        ),
     ] {
         assert_eq!(sample(&text, series), Some(value), "{series}\n{text}");
     }
@@ -213,10 +225,15 @@ async fn json_log_lines_parse_and_carry_the_request_id() {
                 assert_eq!(l["span"]["name"], "request");
                 assert!(l["spans"].is_array());
             }
-            assert!(mine.iter().any(|l| l["span"]["path"] == "/api/config/services/tts-worker"));
+            assert!(mine
+                .iter()
+                .any(|l| l["span"]["path"] == "/api/config/services/tts-worker"));
             break;
         }
-        assert!(Instant::now() < deadline, "request ids missing from:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "request ids missing from:\n{log}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -245,7 +262,10 @@ async fn exercise_every_endpoint(s: &Server) {
     assert_eq!(status, 200, "{body}");
     // The secret leaves only through the audited calls.
     let (status, doc) = s
-        .get("/export?include_secrets=true&include_profiles=true", Some(WRITE_TOKEN))
+        .get(
+            "/export?include_secrets=true&include_profiles=true",
+            Some(WRITE_TOKEN),
+        )
         .await;
     assert_eq!(status, 200);
     assert!(doc.to_string().contains(SECRET));
@@ -272,12 +292,24 @@ async fn exercise_every_endpoint(s: &Server) {
             ("post", _) => json!({"token": WRITE_TOKEN}),
             _ => json!({}),
         };
-        for token in [Some(WRITE_TOKEN), Some(READ_TOKEN), Some(TTS_TOKEN), Some(bogus), None] {
-            s.send(&method.to_uppercase(), &concrete, token, &body).await;
+        for token in [
+            Some(WRITE_TOKEN),
+            Some(READ_TOKEN),
+            Some(TTS_TOKEN),
+            Some(bogus),
+            None,
+        ] {
+            s.send(&method.to_uppercase(), &concrete, token, &body)
+                .await;
         }
     }
     let (status, _) = s
-        .send("POST", "/rebuild", Some(WRITE_TOKEN), &json!({"token": "wrong-but-long-token"}))
+        .send(
+            "POST",
+            "/rebuild",
+            Some(WRITE_TOKEN),
+            &json!({"token": "wrong-but-long-token"}),
+        )
         .await;
     assert_eq!(status, 403);
     let resp = s
@@ -348,13 +380,16 @@ const BURST: [(&str, &str, i64, i64); 4] = [
     ("memory-worker", "memory_top_k", 1, 19),
 ];
 
+/// Per service, every acknowledged `(version, value)`.
+type Acked = BTreeMap<&'static str, Vec<(i64, i64)>>;
+
 #[tokio::test]
 async fn sigterm_during_a_write_burst_loses_no_acknowledged_write() {
     let mut s = Server::start().await;
     let base = s.url("");
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Arc::new(AtomicUsize::new(0));
-    let acked: Arc<Mutex<BTreeMap<&str, Vec<(i64, i64)>>>> = Arc::default();
+    let acked: Arc<Mutex<Acked>> = Arc::default();
     let mut writers = Vec::new();
     for (writer, (service, key, min, span)) in BURST.into_iter().enumerate() {
         for lane in 0..2 {
@@ -396,7 +431,12 @@ async fn sigterm_during_a_write_burst_loses_no_acknowledged_write() {
                         Ok(r) if r.status() == 200 => {
                             if let Ok(body) = r.json::<Value>().await {
                                 if let Some(v) = body["version"].as_i64() {
-                                    acked.lock().unwrap().entry(service).or_default().push((v, value));
+                                    acked
+                                        .lock()
+                                        .unwrap()
+                                        .entry(service)
+                                        .or_default()
+                                        .push((v, value));
                                     acks.fetch_add(1, Ordering::SeqCst);
                                 }
                             }
@@ -415,7 +455,11 @@ async fn sigterm_during_a_write_burst_loses_no_acknowledged_write() {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while acks.load(Ordering::SeqCst) < 40 {
-        assert!(Instant::now() < deadline, "writers made no progress:\n{}", s.log());
+        assert!(
+            Instant::now() < deadline,
+            "writers made no progress:\n{}",
+            s.log()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let mut child = s.child.take().expect("server running");
@@ -444,7 +488,10 @@ async fn sigterm_during_a_write_burst_loses_no_acknowledged_write() {
             continue;
         };
         let (status, body) = s
-            .get(&format!("/services/{service}/versions?limit=1000"), Some(READ_TOKEN))
+            .get(
+                &format!("/services/{service}/versions?limit=1000"),
+                Some(READ_TOKEN),
+            )
             .await;
         assert_eq!(status, 200);
         let versions: BTreeMap<i64, Value> = body["versions"]
@@ -506,7 +553,9 @@ async fn export_import_round_trip_equals_the_original() {
     );
     assert!(masked.get("profiles").is_none());
     assert!(!masked.to_string().contains(SECRET));
-    let (status, _) = a.get("/export?include_secrets=true", Some(READ_TOKEN)).await;
+    let (status, _) = a
+        .get("/export?include_secrets=true", Some(READ_TOKEN))
+        .await;
     assert_eq!(status, 403);
     let (status, _) = a.get("/export", Some(TTS_TOKEN)).await;
     assert_eq!(status, 403, "scoped tokens cannot export every service");
@@ -525,7 +574,9 @@ async fn export_import_round_trip_equals_the_original() {
         original["services"]["tts-worker"]["config"]["eleven_api_key"],
         SECRET
     );
-    let (_, audit) = a.get("/audit?action=config.export", Some(WRITE_TOKEN)).await;
+    let (_, audit) = a
+        .get("/audit?action=config.export", Some(WRITE_TOKEN))
+        .await;
     let entry = &audit["entries"][0];
     assert_eq!(entry["actor"], "writer");
     assert_eq!(entry["detail"]["include_secrets"], true);
@@ -533,7 +584,12 @@ async fn export_import_round_trip_equals_the_original() {
     // Into a fresh service with other keys: the same configuration comes out.
     let b = Server::start().await;
     let (status, out) = b
-        .send("POST", "/import?reason=migrate", Some(WRITE_TOKEN), &original)
+        .send(
+            "POST",
+            "/import?reason=migrate",
+            Some(WRITE_TOKEN),
+            &original,
+        )
         .await;
     assert_eq!(status, 200, "{out}");
     let updated: Vec<&str> = out["services_updated"]
@@ -545,14 +601,20 @@ async fn export_import_round_trip_equals_the_original() {
     assert_eq!(updated, ["router", "tts-worker"]);
     assert_eq!(out["profiles_saved"], json!(["night"]));
     let (_, copy) = b
-        .get("/export?include_secrets=true&include_profiles=true", Some(WRITE_TOKEN))
+        .get(
+            "/export?include_secrets=true&include_profiles=true",
+            Some(WRITE_TOKEN),
+        )
         .await;
     for (name, svc) in original["services"].as_object().unwrap() {
         assert_eq!(svc["config"], copy["services"][name]["config"], "{name}");
     }
     assert_eq!(original["profiles"], copy["profiles"]);
     let (_, history) = b
-        .get("/history?service=tts-worker&key=volume_percent", Some(READ_TOKEN))
+        .get(
+            "/history?service=tts-worker&key=volume_percent",
+            Some(READ_TOKEN),
+        )
         .await;
     let entry = &history["entries"][0];
     assert_eq!(entry["change_type"], "import");
@@ -562,7 +624,9 @@ async fn export_import_round_trip_equals_the_original() {
     assert_eq!(got["config"]["eleven_api_key"], SECRET);
 
     // Importing the same document again changes nothing.
-    let (status, out) = b.send("POST", "/import", Some(WRITE_TOKEN), &original).await;
+    let (status, out) = b
+        .send("POST", "/import", Some(WRITE_TOKEN), &original)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(out["services_updated"], json!([]));
 
@@ -602,14 +666,27 @@ async fn export_import_round_trip_equals_the_original() {
         .await;
     assert_eq!(status, 200);
     let (status, problem) = a
-        .send("POST", "/import?expect_versions=true", Some(WRITE_TOKEN), &original)
+        .send(
+            "POST",
+            "/import?expect_versions=true",
+            Some(WRITE_TOKEN),
+            &original,
+        )
         .await;
     assert_eq!(status, 409, "{problem}");
     assert_eq!(problem["current_version"], 3);
     let (status, _) = b
-        .send("POST", "/import?expect_versions=true", Some(WRITE_TOKEN), &original)
+        .send(
+            "POST",
+            "/import?expect_versions=true",
+            Some(WRITE_TOKEN),
+            &original,
+        )
         .await;
-    assert_eq!(status, 400, "versions of another database's epoch mean nothing");
+    assert_eq!(
+        status, 400,
+        "versions of another database's epoch mean nothing"
+    );
     // Scoped and read-only tokens cannot import.
     for token in [READ_TOKEN, TTS_TOKEN] {
         let (status, _) = b.send("POST", "/import", Some(token), &original).await;

@@ -394,7 +394,7 @@ async fn operator_journey_in_chromium() {
     // --- a narrow window still works: fields stack, the tabs scroll.
     go_hash(&b, "#/service/tts-worker").await;
     wait_form(&b, "tts-worker").await;
-    b.set_viewport(420, 800).await;
+    b.set_viewport(500, 800).await; // Chromium's smallest window
     let layout = b
         .js(
             "const r = document.querySelector('#field-volume_percent'); const [a, c] = r.children; \

@@ -87,9 +87,8 @@ pub fn run(env_file: &Path, target: Target, command: ConfigCommand) -> CliResult
             reason,
         } => {
             let bytes = read_input(&file)?;
-            let doc: ExportDocument = serde_json::from_slice(&bytes).map_err(|e| {
-                CliError::Failed(format!("{file} is not an export document: {e}"))
-            })?;
+            let doc: ExportDocument = serde_json::from_slice(&bytes)
+                .map_err(|e| CliError::Failed(format!("{file} is not an export document: {e}")))?;
             let out = backend.import(
                 doc,
                 ImportOptions {
@@ -118,8 +117,7 @@ fn parse_assignments(raw: &[String]) -> CliResult<Map<String, Value>> {
         if key.is_empty() {
             return Err(CliError::Usage("empty key in KEY=VALUE".into()));
         }
-        let value =
-            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
         out.insert(key.to_owned(), value);
     }
     Ok(out)

@@ -60,8 +60,8 @@ impl Offline {
             )));
         }
         ensure_not_in_use(db)?;
-        let schemas = crate::serve::load_schemas(&settings)
-            .map_err(|e| CliError::Usage(format!("{e:#}")))?;
+        let schemas =
+            crate::serve::load_schemas(&settings).map_err(|e| CliError::Usage(format!("{e:#}")))?;
         let store = Store::open_existing(db)
             .map_err(|e| CliError::Failed(format!("opening {}: {e}", db.display())))?;
         let options = ManagerOptions {
@@ -100,10 +100,7 @@ pub fn ensure_not_in_use(db: &Path) -> CliResult {
         {
             Err(in_use())
         }
-        Err(e) => Err(CliError::Failed(format!(
-            "checking {}: {e}",
-            db.display()
-        ))),
+        Err(e) => Err(CliError::Failed(format!("checking {}: {e}", db.display()))),
     }
     // `conn` closes here and releases the exclusive lock.
 }

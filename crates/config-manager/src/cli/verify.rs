@@ -55,10 +55,7 @@ fn lkg_keys(env: &EnvSource) -> CliResult<MacKeyRing> {
         let raw = env.get(var).unwrap_or(default).trim();
         KeyId::parse(raw).map_err(|e| CliError::Usage(format!("{var}: {e}")))
     };
-    let mut ring = MacKeyRing::new(
-        id("LKG_HMAC_KEY_ID", "lkg-1")?,
-        key("LKG_HMAC_KEY_BASE64")?,
-    );
+    let mut ring = MacKeyRing::new(id("LKG_HMAC_KEY_ID", "lkg-1")?, key("LKG_HMAC_KEY_BASE64")?);
     if env.get("LKG_HMAC_KEY_PREVIOUS_BASE64").is_some() {
         ring = ring.with_previous(
             id("LKG_HMAC_KEY_PREVIOUS_ID", "")?,

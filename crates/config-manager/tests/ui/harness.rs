@@ -286,8 +286,14 @@ impl Browser {
     /// that variable is set (scripts/ui-screenshots.sh), else does nothing.
     pub async fn screenshot(&self, name: &str) {
         let Some(dir) = &self.shots else { return };
-        // Let transitions (toast fade) settle.
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // A toast left over from an earlier step would cover the screen in
+        // the docs; the steps check toasts themselves before this.
+        self.js(
+            "document.querySelector('#toast')?.classList.remove('show')",
+            json!([]),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let v = self.cmd("GET", "/screenshot", None).await;
         use base64::Engine;
         let png = base64::engine::general_purpose::STANDARD

@@ -63,7 +63,7 @@ export function toast(text, kind = 'ok') {
   el.className = `toast toast-${kind} show`;
   el.textContent = text;
   clearTimeout(toastTimer);
-  toastTimer = setTimeout(() => { el.className = 'toast'; }, 6000);
+  toastTimer = setTimeout(() => { el.className = 'toast'; }, 4500);
 }
 
 /**

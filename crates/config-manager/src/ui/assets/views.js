@@ -66,7 +66,7 @@ export async function renderHistory(main, params, ctx) {
       h('caption', { class: 'visually-hidden' }, 'Changes, newest first'),
       h('thead', {}, h('tr', {},
         h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Select')),
-        ['When', 'Service', 'Key', 'Old → new', 'Who', 'Why', 'Kind'].map((t) => h('th', { scope: 'col' }, t)))),
+        ['When', 'Service', 'Key', 'Old → new', 'Who', 'Why', 'Kind', 'Restore'].map((t) => h('th', { scope: 'col' }, t)))),
       tbody)),
     h('div', { class: 'row-actions' }, more, restoreSelected, info),
     pointInTimeSection(ctx, canWrite),
@@ -126,7 +126,8 @@ export async function renderHistory(main, params, ctx) {
         h('td', { class: 'change' }, h('code', { class: 'old' }, showValue(e.old_value)), ' → ', h('code', { class: 'new' }, showValue(e.new_value))),
         h('td', {}, e.changed_by),
         h('td', {}, e.change_reason || ''),
-        h('td', {}, e.change_type, ` v${e.version}`, ' ',
+        h('td', {}, `${e.change_type} · v${e.version}`),
+        h('td', {},
           h('button', {
             type: 'button', class: 'small', disabled: !canWrite || secret,
             'aria-label': `Restore old value of ${e.key} (change ${e.id})`,
@@ -275,13 +276,23 @@ export async function renderAudit(main, ctx) {
       tbody.append(h('tr', { class: e.outcome === 'ok' ? '' : 'row-warn' },
         h('td', {}, timeEl(e.at)), h('td', {}, e.actor), h('td', {}, h('code', {}, e.action)),
         h('td', {}, e.target || ''), h('td', {}, e.outcome),
-        h('td', { class: 'detail' }, e.detail ? JSON.stringify(e.detail) : '')));
+        h('td', { class: 'detail' }, detailText(e.detail))));
     }
     nextBefore = res.next_before_id;
     more.hidden = !nextBefore;
     replace(info, tbody.children.length ? `${tbody.children.length} entries shown.` : 'No entries match these filters.');
   }
   await load(false);
+}
+
+/** An audit detail object as `key: value · key: value` (arrays joined). */
+function detailText(d) {
+  if (d === null || d === undefined) return '';
+  if (typeof d !== 'object') return String(d);
+  return Object.entries(d)
+    .filter(([, v]) => v !== null && v !== undefined)
+    .map(([k, v]) => `${k}: ${typeof v === 'string' ? v : Array.isArray(v) ? v.join(', ') : JSON.stringify(v)}`)
+    .join(' · ');
 }
 
 /** The cog panel: system status, profiles, display and session. */

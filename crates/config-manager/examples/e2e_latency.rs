@@ -1,0 +1,284 @@
+//! End-to-end latency of a configuration change: from the REST write to a
+//! service, using the client library, applying the verified MQTT update.
+//!
+//! It starts its own mosquitto (free loopback port) and a `config-manager`
+//! (temporary directory, first-run keys), then drives a `Client` for
+//! `tts-worker` that trusts the public key from that server's `.env`. Each
+//! round PATCHes `volume_percent` and waits until the client's on-change
+//! callback has seen the new value; rounds are sequential, so each measures
+//! one update through the whole path (HTTP, SQLite commit, LKG write, read,
+//! sign, broker, verify, freshness check, callback).
+//!
+//! ```sh
+//! cargo build --release -p config-manager --bin config-manager --example e2e_latency
+//! target/release/examples/e2e_latency --updates 500
+//! ```
+//!
+//! Run it against a release build: the binary is looked up next to the
+//! example (`target/release/config-manager`) unless `--bin` names one.
+//! Figures are in `docs/mqtt.md`.
+
+use std::convert::Infallible;
+use std::error::Error;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use config_manager_client::{ApiToken, Client, ClientSettings, MqttEndpoint};
+use config_manager_core::crypto::signing::{TrustedKeys, VerifyingKey};
+use config_manager_core::domain::ServiceName;
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+const TOKEN: &str = "bench-writer-token-0123456789";
+
+/// Measures PUT → applied-by-a-verifying-subscriber latency.
+#[derive(Parser)]
+struct Args {
+    /// Measured updates (after the warm-up).
+    #[arg(long, default_value_t = 500)]
+    updates: usize,
+    /// Unmeasured updates first (connections, caches, JIT-free but warm).
+    #[arg(long, default_value_t = 20)]
+    warmup: usize,
+    /// The config-manager binary; default: next to this example.
+    #[arg(long)]
+    bin: Option<PathBuf>,
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    let bin = match args.bin {
+        Some(b) => b,
+        None => std::env::current_exe()?
+            .parent()
+            .and_then(Path::parent)
+            .map(|dir| dir.join("config-manager"))
+            .ok_or("cannot locate the config-manager binary; pass --bin")?,
+    };
+    if !bin.exists() {
+        return Err(format!(
+            "{} not found: build it with `cargo build --release -p config-manager` or pass --bin",
+            bin.display()
+        )
+        .into());
+    }
+    if !Path::new(MOSQUITTO).exists() {
+        return Err(format!("{MOSQUITTO} not found: apt-get install -y mosquitto").into());
+    }
+    let dir = tempfile::tempdir()?;
+
+    let mqtt_port = free_port()?;
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+    )?;
+    let _broker = Proc(
+        Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_port(mqtt_port).await?;
+
+    let http_port = free_port()?;
+    let mqtt_url = format!("mqtt://127.0.0.1:{mqtt_port}");
+    let log = std::fs::File::create(dir.path().join("server.log"))?;
+    let _server = Proc(
+        Command::new(&bin)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CONFIG_ENV_FILE", dir.path().join(".env"))
+            .env("CONFIG_DB_PATH", dir.path().join("data/config.db"))
+            .env("CONFIG_LKG_CACHE_PATH", dir.path().join("data/lkg.json"))
+            .env("CONFIG_MANAGER_PORT", http_port.to_string())
+            .env("CONFIG_API_TOKENS", format!("bench={TOKEN}:config.write"))
+            .env("MQTT_URL", &mqtt_url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()?,
+    );
+    let base = format!("http://127.0.0.1:{http_port}/api/config");
+    let http = reqwest::Client::new();
+    wait_mqtt_connected(&http, &base).await?;
+
+    let key = env_public_key(&dir.path().join(".env"))?;
+    let mut settings = ClientSettings::new(
+        ServiceName::parse("tts-worker")?,
+        TrustedKeys::from_keys([key]),
+    );
+    settings.manager_url = Some(format!("http://127.0.0.1:{http_port}"));
+    settings.api_token = Some(ApiToken::new(TOKEN));
+    settings.mqtt = Some(MqttEndpoint::parse(&mqtt_url)?);
+    let (applied_tx, mut applied_rx) = mpsc::unbounded_channel::<(Instant, i64)>();
+    let client = Client::<Map<String, Value>>::builder(settings)
+        .on_change(move |config: &Map<String, Value>| {
+            let volume = config
+                .get("volume_percent")
+                .and_then(Value::as_i64)
+                .unwrap_or(-1);
+            let _ = applied_tx.send((Instant::now(), volume));
+            Ok::<(), Infallible>(())
+        })
+        .start()
+        .await?;
+    let mut version = client
+        .snapshot()
+        .applied
+        .map(|a| a.version)
+        .ok_or("the client did not start from REST")?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !client.is_mqtt_connected() {
+        if Instant::now() > deadline {
+            return Err("the client did not connect to the broker".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let total = args.warmup + args.updates;
+    let mut returned_to_applied = Vec::with_capacity(args.updates);
+    let mut sent_to_applied = Vec::with_capacity(args.updates);
+    let mut put_round_trip = Vec::with_capacity(args.updates);
+    let mut applied_before_return = 0usize;
+    let started = Instant::now();
+    for i in 0..total {
+        // Consecutive values always differ, so every round is a real change.
+        let volume = i64::try_from(i % 200)?;
+        let sent = Instant::now();
+        let resp = http
+            .patch(format!("{base}/services/tts-worker"))
+            .header("X-API-Token", TOKEN)
+            .json(&json!({"config": {"volume_percent": volume}, "version": version}))
+            .send()
+            .await?;
+        let returned = Instant::now();
+        let status = resp.status();
+        let body: Value = resp.json().await?;
+        if !status.is_success() {
+            return Err(format!("PATCH failed with {status}: {body}").into());
+        }
+        version = body["version"].as_u64().ok_or("no version in the reply")?;
+        let applied = loop {
+            let (at, seen) = tokio::time::timeout(Duration::from_secs(10), applied_rx.recv())
+                .await
+                .map_err(|_| format!("update {i} (volume {volume}) not applied within 10 s"))?
+                .ok_or("client stopped")?;
+            if seen == volume {
+                break at;
+            }
+        };
+        if i >= args.warmup {
+            if applied < returned {
+                applied_before_return += 1;
+            }
+            returned_to_applied.push(applied.saturating_duration_since(returned));
+            sent_to_applied.push(applied.duration_since(sent));
+            put_round_trip.push(returned.duration_since(sent));
+        }
+    }
+    let elapsed = started.elapsed();
+    let counters = client.counters();
+    client.shutdown().await;
+
+    println!(
+        "e2e latency, {} updates (+{} warm-up), {:.0} updates/s sequential, binary {}",
+        args.updates,
+        args.warmup,
+        total as f64 / elapsed.as_secs_f64(),
+        bin.display()
+    );
+    println!("| path | p50 | p90 | p99 | max |");
+    println!("|---|---|---|---|---|");
+    row("PUT returned → applied", &mut returned_to_applied);
+    row("PUT sent → applied", &mut sent_to_applied);
+    row("PUT round trip", &mut put_round_trip);
+    println!(
+        "applied before the PUT reply arrived: {applied_before_return} of {} (counted as 0 above)",
+        args.updates
+    );
+    println!("client counters: {counters:?}");
+    Ok(())
+}
+
+fn row(name: &str, samples: &mut [Duration]) {
+    samples.sort();
+    let pct = |q: f64| -> String {
+        if samples.is_empty() {
+            return "-".into();
+        }
+        let index = ((samples.len() - 1) as f64 * q).round() as usize;
+        format!("{:.2} ms", samples[index].as_secs_f64() * 1000.0)
+    };
+    println!(
+        "| {name} | {} | {} | {} | {} |",
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        pct(1.0)
+    );
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn wait_port(port: u16) -> Result<(), BoxError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("nothing listens on port {port}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Polls health until the manager answers and is connected to the broker.
+async fn wait_mqtt_connected(http: &reqwest::Client, base: &str) -> Result<(), BoxError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(resp) = http.get(format!("{base}/health")).send().await {
+            if let Ok(health) = resp.json::<Value>().await {
+                if health["mqtt_connected"] == true {
+                    return Ok(());
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("the manager did not come up connected to the broker".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `CONFIG_SIGNATURE_PUBLIC_KEY` from the server's `.env`.
+fn env_public_key(env_file: &Path) -> Result<VerifyingKey, BoxError> {
+    for item in dotenvy::from_path_iter(env_file)? {
+        let (k, v) = item?;
+        if k == "CONFIG_SIGNATURE_PUBLIC_KEY" {
+            return Ok(VerifyingKey::from_spki_pem(&v)?);
+        }
+    }
+    Err("CONFIG_SIGNATURE_PUBLIC_KEY not in .env".into())
+}
