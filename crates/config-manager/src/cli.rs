@@ -84,6 +84,16 @@ pub enum Command {
 pub enum KeysCommand {
     /// Print a fresh set of keys and tokens in .env format (nothing is written).
     Generate,
+    /// Start a master-key rotation: in the .env file, the current master key
+    /// becomes CONFIG_MASTER_KEY_PREVIOUS_* and a new key becomes current.
+    /// Restart the service; it re-encrypts every secret in the background
+    /// (watch `keys status`), then remove the previous key.
+    RotateMaster,
+    /// Show the key ids in use and the re-encryption progress of a running service.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Where `config` subcommands act.
@@ -204,6 +214,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Keys {
             command: KeysCommand::Generate,
         } => generate_keys(),
+        Command::Keys {
+            command: KeysCommand::RotateMaster,
+        } => rotate_master(&cli.env_file),
+        Command::Keys {
+            command: KeysCommand::Status { target },
+        } => key_status(&cli.env_file, target),
         Command::Config { target, command } => config::run(&cli.env_file, target, command),
         Command::VerifyLkg { file } => verify::lkg(&cli.env_file, &file),
         Command::VerifyMessage { file, public_key } => {
@@ -226,6 +242,66 @@ fn generate_keys() -> CliResult {
     for (k, v) in &generated.values {
         println!("{k}={}", first_run::dotenv_quote(v));
     }
+    Ok(())
+}
+
+/// `keys rotate-master`: moves the current master key to the previous slot and
+/// writes a new current key, in the .env file.
+fn rotate_master(env_file: &std::path::Path) -> CliResult {
+    let file_vars: std::collections::BTreeMap<String, String> = dotenvy::from_path_iter(env_file)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", env_file.display())))?
+        .filter_map(Result::ok)
+        .collect();
+    let current = file_vars
+        .get("CONFIG_MASTER_KEY_BASE64")
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "{} has no CONFIG_MASTER_KEY_BASE64 (if the key comes from the environment, rotate it there)",
+                env_file.display()
+            ))
+        })?;
+    config_manager_core::crypto::secret_box::MasterKey::from_base64(current).map_err(|e| {
+        CliError::Usage(format!(
+            "the current CONFIG_MASTER_KEY_BASE64 is invalid: {e}"
+        ))
+    })?;
+    let current_id = file_vars
+        .get("CONFIG_MASTER_KEY_ID")
+        .cloned()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "master-1".into());
+    let stamp = config_manager_core::domain::now_rfc3339();
+    let new_id = format!("master-{}", &stamp[..19].replace(['-', ':', 'T'], ""));
+    let new_key = config_manager_core::crypto::secret_box::MasterKey::generate().to_base64();
+    crate::keys::env_file::set_vars(
+        env_file,
+        &[
+            ("CONFIG_MASTER_KEY_PREVIOUS_BASE64", current.clone()),
+            ("CONFIG_MASTER_KEY_PREVIOUS_ID", current_id.clone()),
+            ("CONFIG_MASTER_KEY_BASE64", new_key.to_string()),
+            ("CONFIG_MASTER_KEY_ID", new_id.clone()),
+        ],
+    )
+    .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", env_file.display())))?;
+    println!(
+        "master key rotated in {}: {current_id} -> {new_id}.\n\
+         Restart the service; it re-encrypts every secret in the background.\n\
+         Watch `config-manager keys status` until secrets_pending is 0, then remove\n\
+         CONFIG_MASTER_KEY_PREVIOUS_BASE64 and CONFIG_MASTER_KEY_PREVIOUS_ID and restart.",
+        env_file.display()
+    );
+    Ok(())
+}
+
+/// `keys status`: GET /api/config/keys/status of a running service.
+fn key_status(env_file: &std::path::Path, target: Target) -> CliResult {
+    let client = remote::Remote::new(env_file, target.url, target.token)?;
+    let body = client.get_json("/keys/status")?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&body).map_err(|e| CliError::Failed(e.to_string()))?
+    );
     Ok(())
 }
 

@@ -237,3 +237,67 @@ async fn lkg_hmac_key_rotation_reseals_the_cache() {
     let (_, h) = s.get("/health", None).await;
     assert_eq!(h["lkg_cache_valid"], true);
 }
+
+#[tokio::test]
+async fn cli_rotate_master_then_status_shows_completion() {
+    // Keys come from the generated .env file (first run), as in production.
+    let mut s = Server::start().await;
+    let (status, _) = s
+        .send(
+            "PATCH",
+            "/services/llm-worker",
+            Some(WRITE_TOKEN),
+            &json!({"config": {"openai_api_key": "sk-rotate-me-0123456789"}, "version": 1}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    s.terminate();
+    let before = std::fs::read_to_string(s.path(".env")).unwrap();
+    let out = s
+        .command()
+        .args(["keys", "rotate-master"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = std::fs::read_to_string(s.path(".env")).unwrap();
+    assert!(after.contains("CONFIG_MASTER_KEY_PREVIOUS_BASE64="));
+    assert_ne!(before, after);
+    s.spawn().await;
+    let st = wait_key_status(&s, "rotation done", |st| st["secrets_pending"] == 0).await;
+    assert_eq!(st["secrets_current"], 1);
+    assert!(st["master_key_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("master-2"));
+    let out = s
+        .command()
+        .args([
+            "keys",
+            "status",
+            "--url",
+            &format!("http://127.0.0.1:{}", s.port),
+        ])
+        .env("CONFIG_API_TOKEN", READ_TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["secrets_pending"], 0);
+    let (_, body) = s
+        .send(
+            "POST",
+            "/services/llm-worker/secrets/openai_api_key/reveal",
+            Some(WRITE_TOKEN),
+            &json!({"reason": "check"}),
+        )
+        .await;
+    assert_eq!(body["value"], "sk-rotate-me-0123456789");
+}

@@ -112,7 +112,8 @@ async fn operator_journey_in_chromium() {
     b.goto(&base(&s)).await;
     b.find("#login-token").await;
     b.screenshot("login").await;
-    b.type_into("#login-token", "not-a-valid-token-at-all").await;
+    b.type_into("#login-token", "not-a-valid-token-at-all")
+        .await;
     b.send_keys("#login-token", ENTER).await;
     b.wait_js(
         "the login error",
@@ -128,7 +129,12 @@ async fn operator_journey_in_chromium() {
             json!([]),
         )
         .await;
-    let tabs: Vec<&str> = tabs.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let tabs: Vec<&str> = tabs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(tabs.len(), 6, "{tabs:?}");
     assert!(tabs.contains(&"tts-worker:dot dot-ok"), "{tabs:?}");
     b.find("#settings-link").await;
@@ -137,8 +143,11 @@ async fn operator_journey_in_chromium() {
     open_service(&b, "tts-worker").await;
     b.screenshot("service-simple").await;
     b.type_into("#f-volume_percent", "70").await;
-    b.wait_js("save enabled", "return !document.querySelector('#save-button').disabled")
-        .await;
+    b.wait_js(
+        "save enabled",
+        "return !document.querySelector('#save-button').disabled",
+    )
+    .await;
     b.type_into("#change-reason", "quieter for the demo").await;
     b.click("#save-button").await;
     b.wait_js(
@@ -150,7 +159,10 @@ async fn operator_journey_in_chromium() {
     assert_eq!(stored["config"]["volume_percent"], 70);
     assert_eq!(stored["sources"]["volume_percent"], "database");
     let (_, hist) = s
-        .get("/history?service=tts-worker&key=volume_percent&limit=1", Some(READ_TOKEN))
+        .get(
+            "/history?service=tts-worker&key=volume_percent&limit=1",
+            Some(READ_TOKEN),
+        )
         .await;
     assert_eq!(hist["entries"][0]["changed_by"], "writer");
     assert_eq!(hist["entries"][0]["change_reason"], "quieter for the demo");
@@ -165,12 +177,19 @@ async fn operator_journey_in_chromium() {
         .await;
     assert_eq!(msg, "Must be at most 200.");
     assert_eq!(
-        b.js("return document.querySelector('#save-button').disabled", json!([])).await,
+        b.js(
+            "return document.querySelector('#save-button').disabled",
+            json!([])
+        )
+        .await,
         true
     );
     assert_eq!(
-        b.js("return document.querySelector('#f-volume_percent').getAttribute('aria-invalid')", json!([]))
-            .await,
+        b.js(
+            "return document.querySelector('#f-volume_percent').getAttribute('aria-invalid')",
+            json!([])
+        )
+        .await,
         "true"
     );
     b.screenshot("validation").await;
@@ -190,6 +209,11 @@ async fn operator_journey_in_chromium() {
     let advanced = visible_fields(&b).await;
     assert!(advanced > simple, "advanced {advanced} > simple {simple}");
     assert_eq!(advanced, 20);
+    b.js(
+        "document.querySelector('#field-eleven_api_base').scrollIntoView({block: 'start'})",
+        json!([]),
+    )
+    .await;
     b.screenshot("service-advanced").await;
     b.click("#advanced-toggle").await;
     assert_eq!(visible_fields(&b).await, simple);
@@ -207,7 +231,10 @@ async fn operator_journey_in_chromium() {
             "return document.querySelector('#search-summary')?.textContent",
         )
         .await;
-    assert!(summary.as_str().unwrap().starts_with("0 results"), "{summary}");
+    assert!(
+        summary.as_str().unwrap().starts_with("0 results"),
+        "{summary}"
+    );
     b.click("#advanced-toggle").await; // re-runs the search over every field
     b.wait_js(
         "the advanced field in the results",
@@ -234,7 +261,10 @@ async fn operator_journey_in_chromium() {
         )
         .await;
     let row = row.as_str().unwrap();
-    assert!(row.contains("100") && row.contains("70") && row.contains("writer"), "{row}");
+    assert!(
+        row.contains("100") && row.contains("70") && row.contains("writer"),
+        "{row}"
+    );
     assert!(row.contains("quieter for the demo"), "{row}");
     // The version diff compares the two latest versions by default.
     b.wait_js(
@@ -274,7 +304,8 @@ async fn operator_journey_in_chromium() {
     b.click("#profile-save").await;
     b.find("#profile-rows tr[data-name=evening]").await;
     patch_tts(&s, json!({"volume_percent": 30})).await;
-    b.click("#profile-rows tr[data-name=evening] [data-action=activate]").await;
+    b.click("#profile-rows tr[data-name=evening] [data-action=activate]")
+        .await;
     let text = dialog_open(&b).await;
     assert!(text.contains("Activate profile “evening”?"), "{text}");
     b.screenshot("profile-activate").await;
@@ -298,12 +329,16 @@ async fn operator_journey_in_chromium() {
     assert!(text.contains("Reason"), "{text}");
     b.type_into("#dialog-input", "ab").await;
     assert_eq!(
-        b.js("return document.querySelector('#dialog [data-action=reveal]').disabled", json!([]))
-            .await,
+        b.js(
+            "return document.querySelector('#dialog [data-action=reveal]').disabled",
+            json!([])
+        )
+        .await,
         true,
         "a reason of 3+ characters is required"
     );
-    b.type_into("#dialog-input", "checking the key after rotation").await;
+    b.type_into("#dialog-input", "checking the key after rotation")
+        .await;
     b.click("#dialog [data-action=reveal]").await;
     let shown = b
         .wait_js(
@@ -312,7 +347,9 @@ async fn operator_journey_in_chromium() {
         )
         .await;
     assert_eq!(shown, "sk-ui-test-secret-0001");
-    let (_, audit) = s.get("/audit?action=secret.reveal", Some(WRITE_TOKEN)).await;
+    let (_, audit) = s
+        .get("/audit?action=secret.reveal", Some(WRITE_TOKEN))
+        .await;
     assert_eq!(audit["entries"][0]["actor"], "writer");
     assert_eq!(audit["entries"][0]["target"], "tts-worker/eleven_api_key");
     assert_eq!(
@@ -342,8 +379,11 @@ async fn operator_journey_in_chromium() {
 
     // --- unsaved changes: leaving asks; beforeunload is armed.
     b.type_into("#f-volume_percent", "85").await;
-    b.wait_js("dirty", "return !document.querySelector('#save-button').disabled")
-        .await;
+    b.wait_js(
+        "dirty",
+        "return !document.querySelector('#save-button').disabled",
+    )
+    .await;
     let prevented = b
         .js(
             "const e = new Event('beforeunload', {cancelable: true}); window.dispatchEvent(e); return e.defaultPrevented",
@@ -356,15 +396,21 @@ async fn operator_journey_in_chromium() {
     assert!(text.contains("Leave without saving?"), "{text}");
     b.click("#dialog [data-action=cancel]").await;
     assert_eq!(
-        b.js("return [location.hash, document.querySelector('#f-volume_percent').value]", json!([]))
-            .await,
+        b.js(
+            "return [location.hash, document.querySelector('#f-volume_percent').value]",
+            json!([])
+        )
+        .await,
         json!(["#/service/tts-worker", "85"])
     );
     b.click("#discard-button").await;
 
     // --- keyboard: arrows move between tabs, Enter opens one.
-    b.js("document.querySelector('#tab-tts-worker').focus()", json!([]))
-        .await;
+    b.js(
+        "document.querySelector('#tab-tts-worker').focus()",
+        json!([]),
+    )
+    .await;
     b.press("\u{E014}").await; // ArrowRight
     assert_eq!(
         b.js("return document.activeElement.id", json!([])).await,
@@ -402,7 +448,11 @@ async fn operator_journey_in_chromium() {
             json!([]),
         )
         .await;
-    assert_eq!(layout, json!([true, true]), "no horizontal overflow, label above input");
+    assert_eq!(
+        layout,
+        json!([true, true]),
+        "no horizontal overflow, label above input"
+    );
     b.screenshot("narrow").await;
     b.set_viewport(1280, 800).await;
 
@@ -412,7 +462,14 @@ async fn operator_journey_in_chromium() {
     let (status, _) = s.get("/services", None).await;
     assert_eq!(status, 401);
     login(&b, &s, READ_TOKEN).await;
-    assert!(b.js("return document.querySelector('#nav-audit').hidden", json!([])).await == true);
+    assert!(
+        b.js(
+            "return document.querySelector('#nav-audit').hidden",
+            json!([])
+        )
+        .await
+            == true
+    );
     open_service(&b, "tts-worker").await;
     b.find("#readonly-note").await;
     let controls = b
@@ -441,8 +498,13 @@ async fn operator_journey_in_chromium() {
     for path in [db.clone(), db.with_extension("db-wal")] {
         if let Ok(meta) = std::fs::metadata(&path) {
             let len = meta.len().max(4096) as usize;
-            std::fs::write(&path, (0..len).map(|i| (i * 7919 % 251) as u8).collect::<Vec<u8>>())
-                .unwrap();
+            std::fs::write(
+                &path,
+                (0..len)
+                    .map(|i| (i * 7919 % 251) as u8)
+                    .collect::<Vec<u8>>(),
+            )
+            .unwrap();
         }
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -458,30 +520,48 @@ async fn operator_journey_in_chromium() {
     login(&b, &s, WRITE_TOKEN).await; // logging in works in fallback too
     open_service(&b, "tts-worker").await;
     let banner = b.text("#banner-readonly").await;
-    assert!(banner.contains("Read-only") && banner.contains("read-only-fallback"), "{banner}");
+    assert!(
+        banner.contains("Read-only") && banner.contains("read-only-fallback"),
+        "{banner}"
+    );
     assert_eq!(
-        b.js("return document.querySelector('#f-volume_percent').value", json!([])).await,
+        b.js(
+            "return document.querySelector('#f-volume_percent').value",
+            json!([])
+        )
+        .await,
         "80",
         "served from the last-known-good cache"
     );
     assert_eq!(
-        b.js("return [document.querySelector('#save-button').disabled, document.querySelector('#tab-tts-worker .dot').className]", json!([]))
+        b.js("return [document.querySelector('#save-button').disabled, document.querySelector('#tab-tts-worker .dot').className, !!document.querySelector('#reveal-eleven_api_key:not([hidden])')]", json!([]))
             .await,
-        json!([true, "dot dot-readonly"])
+        json!([true, "dot dot-readonly", false])
     );
     b.screenshot("fallback").await;
 
     // --- MQTT configured but the broker unreachable: the amber banner (the
     // server above has no MQTT configured and showed none).
     let dead = common::free_port();
-    let m = Server::start_with(vec![("MQTT_URL".into(), format!("mqtt://127.0.0.1:{dead}"))]).await;
+    let m = Server::start_with(vec![(
+        "MQTT_URL".into(),
+        format!("mqtt://127.0.0.1:{dead}"),
+    )])
+    .await;
     let (_, h) = m.get("/health", None).await;
-    assert_eq!((&h["mqtt_configured"], &h["mqtt_connected"]), (&json!(true), &json!(false)));
+    assert_eq!(
+        (&h["mqtt_configured"], &h["mqtt_connected"]),
+        (&json!(true), &json!(false))
+    );
     login(&b, &m, WRITE_TOKEN).await;
     let text = b.text("#banner-mqtt").await;
     assert!(text.contains("MQTT disconnected"), "{text}");
     assert_eq!(
-        b.js("return document.querySelector('#banner-readonly').hidden", json!([])).await,
+        b.js(
+            "return document.querySelector('#banner-readonly').hidden",
+            json!([])
+        )
+        .await,
         true
     );
     b.screenshot("mqtt-banner").await;
@@ -509,7 +589,14 @@ async fn session_cookie_and_csrf_rules() {
     };
 
     // Unknown and service-scoped tokens get no session.
-    assert_eq!(post_login("nope-nope-nope-nope").send().await.unwrap().status(), 401);
+    assert_eq!(
+        post_login("nope-nope-nope-nope")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
     assert_eq!(post_login(TTS_TOKEN).send().await.unwrap().status(), 403);
     // A cross-site login attempt is refused.
     let r = post_login(WRITE_TOKEN)
@@ -545,9 +632,16 @@ async fn session_cookie_and_csrf_rules() {
     assert!(cookie_of(&r).ends_with("; Secure"), "{}", cookie_of(&r));
 
     // GET works with the cookie alone.
-    let r = http.get(s.url("/services/tts-worker")).header("Cookie", &cookie).send().await.unwrap();
+    let r = http
+        .get(s.url("/services/tts-worker"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let version = r.json::<Value>().await.unwrap()["version"].as_i64().unwrap();
+    let version = r.json::<Value>().await.unwrap()["version"]
+        .as_i64()
+        .unwrap();
     let patch = |csrf: Option<&str>| {
         let mut req = http
             .patch(s.url("/services/tts-worker"))
@@ -575,10 +669,16 @@ async fn session_cookie_and_csrf_rules() {
         .unwrap();
     assert_eq!(r.status(), 403, "every non-GET needs the CSRF token");
     assert_eq!(tts(&s).await["config"]["volume_percent"], 100);
-    let (_, audit) = s.get("/audit?action=access.denied", Some(WRITE_TOKEN)).await;
+    let (_, audit) = s
+        .get("/audit?action=access.denied", Some(WRITE_TOKEN))
+        .await;
     assert!(
-        audit["entries"].as_array().unwrap().iter().any(|e| e["actor"] == "writer"
-            && e["detail"]["reason"] == "missing or invalid CSRF token"),
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == "writer"
+                && e["detail"]["reason"] == "missing or invalid CSRF token"),
         "{audit}"
     );
     // With the token it goes through.
@@ -591,7 +691,10 @@ async fn session_cookie_and_csrf_rules() {
     // A read-role session cannot write even with its CSRF token.
     let r = post_login(READ_TOKEN).send().await.unwrap();
     let reader_cookie = cookie_of(&r).split(';').next().unwrap().to_owned();
-    let reader_csrf = r.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_owned();
+    let reader_csrf = r.json::<Value>().await.unwrap()["csrf_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let r = http
         .patch(s.url("/services/tts-worker"))
         .header("Cookie", &reader_cookie)
@@ -603,7 +706,12 @@ async fn session_cookie_and_csrf_rules() {
     assert_eq!(r.status(), 403);
 
     // Logout needs the CSRF token, ends the session and clears the cookie.
-    let r = http.post(format!("{root}ui/logout")).header("Cookie", &cookie).send().await.unwrap();
+    let r = http
+        .post(format!("{root}ui/logout"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let r = http
         .post(format!("{root}ui/logout"))
@@ -614,9 +722,19 @@ async fn session_cookie_and_csrf_rules() {
         .unwrap();
     assert_eq!(r.status(), 204);
     assert!(cookie_of(&r).contains("Max-Age=0"));
-    let r = http.get(s.url("/services")).header("Cookie", &cookie).send().await.unwrap();
+    let r = http
+        .get(s.url("/services"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = http.get(format!("{root}ui/session")).header("Cookie", &cookie).send().await.unwrap();
+    let r = http
+        .get(format!("{root}ui/session"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let (_, audit) = s.get("/audit?action=session.", Some(WRITE_TOKEN)).await;
     let actions: Vec<String> = audit["entries"]
@@ -625,8 +743,14 @@ async fn session_cookie_and_csrf_rules() {
         .iter()
         .map(|e| format!("{} {} {}", e["action"], e["actor"], e["outcome"]))
         .collect();
-    assert!(actions.contains(&"\"session.logout\" \"writer\" \"ok\"".to_owned()), "{actions:?}");
-    assert!(actions.contains(&"\"session.login\" \"anonymous\" \"denied\"".to_owned()), "{actions:?}");
+    assert!(
+        actions.contains(&"\"session.logout\" \"writer\" \"ok\"".to_owned()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"\"session.login\" \"anonymous\" \"denied\"".to_owned()),
+        "{actions:?}"
+    );
 }
 
 /// The page and its assets: security headers, caching, and nothing external.
@@ -656,11 +780,21 @@ async fn page_security_headers_and_caching() {
     assert_eq!(h["cache-control"], "no-store");
     assert_eq!(h["x-frame-options"], "DENY");
     let html = r.text().await.unwrap();
-    assert!(!html.contains("http://") && !html.contains("https://"), "no external resources");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external resources"
+    );
 
-    let r = http.get(format!("{root}ui/assets/app.js")).send().await.unwrap();
+    let r = http
+        .get(format!("{root}ui/assets/app.js"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
     assert_eq!(r.headers()["cache-control"], "no-cache");
     let etag = r.headers()["etag"].to_str().unwrap().to_owned();
     let r = http

@@ -11,6 +11,7 @@
 
 mod audit;
 mod configs;
+mod epoch_file;
 mod error;
 mod history;
 mod meta;
@@ -27,6 +28,10 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use audit::{AuditEntry, AuditFilter, NewAudit};
 pub use configs::{ConfigItem, ConfigWrite, StoredConfig, VersionSnapshot};
+pub use epoch_file::{
+    epoch_file_path, inspect_database, sync_parent_dir, DatabaseIdentity, EpochDiscrepancy,
+    EpochFile, EpochFileError, LastRebuild, EPOCH_FILE_FORMAT, EPOCH_FILE_VERSION,
+};
 pub use error::{Result, StoreError};
 pub use history::{HistoryEntry, HistoryFilter, KeyChange};
 pub use meta::{EpochInfo, SchemaVersion};

@@ -68,6 +68,11 @@ impl Remote {
         })
     }
 
+    /// `GET` of an API path (e.g. `/keys/status`).
+    pub fn get_json(&self, path: &str) -> CliResult<Value> {
+        self.call(Method::GET, path, &[], None)
+    }
+
     /// One API call; a non-2xx answer becomes a [`CliError::Failed`] that
     /// shows the problem details (and every field error).
     fn call(

@@ -80,10 +80,20 @@ impl Browser {
         // --window-size is the outer window; headless adds no chrome, but
         // set the viewport explicitly afterwards to be sure.
         let args = json!([
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-quic", "--no-first-run", format!("--window-size={width},{height}"),
-            format!("--user-data-dir={}", b._profile.path().join("profile").display()),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--no-first-run",
+            format!("--window-size={width},{height}"),
+            format!(
+                "--user-data-dir={}",
+                b._profile.path().join("profile").display()
+            ),
         ]);
         let resp = b
             .raw(
@@ -115,7 +125,10 @@ impl Browser {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "chromedriver did not become ready");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not become ready"
+            );
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
     }
@@ -128,11 +141,17 @@ impl Browser {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = resp.status();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            panic!("WebDriver {method} {path} failed ({status}): {}", v["value"]);
+            panic!(
+                "WebDriver {method} {path} failed ({status}): {}",
+                v["value"]
+            );
         }
         v["value"].clone()
     }
@@ -145,17 +164,28 @@ impl Browser {
     /// Sets the viewport (inner size): resize, measure what the browser
     /// chrome takes, resize again by the difference.
     pub async fn set_viewport(&self, width: u32, height: u32) {
-        self.cmd("POST", "/window/rect", Some(json!({"width": width, "height": height})))
-            .await;
+        self.cmd(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
         let inner = self
             .js("return [window.innerWidth, window.innerHeight]", json!([]))
             .await;
         let iw = inner[0].as_u64().unwrap_or(u64::from(width)) as u32;
         let ih = inner[1].as_u64().unwrap_or(u64::from(height)) as u32;
-        let (w2, h2) = (width + width.saturating_sub(iw), height + height.saturating_sub(ih));
+        let (w2, h2) = (
+            width + width.saturating_sub(iw),
+            height + height.saturating_sub(ih),
+        );
         if (w2, h2) != (width, height) {
-            self.cmd("POST", "/window/rect", Some(json!({"width": w2, "height": h2})))
-                .await;
+            self.cmd(
+                "POST",
+                "/window/rect",
+                Some(json!({"width": w2, "height": h2})),
+            )
+            .await;
         }
     }
 
@@ -202,7 +232,10 @@ impl Browser {
                 let body = self
                     .js("return document.body.innerText.slice(0, 3000)", json!([]))
                     .await;
-                panic!("timed out waiting for {what}; page text:\n{}", body.as_str().unwrap_or(""));
+                panic!(
+                    "timed out waiting for {what}; page text:\n{}",
+                    body.as_str().unwrap_or("")
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -308,7 +341,10 @@ impl Browser {
         if !self.session.is_empty() {
             let _ = self
                 .http
-                .delete(format!("http://127.0.0.1:{}/session/{}", self.port, self.session))
+                .delete(format!(
+                    "http://127.0.0.1:{}/session/{}",
+                    self.port, self.session
+                ))
                 .send()
                 .await;
             self.session.clear();

@@ -196,7 +196,8 @@ export function serviceForm(data, ctx) {
         } }, 'Hide');
         const revealButton = h('button', {
           type: 'button', class: 'reveal', id: `reveal-${f.key}`,
-          hidden: !ctx.canWrite || !isSet || original !== SECRET_MASK,
+          // Hidden in read-only fallback too: secrets are not in the LKG cache.
+          hidden: !editable || !isSet || original !== SECRET_MASK,
           'aria-label': `Reveal ${f.title || f.key}`,
           onclick: () => reveal(f, revealed, revealButton, hideButton),
         }, 'Reveal');
