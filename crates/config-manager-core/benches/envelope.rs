@@ -93,7 +93,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(key.sign_base64(black_box(&message))))
     });
     group.bench_function("verify_strict", |b| {
-        b.iter(|| public.verify_base64(black_box(&message), &signature).unwrap())
+        b.iter(|| {
+            public
+                .verify_base64(black_box(&message), &signature)
+                .unwrap()
+        })
     });
     group.finish();
 }

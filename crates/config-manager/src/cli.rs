@@ -78,6 +78,12 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Restore the database from the Litestream replica (LITESTREAM_*
+    /// settings; latest or --timestamp) or a local snapshot, validate it
+    /// (integrity, schema version, epoch metadata) and only then put it in
+    /// place, moving the current file aside. Stop the service first. See
+    /// docs/backup.md.
+    Restore(crate::backup::restore::RestoreArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,6 +232,7 @@ pub fn run(cli: Cli) -> ExitCode {
             verify::message(&cli.env_file, &file, public_key.as_deref())
         }
         Command::Healthcheck { url } => health::check(url, &cli.env_file),
+        Command::Restore(args) => crate::backup::restore::run(&cli.env_file, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! line and calls into here.
 
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod first_run;
 pub mod http;

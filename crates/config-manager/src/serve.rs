@@ -129,6 +129,7 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     let publisher = crate::mqtt::Publisher::new(settings.mqtt.as_ref())?;
     let sink: Arc<dyn ChangeSink> = publisher.sink();
     let state = AppState::new(manager, settings.clone(), sink, status);
+    crate::backup::record_epoch_file(&state).await;
     report_existing_lkg(&state).await;
     state.refresh_lkg().await;
     let mqtt = publisher.start(state.clone());
@@ -144,6 +145,8 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
+    // Litestream and/or local snapshots; failures only show in health.
+    let backup = crate::backup::BackupService::start(&settings.backup, state.status().clone(), shutdown.clone());
     axum::serve(listener, crate::http::router(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -154,6 +157,10 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     let _ = rotation.await;
     // Offline health, flushed, then a clean disconnect (no last-will).
     mqtt.shutdown().await;
+    // Litestream uploads what is left and exits before the WAL checkpoint
+    // below: a checkpoint Litestream did not do makes it take a full
+    // snapshot, and it would hold up the checkpoint (docs/backup.md).
+    backup.join().await;
     let manager = state.manager();
     tokio::task::spawn_blocking(move || manager.store().checkpoint()).await??;
     Ok(())

@@ -161,6 +161,8 @@ pub struct Settings {
     pub monitor_interval: std::time::Duration,
     /// Secrets re-encrypted per transaction during a master-key rotation.
     pub rotation_batch: usize,
+    /// `LITESTREAM_*` and `BACKUP_SNAPSHOT_*` (see `backup::config`).
+    pub backup: crate::backup::BackupSettings,
 }
 
 /// A string that never shows in `Debug` output or logs.
@@ -240,10 +242,13 @@ impl Settings {
         if !(50..=60_000).contains(&monitor_ms) {
             return Err(bad("CONFIG_MONITOR_INTERVAL_MS", "must be between 50 and 60000"));
         }
+        let db_path = db_path_from(env);
+        let backup = crate::backup::BackupSettings::from_env(env, &db_path)?;
         Ok(Self {
             host: env.parse("CONFIG_MANAGER_HOST", IpAddr::from([127, 0, 0, 1]))?,
             port: env.parse("CONFIG_MANAGER_PORT", 8081)?,
-            db_path: path(env, "CONFIG_DB_PATH", "data/config.db"),
+            db_path,
+            backup,
             lkg_path: path(env, "CONFIG_LKG_CACHE_PATH", "data/config.lkg.json"),
             schema_dir: env.get("CONFIG_SCHEMA_DIR").map(PathBuf::from),
             env_file,
@@ -280,6 +285,11 @@ fn path(env: &EnvSource, var: &str, default: &str) -> PathBuf {
     PathBuf::from(env.get(var).unwrap_or(default))
 }
 
+/// `CONFIG_DB_PATH` (also for commands that need no keys, like `restore`).
+pub fn db_path_from(env: &EnvSource) -> PathBuf {
+    path(env, "CONFIG_DB_PATH", "data/config.db")
+}
+
 /// Every variable the binary reads, for `.env.example` checks and `--help`.
 pub const ALL_VARIABLES: &[&str] = &[
     "CONFIG_ENV_FILE",
@@ -309,6 +319,23 @@ pub const ALL_VARIABLES: &[&str] = &[
     "CONFIG_MAX_BODY_BYTES",
     "CONFIG_MONITOR_INTERVAL_MS",
     "CONFIG_ROTATION_BATCH",
+    "LITESTREAM_MODE",
+    "LITESTREAM_BIN",
+    "LITESTREAM_ENDPOINT",
+    "LITESTREAM_BUCKET",
+    "LITESTREAM_PATH",
+    "LITESTREAM_REGION",
+    "LITESTREAM_ACCESS_KEY_ID",
+    "LITESTREAM_SECRET_ACCESS_KEY",
+    "LITESTREAM_FORCE_PATH_STYLE",
+    "LITESTREAM_SYNC_INTERVAL",
+    "LITESTREAM_RETENTION",
+    "LITESTREAM_SOCKET",
+    "LITESTREAM_CHECK_INTERVAL",
+    "LITESTREAM_METRICS_ADDR",
+    "BACKUP_SNAPSHOT_DIR",
+    "BACKUP_SNAPSHOT_INTERVAL",
+    "BACKUP_SNAPSHOT_KEEP",
     "LOG_FORMAT",
     "RUST_LOG",
     "CONFIG_MANAGER_URL",

@@ -15,8 +15,13 @@ pub struct Status {
     /// Whether `MQTT_URL` is set (the web UI warns only when it is and the
     /// link is down).
     pub mqtt_configured: bool,
+    /// Backups as a whole (Litestream when configured, else local
+    /// snapshots); see `backup`.
     pub litestream_status: LitestreamStatus,
     pub last_backup: Option<String>,
+    /// Local snapshots on their own (`BACKUP_SNAPSHOT_DIR`).
+    pub snapshot_status: LitestreamStatus,
+    pub last_snapshot: Option<String>,
     /// The last state transition, for operators.
     pub event: Option<String>,
     /// Why the service is degraded; safe to show (no paths with secrets, no values).
@@ -35,6 +40,8 @@ impl Default for Status {
             mqtt_configured: false,
             litestream_status: LitestreamStatus::Disabled,
             last_backup: None,
+            snapshot_status: LitestreamStatus::Disabled,
+            last_snapshot: None,
             event: None,
             err: None,
             rotation: Default::default(),

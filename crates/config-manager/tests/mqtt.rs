@@ -377,6 +377,33 @@ async fn broker_outage_never_blocks_writes_and_reconnect_republishes_the_latest(
     sub.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtts_with_a_private_ca() {
+    let broker = Broker::start_with_tls();
+    let tls = broker.tls.as_ref().unwrap();
+    let url = format!("mqtts://127.0.0.1:{}", tls.port);
+    let ca = tls.ca_file.display().to_string();
+    let s = start_server(&url, &[("MQTT_CA_FILE", &ca)]).await;
+    wait_mqtt_connected(&s, true).await;
+    let key = env_public_key(&s.path(".env"));
+    // What the manager sent over TLS, read back on the plain listener.
+    let mut sub = Subscriber::connect(broker.port, TTS_TOPIC).await;
+    let msg = sub
+        .next_matching(WAIT, "retained over TLS", |m| m.retain)
+        .await;
+    verified(&msg, &key);
+    sub.close().await;
+
+    // Without the CA the certificate is refused: the manager stays up and
+    // says it is not connected.
+    let s2 = start_server(&url, &[]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, health) = s2.get("/health", None).await;
+    assert_eq!(code, 200);
+    assert_eq!(health["mqtt_connected"], false);
+    assert!(s2.log().contains("MQTT broker unreachable"), "{}", s2.log());
+}
+
 #[tokio::test]
 async fn without_mqtt_url_health_says_not_configured() {
     let s = Server::start().await;

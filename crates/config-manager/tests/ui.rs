@@ -8,6 +8,7 @@
 //!
 //! Not covered here: the MQTT publish after a UI save (the publisher has its
 //! own tests; a UI save is an ordinary PATCH).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 #[path = "ui/harness.rs"]

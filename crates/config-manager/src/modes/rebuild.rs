@@ -182,6 +182,11 @@ pub fn rebuild_files(
         outcome: "ok".into(),
         detail: serde_json::to_value(&tombstone).ok(),
     })?;
+    // The device's record of its (new) lineage, checked by `restore`. The
+    // rebuild itself succeeded, so a failure here is only logged.
+    if let Err(e) = manager.store().write_epoch_file() {
+        tracing::warn!(error = %e, "cannot write the epoch metadata file after the rebuild");
+    }
     Ok((manager, tombstone))
 }
 

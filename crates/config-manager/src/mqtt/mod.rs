@@ -304,7 +304,7 @@ impl RunningPublisher {
 }
 
 async fn join_bounded(name: &str, mut task: JoinHandle<()>) {
-    match tokio::time::timeout(SHUTDOWN_STEP + Duration::from_secs(1), &mut task).await {
+    match tokio::time::timeout(SHUTDOWN_STEP + Duration::from_secs(2), &mut task).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!(%error, task = name, "MQTT task ended abnormally"),
         Err(_) => {

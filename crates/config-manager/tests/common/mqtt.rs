@@ -19,8 +19,17 @@ pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 /// A mosquitto process on `port`, killed on drop.
 pub struct Broker {
     pub port: u16,
+    /// A second, TLS listener (see [`Broker::start_with_tls`]).
+    pub tls: Option<TlsListener>,
     child: Option<Child>,
     dir: tempfile::TempDir,
+}
+
+/// A TLS listener with a certificate for `127.0.0.1` from a private CA.
+pub struct TlsListener {
+    pub port: u16,
+    /// PEM of the CA that signed the broker's certificate.
+    pub ca_file: std::path::PathBuf,
 }
 
 impl Broker {
@@ -39,8 +48,27 @@ impl Broker {
         );
         let mut broker = Self {
             port,
+            tls: None,
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
+        };
+        broker.spawn();
+        broker
+    }
+
+    /// A broker with a plain listener and a TLS listener whose certificate
+    /// (for IP 127.0.0.1) is signed by a throwaway CA made with `openssl`.
+    pub fn start_with_tls() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        make_certificates(dir.path());
+        let mut broker = Self {
+            port: crate::common::free_port(),
+            tls: Some(TlsListener {
+                port: crate::common::free_port(),
+                ca_file: dir.path().join("ca.pem"),
+            }),
+            child: None,
+            dir,
         };
         broker.spawn();
         broker
@@ -52,14 +80,18 @@ impl Broker {
 
     fn spawn(&mut self) {
         let conf = self.dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n",
-                self.port
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            "allow_anonymous true\npersistence false\nlog_dest stderr\nlistener {} 127.0.0.1\n",
+            self.port
+        );
+        if let Some(tls) = &self.tls {
+            let d = self.dir.path().display();
+            text.push_str(&format!(
+                "listener {} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n",
+                tls.port
+            ));
+        }
+        std::fs::write(&conf, text).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -74,7 +106,12 @@ impl Broker {
             .expect("start mosquitto");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let ports = [Some(self.port), self.tls.as_ref().map(|t| t.port)];
+        while ports
+            .iter()
+            .flatten()
+            .any(|p| TcpStream::connect(("127.0.0.1", *p)).is_err())
+        {
             assert!(
                 Instant::now() < deadline,
                 "mosquitto did not accept on port {} within 10 s:\n{}",
@@ -107,6 +144,84 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A CA and a server certificate for IP 127.0.0.1, via the `openssl` CLI.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("`openssl` not found: apt-get install -y openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=config-manager test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    // mosquitto started as root drops to its own user before reading them.
+    use std::os::unix::fs::PermissionsExt as _;
+    let readable = |p: &Path, mode| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    readable(dir, 0o755);
+    for f in ["ca.pem", "server.pem", "server.key"] {
+        readable(&dir.join(f), 0o644);
     }
 }
 

@@ -235,7 +235,7 @@ export async function renderAudit(main, ctx) {
     return;
   }
   const actor = h('input', { id: 'audit-actor', type: 'text', spellcheck: 'false' });
-  const action = h('input', { id: 'audit-action', type: 'text', spellcheck: 'false', list: 'audit-actions' });
+  const action = h('input', { id: 'audit-action', type: 'text', spellcheck: 'false', list: 'audit-actions', placeholder: 'prefix, e.g. config.' });
   const outcome = h('select', { id: 'audit-outcome' }, ['', 'ok', 'denied', 'error'].map((o) => h('option', { value: o }, o || 'any')));
   const from = h('input', { id: 'audit-from', type: 'datetime-local', step: 1 });
   const to = h('input', { id: 'audit-to', type: 'datetime-local', step: 1 });

@@ -1,0 +1,624 @@
+//! Backup settings (`LITESTREAM_*`, `BACKUP_SNAPSHOT_*`), validated once at
+//! start-up like every other setting, and the Litestream configuration file
+//! written from them.
+//!
+//! Credentials never go into the generated file: the child process gets them
+//! as `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` in its environment (the
+//! file is still created 0600, it names the bucket and paths). Litestream is
+//! started with `-no-expand-env`, so a `$` in a path or bucket name is taken
+//! literally, and every string value is written as a JSON string, which YAML
+//! reads as a double-quoted scalar: no value can change the file's structure.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::settings::{EnvSource, RedactedString, SettingsError};
+
+/// How long Litestream may keep trying to upload on shutdown
+/// (`shutdown-sync-timeout`; its default of 30 s would hold up a service
+/// stop when S3 is unreachable).
+pub const SHUTDOWN_SYNC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the manager runs Litestream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LitestreamMode {
+    /// No continuous backup; health says `disabled`.
+    Disabled,
+    /// The manager writes the Litestream config and runs `litestream
+    /// replicate` as its child.
+    Supervised,
+    /// Litestream runs elsewhere (a sidecar container, a system service); the
+    /// manager only gathers evidence through its control socket.
+    External,
+}
+
+/// A duration written the way Litestream (Go) reads it: `500ms`, `1s`, `168h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GoDuration(pub Duration);
+
+impl GoDuration {
+    /// Parses `<n><unit>` groups (`ms`, `s`, `m`, `h`), e.g. `1h30m`, `500ms`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        let mut total = Duration::ZERO;
+        let mut rest = text;
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            if digits == 0 {
+                return None;
+            }
+            let n: u64 = rest[..digits].parse().ok()?;
+            rest = &rest[digits..];
+            let (unit, len) = if rest.starts_with("ms") {
+                (Duration::from_millis(1), 2)
+            } else if rest.starts_with('s') {
+                (Duration::from_secs(1), 1)
+            } else if rest.starts_with('m') {
+                (Duration::from_secs(60), 1)
+            } else if rest.starts_with('h') {
+                (Duration::from_secs(3600), 1)
+            } else {
+                return None;
+            };
+            rest = &rest[len..];
+            total = total.checked_add(unit.checked_mul(u32::try_from(n).ok()?)?)?;
+        }
+        Some(Self(total))
+    }
+
+    /// The Go form, in the largest unit that is exact.
+    pub fn render(&self) -> String {
+        let ms = self.0.as_millis();
+        if ms % 3_600_000 == 0 {
+            format!("{}h", ms / 3_600_000)
+        } else if ms % 60_000 == 0 {
+            format!("{}m", ms / 60_000)
+        } else if ms % 1000 == 0 {
+            format!("{}s", ms / 1000)
+        } else {
+            format!("{ms}ms")
+        }
+    }
+}
+
+/// Where replicas go: one S3-compatible bucket and path.
+#[derive(Debug, Clone)]
+pub struct ReplicaSettings {
+    /// `LITESTREAM_ENDPOINT` (MinIO, moto, ...); `None` means AWS S3.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    /// Key prefix inside the bucket (`LITESTREAM_PATH`, default: the
+    /// database file name).
+    pub path: String,
+    pub region: String,
+    pub access_key_id: Option<RedactedString>,
+    pub secret_access_key: Option<RedactedString>,
+    pub force_path_style: bool,
+    /// How often Litestream uploads new transactions (`LITESTREAM_SYNC_INTERVAL`).
+    pub sync_interval: GoDuration,
+    /// How long point-in-time restore reaches back (`LITESTREAM_RETENTION`).
+    pub retention: GoDuration,
+}
+
+impl ReplicaSettings {
+    /// `s3://bucket/path`, for messages (no credentials).
+    pub fn describe(&self) -> String {
+        match &self.endpoint {
+            Some(e) => format!("s3://{}/{} at {e}", self.bucket, self.path),
+            None => format!("s3://{}/{}", self.bucket, self.path),
+        }
+    }
+
+    /// Credentials for the child's environment (never in the config file).
+    pub fn child_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = Vec::new();
+        if let Some(k) = &self.access_key_id {
+            env.push(("AWS_ACCESS_KEY_ID", k.0.clone()));
+        }
+        if let Some(s) = &self.secret_access_key {
+            env.push(("AWS_SECRET_ACCESS_KEY", s.0.clone()));
+        }
+        env
+    }
+}
+
+/// Continuous backup with Litestream.
+#[derive(Debug, Clone)]
+pub struct LitestreamSettings {
+    pub mode: LitestreamMode,
+    /// `LITESTREAM_BIN` (default `litestream` from `PATH`).
+    pub bin: PathBuf,
+    /// The bucket, when configured (supervised mode needs it; external mode
+    /// and `restore` use it when present).
+    pub replica: Option<ReplicaSettings>,
+    /// Litestream's control socket (`LITESTREAM_SOCKET`, default
+    /// `<data dir>/litestream.sock` in supervised mode).
+    pub socket: Option<PathBuf>,
+    /// The generated config, `<data dir>/litestream.yml` (supervised mode).
+    pub config_path: PathBuf,
+    /// The database, absolute (Litestream and its socket API name it so).
+    pub db_path: PathBuf,
+    /// How often backup health is verified (`LITESTREAM_CHECK_INTERVAL`).
+    pub check_interval: Duration,
+    /// `LITESTREAM_METRICS_ADDR`: Litestream's own Prometheus endpoint.
+    pub metrics_addr: Option<String>,
+}
+
+/// Periodic local snapshots (the alternative without S3).
+#[derive(Debug, Clone)]
+pub struct SnapshotSettings {
+    /// `BACKUP_SNAPSHOT_DIR`.
+    pub dir: PathBuf,
+    /// `BACKUP_SNAPSHOT_INTERVAL` (default 1h).
+    pub interval: Duration,
+    /// `BACKUP_SNAPSHOT_KEEP`: how many snapshots are kept (default 24).
+    pub keep: usize,
+    /// The database, as configured.
+    pub db_path: PathBuf,
+}
+
+/// Every backup setting.
+#[derive(Debug, Clone)]
+pub struct BackupSettings {
+    pub litestream: LitestreamSettings,
+    pub snapshots: Option<SnapshotSettings>,
+}
+
+/// The longest path a Unix socket address holds (108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+fn bad(var: &'static str, reason: impl Into<String>) -> SettingsError {
+    SettingsError {
+        var,
+        reason: reason.into(),
+    }
+}
+
+fn duration(
+    env: &EnvSource,
+    var: &'static str,
+    default: Duration,
+    range: std::ops::RangeInclusive<Duration>,
+) -> Result<GoDuration, SettingsError> {
+    let value = match env.get(var) {
+        None => GoDuration(default),
+        Some(v) => GoDuration::parse(v).ok_or_else(|| {
+            bad(
+                var,
+                format!("cannot parse '{}' (use e.g. 500ms, 30s, 5m, 168h)", v.trim()),
+            )
+        })?,
+    };
+    if !range.contains(&value.0) {
+        return Err(bad(
+            var,
+            format!(
+                "must be between {} and {}",
+                GoDuration(*range.start()).render(),
+                GoDuration(*range.end()).render()
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+fn flag(env: &EnvSource, var: &'static str, default: bool) -> Result<bool, SettingsError> {
+    match env.get(var).map(str::trim) {
+        None => Ok(default),
+        Some("0") | Some("false") | Some("no") => Ok(false),
+        Some("1") | Some("true") | Some("yes") => Ok(true),
+        Some(_) => Err(bad(var, "must be 0 or 1")),
+    }
+}
+
+/// S3 bucket naming rules (3–63 of `a-z 0-9 . -`, starting and ending with a
+/// letter or digit), checked here so a typo is a clear start-up error and not
+/// a 400 from the server at the first upload.
+fn valid_bucket(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+impl BackupSettings {
+    /// Reads and checks every backup variable; errors name the variable.
+    pub fn from_env(env: &EnvSource, db_path: &Path) -> Result<Self, SettingsError> {
+        let abs_db = std::path::absolute(db_path)
+            .map_err(|e| bad("CONFIG_DB_PATH", format!("cannot resolve the path: {e}")))?;
+        let data_dir = abs_db
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let replica = Self::replica(env, &abs_db)?;
+        let mode = match env.get("LITESTREAM_MODE").map(str::trim) {
+            None if replica.is_some() => LitestreamMode::Supervised,
+            None => LitestreamMode::Disabled,
+            Some("supervised") => LitestreamMode::Supervised,
+            Some("external") => LitestreamMode::External,
+            Some("disabled") => LitestreamMode::Disabled,
+            Some(_) => {
+                return Err(bad(
+                    "LITESTREAM_MODE",
+                    "must be 'supervised', 'external' or 'disabled'",
+                ))
+            }
+        };
+        if mode == LitestreamMode::Supervised && replica.is_none() {
+            return Err(bad(
+                "LITESTREAM_BUCKET",
+                "is required when LITESTREAM_MODE=supervised",
+            ));
+        }
+        let socket = match (env.get("LITESTREAM_SOCKET"), mode) {
+            (Some(s), _) => Some(
+                std::path::absolute(s.trim())
+                    .map_err(|e| bad("LITESTREAM_SOCKET", format!("cannot resolve: {e}")))?,
+            ),
+            (None, LitestreamMode::Supervised) => Some(data_dir.join("litestream.sock")),
+            (None, LitestreamMode::External) => {
+                return Err(bad(
+                    "LITESTREAM_SOCKET",
+                    "is required when LITESTREAM_MODE=external: backup health is verified \
+                     through the control socket of the external Litestream",
+                ))
+            }
+            (None, LitestreamMode::Disabled) => None,
+        };
+        if let Some(s) = &socket {
+            if s.as_os_str().len() > MAX_SOCKET_PATH {
+                return Err(bad(
+                    "LITESTREAM_SOCKET",
+                    format!(
+                        "the control socket path {} is longer than the {MAX_SOCKET_PATH} bytes a \
+                         Unix socket allows; set LITESTREAM_SOCKET to a shorter path",
+                        s.display()
+                    ),
+                ));
+            }
+        }
+        let check_interval = duration(
+            env,
+            "LITESTREAM_CHECK_INTERVAL",
+            Duration::from_secs(30),
+            Duration::from_millis(200)..=Duration::from_secs(3600),
+        )?
+        .0;
+        let metrics_addr = match env.get("LITESTREAM_METRICS_ADDR").map(str::trim) {
+            None => None,
+            Some(a) => {
+                a.parse::<std::net::SocketAddr>()
+                    .map_err(|_| bad("LITESTREAM_METRICS_ADDR", "must be host:port, e.g. 127.0.0.1:9090"))?;
+                Some(a.to_owned())
+            }
+        };
+        let litestream = LitestreamSettings {
+            mode,
+            bin: PathBuf::from(env.get("LITESTREAM_BIN").map_or("litestream", str::trim)),
+            replica,
+            socket,
+            config_path: data_dir.join("litestream.yml"),
+            db_path: abs_db,
+            check_interval,
+            metrics_addr,
+        };
+        let snapshots = match env.get("BACKUP_SNAPSHOT_DIR") {
+            None => None,
+            Some(dir) => {
+                let keep: usize = match env.get("BACKUP_SNAPSHOT_KEEP") {
+                    None => 24,
+                    Some(v) => v
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=10_000).contains(n))
+                        .ok_or_else(|| bad("BACKUP_SNAPSHOT_KEEP", "must be a number from 1 to 10000"))?,
+                };
+                Some(SnapshotSettings {
+                    dir: PathBuf::from(dir.trim()),
+                    interval: duration(
+                        env,
+                        "BACKUP_SNAPSHOT_INTERVAL",
+                        Duration::from_secs(3600),
+                        Duration::from_secs(1)..=Duration::from_secs(7 * 24 * 3600),
+                    )?
+                    .0,
+                    keep,
+                    db_path: db_path.to_owned(),
+                })
+            }
+        };
+        Ok(Self {
+            litestream,
+            snapshots,
+        })
+    }
+
+    fn replica(env: &EnvSource, abs_db: &Path) -> Result<Option<ReplicaSettings>, SettingsError> {
+        let Some(bucket) = env.get("LITESTREAM_BUCKET").map(str::trim) else {
+            return Ok(None);
+        };
+        if !valid_bucket(bucket) {
+            return Err(bad(
+                "LITESTREAM_BUCKET",
+                "must be a valid S3 bucket name (3-63 characters of a-z, 0-9, '.', '-')",
+            ));
+        }
+        let endpoint = env.get("LITESTREAM_ENDPOINT").map(|e| e.trim().trim_end_matches('/').to_owned());
+        if let Some(e) = &endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(bad("LITESTREAM_ENDPOINT", "must start with http:// or https://"));
+            }
+        }
+        let default_path = abs_db
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "config.db".into());
+        let path = env
+            .get("LITESTREAM_PATH")
+            .map_or(default_path, |p| p.trim().trim_matches('/').to_owned());
+        if path.is_empty() || path.split('/').any(|seg| seg.is_empty() || seg == "..") {
+            return Err(bad(
+                "LITESTREAM_PATH",
+                "must be a key prefix like 'robots/tars-1/config.db' (no empty or '..' segments)",
+            ));
+        }
+        let access_key_id = env.get("LITESTREAM_ACCESS_KEY_ID").map(|k| RedactedString(k.trim().to_owned()));
+        let secret_access_key = env
+            .get("LITESTREAM_SECRET_ACCESS_KEY")
+            .map(|k| RedactedString(k.trim().to_owned()));
+        if access_key_id.is_some() != secret_access_key.is_some() {
+            return Err(bad(
+                "LITESTREAM_SECRET_ACCESS_KEY",
+                "LITESTREAM_ACCESS_KEY_ID and LITESTREAM_SECRET_ACCESS_KEY are set together or not at all",
+            ));
+        }
+        Ok(Some(ReplicaSettings {
+            force_path_style: flag(env, "LITESTREAM_FORCE_PATH_STYLE", endpoint.is_some())?,
+            endpoint,
+            bucket: bucket.to_owned(),
+            path,
+            region: env.get("LITESTREAM_REGION").map_or("us-east-1", str::trim).to_owned(),
+            access_key_id,
+            secret_access_key,
+            sync_interval: duration(
+                env,
+                "LITESTREAM_SYNC_INTERVAL",
+                Duration::from_secs(1),
+                Duration::from_millis(100)..=Duration::from_secs(3600),
+            )?,
+            retention: duration(
+                env,
+                "LITESTREAM_RETENTION",
+                Duration::from_secs(168 * 3600),
+                Duration::from_secs(3600)..=Duration::from_secs(10 * 365 * 24 * 3600),
+            )?,
+        }))
+    }
+}
+
+/// A YAML double-quoted scalar (a JSON string is one).
+fn quoted(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
+}
+
+/// The Litestream configuration for `db` replicating to `replica`.
+///
+/// `socket` enables the control socket the manager verifies backups through;
+/// snapshots are taken at least daily and kept for the retention, which is
+/// what point-in-time restore can reach.
+pub fn render_config(
+    db: &Path,
+    replica: &ReplicaSettings,
+    socket: Option<&Path>,
+    metrics_addr: Option<&str>,
+) -> String {
+    let mut y = String::new();
+    let _ = writeln!(
+        y,
+        "# Written by config-manager from the LITESTREAM_* settings at every start.\n\
+         # Edits are overwritten; change the settings instead. Credentials are passed\n\
+         # in the environment, not stored here."
+    );
+    if let Some(addr) = metrics_addr {
+        let _ = writeln!(y, "addr: {}", quoted(addr));
+    }
+    let _ = writeln!(
+        y,
+        "shutdown-sync-timeout: {}",
+        GoDuration(SHUTDOWN_SYNC_TIMEOUT).render()
+    );
+    if let Some(sock) = socket {
+        let _ = writeln!(
+            y,
+            "socket:\n  enabled: true\n  path: {}",
+            quoted(&sock.to_string_lossy())
+        );
+    }
+    let snapshot_interval = GoDuration(replica.retention.0.min(Duration::from_secs(24 * 3600)));
+    let _ = writeln!(
+        y,
+        "snapshot:\n  interval: {}\n  retention: {}",
+        snapshot_interval.render(),
+        replica.retention.render()
+    );
+    let _ = writeln!(y, "dbs:\n  - path: {}", quoted(&db.to_string_lossy()));
+    let _ = writeln!(y, "    replica:\n      type: s3");
+    let _ = writeln!(y, "      bucket: {}", quoted(&replica.bucket));
+    let _ = writeln!(y, "      path: {}", quoted(&replica.path));
+    let _ = writeln!(y, "      region: {}", quoted(&replica.region));
+    if let Some(e) = &replica.endpoint {
+        let _ = writeln!(y, "      endpoint: {}", quoted(e));
+    }
+    if replica.force_path_style {
+        let _ = writeln!(y, "      force-path-style: true");
+    }
+    let _ = writeln!(
+        y,
+        "      sync-interval: {}",
+        replica.sync_interval.render()
+    );
+    y
+}
+
+/// Writes `contents` to `path` with mode 0600 (created that way, never
+/// briefly readable by others), replacing the file atomically.
+pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp_name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let result = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> EnvSource {
+        EnvSource::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn unset_means_disabled() {
+        let s = BackupSettings::from_env(&env(&[]), Path::new("data/config.db")).unwrap();
+        assert_eq!(s.litestream.mode, LitestreamMode::Disabled);
+        assert!(s.litestream.replica.is_none() && s.snapshots.is_none());
+    }
+
+    #[test]
+    fn bucket_means_supervised_with_defaults() {
+        let s = BackupSettings::from_env(
+            &env(&[
+                ("LITESTREAM_BUCKET", "tars-config"),
+                ("LITESTREAM_ENDPOINT", "http://minio:9000/"),
+            ]),
+            Path::new("/var/lib/cm/config.db"),
+        )
+        .unwrap();
+        let ls = s.litestream;
+        assert_eq!(ls.mode, LitestreamMode::Supervised);
+        assert_eq!(ls.socket.unwrap(), PathBuf::from("/var/lib/cm/litestream.sock"));
+        assert_eq!(ls.config_path, PathBuf::from("/var/lib/cm/litestream.yml"));
+        let r = ls.replica.unwrap();
+        assert_eq!(r.endpoint.as_deref(), Some("http://minio:9000"));
+        assert_eq!(r.path, "config.db");
+        assert!(r.force_path_style);
+        assert_eq!(r.retention.render(), "168h");
+        assert_eq!(r.sync_interval.render(), "1s");
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("LITESTREAM_BUCKET", "bk")], "LITESTREAM_BUCKET"),
+            (&[("LITESTREAM_MODE", "supervised")], "LITESTREAM_BUCKET"),
+            (&[("LITESTREAM_MODE", "external")], "LITESTREAM_SOCKET"),
+            (&[("LITESTREAM_MODE", "sometimes")], "LITESTREAM_MODE"),
+            (
+                &[("LITESTREAM_BUCKET", "tars-config"), ("LITESTREAM_RETENTION", "soon")],
+                "LITESTREAM_RETENTION",
+            ),
+            (
+                &[("LITESTREAM_BUCKET", "tars-config"), ("LITESTREAM_ENDPOINT", "minio:9000")],
+                "LITESTREAM_ENDPOINT",
+            ),
+            (
+                &[("LITESTREAM_BUCKET", "tars-config"), ("LITESTREAM_ACCESS_KEY_ID", "k")],
+                "LITESTREAM_SECRET_ACCESS_KEY",
+            ),
+            (&[("BACKUP_SNAPSHOT_DIR", "b"), ("BACKUP_SNAPSHOT_KEEP", "0")], "BACKUP_SNAPSHOT_KEEP"),
+        ];
+        for (pairs, var) in cases {
+            let err = BackupSettings::from_env(&env(pairs), Path::new("data/config.db")).unwrap_err();
+            assert_eq!(err.var, *var, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn long_socket_paths_are_refused() {
+        let long = format!("/{}/config.db", "d".repeat(120));
+        let err = BackupSettings::from_env(&env(&[("LITESTREAM_BUCKET", "tars-config")]), Path::new(&long))
+            .unwrap_err();
+        assert_eq!(err.var, "LITESTREAM_SOCKET");
+    }
+
+    #[test]
+    fn durations_round_trip() {
+        for (text, ms) in [("500ms", 500), ("1s", 1000), ("1h30m", 5_400_000), ("168h", 604_800_000)] {
+            let d = GoDuration::parse(text).unwrap();
+            assert_eq!(d.0.as_millis(), ms);
+            assert_eq!(GoDuration::parse(&d.render()).unwrap(), d);
+        }
+        for bad in ["", "s", "1d", "-1s", "1.5s"] {
+            assert!(GoDuration::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_quotes_every_value_and_holds_no_secret() {
+        let mut s = BackupSettings::from_env(
+            &env(&[
+                ("LITESTREAM_BUCKET", "tars-config"),
+                ("LITESTREAM_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+                ("LITESTREAM_SECRET_ACCESS_KEY", "very-secret"),
+            ]),
+            Path::new("/data/config.db"),
+        )
+        .unwrap()
+        .litestream;
+        let replica = s.replica.as_mut().unwrap();
+        replica.path = "a\"b\n  evil: yes".into();
+        let text = render_config(&s.db_path, replica, s.socket.as_deref(), None);
+        assert!(text.contains(r#"path: "a\"b\n  evil: yes""#), "{text}");
+        assert!(!text.contains("very-secret") && !text.contains("AKIAEXAMPLE"));
+        assert!(text.contains("shutdown-sync-timeout: 5s"));
+        assert_eq!(
+            replica.child_env(),
+            vec![
+                ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE".to_owned()),
+                ("AWS_SECRET_ACCESS_KEY", "very-secret".to_owned())
+            ]
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_are_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/litestream.yml");
+        write_private(&path, "x: 1\n").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
