@@ -187,8 +187,10 @@ impl AppState {
         }
         self.inner.cache.invalidate(services);
         self.inner.metrics.config_changed(services.len());
-        self.refresh_lkg().await;
+        // The publisher reads the committed state itself; waking it first lets
+        // the MQTT message go out while the cache is being written.
         self.inner.sink.configs_changed(services);
+        self.refresh_lkg().await;
     }
 
     /// Rewrites the LKG cache from the database and records its validity.

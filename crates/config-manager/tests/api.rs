@@ -1,5 +1,6 @@
 //! Integration tests of the REST API against the real binary and real SQLite
 //! files: every endpoint, success and failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Key rotation against the real binary: master-key re-encryption of 1,000
 //! secrets interrupted by SIGKILL and resumed, a wrong key as a named degraded
 //! state, and LKG HMAC key rotation.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Process lifecycle: first run, restart, SIGKILL durability, concurrency,
 //! bad keys and an unwritable `.env`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

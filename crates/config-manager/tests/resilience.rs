@@ -2,6 +2,7 @@
 //! truncated, deleted or locked, the LKG file tampered with, the schemas
 //! changed. Each test asserts what clients see: reads keep answering, writes
 //! get 503, health is right, and recovery or a rebuild loses nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

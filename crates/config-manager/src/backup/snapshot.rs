@@ -102,7 +102,11 @@ pub fn take_snapshot(s: &SnapshotSettings) -> Result<SnapshotFile, SnapshotError
     };
     std::fs::create_dir_all(&s.dir).map_err(dir_err)?;
     remove_leftovers(&s.dir);
-    let taken_at = OffsetDateTime::now_utc();
+    // Millisecond precision, as in the name.
+    let now = OffsetDateTime::now_utc();
+    let taken_at = now
+        .replace_millisecond(now.millisecond())
+        .map_err(|e| SnapshotError::Copy(e.to_string()))?;
     let stamp = taken_at
         .format(STAMP)
         .map_err(|e| SnapshotError::Copy(e.to_string()))?;
