@@ -31,7 +31,9 @@ fn tool(var: &str, name: &str) -> PathBuf {
             return PathBuf::from(p);
         }
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv-test/bin").join(name);
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.venv-test/bin")
+        .join(name);
     if venv.exists() {
         return venv;
     }
@@ -43,7 +45,10 @@ fn tool(var: &str, name: &str) -> PathBuf {
 }
 
 fn signal(pid: u32, sig: rustix::process::Signal) {
-    if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
         let _ = rustix::process::kill_process(pid, sig);
     }
 }
@@ -91,13 +96,23 @@ impl S3 {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("moto_server exited with {status}: {}", std::fs::read_to_string(&self.log).unwrap_or_default());
+                panic!(
+                    "moto_server exited with {status}: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
             }
-            let put = self.http.put(format!("{}/{BUCKET}", self.endpoint())).send().await;
+            let put = self
+                .http
+                .put(format!("{}/{BUCKET}", self.endpoint()))
+                .send()
+                .await;
             if matches!(&put, Ok(r) if r.status().is_success()) {
                 return;
             }
-            assert!(Instant::now() < deadline, "moto_server never created the bucket: {put:?}");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server never created the bucket: {put:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -118,7 +133,10 @@ impl S3 {
     async fn keys(&self, prefix: &str) -> Vec<String> {
         let body = self
             .http
-            .get(format!("{}/{BUCKET}?list-type=2&prefix={prefix}/", self.endpoint()))
+            .get(format!(
+                "{}/{BUCKET}?list-type=2&prefix={prefix}/",
+                self.endpoint()
+            ))
             .send()
             .await
             .unwrap()
@@ -152,7 +170,14 @@ impl S3 {
         self.keys(prefix)
             .await
             .iter()
-            .filter_map(|k| k.rsplit('/').next()?.strip_suffix(".ltx")?.split('-').nth(1).map(str::to_owned))
+            .filter_map(|k| {
+                k.rsplit('/')
+                    .next()?
+                    .strip_suffix(".ltx")?
+                    .split('-')
+                    .nth(1)
+                    .map(str::to_owned)
+            })
             .filter_map(|hex| u64::from_str_radix(&hex, 16).ok())
             .max()
             .unwrap_or(0)
@@ -196,7 +221,11 @@ async fn wait_health(s: &Server, what: &str, secs: u64, pred: impl Fn(&Value) ->
         if pred(&h) {
             return h;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; health: {h}\n{}", s.log());
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; health: {h}\n{}",
+            s.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -235,7 +264,9 @@ async fn volume(s: &Server) -> Value {
 }
 
 async fn history(s: &Server) -> Value {
-    let (status, body) = s.get("/history?service=tts-worker&limit=500", Some(READ_TOKEN)).await;
+    let (status, body) = s
+        .get("/history?service=tts-worker&limit=500", Some(READ_TOKEN))
+        .await;
     assert_eq!(status, 200, "{body}");
     body["entries"].clone()
 }
@@ -260,7 +291,10 @@ fn children(pid: u32) -> Vec<u32> {
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {
             if let Ok(list) = std::fs::read_to_string(t.path().join("children")) {
-                out.extend(list.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+                out.extend(
+                    list.split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
             }
         }
     }
@@ -301,10 +335,18 @@ fn read_json(path: &Path) -> Value {
 
 /// Reads a restored database directly: (epoch, tts-worker's stored config).
 fn inspect(db: &Path) -> (String, Value) {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let epoch: String = conn.query_row("SELECT config_epoch FROM epoch", [], |r| r.get(0)).unwrap();
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let epoch: String = conn
+        .query_row("SELECT config_epoch FROM epoch", [], |r| r.get(0))
+        .unwrap();
     let config: String = conn
-        .query_row("SELECT config FROM configs WHERE service = 'tts-worker'", [], |r| r.get(0))
+        .query_row(
+            "SELECT config FROM configs WHERE service = 'tts-worker'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     (epoch, serde_json::from_str(&config).unwrap())
 }
@@ -314,17 +356,29 @@ async fn writes_replicate_and_a_deleted_database_is_restored_as_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
     let s3 = S3::start(tmp.path()).await;
     let mut s = Server::start_with(backup_env(&s3, "robot-1/config.db", &[])).await;
-    let h = wait_health(&s, "backup healthy", 30, |h| h["litestream_status"] == "healthy").await;
+    let h = wait_health(&s, "backup healthy", 30, |h| {
+        h["litestream_status"] == "healthy"
+    })
+    .await;
     assert!(h["ok"].as_bool().unwrap());
     let epoch = h["config_epoch"].as_str().unwrap().to_owned();
     let config_file = s.path("data/litestream.yml");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&config_file).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(&config_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "the Litestream config is private");
     }
-    assert!(!std::fs::read_to_string(&config_file).unwrap().contains("access-key"), "no credentials in the file");
+    assert!(
+        !std::fs::read_to_string(&config_file)
+            .unwrap()
+            .contains("access-key"),
+        "no credentials in the file"
+    );
 
     for vol in [11, 22, 33] {
         set_volume(&s, vol).await;
@@ -338,15 +392,27 @@ async fn writes_replicate_and_a_deleted_database_is_restored_as_acknowledged() {
     remove_database(&s);
     let out = cli(&s, &["restore"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&epoch), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&epoch),
+        "{}",
+        text(&out)
+    );
 
     s.spawn().await;
     let (_, restored) = s.get(TTS, Some(READ_TOKEN)).await;
     assert_eq!(restored["config"], acked["config"]);
     assert_eq!(restored["version"], acked["version"]);
-    assert_eq!(history(&s).await, acked_history, "history is what was acknowledged");
+    assert_eq!(
+        history(&s).await,
+        acked_history,
+        "history is what was acknowledged"
+    );
     let h = wait_health(&s, "normal", 10, |h| h["operational_mode"] == "normal").await;
-    assert_eq!(h["config_epoch"], epoch.as_str(), "the service runs the restored epoch");
+    assert_eq!(
+        h["config_epoch"],
+        epoch.as_str(),
+        "the service runs the restored epoch"
+    );
 
     // Replication continues from the restored database.
     let t = set_volume(&s, 44).await;
@@ -380,10 +446,17 @@ async fn restore_to_a_timestamp_between_two_writes_gives_the_earlier_state() {
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().contains(".pre-restore-"))
         .collect();
-    assert!(!aside.is_empty(), "the replaced database is moved aside, not deleted");
+    assert!(
+        !aside.is_empty(),
+        "the replaced database is moved aside, not deleted"
+    );
     s.spawn().await;
     assert_eq!(volume(&s).await, 11);
-    assert_eq!(history(&s).await, first_history, "the later change is not there");
+    assert_eq!(
+        history(&s).await,
+        first_history,
+        "the later change is not there"
+    );
 }
 
 #[tokio::test]
@@ -391,18 +464,30 @@ async fn s3_outage_keeps_the_service_working_and_health_recovers() {
     let tmp = tempfile::tempdir().unwrap();
     let mut s3 = S3::start(tmp.path()).await;
     let s = Server::start_with(backup_env(&s3, "outage/config.db", &[])).await;
-    wait_health(&s, "backup healthy", 30, |h| h["litestream_status"] == "healthy").await;
+    wait_health(&s, "backup healthy", 30, |h| {
+        h["litestream_status"] == "healthy"
+    })
+    .await;
 
     s3.stop();
-    let h = wait_health(&s, "backup error", 20, |h| h["litestream_status"] == "error").await;
-    assert_eq!(h["ok"], true, "a backup failure does not make the service unhealthy");
+    let h = wait_health(&s, "backup error", 20, |h| {
+        h["litestream_status"] == "error"
+    })
+    .await;
+    assert_eq!(
+        h["ok"], true,
+        "a backup failure does not make the service unhealthy"
+    );
     assert_eq!(h["operational_mode"], "normal");
     for vol in [51, 52] {
         set_volume(&s, vol).await;
     }
     assert_eq!(volume(&s).await, 52, "reads and writes keep working");
     let h = wait_health(&s, "still error", 5, |h| h["litestream_status"] == "error").await;
-    assert!(h["event"].as_str().unwrap_or_default().contains("backup"), "{h}");
+    assert!(
+        h["event"].as_str().unwrap_or_default().contains("backup"),
+        "{h}"
+    );
 
     // moto keeps its data in memory: it comes back empty. Healthy again
     // means restorable again (the check is a restore plan), proven below.
@@ -445,8 +530,8 @@ async fn a_wiped_bucket_becomes_restorable_again() {
 /// `NotRestorable`; one that does not answer is a plain check failure.
 #[tokio::test]
 async fn bucket_probe_tells_restorable_from_unrestorable() {
-    use config_manager::backup::control::{BucketProbe, CheckError};
     use config_manager::backup::config::{render_config, write_private, BackupSettings};
+    use config_manager::backup::control::{BucketProbe, CheckError};
     use config_manager::settings::EnvSource;
 
     let tmp = tempfile::tempdir().unwrap();
@@ -484,7 +569,13 @@ async fn bucket_probe_tells_restorable_from_unrestorable() {
 
     // Only an increment, as after a wipe: `sync` would call it replicated.
     let key = "increment-only/config.db/0000/0000000000000005-0000000000000005.ltx";
-    let r = s3.http.put(format!("{}/{BUCKET}/{key}", s3.endpoint())).body("not a snapshot").send().await.unwrap();
+    let r = s3
+        .http
+        .put(format!("{}/{BUCKET}/{key}", s3.endpoint()))
+        .body("not a snapshot")
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success());
     let increment_only = probe(s3.endpoint(), "increment-only/config.db");
     assert!(matches!(
@@ -499,7 +590,10 @@ async fn bucket_probe_tells_restorable_from_unrestorable() {
         unreachable.restorable_txid(1, Duration::from_secs(3)).await,
         Err(CheckError::List(_))
     ));
-    assert!(started.elapsed() < Duration::from_secs(5), "bounded by the timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded by the timeout"
+    );
 }
 
 #[tokio::test]
@@ -521,7 +615,11 @@ async fn restore_refuses_missing_or_mismatched_epoch_metadata_unless_forced() {
     let out_db = tmp.path().join("out.db");
     let out = cli(&s, &["restore", "--output", out_db.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no epoch metadata"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no epoch metadata"),
+        "{}",
+        text(&out)
+    );
     assert!(!out_db.exists());
 
     // Another epoch.
@@ -530,23 +628,47 @@ async fn restore_refuses_missing_or_mismatched_epoch_metadata_unless_forced() {
     std::fs::write(&meta_path, serde_json::to_vec(&other).unwrap()).unwrap();
     let out = cli(&s, &["restore"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("epoch mismatch"), "{}", text(&out));
-    assert_eq!(std::fs::read(s.db_path()).unwrap(), db_before, "a refused restore changes nothing");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("epoch mismatch"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read(s.db_path()).unwrap(),
+        db_before,
+        "a refused restore changes nothing"
+    );
 
     // Forced: restored, the risk recorded.
     let out = cli(&s, &["restore", "--force"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("restored despite"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("restored despite"),
+        "{}",
+        text(&out)
+    );
     let record = std::fs::read_dir(s.path("data"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.to_string_lossy().contains(".restore-") && p.extension().is_some_and(|x| x == "json"))
+        .find(|p| {
+            p.to_string_lossy().contains(".restore-") && p.extension().is_some_and(|x| x == "json")
+        })
         .expect("restore record");
     let record = read_json(&record);
     assert_eq!(record["forced"], true);
-    assert!(record["risks"][0].as_str().unwrap().contains("epoch mismatch"), "{record}");
-    assert_eq!(read_json(&meta_path)["config_epoch"], epoch.as_str(), "metadata rewritten for the restored database");
+    assert!(
+        record["risks"][0]
+            .as_str()
+            .unwrap()
+            .contains("epoch mismatch"),
+        "{record}"
+    );
+    assert_eq!(
+        read_json(&meta_path)["config_epoch"],
+        epoch.as_str(),
+        "metadata rewritten for the restored database"
+    );
 
     s.spawn().await;
     assert_eq!(volume(&s).await, 66);
@@ -566,7 +688,10 @@ async fn killed_litestream_is_restarted_and_a_rebuild_keeps_replicating() {
     let tmp = tempfile::tempdir().unwrap();
     let s3 = S3::start(tmp.path()).await;
     let mut s = Server::start_with(backup_env(&s3, "restart/config.db", &[])).await;
-    let h = wait_health(&s, "backup healthy", 30, |h| h["litestream_status"] == "healthy").await;
+    let h = wait_health(&s, "backup healthy", 30, |h| {
+        h["litestream_status"] == "healthy"
+    })
+    .await;
     let old_epoch = h["config_epoch"].as_str().unwrap().to_owned();
     let first = litestream_pid(&s).expect("a litestream child");
     signal(first, rustix::process::Signal::KILL);
@@ -576,7 +701,11 @@ async fn killed_litestream_is_restarted_and_a_rebuild_keeps_replicating() {
             Some(p) if p != first => break p,
             _ => {}
         }
-        assert!(Instant::now() < deadline, "litestream was not restarted:\n{}", s.log());
+        assert!(
+            Instant::now() < deadline,
+            "litestream was not restarted:\n{}",
+            s.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_ne!(first, second);
@@ -584,12 +713,26 @@ async fn killed_litestream_is_restarted_and_a_rebuild_keeps_replicating() {
     wait_backup_after(&s, t).await;
 
     // A rebuild replaces the database file: Litestream follows the new file.
-    let (status, body) = s.send("POST", "/rebuild", Some(WRITE_TOKEN), &json!({"token": REBUILD_TOKEN})).await;
+    let (status, body) = s
+        .send(
+            "POST",
+            "/rebuild",
+            Some(WRITE_TOKEN),
+            &json!({"token": REBUILD_TOKEN}),
+        )
+        .await;
     assert_eq!(status, 202, "{body}");
-    let h = wait_health(&s, "rebuilt", 20, |h| h["operational_mode"] == "normal" && h["config_epoch"] != old_epoch.as_str()).await;
+    let h = wait_health(&s, "rebuilt", 20, |h| {
+        h["operational_mode"] == "normal" && h["config_epoch"] != old_epoch.as_str()
+    })
+    .await;
     let new_epoch = h["config_epoch"].as_str().unwrap().to_owned();
     let meta = read_json(&epoch_file(&s));
-    assert_eq!(meta["config_epoch"], new_epoch.as_str(), "epoch file written on rebuild");
+    assert_eq!(
+        meta["config_epoch"],
+        new_epoch.as_str(),
+        "epoch file written on rebuild"
+    );
     assert_eq!(meta["last_rebuild"]["previous_epoch"], old_epoch.as_str());
     let t = set_volume(&s, 72).await;
     wait_backup_after(&s, t).await;
@@ -612,7 +755,10 @@ async fn local_snapshots_are_checked_rotated_and_restorable() {
     .await;
     let t = set_volume(&s, 88).await;
     let h = wait_backup_after(&s, t).await;
-    assert_eq!(h["litestream_status"], "healthy", "snapshots report in health without S3");
+    assert_eq!(
+        h["litestream_status"], "healthy",
+        "snapshots report in health without S3"
+    );
     // Rotation: after more snapshots, only the newest three are kept, each
     // with its epoch metadata.
     tokio::time::sleep(Duration::from_millis(3500)).await;
@@ -647,9 +793,22 @@ async fn local_snapshots_are_checked_rotated_and_restorable() {
     let newest = newest.pop().unwrap();
     std::fs::remove_file(format!("{}.epoch.json", newest.display())).unwrap();
     let out_db = s.path("from-snapshot.db");
-    let out = cli(&s, &["restore", "--snapshot", newest.to_str().unwrap(), "--output", out_db.to_str().unwrap()]);
+    let out = cli(
+        &s,
+        &[
+            "restore",
+            "--snapshot",
+            newest.to_str().unwrap(),
+            "--output",
+            out_db.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no epoch metadata"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no epoch metadata"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[tokio::test]
@@ -664,7 +823,11 @@ async fn without_settings_backups_are_disabled_and_the_epoch_file_is_written() {
     assert_eq!(meta["last_rebuild"], Value::Null);
     let out = cli(&s, &["restore"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"), "a running service's database is never replaced: {}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "a running service's database is never replaced: {}",
+        text(&out)
+    );
 }
 
 /// Replication lag (commit acknowledged → its transaction listed in the
@@ -680,7 +843,10 @@ async fn measure_replication_lag_and_restore_time() {
     env.push(("CONFIG_ALLOW_UNKNOWN_SERVICES".into(), "1".into()));
     env.push(("CONFIG_MAX_BODY_BYTES".into(), "1048576".into()));
     let mut s = Server::start_with(env).await;
-    wait_health(&s, "backup healthy", 60, |h| h["litestream_status"] == "healthy").await;
+    wait_health(&s, "backup healthy", 60, |h| {
+        h["litestream_status"] == "healthy"
+    })
+    .await;
 
     let mut lags = Vec::new();
     for i in 0..20 {

@@ -239,7 +239,8 @@ impl Store {
     /// This database's identity (epoch row and schema version).
     pub fn identity(&self) -> Result<DatabaseIdentity, StoreError> {
         let epoch = self.get_epoch()?;
-        let schema_version = self.read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))?;
+        let schema_version =
+            self.read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))?;
         Ok(DatabaseIdentity {
             epoch,
             schema_version,

@@ -48,7 +48,9 @@ impl GoDuration {
         let mut total = Duration::ZERO;
         let mut rest = text;
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             if digits == 0 {
                 return None;
             }
@@ -190,7 +192,10 @@ fn duration(
         Some(v) => GoDuration::parse(v).ok_or_else(|| {
             bad(
                 var,
-                format!("cannot parse '{}' (use e.g. 500ms, 30s, 5m, 168h)", v.trim()),
+                format!(
+                    "cannot parse '{}' (use e.g. 500ms, 30s, 5m, 168h)",
+                    v.trim()
+                ),
             )
         })?,
     };
@@ -294,8 +299,12 @@ impl BackupSettings {
         let metrics_addr = match env.get("LITESTREAM_METRICS_ADDR").map(str::trim) {
             None => None,
             Some(a) => {
-                a.parse::<std::net::SocketAddr>()
-                    .map_err(|_| bad("LITESTREAM_METRICS_ADDR", "must be host:port, e.g. 127.0.0.1:9090"))?;
+                a.parse::<std::net::SocketAddr>().map_err(|_| {
+                    bad(
+                        "LITESTREAM_METRICS_ADDR",
+                        "must be host:port, e.g. 127.0.0.1:9090",
+                    )
+                })?;
                 Some(a.to_owned())
             }
         };
@@ -319,7 +328,9 @@ impl BackupSettings {
                         .parse()
                         .ok()
                         .filter(|n| (1..=10_000).contains(n))
-                        .ok_or_else(|| bad("BACKUP_SNAPSHOT_KEEP", "must be a number from 1 to 10000"))?,
+                        .ok_or_else(|| {
+                            bad("BACKUP_SNAPSHOT_KEEP", "must be a number from 1 to 10000")
+                        })?,
                 };
                 Some(SnapshotSettings {
                     dir: PathBuf::from(dir.trim()),
@@ -351,10 +362,15 @@ impl BackupSettings {
                 "must be a valid S3 bucket name (3-63 characters of a-z, 0-9, '.', '-')",
             ));
         }
-        let endpoint = env.get("LITESTREAM_ENDPOINT").map(|e| e.trim().trim_end_matches('/').to_owned());
+        let endpoint = env
+            .get("LITESTREAM_ENDPOINT")
+            .map(|e| e.trim().trim_end_matches('/').to_owned());
         if let Some(e) = &endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(bad("LITESTREAM_ENDPOINT", "must start with http:// or https://"));
+                return Err(bad(
+                    "LITESTREAM_ENDPOINT",
+                    "must start with http:// or https://",
+                ));
             }
         }
         let default_path = abs_db
@@ -370,7 +386,9 @@ impl BackupSettings {
                 "must be a key prefix like 'robots/tars-1/config.db' (no empty or '..' segments)",
             ));
         }
-        let access_key_id = env.get("LITESTREAM_ACCESS_KEY_ID").map(|k| RedactedString(k.trim().to_owned()));
+        let access_key_id = env
+            .get("LITESTREAM_ACCESS_KEY_ID")
+            .map(|k| RedactedString(k.trim().to_owned()));
         let secret_access_key = env
             .get("LITESTREAM_SECRET_ACCESS_KEY")
             .map(|k| RedactedString(k.trim().to_owned()));
@@ -385,7 +403,10 @@ impl BackupSettings {
             endpoint,
             bucket: bucket.to_owned(),
             path,
-            region: env.get("LITESTREAM_REGION").map_or("us-east-1", str::trim).to_owned(),
+            region: env
+                .get("LITESTREAM_REGION")
+                .map_or("us-east-1", str::trim)
+                .to_owned(),
             access_key_id,
             secret_access_key,
             sync_interval: duration(
@@ -460,11 +481,7 @@ pub fn render_config(
     if replica.force_path_style {
         let _ = writeln!(y, "      force-path-style: true");
     }
-    let _ = writeln!(
-        y,
-        "      sync-interval: {}",
-        replica.sync_interval.render()
-    );
+    let _ = writeln!(y, "      sync-interval: {}", replica.sync_interval.render());
     y
 }
 
@@ -527,7 +544,10 @@ mod tests {
         .unwrap();
         let ls = s.litestream;
         assert_eq!(ls.mode, LitestreamMode::Supervised);
-        assert_eq!(ls.socket.unwrap(), PathBuf::from("/var/lib/cm/litestream.sock"));
+        assert_eq!(
+            ls.socket.unwrap(),
+            PathBuf::from("/var/lib/cm/litestream.sock")
+        );
         assert_eq!(ls.config_path, PathBuf::from("/var/lib/cm/litestream.yml"));
         let r = ls.replica.unwrap();
         assert_eq!(r.endpoint.as_deref(), Some("http://minio:9000"));
@@ -545,21 +565,34 @@ mod tests {
             (&[("LITESTREAM_MODE", "external")], "LITESTREAM_SOCKET"),
             (&[("LITESTREAM_MODE", "sometimes")], "LITESTREAM_MODE"),
             (
-                &[("LITESTREAM_BUCKET", "tars-config"), ("LITESTREAM_RETENTION", "soon")],
+                &[
+                    ("LITESTREAM_BUCKET", "tars-config"),
+                    ("LITESTREAM_RETENTION", "soon"),
+                ],
                 "LITESTREAM_RETENTION",
             ),
             (
-                &[("LITESTREAM_BUCKET", "tars-config"), ("LITESTREAM_ENDPOINT", "minio:9000")],
+                &[
+                    ("LITESTREAM_BUCKET", "tars-config"),
+                    ("LITESTREAM_ENDPOINT", "minio:9000"),
+                ],
                 "LITESTREAM_ENDPOINT",
             ),
             (
-                &[("LITESTREAM_BUCKET", "tars-config"), ("LITESTREAM_ACCESS_KEY_ID", "k")],
+                &[
+                    ("LITESTREAM_BUCKET", "tars-config"),
+                    ("LITESTREAM_ACCESS_KEY_ID", "k"),
+                ],
                 "LITESTREAM_SECRET_ACCESS_KEY",
             ),
-            (&[("BACKUP_SNAPSHOT_DIR", "b"), ("BACKUP_SNAPSHOT_KEEP", "0")], "BACKUP_SNAPSHOT_KEEP"),
+            (
+                &[("BACKUP_SNAPSHOT_DIR", "b"), ("BACKUP_SNAPSHOT_KEEP", "0")],
+                "BACKUP_SNAPSHOT_KEEP",
+            ),
         ];
         for (pairs, var) in cases {
-            let err = BackupSettings::from_env(&env(pairs), Path::new("data/config.db")).unwrap_err();
+            let err =
+                BackupSettings::from_env(&env(pairs), Path::new("data/config.db")).unwrap_err();
             assert_eq!(err.var, *var, "{pairs:?}");
         }
     }
@@ -567,14 +600,22 @@ mod tests {
     #[test]
     fn long_socket_paths_are_refused() {
         let long = format!("/{}/config.db", "d".repeat(120));
-        let err = BackupSettings::from_env(&env(&[("LITESTREAM_BUCKET", "tars-config")]), Path::new(&long))
-            .unwrap_err();
+        let err = BackupSettings::from_env(
+            &env(&[("LITESTREAM_BUCKET", "tars-config")]),
+            Path::new(&long),
+        )
+        .unwrap_err();
         assert_eq!(err.var, "LITESTREAM_SOCKET");
     }
 
     #[test]
     fn durations_round_trip() {
-        for (text, ms) in [("500ms", 500), ("1s", 1000), ("1h30m", 5_400_000), ("168h", 604_800_000)] {
+        for (text, ms) in [
+            ("500ms", 500),
+            ("1s", 1000),
+            ("1h30m", 5_400_000),
+            ("168h", 604_800_000),
+        ] {
             let d = GoDuration::parse(text).unwrap();
             assert_eq!(d.0.as_millis(), ms);
             assert_eq!(GoDuration::parse(&d.render()).unwrap(), d);

@@ -154,7 +154,8 @@ impl BucketProbe {
     pub async fn restorable_txid(&self, local: u64, timeout: Duration) -> Result<u64, CheckError> {
         // Never written (dry run); a path that does not exist, as restore
         // refuses an existing output.
-        let target = std::env::temp_dir().join(format!("config-manager-dry-run-{}.db", std::process::id()));
+        let target =
+            std::env::temp_dir().join(format!("config-manager-dry-run-{}.db", std::process::id()));
         let mut cmd = tokio::process::Command::new(&self.bin);
         cmd.args(["restore", "-no-expand-env", "-dry-run", "-json", "-config"])
             .arg(&self.config)
@@ -195,7 +196,10 @@ impl BucketProbe {
 /// The JSON object in a Litestream `-json` output (which may follow log lines).
 pub fn json_object<T: serde::de::DeserializeOwned>(output: &[u8]) -> Option<T> {
     let text = String::from_utf8_lossy(output);
-    let start = text.find("\n{").map(|i| i + 1).or_else(|| text.starts_with('{').then_some(0))?;
+    let start = text
+        .find("\n{")
+        .map(|i| i + 1)
+        .or_else(|| text.starts_with('{').then_some(0))?;
     let end = text.rfind('}')?;
     serde_json::from_str(text.get(start..=end)?).ok()
 }
@@ -235,17 +239,24 @@ mod tests {
         let ok = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"status\":\"synced\",\"path\":\"/d/c.db\",\"txid\":7,\"replicated_txid\":7}";
         let r = parse_sync_reply(ok).unwrap();
         assert_eq!((r.txid, r.replicated_txid), (7, 7));
-        let behind = b"HTTP/1.0 200 OK\r\n\r\n{\"status\":\"synced\",\"txid\":8,\"replicated_txid\":7}";
+        let behind =
+            b"HTTP/1.0 200 OK\r\n\r\n{\"status\":\"synced\",\"txid\":8,\"replicated_txid\":7}";
         assert!(matches!(
             parse_sync_reply(behind),
-            Err(CheckError::Behind { local: 8, replicated: 7 })
+            Err(CheckError::Behind {
+                local: 8,
+                replicated: 7
+            })
         ));
         let failed = b"HTTP/1.0 500 Internal Server Error\r\n\r\n{\"error\":\"s3: put object: context deadline exceeded\"}";
         match parse_sync_reply(failed) {
             Err(CheckError::SyncFailed(m)) => assert!(m.contains("deadline")),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse_sync_reply(b"garbage"), Err(CheckError::Protocol(_))));
+        assert!(matches!(
+            parse_sync_reply(b"garbage"),
+            Err(CheckError::Protocol(_))
+        ));
     }
 
     #[test]

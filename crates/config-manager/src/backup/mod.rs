@@ -105,7 +105,12 @@ impl Reporter {
         self.set(|p| &mut p.snapshot, "snapshot", Err(why));
     }
 
-    fn set(&self, pick: impl FnOnce(&mut Parts) -> &mut Part, name: &str, result: Result<String, String>) {
+    fn set(
+        &self,
+        pick: impl FnOnce(&mut Parts) -> &mut Part,
+        name: &str,
+        result: Result<String, String>,
+    ) {
         let event = {
             let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
             let part = pick(&mut parts);
@@ -127,7 +132,8 @@ impl Reporter {
                         tracing::warn!(part = name, problem = %why, "backup failing; the service keeps running");
                     }
                     part.problem = Some(why.clone());
-                    (was != LitestreamStatus::Error).then(|| format!("backup ({name}) failing: {why}"))
+                    (was != LitestreamStatus::Error)
+                        .then(|| format!("backup ({name}) failing: {why}"))
                 }
             }
         };
@@ -152,7 +158,8 @@ impl Reporter {
         } else {
             parts.snapshot.last_ok.clone()
         };
-        let (snapshot_status, last_snapshot) = (parts.snapshot.status, parts.snapshot.last_ok.clone());
+        let (snapshot_status, last_snapshot) =
+            (parts.snapshot.status, parts.snapshot.last_ok.clone());
         drop(parts);
         self.board.update(|s| {
             s.litestream_status = status;
@@ -175,7 +182,11 @@ impl BackupService {
     /// Starts what `settings` enable. They stop when `shutdown` is
     /// cancelled; [`BackupService::join`] waits for them (Litestream's final
     /// upload included), which must happen before the WAL is checkpointed.
-    pub fn start(settings: &BackupSettings, board: StatusBoard, shutdown: CancellationToken) -> Self {
+    pub fn start(
+        settings: &BackupSettings,
+        board: StatusBoard,
+        shutdown: CancellationToken,
+    ) -> Self {
         let litestream = settings.litestream.mode != LitestreamMode::Disabled;
         let reporter = Reporter::new(board, litestream, settings.snapshots.is_some());
         let mut tasks = Vec::new();
@@ -241,10 +252,16 @@ pub async fn record_epoch_file(state: &AppState) {
     match result {
         Ok(Ok(d)) if d.is_empty() => {}
         Ok(Ok(d)) => {
-            let text = d.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            let text = d
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
             tracing::warn!(discrepancies = %text, "the epoch metadata file did not match the database (was it replaced without `config-manager restore`?); rewritten from the database");
             state.status().update(|s| {
-                s.event = Some(format!("epoch metadata file did not match the database ({text}); rewritten"))
+                s.event = Some(format!(
+                    "epoch metadata file did not match the database ({text}); rewritten"
+                ))
             });
         }
         Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the epoch metadata file"),

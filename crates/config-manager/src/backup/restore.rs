@@ -130,10 +130,11 @@ pub fn run(env_file: &Path, args: RestoreArgs) -> CliResult {
         _ => PathBuf::from("."),
     };
     let staging = target_dir.join(format!(".restore-{stamp}"));
-    std::fs::create_dir_all(&staging).map_err(|e| {
-        CliError::Failed(format!("cannot create {}: {e}", staging.display()))
-    })?;
-    let result = restore_via(&staging, &db_path, &target, &backup, &args, timestamp, &stamp, in_place);
+    std::fs::create_dir_all(&staging)
+        .map_err(|e| CliError::Failed(format!("cannot create {}: {e}", staging.display())))?;
+    let result = restore_via(
+        &staging, &db_path, &target, &backup, &args, timestamp, &stamp, in_place,
+    );
     // Only the staging directory is removed: everything in it is ours.
     let _ = std::fs::remove_dir_all(&staging);
     let record = result?;
@@ -167,7 +168,11 @@ fn restore_via(
         None => {
             let txid = litestream_restore(staging, &staged, backup, args.timestamp.as_deref())?;
             let replica = backup.litestream.replica.as_ref().map(|r| r.describe());
-            (format!("litestream {}", replica.unwrap_or_default()), txid, None)
+            (
+                format!("litestream {}", replica.unwrap_or_default()),
+                txid,
+                None,
+            )
         }
     };
     let identity = validate(&staged, &mut risks)?;
@@ -268,7 +273,11 @@ fn pick_snapshot(
             CliError::Failed(format!(
                 "no snapshot in {}{}",
                 s.dir.display(),
-                if timestamp.is_some() { " taken at or before --timestamp" } else { "" }
+                if timestamp.is_some() {
+                    " taken at or before --timestamp"
+                } else {
+                    ""
+                }
             ))
         })
 }
@@ -287,7 +296,10 @@ fn check_backup_metadata(file: &Path, identity: &DatabaseIdentity, risks: &mut V
     match EpochFile::read(&meta_path) {
         Ok(meta) => {
             for d in meta.discrepancies(identity) {
-                risks.push(format!("the snapshot's epoch metadata {} disagrees with it: {d}", meta_path.display()));
+                risks.push(format!(
+                    "the snapshot's epoch metadata {} disagrees with it: {d}",
+                    meta_path.display()
+                ));
             }
         }
         Err(EpochFileError::Missing(p)) => risks.push(format!(
@@ -308,7 +320,8 @@ fn litestream_restore(
     let ls = &backup.litestream;
     let Some(replica) = &ls.replica else {
         return Err(CliError::Usage(
-            "LITESTREAM_BUCKET is not set: there is no replica to restore from (or use --snapshot)".into(),
+            "LITESTREAM_BUCKET is not set: there is no replica to restore from (or use --snapshot)"
+                .into(),
         ));
     };
     let config = staging.join("litestream.yml");
@@ -368,7 +381,9 @@ fn litestream_restore(
         } else {
             String::new()
         };
-        return Err(CliError::Failed(format!("litestream restore failed: {why}{hint}")));
+        return Err(CliError::Failed(format!(
+            "litestream restore failed: {why}{hint}"
+        )));
     }
     Ok(restored_txid(&output))
 }
@@ -432,7 +447,10 @@ fn check_device_metadata(
             } else {
                 for d in device.discrepancies(identity) {
                     if d.field != "config_epoch" && d.field != "schema_version" {
-                        risks.push(format!("epoch metadata {} disagrees with the backup: {d}", path.display()));
+                        risks.push(format!(
+                            "epoch metadata {} disagrees with the backup: {d}",
+                            path.display()
+                        ));
                     }
                 }
             }
@@ -475,7 +493,10 @@ fn put_in_place(staged: &Path, target: &Path) -> CliResult {
         if from.exists() {
             let to = PathBuf::from(format!("{}{suffix}", target.display()));
             std::fs::rename(&from, &to).map_err(|e| {
-                CliError::Failed(format!("cannot move the restored database to {}: {e}", to.display()))
+                CliError::Failed(format!(
+                    "cannot move the restored database to {}: {e}",
+                    to.display()
+                ))
             })?;
         }
     }

@@ -125,7 +125,10 @@ pub fn take_snapshot(s: &SnapshotSettings) -> Result<SnapshotFile, SnapshotError
 
 fn write_checked_copy(s: &SnapshotSettings, tmp: &Path, path: &Path) -> Result<(), SnapshotError> {
     if !s.db_path.exists() {
-        return Err(SnapshotError::Copy(format!("{} does not exist", s.db_path.display())));
+        return Err(SnapshotError::Copy(format!(
+            "{} does not exist",
+            s.db_path.display()
+        )));
     }
     let conn = Connection::open_with_flags(
         &s.db_path,
@@ -183,7 +186,9 @@ fn prune(s: &SnapshotSettings) {
                 let _ = std::fs::remove_file(epoch_file_path(&old.path));
                 tracing::debug!(path = %old.path.display(), "removed old snapshot");
             }
-            Err(e) => tracing::warn!(error = %e, path = %old.path.display(), "cannot remove an old snapshot"),
+            Err(e) => {
+                tracing::warn!(error = %e, path = %old.path.display(), "cannot remove an old snapshot")
+            }
         }
     }
 }

@@ -44,7 +44,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-use super::config::{render_config, write_private, LitestreamMode, LitestreamSettings, SHUTDOWN_SYNC_TIMEOUT};
+use super::config::{
+    render_config, write_private, LitestreamMode, LitestreamSettings, SHUTDOWN_SYNC_TIMEOUT,
+};
 use super::control::{self, BucketProbe, CheckError};
 use super::Reporter;
 
@@ -161,10 +163,7 @@ async fn supervise(ls: LitestreamSettings, reporter: Reporter, shutdown: Cancell
     let mut reset_needed = true;
     loop {
         if let Err(e) = write_private(&ls.config_path, &config) {
-            reporter.litestream_failed(format!(
-                "cannot write {}: {e}",
-                ls.config_path.display()
-            ));
+            reporter.litestream_failed(format!("cannot write {}: {e}", ls.config_path.display()));
             if sleep_or_shutdown(backoff, &shutdown).await {
                 return;
             }
@@ -293,13 +292,14 @@ async fn watch_external(ls: LitestreamSettings, reporter: Reporter, shutdown: Ca
     };
     // A private config only for listing the bucket: the sidecar's own
     // `litestream.yml` is never touched.
-    let check_config = ls
-        .config_path
-        .with_file_name(".litestream-check.yml");
+    let check_config = ls.config_path.with_file_name(".litestream-check.yml");
     let probe = match &ls.replica {
         None => None,
         Some(replica) => {
-            match write_private(&check_config, &render_config(&ls.db_path, replica, None, None)) {
+            match write_private(
+                &check_config,
+                &render_config(&ls.db_path, replica, None, None),
+            ) {
                 Ok(()) => Some(BucketProbe {
                     bin: ls.bin.clone(),
                     config: check_config.clone(),
@@ -335,7 +335,10 @@ async fn watch_external(ls: LitestreamSettings, reporter: Reporter, shutdown: Ca
     }
 }
 
-fn spawn_replicate(ls: &LitestreamSettings, env: &[(&'static str, String)]) -> std::io::Result<Child> {
+fn spawn_replicate(
+    ls: &LitestreamSettings,
+    env: &[(&'static str, String)],
+) -> std::io::Result<Child> {
     let mut cmd = Command::new(&ls.bin);
     cmd.args(["replicate", "-no-expand-env", "-config"])
         .arg(&ls.config_path)
@@ -390,7 +393,11 @@ async fn reset_local_state(ls: &LitestreamSettings, env: &[(&'static str, String
 /// Whether something listens on `socket` right now.
 async fn socket_answers(socket: &Path) -> bool {
     matches!(
-        tokio::time::timeout(Duration::from_millis(500), tokio::net::UnixStream::connect(socket)).await,
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::UnixStream::connect(socket)
+        )
+        .await,
         Ok(Ok(_))
     )
 }
@@ -410,7 +417,11 @@ fn remove_stale_socket(socket: &Path) {
 
 /// SIGTERM, then SIGKILL after [`STOP_GRACE`].
 async fn stop_child(child: &mut Child) {
-    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()).and_then(rustix::process::Pid::from_raw) {
+    if let Some(pid) = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(rustix::process::Pid::from_raw)
+    {
         // The child is not reaped yet, so the pid cannot have been reused.
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         match tokio::time::timeout(STOP_GRACE, child.wait()).await {
@@ -418,7 +429,9 @@ async fn stop_child(child: &mut Child) {
                 tracing::info!(exit = %describe_exit(status), "litestream stopped");
                 return;
             }
-            Err(_) => tracing::warn!(grace = ?STOP_GRACE, "litestream did not stop after SIGTERM; killing it"),
+            Err(_) => {
+                tracing::warn!(grace = ?STOP_GRACE, "litestream did not stop after SIGTERM; killing it")
+            }
         }
     }
     let _ = child.start_kill();
