@@ -129,27 +129,33 @@ try:
     wait("return !!document.querySelector('#service-form')")
     results = {}
     for mode in ("cold", "warm"):
-        times, weights = [], []
+        times, weights, datas, builds = [], [], [], []
         for i in range(runs + 1):
             if mode == "cold":
                 call("POST", f"{S}/goog/cdp/execute", {"cmd": "Network.clearBrowserCache", "params": {}})
             call("POST", f"{S}/url", {"url": "about:blank"})
             call("POST", f"{S}/url", {"url": base + "#/service/bench-large"})
             t = wait("const m = performance.getEntriesByName('cm:first-service-render')[0]; return m && m.startTime")
+            marks = js("return ['cm:first-service-data', 'cm:first-service-built'].map(n => performance.getEntriesByName(n)[0].startTime)")
             count = js("return document.querySelectorAll('#service-form .field').length")
             assert count == int(fields), count
             if i == 0:
                 continue  # first run warms the server and the JIT
             times.append(t)
+            datas.append(marks[0])
+            builds.append(marks[1] - marks[0])
             weights.append(js(WEIGHT))
-        results[mode] = (times, weights)
+        results[mode] = (times, weights, datas, builds)
     print(f"\nUI benchmark: service with {fields} fields ({int(fields)//2 + int(fields)%2} shown in the simple view), {runs} runs, Chromium headless 1280x900\n")
-    print(f"| load | first render p50 | min | max | transferred | of which page+assets | of which API | requests |")
-    print(f"|---|---|---|---|---|---|---|---|")
-    for mode, (times, weights) in results.items():
+    print(f"| load | first render p50 | min | max | data in (p50) | DOM build (p50) | transferred | of which page+assets | of which API | requests |")
+    print(f"|---|---|---|---|---|---|---|---|---|---|")
+    for mode, (times, weights, datas, builds) in results.items():
         w = weights[len(weights) // 2]
         print(f"| {mode} | {statistics.median(times):.0f} ms | {min(times):.0f} ms | {max(times):.0f} ms "
+              f"| {statistics.median(datas):.0f} ms | {statistics.median(builds):.0f} ms "
               f"| {w['transfer']/1024:.1f} KiB | {w['shell']/1024:.1f} KiB | {w['api']/1024:.1f} KiB | {w['requests']} |")
+    print("\n'data in': navigation start -> the service's JSON has arrived; 'DOM build': building the form;")
+    print("'first render': navigation start -> the frame with the form has been painted.")
     w = results["cold"][1][0]
     print(f"\nuncompressed bytes of everything loaded (cold): {w['decoded']/1024:.1f} KiB")
 finally:

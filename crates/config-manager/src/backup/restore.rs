@@ -433,7 +433,7 @@ fn check_device_metadata(
         Ok(device) => {
             if &device.config_epoch != restored {
                 let why = match &device.last_rebuild {
-                    Some(r) if &r.previous_epoch == restored.as_str() => format!(
+                    Some(r) if r.previous_epoch == restored.as_str() => format!(
                         "; the device was rebuilt after this backup ({} at {}), restoring goes back to the epoch before it",
                         r.reason, r.at
                     ),
