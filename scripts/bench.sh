@@ -85,7 +85,7 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP PIPE
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -173,7 +173,7 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else p
 run_wrk() {
   local name=$1 conns=$2 url=$3 threads=2 i line
   shift 3
-  [ "$conns" -lt 2 ] && threads=1
+  if [ "$conns" -lt 2 ]; then threads=1; fi
   : >"$WORK/wrk.$name"
   for ((i = 0; i < RUNS; i++)); do
     line="$(env BENCH_TOKEN="$TOKEN" "$@" wrk -t"$threads" -c"$conns" -d"${DURATION}s" \
@@ -206,7 +206,7 @@ stop_server
 for ((i = 0; i < 3; i++)); do
   start_server start_once
   echo "${R[start_once]}" >>"$WORK/starts"
-  [ "$i" -lt 2 ] && stop_server
+  if [ "$i" -lt 2 ]; then stop_server; fi
 done
 R[${P}cold_start_ms]="$(median <"$WORK/starts")"
 echo "   restarts: $(tr '\n' ' ' <"$WORK/starts")ms" >&2

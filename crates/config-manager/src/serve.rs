@@ -146,11 +146,7 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
         .with_context(|| format!("binding {addr}"))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     // Litestream and/or local snapshots; failures only show in health.
-    let backup = crate::backup::BackupService::start(
-        &settings.backup,
-        state.status().clone(),
-        shutdown.clone(),
-    );
+    let backup = crate::backup::BackupService::start(&settings.backup, &state, shutdown.clone());
     axum::serve(listener, crate::http::router(state.clone()))
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -102,9 +102,25 @@ async fn go_hash(b: &Browser, hash: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_journey_in_chromium() {
+    // An extra service whose schema has a rule the form does not check
+    // (`multipleOf`), so the server's 422 must reach the field.
+    let schemas = tempfile::tempdir().unwrap();
+    std::fs::write(
+        schemas.path().join("ui-lab.json"),
+        json!({"type": "object", "additionalProperties": false, "properties": {
+            "step_ms": {"type": "integer", "minimum": 0, "maximum": 1000, "multipleOf": 5,
+                        "default": 10, "title": "Step (ms)", "description": "A multiple of 5."}
+        }})
+        .to_string(),
+    )
+    .unwrap();
     let s = Server::start_with(vec![
         ("CONFIG_MONITOR_INTERVAL_MS".into(), "100".into()),
         ("LKG_HMAC_KEY_BASE64".into(), LKG_KEY.into()),
+        (
+            "CONFIG_SCHEMA_DIR".into(),
+            schemas.path().display().to_string(),
+        ),
     ])
     .await;
     let b = Browser::start(1280, 800).await;
@@ -136,7 +152,7 @@ async fn operator_journey_in_chromium() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert_eq!(tabs.len(), 6, "{tabs:?}");
+    assert_eq!(tabs.len(), 7, "{tabs:?}");
     assert!(tabs.contains(&"tts-worker:dot dot-ok"), "{tabs:?}");
     b.find("#settings-link").await;
 
@@ -203,6 +219,46 @@ async fn operator_journey_in_chromium() {
         "return document.querySelector('#f-volume_percent').value === '70'",
     )
     .await;
+
+    // --- a value only the server can reject: its 422 lands on the field.
+    open_service(&b, "ui-lab").await;
+    b.type_into("#f-step_ms", "7").await;
+    b.wait_js(
+        "save enabled",
+        "return !document.querySelector('#save-button').disabled",
+    )
+    .await;
+    b.click("#save-button").await;
+    let msg = b
+        .wait_js(
+            "the server's message on the field",
+            "return document.querySelector('#e-step_ms').textContent",
+        )
+        .await;
+    assert!(!msg.as_str().unwrap().is_empty());
+    assert!(b
+        .text("#save-status")
+        .await
+        .contains("the server found invalid values"));
+    assert_eq!(
+        b.js(
+            "return document.querySelector('#save-button').disabled",
+            json!([])
+        )
+        .await,
+        true,
+        "save stays disabled until the field is edited"
+    );
+    b.type_into("#f-step_ms", "15").await;
+    b.click("#save-button").await;
+    b.wait_js(
+        "the saved message",
+        "return document.querySelector('#save-status')?.textContent.includes('Saved')",
+    )
+    .await;
+    let (_, lab) = s.get("/services/ui-lab", Some(READ_TOKEN)).await;
+    assert_eq!(lab["config"]["step_ms"], 15);
+    open_service(&b, "tts-worker").await;
 
     // --- the advanced toggle shows more fields.
     let simple = visible_fields(&b).await;
@@ -415,10 +471,10 @@ async fn operator_journey_in_chromium() {
     b.press("\u{E014}").await; // ArrowRight
     assert_eq!(
         b.js("return document.activeElement.id", json!([])).await,
-        "tab-wake-activation"
+        "tab-ui-lab"
     );
     b.press(ENTER).await;
-    wait_form(&b, "wake-activation").await;
+    wait_form(&b, "ui-lab").await;
 
     // --- audit view (writers): the reveal and the denial are there.
     go_hash(&b, "#/audit").await;

@@ -17,6 +17,7 @@ mod history;
 mod meta;
 mod migrations;
 mod profiles;
+mod replication;
 mod schemas;
 mod secrets;
 

@@ -182,15 +182,19 @@ impl BackupService {
     /// Starts what `settings` enable. They stop when `shutdown` is
     /// cancelled; [`BackupService::join`] waits for them (Litestream's final
     /// upload included), which must happen before the WAL is checkpointed.
-    pub fn start(
-        settings: &BackupSettings,
-        board: StatusBoard,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn start(settings: &BackupSettings, state: &AppState, shutdown: CancellationToken) -> Self {
         let litestream = settings.litestream.mode != LitestreamMode::Disabled;
-        let reporter = Reporter::new(board, litestream, settings.snapshots.is_some());
+        let reporter = Reporter::new(
+            state.status().clone(),
+            litestream,
+            settings.snapshots.is_some(),
+        );
         let mut tasks = Vec::new();
         if litestream {
+            tasks.push(tokio::spawn(leave_checkpoints_to_litestream(
+                state.clone(),
+                shutdown.clone(),
+            )));
             tasks.push(tokio::spawn(supervisor::run(
                 settings.litestream.clone(),
                 reporter.clone(),
@@ -209,6 +213,42 @@ impl BackupService {
             if let Err(e) = t.await {
                 tracing::warn!(error = %e, "backup task failed");
             }
+        }
+    }
+}
+
+/// How often the current store's checkpoint setting is checked (a recovery
+/// or rebuild installs a new store with SQLite's default).
+const CHECKPOINT_GUARD_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keeps the writer's automatic checkpoints off while Litestream replicates
+/// (see `config_manager_core::store` `replication.rs` for why): set at start
+/// and on every store a recovery or rebuild puts in place.
+async fn leave_checkpoints_to_litestream(state: AppState, shutdown: CancellationToken) {
+    let mut warned = false;
+    loop {
+        let manager = state.manager();
+        let result = tokio::task::spawn_blocking(move || {
+            let store = manager.store();
+            if store.wal_autocheckpoint()? != 0 {
+                store.set_wal_autocheckpoint(0)?;
+                tracing::debug!("automatic WAL checkpoints off: Litestream checkpoints");
+            }
+            Ok::<_, config_manager_core::store::StoreError>(())
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => warned = false,
+            // A broken database is the monitor's business; say it once.
+            Ok(Err(e)) if !warned => {
+                tracing::debug!(error = %e, "cannot set the checkpoint mode");
+                warned = true;
+            }
+            _ => {}
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(CHECKPOINT_GUARD_EVERY) => {}
         }
     }
 }

@@ -205,17 +205,16 @@ async fn supervise(ls: LitestreamSettings, reporter: Reporter, shutdown: Cancell
         };
         tracing::info!(pid = child.id(), "litestream started");
         let started = Instant::now();
-        let may_repair = last_repair.is_none_or(|t| t.elapsed() >= REPAIR_EVERY);
-        match watch_child(&mut child, &checker, &ls, &reporter, &shutdown, may_repair).await {
+        match watch_child(&mut child, &checker, &ls, &reporter, &shutdown, last_repair).await {
             Outcome::Shutdown => {
                 stop_child(&mut child).await;
                 return;
             }
             Outcome::Unrestorable => {
-                // Litestream keeps adding incremental files to a bucket that
-                // lost its snapshot (emptied, recreated) and never repairs it
-                // before its next scheduled snapshot; a restart with fresh
-                // local state uploads a new snapshot now.
+                // Litestream may keep adding incremental files to a bucket
+                // that lost its snapshot (seen with 0.5.17 when the bucket
+                // came back empty) until its next scheduled snapshot; a
+                // restart with fresh local state uploads a new one now.
                 tracing::warn!("the bucket holds no restorable copy; restarting Litestream with fresh local state to upload a new snapshot");
                 stop_child(&mut child).await;
                 reset_needed = true;
@@ -255,7 +254,7 @@ async fn watch_child(
     ls: &LitestreamSettings,
     reporter: &Reporter,
     shutdown: &CancellationToken,
-    may_repair: bool,
+    last_repair: Option<Instant>,
 ) -> Outcome {
     let identity = file_identity(&ls.db_path);
     let mut unrestorable = 0u32;
@@ -279,7 +278,9 @@ async fn watch_child(
                 unrestorable = if bad { unrestorable + 1 } else { 0 };
             }
         }
-        if may_repair && unrestorable >= UNRESTORABLE_CHECKS {
+        if unrestorable >= UNRESTORABLE_CHECKS
+            && last_repair.is_none_or(|t| t.elapsed() >= REPAIR_EVERY)
+        {
             return Outcome::Unrestorable;
         }
     }

@@ -425,6 +425,26 @@ mod tests {
     }
 
     #[test]
+    fn idle_and_old_sessions_expire() {
+        let now = Instant::now();
+        let ago = |d: Duration| now.checked_sub(d).unwrap();
+        let session = |created, last_seen| Session {
+            caller: caller(),
+            csrf: String::new(),
+            created,
+            last_seen,
+            expires_at: String::new(),
+        };
+        let minute = Duration::from_secs(60);
+        assert!(!expired(&session(ago(minute), now), now));
+        assert!(expired(
+            &session(ago(2 * IDLE_TIMEOUT), ago(IDLE_TIMEOUT + minute)),
+            now
+        ));
+        assert!(expired(&session(ago(MAX_LIFETIME + minute), now), now));
+    }
+
+    #[test]
     fn store_is_bounded() {
         let store = SessionStore::default();
         for _ in 0..MAX_SESSIONS + 10 {

@@ -198,6 +198,17 @@ function updateTabs() {
     t.title = `${name}: ${text}`;
   }
   (focusable || tabs[0] || {}).tabIndex = 0;
+  keepTabInView();
+}
+
+/** In a narrow window the strip scrolls sideways: keep the open tab visible. */
+function keepTabInView() {
+  const strip = $('#tabs');
+  const tab = strip.querySelector('[aria-selected=true]');
+  if (tab && (tab.offsetLeft < strip.scrollLeft
+      || tab.offsetLeft + tab.offsetWidth > strip.scrollLeft + strip.clientWidth)) {
+    strip.scrollLeft = tab.offsetLeft - 16;
+  }
 }
 
 /** Arrow keys move between tabs (roving tabindex); Enter/Space open one. */
@@ -395,6 +406,7 @@ function wire() {
     if (location.hash === target) route(); else location.hash = target;
   });
   window.addEventListener('hashchange', onHashChange);
+  window.addEventListener('resize', keepTabInView);
   window.addEventListener('focus', () => { if (state.session) refreshHealth(); });
   window.addEventListener('beforeunload', (ev) => {
     if (state.dirty) { ev.preventDefault(); ev.returnValue = ''; }
