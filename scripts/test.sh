@@ -30,15 +30,8 @@ if [ "${#need_apt[@]}" -gt 0 ] && [ "$group" != unit ]; then
 fi
 export PATH="$PATH:/usr/sbin"
 
-# Python venv of the cross-language MQTT test (crates/config-manager/tests/
-# mqtt.rs runs tests/cross_language.py with it): paho-mqtt, cryptography and an
-# independent RFC 8785 implementation from PyPI. Created only when missing.
-if [ "$group" != unit ] && ! .venv-test/bin/python -c 'import paho.mqtt, cryptography, rfc8785' >/dev/null 2>&1; then
-  echo "== creating .venv-test (paho-mqtt, cryptography, rfc8785)"
-  python3 -m venv .venv-test
-  .venv-test/bin/pip install -q 'paho-mqtt>=2,<3' 'cryptography>=42' 'rfc8785>=0.1.4,<0.2'
-fi
-
+# The project-local Python venv (.venv-test/): Litestream and moto for the backup
+# tests, paho-mqtt/cryptography/rfc8785 for the cross-language MQTT test.
 if [ -f scripts/test-deps.sh ] && [ "$group" != unit ]; then
   # shellcheck source=/dev/null
   source scripts/test-deps.sh

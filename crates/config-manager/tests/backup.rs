@@ -311,10 +311,13 @@ fn litestream_pid(s: &Server) -> Option<u32> {
     })
 }
 
-/// Power loss: Litestream and the service die at once, nothing is flushed.
+/// Power loss: the service and its Litestream processes die at once,
+/// nothing is flushed.
 fn power_loss(s: &mut Server) {
-    if let Some(pid) = litestream_pid(s) {
-        signal(pid, rustix::process::Signal::KILL);
+    if let Some(server) = s.child.as_ref().map(Child::id) {
+        for child in children(server) {
+            signal(child, rustix::process::Signal::KILL);
+        }
     }
     s.kill9();
 }
@@ -457,6 +460,7 @@ async fn restore_to_a_timestamp_between_two_writes_gives_the_earlier_state() {
         first_history,
         "the later change is not there"
     );
+    assert_eq!(s.terminate(), Some(0));
 }
 
 #[tokio::test]
@@ -532,6 +536,8 @@ async fn a_wiped_bucket_becomes_restorable_again() {
     // deterministically in `bucket_probe_tells_restorable_from_unrestorable`.
     let t = set_volume(&s, 62).await;
     wait_backup_after(&s, t).await;
+    let mut s = s;
+    assert_eq!(s.terminate(), Some(0));
     let out_db = tmp.path().join("repaired.db");
     let out = cli(&s, &["restore", "--output", out_db.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
@@ -644,6 +650,8 @@ async fn a_burst_of_large_writes_restores_intact() {
         assert_eq!(status, 200, "{body}");
     }
     wait_backup_after(&s, OffsetDateTime::now_utc()).await;
+    let mut s = s;
+    assert_eq!(s.terminate(), Some(0));
     let out_db = tmp.path().join("burst.db");
     let out = cli(&s, &["restore", "--output", out_db.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
@@ -734,6 +742,7 @@ async fn restore_refuses_missing_or_mismatched_epoch_metadata_unless_forced() {
         .unwrap_or_else(|| panic!("no restore audit entry: {audit}"));
     assert_eq!(entry["outcome"], "forced");
     assert_eq!(entry["actor"], "cli-restore");
+    assert_eq!(s.terminate(), Some(0));
 }
 
 #[tokio::test]
