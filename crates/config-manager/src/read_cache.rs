@@ -34,7 +34,10 @@ pub struct ReadCache {
 impl ReadCache {
     /// The current generation; pass it to [`ReadCache::insert`].
     pub fn generation(&self) -> u64 {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).generation
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .generation
     }
 
     pub fn get(&self, service: &str, include_fields: bool) -> Option<Cached> {

@@ -15,9 +15,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::first_run;
+use crate::modes::RebuildTrigger;
 use crate::settings::{EnvSource, Settings};
 use crate::state::{AppState, ChangeSink};
-use crate::modes::RebuildTrigger;
 use crate::status::StatusBoard;
 
 /// Entry point of `serve`; returns the process exit code.
@@ -219,9 +219,11 @@ async fn report_existing_lkg(state: &AppState) {
     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || lkg.load()).await {
         if !matches!(e, LkgError::Missing(_)) {
             tracing::warn!(error = %e, "the last-known-good cache failed verification and is not used; rewriting it from the database");
-            state
-                .status()
-                .update(|s| s.event = Some(format!("last-known-good cache invalid at start-up ({e}); rewritten")));
+            state.status().update(|s| {
+                s.event = Some(format!(
+                    "last-known-good cache invalid at start-up ({e}); rewritten"
+                ))
+            });
         }
     }
 }

@@ -240,7 +240,10 @@ impl Settings {
         }
         let monitor_ms: u64 = env.parse("CONFIG_MONITOR_INTERVAL_MS", 1000)?;
         if !(50..=60_000).contains(&monitor_ms) {
-            return Err(bad("CONFIG_MONITOR_INTERVAL_MS", "must be between 50 and 60000"));
+            return Err(bad(
+                "CONFIG_MONITOR_INTERVAL_MS",
+                "must be between 50 and 60000",
+            ));
         }
         let db_path = db_path_from(env);
         let backup = crate::backup::BackupSettings::from_env(env, &db_path)?;

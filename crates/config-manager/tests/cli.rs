@@ -83,7 +83,12 @@ async fn config_commands_against_a_running_server() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout_json(&out)["version"], 2);
     let (status, body) = s.get("/services/tts-worker", Some(READ_TOKEN)).await;
-    assert_eq!(body["config"]["volume_percent"], 33, "{status} {body}\n{}", s.log());
+    assert_eq!(
+        body["config"]["volume_percent"],
+        33,
+        "{status} {body}\n{}",
+        s.log()
+    );
     let (_, h) = s
         .get(
             "/history?service=tts-worker&key=volume_percent",

@@ -226,7 +226,10 @@ fn expected_version(headers: &HeaderMap, body: Option<i64>) -> ApiResult<(i64, O
 /// A response from a cached (database-served) body.
 fn cached_response(hit: Cached) -> Response {
     let mut resp = (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         hit.body,
     )
         .into_response();
@@ -316,7 +319,6 @@ pub async fn schema(
         })
         .await
 }
-
 
 /// `PUT /services/{service}/schema`: registers (or replaces) a service's JSON
 /// Schema at run time. The body is the schema document. Stored values must
