@@ -333,24 +333,12 @@ fn items_schemaless(service: &str, stored: &Map<String, Value>) -> Vec<ConfigIte
             service: service.into(),
             key: k.clone(),
             value: Some(v.clone()),
-            r#type: json_type(v).into(),
+            r#type: crate::schema::json_type_name(v).into(),
             complexity: "simple".into(),
             description: String::new(),
             is_secret: false,
         })
         .collect()
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 #[cfg(test)]

@@ -75,6 +75,7 @@ pub mod error;
 mod field;
 mod registry;
 mod service_schema;
+pub(crate) use service_schema::json_type_name;
 
 #[cfg(test)]
 mod tests;
