@@ -19,7 +19,9 @@
 # DURATION (seconds per wrk run; default 5), COUNT (sequential PATCHes; 300),
 # ROUNDS (concurrency rounds; 20), BENCH_DIR (where the data directory goes;
 # default a new temporary directory — put it on the disk the service uses),
-# BENCH_OUT (also write the table there), KEEP=1 (keep the directory).
+# BENCH_OUT (also write the table there), KEEP=1 (keep the directory),
+# BENCH_BIN (measure another config-manager binary, e.g. an older build, with
+# the same tools).
 # CARGO_TARGET_DIR is honoured. Needs: cargo, wrk, mosquitto, python3, curl.
 # Everything runs on 127.0.0.1; every load run is bounded (-d, counts,
 # timeouts); everything started here is stopped on exit.
@@ -61,7 +63,7 @@ echo "== building release (config-manager, examples baseline + bench_driver)" >&
 cargo build --release -q -p config-manager --bin config-manager --example baseline --example bench_driver
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 REL="$(cd "$TARGET_DIR/release" && pwd)"
-BIN="$REL/config-manager"
+BIN="${BENCH_BIN:-$REL/config-manager}"
 DRIVER="$REL/examples/bench_driver"
 BASELINE="$REL/examples/baseline"
 
@@ -168,26 +170,44 @@ stop_rss_sampler() {
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "nan"}'; }
 
-# run_wrk NAME CONNECTIONS URL [VAR=value ...]: RUNS bounded wrk runs; the
-# median of each figure goes to R[NAME_rps], R[NAME_p50_ms], R[NAME_p99_ms].
-run_wrk() {
-  local name=$1 conns=$2 url=$3 threads=2 i line
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# wrk_once NAME CONNECTIONS URL [VAR=value ...]: one bounded wrk run, its
+# summary line appended to $WORK/wrk.NAME. With CPU_PID set, also the CPU time
+# (user + system) that process spent per request, in microseconds.
+wrk_once() {
+  local name=$1 conns=$2 url=$3 threads=2 line c0 c1 cpu=""
   shift 3
   if [ "$conns" -lt 2 ]; then threads=1; fi
-  : >"$WORK/wrk.$name"
-  for ((i = 0; i < RUNS; i++)); do
-    line="$(env BENCH_TOKEN="$TOKEN" "$@" wrk -t"$threads" -c"$conns" -d"${DURATION}s" \
-      --timeout 5s -s scripts/bench/wrk.lua "$url" | grep '^WRK ')"
-    echo "   $name #$((i + 1)): ${line#WRK }" >&2
-    echo "$line" >>"$WORK/wrk.$name"
-  done
-  local field
-  for field in rps p50_ms p99_ms non2xx sockerr; do
-    R[${name}_$field]="$(grep -o "$field=[0-9.]*" "$WORK/wrk.$name" | cut -d= -f2 | median)"
+  if [ -n "${CPU_PID:-}" ]; then c0="$(cpu_ticks "$CPU_PID")"; fi
+  line="$(env BENCH_TOKEN="$TOKEN" "$@" wrk -t"$threads" -c"$conns" -d"${DURATION}s" \
+    --timeout 5s -s scripts/bench/wrk.lua "$url" | grep '^WRK ')"
+  if [ -n "${CPU_PID:-}" ]; then
+    c1="$(cpu_ticks "$CPU_PID")"
+    cpu="$(echo "$line" | awk -v d=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" \
+      '{split($2, r, "="); printf " cpu_us=%.1f", d / hz / r[2] * 1e6}')"
+  fi
+  echo "   $name: ${line#WRK }$cpu" >&2
+  echo "$line$cpu" >>"$WORK/wrk.$name"
+}
+
+# Medians of every figure of NAME's runs into R[NAME_rps], R[NAME_p50_ms], ...
+summarize() {
+  local name=$1 field
+  for field in rps p50_ms p99_ms non2xx sockerr cpu_us; do
+    R[${name}_$field]="$({ grep -o " $field=[0-9.]*" "$WORK/wrk.$name" || true; } | cut -d= -f2 | median)"
   done
   if [ "${R[${name}_non2xx]}" != 0 ] || [ "${R[${name}_sockerr]}" != 0 ]; then
     echo "WARNING: $name had non-2xx answers or socket errors (see above)" >&2
   fi
+}
+
+# run_wrk NAME CONNECTIONS URL [VAR=value ...]: RUNS runs, medians in R.
+run_wrk() {
+  local i
+  : >"$WORK/wrk.$1"
+  for ((i = 0; i < RUNS; i++)); do wrk_once "$@"; done
+  summarize "$1"
 }
 
 # --- start-up -----------------------------------------------------------------
@@ -213,6 +233,10 @@ echo "   restarts: $(tr '\n' ' ' <"$WORK/starts")ms" >&2
 
 sleep 2
 R[${P}idle_rss_mib]="$(awk -v k="$(rss_kib "$SERVER_PID")" 'BEGIN {printf "%.1f", k/1024}')"
+# What the RSS is made of: private memory vs. file pages (mostly the binary's
+# code, shared with the page cache).
+R[${P}idle_anon_mib]="$(awk '/^RssAnon:/ {printf "%.1f", $2/1024}' "/proc/$SERVER_PID/status")"
+R[${P}idle_file_mib]="$(awk '/^RssFile:/ {printf "%.1f", $2/1024}' "/proc/$SERVER_PID/status")"
 echo "== idle RSS ${R[${P}idle_rss_mib]} MiB" >&2
 
 # --- throughput and latency ---------------------------------------------------
@@ -234,17 +258,26 @@ BASE_PORT="$(free_port)"
 "$BASELINE" "127.0.0.1:$BASE_PORT" >"$WORK/baseline.log" 2>&1 &
 BASELINE_PID=$!
 for ((i = 0; i < 100; i++)); do curl -sf -o /dev/null "http://127.0.0.1:$BASE_PORT/" && break; sleep 0.05; done
-echo "== baseline (minimal axum handler), 16 connections" >&2
-run_wrk baseline16 16 "http://127.0.0.1:$BASE_PORT/"
-kill "$BASELINE_PID"; wait "$BASELINE_PID" 2>/dev/null || true; BASELINE_PID=""
-
 start_rss_sampler
-echo "== GET one service config" >&2
-run_wrk ${P}get1 1 "$GET_URL" ${GET_ENV[@]+"${GET_ENV[@]}"}
-run_wrk ${P}get16 16 "$GET_URL" ${GET_ENV[@]+"${GET_ENV[@]}"}
+# The baseline and the GET runs alternate, so both see the same background
+# load; the ratio is taken per pair, then the median.
+echo "== GET one service config, alternating with the baseline (minimal axum handler)" >&2
+: >"$WORK/wrk.baseline16"; : >"$WORK/wrk.${P}get16"; : >"$WORK/ratios"
+for ((i = 0; i < RUNS; i++)); do
+  CPU_PID=$BASELINE_PID wrk_once baseline16 16 "http://127.0.0.1:$BASE_PORT/"
+  CPU_PID=$SERVER_PID wrk_once ${P}get16 16 "$GET_URL" ${GET_ENV[@]+"${GET_ENV[@]}"}
+  paste -d' ' <(tail -1 "$WORK/wrk.${P}get16") <(tail -1 "$WORK/wrk.baseline16") |
+    awk '{split($3, a, "="); for (i = 4; i <= NF; i++) if ($i ~ /^rps=/) {split($i, b, "="); printf "%.3f\n", a[2] / b[2]}}' >>"$WORK/ratios"
+done
+summarize baseline16
+summarize ${P}get16
+R[${P}get16_ratio]="$(median <"$WORK/ratios")"
+echo "   GET/baseline per pair: $(tr '\n' ' ' <"$WORK/ratios")" >&2
+kill "$BASELINE_PID"; wait "$BASELINE_PID" 2>/dev/null || true; BASELINE_PID=""
+CPU_PID=$SERVER_PID run_wrk ${P}get1 1 "$GET_URL" ${GET_ENV[@]+"${GET_ENV[@]}"}
 echo "== search $SEARCH_BODY" >&2
-run_wrk ${P}search1 1 "$API/search" BENCH_METHOD=POST BENCH_BODY="$SEARCH_BODY"
-run_wrk ${P}search16 16 "$API/search" BENCH_METHOD=POST BENCH_BODY="$SEARCH_BODY"
+CPU_PID=$SERVER_PID run_wrk ${P}search1 1 "$API/search" BENCH_METHOD=POST BENCH_BODY="$SEARCH_BODY"
+CPU_PID=$SERVER_PID run_wrk ${P}search16 16 "$API/search" BENCH_METHOD=POST BENCH_BODY="$SEARCH_BODY"
 if [ "$SCALE" = 1 ]; then
   Q2='{"query":"timeout"}'
   echo "== search $Q2" >&2
@@ -296,18 +329,18 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a + 0 > 0) printf "%
   echo "| measurement | result | target | |"
   echo "|---|---|---|---|"
   if [ "$SCALE" = 0 ]; then
-    gr="$(ratio "$(v get16_rps)" "$(v baseline16_rps)")"
-    echo "| baseline: minimal axum handler, 16 conns | $(v baseline16_rps) req/s, p50 $(v baseline16_p50_ms) ms, p99 $(v baseline16_p99_ms) ms | | |"
+    gr="$(v get16_ratio)"
+    echo "| baseline: minimal axum handler, 16 conns | $(v baseline16_rps) req/s, p50 $(v baseline16_p50_ms) ms, p99 $(v baseline16_p99_ms) ms; $(v baseline16_cpu_us) µs CPU/request | | |"
     echo "| GET one service, 1 conn | $(v get1_rps) req/s, p50 $(v get1_p50_ms) ms, p99 $(v get1_p99_ms) ms | | |"
-    echo "| GET one service, 16 conns | $(v get16_rps) req/s (${gr} x baseline), p50 $(v get16_p50_ms) ms, p99 $(v get16_p99_ms) ms | ≥ 0.60 x baseline; p99 < 2 ms | $(check "$gr" ">=" 0.6) / $(check "$(v get16_p99_ms)" "<" 2) |"
+    echo "| GET one service, 16 conns | $(v get16_rps) req/s (${gr} x baseline), p50 $(v get16_p50_ms) ms, p99 $(v get16_p99_ms) ms; $(v get16_cpu_us) µs CPU/request | ≥ 0.60 x baseline; p99 < 2 ms | $(check "$gr" ">=" 0.6) / $(check "$(v get16_p99_ms)" "<" 2) |"
     echo "| search \`volume\`, 1 conn | $(v search1_rps) req/s, p50 $(v search1_p50_ms) ms, p99 $(v search1_p99_ms) ms | | |"
-    echo "| search \`volume\`, 16 conns | $(v search16_rps) req/s, p50 $(v search16_p50_ms) ms, p99 $(v search16_p99_ms) ms | p99 < 5 ms | $(check "$(v search16_p99_ms)" "<" 5) |"
+    echo "| search \`volume\`, 16 conns | $(v search16_rps) req/s, p50 $(v search16_p50_ms) ms, p99 $(v search16_p99_ms) ms; $(v search16_cpu_us) µs CPU/request | p99 < 5 ms | $(check "$(v search16_p99_ms)" "<" 5) |"
     echo "| sequential PATCH (acknowledged = committed) | p50 $(v put_p50_ms) ms, p90 $(v put_p90_ms) ms, p99 $(v put_p99_ms) ms | p50 < 3 ms | $(check "$(v put_p50_ms)" "<" 3) |"
     echo "| fsync floor: bare durable SQLite commit | p50 $(v commit_floor_p50_ms) ms, p99 $(v commit_floor_p99_ms) ms (PATCH p50 = $(ratio "$(v put_p50_ms)" "$(v commit_floor_p50_ms)") x floor) | | |"
     echo "| PATCH sent → applied by verifying subscriber | p50 $(v delivery_p50_ms) ms, p99 $(v delivery_p99_ms) ms | p50 < 3 ms, p99 < 10 ms | $(check "$(v delivery_p50_ms)" "<" 3) / $(check "$(v delivery_p99_ms)" "<" 10) |"
     echo "| PATCH reply → applied (after the ack) | p50 $(v delivery_after_reply_p50_ms) ms, p99 $(v delivery_after_reply_p99_ms) ms; applied before the reply: $(v delivery_before_reply_count) of $(v delivery_count) | | |"
     echo "| 10 concurrent PATCHes, same version | $(v conflict_exact_rounds) of $(v conflict_rounds) rounds exactly 1×200 + 9×409 | every round | $(check "$(v conflict_exact_rounds)" "==" "$(v conflict_rounds)") |"
-    echo "| idle RSS (after start-up settled) | $(v idle_rss_mib) MiB | < 15 MiB | $(check "$(v idle_rss_mib)" "<" 15) |"
+    echo "| idle RSS (after start-up settled) | $(v idle_rss_mib) MiB (anonymous $(v idle_anon_mib), file-backed $(v idle_file_mib)) | < 15 MiB | $(check "$(v idle_rss_mib)" "<" 15) |"
     echo "| loaded RSS (max during the runs above) | $(v loaded_rss_mib) MiB (VmHWM $(v hwm_rss_mib) MiB) | | |"
     echo "| first start (empty dir: keys, migrations, seeding) | $(v first_start_ms) ms | | |"
     echo "| cold start to first healthy answer (restart, median of 3) | $(v cold_start_ms) ms | < 100 ms | $(check "$(v cold_start_ms)" "<" 100) |"
@@ -316,7 +349,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0 && a + 0 > 0) printf "%
     echo "| first start (seeds $SCALE_SERVICES services) | $(v scale_first_start_ms) ms | | |"
     echo "| first start after inserting the history rows | $(v scale_first_restart_ms) ms | | |"
     echo "| cold start to first healthy answer (restart, median of 3) | $(v scale_cold_start_ms) ms | < 1 s | $(check "$(v scale_cold_start_ms)" "<" 1000) |"
-    echo "| idle RSS | $(v scale_idle_rss_mib) MiB | | |"
+    echo "| idle RSS | $(v scale_idle_rss_mib) MiB (anonymous $(v scale_idle_anon_mib), file-backed $(v scale_idle_file_mib)) | | |"
     echo "| GET random service, 1 conn | $(v scale_get1_rps) req/s, p50 $(v scale_get1_p50_ms) ms, p99 $(v scale_get1_p99_ms) ms | | |"
     echo "| GET random service, 16 conns | $(v scale_get16_rps) req/s, p50 $(v scale_get16_p50_ms) ms, p99 $(v scale_get16_p99_ms) ms | | |"
     echo "| search \`volume\`, 1 conn | $(v scale_search1_rps) req/s, p50 $(v scale_search1_p50_ms) ms, p99 $(v scale_search1_p99_ms) ms | | |"

@@ -43,7 +43,8 @@ fn synthetic_schema(fields: usize) -> Value {
     let mut props = Map::new();
     for i in 0..fields {
         let complexity = if i % 3 == 2 { "advanced" } else { "simple" };
-        let description = format!("Setting number {i} of the synthetic service, used for benchmarks.");
+        let description =
+            format!("Setting number {i} of the synthetic service, used for benchmarks.");
         let prop = match i % 8 {
             0 => json!({"type": "string", "minLength": 1, "maxLength": 200,
                         "default": format!("value-{i}")}),
@@ -162,7 +163,10 @@ fn signatures(c: &mut Criterion) {
     let public = key.verifying_key();
     let bytes = canonical::object_to_canonical_bytes(&config).unwrap();
     let signature = key.sign_base64(&bytes);
-    println!("signatures: 60-field config, canonical form {} bytes", bytes.len());
+    println!(
+        "signatures: 60-field config, canonical form {} bytes",
+        bytes.len()
+    );
 
     let mut group = c.benchmark_group("signature");
     group.throughput(Throughput::Bytes(bytes.len() as u64));
@@ -191,10 +195,16 @@ fn secrets(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("aes-gcm");
     group.bench_function("encrypt (seal a 50-byte secret)", |b| {
-        b.iter(|| ring.seal("llm-worker", "openai_api_key", black_box(plain)).unwrap())
+        b.iter(|| {
+            ring.seal("llm-worker", "openai_api_key", black_box(plain))
+                .unwrap()
+        })
     });
     group.bench_function("decrypt (open a 50-byte secret)", |b| {
-        b.iter(|| ring.open("llm-worker", "openai_api_key", black_box(&sealed)).unwrap())
+        b.iter(|| {
+            ring.open("llm-worker", "openai_api_key", black_box(&sealed))
+                .unwrap()
+        })
     });
     group.finish();
 }
@@ -204,9 +214,15 @@ fn secrets(c: &mut Criterion) {
 fn tars_manager(dir: &Path) -> Manager {
     let m = open_manager(dir, registry(0), options());
     let name = ServiceName::parse("llm-worker").unwrap();
-    let version = m.get_effective(&name, SecretView::Omitted, false).unwrap().version;
-    m.put(&name, patch(json!({"openai_api_key": "sk-bench-secret"}), version))
-        .unwrap();
+    let version = m
+        .get_effective(&name, SecretView::Omitted, false)
+        .unwrap()
+        .version;
+    m.put(
+        &name,
+        patch(json!({"openai_api_key": "sk-bench-secret"}), version),
+    )
+    .unwrap();
     m
 }
 

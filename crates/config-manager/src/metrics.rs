@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use config_manager_core::health::{DatabaseStatus, LitestreamStatus, OperationalMode};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -479,20 +478,76 @@ fn backup_label(status: LitestreamStatus) -> &'static str {
     }
 }
 
-/// Middleware counting every request by its matched route template. It runs
-/// as a route layer, after routing, so `MatchedPath` is known.
-pub async fn track_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let resp = next.run(req).await;
-    state.metrics().observe_request(
-        &method,
-        route.as_ref().map(MatchedPath::as_str),
-        resp.status(),
-        started.elapsed(),
-    );
-    resp
+/// Layer counting every request by its matched route template. It is added
+/// with `Router::layer`, so it runs after routing and `MatchedPath` is known.
+///
+/// A plain tower layer rather than `axum::middleware::from_fn`: `from_fn`
+/// clones and boxes the whole inner service on every request, which cost
+/// about 2,000 instructions per GET (docs/performance.md).
+#[derive(Clone)]
+pub struct TrackRequestsLayer {
+    state: AppState,
+}
+
+impl TrackRequestsLayer {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+impl<S> tower::Layer<S> for TrackRequestsLayer {
+    type Service = TrackRequests<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TrackRequests {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The service of [`TrackRequestsLayer`].
+#[derive(Clone)]
+pub struct TrackRequests<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> tower::Service<Request> for TrackRequests<S>
+where
+    S: tower::Service<Request, Response = Response> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response, S::Error>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let response = self.inner.call(req);
+        let state = self.state.clone();
+        Box::pin(async move {
+            let resp = response.await?;
+            state.metrics().observe_request(
+                &method,
+                route.as_ref().map(MatchedPath::as_str),
+                resp.status(),
+                started.elapsed(),
+            );
+            Ok(resp)
+        })
+    }
 }
 
 /// `GET /metrics`: no token (like health); the content is counts and states,

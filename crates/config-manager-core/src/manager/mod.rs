@@ -78,6 +78,7 @@ pub struct Manager {
     epoch: Epoch,
     schema_version: i64,
     schema_report: SchemaReport,
+    search_index: search::SearchIndex,
 }
 
 /// Result alias of the manager.
@@ -133,6 +134,7 @@ impl Manager {
             epoch,
             schema_version: recorded.as_ref().map_or(0, |v| v.version),
             schema_report: SchemaReport::default(),
+            search_index: search::SearchIndex::default(),
         };
         match recorded {
             None => {

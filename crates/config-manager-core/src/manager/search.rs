@@ -1,6 +1,9 @@
 //! Keyword search over every field of every service: key, description,
 //! service name and (non-secret) value, with a relevance score in 0..=1.
 
+use std::cmp::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -45,11 +48,207 @@ impl Manager {
     /// Runs a search over the database's index; results are ordered by score,
     /// then service and key. Returns the hits (at most `max_results`) and the
     /// total number of matches.
+    ///
+    /// Scores an in-memory copy of the store's search table (lower-cased
+    /// once), rebuilt after the table changed: reading, parsing and
+    /// lower-casing every row per request cost ~25 ms at 1,000 services
+    /// (docs/performance.md).
     pub fn search(&self, q: &SearchQuery) -> Result<(Vec<SearchHit>, usize)> {
         check(q)?;
-        let items = self.store.list_items(q.service.as_deref())?;
-        Ok(search_items(items, q))
+        let index = self.search_index.current(&self.store)?;
+        Ok(index.rank(q))
     }
+}
+
+/// The store's search table in memory. Tied to one store: it is rebuilt
+/// when [`Store::items_generation`](crate::store::Store::items_generation)
+/// moves, i.e. after any write that may have changed the table.
+#[derive(Debug, Default)]
+pub(super) struct SearchIndex {
+    current: RwLock<Option<Arc<IndexSnapshot>>>,
+    /// One rebuild at a time: concurrent searches after a write wait for it
+    /// instead of each reading the whole table.
+    rebuild: Mutex<()>,
+}
+
+impl SearchIndex {
+    fn current(&self, store: &crate::store::Store) -> Result<Arc<IndexSnapshot>> {
+        let fresh = |generation: u64| {
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .filter(|s| s.generation == generation)
+                .cloned()
+        };
+        if let Some(snapshot) = fresh(store.items_generation()) {
+            return Ok(snapshot);
+        }
+        let _one = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
+        // Read the generation before the rows: a write committed in between
+        // leaves the snapshot labelled older than its rows, which only costs
+        // one more rebuild, never a stale answer.
+        let generation = store.items_generation();
+        if let Some(snapshot) = fresh(generation) {
+            return Ok(snapshot);
+        }
+        let snapshot = Arc::new(IndexSnapshot::new(generation, store.list_items(None)?));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(snapshot.clone());
+        Ok(snapshot)
+    }
+}
+
+/// Items ordered by service and key, and the text matching looks at: per
+/// item its key, description, service and (non-secret) value, lower-cased
+/// and joined by newlines, all items' texts joined by newlines into one
+/// buffer. Query terms never contain whitespace, so a term found in the
+/// buffer lies inside one field of one item, and one SIMD scan of the buffer
+/// finds the candidates of a query.
+#[derive(Debug)]
+pub(super) struct IndexSnapshot {
+    generation: u64,
+    rows: Vec<Indexed>,
+    text: String,
+    /// Where each row's text starts in `text` (ascending).
+    starts: Vec<usize>,
+}
+
+/// One item and the offsets of its fields in [`IndexSnapshot::text`]:
+/// `[key end, description end, service end, value end]`, each field starting
+/// one byte (the newline) after the previous one ends.
+#[derive(Debug)]
+struct Indexed {
+    item: ConfigItem,
+    start: usize,
+    ends: [usize; 4],
+}
+
+/// One row's fields as matching sees them.
+struct Fields<'a> {
+    all: &'a str,
+    key: &'a str,
+    description: &'a str,
+    service: &'a str,
+    value: &'a str,
+}
+
+impl IndexSnapshot {
+    fn new(generation: u64, mut items: Vec<ConfigItem>) -> Self {
+        items.sort_by(|a, b| a.service.cmp(&b.service).then_with(|| a.key.cmp(&b.key)));
+        let mut text = String::new();
+        let mut starts = Vec::with_capacity(items.len());
+        let rows = items
+            .into_iter()
+            .map(|item| {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                let start = text.len();
+                starts.push(start);
+                let mut ends = [0; 4];
+                text.push_str(&item.key.to_lowercase());
+                ends[0] = text.len();
+                text.push('\n');
+                text.push_str(&item.description.to_lowercase());
+                ends[1] = text.len();
+                text.push('\n');
+                text.push_str(&item.service.to_lowercase());
+                ends[2] = text.len();
+                text.push('\n');
+                match (&item.value, item.is_secret) {
+                    (Some(Value::String(s)), false) => text.push_str(&s.to_lowercase()),
+                    (Some(v), false) => text.push_str(&v.to_string().to_lowercase()),
+                    _ => {}
+                }
+                ends[3] = text.len();
+                Indexed { item, start, ends }
+            })
+            .collect();
+        Self {
+            generation,
+            rows,
+            text,
+            starts,
+        }
+    }
+
+    fn fields(&self, row: &Indexed) -> Fields<'_> {
+        let [key, description, service, value] = row.ends;
+        Fields {
+            all: &self.text[row.start..value],
+            key: &self.text[row.start..key],
+            description: &self.text[key + 1..description],
+            service: &self.text[description + 1..service],
+            value: &self.text[service + 1..value],
+        }
+    }
+
+    /// Filters and scores the rows; returns the best `max_results` hits,
+    /// ordered by score, then service and key, and the number of matches.
+    fn rank(&self, q: &SearchQuery) -> (Vec<SearchHit>, usize) {
+        let terms: Vec<String> = q.query.split_whitespace().map(str::to_lowercase).collect();
+        let mut matches: Vec<(f64, usize)> = Vec::new();
+        let longest = terms.iter().map(String::as_str).max_by_key(|t| t.len());
+        let mut consider = |i: usize| {
+            let row = &self.rows[i];
+            if selected(&row.item, q) {
+                if let Some(s) = score(&self.fields(row), &terms, longest) {
+                    matches.push((rounded(s), i));
+                }
+            }
+        };
+        match longest {
+            None => (0..self.rows.len()).for_each(consider),
+            Some(longest) => {
+                // Candidates: the rows containing the longest term. Matches
+                // come in text order, so the row is found by walking forward.
+                let finder = memchr::memmem::Finder::new(longest.as_bytes());
+                let haystack = self.text.as_bytes();
+                let mut row = 0;
+                let mut at = 0;
+                while let Some(found) = haystack.get(at..).and_then(|h| finder.find(h)) {
+                    let pos = at + found;
+                    while self.starts.get(row + 1).is_some_and(|&next| next <= pos) {
+                        row += 1;
+                    }
+                    consider(row);
+                    // Skip the rest of this row's text.
+                    at = self.rows[row].ends[3] + 1;
+                    row += 1;
+                }
+            }
+        }
+        let total = matches.len();
+        // Rows are in (service, key) order, so the row number breaks ties.
+        let order = |a: &(f64, usize), b: &(f64, usize)| -> Ordering {
+            b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1))
+        };
+        if matches.len() > q.max_results {
+            if q.max_results > 0 {
+                matches.select_nth_unstable_by(q.max_results - 1, order);
+            }
+            matches.truncate(q.max_results);
+        }
+        matches.sort_by(order);
+        let hits = matches
+            .into_iter()
+            .map(|(score, i)| hit(self.rows[i].item.clone(), score))
+            .collect();
+        (hits, total)
+    }
+}
+
+/// Whether the query's filters keep an item.
+fn selected(item: &ConfigItem, q: &SearchQuery) -> bool {
+    q.service.as_deref().is_none_or(|s| item.service == s)
+        && match q.complexity.as_deref() {
+            Some("simple") => item.complexity == "simple",
+            _ => true,
+        }
+        && q.r#type.as_deref().is_none_or(|t| item.r#type == t)
+        && q.services
+            .as_ref()
+            .is_none_or(|s| s.contains(&item.service))
 }
 
 fn check(q: &SearchQuery) -> Result<()> {
@@ -69,33 +268,18 @@ fn check(q: &SearchQuery) -> Result<()> {
 /// Scores and filters index rows (from the database or built from the
 /// last-known-good cache).
 pub fn search_items(items: Vec<ConfigItem>, q: &SearchQuery) -> (Vec<SearchHit>, usize) {
-    let terms: Vec<String> = q.query.split_whitespace().map(str::to_lowercase).collect();
-    let mut hits: Vec<SearchHit> = items
-        .into_iter()
-        .filter(|i| q.service.as_deref().is_none_or(|s| i.service == s))
-        .filter(|i| match q.complexity.as_deref() {
-            Some("simple") => i.complexity == "simple",
-            _ => true,
-        })
-        .filter(|i| q.r#type.as_deref().is_none_or(|t| i.r#type == t))
-        .filter(|i| q.services.as_ref().is_none_or(|s| s.contains(&i.service)))
-        .filter_map(|i| score(&i, &terms).map(|s| hit(i, s)))
-        .collect();
-    let total = hits.len();
-    hits.sort_by(|a, b| {
-        b.match_score
-            .total_cmp(&a.match_score)
-            .then_with(|| a.service.cmp(&b.service))
-            .then_with(|| a.key.cmp(&b.key))
-    });
-    hits.truncate(q.max_results);
-    (hits, total)
+    IndexSnapshot::new(0, items).rank(q)
 }
 
 /// Validates a query, then searches `items`.
 pub fn search_checked(items: Vec<ConfigItem>, q: &SearchQuery) -> Result<(Vec<SearchHit>, usize)> {
     check(q)?;
     Ok(search_items(items, q))
+}
+
+/// Scores are reported (and ordered) to three decimals.
+fn rounded(score: f64) -> f64 {
+    (score * 1000.0).round() / 1000.0
 }
 
 fn hit(i: ConfigItem, score: f64) -> SearchHit {
@@ -107,43 +291,41 @@ fn hit(i: ConfigItem, score: f64) -> SearchHit {
         complexity: i.complexity,
         description: i.description,
         is_secret: i.is_secret,
-        match_score: (score * 1000.0).round() / 1000.0,
+        match_score: score,
     }
 }
 
 /// Scores one item: each term must match somewhere (AND); a term scores by the
 /// best place it matches. An empty query matches everything with score 1.
-fn score(item: &ConfigItem, terms: &[String]) -> Option<f64> {
+/// `known` is a term the caller already found in this row.
+fn score(f: &Fields<'_>, terms: &[String], known: Option<&str>) -> Option<f64> {
     if terms.is_empty() {
         return Some(1.0);
     }
-    let key = item.key.to_lowercase();
-    let key_words = key.replace('_', " ");
-    let description = item.description.to_lowercase();
-    let service = item.service.to_lowercase();
-    let value = match (&item.value, item.is_secret) {
-        (Some(Value::String(s)), false) => s.to_lowercase(),
-        (Some(v), false) => v.to_string().to_lowercase(),
-        _ => String::new(),
-    };
     let mut total = 0.0;
     for t in terms {
-        let s = if key == *t {
+        let t = t.as_str();
+        // One scan of the whole row settles a term that matches nowhere.
+        if known != Some(t) && !f.all.contains(t) {
+            return None;
+        }
+        let s = if f.key == t {
             1.0
-        } else if key.starts_with(t.as_str()) || key_words.split(' ').any(|w| w == t) {
+        } else if f.key.starts_with(t) || f.key.split(['_', ' ']).any(|w| w == t) {
             0.9
-        } else if key.contains(t.as_str()) {
+        } else if f.key.contains(t) {
             0.75
-        } else if description
+        } else if f
+            .description
             .split(|c: char| !c.is_alphanumeric())
             .any(|w| w == t)
         {
             0.6
-        } else if description.contains(t.as_str()) {
+        } else if f.description.contains(t) {
             0.5
-        } else if service.contains(t.as_str()) {
+        } else if f.service.contains(t) {
             0.4
-        } else if value.contains(t.as_str()) {
+        } else if f.value.contains(t) {
             0.3
         } else {
             return None;
@@ -151,4 +333,201 @@ fn score(item: &ConfigItem, terms: &[String]) -> Option<f64> {
         total += s;
     }
     Some(total / terms.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::ServiceName;
+    use crate::manager::{ManagerOptions, PutRequest};
+    use crate::schema::SchemaRegistry;
+    use crate::store::Store;
+
+    fn manager() -> (tempfile::TempDir, Manager) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        let options = ManagerOptions {
+            allow_unknown_services: false,
+            env: Arc::new(|_| None),
+            secrets: None,
+            auto_fix_schema: false,
+        };
+        let m = Manager::open(store, SchemaRegistry::builtin().unwrap(), options).unwrap();
+        (dir, m)
+    }
+
+    fn query(text: &str, max_results: usize) -> SearchQuery {
+        SearchQuery {
+            query: text.into(),
+            max_results,
+            ..Default::default()
+        }
+    }
+
+    /// The scoring as first written: lower-cases every field per item.
+    fn reference_score(item: &ConfigItem, terms: &[String]) -> Option<f64> {
+        if terms.is_empty() {
+            return Some(1.0);
+        }
+        let key = item.key.to_lowercase();
+        let key_words = key.replace('_', " ");
+        let description = item.description.to_lowercase();
+        let service = item.service.to_lowercase();
+        let value = match (&item.value, item.is_secret) {
+            (Some(Value::String(s)), false) => s.to_lowercase(),
+            (Some(v), false) => v.to_string().to_lowercase(),
+            _ => String::new(),
+        };
+        let mut total = 0.0;
+        for t in terms {
+            let s = if key == *t {
+                1.0
+            } else if key.starts_with(t.as_str()) || key_words.split(' ').any(|w| w == t) {
+                0.9
+            } else if key.contains(t.as_str()) {
+                0.75
+            } else if description
+                .split(|c: char| !c.is_alphanumeric())
+                .any(|w| w == t)
+            {
+                0.6
+            } else if description.contains(t.as_str()) {
+                0.5
+            } else if service.contains(t.as_str()) {
+                0.4
+            } else if value.contains(t.as_str()) {
+                0.3
+            } else {
+                return None;
+            };
+            total += s;
+        }
+        Some(total / terms.len() as f64)
+    }
+
+    /// Full sort, then truncate: what `rank` must return.
+    fn reference(items: &[ConfigItem], q: &SearchQuery) -> (Vec<(String, String, f64)>, usize) {
+        let terms: Vec<String> = q.query.split_whitespace().map(str::to_lowercase).collect();
+        let mut hits: Vec<(String, String, f64)> = items
+            .iter()
+            .filter(|i| q.service.as_ref().is_none_or(|s| &i.service == s))
+            .filter(|i| q.complexity.as_deref() != Some("simple") || i.complexity == "simple")
+            .filter(|i| q.r#type.as_ref().is_none_or(|t| &i.r#type == t))
+            .filter(|i| q.services.as_ref().is_none_or(|s| s.contains(&i.service)))
+            .filter_map(|i| {
+                reference_score(i, &terms).map(|s| (i.service.clone(), i.key.clone(), rounded(s)))
+            })
+            .collect();
+        let total = hits.len();
+        hits.sort_by(|a, b| {
+            b.2.total_cmp(&a.2)
+                .then_with(|| a.0.cmp(&b.0))
+                .then_with(|| a.1.cmp(&b.1))
+        });
+        hits.truncate(q.max_results);
+        (hits, total)
+    }
+
+    #[test]
+    fn ranking_matches_the_reference_scoring() {
+        let (_d, m) = manager();
+        let items = m.store().list_items(None).unwrap();
+        for text in [
+            "",
+            "volume",
+            "provider",
+            "key",
+            "url",
+            "piper",
+            "cache dir",
+            "TTS model",
+            "worker",
+            "0",
+            "true",
+            "e",
+            "no-such-term",
+            "wake_cache",
+        ] {
+            let filtered = [
+                SearchQuery::default(),
+                SearchQuery {
+                    service: Some("tts-worker".into()),
+                    ..Default::default()
+                },
+                SearchQuery {
+                    complexity: Some("simple".into()),
+                    r#type: Some("string".into()),
+                    ..Default::default()
+                },
+                SearchQuery {
+                    services: Some(vec!["router".into(), "llm-worker".into()]),
+                    ..Default::default()
+                },
+            ];
+            for (max, filters) in [1, 3, 50, 200].into_iter().zip(filtered.iter().cycle()) {
+                let q = SearchQuery {
+                    query: text.into(),
+                    max_results: max,
+                    ..filters.clone()
+                };
+                let (hits, total) = m.search(&q).unwrap();
+                let got: Vec<(String, String, f64)> = hits
+                    .into_iter()
+                    .map(|h| (h.service, h.key, h.match_score))
+                    .collect();
+                assert_eq!(
+                    (got, total),
+                    reference(&items, &q),
+                    "query {text:?}, max {max}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_index_follows_writes() {
+        let (_d, m) = manager();
+        let tts = ServiceName::parse("tts-worker").unwrap();
+        let found = |m: &Manager, text: &str| {
+            m.search(&query(text, 200))
+                .unwrap()
+                .0
+                .iter()
+                .any(|h| h.service == "tts-worker" && h.key == "volume_percent")
+        };
+        assert!(!found(&m, "173"));
+        let write = |m: &Manager, volume: i64, version: i64| {
+            m.put(
+                &tts,
+                PutRequest {
+                    config: json!({ "volume_percent": volume })
+                        .as_object()
+                        .cloned()
+                        .unwrap(),
+                    expected_version: Some(version),
+                    merge: true,
+                    actor: "test".into(),
+                    reason: None,
+                    change_type: "update".into(),
+                },
+            )
+            .unwrap()
+            .stored
+            .version
+        };
+        let version = write(&m, 173, 1);
+        assert!(
+            found(&m, "173"),
+            "a search after a write sees the new value"
+        );
+        write(&m, 42, version);
+        assert!(!found(&m, "173"), "and no longer the old one");
+        assert!(found(&m, "42"));
+    }
 }

@@ -83,13 +83,15 @@ impl Store {
     /// with [`StoreError::Conflict`]. A write that changes nothing is a no-op
     /// and keeps its version.
     pub fn save_configs(&self, writes: &[ConfigWrite], epoch: &str) -> Result<Vec<StoredConfig>> {
-        self.write(|tx| {
+        let saved = self.write(|tx| {
             let now = now_rfc3339();
             writes
                 .iter()
                 .map(|w| save_one(tx, w, epoch, &now))
                 .collect()
-        })
+        })?;
+        self.bump_items_generation();
+        Ok(saved)
     }
 
     /// The current stored configuration of `service`.

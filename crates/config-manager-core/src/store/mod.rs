@@ -22,6 +22,7 @@ mod schemas;
 mod secrets;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -56,6 +57,10 @@ pub struct Store {
     identity: Option<(u64, u64)>,
     writer: Mutex<Connection>,
     readers: ReaderPool,
+    /// Bumped after every committed write of the search table
+    /// (`config_items`) through this store, so in-memory copies (the
+    /// manager's search index) know when to reload.
+    items_generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -84,6 +89,7 @@ impl Store {
             identity: file_identity(path),
             writer: Mutex::new(writer),
             readers: ReaderPool::new(path.to_owned()),
+            items_generation: AtomicU64::new(0),
         })
     }
 
@@ -100,12 +106,24 @@ impl Store {
             identity: file_identity(path),
             writer: Mutex::new(writer),
             readers: ReaderPool::new(path.to_owned()),
+            items_generation: AtomicU64::new(0),
         })
     }
 
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Changes whenever a write that may have changed the search table
+    /// committed (read it before reading the table).
+    pub fn items_generation(&self) -> u64 {
+        self.items_generation.load(Ordering::Acquire)
+    }
+
+    /// Called after such a write committed.
+    pub(crate) fn bump_items_generation(&self) {
+        self.items_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Runs `f` inside an immediate write transaction on the single writer

@@ -9,7 +9,7 @@
 //!
 //! The plain `token:role` form of the earlier implementation stays valid.
 
-use config_manager_core::crypto::mac::tokens_equal;
+use config_manager_core::crypto::mac::constant_time_eq;
 use config_manager_core::domain::ServiceName;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -81,6 +81,9 @@ pub enum TokenError {
 
 struct Entry {
     token: String,
+    /// SHA-256 of `token`, computed once: a request hashes only the token it
+    /// presents, whatever the number of configured tokens.
+    digest: [u8; 32],
     caller: Caller,
 }
 
@@ -163,6 +166,7 @@ impl TokenTable {
             }
             entries.push(Entry {
                 token: token.to_owned(),
+                digest: Sha256::digest(token.as_bytes()).into(),
                 caller: Caller {
                     name,
                     role,
@@ -176,10 +180,14 @@ impl TokenTable {
     /// Finds the caller for a presented token. Every configured token is
     /// compared, in constant time, whatever matches: timing says nothing about
     /// which token (or how much of one) was right.
+    /// Both sides are compared as SHA-256 digests (as
+    /// [`tokens_equal`](config_manager_core::crypto::mac::tokens_equal) does),
+    /// so neither length nor content leaks.
     pub fn authenticate(&self, presented: &str) -> Option<Caller> {
+        let presented = Sha256::digest(presented.as_bytes());
         let mut found = None;
         for e in &self.entries {
-            if tokens_equal(presented, &e.token) && found.is_none() {
+            if constant_time_eq(&presented, &e.digest) && found.is_none() {
                 found = Some(e.caller.clone());
             }
         }
