@@ -26,7 +26,8 @@ pub fn main(env_file: PathBuf) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    crate::logging::init_logging(settings.log_format);
+    // Declared before the runtime, so it drops (and flushes) after it.
+    let _log = crate::logging::init_logging(settings.log_format);
     for note in notes {
         tracing::warn!("{note}");
     }
