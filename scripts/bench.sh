@@ -177,7 +177,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # summary line appended to $WORK/wrk.NAME. With CPU_PID set, also the CPU time
 # (user + system) that process spent per request, in microseconds.
 wrk_once() {
-  local name=$1 conns=$2 url=$3 threads=2 line c0 c1 cpu=""
+  local name=$1 conns=$2 url=$3 threads=${WRK_THREADS:-2} line c0 c1 cpu=""
   shift 3
   if [ "$conns" -lt 2 ]; then threads=1; fi
   if [ -n "${CPU_PID:-}" ]; then c0="$(cpu_ticks "$CPU_PID")"; fi
@@ -282,8 +282,10 @@ if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
   : >"$WORK/wrk.pinned_baseline16"; : >"$WORK/wrk.${P}pinned_get16"
   for pid in "$BASELINE_PID" "$SERVER_PID"; do taskset -a -p -c 0 "$pid" >/dev/null; done
   for ((i = 0; i < RUNS; i++)); do
-    CPU_PID=$BASELINE_PID wrk_once pinned_baseline16 16 "http://127.0.0.1:$BASE_PORT/" taskset -c 1
-    CPU_PID=$SERVER_PID wrk_once ${P}pinned_get16 16 "$GET_URL" ${GET_ENV[@]+"${GET_ENV[@]}"} taskset -c 1
+    # One wrk thread for its one core: two would take turns and add their
+    # own time slices to the latencies they measure.
+    WRK_THREADS=1 CPU_PID=$BASELINE_PID wrk_once pinned_baseline16 16 "http://127.0.0.1:$BASE_PORT/" taskset -c 1
+    WRK_THREADS=1 CPU_PID=$SERVER_PID wrk_once ${P}pinned_get16 16 "$GET_URL" ${GET_ENV[@]+"${GET_ENV[@]}"} taskset -c 1
   done
   for pid in "$BASELINE_PID" "$SERVER_PID"; do taskset -a -p -c "0-$(($(nproc) - 1))" "$pid" >/dev/null; done
   summarize pinned_baseline16

@@ -12,6 +12,7 @@ use super::{Result, StoreError};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_service_schemas.sql"),
+    include_str!("migrations/0003_history_service_order.sql"),
 ];
 
 /// The schema version this binary writes.
