@@ -1,6 +1,6 @@
 # config-manager developer commands. `make run` and `make test` are the two
 # commands a fresh machine needs (see README.md).
-.PHONY: run test test-unit test-integration test-contract fmt lint check bench image
+.PHONY: run test test-unit test-integration test-contract fmt lint check bench bench-load bench-scale image
 
 run:
 	cargo run --release -p config-manager -- serve
@@ -25,6 +25,17 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 check: lint test
+
+# Benchmarks (docs/performance.md): criterion micro-benchmarks, the load
+# benchmark with the issue's targets, and the 1,000-service scale run.
+bench:
+	cargo bench -p config-manager-core --bench core --bench envelope
+
+bench-load:
+	scripts/bench.sh
+
+bench-scale:
+	scripts/bench.sh --scale
 
 # Container image (needs a Docker engine; see docs/deploy.md).
 image:

@@ -452,6 +452,13 @@ async fn operator_journey_in_chromium() {
     let text = dialog_open(&b).await;
     assert!(text.contains("Leave without saving?"), "{text}");
     b.click("#dialog [data-action=cancel]").await;
+    // The dialog's promise settles after the click returns; then the hash is
+    // put back.
+    b.wait_js(
+        "the hash put back after cancelling",
+        "return location.hash === '#/service/tts-worker'",
+    )
+    .await;
     assert_eq!(
         b.js(
             "return [location.hash, document.querySelector('#f-volume_percent').value]",
