@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -44,6 +44,10 @@ pub const BUILTIN_SCHEMAS: [(&str, &str); 6] = [
 #[derive(Debug, Clone, Default)]
 pub struct SchemaRegistry {
     schemas: Arc<BTreeMap<String, Arc<ServiceSchema>>>,
+    /// [`SchemaRegistry::hash`], computed once per set of schemas: every LKG
+    /// write records it, and at 1,000 services computing it was half the
+    /// cost of a write (docs/performance.md). Reset by every mutation.
+    hash: OnceLock<String>,
 }
 
 impl SchemaRegistry {
@@ -127,6 +131,7 @@ impl SchemaRegistry {
     pub fn register(&mut self, schema: ServiceSchema) {
         Arc::make_mut(&mut self.schemas)
             .insert(schema.name().as_str().to_owned(), Arc::new(schema));
+        self.hash = OnceLock::new();
     }
 
     /// Adds a schema for a service that has none yet; fails with
@@ -180,6 +185,10 @@ impl SchemaRegistry {
     /// level, and a newline. Key order, whitespace and formatting of the files
     /// therefore do not change the hash; any change of content does.
     pub fn hash(&self) -> String {
+        self.hash.get_or_init(|| self.compute_hash()).clone()
+    }
+
+    fn compute_hash(&self) -> String {
         let mut hasher = Sha256::new();
         let mut buf = String::new();
         for (name, schema) in self.schemas.iter() {
