@@ -263,6 +263,22 @@ async fn volume(s: &Server) -> Value {
     body["config"]["volume_percent"].clone()
 }
 
+/// Creates each named service with one 200 kB value (`fill` repeated).
+async fn put_blobs(s: &Server, names: impl Iterator<Item = String>, fill: char) {
+    let blob = fill.to_string().repeat(200 * 1024);
+    for name in names {
+        let (status, body) = s
+            .send(
+                "PUT",
+                &format!("/services/{name}"),
+                Some(WRITE_TOKEN),
+                &json!({"service": name, "config": {"blob": blob}, "version": 0}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
 async fn history(s: &Server) -> Value {
     let (status, body) = s
         .get("/history?service=tts-worker&limit=500", Some(READ_TOKEN))
@@ -636,19 +652,7 @@ async fn a_burst_of_large_writes_restores_intact() {
         h["litestream_status"] == "healthy"
     })
     .await;
-    let blob = "y".repeat(200 * 1024);
-    for i in 0..8 {
-        let name = format!("burst-{i}");
-        let (status, body) = s
-            .send(
-                "PUT",
-                &format!("/services/{name}"),
-                Some(WRITE_TOKEN),
-                &json!({"service": name, "config": {"blob": blob}, "version": 0}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
+    put_blobs(&s, (0..8).map(|i| format!("burst-{i}")), 'y').await;
     wait_backup_after(&s, OffsetDateTime::now_utc()).await;
     let mut s = s;
     assert_eq!(s.terminate(), Some(0));
@@ -996,19 +1000,7 @@ async fn measure_replication_lag_and_restore_time() {
 
     // About 10 MB: 12 services of 200 kB (each value is stored four times:
     // current config, version, per-key item, history), in a burst.
-    let blob = "x".repeat(200 * 1024);
-    for i in 0..12 {
-        let name = format!("bulk-{i:02}");
-        let (status, body) = s
-            .send(
-                "PUT",
-                &format!("/services/{name}"),
-                Some(WRITE_TOKEN),
-                &json!({"service": name, "config": {"blob": blob}, "version": 0}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
+    put_blobs(&s, (0..12).map(|i| format!("bulk-{i:02}")), 'x').await;
     let t = OffsetDateTime::now_utc();
     wait_health(&s, "backup of the large database", 120, |h| {
         h["litestream_status"] == "healthy" && parse_time(&h["last_backup"]).is_some_and(|b| b >= t)
