@@ -178,9 +178,10 @@ impl LkgCache {
 
     /// The file content: pretty-printed JSON.
     pub fn to_json_bytes(&self) -> Result<Vec<u8>, LkgError> {
-        let object = to_object(&self.contents, &self.key_id, Some(&self.hmac))?;
+        // Straight from the borrowed document: no intermediate `Value`.
         let mut bytes =
-            serde_json::to_vec_pretty(&object).map_err(|e| LkgError::Unparseable(e.to_string()))?;
+            serde_json::to_vec_pretty(&wire(&self.contents, &self.key_id, Some(&self.hmac)))
+                .map_err(|e| LkgError::Unparseable(e.to_string()))?;
         bytes.push(b'\n');
         Ok(bytes)
     }
@@ -262,12 +263,8 @@ impl LkgCache {
     }
 }
 
-fn to_object(
-    contents: &LkgContents,
-    key_id: &KeyId,
-    hmac: Option<&str>,
-) -> Result<Map<String, Value>, LkgError> {
-    let wire = WireOut {
+fn wire<'a>(contents: &'a LkgContents, key_id: &'a KeyId, hmac: Option<&'a str>) -> WireOut<'a> {
+    WireOut {
         format: LKG_FORMAT,
         generated_at: &contents.generated_at,
         config_epoch: &contents.config_epoch,
@@ -275,8 +272,16 @@ fn to_object(
         services: &contents.services,
         key_id,
         hmac,
-    };
-    match serde_json::to_value(wire) {
+    }
+}
+
+/// The document as a JSON object, for its canonical form (what the MAC covers).
+fn to_object(
+    contents: &LkgContents,
+    key_id: &KeyId,
+    hmac: Option<&str>,
+) -> Result<Map<String, Value>, LkgError> {
+    match serde_json::to_value(wire(contents, key_id, hmac)) {
         Ok(Value::Object(object)) => Ok(object),
         Ok(_) => Err(LkgError::Unparseable("document is not an object".into())),
         Err(e) => Err(LkgError::Unparseable(e.to_string())),
