@@ -7,10 +7,13 @@
 //! is also returned in the response). JSON lines include the current span
 //! (`"span": {"request_id": …}`) and the span list, so every line a request
 //! causes can be found by its id. Each request ends with one
-//! "finished processing request" line (status and latency) at `info`.
+//! "finished processing request" line (`status`, `latency_us`) at `info`
+//! (`error` for a 5xx) under the target `config_manager::access`
+//! ([`crate::http::access_log`]).
 //!
-//! Lines are formatted on the thread that logs them and written to stderr in
-//! batches by one writer thread ([`batch`]).
+//! Lines are formatted on the thread that logs them — text lines by the lean
+//! formatter in [`text`] unless stderr is a terminal — and written to stderr
+//! in batches by one writer thread ([`batch`]).
 //!
 //! What never reaches a log line: tokens (only the token's *name* is logged),
 //! secret values, keys, request bodies and query strings. Spans record
@@ -19,16 +22,19 @@
 //! real tokens and a secret and search the captured log for them.
 
 mod batch;
+mod text;
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::settings::LogFormat;
 
 /// The filter used when `RUST_LOG` is unset or invalid.
-pub const DEFAULT_FILTER: &str = "info,tower_http=info";
+pub const DEFAULT_FILTER: &str = "info";
 
 /// Keeps the log writer thread alive; dropping it flushes what is pending.
 #[must_use = "logs are flushed when the guard drops: keep it for the process's life"]
@@ -47,20 +53,26 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
         Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
         Err(_) => (BoxMakeWriter::new(std::io::stderr), None),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    let _ = match format {
-        LogFormat::Json => builder
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt = match format {
+        LogFormat::Json => fmt
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(true)
-            .try_init(),
-        // Colours only for a terminal: journald and log files get plain text.
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+            .boxed(),
+        // Colours for a terminal; journald, files and pipes get the same
+        // line from the lean formatter.
+        LogFormat::Text if std::io::stderr().is_terminal() => fmt.boxed(),
+        LogFormat::Text => fmt
+            .with_ansi(false)
+            .event_format(text::TextFormat)
+            .fmt_fields(text::TextFields)
+            .boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init();
     LogGuard { _writer: guard }
 }

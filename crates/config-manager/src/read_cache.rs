@@ -11,18 +11,21 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use axum::body::Bytes;
+use axum::http::HeaderValue;
 
-/// One cached response body.
+/// One cached response: body and `ETag`, both shared by reference count, so
+/// a hit copies nothing.
 #[derive(Clone)]
 pub struct Cached {
     pub body: Bytes,
-    pub etag: String,
+    pub etag: HeaderValue,
 }
 
 #[derive(Default)]
 struct Inner {
     generation: u64,
-    entries: HashMap<(String, bool), Cached>,
+    /// Per service: the answer without and with `include_fields`.
+    entries: HashMap<String, [Option<Cached>; 2]>,
 }
 
 /// The cache; keys are `(service, include_fields)`.
@@ -45,17 +48,16 @@ impl ReadCache {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .entries
-            .get(&(service.to_owned(), include_fields))
-            .cloned()
+            .get(service)
+            .and_then(|views| views[usize::from(include_fields)].clone())
     }
 
     /// Inserts unless something was invalidated since `generation` was read.
     pub fn insert(&self, generation: u64, service: &str, include_fields: bool, value: Cached) {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         if inner.generation == generation {
-            inner
-                .entries
-                .insert((service.to_owned(), include_fields), value);
+            inner.entries.entry(service.to_owned()).or_default()[usize::from(include_fields)] =
+                Some(value);
         }
     }
 
@@ -63,7 +65,7 @@ impl ReadCache {
     pub fn invalidate(&self, services: &[String]) {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         inner.generation += 1;
-        inner.entries.retain(|(s, _), _| !services.contains(s));
+        inner.entries.retain(|s, _| !services.contains(s));
     }
 
     /// Drops everything.

@@ -148,10 +148,13 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "listening");
     // Litestream and/or local snapshots; failures only show in health.
     let backup = crate::backup::BackupService::start(&settings.backup, &state, shutdown.clone());
-    axum::serve(listener, crate::http::router(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server")?;
+    axum::serve(
+        listener,
+        tower::make::Shared::new(crate::http::router(state.clone())),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("HTTP server")?;
     tracing::info!("shutting down");
     shutdown.cancel();
     let _ = monitor.await;

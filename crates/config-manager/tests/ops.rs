@@ -181,6 +181,62 @@ async fn metrics_after_known_traffic_use_route_templates() {
 }
 
 #[tokio::test]
+async fn text_access_lines_carry_the_request_id_and_hostile_ids_are_replaced() {
+    let s = Server::start().await;
+    let id = format!("text-request-{}", std::process::id());
+    let resp = s
+        .http
+        .get(s.url(TTS))
+        .header("X-API-Token", READ_TOKEN)
+        .header("X-Request-Id", &id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-request-id"], id.as_str());
+    // Too long, or not printable ASCII: not echoed, not logged; a new id.
+    for hostile in ["x".repeat(129), "two words".to_owned(), String::new()] {
+        let resp = s
+            .http
+            .get(s.url(TTS))
+            .header("X-API-Token", READ_TOKEN)
+            .header("X-Request-Id", &hostile)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let got = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_ne!(got, hostile);
+        assert_eq!(
+            uuid::Uuid::parse_str(&got).map(|u| u.get_version_num()).ok(),
+            Some(4),
+            "a generated UUID: {got}"
+        );
+    }
+    let want = format!(
+        "INFO request{{method=GET path=/api/config/services/tts-worker request_id={id}}}: \
+         config_manager::access: finished processing request status=200 latency_us="
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = s.log();
+        if let Some(line) = log.lines().find(|l| l.contains(&want)) {
+            // `2026-12-01T08:12:41.423290Z  INFO request{…`
+            let stamp = line.split(' ').next().unwrap();
+            assert!(
+                time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
+                    .is_ok(),
+                "{line}"
+            );
+            assert!(!log.contains(&"x".repeat(129)), "a hostile id reached the log");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no access line {want:?} in:\n{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn json_log_lines_parse_and_carry_the_request_id() {
     let s = Server::start_with(vec![("LOG_FORMAT".into(), "json".into())]).await;
     let id = format!("test-request-{}", std::process::id());

@@ -42,7 +42,8 @@ async fn authorize(parts: &Parts, state: &AppState, needed: Role) -> Result<Call
         .get(TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim);
-    let action = format!("{} {}", parts.method, parts.uri.path());
+    // Only a denial needs it.
+    let action = || format!("{} {}", parts.method, parts.uri.path());
     // A request with `X-API-Token` is authenticated by it alone. Without one,
     // a web UI session cookie counts, and a state-changing request must also
     // carry the session's CSRF token (see `session`).
@@ -55,7 +56,7 @@ async fn authorize(parts: &Parts, state: &AppState, needed: Role) -> Result<Call
             SessionCheck::Absent => (None, "missing or unknown token"),
             SessionCheck::Unknown => (None, "unknown or expired session"),
             SessionCheck::BadCsrf(c) => {
-                audit_denial(state, &c.name, &action, "missing or invalid CSRF token").await;
+                audit_denial(state, &c.name, &action(), "missing or invalid CSRF token").await;
                 return Err(ApiError::Forbidden(
                     "missing or invalid X-CSRF-Token header".into(),
                 ));
@@ -65,11 +66,11 @@ async fn authorize(parts: &Parts, state: &AppState, needed: Role) -> Result<Call
     };
     match caller {
         None => {
-            audit_denial(state, "anonymous", &action, why).await;
+            audit_denial(state, "anonymous", &action(), why).await;
             Err(ApiError::Unauthorized)
         }
         Some(c) if c.role < needed => {
-            audit_denial(state, &c.name, &action, "role too low").await;
+            audit_denial(state, &c.name, &action(), "role too low").await;
             Err(ApiError::Forbidden(format!(
                 "this call needs the {} role",
                 needed.as_str()

@@ -1,7 +1,7 @@
 //! `/services`: list, read and write service configurations.
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use config_manager_core::manager::{PutRequest, SecretView};
@@ -79,7 +79,8 @@ pub async fn get(
             .map_err(|e| ApiError::Internal(format!("cannot serialize a config: {e}")))?;
         let hit = Cached {
             body: body.into(),
-            etag,
+            etag: HeaderValue::from_str(&etag)
+                .map_err(|_| ApiError::Internal("a config's ETag is not a header value".into()))?,
         };
         state
             .read_cache()
@@ -225,25 +226,27 @@ fn expected_version(headers: &HeaderMap, body: Option<i64>) -> ApiResult<(i64, O
 
 /// A response from a cached (database-served) body.
 fn cached_response(hit: Cached) -> Response {
-    let mut resp = (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        hit.body,
-    )
-        .into_response();
-    if let Ok(v) = HeaderValue::from_str(&hit.etag) {
-        resp.headers_mut().insert(header::ETAG, v);
-    }
+    let mut resp = Response::new(axum::body::Body::from(hit.body));
+    // Room for these three and the three the middleware adds, so the map
+    // is allocated once instead of growing.
+    let headers = resp.headers_mut();
+    headers.reserve(6);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::ETAG, hit.etag);
     with_source(resp, Served::Database)
 }
+
+/// Where a read was served from (see [`with_source`]).
+pub const CONFIG_SOURCE: HeaderName = HeaderName::from_static("x-config-source");
 
 /// Marks where a read came from: `X-Config-Source: database` or `lkg-cache`
 /// (read-only fallback).
 pub fn with_source(mut resp: Response, served: Served) -> Response {
     resp.headers_mut().insert(
-        "x-config-source",
+        CONFIG_SOURCE,
         HeaderValue::from_static(served.header_value()),
     );
     resp

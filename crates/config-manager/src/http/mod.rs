@@ -1,6 +1,7 @@
 //! The HTTP layer: the whole route table in one place, the middleware, and one
 //! module per resource.
 
+pub mod access_log;
 pub mod audit;
 pub mod auth;
 pub mod configs;
@@ -24,12 +25,8 @@ use axum::http::{header, HeaderName, HeaderValue};
 use axum::routing::{get, post, put};
 use axum::Router;
 use tower::ServiceBuilder;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
 use error::ApiError;
@@ -70,8 +67,19 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// Header carrying the request id (generated when the client sends none).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The API router with its middleware.
-pub fn router(state: AppState) -> Router {
+/// The HTTP service: the router inside the middleware that every request
+/// passes (serve it with [`tower::make::Shared`]).
+pub fn router(
+    state: AppState,
+) -> impl tower::Service<
+    axum::extract::Request,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone
+       + Send
+       + Sync
+       + 'static {
     let api = |path: &str| format!("{API_PREFIX}{path}");
     let routes = Router::new()
         .route(&api("/health"), get(health::health))
@@ -127,20 +135,9 @@ pub fn router(state: AppState) -> Router {
     // Everything that does not depend on the route wraps the router once
     // (outermost first), so a request pays for each layer once instead of a
     // boxed clone per layer (docs/performance.md).
-    let service = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            let id = req
-                .headers()
-                .get(REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        })
-        // One access-log line per request (status, latency) inside the span,
-        // so it carries the request id.
-        .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+    ServiceBuilder::new()
+        // Request id, `request` span and access line (see `access_log`).
+        .layer(access_log::AccessLogLayer)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-cache"),
@@ -150,21 +147,5 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
         .layer(DefaultBodyLimit::max(limit))
-        .service(routes);
-    Router::new().fallback_service(service)
-}
-
-/// Request ids: random UUIDs (v4) from the thread-local generator, so a
-/// request costs no `getrandom` system call (tower-http's `MakeRequestUuid`
-/// makes one per request).
-#[derive(Clone, Copy)]
-struct RandomRequestId;
-
-impl MakeRequestId for RandomRequestId {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
-        HeaderValue::from_str(&id.to_string())
-            .ok()
-            .map(RequestId::new)
-    }
+        .service(routes)
 }
