@@ -1,6 +1,6 @@
 # config-manager developer commands. `make run` and `make test` are the two
 # commands a fresh machine needs (see README.md).
-.PHONY: run test test-unit test-integration test-contract fmt lint check bench bench-load bench-scale image
+.PHONY: run test test-unit test-integration test-contract fmt lint check bench bench-load bench-scale bench-instructions image
 
 run:
 	cargo run --release -p config-manager -- serve
@@ -36,6 +36,10 @@ bench-load:
 
 bench-scale:
 	scripts/bench.sh --scale
+
+# Instructions per cached GET under callgrind (repeatable, unlike wall time).
+bench-instructions:
+	scripts/bench-instructions.sh
 
 # Container image (needs a Docker engine; see docs/deploy.md).
 image:

@@ -180,35 +180,34 @@ async fn metrics_after_known_traffic_use_route_templates() {
     .is_some());
 }
 
+/// `GET /services/tts-worker` as a reader, sending `X-Request-Id: id`.
+async fn get_with_request_id(s: &Server, id: &str) -> reqwest::Response {
+    s.http
+        .get(s.url(TTS))
+        .header("X-API-Token", READ_TOKEN)
+        .header("X-Request-Id", id)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn text_access_lines_carry_the_request_id_and_hostile_ids_are_replaced() {
     let s = Server::start().await;
     let id = format!("text-request-{}", std::process::id());
-    let resp = s
-        .http
-        .get(s.url(TTS))
-        .header("X-API-Token", READ_TOKEN)
-        .header("X-Request-Id", &id)
-        .send()
-        .await
-        .unwrap();
+    let resp = get_with_request_id(&s, &id).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-request-id"], id.as_str());
     // Too long, or not printable ASCII: not echoed, not logged; a new id.
     for hostile in ["x".repeat(129), "two words".to_owned(), String::new()] {
-        let resp = s
-            .http
-            .get(s.url(TTS))
-            .header("X-API-Token", READ_TOKEN)
-            .header("X-Request-Id", &hostile)
-            .send()
-            .await
-            .unwrap();
+        let resp = get_with_request_id(&s, &hostile).await;
         assert_eq!(resp.status(), 200);
         let got = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
         assert_ne!(got, hostile);
         assert_eq!(
-            uuid::Uuid::parse_str(&got).map(|u| u.get_version_num()).ok(),
+            uuid::Uuid::parse_str(&got)
+                .map(|u| u.get_version_num())
+                .ok(),
             Some(4),
             "a generated UUID: {got}"
         );
@@ -228,10 +227,16 @@ async fn text_access_lines_carry_the_request_id_and_hostile_ids_are_replaced() {
                     .is_ok(),
                 "{line}"
             );
-            assert!(!log.contains(&"x".repeat(129)), "a hostile id reached the log");
+            assert!(
+                !log.contains(&"x".repeat(129)),
+                "a hostile id reached the log"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "no access line {want:?} in:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "no access line {want:?} in:\n{log}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -240,14 +245,7 @@ async fn text_access_lines_carry_the_request_id_and_hostile_ids_are_replaced() {
 async fn json_log_lines_parse_and_carry_the_request_id() {
     let s = Server::start_with(vec![("LOG_FORMAT".into(), "json".into())]).await;
     let id = format!("test-request-{}", std::process::id());
-    let resp = s
-        .http
-        .get(s.url(TTS))
-        .header("X-API-Token", READ_TOKEN)
-        .header("X-Request-Id", &id)
-        .send()
-        .await
-        .unwrap();
+    let resp = get_with_request_id(&s, &id).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-request-id"], id.as_str());
     // A generated id comes back and is logged too (a denial logs inside the request).
