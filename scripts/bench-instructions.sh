@@ -74,11 +74,11 @@ count() {
   local name=$1 pid=$2 url=$3 token=${4:-} i
   for ((i = 0; i < 300; i++)); do curl -sf -o /dev/null -H "X-API-Token: $token" "$url" && break; sleep 0.2; done
   gets "$url" 500 "$token"
-  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
   gets "$url" "$COUNT" "$token"
-  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
   local file="$WORK/$name.out.1"
-  for ((i = 0; i < 50 && ! -s "$file"; i++)); do sleep 0.1; done
+  for ((i = 0; i < 50; i++)); do [ -s "$file" ] && break; sleep 0.1; done
   callgrind_annotate "$file" 2>/dev/null | awk -v n="$COUNT" -v name="$name" \
     '/PROGRAM TOTALS/ {gsub(",", "", $1); printf "%-28s %8.0f instructions/request\n", name, $1 / n}'
 }
