@@ -76,3 +76,52 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
         .try_init();
     LogGuard { _writer: guard }
 }
+
+/// A log writer whose bytes a test can read.
+#[cfg(test)]
+pub(crate) mod capture {
+    use std::io;
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    #[derive(Clone, Default)]
+    pub(crate) struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Capture {
+        /// Everything written so far.
+        pub(crate) fn text(&self) -> String {
+            let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+
+        /// A text-format subscriber (the shipped formatter) writing here.
+        pub(crate) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
+            use tracing_subscriber::layer::SubscriberExt;
+            tracing_subscriber::registry().with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(super::text::TextFormat)
+                    .fmt_fields(super::text::TextFields)
+                    .with_writer(self.clone()),
+            )
+        }
+    }
+
+    impl io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            bytes.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Capture {
+            self.clone()
+        }
+    }
+}

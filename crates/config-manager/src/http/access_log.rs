@@ -124,6 +124,70 @@ fn new_request_id() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logging::capture::Capture;
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use tower::{Layer, ServiceExt};
+
+    /// Runs one request with `client_id` through the layer over a handler
+    /// answering `status`; returns the response's id and the log.
+    fn run(status: StatusCode, client_id: Option<&str>) -> (String, String) {
+        let capture = Capture::default();
+        let service =
+            AccessLogLayer.layer(tower::service_fn(move |_req: Request<Body>| async move {
+                tracing::info!("inside the handler");
+                Ok::<_, std::convert::Infallible>(
+                    Response::builder()
+                        .status(status)
+                        .body(Body::empty())
+                        .unwrap_or_default(),
+                )
+            }));
+        let mut req = Request::builder().uri("/api/config/health");
+        if let Some(id) = client_id {
+            req = req.header(REQUEST_ID, id);
+        }
+        let req = req.body(Body::empty()).unwrap_or_default();
+        let runtime = tokio::runtime::Builder::new_current_thread().build();
+        let resp = tracing::subscriber::with_default(capture.subscriber(), || {
+            runtime.map(|rt| rt.block_on(service.oneshot(req)))
+        });
+        let id = match resp {
+            Ok(Ok(resp)) => resp
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned(),
+            _ => String::new(),
+        };
+        (id, capture.text())
+    }
+
+    #[test]
+    fn every_line_carries_the_id_and_the_request_ends_with_an_access_line() {
+        let (id, log) = run(StatusCode::OK, Some("client-id-7"));
+        assert_eq!(id, "client-id-7");
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        let span = "request{method=GET path=/api/config/health request_id=client-id-7}:";
+        assert!(
+            lines[0].contains(&format!(
+                "INFO {span} config_manager::http::access_log::tests: inside the handler"
+            )),
+            "{log}"
+        );
+        assert!(lines[1].contains(&format!("INFO {span} config_manager::access: finished processing request status=200 latency_us=")), "{log}");
+    }
+
+    #[test]
+    fn server_errors_are_logged_at_error_and_bad_ids_replaced() {
+        let (id, log) = run(StatusCode::SERVICE_UNAVAILABLE, Some("two words"));
+        assert_ne!(id, "two words");
+        assert_eq!(id.len(), 36, "{id}");
+        assert!(log.contains(&format!("ERROR request{{method=GET path=/api/config/health request_id={id}}}: config_manager::access: finished processing request status=503")), "{log}");
+        assert!(!log.contains("two words"), "{log}");
+    }
 
     #[test]
     fn generated_ids_are_distinct_uuids() {

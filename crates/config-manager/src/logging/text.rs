@@ -221,30 +221,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use std::io;
-    use std::sync::{Arc, Mutex};
-    use tracing_subscriber::fmt::MakeWriter;
+    use crate::logging::capture::Capture;
     use tracing_subscriber::layer::SubscriberExt;
-
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Capture {
-        type Writer = Capture;
-        fn make_writer(&'a self) -> Capture {
-            self.clone()
-        }
-    }
 
     /// Formats what `f` logs with this formatter and with the default one.
     fn both(f: impl Fn()) -> (String, String) {
@@ -263,8 +241,7 @@ mod tests {
                     .with_writer(default.clone()),
             );
         tracing::subscriber::with_default(subscriber, f);
-        let text = |c: Capture| String::from_utf8(c.0.lock().unwrap().clone()).unwrap();
-        (text(lean), text(default))
+        (lean.text(), default.text())
     }
 
     /// The line without its timestamp (the two formatters read the clock
