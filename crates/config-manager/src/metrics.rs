@@ -515,14 +515,11 @@ pub struct TrackRequests<S> {
 
 impl<S> tower::Service<Request> for TrackRequests<S>
 where
-    S: tower::Service<Request, Response = Response> + Send + 'static,
-    S::Future: Send + 'static,
+    S: tower::Service<Request, Response = Response>,
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Response, S::Error>> + Send + 'static>,
-    >;
+    type Future = TrackRequestsFuture<S::Future>;
 
     fn poll_ready(
         &mut self,
@@ -532,21 +529,48 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let started = Instant::now();
-        let method = req.method().clone();
-        let route = req.extensions().get::<MatchedPath>().cloned();
-        let response = self.inner.call(req);
-        let state = self.state.clone();
-        Box::pin(async move {
-            let resp = response.await?;
-            state.metrics().observe_request(
-                &method,
-                route.as_ref().map(MatchedPath::as_str),
-                resp.status(),
-                started.elapsed(),
-            );
-            Ok(resp)
-        })
+        TrackRequestsFuture {
+            started: Instant::now(),
+            method: req.method().clone(),
+            route: req.extensions().get::<MatchedPath>().cloned(),
+            inner: self.inner.call(req),
+            state: self.state.clone(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`TrackRequests`]: counts the request when the
+    /// response is ready (no box per request).
+    pub struct TrackRequestsFuture<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+        method: Method,
+        route: Option<MatchedPath>,
+        state: AppState,
+    }
+}
+
+impl<F, E> std::future::Future for TrackRequestsFuture<F>
+where
+    F: std::future::Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let resp = std::task::ready!(this.inner.poll(cx))?;
+        this.state.metrics().observe_request(
+            this.method,
+            this.route.as_ref().map(MatchedPath::as_str),
+            resp.status(),
+            this.started.elapsed(),
+        );
+        std::task::Poll::Ready(Ok(resp))
     }
 }
 

@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::http::{HeaderValue, Request, Response};
-use tracing::Instrument;
+use tracing::instrument::{Instrument, Instrumented};
 
 use super::REQUEST_ID;
 
@@ -52,12 +52,11 @@ pub struct AccessLog<S> {
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for AccessLog<S>
 where
     S: tower::Service<Request<ReqBody>, Response = Response<ResBody>>,
-    S::Future: Send + 'static,
     S::Error: std::fmt::Display,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ResBody>, S::Error>> + Send>>;
+    type Future = AccessLogFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -76,29 +75,55 @@ where
             request_id = %id.to_str().unwrap_or("-"),
         );
         let response = span.in_scope(|| self.inner.call(req));
-        Box::pin(
-            async move {
-                let result = response.await;
-                let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                match result {
-                    Ok(mut resp) => {
-                        let status = resp.status().as_u16();
-                        if status >= 500 {
-                            tracing::error!(target: ACCESS_TARGET, status, latency_us, "finished processing request");
-                        } else {
-                            tracing::info!(target: ACCESS_TARGET, status, latency_us, "finished processing request");
-                        }
-                        resp.headers_mut().insert(REQUEST_ID, id);
-                        Ok(resp)
-                    }
-                    Err(e) => {
-                        tracing::error!(target: ACCESS_TARGET, error = %e, latency_us, "request failed");
-                        Err(e)
-                    }
+        AccessLogFuture {
+            inner: response.instrument(span),
+            id: Some(id),
+            started,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`AccessLog`]: the inner future inside the
+    /// `request` span, then the access line and the `X-Request-Id` header.
+    pub struct AccessLogFuture<F> {
+        #[pin]
+        inner: Instrumented<F>,
+        id: Option<HeaderValue>,
+        started: Instant,
+    }
+}
+
+impl<F, B, E> Future for AccessLogFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: std::fmt::Display,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let result = std::task::ready!(this.inner.as_mut().poll(cx));
+        let latency_us = u64::try_from(this.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let _entered = this.inner.span().enter();
+        Poll::Ready(match result {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                if status >= 500 {
+                    tracing::error!(target: ACCESS_TARGET, status, latency_us, "finished processing request");
+                } else {
+                    tracing::info!(target: ACCESS_TARGET, status, latency_us, "finished processing request");
                 }
+                if let Some(id) = this.id.take() {
+                    resp.headers_mut().insert(REQUEST_ID, id);
+                }
+                Ok(resp)
             }
-            .instrument(span),
-        )
+            Err(e) => {
+                tracing::error!(target: ACCESS_TARGET, error = %e, latency_us, "request failed");
+                Err(e)
+            }
+        })
     }
 }
 
