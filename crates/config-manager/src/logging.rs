@@ -53,9 +53,9 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
         Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
         Err(_) => (BoxMakeWriter::new(std::io::stderr), None),
     };
-    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
     let fmt = match format {
-        LogFormat::Json => fmt
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
             .json()
             .flatten_event(true)
             .with_current_span(true)
@@ -63,12 +63,10 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
             .boxed(),
         // Colours for a terminal; journald, files and pipes get the same
         // line from the lean formatter.
-        LogFormat::Text if std::io::stderr().is_terminal() => fmt.boxed(),
-        LogFormat::Text => fmt
-            .with_ansi(false)
-            .event_format(text::TextFormat)
-            .fmt_fields(text::TextFields)
-            .boxed(),
+        LogFormat::Text if std::io::stderr().is_terminal() => {
+            tracing_subscriber::fmt::layer().with_writer(writer).boxed()
+        }
+        LogFormat::Text => text::layer(writer).boxed(),
     };
     let _ = tracing_subscriber::registry()
         .with(filter)
@@ -98,12 +96,7 @@ pub(crate) mod capture {
         /// A text-format subscriber (the shipped formatter) writing here.
         pub(crate) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync {
             use tracing_subscriber::layer::SubscriberExt;
-            tracing_subscriber::registry().with(
-                tracing_subscriber::fmt::layer()
-                    .event_format(super::text::TextFormat)
-                    .fmt_fields(super::text::TextFields)
-                    .with_writer(self.clone()),
-            )
+            tracing_subscriber::registry().with(super::text::layer(self.clone()))
         }
     }
 

@@ -25,6 +25,20 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
+/// The fmt layer writing text lines with this formatter to `writer`; the one
+/// place that puts [`TextFormat`] and [`TextFields`] together.
+pub fn layer<S, W>(writer: W) -> impl tracing_subscriber::Layer<S> + Send + Sync
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .event_format(TextFormat)
+        .fmt_fields(TextFields)
+        .with_writer(writer)
+}
+
 /// Event formatter for text lines (see the module documentation).
 #[derive(Clone, Copy, Default)]
 pub struct TextFormat;
@@ -204,16 +218,7 @@ fn write_timestamp(w: &mut impl fmt::Write, now: time::OffsetDateTime) -> fmt::R
         }
         w.write_str(&cached.1)
     })?;
-    let mut digits = [b'0'; 6];
-    let mut rest = micros;
-    for d in digits.iter_mut().rev() {
-        // `rest % 10` is below 10, so the cast cannot truncate.
-        *d = b'0' + (rest % 10) as u8;
-        rest /= 10;
-    }
-    w.write_char('.')?;
-    w.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)?;
-    w.write_char('Z')
+    write!(w, ".{micros:06}Z")
 }
 
 #[cfg(test)]
@@ -229,12 +234,7 @@ mod tests {
         let lean = Capture::default();
         let default = Capture::default();
         let subscriber = tracing_subscriber::registry()
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .event_format(TextFormat)
-                    .fmt_fields(TextFields)
-                    .with_writer(lean.clone()),
-            )
+            .with(layer(lean.clone()))
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(false)
