@@ -413,4 +413,6 @@ fn items_schemaless(service: &str, stored: &Map<String, Value>) -> Vec<ConfigIte
 }
 
 #[cfg(test)]
+mod input_tests;
+#[cfg(test)]
 mod tests;

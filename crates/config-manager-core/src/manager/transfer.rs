@@ -206,7 +206,30 @@ impl Manager {
     /// Validation problems of all services are reported together, as field
     /// errors whose pointers start at the document root
     /// (`/services/tts-worker/config/volume_percent`).
+    ///
+    /// Every dry run is audited (`config.import_dry_run`, outcome `ok` or
+    /// `refused`, with the number of services and profiles): it checks secret
+    /// values and is how a caller would probe the service.
     pub fn import(&self, doc: ExportDocument, options: &ImportOptions) -> Result<ImportOutcome> {
+        if !options.dry_run {
+            return self.import_unaudited(doc, options);
+        }
+        let detail = serde_json::json!({
+            "services": doc.services.len(),
+            "profiles": doc.profiles.as_ref().map_or(0, Vec::len),
+        });
+        let result = self.import_unaudited(doc, options);
+        self.store.record_audit(&crate::store::NewAudit {
+            actor: options.actor.clone(),
+            action: "config.import_dry_run".into(),
+            target: None,
+            outcome: if result.is_ok() { "ok" } else { "refused" }.into(),
+            detail: Some(detail),
+        })?;
+        result
+    }
+
+    fn import_unaudited(&self, doc: ExportDocument, options: &ImportOptions) -> Result<ImportOutcome> {
         if doc.format != EXPORT_FORMAT {
             return Err(ManagerError::BadRequest(format!(
                 "not an export document: \"format\" must be \"{EXPORT_FORMAT}\""

@@ -125,24 +125,7 @@ pub async fn import(
         reason: check_reason(q.reason)?,
     };
     let (outcome, epoch) = state
-        .run(move |m| {
-            let dry_run = options.dry_run;
-            let services = doc.services.len();
-            let profiles = doc.profiles.as_ref().map_or(0, Vec::len);
-            let result = m.import(doc, &options);
-            // Every dry run is audited, refused or not: it validates secrets
-            // and is how a caller would probe the service.
-            if dry_run {
-                m.store().record_audit(&NewAudit {
-                    actor: options.actor.clone(),
-                    action: "config.import_dry_run".into(),
-                    target: None,
-                    outcome: if result.is_ok() { "ok" } else { "refused" }.into(),
-                    detail: Some(json!({ "services": services, "profiles": profiles })),
-                })?;
-            }
-            Ok((result?, m.epoch().to_string()))
-        })
+        .run(move |m| Ok((m.import(doc, &options)?, m.epoch().to_string())))
         .await?;
     if !outcome.dry_run {
         let changed: Vec<String> = outcome
