@@ -214,7 +214,17 @@ mod tests {
     #[test]
     fn keys() {
         assert!(validate_key("tts_volume").is_ok());
-        for bad in ["", "_x", "a-b", "a.b", "a/b", "ä", "a b", "a\u{0}b", "__proto__"] {
+        for bad in [
+            "",
+            "_x",
+            "a-b",
+            "a.b",
+            "a/b",
+            "ä",
+            "a b",
+            "a\u{0}b",
+            "__proto__",
+        ] {
             assert!(validate_key(bad).is_err(), "{bad:?} accepted");
         }
         assert!(validate_key(&"a".repeat(200_000)).is_err());

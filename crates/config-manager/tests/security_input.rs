@@ -74,7 +74,10 @@ fn pointers(body: &Value) -> Vec<String> {
 /// Audit entries of `action`, newest first.
 async fn audit(s: &Server, action: &str) -> Vec<Value> {
     let (status, body) = s
-        .get(&format!("/audit?action={action}&limit=100"), Some(WRITE_TOKEN))
+        .get(
+            &format!("/audit?action={action}&limit=100"),
+            Some(WRITE_TOKEN),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     body["entries"].as_array().cloned().unwrap_or_default()
@@ -137,7 +140,10 @@ async fn api_schema_cannot_read_service_variables_through_x_env() {
     assert_eq!(got["config"]["leak"], "r2-unit", "{got}");
     assert_eq!(got["sources"]["leak"], "env", "{got}");
     let (status, body) = put_schema(&s, "envleak", &leak("CONFIG_API_TOKENS")).await;
-    assert_eq!(status, 422, "CONFIG_* allowed by the operator is still reserved: {body}");
+    assert_eq!(
+        status, 422,
+        "CONFIG_* allowed by the operator is still reserved: {body}"
+    );
     assert!(!body.to_string().contains(WRITE_TOKEN));
 }
 
@@ -180,7 +186,10 @@ async fn schema_dir_and_stored_schemas_never_read_service_variables() {
     assert_eq!(status, 200, "{got}");
     assert_eq!(got["config"]["tokens"], "none", "{got}");
     assert_ne!(got["sources"]["tokens"], "env");
-    assert_eq!(got["config"]["robot"], "r2-unit", "operator schemas read other variables");
+    assert_eq!(
+        got["config"]["robot"], "r2-unit",
+        "operator schemas read other variables"
+    );
     assert!(!got.to_string().contains(WRITE_TOKEN));
     let (status, got) = s.get("/services/oldleak", Some(READ_TOKEN)).await;
     assert_eq!(status, 200, "{got}");
@@ -210,9 +219,7 @@ async fn imported_profiles_are_validated_and_never_hold_secrets() {
             "../evil": {"x": 1},
         }}]),
     );
-    let (status, body) = s
-        .send("POST", "/import", Some(WRITE_TOKEN), &hostile)
-        .await;
+    let (status, body) = s.send("POST", "/import", Some(WRITE_TOKEN), &hostile).await;
     assert_eq!(status, 422, "{body}");
     let got = pointers(&body);
     assert!(
@@ -244,7 +251,10 @@ async fn imported_profiles_are_validated_and_never_hold_secrets() {
             "/profiles/0/config_snapshot/tts-worker",
         ),
     ] {
-        let doc = document(json!({}), json!([{"name": "p", "config_snapshot": snapshot}]));
+        let doc = document(
+            json!({}),
+            json!([{"name": "p", "config_snapshot": snapshot}]),
+        );
         let (status, body) = s.send("POST", "/import", Some(WRITE_TOKEN), &doc).await;
         assert_eq!(status, 422, "{snapshot}: {body}");
         assert_eq!(pointers(&body), [pointer], "{body}");
@@ -292,11 +302,18 @@ async fn stored_profile_secrets_are_removed_and_activation_keeps_secrets() {
         entries[0]["detail"]["removed"],
         json!(["tts-worker/eleven_api_key"])
     );
-    let (_, export) = s.get("/export?include_profiles=true", Some(WRITE_TOKEN)).await;
+    let (_, export) = s
+        .get("/export?include_profiles=true", Some(WRITE_TOKEN))
+        .await;
     assert!(!export.to_string().contains("planted-key"));
 
     let (status, body) = s
-        .send("PUT", "/profiles/legacy/activate", Some(WRITE_TOKEN), &json!({}))
+        .send(
+            "PUT",
+            "/profiles/legacy/activate",
+            Some(WRITE_TOKEN),
+            &json!({}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let (_, got) = s.get(TTS, Some(READ_TOKEN)).await;
@@ -331,7 +348,12 @@ async fn dry_run_import_says_nothing_about_secret_values_and_is_audited() {
     let mut answers = Vec::new();
     for value in ["the-right-key", "a-wrong-guess"] {
         let (status, body) = s
-            .send("POST", "/import?dry_run=true", Some(WRITE_TOKEN), &guess(value))
+            .send(
+                "POST",
+                "/import?dry_run=true",
+                Some(WRITE_TOKEN),
+                &guess(value),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         answers.push(body);
@@ -343,7 +365,10 @@ async fn dry_run_import_says_nothing_about_secret_values_and_is_audited() {
         );
     }
     for body in &answers {
-        assert_eq!(body["secrets_written"], json!(["tts-worker/eleven_api_key"]));
+        assert_eq!(
+            body["secrets_written"],
+            json!(["tts-worker/eleven_api_key"])
+        );
     }
     let (status, _) = s
         .send(
@@ -395,7 +420,12 @@ async fn hostile_keys_are_refused_on_every_write_path() {
                     &json!({"config": config, "version": version}),
                 )
                 .await;
-            assert_eq!(status, 422, "{method} {:?}: {body}", &key[..key.len().min(10)]);
+            assert_eq!(
+                status,
+                422,
+                "{method} {:?}: {body}",
+                &key[..key.len().min(10)]
+            );
             let message = body["errors"][0]["message"].as_str().unwrap();
             assert!(message.starts_with("invalid key"), "{message}");
             assert!(message.len() < 300, "the key is shortened: {message}");
@@ -404,7 +434,10 @@ async fn hostile_keys_are_refused_on_every_write_path() {
         let doc = document(json!({"loose": {"config": config}}), json!([]));
         let (status, body) = s.send("POST", "/import", Some(WRITE_TOKEN), &doc).await;
         assert_eq!(status, 422, "import: {body}");
-        assert!(pointers(&body)[0].starts_with("/services/loose/config/"), "{body}");
+        assert!(
+            pointers(&body)[0].starts_with("/services/loose/config/"),
+            "{body}"
+        );
         let doc = document(
             json!({}),
             json!([{"name": "p", "config_snapshot": {"loose": config}}]),
@@ -459,7 +492,10 @@ async fn integer_fields_store_integers_and_rest_matches_mqtt() {
         .text()
         .await
         .unwrap();
-    assert!(raw.contains(r#""volume_percent":60,"#) || raw.contains(r#""volume_percent":60}"#), "{raw}");
+    assert!(
+        raw.contains(r#""volume_percent":60,"#) || raw.contains(r#""volume_percent":60}"#),
+        "{raw}"
+    );
     let msg = live
         .next_matching(WAIT, "after the PATCH", |m| {
             m.json()["version"].as_u64() == Some(new_version)
@@ -468,7 +504,10 @@ async fn integer_fields_store_integers_and_rest_matches_mqtt() {
     let envelope = Envelope::parse(&msg.payload, DEFAULT_MAX_ENVELOPE_BYTES).unwrap();
     envelope.verify(&trusted(&key)).unwrap();
     let rest: Value = serde_json::from_str(&raw).unwrap();
-    assert_eq!(envelope.config["volume_percent"], rest["config"]["volume_percent"]);
+    assert_eq!(
+        envelope.config["volume_percent"],
+        rest["config"]["volume_percent"]
+    );
     assert!(rest["config"]["volume_percent"].is_i64());
 
     let (status, body) = put_schema(
@@ -536,7 +575,10 @@ async fn oversized_configs_are_refused_at_write_time() {
         .await;
     assert_eq!(status, 422, "{body}");
     assert!(
-        body["errors"][0]["message"].as_str().unwrap().contains("limit"),
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit"),
         "{body}"
     );
     assert_eq!(s.version("big").await, 1, "nothing stored");
@@ -566,5 +608,8 @@ async fn oversized_configs_are_refused_at_write_time() {
         })
         .await;
     assert!(msg.payload.len() <= DEFAULT_MAX_ENVELOPE_BYTES);
-    assert_eq!(msg.json()["config"]["blob"].as_str().map(str::len), Some(at_limit.len()));
+    assert_eq!(
+        msg.json()["config"]["blob"].as_str().map(str::len),
+        Some(at_limit.len())
+    );
 }

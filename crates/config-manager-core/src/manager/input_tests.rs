@@ -42,7 +42,10 @@ fn name(s: &str) -> ServiceName {
 
 fn write(m: &Manager, service: &str, config: Value) -> Result<WriteOutcome> {
     let service = name(service);
-    let version = m.store().get_config(service.as_str()).map_or(0, |c| c.version);
+    let version = m
+        .store()
+        .get_config(service.as_str())
+        .map_or(0, |c| c.version);
     m.put(
         &service,
         PutRequest {
@@ -64,7 +67,9 @@ fn field_errors(r: Result<impl std::fmt::Debug>) -> Vec<FieldError> {
 }
 
 fn schema_with_env(var: &str) -> String {
-    format!(r#"{{"type":"object","properties":{{"v":{{"type":"string","default":"d","x-env":"{var}"}}}}}}"#)
+    format!(
+        r#"{{"type":"object","properties":{{"v":{{"type":"string","default":"d","x-env":"{var}"}}}}}}"#
+    )
 }
 
 #[test]
@@ -84,7 +89,9 @@ fn api_schemas_read_only_allowed_variables_and_never_reserved_ones() {
     let m = m
         .register_schema(&name("robot"), &schema_with_env("TARS_ROBOT"), "op")
         .unwrap();
-    let got = m.get_effective(&name("robot"), SecretView::Masked, false).unwrap();
+    let got = m
+        .get_effective(&name("robot"), SecretView::Masked, false)
+        .unwrap();
     assert_eq!(got.config["v"], "r2");
     assert!(m.env_refusals().is_empty(), "{:?}", m.env_refusals());
 }
@@ -103,7 +110,9 @@ fn stored_api_schemas_follow_the_rule_when_reopened() {
         options(EnvPolicy::new(["CONFIG_API_TOKENS"], vec![])),
     )
     .unwrap();
-    let got = m.get_effective(&name("old"), SecretView::Revealed, false).unwrap();
+    let got = m
+        .get_effective(&name("old"), SecretView::Revealed, false)
+        .unwrap();
     assert_eq!(got.config["v"], "d");
     assert_eq!(m.env_refusals().len(), 1);
 }
@@ -121,7 +130,9 @@ fn keys_integers_and_size_are_checked_on_write() {
     let errors = field_errors(write(&m, "loose", json!({"a/b": 1, "ok_key": 2})));
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].pointer, "/a~1b");
-    let stored = write(&m, "loose", json!({"n": 60.0, "x": 2.0})).unwrap().stored;
+    let stored = write(&m, "loose", json!({"n": 60.0, "x": 2.0}))
+        .unwrap()
+        .stored;
     assert!(stored.config["n"].is_i64(), "{:?}", stored.config);
     assert!(stored.config["x"].is_f64(), "number fields keep floats");
     let big = "x".repeat(MAX_CONFIG_BYTES);
@@ -144,15 +155,23 @@ fn profiles_never_hold_or_apply_secrets() {
     // Activation ignores the secret even before any scrub ran.
     m.activate_profile("legacy", "op").unwrap();
     assert_eq!(
-        m.reveal_secret(&name("tts-worker"), "eleven_api_key").unwrap(),
+        m.reveal_secret(&name("tts-worker"), "eleven_api_key")
+            .unwrap(),
         Some(json!("kept"))
     );
     drop(m);
     let store = Store::open(&d.path().join("c.db")).unwrap();
-    let m = Manager::open(store, SchemaRegistry::builtin().unwrap(), options(EnvPolicy::default()))
-        .unwrap();
+    let m = Manager::open(
+        store,
+        SchemaRegistry::builtin().unwrap(),
+        options(EnvPolicy::default()),
+    )
+    .unwrap();
     let p = m.store().get_profile("legacy").unwrap();
-    assert_eq!(p.config_snapshot["tts-worker"], json!({"volume_percent": 7}));
+    assert_eq!(
+        p.config_snapshot["tts-worker"],
+        json!({"volume_percent": 7})
+    );
     let errors = m
         .profile_snapshot_errors(&snapshot, "/profiles/0/config_snapshot")
         .unwrap();

@@ -203,7 +203,11 @@ impl Manager {
             .iter()
             .filter_map(|f| {
                 let var = f.env_var.as_deref()?;
-                let refusal = self.options.env_policy.check(var, SchemaOrigin::Api).err()?;
+                let refusal = self
+                    .options
+                    .env_policy
+                    .check(var, SchemaOrigin::Api)
+                    .err()?;
                 Some(crate::schema::FieldError::new(
                     format!("/properties/{}/x-env", f.key),
                     refusal.to_string(),

@@ -229,7 +229,11 @@ impl Manager {
         result
     }
 
-    fn import_unaudited(&self, doc: ExportDocument, options: &ImportOptions) -> Result<ImportOutcome> {
+    fn import_unaudited(
+        &self,
+        doc: ExportDocument,
+        options: &ImportOptions,
+    ) -> Result<ImportOutcome> {
         if doc.format != EXPORT_FORMAT {
             return Err(ManagerError::BadRequest(format!(
                 "not an export document: \"format\" must be \"{EXPORT_FORMAT}\""
@@ -264,12 +268,10 @@ impl Manager {
                     "invalid profile name: 1-100 letters, digits, space, '.', '_' or '-'",
                 ));
             }
-            errors.extend(
-                self.profile_snapshot_errors(
-                    &p.config_snapshot,
-                    &format!("/profiles/{i}/config_snapshot"),
-                )?,
-            );
+            errors.extend(self.profile_snapshot_errors(
+                &p.config_snapshot,
+                &format!("/profiles/{i}/config_snapshot"),
+            )?);
         }
         if !errors.is_empty() {
             return Err(ManagerError::Validation(errors));

@@ -76,7 +76,10 @@ pub struct EnvPolicy {
 impl EnvPolicy {
     /// A policy reserving `own_variables` (and their namespaces) and letting
     /// API-registered schemas read what `allowed` matches.
-    pub fn new<'a>(own_variables: impl IntoIterator<Item = &'a str>, allowed: Vec<EnvPattern>) -> Self {
+    pub fn new<'a>(
+        own_variables: impl IntoIterator<Item = &'a str>,
+        allowed: Vec<EnvPattern>,
+    ) -> Self {
         let mut reserved_names = BTreeSet::new();
         let mut reserved_prefixes = BTreeSet::new();
         for name in own_variables {
@@ -150,7 +153,10 @@ mod tests {
     #[test]
     fn reserved_names_and_namespaces_are_never_readable() {
         let allow = EnvPolicy::parse_allow_list("TARS_*, CONFIG_*, MQTT_URL").unwrap();
-        let p = EnvPolicy::new(["CONFIG_API_TOKENS", "MQTT_URL", "REBUILD_TOKEN", "RUST_LOG"], allow);
+        let p = EnvPolicy::new(
+            ["CONFIG_API_TOKENS", "MQTT_URL", "REBUILD_TOKEN", "RUST_LOG"],
+            allow,
+        );
         for name in [
             "CONFIG_API_TOKENS",
             "CONFIG_MASTER_KEY_BASE64",
@@ -179,14 +185,19 @@ mod tests {
     fn default_policy_lets_api_schemas_read_nothing() {
         let p = EnvPolicy::default();
         assert!(p.check("TARS_OPENAI_API_KEY", SchemaOrigin::Api).is_err());
-        assert!(p.check("TARS_OPENAI_API_KEY", SchemaOrigin::Operator).is_ok());
+        assert!(p
+            .check("TARS_OPENAI_API_KEY", SchemaOrigin::Operator)
+            .is_ok());
     }
 
     #[test]
     fn allow_list_syntax() {
         assert_eq!(
             EnvPolicy::parse_allow_list(" A_1 ,, B_* ").unwrap(),
-            vec![EnvPattern::Exact("A_1".into()), EnvPattern::Prefix("B_".into())]
+            vec![
+                EnvPattern::Exact("A_1".into()),
+                EnvPattern::Prefix("B_".into())
+            ]
         );
         assert_eq!(EnvPolicy::parse_allow_list("").unwrap(), vec![]);
         for bad in ["*", "a", "A-B", "A*B", "A B"] {

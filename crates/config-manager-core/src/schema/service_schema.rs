@@ -256,11 +256,19 @@ impl ServiceSchema {
             let Some(&i) = self.index.get(key) else {
                 continue;
             };
-            let types = self.json_types.get(i).map(Vec::as_slice).unwrap_or_default();
+            let types = self
+                .json_types
+                .get(i)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             if !types.iter().any(|t| t == "integer") || types.iter().any(|t| t == "number") {
                 continue;
             }
-            if let Some(n) = value.as_number().filter(|n| n.is_f64()).and_then(|n| n.as_f64()) {
+            if let Some(n) = value
+                .as_number()
+                .filter(|n| n.is_f64())
+                .and_then(|n| n.as_f64())
+            {
                 // Only values an i64 holds exactly (|n| < 2^63).
                 if n.fract() == 0.0 && n.abs() < 9.223_372_036_854_775_8e18 {
                     #[allow(clippy::cast_possible_truncation)]
