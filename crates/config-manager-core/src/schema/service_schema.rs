@@ -270,7 +270,7 @@ impl ServiceSchema {
                 .and_then(|n| n.as_f64())
             {
                 // Only values an i64 holds exactly (|n| < 2^63).
-                if n.fract() == 0.0 && n.abs() < 9.223_372_036_854_775_8e18 {
+                if n.fract() == 0.0 && n.abs() < 9_223_372_036_854_775_808.0 {
                     #[allow(clippy::cast_possible_truncation)]
                     let whole = n as i64;
                     *value = Value::from(whole);
