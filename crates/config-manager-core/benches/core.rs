@@ -102,6 +102,7 @@ fn key_id(raw: &str) -> KeyId {
 fn options() -> ManagerOptions {
     ManagerOptions {
         allow_unknown_services: false,
+        env_policy: Arc::default(),
         env: Arc::new(|_| None),
         secrets: Some(Arc::new(SecretKeyRing::new(
             key_id("master-1"),

@@ -98,6 +98,19 @@ pub fn validate_key(raw: &str) -> Result<(), NameError> {
     }
 }
 
+/// How a refused key appears in an error: control characters and quotes
+/// escaped, at most 40 characters (the key is hostile input; the operator
+/// only needs to recognize it).
+pub fn display_key(raw: &str) -> String {
+    let escaped: String = raw.chars().take(41).flat_map(char::escape_debug).collect();
+    if raw.chars().count() > 40 {
+        let cut: String = escaped.chars().take(40).collect();
+        format!("{cut}…")
+    } else {
+        escaped
+    }
+}
+
 /// A configuration epoch: a UUID that changes whenever the database is rebuilt,
 /// so a version number is only meaningful together with its epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -201,9 +214,22 @@ mod tests {
     #[test]
     fn keys() {
         assert!(validate_key("tts_volume").is_ok());
-        for bad in ["", "_x", "a-b", "a.b", "a/b", "ä", "a b"] {
+        for bad in [
+            "",
+            "_x",
+            "a-b",
+            "a.b",
+            "a/b",
+            "ä",
+            "a b",
+            "a\u{0}b",
+            "__proto__",
+        ] {
             assert!(validate_key(bad).is_err(), "{bad:?} accepted");
         }
+        assert!(validate_key(&"a".repeat(200_000)).is_err());
+        assert_eq!(display_key("a\u{0}b"), "a\\0b");
+        assert_eq!(display_key(&"k".repeat(200_000)).chars().count(), 41);
     }
 
     #[test]

@@ -48,6 +48,17 @@ pub const CONFIG_TOPIC_PREFIX: &str = "system/config/";
 /// kilobytes; anything far larger is refused before parsing.
 pub const DEFAULT_MAX_ENVELOPE_BYTES: usize = 256 * 1024;
 
+/// Room an envelope needs besides its `config` member: the other members
+/// (service name ≤ 64, checksum, epoch, time, key id, signature) and their
+/// names take well under 1 KiB; the rest is margin.
+pub const ENVELOPE_OVERHEAD_BYTES: usize = 2 * 1024;
+
+/// Largest configuration, as canonical JSON of what is published (secrets
+/// omitted, environment overrides applied), that still fits an envelope of
+/// [`DEFAULT_MAX_ENVELOPE_BYTES`]. Writes of larger configurations are refused,
+/// so nothing is saved that could never be published.
+pub const MAX_CONFIG_BYTES: usize = DEFAULT_MAX_ENVELOPE_BYTES - ENVELOPE_OVERHEAD_BYTES;
+
 /// The members an envelope has, in the order they are listed in the contract.
 const MEMBERS: [&str; 8] = [
     "version",

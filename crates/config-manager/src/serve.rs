@@ -102,6 +102,7 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     let options = ManagerOptions {
         allow_unknown_services: settings.allow_unknown_services,
         env: process_env(),
+        env_policy: Arc::new(settings.env_policy()),
         secrets: Some(Arc::new(settings.master_keys.clone())),
         auto_fix_schema: settings.allow_auto_rebuild,
     };
@@ -112,6 +113,9 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
         db = %settings.db_path.display(),
         "database ready"
     );
+    for refusal in manager.env_refusals() {
+        tracing::warn!(%refusal, "x-env override not read");
+    }
     let status = StatusBoard::new();
     let report = manager.schema_report().clone();
     if !report.mismatches.is_empty() {

@@ -10,6 +10,7 @@ use config_manager_core::crypto::mac::{MacKey, MacKeyRing};
 use config_manager_core::crypto::secret_box::{MasterKey, SecretKeyRing};
 use config_manager_core::crypto::signing::{SigningKey, VerifyingKey};
 use config_manager_core::crypto::KeyId;
+use config_manager_core::schema::{EnvPattern, EnvPolicy};
 use thiserror::Error;
 
 use crate::auth::tokens::TokenTable;
@@ -163,6 +164,9 @@ pub struct Settings {
     pub rotation_batch: usize,
     /// `LITESTREAM_*` and `BACKUP_SNAPSHOT_*` (see `backup::config`).
     pub backup: crate::backup::BackupSettings,
+    /// `CONFIG_ENV_ALLOW`: variables schemas registered over the API may read
+    /// through `x-env` (default none).
+    pub env_allow: Vec<EnvPattern>,
 }
 
 /// A string that never shows in `Debug` output or logs.
@@ -245,6 +249,8 @@ impl Settings {
                 "must be between 50 and 60000",
             ));
         }
+        let env_allow = EnvPolicy::parse_allow_list(env.get("CONFIG_ENV_ALLOW").unwrap_or(""))
+            .map_err(|e| bad("CONFIG_ENV_ALLOW", e.to_string()))?;
         let db_path = db_path_from(env);
         let backup = crate::backup::BackupSettings::from_env(env, &db_path)?;
         Ok(Self {
@@ -268,7 +274,14 @@ impl Settings {
             log_format,
             monitor_interval: std::time::Duration::from_millis(monitor_ms),
             rotation_batch,
+            env_allow,
         })
+    }
+
+    /// What `x-env` fields may read: never a variable of [`ALL_VARIABLES`] or
+    /// its namespace; API-registered schemas only what `CONFIG_ENV_ALLOW` lists.
+    pub fn env_policy(&self) -> EnvPolicy {
+        EnvPolicy::new(ALL_VARIABLES.iter().copied(), self.env_allow.clone())
     }
 }
 
@@ -322,6 +335,7 @@ pub const ALL_VARIABLES: &[&str] = &[
     "CONFIG_MAX_BODY_BYTES",
     "CONFIG_MONITOR_INTERVAL_MS",
     "CONFIG_ROTATION_BATCH",
+    "CONFIG_ENV_ALLOW",
     "LITESTREAM_MODE",
     "LITESTREAM_BIN",
     "LITESTREAM_ENDPOINT",

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::{Manager, ManagerError, Result};
 use crate::crypto::secret_box::SecretKeyRing;
 use crate::domain::{ServiceName, Source, SECRET_MASK};
-use crate::schema::{FieldMeta, ServiceSchema};
+use crate::schema::{EnvPolicy, FieldMeta, ServiceSchema};
 
 /// How secret values appear in an effective configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +57,8 @@ pub struct ServiceState {
 pub struct ComposeContext<'a> {
     pub schema: Option<&'a ServiceSchema>,
     pub env: &'a (dyn Fn(&str) -> Option<String> + Send + Sync),
+    /// Which variables the schema may read through `env`.
+    pub env_policy: &'a EnvPolicy,
     pub secrets: Option<&'a SecretKeyRing>,
 }
 
@@ -100,7 +102,7 @@ pub fn compose(
                 config.insert(key.to_owned(), value);
             }
         }
-        let env = schema.resolve_env(ctx.env);
+        let env = super::policed_env(schema, ctx.env, ctx.env_policy);
         for (k, v) in env.values {
             let secret = schema.field(&k).is_some_and(|f| f.is_secret);
             match (secret, view) {
@@ -177,6 +179,7 @@ impl Manager {
         ComposeContext {
             schema,
             env: &*self.options.env,
+            env_policy: &self.options.env_policy,
             secrets: self.options.secrets.as_deref(),
         }
     }
@@ -226,7 +229,7 @@ impl Manager {
                 "{key} is not a secret field"
             )));
         }
-        if let Some(v) = schema.resolve_env(&*self.options.env).values.get(key) {
+        if let Some(v) = self.options.env_overrides(&schema).values.get(key) {
             return Ok(Some(v.clone()));
         }
         let sealed = self

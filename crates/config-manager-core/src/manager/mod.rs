@@ -36,7 +36,7 @@ pub use write::{PutRequest, WriteOutcome};
 
 use crate::crypto::secret_box::SecretKeyRing;
 use crate::domain::{Epoch, ServiceName};
-use crate::schema::{SchemaRegistry, ServiceSchema};
+use crate::schema::{EnvOverrides, EnvPolicy, SchemaOrigin, SchemaRegistry, ServiceSchema};
 use crate::store::{ConfigItem, ConfigWrite, Store, StoredConfig};
 
 /// Looks up an environment variable; injectable so tests need not touch the
@@ -48,12 +48,40 @@ pub fn process_env() -> EnvLookup {
     Arc::new(|name| std::env::var(name).ok())
 }
 
+/// `schema`'s environment overrides, reading only the variables `policy`
+/// lets a schema of its origin read (the others count as unset). Every
+/// override the manager applies comes from here.
+pub(crate) fn policed_env(
+    schema: &ServiceSchema,
+    env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+    policy: &EnvPolicy,
+) -> EnvOverrides {
+    let origin = schema.origin();
+    schema.resolve_env(&|name: &str| {
+        if policy.check(name, origin).is_ok() {
+            env(name)
+        } else {
+            None
+        }
+    })
+}
+
+impl ManagerOptions {
+    /// `schema`'s environment overrides under this manager's policy.
+    pub(crate) fn env_overrides(&self, schema: &ServiceSchema) -> EnvOverrides {
+        policed_env(schema, &*self.env, &self.env_policy)
+    }
+}
+
 /// Options that change what the manager accepts.
 #[derive(Clone)]
 pub struct ManagerOptions {
     /// Accept writes to services that have no schema (stored as free-form objects).
     pub allow_unknown_services: bool,
     pub env: EnvLookup,
+    /// Which variables `x-env` fields may read through `env` (see
+    /// [`EnvPolicy`]); every read of an override goes through it.
+    pub env_policy: Arc<EnvPolicy>,
     /// Key ring for secret fields; `None` makes secret writes fail clearly.
     pub secrets: Option<Arc<SecretKeyRing>>,
     /// On an incompatible schema change, reset only the failing fields to
@@ -107,7 +135,9 @@ impl Manager {
                     ServiceSchema::from_json_str(name, &document).map_err(|e| e.to_string())
                 });
             match compiled {
-                Ok(schema) => schemas.register(schema),
+                // Registered over the API, whenever that was: the API rules
+                // for `x-env` apply (see `policed_env`).
+                Ok(schema) => schemas.register(schema.with_origin(SchemaOrigin::Api)),
                 Err(reason) => invalid_registered.push(SchemaMismatch {
                     service,
                     errors: vec![crate::schema::FieldError::new(
@@ -147,6 +177,7 @@ impl Manager {
         }
         manager.schema_report.mismatches.extend(invalid_registered);
         manager.seed_defaults()?;
+        manager.scrub_profile_secrets()?;
         Ok(manager)
     }
 
@@ -162,9 +193,30 @@ impl Manager {
         document: &str,
         actor: &str,
     ) -> Result<Manager> {
-        let schema = ServiceSchema::from_json_str(name.clone(), document).map_err(|e| {
-            ManagerError::Validation(vec![crate::schema::FieldError::new("", e.to_string())])
-        })?;
+        let schema = ServiceSchema::from_json_str(name.clone(), document)
+            .map_err(|e| {
+                ManagerError::Validation(vec![crate::schema::FieldError::new("", e.to_string())])
+            })?
+            .with_origin(SchemaOrigin::Api);
+        let refused: Vec<crate::schema::FieldError> = schema
+            .fields()
+            .iter()
+            .filter_map(|f| {
+                let var = f.env_var.as_deref()?;
+                let refusal = self
+                    .options
+                    .env_policy
+                    .check(var, SchemaOrigin::Api)
+                    .err()?;
+                Some(crate::schema::FieldError::new(
+                    format!("/properties/{}/x-env", f.key),
+                    refusal.to_string(),
+                ))
+            })
+            .collect();
+        if !refused.is_empty() {
+            return Err(ManagerError::Validation(refused));
+        }
         let name = name.clone();
         if let Some(stored) = self.stored_or_empty(&name)? {
             let mut candidate = schema.with_defaults(&stored.config);
@@ -213,6 +265,27 @@ impl Manager {
             self.store.save_configs(&writes, self.epoch.as_str())?;
         }
         Ok(())
+    }
+
+    /// Every `x-env` variable a loaded schema names but may not read, as
+    /// `service/key: reason` (logged at start-up: a schema registered before
+    /// the rules existed, or a schema file naming a reserved variable).
+    pub fn env_refusals(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in self.schemas.names() {
+            let Some(schema) = self.schemas.get(name.as_str()) else {
+                continue;
+            };
+            for f in schema.fields() {
+                let Some(var) = f.env_var.as_deref() else {
+                    continue;
+                };
+                if let Err(why) = self.options.env_policy.check(var, schema.origin()) {
+                    out.push(format!("{name}/{}: {why}", f.key));
+                }
+            }
+        }
+        out
     }
 
     /// The underlying store (for health checks and maintenance).
@@ -343,5 +416,7 @@ fn items_schemaless(service: &str, stored: &Map<String, Value>) -> Vec<ConfigIte
         .collect()
 }
 
+#[cfg(test)]
+mod input_tests;
 #[cfg(test)]
 mod tests;

@@ -4,8 +4,10 @@
 use serde_json::{Map, Value};
 
 use super::restore::without_env_keys;
-use super::{Manager, ManagerError, PutRequest, Result};
+use super::write::{key_errors, size_error};
+use super::{strip_secrets, Manager, ManagerError, PutRequest, Result};
 use crate::domain::ServiceName;
+use crate::schema::FieldError;
 use crate::store::{Profile, StoredConfig};
 
 /// Longest profile name.
@@ -45,11 +47,19 @@ impl Manager {
         actor: &str,
     ) -> Result<Profile> {
         validate_profile_name(name)?;
+        // Stored configs never hold secrets; stripping again keeps it so even
+        // if a schema marked a field secret after it was stored.
         let snapshot: Map<String, Value> = self
             .store
             .list_configs()?
             .into_iter()
-            .map(|c| (c.service, Value::Object(c.config)))
+            .map(|c| {
+                let config = match self.schemas.get(&c.service) {
+                    Some(schema) => strip_secrets(&schema, c.config),
+                    None => c.config,
+                };
+                (c.service, Value::Object(config))
+            })
             .collect();
         Ok(self
             .store
@@ -58,6 +68,8 @@ impl Manager {
 
     /// Activates a profile: every service in it gets the profile's values as a
     /// new version, in one transaction. Returns the services that changed.
+    /// Secrets are never touched: a secret key in the snapshot is ignored and
+    /// the stored secret stays.
     pub fn activate_profile(&self, name: &str, actor: &str) -> Result<Vec<StoredConfig>> {
         validate_profile_name(name)?;
         let profile = self.store.get_profile(name)?;
@@ -74,6 +86,10 @@ impl Manager {
             if !self.schemas.contains(service.as_str()) && !self.options.allow_unknown_services {
                 continue;
             }
+            let config = match self.schemas.get(service.as_str()) {
+                Some(schema) => strip_secrets(&schema, config),
+                None => config,
+            };
             let current = self.stored_or_empty(&service)?.map_or(0, |c| c.version);
             writes.push(self.prepare_write(
                 &service,
@@ -88,5 +104,122 @@ impl Manager {
             )?);
         }
         self.save_changed(&writes)
+    }
+}
+
+impl Manager {
+    /// Checks a profile snapshot as a write of each of its services would be
+    /// checked (service name, known service, key rule, schema, size) and
+    /// refuses secret fields: profiles never carry secrets. Errors point
+    /// below `at` (`/profiles/0/config_snapshot`).
+    pub(super) fn profile_snapshot_errors(
+        &self,
+        snapshot: &Map<String, Value>,
+        at: &str,
+    ) -> Result<Vec<FieldError>> {
+        let mut errors = Vec::new();
+        for (raw, config) in snapshot {
+            let here = format!("{at}/{}", super::transfer::pointer_escape(raw));
+            let service = match self.resolve_service(raw) {
+                Ok(s) => s,
+                Err(ManagerError::InvalidName { reason, .. }) => {
+                    errors.push(FieldError::new(
+                        here,
+                        format!("invalid service name: {reason}"),
+                    ));
+                    continue;
+                }
+                Err(ManagerError::UnknownService(_)) => {
+                    errors.push(FieldError::new(
+                        here,
+                        "unknown service (no schema, and unknown services are not allowed)",
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Value::Object(config) = config else {
+                errors.push(FieldError::new(here, "must be an object"));
+                continue;
+            };
+            let keys = key_errors(config);
+            if !keys.is_empty() {
+                errors.extend(
+                    keys.into_iter()
+                        .map(|e| FieldError::new(format!("{here}{}", e.pointer), &e.message)),
+                );
+                continue;
+            }
+            let Some(schema) = self.schemas.get(service.as_str()) else {
+                if let Some(e) = size_error(config) {
+                    errors.push(FieldError::new(here, &e.message));
+                }
+                continue;
+            };
+            let mut secret_found = false;
+            for key in schema.secret_keys().filter(|k| config.contains_key(*k)) {
+                secret_found = true;
+                errors.push(FieldError::new(
+                    format!("{here}/{key}"),
+                    "secret field: profiles never hold secrets (set secrets per service); remove it",
+                ));
+            }
+            if secret_found {
+                continue;
+            }
+            let mut config = without_env_keys(self, &service, config.clone());
+            schema.normalize_integers(&mut config);
+            let full = schema.with_defaults(&config);
+            if let Err(found) = schema.validate(&Value::Object(full.clone())) {
+                errors.extend(
+                    found
+                        .into_iter()
+                        .map(|e| FieldError::new(format!("{here}{}", e.pointer), &e.message)),
+                );
+            } else if let Some(e) = size_error(&full) {
+                errors.push(FieldError::new(here, &e.message));
+            }
+        }
+        Ok(errors)
+    }
+
+    /// Removes secret fields from every stored profile (profiles imported
+    /// before imports were checked could hold them in clear text). Runs each
+    /// time a manager opens, so it also covers a field that a later schema
+    /// marks secret; each profile it changes gets a `profile.secrets_removed`
+    /// audit entry naming the keys (never the values). Returns the profiles
+    /// it changed.
+    pub(super) fn scrub_profile_secrets(&self) -> Result<Vec<String>> {
+        let mut changed = Vec::new();
+        for summary in self.store.list_profiles()? {
+            let mut profile = match self.store.get_profile(&summary.profile_name) {
+                Ok(p) => p,
+                // An unreadable snapshot holds nothing to scrub (and
+                // activation refuses it); only database faults stop the open.
+                Err(e) if !e.is_fault() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let mut removed = Vec::new();
+            for (service, config) in profile.config_snapshot.iter_mut() {
+                let (Some(schema), Value::Object(config)) = (self.schemas.get(service), config)
+                else {
+                    continue;
+                };
+                for key in schema.secret_keys() {
+                    if config.remove(key).is_some() {
+                        removed.push(format!("{service}/{key}"));
+                    }
+                }
+            }
+            if !removed.is_empty() {
+                self.store.replace_profile_snapshot(
+                    &summary.profile_name,
+                    &profile.config_snapshot,
+                    &removed,
+                )?;
+                changed.push(summary.profile_name);
+            }
+        }
+        Ok(changed)
     }
 }

@@ -148,7 +148,7 @@ pub(super) fn without_env_keys(
     mut config: Map<String, Value>,
 ) -> Map<String, Value> {
     if let Some(schema) = m.schemas.get(service.as_str()) {
-        for key in schema.resolve_env(&*m.options.env).values.keys() {
+        for key in m.options.env_overrides(&schema).values.keys() {
             config.remove(key);
         }
     }

@@ -354,6 +354,7 @@ mod tests {
         let store = Store::open(&dir.path().join("c.db")).unwrap();
         let options = ManagerOptions {
             allow_unknown_services: false,
+            env_policy: Arc::default(),
             env: Arc::new(|_| None),
             secrets: None,
             auto_fix_schema: false,

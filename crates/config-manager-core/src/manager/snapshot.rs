@@ -162,6 +162,7 @@ impl FallbackView {
         let ctx = ComposeContext {
             schema: schema.as_deref(),
             env: &*self.options.env,
+            env_policy: &self.options.env_policy,
             secrets: self.options.secrets.as_deref(),
         };
         compose(&ctx, &state, view, include_fields)

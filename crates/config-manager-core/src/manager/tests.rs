@@ -19,6 +19,7 @@ fn open_with_env(env: &'static [(&'static str, &'static str)]) -> (tempfile::Tem
     let ring = SecretKeyRing::new(KeyId::parse("k1").unwrap(), MasterKey::generate());
     let options = ManagerOptions {
         allow_unknown_services: false,
+        env_policy: Arc::default(),
         env: Arc::new(move |name| {
             env.iter()
                 .find(|(k, _)| *k == name)

@@ -114,6 +114,10 @@ pub struct ImportOutcome {
     /// Services in the document whose stored values already matched.
     pub services_unchanged: Vec<String>,
     pub profiles_saved: Vec<String>,
+    /// `service/key` of every secret field the document sets or clears. In a
+    /// dry run these count as updates whether or not the value differs from
+    /// the stored one (which is never compared).
+    pub secrets_written: Vec<String>,
     pub dry_run: bool,
 }
 
@@ -202,7 +206,34 @@ impl Manager {
     /// Validation problems of all services are reported together, as field
     /// errors whose pointers start at the document root
     /// (`/services/tts-worker/config/volume_percent`).
+    ///
+    /// Every dry run is audited (`config.import_dry_run`, outcome `ok` or
+    /// `refused`, with the number of services and profiles): it checks secret
+    /// values and is how a caller would probe the service.
     pub fn import(&self, doc: ExportDocument, options: &ImportOptions) -> Result<ImportOutcome> {
+        if !options.dry_run {
+            return self.import_unaudited(doc, options);
+        }
+        let detail = serde_json::json!({
+            "services": doc.services.len(),
+            "profiles": doc.profiles.as_ref().map_or(0, Vec::len),
+        });
+        let result = self.import_unaudited(doc, options);
+        self.store.record_audit(&crate::store::NewAudit {
+            actor: options.actor.clone(),
+            action: "config.import_dry_run".into(),
+            target: None,
+            outcome: if result.is_ok() { "ok" } else { "refused" }.into(),
+            detail: Some(detail),
+        })?;
+        result
+    }
+
+    fn import_unaudited(
+        &self,
+        doc: ExportDocument,
+        options: &ImportOptions,
+    ) -> Result<ImportOutcome> {
         if doc.format != EXPORT_FORMAT {
             return Err(ManagerError::BadRequest(format!(
                 "not an export document: \"format\" must be \"{EXPORT_FORMAT}\""
@@ -237,14 +268,10 @@ impl Manager {
                     "invalid profile name: 1-100 letters, digits, space, '.', '_' or '-'",
                 ));
             }
-            for (service, snapshot) in &p.config_snapshot {
-                if !snapshot.is_object() {
-                    errors.push(FieldError::new(
-                        format!("/profiles/{i}/config_snapshot/{}", pointer_escape(service)),
-                        "must be an object",
-                    ));
-                }
-            }
+            errors.extend(self.profile_snapshot_errors(
+                &p.config_snapshot,
+                &format!("/profiles/{i}/config_snapshot"),
+            )?);
         }
         if !errors.is_empty() {
             return Err(ManagerError::Validation(errors));
@@ -253,6 +280,7 @@ impl Manager {
             return self.dry_run_outcome(&writes, &profiles);
         }
         let requested: Vec<String> = writes.iter().map(|w| w.service.clone()).collect();
+        let secrets_written = written_secrets(&writes);
         let changed = self.save_changed(&writes)?;
         let mut profiles_saved = Vec::new();
         for p in profiles {
@@ -264,7 +292,7 @@ impl Manager {
             )?;
             profiles_saved.push(p.name);
         }
-        Ok(outcome(requested, changed, profiles_saved, false))
+        Ok(outcome(requested, changed, profiles_saved, secrets_written))
     }
 
     /// One service of the document as a store write, or its field errors.
@@ -303,7 +331,13 @@ impl Manager {
             current
         };
         let config = without_env_keys(self, &name, entry.config);
-        let config = self.unchanged_secrets_masked(&name, config)?;
+        // A dry run never compares secret values with the stored ones: its
+        // answer ("unchanged" or not) would tell whether a guess was right.
+        let config = if options.dry_run {
+            config
+        } else {
+            self.unchanged_secrets_masked(&name, config)?
+        };
         let request = PutRequest {
             config,
             expected_version: Some(expected),
@@ -388,6 +422,7 @@ impl Manager {
             services_updated: updated,
             services_unchanged: unchanged,
             profiles_saved: profiles.iter().map(|p| p.name.clone()).collect(),
+            secrets_written: written_secrets(writes),
             dry_run: true,
         })
     }
@@ -415,7 +450,7 @@ fn outcome(
     requested: Vec<String>,
     changed: Vec<StoredConfig>,
     profiles_saved: Vec<String>,
-    dry_run: bool,
+    secrets_written: Vec<String>,
 ) -> ImportOutcome {
     let services_unchanged = requested
         .into_iter()
@@ -431,13 +466,22 @@ fn outcome(
             .collect(),
         services_unchanged,
         profiles_saved,
-        dry_run,
+        secrets_written,
+        dry_run: false,
     }
+}
+
+/// `service/key` of every secret change in `writes`.
+fn written_secrets(writes: &[ConfigWrite]) -> Vec<String> {
+    writes
+        .iter()
+        .flat_map(|w| w.secrets.iter().map(|c| format!("{}/{}", w.service, c.key)))
+        .collect()
 }
 
 /// RFC 6901 escaping of one pointer segment; long or odd names are cut so an
 /// error never echoes a huge attacker-chosen string.
-fn pointer_escape(segment: &str) -> String {
+pub(super) fn pointer_escape(segment: &str) -> String {
     segment
         .chars()
         .filter(|c| !c.is_control())
@@ -469,6 +513,7 @@ mod tests {
         let ring = SecretKeyRing::new(KeyId::parse("k1").unwrap(), MasterKey::generate());
         let options = ManagerOptions {
             allow_unknown_services: false,
+            env_policy: Arc::default(),
             env: Arc::new(|_| None),
             secrets: Some(Arc::new(ring)),
             auto_fix_schema: false,

@@ -3,7 +3,9 @@
 use serde_json::{Map, Value};
 
 use super::{items_for, items_schemaless, strip_secrets, Manager, ManagerError, Result};
-use crate::domain::{validate_key, ServiceName, SECRET_MASK};
+use crate::crypto::canonical::object_to_canonical_bytes;
+use crate::domain::{display_key, validate_key, ServiceName, SECRET_MASK};
+use crate::envelope::MAX_CONFIG_BYTES;
 use crate::schema::FieldError;
 use crate::store::{ConfigWrite, SecretChange, StoredConfig};
 
@@ -61,15 +63,7 @@ impl Manager {
             if !self.options.allow_unknown_services {
                 return Err(ManagerError::UnknownService(service.to_string()));
             }
-            let errors: Vec<FieldError> = req
-                .config
-                .keys()
-                .filter_map(|k| {
-                    validate_key(k)
-                        .err()
-                        .map(|e| FieldError::new("", format!("invalid key: {e}")))
-                })
-                .collect();
+            let errors = key_errors(&req.config);
             if !errors.is_empty() {
                 return Err(ManagerError::Validation(errors));
             }
@@ -79,6 +73,9 @@ impl Manager {
                 Map::new()
             };
             config.extend(req.config);
+            if let Some(e) = size_error(&config) {
+                return Err(ManagerError::Validation(vec![e]));
+            }
             return Ok(ConfigWrite {
                 service: service.to_string(),
                 items: items_schemaless(service.as_str(), &config),
@@ -91,7 +88,15 @@ impl Manager {
             });
         };
 
-        let env = schema.resolve_env(&*self.options.env);
+        // One key rule everywhere (the schema property-name rule), also for
+        // schemas that accept unknown properties.
+        let key_problems = key_errors(&req.config);
+        if !key_problems.is_empty() {
+            return Err(ManagerError::Validation(key_problems));
+        }
+        let mut req = req;
+        schema.normalize_integers(&mut req.config);
+        let env = self.options.env_overrides(&schema);
         let mut errors = Vec::new();
         let mut candidate = if req.merge {
             current_config.clone()
@@ -160,6 +165,15 @@ impl Manager {
             .into_iter()
             .filter(|(k, _)| !schema.field(k).is_some_and(|f| f.is_secret))
             .collect();
+        let mut published = stored_config.clone();
+        for (key, value) in &env.values {
+            if !schema.field(key).is_some_and(|f| f.is_secret) {
+                published.insert(key.clone(), value.clone());
+            }
+        }
+        if let Some(e) = size_error(&published) {
+            return Err(ManagerError::Validation(vec![e]));
+        }
         let secrets = secret_changes
             .into_iter()
             .map(|(key, value)| self.seal_secret(service, key, value))
@@ -200,4 +214,43 @@ impl Manager {
             sealed: Some((sealed, ring.current_id().as_str().to_owned())),
         })
     }
+}
+
+/// One error per key of `config` that fails [`validate_key`], the rule schema
+/// property names follow too. The key is shown escaped and shortened.
+pub(crate) fn key_errors(config: &Map<String, Value>) -> Vec<FieldError> {
+    config
+        .keys()
+        .filter_map(|key| {
+            let why = validate_key(key).err()?;
+            let shown = display_key(key);
+            Some(FieldError::new(
+                format!("/{}", shown.replace('~', "~0").replace('/', "~1")),
+                format!("invalid key \"{shown}\": {why}"),
+            ))
+        })
+        .collect()
+}
+
+/// The error for a configuration that would not fit an MQTT envelope
+/// ([`MAX_CONFIG_BYTES`] of canonical JSON), so it is refused before it is
+/// stored instead of being saved and never published.
+pub(crate) fn size_error(published: &Map<String, Value>) -> Option<FieldError> {
+    let size = match object_to_canonical_bytes(published) {
+        Ok(bytes) => bytes.len(),
+        Err(e) => {
+            return Some(FieldError::new(
+                "",
+                format!("the configuration cannot be published: {e}"),
+            ))
+        }
+    };
+    (size > MAX_CONFIG_BYTES).then(|| {
+        FieldError::new(
+            "",
+            format!(
+                "the configuration is {size} bytes as published, more than the {MAX_CONFIG_BYTES}-byte limit of an MQTT config message"
+            ),
+        )
+    })
 }

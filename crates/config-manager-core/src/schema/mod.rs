@@ -26,7 +26,7 @@
 //! |---|---|
 //! | `writeOnly: true` + `x-secret: true` | a secret: stored encrypted, masked in every read, revealed only by the audited reveal call. Either marker alone also counts. Secrets must be strings (optionally nullable) and their default must be `null` or `""`. |
 //! | `x-complexity: "simple"` \| `"advanced"` | which view of the form shows the field; missing means simple. |
-//! | `x-env: "VAR_NAME"` | an environment variable of the config-manager (`^[A-Z][A-Z0-9_]*$`) that overrides the stored value; the field is then read-only. |
+//! | `x-env: "VAR_NAME"` | an environment variable of the config-manager (`^[A-Z][A-Z0-9_]*$`) that overrides the stored value; the field is then read-only. Which variables may be read is decided by [`EnvPolicy`] (never the service's own settings; API-registered schemas only what `CONFIG_ENV_ALLOW` allows). |
 //! | `x-help` | longer help text for the form's tooltip; [`FieldMeta::help_text`] falls back to `description`. |
 //! | `x-type` | UI type hint where the JSON type is too coarse: `path`, `secret`, `enum` (or a plain JSON type). |
 //!
@@ -71,6 +71,7 @@
 //! `schema_version` row.
 
 mod env;
+mod env_policy;
 pub mod error;
 mod field;
 mod registry;
@@ -80,6 +81,7 @@ pub(crate) use service_schema::json_type_name;
 #[cfg(test)]
 mod tests;
 
+pub use env_policy::{EnvPattern, EnvPatternError, EnvPolicy, EnvRefusal, SchemaOrigin};
 pub use error::{FieldError, SchemaError};
 pub use field::{FieldMeta, MAX_ENV_VAR_LEN, UI_TYPES};
 pub use registry::{SchemaRegistry, BUILTIN_SCHEMAS, MAX_SCHEMA_FILE_BYTES};

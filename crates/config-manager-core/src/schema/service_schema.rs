@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use crate::domain::ServiceName;
 
 use super::env::parse_env_value;
+use super::env_policy::SchemaOrigin;
 use super::error::{truncate_chars, FieldError, SchemaError};
 use super::field::{parse_field, shown_key, FieldMeta, ParsedField};
 
@@ -45,6 +46,8 @@ pub struct ServiceSchema {
     index: HashMap<String, usize>,
     defaults: Map<String, Value>,
     validator: Validator,
+    /// Who wrote the schema (decides what its `x-env` fields may read).
+    origin: SchemaOrigin,
 }
 
 impl fmt::Debug for ServiceSchema {
@@ -167,6 +170,7 @@ impl ServiceSchema {
             index,
             defaults,
             validator,
+            origin: SchemaOrigin::Operator,
         };
         if let Err(errors) = schema.validate(&Value::Object(schema.defaults.clone())) {
             let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -182,6 +186,17 @@ impl ServiceSchema {
             document: doc,
             ..schema
         })
+    }
+
+    /// The same schema marked as written by `origin` (compiled schemas are
+    /// the operator's until marked otherwise).
+    pub fn with_origin(self, origin: SchemaOrigin) -> Self {
+        Self { origin, ..self }
+    }
+
+    /// Who wrote this schema.
+    pub fn origin(&self) -> SchemaOrigin {
+        self.origin
     }
 
     /// The service this schema describes.
@@ -229,6 +244,39 @@ impl ServiceSchema {
             filled.entry(key.clone()).or_insert_with(|| value.clone());
         }
         filled
+    }
+
+    /// Rewrites whole-number floats (`60.0`, `-0`) of integer fields as JSON
+    /// integers (`60`, `0`). JSON Schema counts `60.0` as an integer, but the
+    /// database would keep the float text and REST would show `60.0` while the
+    /// canonical MQTT payload says `60`; normalizing at write time makes every
+    /// reader see the same value. Fields that also accept `number` keep floats.
+    pub fn normalize_integers(&self, config: &mut Map<String, Value>) {
+        for (key, value) in config.iter_mut() {
+            let Some(&i) = self.index.get(key) else {
+                continue;
+            };
+            let types = self
+                .json_types
+                .get(i)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if !types.iter().any(|t| t == "integer") || types.iter().any(|t| t == "number") {
+                continue;
+            }
+            if let Some(n) = value
+                .as_number()
+                .filter(|n| n.is_f64())
+                .and_then(|n| n.as_f64())
+            {
+                // Only values an i64 holds exactly (|n| < 2^63).
+                if n.fract() == 0.0 && n.abs() < 9_223_372_036_854_775_808.0 {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let whole = n as i64;
+                    *value = Value::from(whole);
+                }
+            }
+        }
     }
 
     /// Keys of the secret fields, in document order.

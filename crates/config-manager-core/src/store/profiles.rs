@@ -109,6 +109,39 @@ impl Store {
         self.get_profile(name)
     }
 
+    /// Replaces a profile's snapshot without changing its stamps (a
+    /// maintenance rewrite, not an edit), auditing the `removed` keys as
+    /// `profile.secrets_removed` by `system`.
+    pub fn replace_profile_snapshot(
+        &self,
+        name: &str,
+        snapshot: &Map<String, Value>,
+        removed: &[String],
+    ) -> Result<()> {
+        let text = serde_json::to_string(snapshot)
+            .map_err(|e| StoreError::Other(format!("cannot serialize profile: {e}")))?;
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE profiles SET config_snapshot = ?2 WHERE name = ?1",
+                params![name, text],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("profile {name}")));
+            }
+            audit::insert(
+                tx,
+                &NewAudit {
+                    actor: "system".into(),
+                    action: "profile.secrets_removed".into(),
+                    target: Some(name.into()),
+                    outcome: "ok".into(),
+                    detail: Some(serde_json::json!({ "removed": removed })),
+                },
+                &now_rfc3339(),
+            )
+        })
+    }
+
     /// Deletes a profile; [`StoreError::NotFound`] if there is none.
     pub fn delete_profile(&self, name: &str, actor: &str) -> Result<()> {
         self.write(|tx| {

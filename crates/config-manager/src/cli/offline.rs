@@ -67,6 +67,7 @@ impl Offline {
         let options = ManagerOptions {
             allow_unknown_services: settings.allow_unknown_services,
             env: process_env(),
+            env_policy: Arc::new(settings.env_policy()),
             secrets: Some(Arc::new(settings.master_keys.clone())),
             // As `serve` does, so opening the file offline behaves like a start.
             auto_fix_schema: settings.allow_auto_rebuild,

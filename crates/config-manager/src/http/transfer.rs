@@ -142,5 +142,6 @@ pub async fn import(
         "services_updated": outcome.services_updated,
         "services_unchanged": outcome.services_unchanged,
         "profiles_saved": outcome.profiles_saved,
+        "secrets_written": outcome.secrets_written,
     })))
 }
