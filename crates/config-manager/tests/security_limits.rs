@@ -606,3 +606,51 @@ async fn database_and_companion_files_are_owner_only_under_umask_022() {
         );
     }
 }
+
+/// With its descriptors exhausted (`accept` fails with EMFILE) the server
+/// neither dies nor spins: it logs a rate-limited warning, and serves again
+/// once connections are released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn descriptor_exhaustion_does_not_stop_the_accept_loop() {
+    let mut s = Server::start().await;
+    s.http = unpooled();
+    let pid = s.child.as_ref().unwrap().id();
+    let ok = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), "--nofile=64:64"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "prlimit failed");
+    // More connections than descriptors; each sends a request so that the
+    // accepted ones stay busy until we drop them.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let mut c = connect(&s);
+        let _ = c.write_all(b"GET /api/config/health HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        held.push(c);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s.log().contains("accepting a connection failed") {
+        assert!(Instant::now() < deadline, "no accept failure:\n{}", s.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(held);
+    // Served again, by the same process.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = s.http.get(s.url("/health")).send().await {
+            assert!(matches!(r.status().as_u16(), 200 | 503));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never served again:\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(s.child.as_mut().unwrap().try_wait().unwrap().is_none());
+    // Rate-limited: a handful of warnings, not one per retry.
+    let warnings = s.log().matches("accepting a connection failed").count();
+    assert!(warnings <= 10, "{warnings} warnings");
+}
