@@ -79,6 +79,7 @@ fn restrict_file(file: &File) -> io::Result<()> {
 
 #[cfg(all(test, unix))]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
