@@ -22,6 +22,7 @@ use crate::status::StatusBoard;
 
 /// Entry point of `serve`; returns the process exit code.
 pub fn main(env_file: PathBuf) -> ExitCode {
+    restrict_umask();
     let (settings, notes) = match prepare(env_file) {
         Ok(s) => s,
         Err(code) => return code,
@@ -48,6 +49,18 @@ pub fn main(env_file: PathBuf) -> ExitCode {
             eprintln!("config-manager: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Every file the service creates from here on (database, WAL, SHM, epoch
+/// file, moved-aside databases, snapshots, LKG, logs) is readable by its
+/// owner only, whatever umask it was started with: the database holds the
+/// encrypted secrets and the audit log (issue 14, finding 10).
+fn restrict_umask() {
+    #[cfg(unix)]
+    {
+        use rustix::fs::Mode;
+        rustix::process::umask(Mode::from_raw_mode(0o077));
     }
 }
 
@@ -152,15 +165,18 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "listening");
     // Litestream and/or local snapshots; failures only show in health.
     let backup = crate::backup::BackupService::start(&settings.backup, &state, shutdown.clone());
-    axum::serve(
+    let guard = tokio::spawn(crate::http::guard::run(state.clone(), shutdown.clone()));
+    crate::http::server::serve(
         listener,
-        tower::make::Shared::new(crate::http::router(state.clone())),
+        crate::http::router(state.clone()),
+        settings.http_limits,
+        shutdown_signal(),
     )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("HTTP server")?;
+    .await;
     tracing::info!("shutting down");
     shutdown.cancel();
+    // Final counts of refused requests, before the database closes.
+    let _ = guard.await;
     let _ = monitor.await;
     let _ = rotation.await;
     // Offline health, flushed, then a clean disconnect (no last-will).

@@ -167,6 +167,10 @@ pub struct Settings {
     /// `CONFIG_ENV_ALLOW`: variables schemas registered over the API may read
     /// through `x-env` (default none).
     pub env_allow: Vec<EnvPattern>,
+    /// Connection limits of the HTTP server (`http::server`).
+    pub http_limits: crate::http::server::ServerLimits,
+    /// Login rate limit and audit aggregation/retention (`http::guard`).
+    pub guard: crate::http::guard::GuardSettings,
 }
 
 /// A string that never shows in `Debug` output or logs.
@@ -251,6 +255,18 @@ impl Settings {
         }
         let env_allow = EnvPolicy::parse_allow_list(env.get("CONFIG_ENV_ALLOW").unwrap_or(""))
             .map_err(|e| bad("CONFIG_ENV_ALLOW", e.to_string()))?;
+        let http_limits = crate::http::server::ServerLimits {
+            header_timeout: millis(env, "CONFIG_HTTP_HEADER_TIMEOUT_MS", 10_000, 100, 600_000)?,
+            idle_timeout: millis(env, "CONFIG_HTTP_IDLE_TIMEOUT_MS", 60_000, 100, 3_600_000)?,
+            max_connections: ranged(env, "CONFIG_HTTP_MAX_CONNECTIONS", 256, 1, 65_535)?,
+        };
+        let guard = crate::http::guard::GuardSettings {
+            login_max_failures: ranged(env, "CONFIG_LOGIN_MAX_FAILURES", 10, 1, 100_000)?,
+            login_window: secs(env, "CONFIG_LOGIN_WINDOW_SECS", 60, 1, 86_400)?,
+            denial_window: secs(env, "CONFIG_AUDIT_DENIAL_WINDOW_SECS", 60, 1, 3_600)?,
+            audit_retention_days: ranged(env, "CONFIG_AUDIT_RETENTION_DAYS", 90, 0, 36_500)?,
+            audit_max_rows: ranged(env, "CONFIG_AUDIT_MAX_ROWS", 100_000, 0, 100_000_000)?,
+        };
         let db_path = db_path_from(env);
         let backup = crate::backup::BackupSettings::from_env(env, &db_path)?;
         Ok(Self {
@@ -275,6 +291,8 @@ impl Settings {
             monitor_interval: std::time::Duration::from_millis(monitor_ms),
             rotation_batch,
             env_allow,
+            http_limits,
+            guard,
         })
     }
 
@@ -283,6 +301,44 @@ impl Settings {
     pub fn env_policy(&self) -> EnvPolicy {
         EnvPolicy::new(ALL_VARIABLES.iter().copied(), self.env_allow.clone())
     }
+}
+
+/// An integer variable within `min..=max` (inclusive), or `default`.
+fn ranged<T>(
+    env: &EnvSource,
+    var: &'static str,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, SettingsError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let v = env.parse(var, default)?;
+    if v < min || v > max {
+        return Err(bad(var, format!("must be between {min} and {max}")));
+    }
+    Ok(v)
+}
+
+fn millis(
+    env: &EnvSource,
+    var: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<std::time::Duration, SettingsError> {
+    ranged(env, var, default, min, max).map(std::time::Duration::from_millis)
+}
+
+fn secs(
+    env: &EnvSource,
+    var: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<std::time::Duration, SettingsError> {
+    ranged(env, var, default, min, max).map(std::time::Duration::from_secs)
 }
 
 fn required<'a>(env: &'a EnvSource, var: &'static str) -> Result<&'a str, SettingsError> {
@@ -336,6 +392,14 @@ pub const ALL_VARIABLES: &[&str] = &[
     "CONFIG_MONITOR_INTERVAL_MS",
     "CONFIG_ROTATION_BATCH",
     "CONFIG_ENV_ALLOW",
+    "CONFIG_HTTP_HEADER_TIMEOUT_MS",
+    "CONFIG_HTTP_IDLE_TIMEOUT_MS",
+    "CONFIG_HTTP_MAX_CONNECTIONS",
+    "CONFIG_LOGIN_MAX_FAILURES",
+    "CONFIG_LOGIN_WINDOW_SECS",
+    "CONFIG_AUDIT_DENIAL_WINDOW_SECS",
+    "CONFIG_AUDIT_RETENTION_DAYS",
+    "CONFIG_AUDIT_MAX_ROWS",
     "LITESTREAM_MODE",
     "LITESTREAM_BIN",
     "LITESTREAM_ENDPOINT",

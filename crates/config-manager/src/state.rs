@@ -40,6 +40,10 @@ struct Inner {
     status: StatusBoard,
     /// Web UI sessions (in memory only; a restart logs everyone out).
     sessions: SessionStore,
+    /// Aggregated audit rows of refused requests (`http::denials`).
+    denials: crate::http::denials::DenialLog,
+    /// Failed-login counters per client address (`http::login_limit`).
+    login_limit: crate::http::login_limit::LoginLimiter,
     started: Instant,
     metrics: Metrics,
 }
@@ -78,6 +82,7 @@ impl AppState {
             settings.lkg_path.clone(),
             settings.lkg_keys.clone(),
         ));
+        let guard = settings.guard;
         Self {
             inner: Arc::new(Inner {
                 manager: RwLock::new(Arc::new(manager)),
@@ -89,6 +94,11 @@ impl AppState {
                 sink,
                 status,
                 sessions: SessionStore::default(),
+                denials: crate::http::denials::DenialLog::new(guard.denial_window),
+                login_limit: crate::http::login_limit::LoginLimiter::new(
+                    guard.login_max_failures,
+                    guard.login_window,
+                ),
                 started: Instant::now(),
                 metrics: Metrics::new(),
             }),
@@ -162,6 +172,16 @@ impl AppState {
     /// The web UI's session store.
     pub fn sessions(&self) -> &SessionStore {
         &self.inner.sessions
+    }
+
+    /// The aggregated audit of refused requests.
+    pub fn denials(&self) -> &crate::http::denials::DenialLog {
+        &self.inner.denials
+    }
+
+    /// The login rate limiter.
+    pub fn login_limit(&self) -> &crate::http::login_limit::LoginLimiter {
+        &self.inner.login_limit
     }
 
     pub fn max_body_bytes(&self) -> usize {

@@ -873,3 +873,50 @@ async fn page_security_headers_and_caching() {
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
 }
+
+/// Issue 14, finding 11: a schema `pattern` with catastrophic backtracking
+/// used to run as a JavaScript RegExp on each keystroke and freeze the tab.
+/// The page now leaves `pattern` to the server and shows its 422 on the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_schema_pattern_does_not_freeze_the_form() {
+    let s = Server::start().await;
+    let schema = json!({"type": "object", "additionalProperties": false, "properties": {
+        "word": {"type": "string", "pattern": "^(a+)+$", "default": "a", "title": "Word"}
+    }});
+    let resp = s
+        .http
+        .put(s.url("/services/redos-lab/schema"))
+        .header("X-API-Token", WRITE_TOKEN)
+        .json(&schema)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let b = Browser::start(1280, 800).await;
+    login(&b, &s, WRITE_TOKEN).await;
+    go_hash(&b, "#/service/redos-lab").await;
+    wait_form(&b, "redos-lab").await;
+    let hostile = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!";
+    // A frozen tab never answers WebDriver: bound the wait generously.
+    let responsive = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        b.type_into("#f-word", hostile).await;
+        b.js("return document.querySelector('#f-word').value", json!([]))
+            .await
+    })
+    .await
+    .expect("the page froze while typing into a field with a hostile pattern");
+    assert_eq!(responsive, hostile);
+    // The server checks the pattern on save; its error lands on the field.
+    b.click("#save-button").await;
+    let message = b
+        .wait_js(
+            "the server's error on the field",
+            "return document.querySelector('#e-word')?.textContent",
+        )
+        .await;
+    assert!(message.as_str().unwrap().contains("^(a+)+$"), "{message}");
+    assert!(b.text("#save-status").await.contains("Not saved"));
+    let (_, got) = s.get("/services/redos-lab", Some(WRITE_TOKEN)).await;
+    assert_eq!(got["config"]["word"], "a", "nothing was saved");
+    b.quit().await;
+}

@@ -65,6 +65,51 @@ impl Store {
         self.write(|tx| insert(tx, entry, &now_rfc3339()))
     }
 
+    /// Records one audit entry and returns its id, so an aggregated entry
+    /// (a count of repeated denials) can be updated in place later.
+    pub fn record_audit_returning_id(&self, entry: &NewAudit) -> Result<i64> {
+        self.write(|tx| {
+            insert(tx, entry, &now_rfc3339())?;
+            Ok(tx.last_insert_rowid())
+        })
+    }
+
+    /// Replaces the `detail` of entry `id` (the running count of an
+    /// aggregated denial row). Returns whether the row still exists.
+    pub fn update_audit_detail(&self, id: i64, detail: &Value) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx
+                .prepare_cached("UPDATE audit_log SET detail = ?1 WHERE id = ?2")?
+                .execute(params![detail.to_string(), id])?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Retention: deletes entries recorded before `older_than` (an RFC 3339
+    /// timestamp as stored) and then all but the newest `max_rows` entries.
+    /// Returns how many rows were deleted. The audit log is the only table
+    /// pruned: change history is the product's record and is kept.
+    pub fn prune_audit(&self, older_than: Option<&str>, max_rows: Option<u64>) -> Result<usize> {
+        self.write(|tx| {
+            let mut deleted = 0;
+            if let Some(t) = older_than {
+                deleted += tx
+                    .prepare_cached("DELETE FROM audit_log WHERE at < ?1")?
+                    .execute(params![t])?;
+            }
+            if let Some(max) = max_rows {
+                let keep = i64::try_from(max).unwrap_or(i64::MAX);
+                deleted += tx
+                    .prepare_cached(
+                        "DELETE FROM audit_log WHERE id <= \
+                         (SELECT id FROM audit_log ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+                    )?
+                    .execute(params![keep])?;
+            }
+            Ok(deleted)
+        })
+    }
+
     /// Audit entries matching `filter`, newest first.
     pub fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
         let mut sql = String::from(

@@ -183,7 +183,7 @@ impl EpochFile {
         tmp_name.push(format!(".tmp-{}", std::process::id()));
         let tmp = PathBuf::from(tmp_name);
         let written = (|| {
-            let mut file = std::fs::File::create(&tmp)?;
+            let mut file = super::private_file::create(&tmp)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
             std::fs::rename(&tmp, path)?;

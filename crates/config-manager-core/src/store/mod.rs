@@ -16,6 +16,7 @@ mod error;
 mod history;
 mod meta;
 mod migrations;
+pub mod private_file;
 mod profiles;
 mod replication;
 mod schemas;
@@ -82,6 +83,9 @@ impl Store {
                     .map_err(|e| StoreError::Missing(format!("{}: {e}", dir.display())))?;
             }
         }
+        // Owner-only before SQLite creates it (see `private_file`).
+        private_file::prepare_database(path)
+            .map_err(|e| StoreError::Other(format!("{}: {e}", path.display())))?;
         let mut writer = open_connection(path, false)?;
         migrations::apply(&mut writer)?;
         Ok(Self {

@@ -144,6 +144,9 @@ fn write_checked_copy(s: &SnapshotSettings, tmp: &Path, path: &Path) -> Result<(
         path: tmp.to_owned(),
         source,
     };
+    // VACUUM INTO creates the file under the umask: owner-only, like the
+    // database (the service's umask already ensures it; other callers too).
+    config_manager_core::store::private_file::restrict(tmp).map_err(write_err)?;
     // VACUUM INTO does not promise an fsync of its output.
     std::fs::File::open(tmp)
         .and_then(|f| f.sync_all())

@@ -4,8 +4,11 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use config_manager_core::store::NewAudit;
+use std::net::{IpAddr, SocketAddr};
 
+use axum::extract::ConnectInfo;
+
+use super::denials::DenialKey;
 use super::error::ApiError;
 use super::session::{self, SessionCheck};
 use crate::auth::{Caller, Role};
@@ -42,8 +45,9 @@ async fn authorize(parts: &Parts, state: &AppState, needed: Role) -> Result<Call
         .get(TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim);
-    // Only a denial needs it.
+    // Only a denial needs them.
     let action = || format!("{} {}", parts.method, parts.uri.path());
+    let source = client_addr(parts);
     // A request with `X-API-Token` is authenticated by it alone. Without one,
     // a web UI session cookie counts, and a state-changing request must also
     // carry the session's CSRF token (see `session`).
@@ -56,7 +60,14 @@ async fn authorize(parts: &Parts, state: &AppState, needed: Role) -> Result<Call
             SessionCheck::Absent => (None, "missing or unknown token"),
             SessionCheck::Unknown => (None, "unknown or expired session"),
             SessionCheck::BadCsrf(c) => {
-                audit_denial(state, &c.name, &action(), "missing or invalid CSRF token").await;
+                audit_denial_from(
+                    state,
+                    source,
+                    &c.name,
+                    &action(),
+                    "missing or invalid CSRF token",
+                )
+                .await;
                 return Err(ApiError::Forbidden(
                     "missing or invalid X-CSRF-Token header".into(),
                 ));
@@ -66,11 +77,11 @@ async fn authorize(parts: &Parts, state: &AppState, needed: Role) -> Result<Call
     };
     match caller {
         None => {
-            audit_denial(state, "anonymous", &action(), why).await;
+            audit_denial_from(state, source, "anonymous", &action(), why).await;
             Err(ApiError::Unauthorized)
         }
         Some(c) if c.role < needed => {
-            audit_denial(state, &c.name, &action(), "role too low").await;
+            audit_denial_from(state, source, &c.name, &action(), "role too low").await;
             Err(ApiError::Forbidden(format!(
                 "this call needs the {} role",
                 needed.as_str()
@@ -97,29 +108,44 @@ pub async fn check_scope(state: &AppState, caller: &Caller, service: &str) -> Re
     ))
 }
 
-/// Records a denial. A failing audit write is logged, not fatal: the request
-/// is refused either way.
-pub async fn audit_denial(state: &AppState, actor: &str, action: &str, reason: &str) {
-    let entry = NewAudit {
-        actor: actor.to_owned(),
-        action: "access.denied".into(),
-        // Paths can be hostile (10 kB, control characters): keep a short,
-        // printable prefix.
-        target: Some(
-            action
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(200)
-                .collect(),
-        ),
-        outcome: "denied".into(),
-        detail: Some(serde_json::json!({ "reason": reason })),
-    };
+/// Records a denial without a known client address (see
+/// [`audit_denial_from`]).
+pub async fn audit_denial(state: &AppState, actor: &str, action: &str, reason: &'static str) {
+    audit_denial_from(state, None, actor, action, reason).await;
+}
+
+/// The client address of a request (set by the accept loop).
+pub fn client_addr(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// Records a denial, aggregated per (actor, address, reason) and window
+/// (see `denials`), so refused requests cannot grow the audit log without
+/// bound. A failing audit write is logged, not fatal: the request is refused
+/// either way.
+pub async fn audit_denial_from(
+    state: &AppState,
+    source: Option<IpAddr>,
+    actor: &str,
+    action: &str,
+    reason: &'static str,
+) {
     tracing::info!(actor, reason, "access denied");
-    let result = state
-        .run(move |m| m.store().record_audit(&entry).map_err(Into::into))
-        .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "could not record an access denial in the audit log");
-    }
+    // Paths can be hostile (10 kB, control characters): keep a short,
+    // printable prefix.
+    let target = action
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    let key = DenialKey {
+        actor: actor.to_owned(),
+        source,
+        action: "access.denied",
+        reason,
+    };
+    state.denials().record(state, key, Some(target)).await;
 }

@@ -47,6 +47,10 @@ pub enum ApiError {
     /// 428: a write without `version` or `If-Match`.
     #[error("{0}")]
     PreconditionRequired(String),
+    /// 429: too many failed logins from this address; retry after the
+    /// given number of seconds (also sent as `Retry-After`).
+    #[error("too many failed logins from this address; try again in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
     /// 503: the service is read-only or the feature is unavailable.
     #[error("{0}")]
     Unavailable(String),
@@ -78,6 +82,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_)
             | ApiError::ReadOnly
             | ApiError::NoFallback
@@ -100,6 +105,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::Validation(_) => "validation-failed",
             ApiError::PreconditionRequired(_) => "version-required",
+            ApiError::TooManyRequests { .. } => "too-many-requests",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::ReadOnly => "read-only",
             ApiError::NoFallback => "no-fallback",
@@ -147,6 +153,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let ApiError::TooManyRequests { retry_after_secs } = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
         if let ApiError::Unauthorized = self {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -1,4 +1,6 @@
-//! `POST /rebuild`: guarded by `REBUILD_TOKEN` (and the write role). Moves the
+//! `POST /rebuild`: guarded by `REBUILD_TOKEN` and an unscoped write token (a
+//! rebuild replaces every service's configuration, so a token scoped to one
+//! service may not start it; issue 14, finding 8). Moves the
 //! database aside, creates a new one with a new epoch seeded from the verified
 //! LKG cache, and answers 202 with the tombstone (see `modes::rebuild`).
 
@@ -26,6 +28,13 @@ pub async fn rebuild(
     RequireWrite(caller): RequireWrite,
     ApiJson(body): ApiJson<RebuildBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    if caller.services.is_some() {
+        audit_denial(&state, &caller.name, "rebuild", "service-scoped token").await;
+        return Err(ApiError::Forbidden(
+            "a rebuild replaces every service's configuration; service-scoped tokens cannot start it"
+                .into(),
+        ));
+    }
     if !tokens_equal(&body.token, &state.settings().rebuild_token.0) {
         audit_denial(&state, &caller.name, "rebuild", "wrong rebuild token").await;
         return Err(ApiError::Forbidden("wrong rebuild token".into()));

@@ -17,15 +17,16 @@
 //! safe direction, and no session id ever reaches the database or the LKG file.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use config_manager_core::crypto::mac::tokens_equal;
 use config_manager_core::domain::format_rfc3339;
 use config_manager_core::store::NewAudit;
@@ -33,6 +34,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::denials::DenialKey;
 use super::error::{ApiError, ApiResult};
 use super::json::ApiJson;
 use crate::auth::Caller;
@@ -50,6 +52,13 @@ pub const MAX_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 /// Most live sessions kept; the least recently used one is dropped beyond
 /// this, so a login loop cannot grow memory without bound.
 pub const MAX_SESSIONS: usize = 1024;
+/// Most live sessions of one token (identity). A new login beyond it ends
+/// that identity's least recently used session, never another identity's:
+/// a reader logging in in a loop cannot sign a writer out (issue 14,
+/// finding 5). With several identities the global cap is reached only
+/// when more than `MAX_SESSIONS / MAX_SESSIONS_PER_IDENTITY` tokens are each
+/// at their own cap.
+pub const MAX_SESSIONS_PER_IDENTITY: usize = 32;
 
 /// Routes of the session API (outside `/api/config`: they exist for the
 /// browser only and are documented in `docs/ui.md`).
@@ -115,8 +124,23 @@ impl SessionStore {
         let expires_at = format_rfc3339(time::OffsetDateTime::now_utc() + lifetime);
         let mut map = self.lock();
         map.retain(|_, s| !expired(s, now));
-        if map.len() >= MAX_SESSIONS {
-            if let Some(oldest) = map.iter().min_by_key(|(_, s)| s.last_seen).map(|(k, _)| *k) {
+        let least_recent = |map: &HashMap<[u8; 32], Session>, same_identity: bool| {
+            map.iter()
+                .filter(|(_, s)| !same_identity || s.caller.name == caller.name)
+                .min_by_key(|(_, s)| s.last_seen)
+                .map(|(k, _)| *k)
+        };
+        let own = map
+            .values()
+            .filter(|s| s.caller.name == caller.name)
+            .count();
+        if own >= MAX_SESSIONS_PER_IDENTITY {
+            if let Some(oldest) = least_recent(&map, true) {
+                map.remove(&oldest);
+            }
+        } else if map.len() >= MAX_SESSIONS {
+            // Only reachable with many identities each below its own cap.
+            if let Some(oldest) = least_recent(&map, false) {
                 map.remove(&oldest);
             }
         }
@@ -294,6 +318,19 @@ async fn audit(state: &AppState, actor: &str, action: &str, outcome: &str, reaso
     }
 }
 
+/// Audits a refused login, aggregated per (actor, address, reason) and
+/// window like every denial (see `denials`), so a login flood cannot grow
+/// the audit log.
+async fn login_denied(state: &AppState, source: Option<IpAddr>, actor: &str, reason: &'static str) {
+    let key = DenialKey {
+        actor: actor.to_owned(),
+        source,
+        action: "session.login",
+        reason,
+    };
+    state.denials().record(state, key, None).await;
+}
+
 /// Body of `POST /ui/login`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -308,46 +345,39 @@ pub struct LoginBody {
 /// checked as well where the browser sends it.
 pub async fn login(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> ApiResult<Response> {
+    let source = peer.map(|Extension(ConnectInfo(a))| a.ip());
+    if let Some(addr) = source {
+        if let Err(wait) = state.login_limit().check(addr) {
+            login_denied(&state, source, "anonymous", "too many failed logins").await;
+            return Err(ApiError::TooManyRequests {
+                // Rounded up: retrying at the advertised time must work.
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            });
+        }
+    }
     if headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|site| site != "same-origin" && site != "none")
     {
-        audit(
-            &state,
-            "anonymous",
-            "session.login",
-            "denied",
-            Some("cross-site login"),
-        )
-        .await;
+        login_denied(&state, source, "anonymous", "cross-site login").await;
         return Err(ApiError::Forbidden("cross-site login refused".into()));
     }
     let Some(caller) = state.settings().tokens.authenticate(body.token.trim()) else {
-        audit(
-            &state,
-            "anonymous",
-            "session.login",
-            "denied",
-            Some("unknown token"),
-        )
-        .await;
+        if let Some(addr) = source {
+            state.login_limit().failed(addr);
+        }
+        login_denied(&state, source, "anonymous", "unknown token").await;
         return Err(ApiError::Unauthorized);
     };
     if caller.services.is_some() {
         // A scoped token reads its services' secrets in clear text; that is
         // for services fetching their own config, not for a page on a screen.
-        audit(
-            &state,
-            &caller.name,
-            "session.login",
-            "denied",
-            Some("service-scoped token"),
-        )
-        .await;
+        login_denied(&state, source, &caller.name, "service-scoped token").await;
         return Err(ApiError::Forbidden(
             "service-scoped tokens are for services, not for the web UI".into(),
         ));
@@ -445,10 +475,27 @@ mod tests {
     }
 
     #[test]
-    fn store_is_bounded() {
+    fn store_is_bounded_per_identity_and_overall() {
         let store = SessionStore::default();
+        let (writer_session, _) = store.create(caller());
         for _ in 0..MAX_SESSIONS + 10 {
-            store.create(caller());
+            store.create(Caller {
+                name: "reader".into(),
+                role: Role::Read,
+                services: None,
+            });
+        }
+        assert_eq!(store.len(), MAX_SESSIONS_PER_IDENTITY + 1);
+        assert!(
+            store.lookup(&writer_session).is_some(),
+            "another identity's logins evicted it"
+        );
+        for i in 0..MAX_SESSIONS + 10 {
+            store.create(Caller {
+                name: format!("t{i}"),
+                role: Role::Read,
+                services: None,
+            });
         }
         assert_eq!(store.len(), MAX_SESSIONS);
     }

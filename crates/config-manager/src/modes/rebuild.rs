@@ -207,7 +207,7 @@ fn move_aside(db: &Path, stamp: &str) -> std::io::Result<Vec<String>> {
 fn write_tombstone(path: &Path, tombstone: &Tombstone) -> std::io::Result<()> {
     use std::io::Write;
     let bytes = serde_json::to_vec_pretty(tombstone).map_err(std::io::Error::other)?;
-    let mut file = std::fs::File::create(path)?;
+    let mut file = config_manager_core::store::private_file::create(path)?;
     file.write_all(&bytes)?;
     file.sync_all()
 }

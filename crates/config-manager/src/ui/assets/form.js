@@ -1,8 +1,8 @@
 // The schema-driven form of one service. Everything comes from
 // GET /services/{s}?include_fields=true: `fields` (type, ranges, enum, help,
 // secret, env override), `config`, `sources`, `read_only_keys`, `version`.
-// Client-side checks mirror the schema keywords so mistakes show while
-// typing; the server validates again and its 422 errors land on the same
+// Client-side checks mirror the schema keywords (except `pattern`, see
+// `validate`) so mistakes show while typing; the server validates again and its 422 errors land on the same
 // fields. Saving sends PATCH with only the changed keys and the version the
 // form was built from (optimistic locking).
 
@@ -60,11 +60,10 @@ export function validate(f, value) {
         return f.min_length === 1 ? 'Must not be empty.' : `Must be at least ${f.min_length} characters.`;
       }
       if (f.max_length != null && chars(value) > f.max_length) return `Must be at most ${f.max_length} characters.`;
-      if (f.pattern) {
-        let re = null;
-        try { re = new RegExp(f.pattern, 'u'); } catch { re = null; } // the server still checks
-        if (re && !re.test(value)) return `Must match the pattern ${f.pattern}.`;
-      }
+      // `pattern` is not run here: a schema pattern such as ^(a+)+$ makes a
+      // backtracking JavaScript RegExp freeze the tab on each keystroke. The
+      // server checks it (its regex engine runs in linear time) and its 422
+      // lands on the field when saving.
       if (f.format === 'uri') {
         try { new URL(value); } catch { return 'Must be a full URL (for example https://host/path).'; }
       }
@@ -84,6 +83,7 @@ function constraintText(f) {
     else if (hi != null) parts.push(`${f.exclusive_maximum != null ? '<' : '≤'} ${fmtNum(hi)}`);
   }
   if (f.max_length != null && f.type !== 'enum') parts.push(`up to ${f.max_length} characters`);
+  if (f.pattern) parts.push(`must match ${f.pattern} (checked on save)`);
   if (f.has_default && !f.is_secret) parts.push(`default ${showValue(f.default)}`);
   return parts.join(' · ');
 }

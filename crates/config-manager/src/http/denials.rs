@@ -1,0 +1,228 @@
+//! Aggregated auditing of refused requests and failed logins.
+//!
+//! Why: every refused request used to write its own audit row, so an
+//! anonymous client could grow the database (and fill the disk) at the speed
+//! of its requests (issue 14, finding 4). Now the first refusal of a kind —
+//! the key is (actor, client address, audit action, reason) — within a window
+//! (`CONFIG_AUDIT_DENIAL_WINDOW_SECS`) writes one row at once (so it shows in
+//! the audit log immediately), and every further one in that window only
+//! increments a counter in memory. At the end of the window the row's
+//! `detail.count` is updated to the total. So N refusals add at most one row
+//! per key and window, and the number of keys per window is capped
+//! ([`MAX_KEYS`]; beyond it, refusals are counted under one overflow key).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use config_manager_core::domain::now_rfc3339;
+use config_manager_core::store::NewAudit;
+use serde_json::{json, Value};
+
+use crate::state::AppState;
+
+/// Most distinct keys per window; refusals beyond it share one overflow row.
+pub const MAX_KEYS: usize = 1000;
+
+/// What a refusal is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DenialKey {
+    /// Token name, or `anonymous`.
+    pub actor: String,
+    /// The client's address (`None` when unknown).
+    pub source: Option<IpAddr>,
+    /// Audit action: `access.denied`, `session.login`.
+    pub action: &'static str,
+    /// Why it was refused.
+    pub reason: &'static str,
+}
+
+struct Aggregate {
+    /// The row written for the first refusal (once the insert returned).
+    row_id: Option<i64>,
+    count: u64,
+    /// Count already in the row.
+    written: u64,
+    target: Option<String>,
+    first_at: String,
+    last_at: String,
+}
+
+struct Window {
+    /// Bumped on every flush, so a late insert does not attach its row id to
+    /// the next window's entry.
+    generation: u64,
+    started: Instant,
+    entries: HashMap<DenialKey, Aggregate>,
+}
+
+/// The in-memory counters of the current window.
+pub struct DenialLog {
+    window: Duration,
+    current: Mutex<Window>,
+}
+
+impl std::fmt::Debug for DenialLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DenialLog").finish_non_exhaustive()
+    }
+}
+
+fn overflow_key(action: &'static str) -> DenialKey {
+    DenialKey {
+        actor: "*".into(),
+        source: None,
+        action,
+        reason: "many distinct sources (aggregated)",
+    }
+}
+
+fn detail(key: &DenialKey, agg: &Aggregate, window: Duration) -> Value {
+    json!({
+        "reason": key.reason,
+        "source": key.source.map(|s| s.to_string()),
+        "count": agg.count,
+        "first_at": agg.first_at,
+        "last_at": agg.last_at,
+        "window_seconds": window.as_secs(),
+    })
+}
+
+fn audit_entry(key: &DenialKey, agg: &Aggregate, window: Duration) -> NewAudit {
+    NewAudit {
+        actor: key.actor.clone(),
+        action: key.action.to_owned(),
+        target: agg.target.clone(),
+        outcome: "denied".into(),
+        detail: Some(detail(key, agg, window)),
+    }
+}
+
+impl DenialLog {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            current: Mutex::new(Window {
+                generation: 0,
+                started: Instant::now(),
+                entries: HashMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
+        // Every change is a single insert or counter update: a poisoned lock
+        // leaves consistent data.
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one refusal; the first of its key in this window is written to
+    /// the audit log now. A failing audit write is logged, not fatal.
+    pub async fn record(&self, state: &AppState, key: DenialKey, target: Option<String>) {
+        let now = now_rfc3339();
+        let first = {
+            let mut w = self.lock();
+            let key = if w.entries.contains_key(&key) || w.entries.len() < MAX_KEYS {
+                key
+            } else {
+                overflow_key(key.action)
+            };
+            match w.entries.get_mut(&key) {
+                Some(agg) => {
+                    agg.count += 1;
+                    agg.last_at = now;
+                    None
+                }
+                None => {
+                    let agg = Aggregate {
+                        row_id: None,
+                        count: 1,
+                        written: 1,
+                        target,
+                        first_at: now.clone(),
+                        last_at: now,
+                    };
+                    let entry = audit_entry(&key, &agg, self.window);
+                    w.entries.insert(key.clone(), agg);
+                    Some((key, entry, w.generation))
+                }
+            }
+        };
+        let Some((key, entry, generation)) = first else {
+            return;
+        };
+        let result = state
+            .run(move |m| {
+                m.store()
+                    .record_audit_returning_id(&entry)
+                    .map_err(Into::into)
+            })
+            .await;
+        match result {
+            Ok(id) => {
+                let mut w = self.lock();
+                if w.generation == generation {
+                    if let Some(agg) = w.entries.get_mut(&key) {
+                        agg.row_id = Some(id);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record a refused request in the audit log")
+            }
+        }
+    }
+
+    /// Whether the current window is over (for the upkeep task).
+    pub fn window_over(&self) -> bool {
+        self.lock().started.elapsed() >= self.window
+    }
+
+    /// Ends the window: writes the final counts (updating each row, or adding
+    /// one when its first insert failed or had not returned yet) and starts
+    /// a new window.
+    pub async fn flush(&self, state: &AppState) {
+        let entries = {
+            let mut w = self.lock();
+            w.generation += 1;
+            w.started = Instant::now();
+            std::mem::take(&mut w.entries)
+        };
+        let window = self.window;
+        let pending: Vec<(Option<i64>, NewAudit)> = entries
+            .into_iter()
+            .filter(|(_, agg)| agg.count > agg.written)
+            .map(|(key, mut agg)| {
+                if agg.row_id.is_none() {
+                    // The first row failed or is still on its way: this row
+                    // carries the refusals after it.
+                    agg.count -= agg.written;
+                }
+                (agg.row_id, audit_entry(&key, &agg, window))
+            })
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        let result = state
+            .run(move |m| {
+                let store = m.store();
+                for (id, entry) in &pending {
+                    let updated = match (id, &entry.detail) {
+                        (Some(id), Some(d)) => store.update_audit_detail(*id, d)?,
+                        _ => false,
+                    };
+                    // A row pruned meanwhile: record the count anew.
+                    if !updated {
+                        store.record_audit(entry)?;
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not write the counts of refused requests to the audit log");
+        }
+    }
+}

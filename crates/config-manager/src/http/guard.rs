@@ -1,0 +1,66 @@
+//! Settings of the abuse guards (login rate limit, aggregated denials, audit
+//! retention) and the upkeep task that flushes the denial counters and
+//! prunes the audit log.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+
+/// How often the audit log is pruned (also once at start-up).
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
+
+/// From `CONFIG_LOGIN_*` and `CONFIG_AUDIT_*` (see `.env.example`).
+#[derive(Debug, Clone, Copy)]
+pub struct GuardSettings {
+    pub login_max_failures: u32,
+    pub login_window: Duration,
+    pub denial_window: Duration,
+    /// 0: no age limit.
+    pub audit_retention_days: u32,
+    /// 0: no row limit.
+    pub audit_max_rows: u64,
+}
+
+/// Runs until `shutdown`: flushes the denial counters at the end of each
+/// window and prunes the audit log every [`PRUNE_EVERY`]; flushes once more
+/// on the way out.
+pub async fn run(state: AppState, shutdown: CancellationToken) {
+    let settings = state.settings().guard;
+    let tick = settings.denial_window.min(Duration::from_secs(1));
+    let mut next_prune = tokio::time::Instant::now();
+    loop {
+        if tokio::time::Instant::now() >= next_prune {
+            prune(&state, &settings).await;
+            next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
+        }
+        if state.denials().window_over() {
+            state.denials().flush(&state).await;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(tick) => {}
+        }
+    }
+    state.denials().flush(&state).await;
+}
+
+async fn prune(state: &AppState, settings: &GuardSettings) {
+    let cutoff = (settings.audit_retention_days > 0).then(|| {
+        let age = time::Duration::days(i64::from(settings.audit_retention_days));
+        config_manager_core::domain::format_rfc3339(time::OffsetDateTime::now_utc() - age)
+    });
+    let max_rows = (settings.audit_max_rows > 0).then_some(settings.audit_max_rows);
+    if cutoff.is_none() && max_rows.is_none() {
+        return;
+    }
+    let result = state
+        .run(move |m| Ok(m.store().prune_audit(cutoff.as_deref(), max_rows)?))
+        .await;
+    match result {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "pruned old audit entries"),
+        Err(e) => tracing::warn!(error = %e, "could not prune the audit log"),
+    }
+}

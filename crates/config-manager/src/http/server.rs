@@ -1,0 +1,324 @@
+//! The accept loop: HTTP/1.1 connections with a header-read timeout, an idle
+//! watchdog and a cap on concurrent connections, and a graceful shutdown.
+//!
+//! Why not `axum::serve`: it sets none of these limits, so a client sending
+//! its request head one byte a second was kept (and served) however long it
+//! took, and any number of idle connections were held until the process ran
+//! out of file descriptors (issue 14, finding 2).
+//!
+//! - **Header-read timeout** (`CONFIG_HTTP_HEADER_TIMEOUT_MS`): hyper's own
+//!   timer; the request head must be complete this long after the connection
+//!   starts waiting for it (after accept, or after the previous response on a
+//!   keep-alive connection, so it also ends idle keep-alive connections).
+//!   The connection is closed without an answer.
+//! - **Idle timeout** (`CONFIG_HTTP_IDLE_TIMEOUT_MS`): a connection with no
+//!   request in flight on which no byte moved either way for this long is
+//!   closed (a stalled upload, a client that stops reading the response).
+//! - **Connection cap** (`CONFIG_HTTP_MAX_CONNECTIONS`): a permit is taken
+//!   *before* `accept`, so connections over the cap wait in the kernel's
+//!   listen backlog (they are not refused) and are accepted as soon as
+//!   another one ends.
+//!
+//! An `accept` error (EMFILE when descriptors run out, a connection reset
+//! before it was accepted) never ends the loop: it backs off briefly and logs
+//! at most once every few seconds.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// The connection limits (from settings).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// Pause after a failed `accept` (EMFILE and the like) before trying again,
+/// so the loop neither dies nor spins.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// At most one log line per this interval about failing `accept` calls.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Serves `service` on `listener` until `shutdown` resolves, then stops
+/// accepting, lets in-flight requests finish (idle connections close at
+/// once) and returns when every connection is gone.
+pub async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let permits = Arc::new(Semaphore::new(max));
+    let stop = CancellationToken::new();
+    let mut accept_errors = AcceptErrors::default();
+    tokio::pin!(shutdown);
+    loop {
+        // Over the cap, wait here: new connections stay in the backlog.
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break, // never closed
+            },
+        };
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                accept_errors.note(&e);
+                drop(permit);
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                }
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, service, limits, stop).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    stop.cancel();
+    // Every connection holds a permit until it is gone.
+    let _ = permits
+        .acquire_many(u32::try_from(max).unwrap_or(u32::MAX))
+        .await;
+}
+
+/// Rate-limited logging of `accept` failures.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    fn note(&mut self, e: &std::io::Error) {
+        let now = Instant::now();
+        if self
+            .last_logged
+            .is_some_and(|t| now.duration_since(t) < ACCEPT_LOG_EVERY)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(error = %e, suppressed = self.suppressed, "accepting a connection failed; retrying");
+        self.last_logged = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+/// Activity of one connection, shared by its stream, its requests and its
+/// watchdog.
+struct Activity {
+    start: Instant,
+    /// Milliseconds since `start` of the last byte read or written.
+    last_io_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_io_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long no byte moved, or `None` while a request is being handled.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_io_ms.load(Ordering::Relaxed));
+        Some(self.start.elapsed().saturating_sub(last))
+    }
+}
+
+/// Counts a request as in flight until its response future ends.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn enter(a: &Arc<Activity>) -> Self {
+        a.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(a.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+async fn serve_connection<S>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: S,
+    limits: ServerLimits,
+    stop: CancellationToken,
+) where
+    S: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static,
+{
+    let activity = Arc::new(Activity {
+        start: Instant::now(),
+        last_io_ms: AtomicU64::new(0),
+        in_flight: AtomicUsize::new(0),
+    });
+    let io = TokioIo::new(Watched {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let per_request = activity.clone();
+    let hyper_service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let guard = InFlight::enter(&per_request);
+        let mut req = req.map(Body::new);
+        // The client's address, for the login rate limit and the audit.
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let call = service.clone().oneshot(req);
+        async move {
+            let resp = call.await;
+            drop(guard);
+            resp
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(true)
+        .serve_connection(io, hyper_service);
+    tokio::pin!(conn);
+    let idle = idle_watchdog(&activity, limits.idle_timeout);
+    tokio::pin!(idle);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        }
+        () = &mut idle => {
+            tracing::debug!(%peer, "closing an idle connection");
+        }
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            // In-flight requests finish; the watchdog still ends a client
+            // that stops reading.
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = idle => {}
+            }
+        }
+    }
+}
+
+/// Resolves once the connection has been idle for `timeout`.
+async fn idle_watchdog(activity: &Activity, timeout: Duration) {
+    loop {
+        let wait = match activity.idle_for() {
+            Some(idle) if idle >= timeout => return,
+            Some(idle) => timeout - idle,
+            None => timeout,
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// A stream that records when bytes last moved.
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        res
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        res
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
