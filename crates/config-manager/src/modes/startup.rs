@@ -20,7 +20,9 @@ use config_manager_core::domain::Epoch;
 use config_manager_core::health::{DatabaseStatus, OperationalMode};
 use config_manager_core::lkg::LkgContents;
 use config_manager_core::manager::{Manager, ManagerError};
-use config_manager_core::store::{epoch_file_path, EpochFile, EpochFileError, Store, StoreError};
+use config_manager_core::store::{
+    epoch_file_path, EpochFile, EpochFileError, Store, StoreError, BUSY_TIMEOUT,
+};
 
 use super::rebuild::{rebuild_files, RebuildTrigger};
 use super::{load_fallback, public_cause, status_word};
@@ -99,8 +101,11 @@ pub fn open(settings: &Settings, setup: &DatabaseSetup) -> Opened {
             .map_err(ManagerError::from)
             .and_then(|store| Manager::open(store, setup.schemas.clone(), setup.options.clone()))
         {
-            Ok(m) => match &device_epoch {
-                Some(dev) if dev != m.epoch() => Err(StartFault {
+            // A lock held past the store's busy timeout: the database is
+            // fine but cannot take writes; the monitor retries.
+            Ok(m) => match (&device_epoch, m.store().probe_writable(BUSY_TIMEOUT)) {
+                (_, Err(e)) => Err(store_fault(&e, fault)),
+                (Some(dev), Ok(())) if dev != m.epoch() => Err(StartFault {
                     swapped: true,
                     ..fault(
                     DatabaseStatus::Missing,
