@@ -158,6 +158,19 @@ impl Store {
         }
     }
 
+    /// Fails with [`StoreError::Unavailable`] when the file can no longer be
+    /// opened for reading and writing (permissions changed under the running
+    /// service). SQLite does not notice: it keeps and reuses the descriptors
+    /// it has, so only a fresh open shows it. For the health monitor.
+    pub fn check_access(&self) -> Result<()> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.path)
+            .map(drop)
+            .map_err(|e| io_fault(&self.path, &e))
+    }
+
     /// Whether a write lock can be taken right now (without writing): the
     /// health monitor's probe for a database locked by another process.
     pub fn probe_writable(&self, timeout: Duration) -> Result<()> {

@@ -116,6 +116,7 @@ async fn verify_lkg(state: &AppState) {
 /// The checks of one tick (blocking).
 fn check(store: &Store, full: bool) -> Result<(), StoreError> {
     store.check_file()?;
+    store.check_access()?;
     if full {
         store.integrity_check()?;
     } else {
@@ -138,6 +139,7 @@ fn reopen(
     setup: DatabaseSetup,
 ) -> Result<Manager, StoreError> {
     let store = Store::open_existing(path)?;
+    store.check_access()?;
     store.integrity_check()?;
     store.probe_writable(PROBE_TIMEOUT)?;
     let epoch = store.get_epoch()?.config_epoch;
