@@ -43,7 +43,9 @@ async fn volume_from_database(s: &Server) -> Value {
 }
 
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 /// The attack of issue 14 (finding 2): the service's file descriptors are
@@ -84,7 +86,11 @@ async fn descriptor_exhaustion_never_moves_a_healthy_database() {
 
     let h = wait_health(&s, "normal again", |h| h["operational_mode"] == "normal").await;
     assert_eq!(h["database_status"], "healthy");
-    assert_eq!(identity(&s.db_path()), before, "the same file, never replaced");
+    assert_eq!(
+        identity(&s.db_path()),
+        before,
+        "the same file, never replaced"
+    );
     assert!(broken_files(&s.path("data")).is_empty());
     assert_eq!(volume_from_database(&s).await, 61);
     set_volume(&s, 62).await;
@@ -102,7 +108,13 @@ impl Mount {
     fn tmpfs(at: &Path, size: &str) -> Result<Self, String> {
         std::fs::create_dir_all(at).map_err(|e| e.to_string())?;
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(at)
             .output()
             .map_err(|e| e.to_string())?;
@@ -240,7 +252,10 @@ async fn unreadable_database_falls_back_then_recovers_when_permissions_are_fixed
     chmod(&s.db_path(), 0o000);
     spawn_wrapped(&mut s, &AS_NOBODY).await;
     let h = assert_started_in_fallback(&s, "unavailable").await;
-    assert!(h["err"].as_str().unwrap().contains("cannot be opened"), "{h}");
+    assert!(
+        h["err"].as_str().unwrap().contains("cannot be opened"),
+        "{h}"
+    );
     assert_fallback_serves_and_refuses(&s, 82).await;
     assert!(broken_files(&s.path("data")).is_empty());
     chmod(&s.db_path(), 0o600);

@@ -163,12 +163,7 @@ impl Store {
     /// service). SQLite does not notice: it keeps and reuses the descriptors
     /// it has, so only a fresh open shows it. For the health monitor.
     pub fn check_access(&self) -> Result<()> {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.path)
-            .map(drop)
-            .map_err(|e| io_fault(&self.path, &e))
+        may_read_write(&self.path).map_err(|e| io_fault(&self.path, &e))
     }
 
     /// Whether a write lock can be taken right now (without writing): the
@@ -262,15 +257,37 @@ fn io_fault(path: &Path, e: &std::io::Error) -> StoreError {
     }
 }
 
+/// Whether this process may read and write `path`, by `access(2)`. The file
+/// is never opened here: closing any descriptor of a database file drops
+/// every POSIX lock SQLite holds on it in this process.
+fn may_read_write(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::{Access, AtFlags, CWD};
+        rustix::fs::accessat(
+            CWD,
+            path,
+            Access::READ_OK | Access::WRITE_OK,
+            AtFlags::empty(),
+        )
+        .map_err(std::io::Error::from)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(path).map(drop)
+    }
+}
+
 /// Classifies a failure to open or set up a connection. SQLite reports
 /// "cannot open" alike for a missing file, a permission and descriptor
-/// exhaustion (EMFILE/ENFILE), so the path is looked at: only a file that is
-/// not there is `Missing`; the operating system's own error is kept in the
-/// message of an `Unavailable`.
+/// exhaustion (EMFILE/ENFILE), so the path is looked at (without opening
+/// it, see [`may_read_write`]): only a file that is not there is `Missing`;
+/// everything else is `Unavailable`, with the permission problem when there
+/// is one.
 fn classify_open_error(path: &Path, e: StoreError) -> StoreError {
     match e {
         StoreError::Unavailable(msg) | StoreError::Other(msg) => {
-            match std::fs::metadata(path).and_then(|_| std::fs::File::open(path).map(drop)) {
+            match std::fs::metadata(path).and_then(|_| may_read_write(path)) {
                 Err(io) => io_fault(path, &io),
                 Ok(()) => StoreError::Unavailable(msg),
             }
