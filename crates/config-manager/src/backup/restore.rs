@@ -16,7 +16,10 @@
 //!      a rebuild) is not put in place by mistake; a snapshot must also carry
 //!      its own metadata file, consistent with it. These refusals can be
 //!      overridden with `--force`.
-//! 3. Only then is it moved into place. The previous database (and its
+//! 3. With `--new-epoch` the staged copy gets a fresh epoch (the backup's is
+//!    recorded as its previous one), so services accept the restored, older
+//!    versions instead of rejecting them as replays.
+//! 4. Only then is it moved into place. The previous database (and its
 //!    `-wal`/`-shm`) is moved aside as `<db>.pre-restore-<stamp>`, never
 //!    deleted; the epoch file is rewritten for the restored database; a
 //!    restore record `<db>.restore-<stamp>.json` and an audit entry

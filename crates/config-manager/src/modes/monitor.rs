@@ -1,9 +1,9 @@
 //! The background database monitor.
 //!
 //! Every tick (`CONFIG_MONITOR_INTERVAL_MS`, default 1000 ms) it checks, off
-//! the executor: the file is still the one we opened, a fresh connection can
-//! read it, and a write lock can be taken (another process holding one shows
-//! as `locked`). Every 60th tick it runs `PRAGMA quick_check` as well. In
+//! the executor: the file is still the one we opened, the service may still
+//! read and write it (`access(2)`), a fresh connection can read it, and a
+//! write lock can be taken (another process holding one shows as `locked`). Every 60th tick it runs `PRAGMA quick_check` as well. In
 //! normal mode a failed check enters read-only fallback; in fallback a
 //! database that checks out again (reopened from the path, so a restored file
 //! is picked up) brings the service back to normal.
