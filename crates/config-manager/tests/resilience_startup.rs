@@ -147,6 +147,7 @@ async fn without_a_valid_cache_startup_answers_no_fallback_and_stays_up() {
     let (mut s, copy, epoch) = prepared(&[], 46).await;
     garble(&s.db_path());
     garble(&s.path("data/lkg.json"));
+    let bad_cache = std::fs::read(s.path("data/lkg.json")).unwrap();
 
     s.spawn().await;
     let h = assert_started_in_fallback(&s, "corrupted").await;
@@ -175,6 +176,11 @@ async fn without_a_valid_cache_startup_answers_no_fallback_and_stays_up() {
     assert_eq!(status, 503);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_alive(&mut s);
+    assert_eq!(
+        std::fs::read(s.path("data/lkg.json")).unwrap(),
+        bad_cache,
+        "nothing rewrote the cache without a database"
+    );
 
     // The garbled cache was not "refreshed" from nothing; a good database
     // brings everything back, cache included.
