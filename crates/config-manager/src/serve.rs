@@ -106,10 +106,11 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     };
     let setup = DatabaseSetup { schemas, options };
     let opened = {
-        let (settings, setup) = (settings.clone(), setup.clone());
-        tokio::task::spawn_blocking(move || crate::modes::startup::open(&settings, &setup))
+        let (s, setup) = (settings.clone(), setup.clone());
+        tokio::task::spawn_blocking(move || crate::modes::startup::open(&s, &setup))
             .await
             .context("opening the database")?
+            .with_context(|| format!("cannot open the database {}", settings.db_path.display()))?
     };
     let (manager, fault) = match opened {
         Opened::Ready(m) => (Some(m), None),

@@ -53,8 +53,10 @@ pub struct StartFault {
     pub swapped: bool,
 }
 
-/// Opens (or, on a first start, creates) the database. Blocking.
-pub fn open(settings: &Settings, setup: &DatabaseSetup) -> Opened {
+/// Opens (or, on a first start, creates) the database. Blocking. Fails only
+/// for what is not a database fault (e.g. the configured keys cannot open
+/// the stored secrets): that is a configuration error, reported as before.
+pub fn open(settings: &Settings, setup: &DatabaseSetup) -> Result<Opened, ManagerError> {
     let db = &settings.db_path;
     let device_epoch = match EpochFile::read(&epoch_file_path(db)) {
         Ok(f) => Some(f.config_epoch),
@@ -82,7 +84,7 @@ pub fn open(settings: &Settings, setup: &DatabaseSetup) -> Opened {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) => {
             let e = StoreError::Unavailable(format!("{}: {e}", db.display()));
-            return Opened::Without(store_fault(&e, fault));
+            return Ok(Opened::Without(store_fault(&e, &fault)));
         }
     };
     let result = if !found && (device_epoch.is_some() || settings.lkg_path.exists()) {
@@ -97,43 +99,10 @@ pub fn open(settings: &Settings, setup: &DatabaseSetup) -> Opened {
             ),
         ))
     } else {
-        match Store::open(db)
-            .map_err(ManagerError::from)
-            .and_then(|store| Manager::open(store, setup.schemas.clone(), setup.options.clone()))
-        {
-            // A lock held past the store's busy timeout: the database is
-            // fine but cannot take writes; the monitor retries.
-            Ok(m) => match (&device_epoch, m.store().probe_writable(BUSY_TIMEOUT)) {
-                (_, Err(e)) => Err(store_fault(&e, fault)),
-                (Some(dev), Ok(())) if dev != m.epoch() => Err(StartFault {
-                    swapped: true,
-                    ..fault(
-                    DatabaseStatus::Missing,
-                    format!(
-                        "the database file belongs to epoch {}, but this device runs epoch {dev} \
-                         (was the file swapped?); it is not used. To accept it, stop the service and \
-                         restore it with `config-manager restore --snapshot FILE --force`; or put the \
-                         database of epoch {dev} back",
-                        m.epoch()
-                    ),
-                    format!(
-                        "{} is epoch {}, the epoch file names {dev}",
-                        db.display(),
-                        m.epoch()
-                    ),
-                )
-                }),
-                _ => Ok(m),
-            },
-            Err(ManagerError::Store(e)) => Err(store_fault(&e, fault)),
-            Err(e) => {
-                let e = StoreError::Other(e.to_string());
-                Err(store_fault(&e, fault))
-            }
-        }
+        open_found(db, setup, device_epoch.as_ref(), &fault)?
     };
     let mut f = match result {
-        Ok(m) => return Opened::Ready(m),
+        Ok(m) => return Ok(Opened::Ready(m)),
         Err(f) => f,
     };
     // A swapped file is a healthy database: never rebuilt.
@@ -160,7 +129,7 @@ pub fn open(settings: &Settings, setup: &DatabaseSetup) -> Opened {
         ) {
             Ok((m, tombstone)) => {
                 tracing::warn!(tombstone = %tombstone.tombstone_path, "database rebuilt at start-up");
-                return Opened::Ready(m);
+                return Ok(Opened::Ready(m));
             }
             Err(e) => {
                 tracing::error!(error = %e, "automatic rebuild at start-up failed");
@@ -168,12 +137,69 @@ pub fn open(settings: &Settings, setup: &DatabaseSetup) -> Opened {
             }
         }
     }
-    Opened::Without(f)
+    Ok(Opened::Without(f))
+}
+
+/// Opens the database (creating it on a first start): the lock probe and the epoch check
+/// come before the manager, which may write (migrations aside, nothing is
+/// written to a file that is not adopted).
+fn open_found(
+    db: &std::path::Path,
+    setup: &DatabaseSetup,
+    device_epoch: Option<&Epoch>,
+    fault: &impl Fn(DatabaseStatus, String, String) -> StartFault,
+) -> Result<Result<Manager, StartFault>, ManagerError> {
+    let store = match Store::open(db).and_then(|store| {
+        // A lock held past the store's busy timeout: the database is fine
+        // but cannot take writes; the monitor retries.
+        store.probe_writable(BUSY_TIMEOUT)?;
+        Ok(store)
+    }) {
+        Ok(store) => store,
+        Err(e) => return Ok(Err(store_fault(&e, fault))),
+    };
+    let epoch = match store.get_epoch() {
+        Ok(info) => Some(info.config_epoch),
+        // A first start: the manager creates the epoch.
+        Err(StoreError::Corrupt(_)) if device_epoch.is_none() => None,
+        Err(e) => return Ok(Err(store_fault(&e, fault))),
+    };
+    if let (Some(dev), Some(epoch)) = (device_epoch, &epoch) {
+        if dev != epoch {
+            return Ok(Err(StartFault {
+                swapped: true,
+                ..fault(
+                    DatabaseStatus::Missing,
+                    swapped_err(epoch, dev),
+                    format!(
+                        "{} is epoch {epoch}, the epoch file names {dev}",
+                        db.display()
+                    ),
+                )
+            }));
+        }
+    }
+    match Manager::open(store, setup.schemas.clone(), setup.options.clone()) {
+        Ok(m) => Ok(Ok(m)),
+        Err(ManagerError::Store(e)) => Ok(Err(store_fault(&e, fault))),
+        Err(e) => Err(e),
+    }
+}
+
+/// Health's `err` for a database of another epoch: what it is and how to
+/// accept it.
+fn swapped_err(found: &Epoch, device: &Epoch) -> String {
+    format!(
+        "the database file belongs to epoch {found}, but this device runs epoch {device} \
+         (was the file swapped?); it is not used. To accept it, stop the service and restore \
+         it with `config-manager restore --snapshot FILE --force`; or put the database of \
+         epoch {device} back"
+    )
 }
 
 fn store_fault(
     e: &StoreError,
-    fault: impl Fn(DatabaseStatus, String, String) -> StartFault,
+    fault: &impl Fn(DatabaseStatus, String, String) -> StartFault,
 ) -> StartFault {
     let status = status_of(e);
     let mut err = public_cause(status);
