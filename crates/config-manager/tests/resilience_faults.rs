@@ -264,3 +264,32 @@ async fn unreadable_database_falls_back_then_recovers_when_permissions_are_fixed
     set_volume(&s, 83).await;
     assert!(broken_files(&s.path("data")).is_empty());
 }
+
+/// The automatic rebuild checks the file once more before moving it: a
+/// healthy database of another epoch swapped in under the running service
+/// (`ALLOW_AUTO_REBUILD=1`) makes the monitor report `missing` (another
+/// file), but the rebuild is refused and the file stays where it is.
+#[tokio::test]
+async fn automatic_rebuild_never_moves_a_database_that_checks_fine() {
+    let s = Server::start_with(fast_monitor(&[("ALLOW_AUTO_REBUILD", "1")])).await;
+    set_volume(&s, 91).await;
+    let mut other = Server::start_with(fast_monitor(&[])).await;
+    set_volume(&other, 92).await;
+    assert_eq!(other.terminate(), Some(0));
+    // Swapped by rename, as a copy tool would: a new inode at the path.
+    let staged = s.path("data/incoming.db");
+    std::fs::copy(other.db_path(), &staged).unwrap();
+    std::fs::rename(&staged, s.db_path()).unwrap();
+    let swapped = identity(&s.db_path());
+
+    let h = wait_health(&s, "rebuild refused", |h| {
+        h["err"]
+            .as_str()
+            .is_some_and(|e| e.contains("automatic rebuild refused"))
+    })
+    .await;
+    assert_eq!(h["operational_mode"], "read-only-fallback", "{h}");
+    assert_fallback_serves_and_refuses(&s, 91).await;
+    assert!(broken_files(&s.path("data")).is_empty(), "{}", s.log());
+    assert_eq!(identity(&s.db_path()), swapped, "the file was not moved");
+}
