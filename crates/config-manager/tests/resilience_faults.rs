@@ -60,7 +60,9 @@ async fn descriptor_exhaustion_never_moves_a_healthy_database() {
     let before = identity(&s.db_path());
     let pid = s.child.as_ref().unwrap().id();
     // A file limit a little above what the service uses now.
-    let limit = open_fds(pid) + 12;
+    let in_use = open_fds(pid);
+    let limit = in_use + 12;
+    eprintln!("the service has {in_use} descriptors open; file limit set to {limit}");
     let out = Command::new("prlimit")
         .arg(format!("--pid={pid}"))
         .arg(format!("--nofile={limit}:{limit}"))
