@@ -16,6 +16,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::{Server, READ_TOKEN, WRITE_TOKEN};
+use config_manager_core::envelope::freshness::{
+    check_freshness, AppliedState, Decision, FreshnessPolicy,
+};
 use config_manager_core::envelope::{Envelope, DEFAULT_MAX_ENVELOPE_BYTES};
 use config_manager_core::health::HEALTH_TOPIC;
 use faults::*;
@@ -294,23 +297,69 @@ async fn startup_fallback_publishes_every_config_from_the_cache_and_health() {
     health.close().await;
 }
 
-#[tokio::test]
+/// `restore --new-epoch` of an older snapshot: the restored database gets a
+/// fresh epoch (the backup's is recorded as the previous one), and a service
+/// that applied a newer version of the old epoch accepts the republished,
+/// lower version (by the contract's freshness rule) instead of rejecting it
+/// as a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_with_new_epoch_gives_the_restored_database_a_fresh_epoch() {
+    let broker = Broker::start();
     let mut s = Server::start_with(fast_monitor(&[
         ("BACKUP_SNAPSHOT_DIR", "snaps"),
         ("BACKUP_SNAPSHOT_INTERVAL", "1s"),
+        ("MQTT_URL", &broker.url()),
     ]))
     .await;
-    let v1 = set_volume(&s, 51).await;
+    let mut sub = Subscriber::connect(broker.port, "system/config/tts-worker").await;
+    let v51 = set_volume(&s, 51).await;
+    let written = time::OffsetDateTime::now_utc();
     let (_, h) = s.get("/health", None).await;
     let old_epoch = h["config_epoch"].as_str().unwrap().to_owned();
-    // Wait for a snapshot holding the write, then write past it.
-    wait_health(&s, "snapshot", |h| h["last_backup"].is_string()).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    set_volume(&s, 52).await;
+    // A snapshot holding the write (taken after it), then a newer version.
+    wait_health(&s, "a snapshot after the write", |h| {
+        h["last_backup"].as_str().is_some_and(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .is_ok_and(|t| t >= written)
+        })
+    })
+    .await;
+    let mut snaps: Vec<PathBuf> = std::fs::read_dir(s.path("snaps"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "db"))
+        .collect();
+    snaps.sort();
+    let snapshot = s.path("older.db");
+    let newest = snaps.pop().unwrap();
+    std::fs::copy(&newest, &snapshot).unwrap();
+    std::fs::copy(
+        format!("{}.epoch.json", newest.display()),
+        format!("{}.epoch.json", snapshot.display()),
+    )
+    .unwrap();
+    let v52 = set_volume(&s, 52).await;
+    assert!(v52 > v51);
+    // What a service has applied: version v52 of the old epoch.
+    let applied = sub
+        .next_matching(Duration::from_secs(30), "version 52", |m| {
+            m.json()["version"].as_i64() == Some(v52)
+        })
+        .await;
+    let applied = Envelope::parse(&applied.payload, DEFAULT_MAX_ENVELOPE_BYTES).unwrap();
+    let applied = AppliedState::of(&applied);
     assert_eq!(s.terminate(), Some(0));
 
-    let out = cli(&s, &["restore", "--snapshot", "latest", "--new-epoch"]);
+    let out = cli(
+        &s,
+        &[
+            "restore",
+            "--snapshot",
+            snapshot.to_str().unwrap(),
+            "--new-epoch",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("new epoch"), "{}", text(&out));
@@ -324,11 +373,28 @@ async fn restore_with_new_epoch_gives_the_restored_database_a_fresh_epoch() {
     let h = wait_health(&s, "normal", |h| h["operational_mode"] == "normal").await;
     assert_eq!(h["config_epoch"], new_epoch.as_str());
     let (_, got) = s.get(TTS, Some(READ_TOKEN)).await;
-    assert!(
-        got["config"]["volume_percent"] == 51 || got["config"]["volume_percent"] == 52,
-        "{got}"
+    assert_eq!(got["config"]["volume_percent"], 51, "{got}");
+    assert_eq!(got["version"].as_i64(), Some(v51));
+    // The republished, lower version is applied by a running service.
+    let msg = sub
+        .next_matching(Duration::from_secs(30), "the new epoch", |m| {
+            m.json()["config_epoch"] == new_epoch.as_str()
+        })
+        .await;
+    let envelope = Envelope::parse(&msg.payload, DEFAULT_MAX_ENVELOPE_BYTES).unwrap();
+    envelope
+        .verify(&trusted(&env_public_key(&s.path(".env"))))
+        .expect("signed");
+    assert!(envelope.version < applied.version);
+    assert_eq!(
+        check_freshness(
+            Some(&applied),
+            &envelope,
+            time::OffsetDateTime::now_utc(),
+            &FreshnessPolicy::default()
+        ),
+        Decision::Apply
     );
-    assert!(got["version"].as_i64().unwrap() >= v1);
     // The restore record names the backup's epoch as the previous one.
     let record = std::fs::read_dir(s.path("data"))
         .unwrap()
@@ -343,4 +409,5 @@ async fn restore_with_new_epoch_gives_the_restored_database_a_fresh_epoch() {
     assert_eq!(record["config_epoch"], new_epoch.as_str());
     // Writes continue in the new epoch.
     set_volume(&s, 53).await;
+    sub.close().await;
 }
