@@ -270,20 +270,43 @@ async fn startup_fallback_publishes_every_config_from_the_cache_and_health() {
     assert_started_in_fallback(&s, "corrupted").await;
 
     let key = env_public_key(&s.path(".env"));
+    // Every service in the cache (as the fallback lists them) is published.
+    let (status, list) = s.get("/services", Some(READ_TOKEN)).await;
+    assert_eq!(status, 200, "{list}");
+    let topics: Vec<String> = list["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| format!("system/config/{}", n.as_str().unwrap()))
+        .collect();
+    assert!(topics.len() > 1, "{list}");
     configs
-        .next_matching(Duration::from_secs(30), "tts-worker config", |m| {
-            m.topic == "system/config/tts-worker"
+        .latest_until(Duration::from_secs(30), "every service", |latest| {
+            topics.iter().all(|t| latest.contains_key(t))
         })
         .await;
-    // Published retained: a subscriber arriving now still gets it.
-    let mut late = Subscriber::connect(broker.port, "system/config/tts-worker").await;
-    let msg = late
-        .next_matching(Duration::from_secs(30), "retained config", |m| m.retain)
+    // Published retained: a subscriber arriving now still gets every one.
+    let mut late = Subscriber::connect(broker.port, "system/config/#").await;
+    let retained = late
+        .latest_until(
+            Duration::from_secs(30),
+            "every service retained",
+            |latest| {
+                topics
+                    .iter()
+                    .all(|t| latest.get(t).is_some_and(|m| m.retain))
+            },
+        )
         .await;
     late.close().await;
+    for topic in &topics {
+        let envelope =
+            Envelope::parse(&retained[topic].payload, DEFAULT_MAX_ENVELOPE_BYTES).unwrap();
+        envelope.verify(&trusted(&key)).expect("signed");
+        assert_eq!(envelope.config_epoch.as_str(), epoch, "{topic}");
+    }
+    let msg = &retained["system/config/tts-worker"];
     let envelope = Envelope::parse(&msg.payload, DEFAULT_MAX_ENVELOPE_BYTES).unwrap();
-    envelope.verify(&trusted(&key)).expect("signed");
-    assert_eq!(envelope.config_epoch.as_str(), epoch);
     assert_eq!(envelope.config["volume_percent"], 50);
     let h = health
         .next_matching(Duration::from_secs(30), "fallback health", |m| {
