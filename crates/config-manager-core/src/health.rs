@@ -25,6 +25,10 @@ pub enum DatabaseStatus {
     SchemaMismatch,
     /// The file is gone (an addition to the Python contract's four values).
     Missing,
+    /// The file is there but cannot be opened right now: permissions, no file
+    /// descriptor left, an I/O error (an addition, like `missing`). Never
+    /// a reason to rebuild.
+    Unavailable,
 }
 
 /// How the manager is serving requests.

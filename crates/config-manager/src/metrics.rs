@@ -435,12 +435,13 @@ const ALL_MODES: [OperationalMode; 3] = [
     OperationalMode::Rebuilding,
 ];
 
-const ALL_DATABASE_STATUSES: [DatabaseStatus; 5] = [
+const ALL_DATABASE_STATUSES: [DatabaseStatus; 6] = [
     DatabaseStatus::Healthy,
     DatabaseStatus::Locked,
     DatabaseStatus::Corrupted,
     DatabaseStatus::SchemaMismatch,
     DatabaseStatus::Missing,
+    DatabaseStatus::Unavailable,
 ];
 
 const ALL_BACKUP_STATUSES: [LitestreamStatus; 3] = [
@@ -467,6 +468,7 @@ fn database_label(status: DatabaseStatus) -> &'static str {
         DatabaseStatus::Corrupted => "corrupted",
         DatabaseStatus::SchemaMismatch => "schema-mismatch",
         DatabaseStatus::Missing => "missing",
+        DatabaseStatus::Unavailable => "unavailable",
     }
 }
 

@@ -8,16 +8,15 @@ use std::sync::Arc;
 use anyhow::Context;
 use config_manager_core::health::{DatabaseStatus, OperationalMode};
 use config_manager_core::lkg::LkgError;
-use config_manager_core::manager::{process_env, Manager, ManagerError, ManagerOptions};
+use config_manager_core::manager::{process_env, Manager, ManagerOptions};
 use config_manager_core::schema::SchemaRegistry;
-use config_manager_core::store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::first_run;
-use crate::modes::RebuildTrigger;
+use crate::modes::startup::Opened;
 use crate::settings::{EnvSource, Settings};
-use crate::state::{AppState, ChangeSink};
+use crate::state::{AppState, ChangeSink, DatabaseSetup};
 use crate::status::StatusBoard;
 
 /// Entry point of `serve`; returns the process exit code.
@@ -119,37 +118,52 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
         secrets: Some(Arc::new(settings.master_keys.clone())),
         auto_fix_schema: settings.allow_auto_rebuild,
     };
-    let manager = open_manager(&settings, schemas, options).await?;
-    tracing::info!(
-        epoch = %manager.epoch(),
-        schema_version = manager.schema_version(),
-        db = %settings.db_path.display(),
-        "database ready"
-    );
-    for refusal in manager.env_refusals() {
-        tracing::warn!(%refusal, "x-env override not read");
-    }
+    let setup = DatabaseSetup { schemas, options };
+    let opened = {
+        let (s, setup) = (settings.clone(), setup.clone());
+        tokio::task::spawn_blocking(move || crate::modes::startup::open(&s, &setup))
+            .await
+            .context("opening the database")?
+            .with_context(|| format!("cannot open the database {}", settings.db_path.display()))?
+    };
+    let (manager, fault) = match opened {
+        Opened::Ready(m) => (Some(m), None),
+        Opened::Without(f) => (None, Some(f)),
+    };
     let status = StatusBoard::new();
-    let report = manager.schema_report().clone();
-    if !report.mismatches.is_empty() {
-        tracing::error!(report = %report.summary(), "stored configuration does not satisfy the changed schemas; read-only until fixed");
-        status.update(|s| {
-            s.mode = OperationalMode::ReadOnlyFallback;
-            s.database_status = DatabaseStatus::SchemaMismatch;
-            s.event = Some("schema change incompatible with stored configuration".into());
-            s.err = Some(format!("schema mismatch: {}", report.summary()));
-        });
-    } else if report.changed {
-        tracing::info!(upgraded = ?report.upgraded, reset = report.reset.len(), "applied a schema change");
+    if let Some(manager) = &manager {
+        tracing::info!(
+            epoch = %manager.epoch(),
+            schema_version = manager.schema_version(),
+            db = %settings.db_path.display(),
+            "database ready"
+        );
+        for refusal in manager.env_refusals() {
+            tracing::warn!(%refusal, "x-env override not read");
+        }
+        report_schema_change(manager, &status);
     }
     // Built before the state (which holds its sink), started after; it never
     // waits for the broker, so start-up does not depend on MQTT.
     let publisher = crate::mqtt::Publisher::new(settings.mqtt.as_ref())?;
     let sink: Arc<dyn ChangeSink> = publisher.sink();
-    let state = AppState::new(manager, settings.clone(), sink, status);
-    crate::backup::record_epoch_file(&state).await;
-    report_existing_lkg(&state).await;
-    state.refresh_lkg().await;
+    let state = AppState::new(
+        manager,
+        setup,
+        fault.as_ref().and_then(|f| f.expected_epoch.clone()),
+        settings.clone(),
+        sink,
+        status,
+    );
+    match &fault {
+        // Nothing is written: the cache on disk is what reads come from.
+        Some(fault) => crate::modes::startup::start_without_database(&state, fault).await,
+        None => {
+            crate::backup::record_epoch_file(&state).await;
+            report_existing_lkg(&state).await;
+            state.refresh_lkg().await;
+        }
+    }
     let mqtt = publisher.start(state.clone());
     let shutdown = CancellationToken::new();
     let monitor = tokio::spawn(crate::modes::monitor::run(
@@ -185,55 +199,27 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
     // below: a checkpoint Litestream did not do makes it take a full
     // snapshot, and it would hold up the checkpoint (docs/backup.md).
     backup.join().await;
-    let manager = state.manager();
-    tokio::task::spawn_blocking(move || manager.store().checkpoint()).await??;
+    if let Some(manager) = state.manager() {
+        tokio::task::spawn_blocking(move || manager.store().checkpoint()).await??;
+    }
     Ok(())
 }
 
-/// Opens the database. A corrupted file at start-up is rebuilt from the
-/// verified LKG cache when `ALLOW_AUTO_REBUILD=1` (moved aside, never
-/// deleted); otherwise start-up fails with what to do.
-async fn open_manager(
-    settings: &Arc<Settings>,
-    schemas: SchemaRegistry,
-    options: ManagerOptions,
-) -> anyhow::Result<Manager> {
-    let settings = settings.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<Manager> {
-        let db_path = &settings.db_path;
-        let opened = Store::open(db_path)
-            .map_err(ManagerError::from)
-            .and_then(|store| Manager::open(store, schemas.clone(), options.clone()));
-        match opened {
-            Ok(m) => Ok(m),
-            Err(ManagerError::Store(e @ (StoreError::Corrupt(_) | StoreError::SchemaMismatch(_))))
-                if settings.allow_auto_rebuild =>
-            {
-                tracing::error!(error = %e, "database unusable at start-up; rebuilding (ALLOW_AUTO_REBUILD=1)");
-                let lkg = crate::lkg::LkgFile::new(settings.lkg_path.clone(), settings.lkg_keys.clone());
-                let cache = lkg.load().ok().map(|c| c.into_contents());
-                let (m, tombstone) = crate::modes::rebuild::rebuild_files(
-                    db_path,
-                    cache.as_ref(),
-                    schemas,
-                    options,
-                    cache.as_ref().map(|c| c.config_epoch.to_string()),
-                    "automatic rebuild at start-up: database unusable",
-                    "system",
-                    RebuildTrigger::Automatic,
-                )
-                .map_err(|e| anyhow::anyhow!("rebuild failed: {e}"))?;
-                tracing::warn!(tombstone = %tombstone.tombstone_path, "database rebuilt at start-up");
-                Ok(m)
-            }
-            Err(e) => Err(anyhow::anyhow!(
-                "cannot open the database {}: {e}. Set ALLOW_AUTO_REBUILD=1 to rebuild it from the \
-                 last-known-good cache (the broken file is kept), or restore a backup",
-                db_path.display()
-            )),
-        }
-    })
-    .await?
+/// Shows an incompatible schema change in health (read-only until fixed)
+/// and logs a compatible one.
+fn report_schema_change(manager: &Manager, status: &StatusBoard) {
+    let report = manager.schema_report().clone();
+    if !report.mismatches.is_empty() {
+        tracing::error!(report = %report.summary(), "stored configuration does not satisfy the changed schemas; read-only until fixed");
+        status.update(|s| {
+            s.mode = OperationalMode::ReadOnlyFallback;
+            s.database_status = DatabaseStatus::SchemaMismatch;
+            s.event = Some("schema change incompatible with stored configuration".into());
+            s.err = Some(format!("schema mismatch: {}", report.summary()));
+        });
+    } else if report.changed {
+        tracing::info!(upgraded = ?report.upgraded, reset = report.reset.len(), "applied a schema change");
+    }
 }
 
 /// Logs (and shows in health) an LKG file that exists but does not verify

@@ -3,8 +3,10 @@
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use config_manager_core::domain::Epoch;
 use config_manager_core::health::{DatabaseStatus, OperationalMode};
-use config_manager_core::manager::{FallbackView, Manager};
+use config_manager_core::manager::{FallbackView, Manager, ManagerOptions};
+use config_manager_core::schema::SchemaRegistry;
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::session::SessionStore;
@@ -28,7 +30,15 @@ impl ChangeSink for NoSink {
 }
 
 struct Inner {
-    manager: RwLock<Arc<Manager>>,
+    /// `None` while the service runs without a database: it started with one
+    /// it could not open (or would not adopt) and waits for recovery.
+    manager: RwLock<Option<Arc<Manager>>>,
+    /// Schemas and options of a manager opened later (recovery, rebuild)
+    /// when there is none to take them from.
+    setup: DatabaseSetup,
+    /// The epoch a database must have to be adopted when there is no manager
+    /// (the device's epoch file, else the verified cache's).
+    expected_epoch: RwLock<Option<Epoch>>,
     /// The verified LKG cache reads are served from in read-only fallback.
     fallback: RwLock<Option<Arc<FallbackView>>>,
     lkg: Arc<LkgFile>,
@@ -46,6 +56,13 @@ struct Inner {
     login_limit: crate::http::login_limit::LoginLimiter,
     started: Instant,
     metrics: Metrics,
+}
+
+/// What opening a database needs besides the file.
+#[derive(Clone)]
+pub struct DatabaseSetup {
+    pub schemas: SchemaRegistry,
+    pub options: ManagerOptions,
 }
 
 /// Where a read was served from.
@@ -72,8 +89,13 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// `manager` is `None` when start-up could not open (or adopt) the
+    /// database; `expected_epoch` is then what a database must have to be
+    /// adopted by recovery.
     pub fn new(
-        manager: Manager,
+        manager: Option<Manager>,
+        setup: DatabaseSetup,
+        expected_epoch: Option<Epoch>,
         settings: Arc<Settings>,
         sink: Arc<dyn ChangeSink>,
         status: StatusBoard,
@@ -85,7 +107,9 @@ impl AppState {
         let guard = settings.guard;
         Self {
             inner: Arc::new(Inner {
-                manager: RwLock::new(Arc::new(manager)),
+                manager: RwLock::new(manager.map(Arc::new)),
+                setup,
+                expected_epoch: RwLock::new(expected_epoch),
                 fallback: RwLock::new(None),
                 lkg,
                 cache: crate::read_cache::ReadCache::default(),
@@ -105,13 +129,40 @@ impl AppState {
         }
     }
 
-    /// The current manager (a rebuild may replace it).
-    pub fn manager(&self) -> Arc<Manager> {
+    /// The current manager (a rebuild may replace it); `None` while the
+    /// service has no database (see [`AppState::new`]).
+    pub fn manager(&self) -> Option<Arc<Manager>> {
         self.inner
             .manager
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Schemas and options for opening a manager: the current one's, else
+    /// the ones start-up loaded.
+    pub fn database_setup(&self) -> DatabaseSetup {
+        match self.manager() {
+            Some(m) => DatabaseSetup {
+                schemas: m.schemas().clone(),
+                options: m.options().clone(),
+            },
+            None => self.inner.setup.clone(),
+        }
+    }
+
+    /// The epoch this service's data belongs to: the manager's, else the one
+    /// a database must have to be adopted. `None` when nothing is known.
+    pub fn expected_epoch(&self) -> Option<Epoch> {
+        match self.manager() {
+            Some(m) => Some(m.epoch().clone()),
+            None => self
+                .inner
+                .expected_epoch
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
     }
 
     pub fn settings(&self) -> &Settings {
@@ -124,7 +175,7 @@ impl AppState {
             .inner
             .manager
             .write()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::new(manager);
+            .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(manager));
         self.inner.cache.clear();
     }
 
@@ -214,9 +265,13 @@ impl AppState {
     }
 
     /// Rewrites the LKG cache from the database and records its validity.
+    /// Without a database there is nothing to write (and the cache on disk is
+    /// what reads are served from): nothing is done.
     pub async fn refresh_lkg(&self) {
         let lkg = self.inner.lkg.clone();
-        let manager = self.manager();
+        let Some(manager) = self.manager() else {
+            return;
+        };
         let result = tokio::task::spawn_blocking(move || lkg.refresh(&manager)).await;
         let ok = matches!(result, Ok(Ok(())));
         if let Ok(Err(e)) = &result {
@@ -250,7 +305,9 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&Manager) -> ApiResult<T> + Send + 'static,
     {
-        let manager = self.manager();
+        let Some(manager) = self.manager() else {
+            return Err(ApiError::NoFallback);
+        };
         let started = Instant::now();
         let result = tokio::task::spawn_blocking(move || f(&manager))
             .await
@@ -277,7 +334,9 @@ impl AppState {
                 Err(ApiError::Database(_) | ApiError::ReadOnly) => {}
                 other => return other.map(|v| (v, Served::Database)),
             }
-        } else if status.database_status == DatabaseStatus::SchemaMismatch {
+        } else if status.database_status == DatabaseStatus::SchemaMismatch
+            && self.manager().is_some()
+        {
             // The database is fine, only writes are refused.
             return self.run_unchecked(db).await.map(|v| (v, Served::Database));
         }

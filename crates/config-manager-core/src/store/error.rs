@@ -22,9 +22,14 @@ pub enum StoreError {
     /// The file is not a database or fails its integrity check.
     #[error("database is corrupted: {0}")]
     Corrupt(String),
-    /// The database file is gone or cannot be opened.
-    #[error("database file is missing or cannot be opened: {0}")]
+    /// The database file is gone (or was replaced by another file).
+    #[error("database file is missing: {0}")]
     Missing(String),
+    /// The file is there but cannot be opened or read right now: permissions,
+    /// descriptor exhaustion (EMFILE/ENFILE), an I/O error. Says nothing about
+    /// the file's contents, so it must never lead to a rebuild.
+    #[error("database file cannot be opened: {0}")]
+    Unavailable(String),
     /// The database was written by a newer or unknown version of the schema.
     #[error("database schema mismatch: {0}")]
     SchemaMismatch(String),
@@ -45,6 +50,7 @@ impl StoreError {
             StoreError::Locked
                 | StoreError::Corrupt(_)
                 | StoreError::Missing(_)
+                | StoreError::Unavailable(_)
                 | StoreError::SchemaMismatch(_)
                 | StoreError::DiskFull
                 | StoreError::Other(_)
@@ -62,7 +68,10 @@ impl From<rusqlite::Error> for StoreError {
                     StoreError::Corrupt(msg.clone().unwrap_or_else(|| f.to_string()))
                 }
                 C::DiskFull => StoreError::DiskFull,
-                C::CannotOpen => StoreError::Missing(f.to_string()),
+                // Without the path the cause is unknown (a missing file, a
+                // permission, no descriptor left): the store's open functions
+                // look at the path and say `Missing` only when it is gone.
+                C::CannotOpen => StoreError::Unavailable(f.to_string()),
                 C::ReadOnly | C::SystemIoFailure | C::PermissionDenied => {
                     // A deleted or replaced file surfaces as an I/O error on write.
                     StoreError::Other(e.to_string())

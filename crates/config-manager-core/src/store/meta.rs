@@ -67,6 +67,25 @@ impl Store {
         })
     }
 
+    /// Gives the database a new epoch, recording the current one as its
+    /// previous epoch. Only for `restore --new-epoch`, on a restored copy no
+    /// service uses yet: services that applied versions of the old epoch then
+    /// accept the restored (possibly lower) versions instead of rejecting
+    /// them as replays. Everything else in the database stays as it is.
+    pub fn renew_epoch(&self, epoch: &Epoch, reason: &str) -> Result<EpochInfo> {
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE epoch SET previous_epoch = config_epoch, config_epoch = ?1, created_at = ?2, reason = ?3 WHERE id = 1",
+                params![epoch.as_str(), now_rfc3339(), reason],
+            )?;
+            if changed != 1 {
+                return Err(StoreError::Corrupt("database has no epoch".into()));
+            }
+            Ok(())
+        })?;
+        self.get_epoch()
+    }
+
     /// The latest recorded schema version, if any.
     pub fn find_schema_version(&self) -> Result<Option<SchemaVersion>> {
         self.read(|c| {

@@ -79,8 +79,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() && !dir.exists() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Missing(format!("{}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir).map_err(|e| io_fault(dir, &e))?;
             }
         }
         // Owner-only before SQLite creates it (see `private_file`).
@@ -90,7 +89,7 @@ impl Store {
         migrations::apply(&mut writer)?;
         Ok(Self {
             path: path.to_owned(),
-            identity: file_identity(path),
+            identity: file_identity(path).ok().flatten(),
             writer: Mutex::new(writer),
             readers: ReaderPool::new(path.to_owned()),
             items_generation: AtomicU64::new(0),
@@ -100,14 +99,14 @@ impl Store {
     /// Opens an existing database without creating or migrating it (for
     /// verification tools and the health monitor).
     pub fn open_existing(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Err(StoreError::Missing(path.display().to_string()));
+        if let Err(e) = std::fs::metadata(path) {
+            return Err(io_fault(path, &e));
         }
         let writer = open_connection(path, false)?;
         migrations::check(&writer)?;
         Ok(Self {
             path: path.to_owned(),
-            identity: file_identity(path),
+            identity: file_identity(path).ok().flatten(),
             writer: Mutex::new(writer),
             readers: ReaderPool::new(path.to_owned()),
             items_generation: AtomicU64::new(0),
@@ -150,7 +149,7 @@ impl Store {
     /// Fails with [`StoreError::Missing`] when the database file is gone or is
     /// no longer the file this store opened.
     pub fn check_file(&self) -> Result<()> {
-        match (file_identity(&self.path), self.identity) {
+        match (file_identity(&self.path)?, self.identity) {
             (None, _) => Err(StoreError::Missing(format!(
                 "{} was deleted",
                 self.path.display()
@@ -161,6 +160,14 @@ impl Store {
             ))),
             _ => Ok(()),
         }
+    }
+
+    /// Fails with [`StoreError::Unavailable`] when the file can no longer be
+    /// opened for reading and writing (permissions changed under the running
+    /// service). SQLite does not notice: it keeps and reuses the descriptors
+    /// it has, so only a fresh open shows it. For the health monitor.
+    pub fn check_access(&self) -> Result<()> {
+        may_read_write(&self.path).map_err(|e| io_fault(&self.path, &e))
     }
 
     /// Whether a write lock can be taken right now (without writing): the
@@ -221,23 +228,88 @@ impl Store {
     }
 }
 
-/// `(device, inode)` of a file, or `None` when it does not exist.
-fn file_identity(path: &Path) -> Option<(u64, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
+/// `(device, inode)` of a file, `None` when it does not exist. Any other
+/// failure to look at it (a permission, an I/O error) is an error, never
+/// "the file is gone".
+fn file_identity(path: &Path) -> Result<Option<(u64, u64)>> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_fault(path, &e)),
+    };
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        Some((meta.dev(), meta.ino()))
+        Ok(Some((meta.dev(), meta.ino())))
     }
     #[cfg(not(unix))]
     {
         let _ = meta;
-        Some((0, 0))
+        Ok(Some((0, 0)))
+    }
+}
+
+/// What an I/O error on the database path means: `Missing` only when the
+/// file (or its directory) does not exist; anything else (no permission,
+/// too many open files, an I/O error) is `Unavailable`, which says nothing
+/// about the file's contents and never leads to a rebuild.
+fn io_fault(path: &Path, e: &std::io::Error) -> StoreError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        StoreError::Missing(path.display().to_string())
+    } else {
+        StoreError::Unavailable(format!("{}: {e}", path.display()))
+    }
+}
+
+/// Whether this process may read and write `path`, by `access(2)`. The file
+/// is never opened here: closing any descriptor of a database file drops
+/// every POSIX lock SQLite holds on it in this process.
+fn may_read_write(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::{Access, AtFlags, CWD};
+        rustix::fs::accessat(
+            CWD,
+            path,
+            Access::READ_OK | Access::WRITE_OK,
+            AtFlags::empty(),
+        )
+        .map_err(std::io::Error::from)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(path).map(drop)
+    }
+}
+
+/// Classifies a failure to open or set up a connection. SQLite reports
+/// "cannot open" alike for a missing file, a permission and descriptor
+/// exhaustion (EMFILE/ENFILE), so the path is looked at (without opening
+/// it, see [`may_read_write`]): only a file that is not there is `Missing`;
+/// everything else is `Unavailable`, with the permission problem when there
+/// is one.
+fn classify_open_error(path: &Path, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(msg) | StoreError::Other(msg) => {
+            match std::fs::metadata(path).and_then(|_| may_read_write(path)) {
+                Err(io) => io_fault(path, &io),
+                Ok(()) => StoreError::Unavailable(msg),
+            }
+        }
+        StoreError::Missing(_) => match std::fs::metadata(path) {
+            Err(io) => io_fault(path, &io),
+            Ok(_) => StoreError::Unavailable(path.display().to_string()),
+        },
+        other => other,
     }
 }
 
 /// Opens one connection with the project's pragmas.
 fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
+    open_connection_inner(path, read_only).map_err(|e| classify_open_error(path, e))
+}
+
+fn open_connection_inner(path: &Path, read_only: bool) -> Result<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {

@@ -176,3 +176,31 @@ fn garbage_file_is_corrupt() {
         other => panic!("expected corrupt, got {other:?}"),
     }
 }
+
+#[test]
+fn renew_epoch_records_the_previous_one_and_keeps_the_data() {
+    let (_dir, store) = open();
+    store
+        .save_config(&write("svc", json!({"a": 1}), None), "e1")
+        .unwrap();
+    let info = store
+        .renew_epoch(&crate::domain::Epoch("e2".into()), "restore --new-epoch")
+        .unwrap();
+    assert_eq!(info.config_epoch.as_str(), "e2");
+    assert_eq!(info.previous_epoch.as_deref(), Some("e1"));
+    assert_eq!(store.get_config("svc").unwrap().version, 1);
+}
+
+#[test]
+fn a_file_that_exists_but_cannot_be_opened_is_unavailable_not_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the database should be: SQLite cannot open it, and
+    // it is not missing.
+    let path = dir.path().join("config.db");
+    std::fs::create_dir(&path).unwrap();
+    let e = Store::open_existing(&path).unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    let gone = dir.path().join("gone.db");
+    let e = Store::open_existing(&gone).unwrap_err();
+    assert!(matches!(e, StoreError::Missing(_)), "{e:?}");
+}

@@ -229,6 +229,9 @@ async fn leave_checkpoints_to_litestream(state: AppState, shutdown: Cancellation
     loop {
         let manager = state.manager();
         let result = tokio::task::spawn_blocking(move || {
+            let Some(manager) = manager else {
+                return Ok(());
+            };
             let store = manager.store();
             if store.wal_autocheckpoint()? != 0 {
                 store.set_wal_autocheckpoint(0)?;
@@ -259,7 +262,9 @@ async fn leave_checkpoints_to_litestream(state: AppState, shutdown: Cancellation
 /// health and audited before the file is rewritten from the database, which
 /// is the authority. A failure is logged, never fatal.
 pub async fn record_epoch_file(state: &AppState) {
-    let manager = state.manager();
+    let Some(manager) = state.manager() else {
+        return;
+    };
     let result = tokio::task::spawn_blocking(move || {
         let store = manager.store();
         let path = epoch_file_path(store.path());

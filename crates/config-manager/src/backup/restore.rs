@@ -16,7 +16,10 @@
 //!      a rebuild) is not put in place by mistake; a snapshot must also carry
 //!      its own metadata file, consistent with it. These refusals can be
 //!      overridden with `--force`.
-//! 3. Only then is it moved into place. The previous database (and its
+//! 3. With `--new-epoch` the staged copy gets a fresh epoch (the backup's is
+//!    recorded as its previous one), so services accept the restored, older
+//!    versions instead of rejecting them as replays.
+//! 4. Only then is it moved into place. The previous database (and its
 //!    `-wal`/`-shm`) is moved aside as `<db>.pre-restore-<stamp>`, never
 //!    deleted; the epoch file is rewritten for the restored database; a
 //!    restore record `<db>.restore-<stamp>.json` and an audit entry
@@ -32,7 +35,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use config_manager_core::domain::now_rfc3339;
+use config_manager_core::domain::{now_rfc3339, Epoch};
 use config_manager_core::store::{
     epoch_file_path, inspect_database, sync_parent_dir, DatabaseIdentity, EpochFile,
     EpochFileError, NewAudit, Store, StoreError, LATEST_MIGRATION,
@@ -76,6 +79,13 @@ pub struct RestoreArgs {
     /// its integrity check is refused even so.
     #[arg(long)]
     pub force: bool,
+    /// Give the restored database a new config epoch (the backup's is
+    /// recorded as its previous epoch). Use it when the restored state is
+    /// older than what services already applied (a point-in-time restore):
+    /// they accept the republished, lower versions at once instead of
+    /// rejecting them as replays. The backup's checks are made as without it.
+    #[arg(long)]
+    pub new_epoch: bool,
 }
 
 /// What a restore did; written next to the database and into the audit log.
@@ -90,6 +100,8 @@ pub struct RestoreRecord {
     pub target: String,
     pub config_epoch: String,
     pub epoch_created_at: String,
+    /// With `--new-epoch`: the backup's own epoch, now the previous one.
+    pub backup_epoch: Option<String>,
     pub schema_version: i64,
     /// The device's epoch metadata before the restore, if it had one.
     pub device_epoch_file: Option<EpochFile>,
@@ -187,6 +199,14 @@ fn restore_via(
             risks.join("\n  - ")
         )));
     }
+    let (identity, backup_epoch) = if args.new_epoch {
+        (
+            renew_epoch(&staged)?,
+            Some(identity.epoch.config_epoch.to_string()),
+        )
+    } else {
+        (identity, None)
+    };
     let moved_aside = if in_place {
         move_aside(db_path, stamp)?
     } else {
@@ -201,6 +221,7 @@ fn restore_via(
         target: target.display().to_string(),
         config_epoch: identity.epoch.config_epoch.to_string(),
         epoch_created_at: identity.epoch.created_at.clone(),
+        backup_epoch,
         schema_version: identity.schema_version,
         device_epoch_file: device,
         forced: !risks.is_empty(),
@@ -420,6 +441,23 @@ fn validate(staged: &Path, risks: &mut Vec<String>) -> CliResult<DatabaseIdentit
     Ok(identity)
 }
 
+/// `--new-epoch`: a fresh epoch for the staged copy (which no service uses
+/// yet); returns its new identity.
+fn renew_epoch(staged: &Path) -> CliResult<DatabaseIdentity> {
+    let fail = |e: &dyn std::fmt::Display| {
+        CliError::Failed(format!(
+            "cannot give the restored database a new epoch: {e}. Nothing was changed."
+        ))
+    };
+    let store = Store::open(staged).map_err(|e| fail(&e))?;
+    store
+        .renew_epoch(&Epoch::generate(), "restore --new-epoch")
+        .map_err(|e| fail(&e))?;
+    let identity = store.identity().map_err(|e| fail(&e))?;
+    store.checkpoint().map_err(|e| fail(&e))?;
+    Ok(identity)
+}
+
 /// Compares the backup with the device's epoch metadata; returns the
 /// device's file (for the record).
 fn check_device_metadata(
@@ -545,6 +583,12 @@ fn print_summary(r: &RestoreRecord, in_place: bool) {
             .map(|t| format!(", transaction {t}"))
             .unwrap_or_default()
     );
+    if let Some(old) = &r.backup_epoch {
+        println!(
+            "  new epoch {} (the backup's epoch {old} is recorded as the previous one)",
+            r.config_epoch
+        );
+    }
     for m in &r.moved_aside {
         println!("  previous file moved aside: {m}");
     }

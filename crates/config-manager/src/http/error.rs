@@ -221,6 +221,7 @@ impl DatabaseFault {
             DatabaseStatus::Corrupted => "corrupted",
             DatabaseStatus::SchemaMismatch => "schema mismatch",
             DatabaseStatus::Missing => "missing",
+            DatabaseStatus::Unavailable => "unavailable",
         }
     }
 }

@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use config_manager_core::domain::Epoch;
 use config_manager_core::health::{DatabaseStatus, HealthStatus, ManagerStatus, OperationalMode};
 use config_manager_core::store::StoreError;
 
@@ -13,13 +14,24 @@ use crate::state::AppState;
 pub fn snapshot(state: &AppState) -> HealthStatus {
     let s = state.status().get();
     let manager = state.manager();
+    // Without a database: the epoch of the data being served (the cache's),
+    // else the one expected; schema version 0 = unknown.
+    let config_epoch = match &manager {
+        Some(m) => m.epoch().clone(),
+        None => state
+            .fallback()
+            .map(|v| v.epoch().clone())
+            .or_else(|| state.expected_epoch())
+            .unwrap_or_else(|| Epoch(String::new())),
+    };
+    let schema_version = manager.as_ref().map_or(0, |m| m.schema_version());
     let mut h = HealthStatus {
         ok: false,
         status: ManagerStatus::Online,
         database_status: s.database_status,
         operational_mode: s.mode,
-        config_epoch: manager.epoch().clone(),
-        schema_version: u32::try_from(manager.schema_version()).unwrap_or(u32::MAX),
+        config_epoch,
+        schema_version: u32::try_from(schema_version).unwrap_or(u32::MAX),
         lkg_cache_valid: s.lkg_cache_valid,
         litestream_status: s.litestream_status,
         last_backup: s.last_backup,
@@ -52,7 +64,10 @@ pub fn status_of(e: &StoreError) -> DatabaseStatus {
         StoreError::Locked => DatabaseStatus::Locked,
         StoreError::SchemaMismatch(_) => DatabaseStatus::SchemaMismatch,
         StoreError::Missing(_) => DatabaseStatus::Missing,
-        _ => DatabaseStatus::Corrupted,
+        StoreError::Corrupt(_) => DatabaseStatus::Corrupted,
+        // Cannot open or read it now (permissions, descriptors, I/O): says
+        // nothing about the contents, so never "corrupted" (no rebuild).
+        _ => DatabaseStatus::Unavailable,
     }
 }
 

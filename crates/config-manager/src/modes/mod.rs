@@ -13,6 +13,7 @@
 
 pub mod monitor;
 pub mod rebuild;
+pub mod startup;
 
 use config_manager_core::health::{DatabaseStatus, OperationalMode};
 use config_manager_core::lkg::LkgContents;
@@ -36,8 +37,7 @@ pub async fn enter_fallback(state: &AppState, status: DatabaseStatus, cause: &st
         if !state.is_normal() {
             return;
         }
-        let manager = state.manager();
-        let (view, lkg_problem) = load_fallback(state, &manager).await;
+        let (view, lkg_problem) = load_fallback(state).await;
         let has_view = view.is_some();
         state.set_fallback(view);
         state.status().update(|s| {
@@ -74,34 +74,29 @@ pub async fn enter_fallback(state: &AppState, status: DatabaseStatus, cause: &st
 }
 
 /// Loads and verifies the cache and checks that it belongs to this database
-/// (same epoch). Returns the view, or why there is none.
-pub(crate) async fn load_fallback(
-    state: &AppState,
-    manager: &Manager,
-) -> (Option<FallbackView>, Option<String>) {
+/// (same epoch as the manager, or as expected when there is none). Returns
+/// the view, or why there is none.
+pub(crate) async fn load_fallback(state: &AppState) -> (Option<FallbackView>, Option<String>) {
+    let setup = state.database_setup();
+    let expected = state.expected_epoch();
     let lkg = state.lkg().clone();
     let loaded = tokio::task::spawn_blocking(move || lkg.load()).await;
     let cache = match loaded {
         Ok(Ok(cache)) => cache,
-        Ok(Err(e)) => return (None, Some(e.to_string())),
+        Ok(Err(e)) => return (None, Some(lkg_problem(&e))),
         Err(e) => return (None, Some(e.to_string())),
     };
     let contents: LkgContents = cache.into_contents();
-    if &contents.config_epoch != manager.epoch() {
+    if let Some(expected) = expected.filter(|e| e != &contents.config_epoch) {
         return (
             None,
             Some(format!(
-                "cache is from epoch {}, the database is epoch {}",
+                "cache is from epoch {}, the database is epoch {expected}",
                 contents.config_epoch,
-                manager.epoch()
             )),
         );
     }
-    let view = FallbackView::new(
-        manager.schemas().clone(),
-        manager.options().clone(),
-        contents,
-    );
+    let view = FallbackView::new(setup.schemas, setup.options, contents);
     (Some(view), None)
 }
 
@@ -119,6 +114,9 @@ pub async fn recover(state: &AppState, manager: Manager) {
         });
         tracing::info!("database healthy again; back to normal mode");
     }
+    // Current after a restore (or created, for a service that started
+    // without its database).
+    crate::backup::record_epoch_file(state).await;
     republish_all(state).await;
 }
 
@@ -132,23 +130,40 @@ pub async fn republish_all(state: &AppState) {
     state.notify_changed(&services).await;
 }
 
-fn status_word(status: DatabaseStatus) -> &'static str {
+/// Why the cache cannot be used, without its path (shown in health).
+pub(crate) fn lkg_problem(e: &config_manager_core::lkg::LkgError) -> String {
+    use config_manager_core::lkg::LkgError;
+    match e {
+        LkgError::Missing(_) => "there is no last-known-good cache file".into(),
+        LkgError::Io { source, .. } => {
+            format!("the last-known-good cache cannot be read ({source})")
+        }
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn status_word(status: DatabaseStatus) -> &'static str {
     match status {
         DatabaseStatus::Healthy => "healthy",
         DatabaseStatus::Locked => "lock",
         DatabaseStatus::Corrupted => "corruption",
         DatabaseStatus::SchemaMismatch => "schema mismatch",
         DatabaseStatus::Missing => "file missing",
+        DatabaseStatus::Unavailable => "file unavailable",
     }
 }
 
 /// What health says about the fault: no paths, no SQL, no values.
-fn public_cause(status: DatabaseStatus) -> String {
+pub(crate) fn public_cause(status: DatabaseStatus) -> String {
     match status {
         DatabaseStatus::Healthy => "database healthy".into(),
         DatabaseStatus::Locked => "database is locked by another process".into(),
         DatabaseStatus::Corrupted => "database integrity check failed".into(),
         DatabaseStatus::SchemaMismatch => "database schema does not match".into(),
         DatabaseStatus::Missing => "database file is missing or was replaced".into(),
+        DatabaseStatus::Unavailable => {
+            "database file cannot be opened (permissions, too many open files or an I/O error)"
+                .into()
+        }
     }
 }

@@ -1,23 +1,24 @@
 //! The background database monitor.
 //!
 //! Every tick (`CONFIG_MONITOR_INTERVAL_MS`, default 1000 ms) it checks, off
-//! the executor: the file is still the one we opened, a fresh connection can
-//! read it, and a write lock can be taken (another process holding one shows
-//! as `locked`). Every 60th tick it runs `PRAGMA quick_check` as well. In
+//! the executor: the file is still the one we opened, the service may still
+//! read and write it (`access(2)`), a fresh connection can read it, and a
+//! write lock can be taken (another process holding one shows as `locked`). Every 60th tick it runs `PRAGMA quick_check` as well. In
 //! normal mode a failed check enters read-only fallback; in fallback a
 //! database that checks out again (reopened from the path, so a restored file
 //! is picked up) brings the service back to normal.
 
 use std::time::Duration;
 
+use config_manager_core::domain::Epoch;
 use config_manager_core::health::DatabaseStatus;
 use config_manager_core::manager::Manager;
-use config_manager_core::store::{Store, StoreError};
+use config_manager_core::store::{epoch_file_path, EpochFile, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use super::{enter_fallback, recover};
 use crate::http::health::status_of;
-use crate::state::AppState;
+use crate::state::{AppState, DatabaseSetup};
 
 /// How long the write probe waits for a lock.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
@@ -44,8 +45,8 @@ pub async fn run(state: AppState, interval: Duration, shutdown: CancellationToke
         tick += 1;
         let full = tick % FULL_CHECK_EVERY == 0 || full_check_cost < CHEAP_FULL_CHECK;
         let status = state.status().get();
-        if state.is_normal() {
-            let manager = state.manager();
+        let manager = state.manager();
+        if let (true, Some(manager)) = (state.is_normal(), manager.clone()) {
             let started = std::time::Instant::now();
             let checked = tokio::task::spawn_blocking(move || check(manager.store(), full)).await;
             if full {
@@ -57,11 +58,16 @@ pub async fn run(state: AppState, interval: Duration, shutdown: CancellationToke
                 verify_lkg(&state).await;
             }
         } else if status.mode == config_manager_core::health::OperationalMode::ReadOnlyFallback
-            && status.database_status != DatabaseStatus::SchemaMismatch
+            && !(status.database_status == DatabaseStatus::SchemaMismatch && manager.is_some())
         {
+            // A schema mismatch of a healthy, opened database only ends with
+            // a restart; every other fault (and a service that has no
+            // database since start-up) is retried from the path.
             let path = state.settings().db_path.clone();
-            let old = state.manager();
-            let reopened = tokio::task::spawn_blocking(move || reopen(&path, &old)).await;
+            let expected = state.expected_epoch();
+            let setup = state.database_setup();
+            let reopened =
+                tokio::task::spawn_blocking(move || reopen(&path, expected.as_ref(), setup)).await;
             match reopened {
                 Ok(Ok(manager)) => recover(&state, manager).await,
                 Ok(Err(e)) => {
@@ -79,7 +85,9 @@ pub async fn run(state: AppState, interval: Duration, shutdown: CancellationToke
 /// database, so fallback never depends on a bad file.
 async fn verify_lkg(state: &AppState) {
     let lkg = state.lkg().clone();
-    let epoch = state.manager().epoch().clone();
+    let Some(epoch) = state.expected_epoch() else {
+        return;
+    };
     let result = tokio::task::spawn_blocking(move || {
         lkg.load().map_err(|e| e.to_string()).and_then(|c| {
             if c.contents().config_epoch == epoch {
@@ -108,6 +116,7 @@ async fn verify_lkg(state: &AppState) {
 /// The checks of one tick (blocking).
 fn check(store: &Store, full: bool) -> Result<(), StoreError> {
     store.check_file()?;
+    store.check_access()?;
     if full {
         store.integrity_check()?;
     } else {
@@ -117,21 +126,34 @@ fn check(store: &Store, full: bool) -> Result<(), StoreError> {
 }
 
 /// Opens the database at `path` afresh and checks it fully; on success the
-/// new manager replaces the old one. The epoch must be the old one: another
-/// epoch means a different database was put in place, which only a restore
-/// (with its own checks) may do.
-fn reopen(path: &std::path::Path, old: &Manager) -> Result<Manager, StoreError> {
+/// new manager replaces the old one (or fills the empty slot of a service
+/// that started without a database). The epoch must be the expected one
+/// (the old manager's, or at start-up the device's): another epoch means a
+/// different database was put in place, which only a restore (with its own
+/// checks) may do — a restore rewrites the device's epoch file
+/// (`<db>.epoch.json`), and a database of the epoch that file names is
+/// accepted.
+fn reopen(
+    path: &std::path::Path,
+    expected: Option<&Epoch>,
+    setup: DatabaseSetup,
+) -> Result<Manager, StoreError> {
     let store = Store::open_existing(path)?;
+    store.check_access()?;
     store.integrity_check()?;
     store.probe_writable(PROBE_TIMEOUT)?;
     let epoch = store.get_epoch()?.config_epoch;
-    if &epoch != old.epoch() {
-        return Err(StoreError::Corrupt(format!(
-            "database epoch changed from {} to {epoch}",
-            old.epoch()
-        )));
+    let restored = EpochFile::read(&epoch_file_path(path))
+        .map(|f| f.config_epoch == epoch)
+        .unwrap_or(false);
+    if let Some(expected) = expected {
+        if &epoch != expected && !restored {
+            return Err(StoreError::Missing(format!(
+                "replaced by a database of another epoch ({epoch}, expected {expected})"
+            )));
+        }
     }
-    Manager::open(store, old.schemas().clone(), old.options().clone()).map_err(|e| match e {
+    Manager::open(store, setup.schemas, setup.options).map_err(|e| match e {
         config_manager_core::manager::ManagerError::Store(s) => s,
         other => StoreError::Other(other.to_string()),
     })

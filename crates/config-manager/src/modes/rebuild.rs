@@ -19,7 +19,7 @@ use config_manager_core::health::{DatabaseStatus, OperationalMode};
 use config_manager_core::lkg::LkgContents;
 use config_manager_core::manager::{Manager, ManagerOptions, SeedReport};
 use config_manager_core::schema::SchemaRegistry;
-use config_manager_core::store::{NewAudit, Store};
+use config_manager_core::store::{NewAudit, Store, StoreError};
 use serde::Serialize;
 
 use super::republish_all;
@@ -63,14 +63,15 @@ pub async fn rebuild(
     let before = state.status().get();
     if state.fallback().is_none() {
         // Keep reads answering from the cache while the database is replaced.
-        let (view, _) = super::load_fallback(state, &state.manager()).await;
+        let (view, _) = super::load_fallback(state).await;
         state.set_fallback(view);
     }
     state.status().update(|s| {
         s.mode = OperationalMode::Rebuilding;
         s.event = Some(format!("database rebuild started ({reason})"));
     });
-    let old = state.manager();
+    let old_epoch = state.expected_epoch();
+    let setup = state.database_setup();
     let lkg = state.lkg().clone();
     let db_path = state.settings().db_path.clone();
     let reason_owned = reason.to_owned();
@@ -80,13 +81,13 @@ pub async fn rebuild(
             .load()
             .ok()
             .map(|c| c.into_contents())
-            .filter(|c: &LkgContents| &c.config_epoch == old.epoch());
+            .filter(|c: &LkgContents| old_epoch.as_ref().is_none_or(|e| &c.config_epoch == e));
         rebuild_files(
             &db_path,
             cache.as_ref(),
-            old.schemas().clone(),
-            old.options().clone(),
-            Some(old.epoch().to_string()),
+            setup.schemas,
+            setup.options,
+            old_epoch.map(|e| e.to_string()),
             &reason_owned,
             &actor_owned,
             trigger,
@@ -127,7 +128,10 @@ pub async fn rebuild(
                     before.mode
                 };
                 s.event = Some("database rebuild failed".into());
-                s.err = Some("database rebuild failed; see the service log".into());
+                s.err = Some(match &e {
+                    ApiError::Unavailable(why) => why.clone(),
+                    _ => "database rebuild failed; see the service log".into(),
+                });
             });
             Err(e)
         }
@@ -147,6 +151,9 @@ pub fn rebuild_files(
     actor: &str,
     trigger: RebuildTrigger,
 ) -> Result<(Manager, Tombstone), ApiError> {
+    if trigger == RebuildTrigger::Automatic {
+        confirm_broken(db_path)?;
+    }
     let stamp = now_rfc3339().replace([':', '.'], "");
     let moved_aside = move_aside(db_path, &stamp)
         .map_err(|e| ApiError::Internal(format!("cannot move the broken database aside: {e}")))?;
@@ -188,6 +195,39 @@ pub fn rebuild_files(
         tracing::warn!(error = %e, "cannot write the epoch metadata file after the rebuild");
     }
     Ok((manager, tombstone))
+}
+
+/// Checks the file once more right before an automatic rebuild moves it:
+/// only a database that is really missing, corrupt or of an unusable schema
+/// version may be moved. One that opens, passes `PRAGMA quick_check` and has
+/// its epoch is kept, and so is one that cannot be checked at all (no file
+/// descriptor left, no permission, locked): such a fault says nothing about
+/// the file, and moving a healthy database aside loses the lineage every
+/// service follows (issue 14).
+fn confirm_broken(db_path: &Path) -> Result<(), ApiError> {
+    let checked = Store::open_existing(db_path).and_then(|store| {
+        store.integrity_check()?;
+        store.get_epoch().map(drop)
+    });
+    match checked {
+        Err(StoreError::Corrupt(_) | StoreError::Missing(_) | StoreError::SchemaMismatch(_)) => {
+            Ok(())
+        }
+        Ok(()) => {
+            tracing::warn!("automatic rebuild refused: the database opens and passes its integrity check; it was not moved");
+            Err(ApiError::Unavailable(
+                "automatic rebuild refused: the database opens and passes its integrity check"
+                    .into(),
+            ))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "automatic rebuild refused: the database could not be checked; it was not moved");
+            Err(ApiError::Unavailable(format!(
+                "automatic rebuild refused: the database could not be checked ({})",
+                crate::modes::public_cause(crate::http::health::status_of(&e))
+            )))
+        }
+    }
 }
 
 /// Renames the database and its WAL/SHM files aside; returns the new names.

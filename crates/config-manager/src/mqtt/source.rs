@@ -17,6 +17,9 @@ pub enum PublishError {
     /// Reading the config failed (database fault, secrets unavailable); retried.
     #[error("cannot read the configuration: {0}")]
     Read(ManagerError),
+    /// No database and no verified cache to read from; retried.
+    #[error("no database and no valid last-known-good cache to read from")]
+    NoDatabase,
     #[error("stored version {0} cannot be published (must be >= 1)")]
     Version(i64),
     #[error("cannot sign the configuration: {0}")]
@@ -29,7 +32,7 @@ pub enum PublishError {
 impl PublishError {
     /// Whether trying again later can succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, PublishError::Read(_))
+        matches!(self, PublishError::Read(_) | PublishError::NoDatabase)
     }
 }
 
@@ -48,7 +51,11 @@ impl From<ManagerError> for PublishError {
 pub fn list_services(state: &AppState) -> Result<Vec<ServiceName>, PublishError> {
     let names = match fallback_view(state) {
         Some(view) => view.list_services(),
-        None => state.manager().list_services()?,
+        None => match state.manager() {
+            Some(m) => m.list_services()?,
+            // No database and no cache: nothing to publish (health says why).
+            None => Vec::new(),
+        },
     };
     Ok(names
         .iter()
@@ -88,7 +95,7 @@ fn read_effective(
         let effective = view.get_effective(service, SecretView::Omitted, false)?;
         return Ok((effective, view.epoch().clone()));
     }
-    let manager = state.manager();
+    let manager = state.manager().ok_or(PublishError::NoDatabase)?;
     let effective = manager.get_effective(service, SecretView::Omitted, false)?;
     Ok((effective, manager.epoch().clone()))
 }

@@ -143,7 +143,10 @@ function updateBanners(unreachable) {
   } else if (hl && hl.operational_mode !== 'normal') {
     ro.hidden = false;
     replace(ro, h('strong', {}, 'Read-only: '),
-      `config-manager is in ${hl.operational_mode} mode (database ${hl.database_status}). Settings are served from the last-known-good cache and cannot be changed until it recovers.`,
+      `config-manager is in ${hl.operational_mode} mode (database ${hl.database_status}). ` +
+        (hl.lkg_cache_valid === false
+          ? 'No valid last-known-good cache exists, so settings cannot be shown or changed until the database is restored.'
+          : 'Settings are served from the last-known-good cache and cannot be changed until it recovers.'),
       hl.err ? ` Cause: ${hl.err}` : '');
   } else {
     ro.hidden = true;

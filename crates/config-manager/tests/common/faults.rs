@@ -1,0 +1,185 @@
+//! Helpers of the start-up and fault tests (`resilience_startup.rs`,
+//! `resilience_faults.rs`): the service under a wrapper (a lower file limit,
+//! another user), health polling, fallback assertions.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::{Server, READ_TOKEN, WRITE_TOKEN};
+
+pub const TTS: &str = "/services/tts-worker";
+pub const LKG_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// Monitor every 100 ms, a fixed LKG key, a rebuild token, plus `extra`.
+pub fn fast_monitor(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("CONFIG_MONITOR_INTERVAL_MS".to_owned(), "100".to_owned()),
+        (
+            "REBUILD_TOKEN".to_owned(),
+            "rebuild-token-0123456789".to_owned(),
+        ),
+        ("LKG_HMAC_KEY_BASE64".to_owned(), LKG_KEY.to_owned()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+/// Spawns the service through `wrapper` (e.g. `["prlimit", "--nofile=64:64",
+/// "--"]`) with the harness's environment, and waits until health answers.
+pub async fn spawn_wrapped(s: &mut Server, wrapper: &[&str]) {
+    let inner = s.command();
+    let mut cmd = Command::new(wrapper[0]);
+    cmd.args(&wrapper[1..])
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .current_dir(s.dir.path())
+        .env_clear();
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(s.log_path())
+        .unwrap();
+    cmd.stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log));
+    s.child = Some(cmd.spawn().expect("spawn wrapped config-manager"));
+    s.wait_healthy().await;
+}
+
+/// Polls health until `pred` holds (bounded; the failure shows the last body).
+pub async fn wait_health(s: &Server, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, h) = s.get("/health", None).await;
+        if pred(&h) {
+            return h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; health: {h}\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls the log until it contains `needle`.
+pub async fn wait_log(s: &Server, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !s.log().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "log never showed {needle:?}:\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn set_volume(s: &Server, volume: i64) -> i64 {
+    let v = s.version("tts-worker").await;
+    let (status, body) = s
+        .send(
+            "PATCH",
+            TTS,
+            Some(WRITE_TOKEN),
+            &json!({"config": {"volume_percent": volume}, "version": v}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["version"].as_i64().unwrap()
+}
+
+/// Overwrites a file with junk of at least one page.
+pub fn garble(path: &Path) {
+    if let Ok(meta) = std::fs::metadata(path) {
+        let len = meta.len().max(4096) as usize;
+        let junk: Vec<u8> = (0..len).map(|i| (i * 7919 % 251) as u8).collect();
+        std::fs::write(path, junk).unwrap();
+    }
+}
+
+/// Removes the database and its `-wal`/`-shm`.
+pub fn remove_database(db: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}
+
+/// Names of the files a rebuild moved aside in `dir`.
+pub fn broken_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".broken-"))
+        .collect()
+}
+
+/// `(device, inode)` of a file.
+pub fn identity(path: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.dev(), m.ino())
+}
+
+/// Reads come from the cache with the last acknowledged value; writes get
+/// 503 `read-only`.
+pub async fn assert_fallback_serves_and_refuses(s: &Server, volume: i64) {
+    let resp = s
+        .http
+        .get(s.url(TTS))
+        .header("X-API-Token", READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-config-source"], "lkg-cache");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["config"]["volume_percent"], volume,
+        "the last acknowledged write is served"
+    );
+    let (status, body) = s
+        .send(
+            "PATCH",
+            TTS,
+            Some(WRITE_TOKEN),
+            &json!({"config": {"volume_percent": 1}, "version": 1}),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["type"].as_str().unwrap().ends_with("read-only"),
+        "{body}"
+    );
+}
+
+/// Health is 503 in read-only fallback with `database_status`; returns it.
+pub async fn assert_started_in_fallback(s: &Server, database_status: &str) -> Value {
+    let (code, h) = s.get("/health", None).await;
+    assert_eq!(code, 503, "{h}");
+    assert_eq!(h["operational_mode"], "read-only-fallback", "{h}");
+    assert_eq!(h["database_status"], database_status, "{h}");
+    assert_eq!(h["ok"], false);
+    assert!(h["err"].is_string(), "{h}");
+    h
+}
+
+/// The process is still running.
+pub fn assert_alive(s: &mut Server) {
+    let child = s.child.as_mut().expect("started");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the service exited:\n{}",
+        s.log()
+    );
+}
