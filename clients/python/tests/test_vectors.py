@@ -21,7 +21,6 @@ from config_manager_client import (
     key_id,
 )
 from config_manager_client.envelope import parse_rfc3339
-
 from helpers import VECTORS
 
 
@@ -34,9 +33,7 @@ def _cases() -> list[dict[str, Any]]:
 def _pipeline(doc: dict[str, Any], case: dict[str, Any]) -> UpdatePipeline:
     trusted = TrustedKeys.from_pem("\n".join(doc["trusted_keys"]), "vectors")
     state = case["applied"]
-    applied = (
-        AppliedState(state["epoch"], state["version"], state["checksum"]) if state else None
-    )
+    applied = AppliedState(state["epoch"], state["version"], state["checksum"]) if state else None
     policy = FreshnessPolicy(
         max_age=timedelta(seconds=doc["policy"]["max_age_secs"]),
         max_skew=timedelta(seconds=doc["policy"]["max_skew_secs"]),

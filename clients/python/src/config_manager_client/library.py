@@ -125,7 +125,7 @@ class ConfigLibrary:
         self._source = ConfigSource.DEFAULTS
         self._models: dict[type[BaseModel], BaseModel] = {}
         self._callbacks: list[tuple[Callback, type[BaseModel]]] = []
-        self._queue: asyncio.Queue[bytes] | None = None
+        self._queue: asyncio.Queue[bytes | None] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._cached: tuple[str, int, str] | None = None
         self._database_available = False
@@ -222,10 +222,16 @@ class ConfigLibrary:
         if self._subscriber is not None:
             await self._subscriber.stop()
             self._subscriber = None
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        if self._worker is not None and self._queue is not None:
+            # Finish what was received (the on-disk copy of an applied update
+            # included), then stop.
+            self._queue.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._worker), timeout=5)
+            except TimeoutError:
+                self._worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._worker
             self._worker = None
 
     # ------------------------------------------------------------------ API
@@ -324,6 +330,8 @@ class ConfigLibrary:
         assert self._queue is not None
         while True:
             payload = await self._queue.get()
+            if payload is None:
+                return
             try:
                 await self.handle_payload(payload, datetime.now(UTC))
             except Exception:
