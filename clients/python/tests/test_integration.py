@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -228,3 +229,59 @@ def test_new_epoch_after_rebuild_is_accepted_with_an_older_version(
             assert lib.counters.snapshot()["rejected_total"] == 0
 
     asyncio.run(go())
+
+
+def test_example_worker_follows_a_patch(parts: tuple[Broker, Manager], tmp_path: Path) -> None:
+    """examples/tts_worker.py, run as a reader would: its module-level
+    settings change when the manager's config does."""
+    import os
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    broker, manager = parts
+    example = Path(__file__).resolve().parents[1] / "examples" / "tts_worker.py"
+    env = {
+        **os.environ,
+        "CONFIG_MANAGER_URL": manager.base,
+        "CONFIG_API_TOKEN": TTS_TOKEN,
+        "MQTT_URL": broker.url,
+        "CONFIG_SIGNATURE_PUBLIC_KEY": manager.public_key(),
+        "CONFIG_CACHE_PATH": str(tmp_path / "example-cache.json"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(example)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+    seen: list[str] = []
+
+    def wait_line(part: str) -> None:
+        deadline = time.monotonic() + 30
+        while not any(part in line for line in seen):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (proc.poll() is not None and lines.empty()):
+                raise AssertionError(f"no line with {part!r}:\n{''.join(seen)}")
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=min(remaining, 1)))
+
+    try:
+        wait_line("started from rest")
+        wait_line("connected to the MQTT broker")
+        manager.patch({"volume_percent": 55, "tts_provider": "elevenlabs"})
+        wait_line("updated: provider=elevenlabs voice=en_US-lessac-medium volume=55")
+        proc.send_signal(signal.SIGTERM)
+        wait_line("counters:")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
