@@ -5,6 +5,7 @@ port in a temporary directory (as crates/config-manager/tests/common does)."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import shutil
 import socket
@@ -21,6 +22,7 @@ WRITE_TOKEN = "writer-token-0123456789"
 TTS_TOKEN = "tts-scoped-token-0123456789"
 REBUILD_TOKEN = "rebuild-token-0123456789"
 MOSQUITTO = os.environ.get("MOSQUITTO_BIN") or shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 
 
 class MissingTool(RuntimeError):
@@ -44,9 +46,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, what: str, log: Path, timeout: float = 30.0) -> None:
+def wait_port(
+    port: int,
+    what: str,
+    log: Path,
+    proc: subprocess.Popen[bytes] | None = None,
+    timeout: float = 30.0,
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
@@ -58,11 +68,77 @@ def wait_port(port: int, what: str, log: Path, timeout: float = 30.0) -> None:
             time.sleep(0.02)
 
 
-class Broker:
-    """mosquitto without persistence: a restart forgets retained messages."""
+def make_certificates(directory: Path) -> Path:
+    """A throwaway CA and a server certificate for IP 127.0.0.1 (P-256);
+    returns the CA file. Written as ca.pem, server.pem, server.key."""
+    import datetime
+    import ipaddress
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
-        if not Path(MOSQUITTO).is_file():
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tars-config-client test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (directory / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "server.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return directory / "ca.pem"
+
+
+class Broker:
+    """mosquitto without persistence: a restart forgets retained messages.
+    Optionally with a TLS listener (``tls_port``, CA in ``ca_file``) and a
+    password file (``user``/``password``; anonymous clients refused)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        *,
+        tls: bool = False,
+        user: tuple[str, str] | None = None,
+    ) -> None:
+        if not Path(MOSQUITTO).is_file() or (user and not Path(MOSQUITTO_PASSWD).is_file()):
             raise MissingTool(
                 f"mosquitto not found ({MOSQUITTO}): install it with "
                 "`apt-get install -y mosquitto mosquitto-clients` (scripts/test.sh does this)"
@@ -70,6 +146,9 @@ class Broker:
         self.dir = directory
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.tls_port = free_port() if tls else None
+        self.ca_file = make_certificates(directory) if tls else None
+        self.user = user
 
     @property
     def url(self) -> str:
@@ -77,16 +156,37 @@ class Broker:
 
     def start(self) -> Broker:
         conf = self.dir / "mosquitto.conf"
-        conf.write_text(
-            f"allow_anonymous true\npersistence false\nlog_dest stderr\n"
-            f"listener {self.port} 127.0.0.1\n"
-        )
+        text = f"persistence false\nlog_dest stderr\nlistener {self.port} 127.0.0.1\n"
+        if self.user is not None:
+            passwd = self.dir / "passwd"
+            passwd.write_text("")
+            subprocess.run(
+                [MOSQUITTO_PASSWD, "-b", str(passwd), *self.user],
+                check=True,
+                capture_output=True,
+            )
+            # mosquitto started as root drops to its own user, which cannot
+            # read a private temporary directory: keep the current user.
+            text = (
+                f"user {getpass.getuser()}\nallow_anonymous false\npassword_file {passwd}\n" + text
+            )
+        else:
+            text = "allow_anonymous true\n" + text
+        if self.tls_port is not None:
+            d = self.dir
+            text += (
+                f"listener {self.tls_port} 127.0.0.1\ncafile {d}/ca.pem\n"
+                f"certfile {d}/server.pem\nkeyfile {d}/server.key\n"
+            )
+        conf.write_text(text)
         log = self.dir / "mosquitto.log"
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=out
             )
-        wait_port(self.port, "mosquitto", log)
+        wait_port(self.port, "mosquitto", log, self.proc)
+        if self.tls_port is not None:
+            wait_port(self.tls_port, "mosquitto (TLS)", log, self.proc)
         return self
 
     def stop(self) -> None:
@@ -142,7 +242,7 @@ class Manager:
             self.proc = subprocess.Popen(
                 [str(binary_path()), "serve"], cwd=self.dir, env=env, stdout=out, stderr=out
             )
-        wait_port(self.port, "config-manager", log)
+        wait_port(self.port, "config-manager", log, self.proc)
         return self
 
     def kill(self) -> None:

@@ -285,3 +285,47 @@ def test_example_worker_follows_a_patch(parts: tuple[Broker, Manager], tmp_path:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_mqtts_with_user_and_password(tmp_path: Path) -> None:
+    """mqtts:// with a private CA (MQTT_CA_FILE) and %-escaped credentials;
+    a wrong password never connects but never blocks get_config either."""
+    try:
+        binary_path()
+        broker = Broker(tmp_path, tls=True, user=("tars", "p@ss:word")).start()
+    except MissingTool as e:
+        pytest.fail(str(e))
+    manager = Manager(tmp_path / "manager", f"mqtt://tars:p%40ss%3Aword@127.0.0.1:{broker.port}")
+    manager.dir.mkdir()
+    manager.start()
+
+    def tls_client(password: str, cache: str) -> ConfigLibrary:
+        return ConfigLibrary(
+            "tts-worker",
+            cache_path=tmp_path / cache,
+            mqtt_url=f"mqtts://tars:{password}@127.0.0.1:{broker.tls_port}",
+            signature_public_key=manager.public_key(),
+            manager_url=manager.base,
+            api_token=TTS_TOKEN,
+            environ={"MQTT_CA_FILE": str(broker.ca_file)},
+        )
+
+    async def go() -> None:
+        async with (
+            tls_client("p%40ss%3Aword", "a.json") as good,
+            tls_client("wrong", "b.json") as bad,
+        ):
+            seen: list[TTSWorkerConfig] = []
+            await good.subscribe_updates(seen.append, TTSWorkerConfig)
+            assert (await bad.get_config(TTSWorkerConfig)).volume_percent == 100
+            await wait_until(lambda: good.mqtt_connected, "TLS connection")
+            manager.patch({"volume_percent": 77})
+            await wait_until(lambda: any(c.volume_percent == 77 for c in seen), "update over TLS")
+            assert not bad.mqtt_connected
+            assert bad.counters.snapshot()["applied"] == 0
+
+    try:
+        asyncio.run(go())
+    finally:
+        manager.kill()
+        broker.stop()
