@@ -19,7 +19,10 @@ use config_manager_core::envelope::{config_checksum, Envelope};
 use serde_json::{Map, Value};
 
 fn vectors() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts/vectors/envelopes.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../contracts/vectors/envelopes.json"
+    );
     serde_json::from_slice(&std::fs::read(path).expect("read the vectors")).expect("vectors JSON")
 }
 
@@ -46,7 +49,11 @@ fn every_vector_gets_its_expected_outcome() {
         .map(|pem| VerifyingKey::from_spki_pem(pem.as_str().unwrap()).unwrap())
         .collect();
     for (key, id) in keys.iter().zip(doc["trusted_key_ids"].as_array().unwrap()) {
-        assert_eq!(key.key_id().as_str(), id.as_str().unwrap(), "key id of a trusted key");
+        assert_eq!(
+            key.key_id().as_str(),
+            id.as_str().unwrap(),
+            "key id of a trusted key"
+        );
     }
     let policy = FreshnessPolicy {
         max_age: Duration::from_secs(doc["policy"]["max_age_secs"].as_u64().unwrap()),
@@ -86,7 +93,11 @@ fn every_vector_gets_its_expected_outcome() {
         if let Some(hex_bytes) = case["canonical_config_hex"].as_str() {
             let envelope = Envelope::parse(&payload, usize::MAX).unwrap();
             let canonical = object_to_canonical_bytes(&envelope.config).unwrap();
-            assert_eq!(hex::encode(&canonical), hex_bytes, "{name}: canonical config");
+            assert_eq!(
+                hex::encode(&canonical),
+                hex_bytes,
+                "{name}: canonical config"
+            );
             assert_eq!(
                 config_checksum(&envelope.config).unwrap(),
                 case["checksum"].as_str().unwrap(),
@@ -97,7 +108,11 @@ fn every_vector_gets_its_expected_outcome() {
                 case["signed_bytes_hex"].as_str().unwrap(),
                 "{name}: signed bytes"
             );
-            assert_eq!(envelope.signature, case["signature"].as_str().unwrap(), "{name}");
+            assert_eq!(
+                envelope.signature,
+                case["signature"].as_str().unwrap(),
+                "{name}"
+            );
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

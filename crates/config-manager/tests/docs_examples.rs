@@ -60,7 +60,11 @@ fn examples(file: &str, text: &str) -> Vec<Example> {
             }
             let shell = matches!(lang, "sh" | "bash" | "shell" | "console");
             if shell && body.contains("curl ") {
-                let before = if start > 0 { lines[start - 1].trim() } else { "" };
+                let before = if start > 0 {
+                    lines[start - 1].trim()
+                } else {
+                    ""
+                };
                 let marker = if before.starts_with("<!-- doc-test: expect-error") {
                     Marker::ExpectError
                 } else if let Some(rest) = before.strip_prefix("<!-- doc-test: skip") {
