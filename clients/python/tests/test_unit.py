@@ -249,3 +249,17 @@ def test_settings_refuse_bad_values_without_echoing_them(tmp_path: Path) -> None
         lib(tmp_path, {"CONFIG_MAX_AGE_SECS": "five"})
     with pytest.raises(SettingsError, match="service_name"):
         ConfigLibrary("TTS Worker", environ={})
+
+
+def test_oversized_payloads_and_floods_are_refused_before_queueing(tmp_path: Path) -> None:
+    async def go() -> None:
+        library = lib(tmp_path, {"CONFIG_MAX_PAYLOAD_BYTES": "2048"})
+        await library.initialize()
+        library._received(b"x" * 4096)
+        assert library.counters.snapshot()["rejected"] == {"oversized": 1}
+        for _ in range(300):  # no await in between: the worker cannot drain
+            library._received(b"{}")
+        assert library.counters.snapshot()["rejected"]["overloaded"] == 300 - 256
+        await library.close()
+
+    run(go())

@@ -40,6 +40,8 @@ from .settings import ClientSettings, build_settings
 log = logging.getLogger("config_manager_client")
 
 T = TypeVar("T", bound=BaseModel)
+#: Payloads waiting for verification; more are dropped (and counted).
+MAX_QUEUED = 256
 Callback = Callable[[Any], None] | Callable[[Any], Awaitable[None]]
 
 
@@ -323,7 +325,25 @@ class ConfigLibrary:
         return envelope
 
     def _received(self, payload: bytes) -> None:
-        if self._queue is not None:
+        """On the event loop, for each MQTT payload. Oversized payloads are
+        refused before queueing, and the queue is bounded, so a flood on the
+        topic cannot grow memory without limit (a dropped payload is counted;
+        the manager re-issues the current config periodically)."""
+        if self._queue is None or self._pipeline is None:
+            return
+        if len(payload) > self.settings.max_payload_bytes:
+            outcome = Outcome(
+                "reject",
+                "oversized",
+                f"payload is {len(payload)} bytes, more than the "
+                f"{self.settings.max_payload_bytes}-byte limit",
+            )
+            self._pipeline.record(outcome)
+            self.last_outcome = outcome
+        elif self._queue.qsize() >= MAX_QUEUED:
+            outcome = Outcome("reject", "overloaded", f"more than {MAX_QUEUED} payloads queued")
+            self._pipeline.record(outcome)
+        else:
             self._queue.put_nowait(payload)
 
     async def _run(self) -> None:
