@@ -61,8 +61,12 @@ python_client_tests() {
   fi
   "$venv/bin/pip" check
   "$venv/bin/python" -c 'import asyncio_mqtt, config_manager_client, paho.mqtt; print("python client installs beside asyncio-mqtt 0.16.2")'
-  cargo build -q -p config-manager
-  export CONFIG_MANAGER_BIN="$PWD/target/debug/config-manager"
+  # The debug build by default (quick to build); CONFIG_MANAGER_BIN picks
+  # another, e.g. target/release/config-manager.
+  if [ -z "${CONFIG_MANAGER_BIN:-}" ]; then
+    cargo build -q -p config-manager
+    export CONFIG_MANAGER_BIN="$PWD/target/debug/config-manager"
+  fi
   (
     cd clients/python
     "$venv/bin/ruff" check .
