@@ -546,6 +546,32 @@ fn main() {
         "reject",
         Some("malformed"),
     );
+    let surrogate = String::from_utf8(bytes(&v6))
+        .unwrap()
+        .replace("\"piper\",", "\"piper\\ud800\",");
+    assert!(surrogate.contains("\\ud800"));
+    c.add(
+        "reject_lone_surrogate",
+        "a string with a lone UTF-16 surrogate escape is not valid JSON text",
+        surrogate.as_bytes(),
+        rest_a5.clone(),
+        "reject",
+        Some("not_json"),
+    );
+    // Signed as is: RFC 3339 allows lowercase "t" and "z" and any offset.
+    let mut lower = v6.to_object();
+    lower.insert("issued_at".into(), json!("2026-03-01t13:00:00.000+01:00"));
+    lower.remove("signature");
+    let signature = trusted().sign_base64(&object_to_canonical_bytes(&lower).unwrap());
+    lower.insert("signature".into(), json!(signature));
+    c.add(
+        "apply_issued_at_with_offset_and_lowercase",
+        "issued_at 2026-03-01t13:00:00.000+01:00 is now",
+        &object_to_canonical_bytes(&lower).unwrap(),
+        rest_a5.clone(),
+        "apply",
+        None,
+    );
 
     let doc = json!({
         "description": "Golden vectors of the config envelope contract (contracts/README.md, contracts/freshness.md). Each case: payload bytes (base64), the applied state before it (null = nothing applied), and the expected outcome with the client's reason label. Accepted cases also carry the canonical config bytes, checksum, signed bytes and signature.",

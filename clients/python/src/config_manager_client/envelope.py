@@ -44,6 +44,7 @@ MEMBERS = (
 _SERVICE = re.compile(r"[a-z][a-z0-9-]{0,63}")
 _CHECKSUM = re.compile(r"[0-9a-f]{64}")
 _EPOCH = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
@@ -167,13 +168,21 @@ def parse_strict(payload: bytes) -> Any:
     """JSON as RFC 8259 allows it and the Rust side parses it: UTF-8 only,
     no duplicate names, no NaN/Infinity, no numbers beyond the double range."""
     text = payload.decode("utf-8")
-    return json.loads(
+    value = json.loads(
         text,
         object_pairs_hook=_no_duplicates,
         parse_float=_finite_float,
         parse_int=_integer,
         parse_constant=_no_constant,
     )
+    if _SURROGATE_ESCAPE.search(text):
+        # Python accepts a lone surrogate escape ("\ud800"); it is no Unicode
+        # text, and serde_json refuses it. Checked only when one may be there.
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("lone surrogate in a string") from None
+    return value
 
 
 def _invalid(field: str, reason: str) -> Rejected:
