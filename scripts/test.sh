@@ -74,6 +74,14 @@ python_client_tests() {
     "$venv/bin/mypy"
     "$venv/bin/pytest" -q
   )
+  # Optional: the same tests on paho-mqtt 2.x (what a service without
+  # asyncio-mqtt gets), in a second venv.
+  if [ "${PYTHON_CLIENT_PAHO2:-0}" = 1 ]; then
+    local venv2="$PWD/.venv-client-paho2"
+    [ -x "$venv2/bin/python" ] || python3 -m venv "$venv2"
+    "$venv2/bin/pip" install --quiet "paho-mqtt>=2,<3" -e "./clients/python[test]"
+    (cd clients/python && "$venv2/bin/pytest" -q)
+  fi
 }
 
 case "$group" in
