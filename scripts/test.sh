@@ -50,17 +50,19 @@ python_client_tests() {
     echo "== creating $venv"
     python3 -m venv "$venv"
   fi
-  stamp="$(sha256sum clients/python/pyproject.toml | cut -c1-16)"
+  # tars-core's pins (reference: TARS' pyproject), installed with the client.
+  local tars_pins=("asyncio-mqtt==0.16.2" "pydantic>=2.9" "cryptography>=42" "httpx>=0.27" "orjson")
+  stamp="$( (cat clients/python/pyproject.toml; echo "${tars_pins[*]}") | sha256sum | cut -c1-16)"
   if ! grep -qxF "$stamp" "$venv/.installed" 2>/dev/null; then
     echo "== installing the Python client and TARS' pins into $venv"
-    "$venv/bin/pip" install --quiet "asyncio-mqtt==0.16.2" -e "./clients/python[test]" || {
+    "$venv/bin/pip" install --quiet "${tars_pins[@]}" -e "./clients/python[test]" || {
       echo "pip could not install clients/python into $venv; check access to PyPI" >&2
       return 1
     }
     echo "$stamp" >"$venv/.installed"
   fi
   "$venv/bin/pip" check
-  "$venv/bin/python" -c 'import asyncio_mqtt, config_manager_client, paho.mqtt; print("python client installs beside asyncio-mqtt 0.16.2")'
+  "$venv/bin/python" -c 'import asyncio_mqtt, config_manager_client, orjson, paho.mqtt; print("python client installs beside tars-core pins (asyncio-mqtt 0.16.2, paho", paho.mqtt.__version__ + ")")'
   # The debug build by default (quick to build); CONFIG_MANAGER_BIN picks
   # another, e.g. target/release/config-manager.
   if [ -z "${CONFIG_MANAGER_BIN:-}" ]; then
