@@ -1,6 +1,6 @@
 # config-manager developer commands. `make run` and `make test` are the two
 # commands a fresh machine needs (see README.md).
-.PHONY: run test test-unit test-integration test-contract fmt lint check bench bench-load bench-scale bench-instructions image
+.PHONY: run test test-unit test-integration test-contract test-python fmt lint check bench bench-load bench-scale bench-instructions image
 
 run:
 	cargo run --release -p config-manager -- serve
@@ -16,6 +16,9 @@ test-integration:
 
 test-contract:
 	scripts/test.sh contract
+
+test-python:
+	scripts/test.sh python
 
 fmt:
 	cargo fmt --all

@@ -7,6 +7,7 @@
 #   scripts/test.sh unit       # unit tests only (no external components)
 #   scripts/test.sh integration
 #   scripts/test.sh contract
+#   scripts/test.sh python     # the Python client (clients/python): lint, types, pytest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 group="${1:-all}"
@@ -15,8 +16,10 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 # The web UI tests (tests/ui.rs) drive Debian's headless Chromium via chromedriver.
-command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+if [ "$group" != python ]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+fi
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
@@ -32,15 +35,62 @@ export PATH="$PATH:/usr/sbin"
 
 # The project-local Python venv (.venv-test/): Litestream and moto for the backup
 # tests, paho-mqtt/cryptography/rfc8785 for the cross-language MQTT test.
-if [ -f scripts/test-deps.sh ] && [ "$group" != unit ]; then
+if [ -f scripts/test-deps.sh ] && [ "$group" != unit ] && [ "$group" != python ]; then
   # shellcheck source=/dev/null
   source scripts/test-deps.sh
 fi
 
+# The Python client: its own venv (.venv-client/) with TARS' pins
+# (asyncio-mqtt==0.16.2 on paho-mqtt<2) next to the client, so a conflict
+# shows up here; ruff, mypy, then pytest against the binary built here and a
+# mosquitto the tests start themselves.
+python_client_tests() {
+  local venv="$PWD/.venv-client" stamp
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "== creating $venv"
+    python3 -m venv "$venv"
+  fi
+  # tars-core's pins (reference: TARS' pyproject), installed with the client.
+  local tars_pins=("asyncio-mqtt==0.16.2" "pydantic>=2.9" "cryptography>=42" "httpx>=0.27" "orjson")
+  stamp="$( (cat clients/python/pyproject.toml; echo "${tars_pins[*]}") | sha256sum | cut -c1-16)"
+  if ! grep -qxF "$stamp" "$venv/.installed" 2>/dev/null; then
+    echo "== installing the Python client and TARS' pins into $venv"
+    "$venv/bin/pip" install --quiet "${tars_pins[@]}" -e "./clients/python[test]" || {
+      echo "pip could not install clients/python into $venv; check access to PyPI" >&2
+      return 1
+    }
+    echo "$stamp" >"$venv/.installed"
+  fi
+  "$venv/bin/pip" check
+  "$venv/bin/python" -c 'import asyncio_mqtt, config_manager_client, orjson, paho.mqtt; print("python client installs beside tars-core pins (asyncio-mqtt 0.16.2, paho", paho.mqtt.__version__ + ")")'
+  # The debug build by default (quick to build); CONFIG_MANAGER_BIN picks
+  # another, e.g. target/release/config-manager.
+  if [ -z "${CONFIG_MANAGER_BIN:-}" ]; then
+    cargo build -q -p config-manager
+    export CONFIG_MANAGER_BIN="$PWD/target/debug/config-manager"
+  fi
+  (
+    cd clients/python
+    "$venv/bin/ruff" check .
+    "$venv/bin/ruff" format --check .
+    "$venv/bin/mypy"
+    "$venv/bin/pytest" -q
+  )
+  # Optional: the same tests on paho-mqtt 2.x (what a service without
+  # asyncio-mqtt gets), in a second venv.
+  if [ "${PYTHON_CLIENT_PAHO2:-0}" = 1 ]; then
+    local venv2="$PWD/.venv-client-paho2"
+    [ -x "$venv2/bin/python" ] || python3 -m venv "$venv2"
+    "$venv2/bin/pip" install --quiet "paho-mqtt>=2,<3" -e "./clients/python[test]"
+    (cd clients/python && "$venv2/bin/pytest" -q)
+  fi
+}
+
 case "$group" in
   unit)        cargo test --workspace --lib --bins ;;
-  integration) cargo test --workspace --test '*' ;;
+  integration) cargo test --workspace --test '*'; python_client_tests ;;
   contract)    cargo test --workspace --test 'contract*' ;;
-  all)         cargo test --workspace ;;
-  *) echo "unknown group $group (unit|integration|contract|all)" >&2; exit 2 ;;
+  python)      python_client_tests ;;
+  all)         cargo test --workspace; python_client_tests ;;
+  *) echo "unknown group $group (unit|integration|contract|python|all)" >&2; exit 2 ;;
 esac

@@ -32,9 +32,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Secrets: MQTT payloads carry secret fields masked. A service that needs its
-//! secrets uses a service-scoped token for the REST load; later MQTT updates
-//! that show a secret masked keep the value loaded over REST.
+//! Secrets: MQTT payloads leave secret fields out (the key is absent;
+//! `docs/mqtt.md`). A service that needs its secrets uses a service-scoped
+//! token for the REST load; later MQTT updates that omit a secret (or show it
+//! masked, as an older publisher did) keep the value loaded over REST.
 
 mod client;
 pub mod counters;

@@ -87,7 +87,7 @@ pub struct UpdatePipeline<T> {
     max_payload: usize,
     applied: Option<AppliedState>,
     current: Arc<T>,
-    /// The applied config as JSON, for carrying secrets over masked values.
+    /// The applied config as JSON, for carrying secrets over omitted or masked values.
     raw: Map<String, Value>,
     counters: Arc<Counters>,
 }
@@ -218,10 +218,11 @@ impl<T: DeserializeOwned> UpdatePipeline<T> {
     }
 }
 
-/// MQTT payloads carry secrets masked. Where the new config shows the mask and
-/// the config in force (from an authenticated REST load) has a real value,
-/// keep the real value, so an update of another field does not replace the
-/// service's API key with `********`.
+/// MQTT payloads leave secrets out (an older publisher masked them). Where the
+/// new config lacks a key or shows the mask and the config in force (from an
+/// authenticated REST load) has a real value, keep the real value, so an
+/// update of another field does not drop the service's API key. Only secrets
+/// are ever absent: the manager publishes the full effective config.
 fn carry_over_secrets(
     new: &Map<String, Value>,
     previous: &Map<String, Value>,
@@ -234,6 +235,11 @@ fn carry_over_secrets(
                     *value = prev.clone();
                 }
             }
+        }
+    }
+    for (key, prev) in previous {
+        if !merged.contains_key(key) {
+            merged.insert(key.clone(), prev.clone());
         }
     }
     merged

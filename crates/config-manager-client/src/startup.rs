@@ -143,7 +143,7 @@ async fn fetch_rest(
         return Err(format!("{url} returned the config of {:?}", body.service));
     }
     // The REST body includes the service's secrets (scoped token) where the
-    // MQTT envelope masks them, so its checksum is not comparable: `None`.
+    // MQTT envelope leaves them out, so its checksum is not comparable: `None`.
     let state = AppliedState {
         epoch: body.config_epoch,
         version: body.version,

@@ -400,3 +400,26 @@ fn counters_count_by_reason() {
     assert_eq!(snap.rejected("not_object"), 1);
     assert_eq!(snap.rejected_total(), 3);
 }
+
+#[test]
+fn omitted_secret_keeps_the_rest_value() {
+    // The manager leaves secrets out of MQTT payloads (docs/mqtt.md).
+    let (mut p, _) = pipeline();
+    let mut without_secret = config(80);
+    without_secret.remove("api_key");
+    let e = Envelope::sign_at(
+        &service(),
+        6,
+        &Epoch(EPOCH.into()),
+        without_secret,
+        NOW,
+        &key(),
+    )
+    .unwrap();
+    assert!(matches!(
+        p.handle(&bytes(&e), NOW, None),
+        Outcome::Applied { version: 6, .. }
+    ));
+    assert_eq!(p.current().volume_percent, 80);
+    assert_eq!(p.current().api_key.as_deref(), Some("sk-real"));
+}

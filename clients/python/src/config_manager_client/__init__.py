@@ -1,0 +1,36 @@
+"""Python client of the TARS config-manager: a drop-in ``ConfigLibrary`` that
+loads a service's configuration over REST, falls back to its verified on-disk
+copy or model defaults, and applies only verified, fresh, signed MQTT updates
+(``contracts/README.md``, ``contracts/freshness.md``)."""
+
+from .envelope import Envelope, Rejected
+from .errors import ConfigClientError, NotInitializedError, NoTrustedKeyError, SettingsError
+from .freshness import AppliedState, Decision, FreshnessPolicy, check_freshness
+from .keys import TrustedKeys, key_id, load_trusted_keys
+from .library import ConfigLibrary, ConfigSource, build_model
+from .mqtt_url import MqttEndpoint, parse_mqtt_url
+from .pipeline import Counters, Outcome, UpdatePipeline
+
+__all__ = [
+    "AppliedState",
+    "ConfigClientError",
+    "ConfigLibrary",
+    "ConfigSource",
+    "Counters",
+    "Decision",
+    "Envelope",
+    "FreshnessPolicy",
+    "MqttEndpoint",
+    "NoTrustedKeyError",
+    "NotInitializedError",
+    "Outcome",
+    "Rejected",
+    "SettingsError",
+    "TrustedKeys",
+    "UpdatePipeline",
+    "build_model",
+    "check_freshness",
+    "key_id",
+    "load_trusted_keys",
+    "parse_mqtt_url",
+]

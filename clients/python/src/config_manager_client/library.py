@@ -1,0 +1,416 @@
+"""``ConfigLibrary``: the drop-in for the API TARS services already call
+(``tars.config.ConfigLibrary``), backed by the config-manager's REST API and
+its signed MQTT updates.
+
+Start-up: REST (``GET /api/config/services/<service>``), else the service's
+own verified on-disk copy, else model defaults. Values: environment variable
+``FIELD.upper()`` > manager > model default. Live updates pass every check of
+``contracts/README.md`` and ``contracts/freshness.md``, then validate against
+every model the service asked for and go through its callbacks; any failure
+keeps the previous config in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from . import cache
+from . import envelope as env
+from .errors import NotInitializedError, SettingsError
+from .freshness import AppliedState
+from .keys import TrustedKeys, load_trusted_keys
+from .mqtt import MqttSubscriber, default_client_id
+from .pipeline import Counters, Outcome, UpdatePipeline
+from .settings import ClientSettings, build_settings
+
+log = logging.getLogger("config_manager_client")
+
+T = TypeVar("T", bound=BaseModel)
+#: Payloads waiting for verification; more are dropped (and counted).
+MAX_QUEUED = 256
+Callback = Callable[[Any], None] | Callable[[Any], Awaitable[None]]
+
+
+class ConfigSource(str, Enum):  # noqa: UP042 - str-valued like TARS' enum
+    """Where the config in force came from."""
+
+    REST = "rest"
+    LKG = "lkg"
+    DEFAULTS = "defaults"
+    MQTT = "mqtt"
+
+
+def _env_value(raw: str) -> Any:
+    """An environment override: JSON arrays/objects are parsed, anything else
+    is given to pydantic as the string (its lax mode converts numbers and
+    booleans)."""
+    text = raw.strip()
+    if text[:1] in ("[", "{"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return raw
+    return raw
+
+
+def build_model(
+    model: type[T], raw: Mapping[str, Any], environ: Mapping[str, str] = os.environ
+) -> T:
+    """``model`` from the manager's values, with environment variables named
+    ``FIELD.upper()`` taking precedence and model defaults filling the rest.
+    Keys the model does not declare are left out, so models that forbid extra
+    members work. Raises ``ValidationError``."""
+    data: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        if name in raw:
+            data[key] = raw[name]
+        elif key in raw:
+            data[key] = raw[key]
+        override = environ.get(name.upper())
+        if override is not None:
+            data[key] = _env_value(override)
+    return model.model_validate(data)
+
+
+class ConfigLibrary:
+    """Configuration of one TARS service, kept current.
+
+    Keyword arguments override the environment; ``db_path`` and
+    ``hmac_key_base64`` are accepted for compatibility with TARS' library and
+    not used (this client never opens the manager's database).
+    """
+
+    def __init__(
+        self,
+        service_name: str,
+        db_path: str | None = None,
+        cache_path: str | os.PathLike[str] | None = None,
+        mqtt_url: str | None = None,
+        signature_public_key: str | None = None,
+        hmac_key_base64: str | None = None,
+        *,
+        manager_url: str | None = None,
+        api_token: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self._environ: Mapping[str, str] = os.environ if environ is None else environ
+        if db_path is not None:
+            log.warning("db_path is ignored: config-manager is read over REST, never its database")
+        del hmac_key_base64  # the on-disk copy is verified with the signature key
+        self.settings: ClientSettings = build_settings(
+            service_name,
+            manager_url=manager_url,
+            api_token=api_token,
+            mqtt_url=mqtt_url,
+            cache_path=cache_path,
+            envmap=self._environ,
+        )
+        self._key_text = signature_public_key
+        self._trusted: TrustedKeys | None = None
+        self._pipeline: UpdatePipeline | None = None
+        self._subscriber: MqttSubscriber | None = None
+        self._source = ConfigSource.DEFAULTS
+        self._models: dict[type[BaseModel], BaseModel] = {}
+        self._callbacks: list[tuple[Callback, type[BaseModel]]] = []
+        self._queue: asyncio.Queue[bytes | None] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._cached: tuple[str, int, str] | None = None
+        self._database_available = False
+        self.counters = Counters()
+        #: Set after each payload is handled (for tests and health checks).
+        self.last_outcome: Outcome | None = None
+
+    # ----------------------------------------------------------- properties
+    @property
+    def source(self) -> ConfigSource:
+        return self._source
+
+    @property
+    def is_read_only(self) -> bool:
+        """True while the config did not come from the manager (on-disk copy
+        or defaults): the manager could not be reached at start-up."""
+        return self._source in (ConfigSource.LKG, ConfigSource.DEFAULTS)
+
+    @property
+    def database_available(self) -> bool:
+        return self._database_available
+
+    @property
+    def applied(self) -> AppliedState | None:
+        return self._pipeline.applied if self._pipeline else None
+
+    @property
+    def mqtt_connected(self) -> bool:
+        return self._subscriber is not None and self._subscriber.connected
+
+    @property
+    def topic(self) -> str:
+        return f"system/config/{self.settings.service}"
+
+    # ------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> ConfigLibrary:
+        await self.initialize()
+        return self
+
+    async def __aexit__(
+        self,
+        _t: type[BaseException] | None,
+        _e: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def initialize(self) -> None:
+        """Loads the start-up config and starts following updates. Fails only
+        for unusable settings (no trusted key, bad URL), never because the
+        manager or the broker is down."""
+        if self._pipeline is not None:
+            return
+        self._trusted = load_trusted_keys(self._key_text, self._environ)
+        s = self.settings
+        raw: dict[str, Any] = {}
+        applied: AppliedState | None = None
+        loaded = await self._load_rest()
+        if loaded is not None:
+            raw, applied = loaded
+            self._source = ConfigSource.REST
+            self._database_available = True
+        else:
+            from_disk = await asyncio.to_thread(self._load_cache)
+            if from_disk is not None:
+                raw = from_disk.config
+                applied = AppliedState.of(from_disk)
+                self._cached = (from_disk.config_epoch, from_disk.version, from_disk.checksum)
+                self._source = ConfigSource.LKG
+            else:
+                log.warning(
+                    "service=%s starting on model defaults until a fresh update arrives", s.service
+                )
+        self._pipeline = UpdatePipeline(
+            s.service,
+            self._trusted,
+            s.policy,
+            s.max_payload_bytes,
+            applied,
+            raw,
+            self.counters,
+        )
+        self._queue = asyncio.Queue()
+        self._worker = asyncio.create_task(self._run(), name=f"config-updates-{s.service}")
+        if s.mqtt is not None:
+            self._subscriber = MqttSubscriber(
+                s.mqtt, self.topic, default_client_id(s.service), s.mqtt_keepalive, self._received
+            )
+            self._subscriber.start()
+        else:
+            log.warning("service=%s has no MQTT_URL: no live updates", s.service)
+
+    async def close(self) -> None:
+        if self._subscriber is not None:
+            await self._subscriber.stop()
+            self._subscriber = None
+        if self._worker is not None and self._queue is not None:
+            # Finish what was received (the on-disk copy of an applied update
+            # included), then stop.
+            self._queue.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._worker), timeout=5)
+            except TimeoutError:
+                self._worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._worker
+            self._worker = None
+
+    # ------------------------------------------------------------------ API
+    async def get_config(self, config_model: type[T]) -> T:
+        """The current config as ``config_model``. If the manager's values do
+        not fit the model, the error is logged and the model is built from
+        environment and defaults (the service still starts)."""
+        pipeline = self._require()
+        cached = self._models.get(config_model)
+        if isinstance(cached, config_model):
+            return cached
+        try:
+            instance = build_model(config_model, pipeline.raw, self._environ)
+        except ValidationError as e:
+            log.error(
+                "service=%s config from %s does not fit %s (%d errors); using defaults",
+                self.settings.service,
+                self._source.value,
+                config_model.__name__,
+                e.error_count(),
+            )
+            instance = build_model(config_model, {}, self._environ)
+            self._source = ConfigSource.DEFAULTS
+        self._models[config_model] = instance
+        return instance
+
+    async def subscribe_updates(self, callback: Callback, config_model: type[T]) -> None:
+        """Calls ``callback(new_config)`` (sync or async) for every applied
+        update. If it raises, the update is refused and the previous config
+        stays in force."""
+        self._require()
+        await self.get_config(config_model)
+        self._callbacks.append((callback, config_model))
+
+    # ------------------------------------------------------------- internals
+    def _require(self) -> UpdatePipeline:
+        if self._pipeline is None:
+            raise NotInitializedError("call await initialize() first")
+        return self._pipeline
+
+    async def _load_rest(self) -> tuple[dict[str, Any], AppliedState] | None:
+        s = self.settings
+        if s.manager_url is None:
+            return None
+        url = f"{s.manager_url}/api/config/services/{s.service}"
+        headers = {"X-API-Token": s.api_token} if s.api_token else {}
+        try:
+            async with httpx.AsyncClient(timeout=s.rest_timeout) as http:
+                response = await http.get(url, headers=headers)
+            if response.status_code != 200:
+                raise ValueError(f"{url} answered {response.status_code}")
+            body = response.json()
+            if not isinstance(body, dict) or body.get("service") != s.service:
+                raise ValueError(f"{url} did not return the config of {s.service}")
+            config, version, epoch = (
+                body.get("config"),
+                body.get("version"),
+                body.get("config_epoch"),
+            )
+            if not isinstance(config, dict) or not isinstance(version, int):
+                raise ValueError(f"{url}: unexpected response shape")
+            if not isinstance(epoch, str):
+                raise ValueError(f"{url}: unexpected response shape")
+        except (httpx.HTTPError, ValueError) as e:
+            log.warning("service=%s could not load configuration over REST: %s", s.service, e)
+            return None
+        log.info("service=%s loaded configuration version %d over REST", s.service, version)
+        # The body carries the service's secrets (scoped token) where the
+        # envelope leaves them out: no comparable checksum.
+        return config, AppliedState(epoch, version, None)
+
+    def _load_cache(self) -> env.Envelope | None:
+        path = self.settings.cache_path
+        if path is None or not path.exists():
+            return None
+        assert self._trusted is not None
+        try:
+            envelope = cache.read(path, self.settings.service, self._trusted)
+        except (env.Rejected, OSError) as e:
+            log.warning(
+                "service=%s cannot use the on-disk copy %s: %s", self.settings.service, path, e
+            )
+            return None
+        log.info(
+            "service=%s loaded configuration version %d from the on-disk copy",
+            self.settings.service,
+            envelope.version,
+        )
+        return envelope
+
+    def _received(self, payload: bytes) -> None:
+        """On the event loop, for each MQTT payload. Oversized payloads are
+        refused before queueing, and the queue is bounded, so a flood on the
+        topic cannot grow memory without limit (a dropped payload is counted;
+        the manager re-issues the current config periodically)."""
+        if self._queue is None or self._pipeline is None:
+            return
+        if len(payload) > self.settings.max_payload_bytes:
+            outcome = Outcome(
+                "reject",
+                "oversized",
+                f"payload is {len(payload)} bytes, more than the "
+                f"{self.settings.max_payload_bytes}-byte limit",
+            )
+            self._pipeline.record(outcome)
+            self.last_outcome = outcome
+        elif self._queue.qsize() >= MAX_QUEUED:
+            outcome = Outcome("reject", "overloaded", f"more than {MAX_QUEUED} payloads queued")
+            self._pipeline.record(outcome)
+        else:
+            self._queue.put_nowait(payload)
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            payload = await self._queue.get()
+            if payload is None:
+                return
+            try:
+                await self.handle_payload(payload, datetime.now(UTC))
+            except Exception:
+                log.exception("service=%s failed to handle an update", self.settings.service)
+
+    async def handle_payload(self, payload: bytes, now: datetime) -> Outcome:
+        """Runs one payload through every check, the models and the callbacks;
+        commits it only if all succeed. Public for tests and replays."""
+        pipeline = self._require()
+        outcome = pipeline.check(payload, now)
+        if outcome.action == "apply":
+            outcome = await self._apply(pipeline, outcome)
+        pipeline.record(outcome)
+        self.last_outcome = outcome
+        if outcome.envelope is not None and outcome.action in ("apply", "ignore"):
+            await self._save(outcome.envelope)
+        return outcome
+
+    async def _apply(self, pipeline: UpdatePipeline, outcome: Outcome) -> Outcome:
+        assert outcome.config is not None
+        models: dict[type[BaseModel], BaseModel] = {}
+        wanted = list(self._models) + [m for _, m in self._callbacks if m not in self._models]
+        for model in wanted:
+            try:
+                models[model] = build_model(model, outcome.config, self._environ)
+            except ValidationError as e:
+                detail = f"config does not fit {model.__name__}: {e.error_count()} errors"
+                return Outcome("reject", "invalid_config", detail, outcome.envelope)
+        for callback, model in self._callbacks:
+            try:
+                result = callback(models[model])
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as e:
+                detail = f"on-change callback failed: {type(e).__name__}: {e}"
+                return Outcome("reject", "callback_failed", detail, outcome.envelope)
+        pipeline.commit(outcome)
+        self._models = models
+        self._source = ConfigSource.MQTT
+        return outcome
+
+    async def _save(self, envelope: env.Envelope) -> None:
+        """Writes the on-disk copy when the applied (epoch, version, checksum)
+        differs from what is there; re-issues do not rewrite it."""
+        pipeline = self._require()
+        ident = (envelope.config_epoch, envelope.version, envelope.checksum)
+        applied = pipeline.applied
+        if applied is None or (applied.epoch, applied.version) != ident[:2]:
+            return
+        if self._cached == ident or self.settings.cache_path is None:
+            return
+        path: Path = self.settings.cache_path
+        try:
+            await asyncio.to_thread(cache.write, path, envelope)
+            self._cached = ident
+        except OSError as e:
+            log.warning(
+                "service=%s cannot write the on-disk copy %s: %s", self.settings.service, path, e
+            )
+
+
+__all__ = ["ConfigLibrary", "ConfigSource", "SettingsError", "build_model"]

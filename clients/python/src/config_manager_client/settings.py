@@ -1,0 +1,96 @@
+"""Client settings: keyword arguments of :class:`ConfigLibrary` first, then
+the environment (read once, at construction).
+
+| variable | meaning | default |
+|---|---|---|
+| ``CONFIG_MANAGER_URL`` | manager base URL for the start-up load | none (no REST) |
+| ``CONFIG_API_TOKEN`` | ``X-API-Token``; a service-scoped one brings secrets | none |
+| ``MQTT_URL`` | ``mqtt://[user:pass@]host:port`` or ``mqtts://…`` | none (no live updates) |
+| ``MQTT_CA_FILE`` | CA PEM for ``mqtts://`` | system roots |
+| ``CONFIG_SIGNATURE_PUBLIC_KEY`` / ``_B64`` | trusted key(s), see :mod:`keys` | required |
+| ``CONFIG_CACHE_PATH`` | on-disk copy | ``$XDG_STATE_HOME/tars-config-client/<svc>.json`` |
+| ``CONFIG_MAX_AGE_SECS`` / ``CONFIG_MAX_SKEW_SECS`` | freshness window | 300 / 60 |
+| ``CONFIG_ACCEPT_STALE_INITIAL`` | ``1``: apply a stale first message | 0 |
+| ``CONFIG_MAX_PAYLOAD_BYTES`` | larger payloads are refused unparsed | 262144 |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from . import envelope as env
+from .errors import SettingsError
+from .freshness import FreshnessPolicy
+from .mqtt_url import MqttEndpoint, parse_mqtt_url
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    service: str
+    manager_url: str | None = None
+    api_token: str | None = field(default=None, repr=False)
+    mqtt: MqttEndpoint | None = None
+    cache_path: Path | None = None
+    policy: FreshnessPolicy = field(default_factory=FreshnessPolicy)
+    max_payload_bytes: int = env.DEFAULT_MAX_PAYLOAD_BYTES
+    rest_timeout: float = 5.0
+    mqtt_keepalive: int = 30
+
+
+def _get(envmap: Mapping[str, str], name: str) -> str | None:
+    value = envmap.get(name, "").strip()
+    return value or None
+
+
+def _secs(envmap: Mapping[str, str], name: str, default: int) -> timedelta:
+    raw = _get(envmap, name)
+    if raw is None:
+        return timedelta(seconds=default)
+    if not raw.isdigit():
+        raise SettingsError(f"{name} is invalid: expected whole seconds")
+    return timedelta(seconds=int(raw))
+
+
+def default_cache_path(service: str, envmap: Mapping[str, str]) -> Path:
+    base = _get(envmap, "XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "tars-config-client" / f"{service}.json"
+
+
+def build_settings(
+    service: str,
+    *,
+    manager_url: str | None = None,
+    api_token: str | None = None,
+    mqtt_url: str | None = None,
+    cache_path: str | os.PathLike[str] | None = None,
+    envmap: Mapping[str, str] = os.environ,
+) -> ClientSettings:
+    if not env._SERVICE.fullmatch(service):
+        raise SettingsError("service_name is invalid: expected ^[a-z][a-z0-9-]*$, at most 64")
+    url = manager_url or _get(envmap, "CONFIG_MANAGER_URL")
+    mqtt_text = mqtt_url or _get(envmap, "MQTT_URL")
+    mqtt = parse_mqtt_url(mqtt_text, _get(envmap, "MQTT_CA_FILE")) if mqtt_text else None
+    stale = _get(envmap, "CONFIG_ACCEPT_STALE_INITIAL") or "0"
+    if stale not in ("0", "1", "true", "false", "yes", "no"):
+        raise SettingsError("CONFIG_ACCEPT_STALE_INITIAL is invalid: expected 1 or 0")
+    max_payload = _get(envmap, "CONFIG_MAX_PAYLOAD_BYTES") or str(env.DEFAULT_MAX_PAYLOAD_BYTES)
+    if not max_payload.isdigit() or int(max_payload) < 1024:
+        raise SettingsError("CONFIG_MAX_PAYLOAD_BYTES is invalid: expected bytes >= 1024")
+    cache = cache_path or _get(envmap, "CONFIG_CACHE_PATH")
+    return ClientSettings(
+        service=service,
+        manager_url=url.rstrip("/") if url else None,
+        api_token=api_token or _get(envmap, "CONFIG_API_TOKEN"),
+        mqtt=mqtt,
+        cache_path=Path(cache) if cache else default_cache_path(service, envmap),
+        policy=FreshnessPolicy(
+            max_age=_secs(envmap, "CONFIG_MAX_AGE_SECS", 300),
+            max_skew=_secs(envmap, "CONFIG_MAX_SKEW_SECS", 60),
+            accept_stale_initial=stale in ("1", "true", "yes"),
+        ),
+        max_payload_bytes=int(max_payload),
+    )
