@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/faults.rs"]
+mod faults;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,40 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Server, READ_TOKEN, WRITE_TOKEN};
+use faults::*;
 use serde_json::{json, Value};
-
-const TTS: &str = "/services/tts-worker";
-const LKG_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-
-fn fast_monitor(extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("CONFIG_MONITOR_INTERVAL_MS".to_owned(), "100".to_owned()),
-        (
-            "REBUILD_TOKEN".to_owned(),
-            "rebuild-token-0123456789".to_owned(),
-        ),
-        ("LKG_HMAC_KEY_BASE64".to_owned(), LKG_KEY.to_owned()),
-    ];
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    env
-}
-
-/// Polls health until `pred` holds (bounded; the failure message shows the last body).
-async fn wait_health(s: &Server, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, h) = s.get("/health", None).await;
-        if pred(&h) {
-            return h;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; health: {h}\n{}",
-            s.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// A reader hammering GET until stopped; counts answers that were not 200.
 struct ReaderLoop {
@@ -87,78 +57,6 @@ impl ReaderLoop {
             self.total.load(Ordering::Relaxed),
         )
     }
-}
-
-async fn set_volume(s: &Server, volume: i64) -> i64 {
-    let v = s.version("tts-worker").await;
-    let (status, body) = s
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": volume}, "version": v}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["version"].as_i64().unwrap()
-}
-
-fn garble(path: &Path) {
-    if let Ok(meta) = std::fs::metadata(path) {
-        let len = meta.len().max(4096) as usize;
-        let junk: Vec<u8> = (0..len).map(|i| (i * 7919 % 251) as u8).collect();
-        std::fs::write(path, junk).unwrap();
-    }
-}
-
-fn broken_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".broken-"))
-        .collect()
-}
-
-async fn assert_fallback_serves_and_refuses(s: &Server, volume: i64) {
-    let resp = s
-        .http
-        .get(s.url(TTS))
-        .header("X-API-Token", READ_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["x-config-source"], "lkg-cache");
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(
-        body["config"]["volume_percent"], volume,
-        "the last acknowledged write is served"
-    );
-    let (status, body) = s
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": 1}, "version": 99}),
-        )
-        .await;
-    assert_eq!(status, 503, "{body}");
-    assert!(
-        body["detail"].as_str().unwrap().contains("read-only"),
-        "{body}"
-    );
-    let (status, body) = s
-        .send(
-            "POST",
-            "/search",
-            Some(READ_TOKEN),
-            &json!({"query": "volume"}),
-        )
-        .await;
-    assert_eq!(status, 200, "search keeps working: {body}");
-    let (status, _) = s.get("/services", Some(READ_TOKEN)).await;
-    assert_eq!(status, 200);
 }
 
 #[tokio::test]

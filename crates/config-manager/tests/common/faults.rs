@@ -1,4 +1,4 @@
-//! Helpers of the start-up and fault tests (`resilience_startup.rs`,
+//! Helpers of the fault tests (`resilience.rs`, `resilience_startup.rs`,
 //! `resilience_faults.rs`): the service under a wrapper (a lower file limit,
 //! another user), health polling, fallback assertions.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
