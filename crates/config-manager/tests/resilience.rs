@@ -196,29 +196,11 @@ fn rusqlite_backup(from: &Path, to: &Path) -> bool {
 async fn database_locked_by_another_process_then_released() {
     let s = Server::start_with(fast_monitor(&[])).await;
     set_volume(&s, 21).await;
-    let mut locker = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(format!(
-            "import sqlite3,sys,time\nc=sqlite3.connect('{}',isolation_level=None,timeout=10)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\nsys.stdin.readline()\nc.execute('ROLLBACK')",
-            s.db_path().display()
-        ))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(locker.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "locked");
-    }
+    let locker = lock_database(&s.db_path());
     let h = wait_health(&s, "locked", |h| h["database_status"] == "locked").await;
     assert_eq!(h["operational_mode"], "read-only-fallback");
     assert_fallback_serves_and_refuses(&s, 21).await;
-    drop(locker.stdin.take());
-    let _ = locker.wait();
+    release_lock(locker);
     wait_health(&s, "unlocked", |h| h["operational_mode"] == "normal").await;
     assert_eq!(set_volume(&s, 22).await, s.version("tts-worker").await);
 }

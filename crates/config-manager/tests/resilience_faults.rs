@@ -28,20 +28,6 @@ fn unstarted(extra_env: Vec<(String, String)>) -> Server {
     }
 }
 
-async fn volume_from_database(s: &Server) -> Value {
-    let resp = s
-        .http
-        .get(s.url(TTS))
-        .header("X-API-Token", READ_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["x-config-source"], "database");
-    let body: Value = resp.json().await.unwrap();
-    body["config"]["volume_percent"].clone()
-}
-
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()

@@ -52,20 +52,6 @@ fn text(out: &Output) -> String {
     )
 }
 
-async fn volume_from_database(s: &Server) -> Value {
-    let resp = s
-        .http
-        .get(s.url(TTS))
-        .header("X-API-Token", READ_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["x-config-source"], "database");
-    let body: Value = resp.json().await.unwrap();
-    body["config"]["volume_percent"].clone()
-}
-
 #[tokio::test]
 async fn corrupted_database_at_startup_serves_the_cache_then_recovers_when_restored() {
     let (mut s, copy, epoch) = prepared(&[], 41).await;
@@ -116,30 +102,12 @@ async fn missing_database_at_startup_is_not_recreated_empty_and_recovers_when_re
 #[tokio::test]
 async fn locked_database_at_startup_falls_back_then_recovers_when_released() {
     let (mut s, _copy, _epoch) = prepared(&[], 44).await;
-    let mut locker = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(format!(
-            "import sqlite3,sys\nc=sqlite3.connect('{}',isolation_level=None,timeout=10)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\nsys.stdin.readline()\nc.execute('ROLLBACK')",
-            s.db_path().display()
-        ))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::BufRead;
-        let mut line = String::new();
-        std::io::BufReader::new(locker.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "locked");
-    }
+    let locker = lock_database(&s.db_path());
     s.spawn().await;
     let h = assert_started_in_fallback(&s, "locked").await;
     assert!(h["err"].as_str().unwrap().contains("locked"), "{h}");
     assert_fallback_serves_and_refuses(&s, 44).await;
-    drop(locker.stdin.take());
-    let _ = locker.wait();
+    release_lock(locker);
     wait_health(&s, "unlocked", |h| h["operational_mode"] == "normal").await;
     assert_eq!(volume_from_database(&s).await, 44);
     set_volume(&s, 45).await;

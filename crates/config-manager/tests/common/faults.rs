@@ -183,3 +183,47 @@ pub fn assert_alive(s: &mut Server) {
         s.log()
     );
 }
+
+/// The stored `volume_percent` of tts-worker, read from the database (the
+/// source header says so), not from the cache.
+pub async fn volume_from_database(s: &Server) -> Value {
+    let resp = s
+        .http
+        .get(s.url(TTS))
+        .header("X-API-Token", READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-config-source"], "database");
+    let body: Value = resp.json().await.unwrap();
+    body["config"]["volume_percent"].clone()
+}
+
+/// Another process (Python's sqlite3, as an operator's tool would) holding
+/// an exclusive lock on `db` until [`release_lock`]; returns once it holds it.
+pub fn lock_database(db: &Path) -> std::process::Child {
+    let mut locker = Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import sqlite3,sys\nc=sqlite3.connect('{}',isolation_level=None,timeout=10)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked',flush=True)\nsys.stdin.readline()\nc.execute('ROLLBACK')",
+            db.display()
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(locker.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "locked");
+    locker
+}
+
+/// Ends the lock taken by [`lock_database`].
+pub fn release_lock(mut locker: std::process::Child) {
+    drop(locker.stdin.take());
+    let _ = locker.wait();
+}
