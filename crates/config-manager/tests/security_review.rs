@@ -1,0 +1,153 @@
+//! Security review of the issue 14 fixes across features: attacks that went
+//! around a fix through another feature, each tried against the real binary
+//! and real SQLite files. Every test here failed before its fix.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{Server, WRITE_TOKEN};
+use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Generous bound for things that happen at once when the service works.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `PUT /services/{name}/schema` with a raw JSON text.
+async fn put_schema(s: &Server, name: &str, schema: &str) -> (u16, Value) {
+    let resp = s
+        .http
+        .put(s.url(&format!("/services/{name}/schema")))
+        .header("X-API-Token", WRITE_TOKEN)
+        .header("content-type", "application/json")
+        .body(schema.to_owned())
+        .send()
+        .await
+        .unwrap();
+    common::into_parts(resp).await
+}
+
+/// Finding 12 (oversized configs are saved but never published) reached
+/// through a schema instead of a write: a service holds a large value, then
+/// a write-role caller registers a new version of its schema whose new
+/// field's default pushes the published configuration past the MQTT limit.
+/// Each request is below the body limit and every write is checked, but the
+/// registration was not: it was accepted and the service could no longer be
+/// published. Now the registration is refused with 422 and the old schema
+/// stays.
+#[tokio::test]
+async fn schema_defaults_cannot_push_a_config_past_the_publish_limit() {
+    let s = Server::start().await;
+    let v1 = r#"{"type":"object","properties":{"notes":{"type":"string","default":""}}}"#;
+    let (status, body) = put_schema(&s, "grow", v1).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .send(
+            "PATCH",
+            "/services/grow",
+            Some(WRITE_TOKEN),
+            &json!({"config": {"notes": "n".repeat(200_000)}, "version": 1}),
+        )
+        .await;
+    assert_eq!(status, 200, "a 200 kB config is fine: {body}");
+
+    let v2 = format!(
+        r#"{{"type":"object","properties":{{"notes":{{"type":"string","default":""}},"extra":{{"type":"string","default":"{}"}}}}}}"#,
+        "e".repeat(100_000)
+    );
+    let (status, body) = put_schema(&s, "grow", &v2).await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("limit"), "{body}");
+    assert!(message.len() < 300, "the error does not echo the input");
+
+    let (status, schema) = s.get("/services/grow/schema", Some(WRITE_TOKEN)).await;
+    assert_eq!(status, 200);
+    assert!(
+        schema.to_string().contains("notes") && !schema.to_string().contains("extra"),
+        "the old schema stays: {schema}"
+    );
+    let (status, current) = s.get("/services/grow", Some(WRITE_TOKEN)).await;
+    assert_eq!(status, 200);
+    assert!(current["config"].get("extra").is_none(), "{current}");
+
+    // The same for a new service whose defaults alone are too large (with
+    // a body limit raised so the document itself is accepted).
+    let mut s = s;
+    s.kill9();
+    s.extra_env
+        .push(("CONFIG_MAX_BODY_BYTES".into(), "1048576".into()));
+    s.spawn().await;
+    let big = format!(
+        r#"{{"type":"object","properties":{{"a":{{"type":"string","default":"{0}"}},"b":{{"type":"string","default":"{0}"}}}}}}"#,
+        "d".repeat(150_000)
+    );
+    let (status, body) = put_schema(&s, "huge-defaults", &big).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = s.get("/services/huge-defaults", Some(WRITE_TOKEN)).await;
+    assert_eq!(status, 404, "nothing registered, nothing seeded");
+}
+
+/// A connected socket from `source` (any 127.0.0.0/8 address reaches the
+/// service on loopback).
+async fn connect_from(source: [u8; 4], port: u16) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .expect("bind a loopback source address");
+    socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap()
+}
+
+/// Finding 2's connection cap let one client hold every slot: it opens as
+/// many connections as the cap, sends nothing, and everyone else waits in
+/// the backlog until the header timeout (or forever, if it reconnects).
+/// Now each address gets at most `CONFIG_HTTP_MAX_CONNECTIONS_PER_ADDRESS`
+/// connections; those over it are closed at once and another address is
+/// served while the first still holds its share.
+#[tokio::test]
+async fn one_address_cannot_hold_every_connection_slot() {
+    let s = Server::start_with(vec![
+        ("CONFIG_HTTP_MAX_CONNECTIONS".into(), "8".into()),
+        ("CONFIG_HTTP_MAX_CONNECTIONS_PER_ADDRESS".into(), "2".into()),
+        // Long timeouts: only the caps may free a slot during the test.
+        ("CONFIG_HTTP_HEADER_TIMEOUT_MS".into(), "600000".into()),
+        ("CONFIG_HTTP_IDLE_TIMEOUT_MS".into(), "3600000".into()),
+    ])
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(connect_from([127, 0, 0, 2], s.port).await);
+    }
+    // The server closes every connection beyond the address's share.
+    let mut closed = 0;
+    for conn in held.iter_mut().skip(2) {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(WAIT, conn.read(&mut buf))
+            .await
+            .expect("a connection over the per-address cap is closed, not held");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "no answer is sent: {read:?}"
+        );
+        closed += 1;
+    }
+    assert_eq!(closed, 6);
+
+    // Another client is served although 127.0.0.2 still holds its share.
+    let resp = tokio::time::timeout(WAIT, s.http.get(s.url("/health")).send())
+        .await
+        .expect("a second address is served while the first holds connections")
+        .unwrap();
+    assert!(
+        resp.status().is_success() || resp.status().as_u16() == 503,
+        "{}",
+        resp.status()
+    );
+    drop(held);
+}
