@@ -151,3 +151,69 @@ async fn one_address_cannot_hold_every_connection_slot() {
     );
     drop(held);
 }
+
+/// Audit entries matching `query` (e.g. `action=session.login&outcome=ok`).
+async fn audit_entries(s: &Server, query: &str) -> Vec<Value> {
+    let (status, body) = s
+        .get(&format!("/audit?{query}&limit=1000"), Some(WRITE_TOKEN))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["entries"].as_array().cloned().unwrap_or_default()
+}
+
+/// Finding 4 said unauthenticated requests must not grow the database
+/// without bound; the fix aggregated refusals, but a successful UI login
+/// still wrote one audit row, and any read token may log in. A reader
+/// logging in and out in a loop (each login also evicts its own oldest
+/// session, so nothing else stops it) grew the audit log by two rows per
+/// round trip (about 270 logins a second, 2 kB each, on a debug build). Now
+/// successful logins and logouts are aggregated like refusals: one row per
+/// identity, address and window, whose count is kept.
+#[tokio::test]
+async fn a_reader_logging_in_in_a_loop_cannot_grow_the_audit_log() {
+    let mut s = Server::start().await;
+    let root = format!("http://127.0.0.1:{}", s.port);
+    let rounds = 300;
+    for _ in 0..rounds {
+        let r = s
+            .http
+            .post(format!("{root}/ui/login"))
+            .json(&json!({"token": common::READ_TOKEN}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let cookie = r
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .unwrap()
+            .to_owned();
+        let body: Value = r.json().await.unwrap();
+        let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+        let r = s
+            .http
+            .post(format!("{root}/ui/logout"))
+            .header("Cookie", &cookie)
+            .header("X-CSRF-Token", &csrf)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    for action in ["session.login", "session.logout"] {
+        let rows = audit_entries(&s, &format!("action={action}&outcome=ok&actor=reader")).await;
+        assert_eq!(rows.len(), 1, "{action}: one row, not one per login");
+        assert_eq!(rows[0]["detail"]["source"], "127.0.0.1", "{rows:?}");
+    }
+    // Nothing is lost: the count reaches the row when the window ends (here
+    // at a graceful stop).
+    assert_eq!(s.terminate(), Some(0));
+    s.spawn().await;
+    for action in ["session.login", "session.logout"] {
+        let rows = audit_entries(&s, &format!("action={action}&outcome=ok&actor=reader")).await;
+        assert_eq!(rows.len(), 1, "{action}: {rows:?}");
+        assert_eq!(rows[0]["detail"]["count"], rounds, "{action}: {rows:?}");
+    }
+}
