@@ -4,13 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "common/faults.rs"]
+mod faults;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{Server, WRITE_TOKEN};
 use serde_json::{json, Value};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Generous bound for things that happen at once when the service works.
@@ -216,4 +218,83 @@ async fn a_reader_logging_in_in_a_loop_cannot_grow_the_audit_log() {
         assert_eq!(rows.len(), 1, "{action}: {rows:?}");
         assert_eq!(rows[0]["detail"]["count"], rounds, "{action}: {rows:?}");
     }
+}
+
+/// One `GET /api/config/health` on a kept-alive raw connection; the body.
+async fn health_on(conn: &mut BufReader<TcpStream>) -> Value {
+    conn.get_mut()
+        .write_all(b"GET /api/config/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        conn.read_line(&mut line).await.unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body).await.unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Finding 2: the fix keeps the default cap (256) below the usual file limit
+/// (1,024), but nothing tied the two together. Under a lower limit (here
+/// 128, with the default cap) idle connections used up the descriptors
+/// again: `accept` failed with EMFILE and the monitor, unable to open the
+/// database, put the service in read-only fallback (`unavailable`) — so any
+/// client could still stop all writes. Now the cap is lowered to fit the
+/// limit, with a warning; the service stays healthy while the connections
+/// are held.
+#[tokio::test]
+async fn connections_cannot_exhaust_a_low_file_limit() {
+    let mut s = Server {
+        dir: tempfile::tempdir().unwrap(),
+        port: common::free_port(),
+        child: None,
+        extra_env: faults::fast_monitor(&[
+            ("CONFIG_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "0"),
+            ("CONFIG_HTTP_HEADER_TIMEOUT_MS", "600000"),
+            ("CONFIG_HTTP_IDLE_TIMEOUT_MS", "3600000"),
+        ]),
+        http: reqwest::Client::new(),
+    };
+    faults::spawn_wrapped(&mut s, &["prlimit", "--nofile=128:128", "--"]).await;
+    faults::wait_log(&s, "does not fit the file limit of 128").await;
+    // The first connection (accepted at once) watches health; then far more
+    // idle connections than descriptors.
+    let mut watch = BufReader::new(connect_from([127, 0, 0, 1], s.port).await);
+    let first = health_on(&mut watch).await;
+    assert_eq!(first["database_status"], "healthy", "{first}");
+    let mut held = Vec::new();
+    // 180: more than the descriptors left (about 110), less than what the
+    // fitted cap (64) and the listen backlog (128) hold.
+    for _ in 0..180 {
+        held.push(connect_from([127, 0, 0, 1], s.port).await);
+    }
+    // Watch until the service's own clock shows a few seconds of monitor
+    // ticks (every 100 ms) with every connection held.
+    let start = first["uptime_seconds"].as_u64().unwrap();
+    loop {
+        let h = health_on(&mut watch).await;
+        assert_eq!(h["database_status"], "healthy", "{h}\n{}", s.log());
+        assert_eq!(h["operational_mode"], "normal", "{h}");
+        if h["uptime_seconds"].as_u64().unwrap() >= start + 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !s.log().contains("accepting a connection failed"),
+        "{}",
+        s.log()
+    );
+    drop(held);
 }

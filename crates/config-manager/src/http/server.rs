@@ -25,6 +25,11 @@
 //!   address's share is accepted and closed at once, so it holds neither a
 //!   slot nor a backlog entry.
 //!
+//! - **File limit**: the cap is lowered to fit the process's soft
+//!   `RLIMIT_NOFILE` minus [`RESERVED_DESCRIPTORS`] (with a warning), because
+//!   connections that use up the descriptors make the database unopenable and
+//!   put the service in read-only fallback: a client must not reach that.
+//!
 //! An `accept` error (EMFILE when descriptors run out, a connection reset
 //! before it was accepted) never ends the loop: it backs off briefly and logs
 //! at most once every few seconds.
@@ -108,6 +113,44 @@ impl Drop for AddressSlot {
     }
 }
 
+/// Descriptors kept free of client connections: the database connections
+/// and their WAL/SHM, the monitor's fresh connection, MQTT, logs, LKG and
+/// snapshot temporaries, child processes (about 20 in use when idle).
+pub const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// The connection cap that fits a soft file limit of `soft_limit`
+/// descriptors (`None`: unlimited), and the warning to log when `configured`
+/// had to be lowered.
+pub fn fit_to_file_limit(configured: usize, soft_limit: Option<u64>) -> (usize, Option<String>) {
+    let Some(soft) = soft_limit else {
+        return (configured, None);
+    };
+    let room = usize::try_from(soft.saturating_sub(RESERVED_DESCRIPTORS))
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if configured <= room {
+        return (configured, None);
+    }
+    let warning = format!(
+        "CONFIG_HTTP_MAX_CONNECTIONS={configured} does not fit the file limit of {soft} descriptors \
+         ({RESERVED_DESCRIPTORS} are kept for the database and the rest); at most {room} connections \
+         are served at once. Raise the limit (ulimit -n, systemd LimitNOFILE) or lower the setting."
+    );
+    (room, Some(warning))
+}
+
+/// The process's soft `RLIMIT_NOFILE` (`None`: unlimited or unknown).
+fn soft_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
 /// Pause after a failed `accept` (EMFILE and the like) before trying again,
 /// so the loop neither dies nor spins.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -133,7 +176,11 @@ pub async fn serve<S>(
         + Sync
         + 'static,
 {
-    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let (fitted, warning) = fit_to_file_limit(limits.max_connections, soft_file_limit());
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+    }
+    let max = fitted.clamp(1, Semaphore::MAX_PERMITS);
     let permits = Arc::new(Semaphore::new(max));
     let per_address = PerAddress {
         max: limits.max_connections_per_address,
@@ -390,5 +437,21 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_fits_the_file_limit() {
+        assert_eq!(fit_to_file_limit(256, None), (256, None));
+        assert_eq!(fit_to_file_limit(256, Some(1024)), (256, None));
+        assert_eq!(fit_to_file_limit(256, Some(320)), (256, None));
+        let (cap, warning) = fit_to_file_limit(256, Some(128));
+        assert_eq!(cap, 64);
+        assert!(warning.is_some_and(|w| w.contains("128")));
+        assert_eq!(fit_to_file_limit(256, Some(10)).0, 1);
     }
 }
