@@ -298,3 +298,77 @@ async fn connections_cannot_exhaust_a_low_file_limit() {
     );
     drop(held);
 }
+
+/// Finding 9 ("integer fields store integers") reached through the paths the
+/// fix did not normalize: a schema default of `60.0` or `-0.0` was stored as
+/// version 1 and shown as `60.0` by REST while MQTT said `60`; and a whole
+/// float beyond an i64 (`1e300`), which JSON Schema counts as an integer,
+/// was stored on a write, an import or a profile and read back as a float.
+/// Now defaults are normalized when the schema is compiled, and such values
+/// are refused with 422 naming the field.
+#[tokio::test]
+async fn integer_fields_store_integers_through_defaults_and_huge_values() {
+    let s = Server::start().await;
+    let schema = r#"{"type":"object","properties":{"n":{"type":"integer","default":60.0},"m":{"type":"integer","default":-0.0}}}"#;
+    let (status, body) = put_schema(&s, "ints", schema).await;
+    assert_eq!(status, 200, "{body}");
+    let raw = s
+        .http
+        .get(s.url("/services/ints"))
+        .header("X-API-Token", WRITE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.contains(r#""n":60"#) && !raw.contains("60.0") && raw.contains(r#""m":0"#),
+        "{raw}"
+    );
+    assert!(!raw.contains(r#""m":-0"#), "{raw}");
+
+    // A whole float no integer type holds.
+    let put = |body: String| {
+        let s = &s;
+        async move {
+            let resp = s
+                .http
+                .patch(s.url("/services/ints"))
+                .header("X-API-Token", WRITE_TOKEN)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            common::into_parts(resp).await
+        }
+    };
+    let (status, body) = put(r#"{"version":1,"config":{"n":1e300}}"#.into()).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["pointer"], "/n", "{body}");
+    let doc = r#"{"format":"config-manager-export","format_version":1,"services":{},"profiles":[{"name":"p","config_snapshot":{"ints":{"n":1e300}}}]}"#;
+    let resp = s
+        .http
+        .post(s.url("/import"))
+        .header("X-API-Token", WRITE_TOKEN)
+        .header("content-type", "application/json")
+        .body(doc)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = common::into_parts(resp).await;
+    assert_eq!(status, 422, "{body}");
+    let (_, current) = s.get("/services/ints", Some(WRITE_TOKEN)).await;
+    assert_eq!(current["version"], 1);
+    assert_eq!(current["config"]["n"], 60);
+
+    // A default like that makes the schema invalid.
+    let (status, body) = put_schema(
+        &s,
+        "ints2",
+        r#"{"type":"object","properties":{"n":{"type":"integer","default":1e300}}}"#,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+}
