@@ -259,6 +259,13 @@ impl Settings {
             header_timeout: millis(env, "CONFIG_HTTP_HEADER_TIMEOUT_MS", 10_000, 100, 600_000)?,
             idle_timeout: millis(env, "CONFIG_HTTP_IDLE_TIMEOUT_MS", 60_000, 100, 3_600_000)?,
             max_connections: ranged(env, "CONFIG_HTTP_MAX_CONNECTIONS", 256, 1, 65_535)?,
+            max_connections_per_address: ranged(
+                env,
+                "CONFIG_HTTP_MAX_CONNECTIONS_PER_ADDRESS",
+                64,
+                0,
+                65_535,
+            )?,
         };
         let guard = crate::http::guard::GuardSettings {
             login_max_failures: ranged(env, "CONFIG_LOGIN_MAX_FAILURES", 10, 1, 100_000)?,
@@ -395,6 +402,7 @@ pub const ALL_VARIABLES: &[&str] = &[
     "CONFIG_HTTP_HEADER_TIMEOUT_MS",
     "CONFIG_HTTP_IDLE_TIMEOUT_MS",
     "CONFIG_HTTP_MAX_CONNECTIONS",
+    "CONFIG_HTTP_MAX_CONNECTIONS_PER_ADDRESS",
     "CONFIG_LOGIN_MAX_FAILURES",
     "CONFIG_LOGIN_WINDOW_SECS",
     "CONFIG_AUDIT_DENIAL_WINDOW_SECS",

@@ -218,7 +218,8 @@ impl Manager {
             return Err(ManagerError::Validation(refused));
         }
         let name = name.clone();
-        if let Some(stored) = self.stored_or_empty(&name)? {
+        let stored = self.stored_or_empty(&name)?;
+        if let Some(stored) = &stored {
             let mut candidate = schema.with_defaults(&stored.config);
             for key in schema.secret_keys() {
                 candidate.remove(key);
@@ -226,6 +227,22 @@ impl Manager {
             schema
                 .validate(&Value::Object(candidate))
                 .map_err(ManagerError::Validation)?;
+        }
+        // The configuration the new schema would publish (stored values or
+        // none, its defaults, the overrides it may read) must fit an MQTT
+        // config message, or it would be saved and never published (issue
+        // 14, finding 12, reached through defaults instead of a write).
+        let mut published = strip_secrets(
+            &schema,
+            schema.with_defaults(&stored.map(|s| s.config).unwrap_or_default()),
+        );
+        for (key, value) in self.options.env_overrides(&schema).values {
+            if !schema.field(&key).is_some_and(|f| f.is_secret) {
+                published.insert(key, value);
+            }
+        }
+        if let Some(e) = write::size_error(&published) {
+            return Err(ManagerError::Validation(vec![e]));
         }
         self.store
             .save_registered_schema(name.as_str(), document, actor)?;

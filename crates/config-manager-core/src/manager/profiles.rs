@@ -170,7 +170,14 @@ impl Manager {
             let mut config = without_env_keys(self, &service, config.clone());
             schema.normalize_integers(&mut config);
             let full = schema.with_defaults(&config);
-            if let Err(found) = schema.validate(&Value::Object(full.clone())) {
+            let integers = schema.integer_errors(&config);
+            if !integers.is_empty() {
+                errors.extend(
+                    integers
+                        .into_iter()
+                        .map(|e| FieldError::new(format!("{here}{}", e.pointer), &e.message)),
+                );
+            } else if let Err(found) = schema.validate(&Value::Object(full.clone())) {
                 errors.extend(
                     found
                         .into_iter()

@@ -96,6 +96,10 @@ impl Manager {
         }
         let mut req = req;
         schema.normalize_integers(&mut req.config);
+        let integer_problems = schema.integer_errors(&req.config);
+        if !integer_problems.is_empty() {
+            return Err(ManagerError::Validation(integer_problems));
+        }
         let env = self.options.env_overrides(&schema);
         let mut errors = Vec::new();
         let mut candidate = if req.merge {

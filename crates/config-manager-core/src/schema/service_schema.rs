@@ -152,7 +152,7 @@ impl ServiceSchema {
             json_types.push(types);
         }
 
-        let schema = Self {
+        let mut schema = Self {
             title: root
                 .get("title")
                 .and_then(Value::as_str)
@@ -172,6 +172,15 @@ impl ServiceSchema {
             validator,
             origin: SchemaOrigin::Operator,
         };
+        // Defaults are stored as version 1 of a new service: the same integer
+        // rule as a write (a default of `60.0` was stored and shown as `60.0`
+        // by REST while MQTT said `60`).
+        let mut defaults = std::mem::take(&mut schema.defaults);
+        schema.normalize_integers(&mut defaults);
+        schema.defaults = defaults;
+        if let Some(e) = schema.integer_errors(&schema.defaults).first() {
+            return Err(SchemaError::invalid(service, format!("the default of {e}")));
+        }
         if let Err(errors) = schema.validate(&Value::Object(schema.defaults.clone())) {
             let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
             return Err(SchemaError::invalid(
@@ -277,6 +286,37 @@ impl ServiceSchema {
                 }
             }
         }
+    }
+
+    /// One error per integer-only field of `config` that still holds a float
+    /// after [`Self::normalize_integers`]: a whole number beyond an i64
+    /// (`1e300`), which JSON Schema counts as an integer but which every
+    /// reader would get as a float. Non-whole floats are left to validation.
+    pub fn integer_errors(&self, config: &Map<String, Value>) -> Vec<FieldError> {
+        config
+            .iter()
+            .filter(|(key, value)| {
+                let Some(&i) = self.index.get(key.as_str()) else {
+                    return false;
+                };
+                let types = self
+                    .json_types
+                    .get(i)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                types.iter().any(|t| t == "integer")
+                    && !types.iter().any(|t| t == "number")
+                    && value
+                        .as_f64()
+                        .is_some_and(|n| value.is_f64() && n.fract() == 0.0)
+            })
+            .map(|(key, _)| {
+                FieldError::new(
+                    format!("/{key}"),
+                    "integer out of range: must be between -(2^53-1) and 2^53-1",
+                )
+            })
+            .collect()
     }
 
     /// Keys of the secret fields, in document order.

@@ -146,6 +146,7 @@ pub async fn audit_denial_from(
         source,
         action: "access.denied",
         reason,
+        outcome: "denied",
     };
     state.denials().record(state, key, Some(target)).await;
 }

@@ -10,6 +10,10 @@
 //! `detail.count` is updated to the total. So N refusals add at most one row
 //! per key and window, and the number of keys per window is capped
 //! ([`MAX_KEYS`]; beyond it, refusals are counted under one overflow key).
+//!
+//! UI logins and logouts that succeed go through the same aggregation (with
+//! outcome `ok`): any read-role token can log in, so one row per login let a
+//! reader grow the database at the speed of its requests.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -34,8 +38,10 @@ pub struct DenialKey {
     pub source: Option<IpAddr>,
     /// Audit action: `access.denied`, `session.login`.
     pub action: &'static str,
-    /// Why it was refused.
+    /// Why it was refused (or what happened, for an `ok` outcome).
     pub reason: &'static str,
+    /// Audit outcome: `denied`, or `ok` for aggregated session events.
+    pub outcome: &'static str,
 }
 
 struct Aggregate {
@@ -69,12 +75,13 @@ impl std::fmt::Debug for DenialLog {
     }
 }
 
-fn overflow_key(action: &'static str) -> DenialKey {
+fn overflow_key(action: &'static str, outcome: &'static str) -> DenialKey {
     DenialKey {
         actor: "*".into(),
         source: None,
         action,
         reason: "many distinct sources (aggregated)",
+        outcome,
     }
 }
 
@@ -94,7 +101,7 @@ fn audit_entry(key: &DenialKey, agg: &Aggregate, window: Duration) -> NewAudit {
         actor: key.actor.clone(),
         action: key.action.to_owned(),
         target: agg.target.clone(),
-        outcome: "denied".into(),
+        outcome: key.outcome.into(),
         detail: Some(detail(key, agg, window)),
     }
 }
@@ -126,7 +133,7 @@ impl DenialLog {
             let key = if w.entries.contains_key(&key) || w.entries.len() < MAX_KEYS {
                 key
             } else {
-                overflow_key(key.action)
+                overflow_key(key.action, key.outcome)
             };
             match w.entries.get_mut(&key) {
                 Some(agg) => {

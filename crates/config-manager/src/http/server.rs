@@ -18,17 +18,29 @@
 //!   *before* `accept`, so connections over the cap wait in the kernel's
 //!   listen backlog (they are not refused) and are accepted as soon as
 //!   another one ends.
+//! - **Per-address cap** (`CONFIG_HTTP_MAX_CONNECTIONS_PER_ADDRESS`): without
+//!   it one client could hold every slot of the cap (open connections, send
+//!   nothing, reconnect when the header timeout closes them) and keep the
+//!   backlog full, so nobody else is ever served. A connection over its
+//!   address's share is accepted and closed at once, so it holds neither a
+//!   slot nor a backlog entry.
+//!
+//! - **File limit**: the cap is lowered to fit the process's soft
+//!   `RLIMIT_NOFILE` minus [`RESERVED_DESCRIPTORS`] (with a warning), because
+//!   connections that use up the descriptors make the database unopenable and
+//!   put the service in read-only fallback: a client must not reach that.
 //!
 //! An `accept` error (EMFILE when descriptors run out, a connection reset
 //! before it was accepted) never ends the loop: it backs off briefly and logs
 //! at most once every few seconds.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -48,6 +60,95 @@ pub struct ServerLimits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Most open connections from one client address; 0: no per-address cap.
+    pub max_connections_per_address: usize,
+}
+
+/// Open connections per client address (only addresses with at least one,
+/// so at most `max_connections` entries).
+#[derive(Clone, Default)]
+struct PerAddress {
+    max: usize,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One open connection of an address; released when dropped.
+struct AddressSlot {
+    addr: IpAddr,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl PerAddress {
+    fn lock(
+        open: &Mutex<HashMap<IpAddr, usize>>,
+    ) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        // Every change is one counter update: a poisoned lock is consistent.
+        open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A slot for `addr`, or `None` when it already has its share.
+    fn take(&self, addr: IpAddr) -> Option<AddressSlot> {
+        let mut open = Self::lock(&self.open);
+        let n = open.entry(addr).or_insert(0);
+        if self.max > 0 && *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot {
+            addr,
+            open: self.open.clone(),
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = PerAddress::lock(&self.open);
+        if let Some(n) = open.get_mut(&self.addr) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.addr);
+            }
+        }
+    }
+}
+
+/// Descriptors kept free of client connections: the database connections
+/// and their WAL/SHM, the monitor's fresh connection, MQTT, logs, LKG and
+/// snapshot temporaries, child processes (about 20 in use when idle).
+pub const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// The connection cap that fits a soft file limit of `soft_limit`
+/// descriptors (`None`: unlimited), and the warning to log when `configured`
+/// had to be lowered.
+pub fn fit_to_file_limit(configured: usize, soft_limit: Option<u64>) -> (usize, Option<String>) {
+    let Some(soft) = soft_limit else {
+        return (configured, None);
+    };
+    let room = usize::try_from(soft.saturating_sub(RESERVED_DESCRIPTORS))
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if configured <= room {
+        return (configured, None);
+    }
+    let warning = format!(
+        "CONFIG_HTTP_MAX_CONNECTIONS={configured} does not fit the file limit of {soft} descriptors \
+         ({RESERVED_DESCRIPTORS} are kept for the database and the rest); at most {room} connections \
+         are served at once. Raise the limit (ulimit -n, systemd LimitNOFILE) or lower the setting."
+    );
+    (room, Some(warning))
+}
+
+/// The process's soft `RLIMIT_NOFILE` (`None`: unlimited or unknown).
+fn soft_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 /// Pause after a failed `accept` (EMFILE and the like) before trying again,
@@ -75,8 +176,16 @@ pub async fn serve<S>(
         + Sync
         + 'static,
 {
-    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let (fitted, warning) = fit_to_file_limit(limits.max_connections, soft_file_limit());
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+    }
+    let max = fitted.clamp(1, Semaphore::MAX_PERMITS);
     let permits = Arc::new(Semaphore::new(max));
+    let per_address = PerAddress {
+        max: limits.max_connections_per_address,
+        open: Arc::default(),
+    };
     let stop = CancellationToken::new();
     let mut accept_errors = AcceptErrors::default();
     tokio::pin!(shutdown);
@@ -104,11 +213,19 @@ pub async fn serve<S>(
                 }
             }
         };
+        let Some(slot) = per_address.take(peer.ip()) else {
+            // Over its address's share: closed at once, unanswered.
+            tracing::debug!(%peer, "closing a connection over the per-address cap");
+            drop(stream);
+            drop(permit);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
             serve_connection(stream, peer, service, limits, stop).await;
+            drop(slot);
             drop(permit);
         });
     }
@@ -320,5 +437,21 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_fits_the_file_limit() {
+        assert_eq!(fit_to_file_limit(256, None), (256, None));
+        assert_eq!(fit_to_file_limit(256, Some(1024)), (256, None));
+        assert_eq!(fit_to_file_limit(256, Some(320)), (256, None));
+        let (cap, warning) = fit_to_file_limit(256, Some(128));
+        assert_eq!(cap, 64);
+        assert!(warning.is_some_and(|w| w.contains("128")));
+        assert_eq!(fit_to_file_limit(256, Some(10)).0, 1);
     }
 }

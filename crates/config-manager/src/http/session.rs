@@ -29,7 +29,6 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use config_manager_core::crypto::mac::tokens_equal;
 use config_manager_core::domain::format_rfc3339;
-use config_manager_core::store::NewAudit;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -299,25 +298,6 @@ fn no_store(mut resp: Response) -> Response {
     resp
 }
 
-/// Writes an audit entry for a session event. A failing audit write is
-/// logged, not fatal: logging in must keep working in read-only fallback,
-/// when the database may refuse writes.
-async fn audit(state: &AppState, actor: &str, action: &str, outcome: &str, reason: Option<&str>) {
-    let entry = NewAudit {
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        target: None,
-        outcome: outcome.to_owned(),
-        detail: reason.map(|r| json!({ "reason": r })),
-    };
-    let result = state
-        .run(move |m| m.store().record_audit(&entry).map_err(Into::into))
-        .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "could not record a session event in the audit log");
-    }
-}
-
 /// Audits a refused login, aggregated per (actor, address, reason) and
 /// window like every denial (see `denials`), so a login flood cannot grow
 /// the audit log.
@@ -327,6 +307,27 @@ async fn login_denied(state: &AppState, source: Option<IpAddr>, actor: &str, rea
         source,
         action: "session.login",
         reason,
+        outcome: "denied",
+    };
+    state.denials().record(state, key, None).await;
+}
+
+/// Audits a successful login or logout, aggregated like denials (one row per
+/// identity, address and window with a count): every read-role token can log
+/// in, so a row per login let a reader grow the database without bound.
+async fn session_event(
+    state: &AppState,
+    source: Option<IpAddr>,
+    actor: &str,
+    action: &'static str,
+    reason: &'static str,
+) {
+    let key = DenialKey {
+        actor: actor.to_owned(),
+        source,
+        action,
+        reason,
+        outcome: "ok",
     };
     state.denials().record(state, key, None).await;
 }
@@ -384,7 +385,7 @@ pub async fn login(
     }
     let name = caller.name.clone();
     let (id, info) = state.sessions().create(caller);
-    audit(&state, &name, "session.login", "ok", None).await;
+    session_event(&state, source, &name, "session.login", "session started").await;
     let mut resp = (StatusCode::OK, Json(session_json(&info))).into_response();
     if let Ok(v) = HeaderValue::from_str(&set_cookie(&id, over_tls(&headers))) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -404,7 +405,12 @@ pub async fn current(State(state): State<AppState>, headers: HeaderMap) -> ApiRe
 /// `POST /ui/logout`: ends the session (CSRF token required, like every
 /// state-changing call) and clears the cookie. Without a live session it
 /// only clears the cookie.
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn logout(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let source = peer.map(|Extension(ConnectInfo(a))| a.ip());
     if let Some(id) = cookie_value(&headers) {
         if let Some(info) = state.sessions().lookup(&id) {
             if !csrf_matches(&headers, &info.csrf) {
@@ -420,7 +426,14 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
                 ));
             }
             state.sessions().remove(&id);
-            audit(&state, &info.caller.name, "session.logout", "ok", None).await;
+            session_event(
+                &state,
+                source,
+                &info.caller.name,
+                "session.logout",
+                "session ended",
+            )
+            .await;
         }
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();

@@ -1,0 +1,374 @@
+//! Security review of the issue 14 fixes across features: attacks that went
+//! around a fix through another feature, each tried against the real binary
+//! and real SQLite files. Every test here failed before its fix.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[path = "common/faults.rs"]
+mod faults;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{Server, WRITE_TOKEN};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Generous bound for things that happen at once when the service works.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `PUT /services/{name}/schema` with a raw JSON text.
+async fn put_schema(s: &Server, name: &str, schema: &str) -> (u16, Value) {
+    let resp = s
+        .http
+        .put(s.url(&format!("/services/{name}/schema")))
+        .header("X-API-Token", WRITE_TOKEN)
+        .header("content-type", "application/json")
+        .body(schema.to_owned())
+        .send()
+        .await
+        .unwrap();
+    common::into_parts(resp).await
+}
+
+/// Finding 12 (oversized configs are saved but never published) reached
+/// through a schema instead of a write: a service holds a large value, then
+/// a write-role caller registers a new version of its schema whose new
+/// field's default pushes the published configuration past the MQTT limit.
+/// Each request is below the body limit and every write is checked, but the
+/// registration was not: it was accepted and the service could no longer be
+/// published. Now the registration is refused with 422 and the old schema
+/// stays.
+#[tokio::test]
+async fn schema_defaults_cannot_push_a_config_past_the_publish_limit() {
+    let s = Server::start().await;
+    let v1 = r#"{"type":"object","properties":{"notes":{"type":"string","default":""}}}"#;
+    let (status, body) = put_schema(&s, "grow", v1).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .send(
+            "PATCH",
+            "/services/grow",
+            Some(WRITE_TOKEN),
+            &json!({"config": {"notes": "n".repeat(200_000)}, "version": 1}),
+        )
+        .await;
+    assert_eq!(status, 200, "a 200 kB config is fine: {body}");
+
+    let v2 = format!(
+        r#"{{"type":"object","properties":{{"notes":{{"type":"string","default":""}},"extra":{{"type":"string","default":"{}"}}}}}}"#,
+        "e".repeat(100_000)
+    );
+    let (status, body) = put_schema(&s, "grow", &v2).await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("limit"), "{body}");
+    assert!(message.len() < 300, "the error does not echo the input");
+
+    let (status, schema) = s.get("/services/grow/schema", Some(WRITE_TOKEN)).await;
+    assert_eq!(status, 200);
+    assert!(
+        schema.to_string().contains("notes") && !schema.to_string().contains("extra"),
+        "the old schema stays: {schema}"
+    );
+    let (status, current) = s.get("/services/grow", Some(WRITE_TOKEN)).await;
+    assert_eq!(status, 200);
+    assert!(current["config"].get("extra").is_none(), "{current}");
+
+    // The same for a new service whose defaults alone are too large (with
+    // a body limit raised so the document itself is accepted).
+    let mut s = s;
+    s.kill9();
+    s.extra_env
+        .push(("CONFIG_MAX_BODY_BYTES".into(), "1048576".into()));
+    s.spawn().await;
+    let big = format!(
+        r#"{{"type":"object","properties":{{"a":{{"type":"string","default":"{0}"}},"b":{{"type":"string","default":"{0}"}}}}}}"#,
+        "d".repeat(150_000)
+    );
+    let (status, body) = put_schema(&s, "huge-defaults", &big).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = s.get("/services/huge-defaults", Some(WRITE_TOKEN)).await;
+    assert_eq!(status, 404, "nothing registered, nothing seeded");
+}
+
+/// A connected socket from `source` (any 127.0.0.0/8 address reaches the
+/// service on loopback).
+async fn connect_from(source: [u8; 4], port: u16) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .expect("bind a loopback source address");
+    socket
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap()
+}
+
+/// Finding 2's connection cap let one client hold every slot: it opens as
+/// many connections as the cap, sends nothing, and everyone else waits in
+/// the backlog until the header timeout (or forever, if it reconnects).
+/// Now each address gets at most `CONFIG_HTTP_MAX_CONNECTIONS_PER_ADDRESS`
+/// connections; those over it are closed at once and another address is
+/// served while the first still holds its share.
+#[tokio::test]
+async fn one_address_cannot_hold_every_connection_slot() {
+    let s = Server::start_with(vec![
+        ("CONFIG_HTTP_MAX_CONNECTIONS".into(), "8".into()),
+        ("CONFIG_HTTP_MAX_CONNECTIONS_PER_ADDRESS".into(), "2".into()),
+        // Long timeouts: only the caps may free a slot during the test.
+        ("CONFIG_HTTP_HEADER_TIMEOUT_MS".into(), "600000".into()),
+        ("CONFIG_HTTP_IDLE_TIMEOUT_MS".into(), "3600000".into()),
+    ])
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(connect_from([127, 0, 0, 2], s.port).await);
+    }
+    // The server closes every connection beyond the address's share.
+    let mut closed = 0;
+    for conn in held.iter_mut().skip(2) {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(WAIT, conn.read(&mut buf))
+            .await
+            .expect("a connection over the per-address cap is closed, not held");
+        assert!(
+            matches!(read, Ok(0) | Err(_)),
+            "no answer is sent: {read:?}"
+        );
+        closed += 1;
+    }
+    assert_eq!(closed, 6);
+
+    // Another client is served although 127.0.0.2 still holds its share.
+    let resp = tokio::time::timeout(WAIT, s.http.get(s.url("/health")).send())
+        .await
+        .expect("a second address is served while the first holds connections")
+        .unwrap();
+    assert!(
+        resp.status().is_success() || resp.status().as_u16() == 503,
+        "{}",
+        resp.status()
+    );
+    drop(held);
+}
+
+/// Audit entries matching `query` (e.g. `action=session.login&outcome=ok`).
+async fn audit_entries(s: &Server, query: &str) -> Vec<Value> {
+    let (status, body) = s
+        .get(&format!("/audit?{query}&limit=1000"), Some(WRITE_TOKEN))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["entries"].as_array().cloned().unwrap_or_default()
+}
+
+/// Finding 4 said unauthenticated requests must not grow the database
+/// without bound; the fix aggregated refusals, but a successful UI login
+/// still wrote one audit row, and any read token may log in. A reader
+/// logging in and out in a loop (each login also evicts its own oldest
+/// session, so nothing else stops it) grew the audit log by two rows per
+/// round trip (about 270 logins a second, 2 kB each, on a debug build). Now
+/// successful logins and logouts are aggregated like refusals: one row per
+/// identity, address and window, whose count is kept.
+#[tokio::test]
+async fn a_reader_logging_in_in_a_loop_cannot_grow_the_audit_log() {
+    let mut s = Server::start().await;
+    let root = format!("http://127.0.0.1:{}", s.port);
+    let rounds = 300;
+    for _ in 0..rounds {
+        let r = s
+            .http
+            .post(format!("{root}/ui/login"))
+            .json(&json!({"token": common::READ_TOKEN}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let cookie = r
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .unwrap()
+            .to_owned();
+        let body: Value = r.json().await.unwrap();
+        let csrf = body["csrf_token"].as_str().unwrap().to_owned();
+        let r = s
+            .http
+            .post(format!("{root}/ui/logout"))
+            .header("Cookie", &cookie)
+            .header("X-CSRF-Token", &csrf)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    for action in ["session.login", "session.logout"] {
+        let rows = audit_entries(&s, &format!("action={action}&outcome=ok&actor=reader")).await;
+        assert_eq!(rows.len(), 1, "{action}: one row, not one per login");
+        assert_eq!(rows[0]["detail"]["source"], "127.0.0.1", "{rows:?}");
+    }
+    // Nothing is lost: the count reaches the row when the window ends (here
+    // at a graceful stop).
+    assert_eq!(s.terminate(), Some(0));
+    s.spawn().await;
+    for action in ["session.login", "session.logout"] {
+        let rows = audit_entries(&s, &format!("action={action}&outcome=ok&actor=reader")).await;
+        assert_eq!(rows.len(), 1, "{action}: {rows:?}");
+        assert_eq!(rows[0]["detail"]["count"], rounds, "{action}: {rows:?}");
+    }
+}
+
+/// One `GET /api/config/health` on a kept-alive raw connection; the body.
+async fn health_on(conn: &mut BufReader<TcpStream>) -> Value {
+    conn.get_mut()
+        .write_all(b"GET /api/config/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        conn.read_line(&mut line).await.unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    conn.read_exact(&mut body).await.unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Finding 2: the fix keeps the default cap (256) below the usual file limit
+/// (1,024), but nothing tied the two together. Under a lower limit (here
+/// 128, with the default cap) idle connections used up the descriptors
+/// again: `accept` failed with EMFILE and the monitor, unable to open the
+/// database, put the service in read-only fallback (`unavailable`) — so any
+/// client could still stop all writes. Now the cap is lowered to fit the
+/// limit, with a warning; the service stays healthy while the connections
+/// are held.
+#[tokio::test]
+async fn connections_cannot_exhaust_a_low_file_limit() {
+    let mut s = Server {
+        dir: tempfile::tempdir().unwrap(),
+        port: common::free_port(),
+        child: None,
+        extra_env: faults::fast_monitor(&[
+            ("CONFIG_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "0"),
+            ("CONFIG_HTTP_HEADER_TIMEOUT_MS", "600000"),
+            ("CONFIG_HTTP_IDLE_TIMEOUT_MS", "3600000"),
+        ]),
+        http: reqwest::Client::new(),
+    };
+    faults::spawn_wrapped(&mut s, &["prlimit", "--nofile=128:128", "--"]).await;
+    faults::wait_log(&s, "does not fit the file limit of 128").await;
+    // The first connection (accepted at once) watches health; then far more
+    // idle connections than descriptors.
+    let mut watch = BufReader::new(connect_from([127, 0, 0, 1], s.port).await);
+    let first = health_on(&mut watch).await;
+    assert_eq!(first["database_status"], "healthy", "{first}");
+    let mut held = Vec::new();
+    // 180: more than the descriptors left (about 110), less than what the
+    // fitted cap (64) and the listen backlog (128) hold.
+    for _ in 0..180 {
+        held.push(connect_from([127, 0, 0, 1], s.port).await);
+    }
+    // Watch until the service's own clock shows a few seconds of monitor
+    // ticks (every 100 ms) with every connection held.
+    let start = first["uptime_seconds"].as_u64().unwrap();
+    loop {
+        let h = health_on(&mut watch).await;
+        assert_eq!(h["database_status"], "healthy", "{h}\n{}", s.log());
+        assert_eq!(h["operational_mode"], "normal", "{h}");
+        if h["uptime_seconds"].as_u64().unwrap() >= start + 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !s.log().contains("accepting a connection failed"),
+        "{}",
+        s.log()
+    );
+    drop(held);
+}
+
+/// Finding 9 ("integer fields store integers") reached through the paths the
+/// fix did not normalize: a schema default of `60.0` or `-0.0` was stored as
+/// version 1 and shown as `60.0` by REST while MQTT said `60`; and a whole
+/// float beyond an i64 (`1e300`), which JSON Schema counts as an integer,
+/// was stored on a write, an import or a profile and read back as a float.
+/// Now defaults are normalized when the schema is compiled, and such values
+/// are refused with 422 naming the field.
+#[tokio::test]
+async fn integer_fields_store_integers_through_defaults_and_huge_values() {
+    let s = Server::start().await;
+    let schema = r#"{"type":"object","properties":{"n":{"type":"integer","default":60.0},"m":{"type":"integer","default":-0.0}}}"#;
+    let (status, body) = put_schema(&s, "ints", schema).await;
+    assert_eq!(status, 200, "{body}");
+    let raw = s
+        .http
+        .get(s.url("/services/ints"))
+        .header("X-API-Token", WRITE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.contains(r#""n":60"#) && !raw.contains("60.0") && raw.contains(r#""m":0"#),
+        "{raw}"
+    );
+    assert!(!raw.contains(r#""m":-0"#), "{raw}");
+
+    // A whole float no integer type holds.
+    let put = |body: String| {
+        let s = &s;
+        async move {
+            let resp = s
+                .http
+                .patch(s.url("/services/ints"))
+                .header("X-API-Token", WRITE_TOKEN)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            common::into_parts(resp).await
+        }
+    };
+    let (status, body) = put(r#"{"version":1,"config":{"n":1e300}}"#.into()).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["pointer"], "/n", "{body}");
+    let doc = r#"{"format":"config-manager-export","format_version":1,"services":{},"profiles":[{"name":"p","config_snapshot":{"ints":{"n":1e300}}}]}"#;
+    let resp = s
+        .http
+        .post(s.url("/import"))
+        .header("X-API-Token", WRITE_TOKEN)
+        .header("content-type", "application/json")
+        .body(doc)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = common::into_parts(resp).await;
+    assert_eq!(status, 422, "{body}");
+    let (_, current) = s.get("/services/ints", Some(WRITE_TOKEN)).await;
+    assert_eq!(current["version"], 1);
+    assert_eq!(current["config"]["n"], 60);
+
+    // A default like that makes the schema invalid.
+    let (status, body) = put_schema(
+        &s,
+        "ints2",
+        r#"{"type":"object","properties":{"n":{"type":"integer","default":1e300}}}"#,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+}
