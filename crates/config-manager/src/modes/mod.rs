@@ -19,6 +19,7 @@ use config_manager_core::health::{DatabaseStatus, OperationalMode};
 use config_manager_core::lkg::LkgContents;
 use config_manager_core::manager::{FallbackView, Manager};
 
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 pub use rebuild::{rebuild, RebuildTrigger};
@@ -124,7 +125,7 @@ pub async fn recover(state: &AppState, manager: Manager) {
 /// recovery or a rebuild, so MQTT carries the current epoch and versions).
 pub async fn republish_all(state: &AppState) {
     let services = state
-        .run_unchecked(|m| Ok(m.list_services()?))
+        .run_blocking_unchecked(|m| m.list_services().map_err(ServiceError::from))
         .await
         .unwrap_or_default();
     state.notify_changed(&services).await;

@@ -26,8 +26,8 @@ use config_manager_core::store::{
 
 use super::rebuild::{rebuild_files, RebuildTrigger};
 use super::{load_fallback, public_cause, status_word};
-use crate::http::health::status_of;
 use crate::lkg::LkgFile;
+use crate::service::health::status_of;
 use crate::settings::Settings;
 use crate::state::{AppState, DatabaseSetup};
 

@@ -20,6 +20,7 @@ use config_manager_core::domain::now_rfc3339;
 use config_manager_core::store::NewAudit;
 use serde_json::{json, Value};
 
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 /// Most distinct keys per window; refusals beyond it share one overflow row.
@@ -153,10 +154,10 @@ impl DenialLog {
             return;
         };
         let result = state
-            .run(move |m| {
+            .run_blocking(move |m| {
                 m.store()
                     .record_audit_returning_id(&entry)
-                    .map_err(Into::into)
+                    .map_err(ServiceError::from)
             })
             .await;
         match result {
@@ -206,7 +207,7 @@ impl DenialLog {
             return;
         }
         let result = state
-            .run(move |m| {
+            .run_blocking(move |m| -> Result<(), ServiceError> {
                 let store = m.store();
                 for (id, entry) in &pending {
                     let updated = match (id, &entry.detail) {
