@@ -17,6 +17,7 @@
 // Benchmarks are test code: a panic is the right reaction to a broken fixture.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use config_manager_core::change_type::ChangeType;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -134,7 +135,7 @@ fn patch(config: Value, version: i64) -> PutRequest {
         merge: true,
         actor: "bench".into(),
         reason: None,
-        change_type: "update".into(),
+        change_type: ChangeType::Update,
     }
 }
 
@@ -301,7 +302,7 @@ fn store(c: &mut Criterion) {
                 expected_version: None,
                 actor: "bench".into(),
                 reason: None,
-                change_type: "update".into(),
+                change_type: ChangeType::Update,
                 items: items.clone(),
                 secrets: vec![],
             };

@@ -1,6 +1,7 @@
 //! Unit tests of the input rules of issue 14: `x-env` policy, the one key
 //! rule, integer normalization, the size limit and profile secrets.
 
+use crate::change_type::ChangeType;
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
@@ -54,7 +55,7 @@ fn write(m: &Manager, service: &str, config: Value) -> Result<WriteOutcome> {
             merge: true,
             actor: "op".into(),
             reason: None,
-            change_type: "update".into(),
+            change_type: ChangeType::Update,
         },
     )
 }

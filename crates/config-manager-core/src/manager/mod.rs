@@ -15,6 +15,7 @@ mod snapshot;
 mod transfer;
 mod write;
 
+use crate::change_type::ChangeType;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -256,7 +257,7 @@ impl Manager {
                     expected_version: Some(0),
                     actor: "system".into(),
                     reason: Some("defaults from the service schema".into()),
-                    change_type: "seed".into(),
+                    change_type: ChangeType::Seed,
                     secrets: vec![],
                 }
             })

@@ -2,6 +2,7 @@
 //! contents after a write, serving reads from a cache when the database is
 //! unusable ([`FallbackView`]), and seeding a rebuilt database from a cache.
 
+use crate::change_type::ChangeType;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
@@ -245,7 +246,7 @@ impl Manager {
                     expected_version: Some(0),
                     actor: "system".into(),
                     reason: Some(format!("{reason}: seeded from the last-known-good cache")),
-                    change_type: "rebuild".into(),
+                    change_type: ChangeType::Rebuild,
                     items,
                     secrets,
                 });

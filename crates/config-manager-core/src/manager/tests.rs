@@ -1,5 +1,6 @@
 //! Manager tests over a real SQLite file and the built-in schemas.
 
+use crate::change_type::ChangeType;
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
@@ -43,7 +44,7 @@ fn put(config: Value, version: i64) -> PutRequest {
         merge: true,
         actor: "op".into(),
         reason: Some("test".into()),
-        change_type: "update".into(),
+        change_type: ChangeType::Update,
     }
 }
 

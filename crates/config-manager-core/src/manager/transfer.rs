@@ -27,6 +27,8 @@
 //! commit; they are validated up front, so only a database fault can leave
 //! configs imported without their profiles.
 
+use crate::audit::{AuditAction, AuditOutcome};
+use crate::change_type::ChangeType;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -221,9 +223,13 @@ impl Manager {
         let result = self.import_unaudited(doc, options);
         self.store.record_audit(&crate::store::NewAudit {
             actor: options.actor.clone(),
-            action: "config.import_dry_run".into(),
+            action: AuditAction::ConfigImportDryRun,
             target: None,
-            outcome: if result.is_ok() { "ok" } else { "refused" }.into(),
+            outcome: if result.is_ok() {
+                AuditOutcome::Ok
+            } else {
+                AuditOutcome::Refused
+            },
             detail: Some(detail),
         })?;
         result
@@ -349,7 +355,7 @@ impl Manager {
                     .clone()
                     .unwrap_or_else(|| "import of an export document".into()),
             ),
-            change_type: "import".into(),
+            change_type: ChangeType::Import,
         };
         match self.prepare_write(&name, request) {
             Ok(w) => Ok(w),
@@ -535,7 +541,7 @@ mod tests {
                 merge: true,
                 actor: "op".into(),
                 reason: None,
-                change_type: "update".into(),
+                change_type: ChangeType::Update,
             },
         )
         .unwrap();

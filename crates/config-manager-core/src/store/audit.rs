@@ -6,16 +6,16 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Result, Store};
+pub use crate::audit::{AuditAction, AuditOutcome};
 use crate::domain::now_rfc3339;
 
 /// An audit entry to record.
 #[derive(Debug, Clone)]
 pub struct NewAudit {
     pub actor: String,
-    pub action: String,
+    pub action: AuditAction,
     pub target: Option<String>,
-    /// `ok`, `denied` or `error`.
-    pub outcome: String,
+    pub outcome: AuditOutcome,
     pub detail: Option<Value>,
 }
 
@@ -51,9 +51,9 @@ pub(super) fn insert(tx: &Transaction<'_>, e: &NewAudit, now: &str) -> Result<()
     .execute(params![
         now,
         e.actor,
-        e.action,
+        e.action.as_str(),
         e.target,
-        e.outcome,
+        e.outcome.as_str(),
         e.detail.as_ref().map(Value::to_string)
     ])?;
     Ok(())

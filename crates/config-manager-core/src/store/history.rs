@@ -74,7 +74,7 @@ pub(super) fn insert_history(
         now,
         w.actor,
         w.reason,
-        w.change_type
+        w.change_type.as_str()
     ])?;
     Ok(())
 }

@@ -11,6 +11,7 @@
 //! per key and window, and the number of keys per window is capped
 //! ([`MAX_KEYS`]; beyond it, refusals are counted under one overflow key).
 
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -33,8 +34,8 @@ pub struct DenialKey {
     pub actor: String,
     /// The client's address (`None` when unknown).
     pub source: Option<IpAddr>,
-    /// Audit action: `access.denied`, `session.login`.
-    pub action: &'static str,
+    /// Audit action: `access.denied` or `session.login`.
+    pub action: AuditAction,
     /// Why it was refused.
     pub reason: &'static str,
 }
@@ -70,7 +71,7 @@ impl std::fmt::Debug for DenialLog {
     }
 }
 
-fn overflow_key(action: &'static str) -> DenialKey {
+fn overflow_key(action: AuditAction) -> DenialKey {
     DenialKey {
         actor: "*".into(),
         source: None,
@@ -93,9 +94,9 @@ fn detail(key: &DenialKey, agg: &Aggregate, window: Duration) -> Value {
 fn audit_entry(key: &DenialKey, agg: &Aggregate, window: Duration) -> NewAudit {
     NewAudit {
         actor: key.actor.clone(),
-        action: key.action.to_owned(),
+        action: key.action,
         target: agg.target.clone(),
-        outcome: "denied".into(),
+        outcome: AuditOutcome::Denied,
         detail: Some(detail(key, agg, window)),
     }
 }

@@ -30,6 +30,7 @@
 //! the database). When it starts it uses the restored epoch, rewrites its
 //! last-known-good cache, and republishes every configuration.
 
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -567,9 +568,13 @@ fn finish(target: &Path, record: &RestoreRecord, stamp: &str) -> RestoreResult {
     store
         .record_audit(&NewAudit {
             actor: RESTORE_ACTOR.into(),
-            action: "database.restore".into(),
+            action: AuditAction::DatabaseRestore,
             target: Some(record.config_epoch.clone()),
-            outcome: if record.forced { "forced" } else { "ok" }.into(),
+            outcome: if record.forced {
+                AuditOutcome::Forced
+            } else {
+                AuditOutcome::Ok
+            },
             detail: serde_json::to_value(record).ok(),
         })
         .map_err(|e| fail("the audit entry", &e))?;

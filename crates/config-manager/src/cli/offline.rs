@@ -19,6 +19,8 @@
 //! the master key from the settings). They are published on MQTT and written
 //! to the LKG cache when the service next starts.
 
+use config_manager_core::audit::{AuditAction, AuditOutcome};
+use config_manager_core::change_type::ChangeType;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,7 +151,7 @@ impl Backend for Offline {
                     merge: true,
                     actor: OFFLINE_ACTOR.into(),
                     reason: change.reason,
-                    change_type: "update".into(),
+                    change_type: ChangeType::Update,
                 },
             )
             .map_err(failed)?;
@@ -174,9 +176,9 @@ impl Backend for Offline {
             m.store()
                 .record_audit(&NewAudit {
                     actor: OFFLINE_ACTOR.into(),
-                    action: "config.export".into(),
+                    action: AuditAction::ConfigExport,
                     target: None,
-                    outcome: "ok".into(),
+                    outcome: AuditOutcome::Ok,
                     detail: Some(json!({
                         "include_secrets": true,
                         "services": doc.services.len(),

@@ -13,6 +13,7 @@ use super::error::ApiError;
 use super::session::{self, SessionCheck};
 use crate::auth::{Caller, Role};
 use crate::state::AppState;
+use config_manager_core::audit::AuditAction;
 
 /// Header carrying the API token.
 pub const TOKEN_HEADER: &str = "x-api-token";
@@ -144,7 +145,7 @@ pub async fn audit_denial_from(
     let key = DenialKey {
         actor: actor.to_owned(),
         source,
-        action: "access.denied",
+        action: AuditAction::AccessDenied,
         reason,
     };
     state.denials().record(state, key, Some(target)).await;

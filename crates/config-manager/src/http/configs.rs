@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use config_manager_core::change_type::ChangeType;
 use config_manager_core::manager::{PutRequest, SecretView};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -170,7 +171,7 @@ async fn write(
                     merge,
                     actor,
                     reason,
-                    change_type: "update".into(),
+                    change_type: ChangeType::Update,
                 },
             )?;
             Ok((outcome, m.epoch().to_string()))

@@ -63,7 +63,7 @@ pub enum ApiError {
     #[error("the database is unavailable and no valid last-known-good cache exists")]
     NoFallback,
     /// 503: a database fault; the service switches to read-only fallback.
-    #[error("the database is unavailable ({}); the service switched to read-only fallback", .0.status_text())]
+    #[error("the database is unavailable ({}); the service switched to read-only fallback", .0.status.describe())]
     Database(DatabaseFault),
     /// 500: the cause is logged, the client sees a generic message.
     #[error("internal error")]

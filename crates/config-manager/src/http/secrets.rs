@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 use config_manager_core::store::NewAudit;
 use serde::Deserialize;
 use serde_json::json;
@@ -41,12 +42,16 @@ pub async fn reveal(
             config_manager_core::domain::validate_key(&key)
                 .map_err(|e| ApiError::BadRequest(format!("invalid key: {e}")))?;
             let value = m.reveal_secret(&name, &key);
-            let outcome = if value.is_ok() { "ok" } else { "error" };
+            let outcome = if value.is_ok() {
+                AuditOutcome::Ok
+            } else {
+                AuditOutcome::Error
+            };
             m.store().record_audit(&NewAudit {
                 actor,
-                action: "secret.reveal".into(),
+                action: AuditAction::SecretReveal,
                 target: Some(format!("{name}/{key}")),
-                outcome: outcome.into(),
+                outcome,
                 detail: Some(json!({ "reason": reason })),
             })?;
             Ok((name.to_string(), key, value?))

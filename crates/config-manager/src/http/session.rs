@@ -24,6 +24,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 use config_manager_core::crypto::mac::tokens_equal;
 use config_manager_core::store::NewAudit;
 use serde::Deserialize;
@@ -155,12 +156,18 @@ fn no_store(mut resp: Response) -> Response {
 /// Writes an audit entry for a session event. A failing audit write is
 /// logged, not fatal: logging in must keep working in read-only fallback,
 /// when the database may refuse writes.
-async fn audit(state: &AppState, actor: &str, action: &str, outcome: &str, reason: Option<&str>) {
+async fn audit(
+    state: &AppState,
+    actor: &str,
+    action: AuditAction,
+    outcome: AuditOutcome,
+    reason: Option<&str>,
+) {
     let entry = NewAudit {
         actor: actor.to_owned(),
-        action: action.to_owned(),
+        action,
         target: None,
-        outcome: outcome.to_owned(),
+        outcome,
         detail: reason.map(|r| json!({ "reason": r })),
     };
     let result = state
@@ -178,7 +185,7 @@ async fn login_denied(state: &AppState, source: Option<IpAddr>, actor: &str, rea
     let key = DenialKey {
         actor: actor.to_owned(),
         source,
-        action: "session.login",
+        action: AuditAction::SessionLogin,
         reason,
     };
     state.denials().record(state, key, None).await;
@@ -237,7 +244,14 @@ pub async fn login(
     }
     let name = caller.name.clone();
     let (id, info) = state.sessions().create(caller);
-    audit(&state, &name, "session.login", "ok", None).await;
+    audit(
+        &state,
+        &name,
+        AuditAction::SessionLogin,
+        AuditOutcome::Ok,
+        None,
+    )
+    .await;
     let mut resp = (StatusCode::OK, Json(session_json(&info))).into_response();
     if let Ok(v) = HeaderValue::from_str(&set_cookie(&id, over_tls(&headers))) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -273,7 +287,14 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
                 ));
             }
             state.sessions().remove(&id);
-            audit(&state, &info.caller.name, "session.logout", "ok", None).await;
+            audit(
+                &state,
+                &info.caller.name,
+                AuditAction::SessionLogout,
+                AuditOutcome::Ok,
+                None,
+            )
+            .await;
         }
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();

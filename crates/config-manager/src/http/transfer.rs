@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 use config_manager_core::manager::{ExportDocument, ExportOptions, ImportOptions};
 use config_manager_core::store::NewAudit;
 use serde::Deserialize;
@@ -75,9 +76,9 @@ pub async fn export(
             if options.include_secrets {
                 m.store().record_audit(&NewAudit {
                     actor,
-                    action: "config.export".into(),
+                    action: AuditAction::ConfigExport,
                     target: None,
-                    outcome: "ok".into(),
+                    outcome: AuditOutcome::Ok,
                     detail: Some(json!({
                         "include_secrets": true,
                         "services": doc.services.len(),

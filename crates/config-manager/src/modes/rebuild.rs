@@ -12,6 +12,7 @@
 //!    log of the new database records the rebuild and history the seeding.
 //! 5. Back to normal; the cache is rewritten and every service republished.
 
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 use std::path::{Path, PathBuf};
 
 use config_manager_core::domain::{now_rfc3339, Epoch};
@@ -185,9 +186,9 @@ pub fn rebuild_files(
         .map_err(|e| ServiceError::Internal(format!("cannot write the tombstone: {e}")))?;
     manager.store().record_audit(&NewAudit {
         actor: actor.to_owned(),
-        action: "database.rebuild".into(),
+        action: AuditAction::DatabaseRebuild,
         target: Some(new_epoch.to_string()),
-        outcome: "ok".into(),
+        outcome: AuditOutcome::Ok,
         detail: serde_json::to_value(&tombstone).ok(),
     })?;
     // The device's record of its (new) lineage, checked by `restore`. The
@@ -225,7 +226,7 @@ fn confirm_broken(db_path: &Path) -> Result<(), ServiceError> {
             tracing::warn!(error = %e, "automatic rebuild refused: the database could not be checked; it was not moved");
             Err(ServiceError::Unavailable(format!(
                 "automatic rebuild refused: the database could not be checked ({})",
-                crate::modes::public_cause(crate::service::health::status_of(&e))
+                crate::service::health::status_of(&e).public_cause()
             )))
         }
     }

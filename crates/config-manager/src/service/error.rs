@@ -25,18 +25,6 @@ impl DatabaseFault {
             cause: e.to_string(),
         }
     }
-
-    /// The status in words, for messages.
-    pub fn status_text(&self) -> &'static str {
-        match self.status {
-            DatabaseStatus::Healthy => "healthy",
-            DatabaseStatus::Locked => "locked",
-            DatabaseStatus::Corrupted => "corrupted",
-            DatabaseStatus::SchemaMismatch => "schema mismatch",
-            DatabaseStatus::Missing => "missing",
-            DatabaseStatus::Unavailable => "unavailable",
-        }
-    }
 }
 
 /// What service operations fail with. The messages are the ones clients see
@@ -50,7 +38,7 @@ pub enum ServiceError {
     #[error("the database is unavailable and no valid last-known-good cache exists")]
     NoFallback,
     /// A database fault; the service switches to read-only fallback.
-    #[error("the database is unavailable ({}); the service switched to read-only fallback", .0.status_text())]
+    #[error("the database is unavailable ({}); the service switched to read-only fallback", .0.status.describe())]
     Database(DatabaseFault),
     /// Refused or impossible right now, with a reason safe to show.
     #[error("{0}")]
