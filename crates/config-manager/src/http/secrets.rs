@@ -10,7 +10,7 @@ use config_manager_core::store::NewAudit;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{check_scope, RequireWrite};
+use super::auth::ScopedWrite;
 use super::configs::check_reason;
 use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiPath};
@@ -25,11 +25,12 @@ pub struct RevealBody {
 /// `POST /services/{service}/secrets/{key}/reveal`
 pub async fn reveal(
     State(state): State<AppState>,
-    RequireWrite(caller): RequireWrite,
-    ApiPath((service, key)): ApiPath<(String, String)>,
+    ScopedWrite {
+        caller, service, ..
+    }: ScopedWrite,
+    ApiPath((_, key)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<RevealBody>,
 ) -> ApiResult<Response> {
-    check_scope(&state, &caller, &service).await?;
     let reason = check_reason(Some(body.reason))?
         .filter(|r| r.trim().chars().count() >= 3)
         .ok_or_else(|| {

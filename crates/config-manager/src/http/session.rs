@@ -234,7 +234,7 @@ pub async fn login(
         login_denied(&state, source, "anonymous", "unknown token").await;
         return Err(ApiError::Unauthorized);
     };
-    if caller.services.is_some() {
+    if caller.is_scoped() {
         // A scoped token reads its services' secrets in clear text; that is
         // for services fetching their own config, not for a page on a screen.
         login_denied(&state, source, &caller.name, "service-scoped token").await;
