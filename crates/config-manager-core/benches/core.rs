@@ -17,12 +17,12 @@
 // Benchmarks are test code: a panic is the right reaction to a broken fixture.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use config_manager_core::change_type::ChangeType;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use config_manager_core::change_type::ChangeType;
 use config_manager_core::crypto::canonical;
 use config_manager_core::crypto::key_id::KeyId;
 use config_manager_core::crypto::mac::{MacKey, MacKeyRing};

@@ -1,12 +1,12 @@
 //! Unit tests of the input rules of issue 14: `x-env` policy, the one key
 //! rule, integer normalization, the size limit and profile secrets.
 
-use crate::change_type::ChangeType;
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
 use super::*;
+use crate::change_type::ChangeType;
 use crate::crypto::key_id::KeyId;
 use crate::crypto::secret_box::{MasterKey, SecretKeyRing};
 use crate::envelope::MAX_CONFIG_BYTES;

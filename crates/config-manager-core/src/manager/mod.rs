@@ -15,7 +15,6 @@ mod snapshot;
 mod transfer;
 mod write;
 
-use crate::change_type::ChangeType;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -35,6 +34,7 @@ pub use transfer::{
 };
 pub use write::{PutRequest, WriteOutcome};
 
+use crate::change_type::ChangeType;
 use crate::crypto::secret_box::SecretKeyRing;
 use crate::domain::{Epoch, ServiceName};
 use crate::schema::{EnvOverrides, EnvPolicy, SchemaOrigin, SchemaRegistry, ServiceSchema};

@@ -2,7 +2,6 @@
 //! contents after a write, serving reads from a cache when the database is
 //! unusable ([`FallbackView`]), and seeding a rebuilt database from a cache.
 
-use crate::change_type::ChangeType;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
@@ -11,6 +10,7 @@ use serde_json::{Map, Value};
 use super::effective::{compose, ComposeContext, EffectiveConfig, SecretView, ServiceState};
 use super::search::{search_checked, SearchHit, SearchQuery};
 use super::{items_for, items_schemaless, Manager, ManagerError, ManagerOptions, Result};
+use crate::change_type::ChangeType;
 use crate::domain::{Epoch, ServiceName};
 use crate::lkg::{LkgContents, LkgService};
 use crate::schema::SchemaRegistry;

@@ -1,11 +1,11 @@
 //! Manager tests over a real SQLite file and the built-in schemas.
 
-use crate::change_type::ChangeType;
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
 use super::*;
+use crate::change_type::ChangeType;
 use crate::crypto::key_id::KeyId;
 use crate::crypto::secret_box::{MasterKey, SecretKeyRing};
 use crate::domain::Source;

@@ -11,12 +11,12 @@
 //! per key and window, and the number of keys per window is capped
 //! ([`MAX_KEYS`]; beyond it, refusals are counted under one overflow key).
 
-use config_manager_core::audit::{AuditAction, AuditOutcome};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 use config_manager_core::domain::now_rfc3339;
 use config_manager_core::store::NewAudit;
 use serde_json::{json, Value};

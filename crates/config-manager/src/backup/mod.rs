@@ -24,9 +24,9 @@ pub mod restore;
 pub mod snapshot;
 pub mod supervisor;
 
-use config_manager_core::audit::{AuditAction, AuditOutcome};
 use std::sync::{Arc, Mutex};
 
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 use config_manager_core::health::LitestreamStatus;
 use config_manager_core::store::{epoch_file_path, EpochFile, EpochFileError, NewAudit};
 use tokio::task::JoinHandle;

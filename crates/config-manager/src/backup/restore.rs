@@ -30,17 +30,16 @@
 //! the database). When it starts it uses the restored epoch, rewrites its
 //! last-known-good cache, and republishes every configuration.
 
-use config_manager_core::audit::{AuditAction, AuditOutcome};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 use config_manager_core::domain::{now_rfc3339, Epoch};
 use config_manager_core::store::{
     epoch_file_path, inspect_database, sync_parent_dir, DatabaseIdentity, EpochFile,
     EpochFileError, NewAudit, Store, StoreError, LATEST_MIGRATION,
 };
-use rusqlite::{Connection, ErrorCode, OpenFlags};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -247,23 +246,11 @@ fn ensure_not_in_use(db: &Path) -> RestoreResult {
     if !db.exists() {
         return Ok(());
     }
-    let probe = (|| -> rusqlite::Result<()> {
-        let conn = Connection::open_with_flags(
-            db,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(Duration::ZERO)?;
-        conn.execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; ROLLBACK;")
-    })();
-    match probe {
-        Err(rusqlite::Error::SqliteFailure(f, _))
-            if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
-        {
-            Err(RestoreError::Failed(format!(
+    match config_manager_core::store::in_use_by_another_process(db) {
+        Ok(true) => Err(RestoreError::Failed(format!(
                 "{} is in use by another process (a running config-manager or Litestream); stop it first",
                 db.display()
-            )))
-        }
+        ))),
         // A file that is not a database (that is why one restores) is not in use.
         _ => Ok(()),
     }

@@ -12,9 +12,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use config_manager_core::audit::{AuditAction, AuditOutcome};
 use config_manager_core::manager::{ExportDocument, ExportOptions, ImportOptions};
-use config_manager_core::store::NewAudit;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -82,18 +80,7 @@ pub async fn export(
     let doc = state
         .run(move |m| {
             let doc = m.export(options)?;
-            if options.include_secrets {
-                m.store().record_audit(&NewAudit {
-                    actor,
-                    action: AuditAction::ConfigExport,
-                    target: None,
-                    outcome: AuditOutcome::Ok,
-                    detail: Some(json!({
-                        "include_secrets": true,
-                        "services": doc.services.len(),
-                    })),
-                })?;
-            }
+            m.audit_export(&actor, options, &doc)?;
             Ok(doc)
         })
         .await?;

@@ -12,9 +12,9 @@
 //!    log of the new database records the rebuild and history the seeding.
 //! 5. Back to normal; the cache is rewritten and every service republished.
 
-use config_manager_core::audit::{AuditAction, AuditOutcome};
 use std::path::{Path, PathBuf};
 
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 use config_manager_core::domain::{now_rfc3339, Epoch};
 use config_manager_core::health::{DatabaseStatus, OperationalMode};
 use config_manager_core::lkg::LkgContents;
