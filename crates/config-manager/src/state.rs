@@ -169,6 +169,11 @@ impl AppState {
         &self.inner.settings
     }
 
+    /// The settings, shared (for tasks that outlive a borrow).
+    pub fn settings_arc(&self) -> Arc<Settings> {
+        self.inner.settings.clone()
+    }
+
     /// Replaces the manager (after recovery or a rebuild).
     pub fn replace_manager(&self, manager: Manager) {
         *self
