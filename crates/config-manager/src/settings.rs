@@ -23,7 +23,9 @@ pub struct SettingsError {
     pub reason: String,
 }
 
-fn bad(var: &'static str, reason: impl Into<String>) -> SettingsError {
+/// The error of `var` (shared by every settings parser: settings, MQTT,
+/// backup).
+pub(crate) fn bad(var: &'static str, reason: impl Into<String>) -> SettingsError {
     SettingsError {
         var,
         reason: reason.into(),
@@ -98,8 +100,14 @@ impl EnvSource {
     }
 
     fn flag(&self, key: &'static str) -> Result<bool, SettingsError> {
+        self.flag_or(key, false)
+    }
+
+    /// A 0/1 (false/true, no/yes) variable, `default` when unset.
+    pub(crate) fn flag_or(&self, key: &'static str, default: bool) -> Result<bool, SettingsError> {
         match self.get(key).map(str::trim) {
-            None | Some("0") | Some("false") | Some("no") => Ok(false),
+            None => Ok(default),
+            Some("0") | Some("false") | Some("no") => Ok(false),
             Some("1") | Some("true") | Some("yes") => Ok(true),
             Some(_) => Err(bad(key, "must be 0 or 1")),
         }
@@ -193,20 +201,24 @@ impl Settings {
         let master = MasterKey::from_base64(required(env, "CONFIG_MASTER_KEY_BASE64")?)
             .map_err(|e| bad("CONFIG_MASTER_KEY_BASE64", e.to_string()))?;
         let mut master_keys = SecretKeyRing::new(master_id, master);
-        if let Some(prev) = env.get("CONFIG_MASTER_KEY_PREVIOUS_BASE64") {
-            let id = key_id(env, "CONFIG_MASTER_KEY_PREVIOUS_ID", "")?;
-            let key = MasterKey::from_base64(prev)
-                .map_err(|e| bad("CONFIG_MASTER_KEY_PREVIOUS_BASE64", e.to_string()))?;
+        if let Some((id, key)) = previous_key(
+            env,
+            "CONFIG_MASTER_KEY_PREVIOUS_BASE64",
+            "CONFIG_MASTER_KEY_PREVIOUS_ID",
+            MasterKey::from_base64,
+        )? {
             master_keys = master_keys.with_previous(id, key);
         }
         let lkg_id = key_id(env, "LKG_HMAC_KEY_ID", "lkg-1")?;
         let lkg = MacKey::from_base64(required(env, "LKG_HMAC_KEY_BASE64")?)
             .map_err(|e| bad("LKG_HMAC_KEY_BASE64", e.to_string()))?;
         let mut lkg_keys = MacKeyRing::new(lkg_id, lkg);
-        if let Some(prev) = env.get("LKG_HMAC_KEY_PREVIOUS_BASE64") {
-            let id = key_id(env, "LKG_HMAC_KEY_PREVIOUS_ID", "")?;
-            let key = MacKey::from_base64(prev)
-                .map_err(|e| bad("LKG_HMAC_KEY_PREVIOUS_BASE64", e.to_string()))?;
+        if let Some((id, key)) = previous_key(
+            env,
+            "LKG_HMAC_KEY_PREVIOUS_BASE64",
+            "LKG_HMAC_KEY_PREVIOUS_ID",
+            MacKey::from_base64,
+        )? {
             lkg_keys = lkg_keys.with_previous(id, key);
         }
         let signing_key =
@@ -351,6 +363,22 @@ fn key_id(env: &EnvSource, var: &'static str, default: &str) -> Result<KeyId, Se
         return Err(bad(var, "is required when the previous key is set"));
     }
     KeyId::parse(raw.trim()).map_err(|e| bad(var, e.to_string()))
+}
+
+/// A key ring's previous key (during a rotation): `key_var` when set, with
+/// its id in `id_var` (then required).
+fn previous_key<K, E: std::fmt::Display>(
+    env: &EnvSource,
+    key_var: &'static str,
+    id_var: &'static str,
+    parse: impl Fn(&str) -> Result<K, E>,
+) -> Result<Option<(KeyId, K)>, SettingsError> {
+    let Some(raw) = env.get(key_var) else {
+        return Ok(None);
+    };
+    let id = key_id(env, id_var, "")?;
+    let key = parse(raw).map_err(|e| bad(key_var, e.to_string()))?;
+    Ok(Some((id, key)))
 }
 
 fn path(env: &EnvSource, var: &str, default: &str) -> PathBuf {
