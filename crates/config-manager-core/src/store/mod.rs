@@ -14,6 +14,7 @@ mod configs;
 mod epoch_file;
 mod error;
 mod exclusive;
+mod filter;
 mod history;
 mod meta;
 mod migrations;
