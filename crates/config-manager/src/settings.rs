@@ -37,6 +37,9 @@ pub(crate) fn bad(var: &'static str, reason: impl Into<String>) -> SettingsError
 #[derive(Clone, Default)]
 pub struct EnvSource {
     vars: BTreeMap<String, String>,
+    /// Every name looked up, so a test can compare what the parsers really
+    /// read with [`ALL_VARIABLES`] (and so with `.env.example`).
+    looked_up: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for EnvSource {
@@ -76,18 +79,26 @@ impl EnvSource {
         // compose file's `VAR=` would otherwise make first run generate a new
         // key on every start).
         vars.extend(std::env::vars().filter(|(_, v)| !v.trim().is_empty()));
-        Ok(Self { vars })
+        Ok(Self {
+            vars,
+            looked_up: Default::default(),
+        })
     }
 
     /// Builds a source from explicit pairs (tests).
     pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
         Self {
             vars: pairs.into_iter().collect(),
+            looked_up: Default::default(),
         }
     }
 
     /// A variable's value; empty values count as unset.
     pub fn get(&self, key: &str) -> Option<&str> {
+        self.looked_up
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned());
         self.vars
             .get(key)
             .map(String::as_str)
@@ -469,6 +480,45 @@ mod tests {
         }
         for var in &documented {
             assert!(ALL_VARIABLES.contains(var), "{var} documented but not read");
+        }
+    }
+
+    /// Every variable the parsers look up — service settings with MQTT and
+    /// both backup kinds on — is in `ALL_VARIABLES` (and so, by the test
+    /// above, in `.env.example`): a new variable cannot be read unlisted.
+    #[test]
+    fn every_variable_read_is_listed() {
+        let dir = std::env::temp_dir();
+        let mut env = EnvSource::from_pairs(
+            [
+                (
+                    "CONFIG_API_TOKENS",
+                    "admin=0123456789abcdef0123:config.write",
+                ),
+                ("MQTT_URL", "mqtt://127.0.0.1:1"),
+                ("LITESTREAM_BUCKET", "backups"),
+                ("LITESTREAM_ENDPOINT", "http://127.0.0.1:1"),
+                ("BACKUP_SNAPSHOT_DIR", "snapshots"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        crate::first_run::generate_missing(&mut env).unwrap();
+        Settings::from_env(&env, dir.join(".env")).unwrap();
+        let read = env.looked_up.lock().unwrap().clone();
+        for var in &read {
+            assert!(
+                ALL_VARIABLES.contains(&var.as_str()),
+                "{var} is read but not in ALL_VARIABLES"
+            );
+        }
+        // The parsers really run: a sample of each part was looked up.
+        for var in [
+            "CONFIG_DB_PATH",
+            "MQTT_CLIENT_ID",
+            "LITESTREAM_MODE",
+            "BACKUP_SNAPSHOT_KEEP",
+        ] {
+            assert!(read.contains(var), "{var} was not looked up");
         }
     }
 
