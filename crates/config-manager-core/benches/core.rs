@@ -22,6 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use config_manager_core::change_type::ChangeType;
 use config_manager_core::crypto::canonical;
 use config_manager_core::crypto::key_id::KeyId;
 use config_manager_core::crypto::mac::{MacKey, MacKeyRing};
@@ -134,7 +135,7 @@ fn patch(config: Value, version: i64) -> PutRequest {
         merge: true,
         actor: "bench".into(),
         reason: None,
-        change_type: "update".into(),
+        change_type: ChangeType::Update,
     }
 }
 
@@ -301,7 +302,7 @@ fn store(c: &mut Criterion) {
                 expected_version: None,
                 actor: "bench".into(),
                 reason: None,
-                change_type: "update".into(),
+                change_type: ChangeType::Update,
                 items: items.clone(),
                 secrets: vec![],
             };

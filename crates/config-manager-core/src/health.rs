@@ -49,6 +49,79 @@ pub enum LitestreamStatus {
     Disabled,
 }
 
+impl DatabaseStatus {
+    /// The wire word: the JSON value (health over REST and MQTT) and the
+    /// Prometheus label, e.g. `schema-mismatch`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatabaseStatus::Healthy => "healthy",
+            DatabaseStatus::Locked => "locked",
+            DatabaseStatus::Corrupted => "corrupted",
+            DatabaseStatus::SchemaMismatch => "schema-mismatch",
+            DatabaseStatus::Missing => "missing",
+            DatabaseStatus::Unavailable => "unavailable",
+        }
+    }
+
+    /// In a sentence ("the database is unavailable (schema mismatch)"), as
+    /// problem documents say it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DatabaseStatus::SchemaMismatch => "schema mismatch",
+            other => other.as_str(),
+        }
+    }
+
+    /// The fault as a noun, for events and log lines ("database fault:
+    /// lock", "automatic rebuild: database corruption").
+    pub fn fault_word(self) -> &'static str {
+        match self {
+            DatabaseStatus::Healthy => "healthy",
+            DatabaseStatus::Locked => "lock",
+            DatabaseStatus::Corrupted => "corruption",
+            DatabaseStatus::SchemaMismatch => "schema mismatch",
+            DatabaseStatus::Missing => "file missing",
+            DatabaseStatus::Unavailable => "file unavailable",
+        }
+    }
+
+    /// What health's `err` says about the fault: no paths, no SQL, no values.
+    pub fn public_cause(self) -> &'static str {
+        match self {
+            DatabaseStatus::Healthy => "database healthy",
+            DatabaseStatus::Locked => "database is locked by another process",
+            DatabaseStatus::Corrupted => "database integrity check failed",
+            DatabaseStatus::SchemaMismatch => "database schema does not match",
+            DatabaseStatus::Missing => "database file is missing or was replaced",
+            DatabaseStatus::Unavailable => {
+                "database file cannot be opened (permissions, too many open files or an I/O error)"
+            }
+        }
+    }
+}
+
+impl OperationalMode {
+    /// The wire word (JSON value, Prometheus label), e.g. `read-only-fallback`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationalMode::Normal => "normal",
+            OperationalMode::ReadOnlyFallback => "read-only-fallback",
+            OperationalMode::Rebuilding => "rebuilding",
+        }
+    }
+}
+
+impl LitestreamStatus {
+    /// The wire word (JSON value, Prometheus label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LitestreamStatus::Healthy => "healthy",
+            LitestreamStatus::Error => "error",
+            LitestreamStatus::Disabled => "disabled",
+        }
+    }
+}
+
 /// Whether the manager process is up. `Offline` is only ever sent as the
 /// MQTT last-will (or on graceful shutdown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +188,29 @@ impl HealthStatus {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn as_str_is_the_serde_word() {
+        use DatabaseStatus as D;
+        for s in [
+            D::Healthy,
+            D::Locked,
+            D::Corrupted,
+            D::SchemaMismatch,
+            D::Missing,
+            D::Unavailable,
+        ] {
+            assert_eq!(json!(s), json!(s.as_str()));
+        }
+        use OperationalMode as M;
+        for m in [M::Normal, M::ReadOnlyFallback, M::Rebuilding] {
+            assert_eq!(json!(m), json!(m.as_str()));
+        }
+        use LitestreamStatus as L;
+        for l in [L::Healthy, L::Error, L::Disabled] {
+            assert_eq!(json!(l), json!(l.as_str()));
+        }
+    }
 
     pub(crate) fn example() -> HealthStatus {
         HealthStatus {

@@ -6,6 +6,8 @@
 //! client library can reuse the envelope and signature code (with
 //! `default-features = false`) without pulling in SQLite.
 
+pub mod audit;
+pub mod change_type;
 pub mod crypto;
 pub mod domain;
 pub mod envelope;

@@ -9,6 +9,7 @@ mod config;
 mod health;
 mod offline;
 mod remote;
+mod restore;
 mod verify;
 
 use std::path::PathBuf;
@@ -83,7 +84,7 @@ pub enum Command {
     /// (integrity, schema version, epoch metadata) and only then put it in
     /// place, moving the current file aside. Stop the service first. See
     /// docs/backup.md.
-    Restore(crate::backup::restore::RestoreArgs),
+    Restore(restore::RestoreArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,7 +233,7 @@ pub fn run(cli: Cli) -> ExitCode {
             verify::message(&cli.env_file, &file, public_key.as_deref())
         }
         Command::Healthcheck { url } => health::check(url, &cli.env_file),
-        Command::Restore(args) => crate::backup::restore::run(&cli.env_file, args),
+        Command::Restore(args) => restore::run(&cli.env_file, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

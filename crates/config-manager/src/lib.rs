@@ -15,6 +15,7 @@ pub mod modes;
 pub mod mqtt;
 pub mod read_cache;
 pub mod serve;
+pub mod service;
 pub mod settings;
 pub mod state;
 pub mod status;

@@ -362,21 +362,21 @@ impl Metrics {
         for mode in ALL_MODES {
             self.mode
                 .get_or_create(&ModeLabels {
-                    mode: mode_label(mode),
+                    mode: mode.as_str(),
                 })
                 .set(i64::from(mode == status.mode));
         }
         for db in ALL_DATABASE_STATUSES {
             self.database_status
                 .get_or_create(&StatusLabels {
-                    status: database_label(db),
+                    status: db.as_str(),
                 })
                 .set(i64::from(db == status.database_status));
         }
         for backup in ALL_BACKUP_STATUSES {
             self.backup_status
                 .get_or_create(&StatusLabels {
-                    status: backup_label(backup),
+                    status: backup.as_str(),
                 })
                 .set(i64::from(backup == status.litestream_status));
         }
@@ -452,33 +452,6 @@ const ALL_BACKUP_STATUSES: [LitestreamStatus; 3] = [
 
 // The label functions match exhaustively: a new variant fails to compile here
 // until it gets a label (and a place in the `ALL_*` list above).
-
-fn mode_label(mode: OperationalMode) -> &'static str {
-    match mode {
-        OperationalMode::Normal => "normal",
-        OperationalMode::ReadOnlyFallback => "read-only-fallback",
-        OperationalMode::Rebuilding => "rebuilding",
-    }
-}
-
-fn database_label(status: DatabaseStatus) -> &'static str {
-    match status {
-        DatabaseStatus::Healthy => "healthy",
-        DatabaseStatus::Locked => "locked",
-        DatabaseStatus::Corrupted => "corrupted",
-        DatabaseStatus::SchemaMismatch => "schema-mismatch",
-        DatabaseStatus::Missing => "missing",
-        DatabaseStatus::Unavailable => "unavailable",
-    }
-}
-
-fn backup_label(status: LitestreamStatus) -> &'static str {
-    match status {
-        LitestreamStatus::Healthy => "healthy",
-        LitestreamStatus::Error => "error",
-        LitestreamStatus::Disabled => "disabled",
-    }
-}
 
 /// Layer counting every request by its matched route template. It is added
 /// with `Router::layer`, so it runs after routing and `MatchedPath` is known.

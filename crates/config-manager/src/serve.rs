@@ -110,6 +110,37 @@ pub fn load_schemas(settings: &Settings) -> anyhow::Result<SchemaRegistry> {
 }
 
 async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
+    let service = Service::open(settings.clone()).await?;
+    let addr = std::net::SocketAddr::new(settings.host, settings.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    tracing::info!(address = %listener.local_addr()?, "listening");
+    serve_with_listener(service, listener, shutdown_signal()).await
+}
+
+/// What start-up builds before anything runs: the state (database opened,
+/// or read-only fallback entered) and the MQTT publisher, not started yet.
+pub struct Service {
+    state: AppState,
+    publisher: crate::mqtt::Publisher,
+}
+
+impl Service {
+    /// Opens the database (or enters fallback), loads the schemas and builds
+    /// the state, as the binary does at start-up; starts no task and binds
+    /// nothing, so tests can build a real state in a temp dir in-process.
+    pub async fn open(settings: Arc<Settings>) -> anyhow::Result<Self> {
+        open_service(settings).await
+    }
+
+    /// The state every handler gets.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+}
+
+async fn open_service(settings: Arc<Settings>) -> anyhow::Result<Service> {
     let schemas = load_schemas(&settings)?;
     let options = ManagerOptions {
         allow_unknown_services: settings.allow_unknown_services,
@@ -164,6 +195,20 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
             state.refresh_lkg().await;
         }
     }
+    Ok(Service { state, publisher })
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves, with every
+/// background task (MQTT, database monitor, key rotation, backups, audit
+/// upkeep); then stops them in order and checkpoints the database. `serve`
+/// calls it with the configured address and SIGTERM/ctrl-c.
+pub async fn serve_with_listener(
+    service: Service,
+    listener: TcpListener,
+    shutdown_on: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let Service { state, publisher } = service;
+    let settings = state.settings_arc();
     let mqtt = publisher.start(state.clone());
     let shutdown = CancellationToken::new();
     let monitor = tokio::spawn(crate::modes::monitor::run(
@@ -172,11 +217,6 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     let rotation = tokio::spawn(crate::keys::rotation::run(state.clone(), shutdown.clone()));
-    let addr = std::net::SocketAddr::new(settings.host, settings.port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    tracing::info!(address = %listener.local_addr()?, "listening");
     // Litestream and/or local snapshots; failures only show in health.
     let backup = crate::backup::BackupService::start(&settings.backup, &state, shutdown.clone());
     let guard = tokio::spawn(crate::http::guard::run(state.clone(), shutdown.clone()));
@@ -184,7 +224,7 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
         listener,
         crate::http::router(state.clone()),
         settings.http_limits,
-        shutdown_signal(),
+        shutdown_on,
     )
     .await;
     tracing::info!("shutting down");

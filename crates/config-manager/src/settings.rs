@@ -23,7 +23,9 @@ pub struct SettingsError {
     pub reason: String,
 }
 
-fn bad(var: &'static str, reason: impl Into<String>) -> SettingsError {
+/// The error of `var` (shared by every settings parser: settings, MQTT,
+/// backup).
+pub(crate) fn bad(var: &'static str, reason: impl Into<String>) -> SettingsError {
     SettingsError {
         var,
         reason: reason.into(),
@@ -35,6 +37,9 @@ fn bad(var: &'static str, reason: impl Into<String>) -> SettingsError {
 #[derive(Clone, Default)]
 pub struct EnvSource {
     vars: BTreeMap<String, String>,
+    /// Every name looked up, so a test can compare what the parsers really
+    /// read with [`ALL_VARIABLES`] (and so with `.env.example`).
+    looked_up: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for EnvSource {
@@ -74,18 +79,26 @@ impl EnvSource {
         // compose file's `VAR=` would otherwise make first run generate a new
         // key on every start).
         vars.extend(std::env::vars().filter(|(_, v)| !v.trim().is_empty()));
-        Ok(Self { vars })
+        Ok(Self {
+            vars,
+            looked_up: Default::default(),
+        })
     }
 
     /// Builds a source from explicit pairs (tests).
     pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
         Self {
             vars: pairs.into_iter().collect(),
+            looked_up: Default::default(),
         }
     }
 
     /// A variable's value; empty values count as unset.
     pub fn get(&self, key: &str) -> Option<&str> {
+        self.looked_up
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned());
         self.vars
             .get(key)
             .map(String::as_str)
@@ -98,8 +111,14 @@ impl EnvSource {
     }
 
     fn flag(&self, key: &'static str) -> Result<bool, SettingsError> {
+        self.flag_or(key, false)
+    }
+
+    /// A 0/1 (false/true, no/yes) variable, `default` when unset.
+    pub(crate) fn flag_or(&self, key: &'static str, default: bool) -> Result<bool, SettingsError> {
         match self.get(key).map(str::trim) {
-            None | Some("0") | Some("false") | Some("no") => Ok(false),
+            None => Ok(default),
+            Some("0") | Some("false") | Some("no") => Ok(false),
             Some("1") | Some("true") | Some("yes") => Ok(true),
             Some(_) => Err(bad(key, "must be 0 or 1")),
         }
@@ -193,20 +212,24 @@ impl Settings {
         let master = MasterKey::from_base64(required(env, "CONFIG_MASTER_KEY_BASE64")?)
             .map_err(|e| bad("CONFIG_MASTER_KEY_BASE64", e.to_string()))?;
         let mut master_keys = SecretKeyRing::new(master_id, master);
-        if let Some(prev) = env.get("CONFIG_MASTER_KEY_PREVIOUS_BASE64") {
-            let id = key_id(env, "CONFIG_MASTER_KEY_PREVIOUS_ID", "")?;
-            let key = MasterKey::from_base64(prev)
-                .map_err(|e| bad("CONFIG_MASTER_KEY_PREVIOUS_BASE64", e.to_string()))?;
+        if let Some((id, key)) = previous_key(
+            env,
+            "CONFIG_MASTER_KEY_PREVIOUS_BASE64",
+            "CONFIG_MASTER_KEY_PREVIOUS_ID",
+            MasterKey::from_base64,
+        )? {
             master_keys = master_keys.with_previous(id, key);
         }
         let lkg_id = key_id(env, "LKG_HMAC_KEY_ID", "lkg-1")?;
         let lkg = MacKey::from_base64(required(env, "LKG_HMAC_KEY_BASE64")?)
             .map_err(|e| bad("LKG_HMAC_KEY_BASE64", e.to_string()))?;
         let mut lkg_keys = MacKeyRing::new(lkg_id, lkg);
-        if let Some(prev) = env.get("LKG_HMAC_KEY_PREVIOUS_BASE64") {
-            let id = key_id(env, "LKG_HMAC_KEY_PREVIOUS_ID", "")?;
-            let key = MacKey::from_base64(prev)
-                .map_err(|e| bad("LKG_HMAC_KEY_PREVIOUS_BASE64", e.to_string()))?;
+        if let Some((id, key)) = previous_key(
+            env,
+            "LKG_HMAC_KEY_PREVIOUS_BASE64",
+            "LKG_HMAC_KEY_PREVIOUS_ID",
+            MacKey::from_base64,
+        )? {
             lkg_keys = lkg_keys.with_previous(id, key);
         }
         let signing_key =
@@ -360,6 +383,22 @@ fn key_id(env: &EnvSource, var: &'static str, default: &str) -> Result<KeyId, Se
     KeyId::parse(raw.trim()).map_err(|e| bad(var, e.to_string()))
 }
 
+/// A key ring's previous key (during a rotation): `key_var` when set, with
+/// its id in `id_var` (then required).
+fn previous_key<K, E: std::fmt::Display>(
+    env: &EnvSource,
+    key_var: &'static str,
+    id_var: &'static str,
+    parse: impl Fn(&str) -> Result<K, E>,
+) -> Result<Option<(KeyId, K)>, SettingsError> {
+    let Some(raw) = env.get(key_var) else {
+        return Ok(None);
+    };
+    let id = key_id(env, id_var, "")?;
+    let key = parse(raw).map_err(|e| bad(key_var, e.to_string()))?;
+    Ok(Some((id, key)))
+}
+
 fn path(env: &EnvSource, var: &str, default: &str) -> PathBuf {
     PathBuf::from(env.get(var).unwrap_or(default))
 }
@@ -449,6 +488,45 @@ mod tests {
         }
         for var in &documented {
             assert!(ALL_VARIABLES.contains(var), "{var} documented but not read");
+        }
+    }
+
+    /// Every variable the parsers look up — service settings with MQTT and
+    /// both backup kinds on — is in `ALL_VARIABLES` (and so, by the test
+    /// above, in `.env.example`): a new variable cannot be read unlisted.
+    #[test]
+    fn every_variable_read_is_listed() {
+        let dir = std::env::temp_dir();
+        let mut env = EnvSource::from_pairs(
+            [
+                (
+                    "CONFIG_API_TOKENS",
+                    "admin=0123456789abcdef0123:config.write",
+                ),
+                ("MQTT_URL", "mqtt://127.0.0.1:1"),
+                ("LITESTREAM_BUCKET", "backups"),
+                ("LITESTREAM_ENDPOINT", "http://127.0.0.1:1"),
+                ("BACKUP_SNAPSHOT_DIR", "snapshots"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        crate::first_run::generate_missing(&mut env).unwrap();
+        Settings::from_env(&env, dir.join(".env")).unwrap();
+        let read = env.looked_up.lock().unwrap().clone();
+        for var in &read {
+            assert!(
+                ALL_VARIABLES.contains(&var.as_str()),
+                "{var} is read but not in ALL_VARIABLES"
+            );
+        }
+        // The parsers really run: a sample of each part was looked up.
+        for var in [
+            "CONFIG_DB_PATH",
+            "MQTT_CLIENT_ID",
+            "LITESTREAM_MODE",
+            "BACKUP_SNAPSHOT_KEEP",
+        ] {
+            assert!(read.contains(var), "{var} was not looked up");
         }
     }
 

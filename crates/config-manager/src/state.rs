@@ -8,10 +8,10 @@ use config_manager_core::health::{DatabaseStatus, OperationalMode};
 use config_manager_core::manager::{FallbackView, Manager, ManagerOptions};
 use config_manager_core::schema::SchemaRegistry;
 
-use crate::http::error::{ApiError, ApiResult};
-use crate::http::session::SessionStore;
+use crate::auth::sessions::SessionStore;
 use crate::lkg::LkgFile;
 use crate::metrics::Metrics;
+use crate::service::{ServiceError, ServiceFailure};
 use crate::settings::Settings;
 use crate::status::StatusBoard;
 
@@ -50,10 +50,10 @@ struct Inner {
     status: StatusBoard,
     /// Web UI sessions (in memory only; a restart logs everyone out).
     sessions: SessionStore,
-    /// Aggregated audit rows of refused requests (`http::denials`).
-    denials: crate::http::denials::DenialLog,
-    /// Failed-login counters per client address (`http::login_limit`).
-    login_limit: crate::http::login_limit::LoginLimiter,
+    /// Aggregated audit rows of refused requests (`auth::denials`).
+    denials: crate::auth::denials::DenialLog,
+    /// Failed-login counters per client address (`auth::login_limit`).
+    login_limit: crate::auth::login_limit::LoginLimiter,
     started: Instant,
     metrics: Metrics,
 }
@@ -118,8 +118,8 @@ impl AppState {
                 sink,
                 status,
                 sessions: SessionStore::default(),
-                denials: crate::http::denials::DenialLog::new(guard.denial_window),
-                login_limit: crate::http::login_limit::LoginLimiter::new(
+                denials: crate::auth::denials::DenialLog::new(guard.denial_window),
+                login_limit: crate::auth::login_limit::LoginLimiter::new(
                     guard.login_max_failures,
                     guard.login_window,
                 ),
@@ -167,6 +167,11 @@ impl AppState {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// The settings, shared (for tasks that outlive a borrow).
+    pub fn settings_arc(&self) -> Arc<Settings> {
+        self.inner.settings.clone()
     }
 
     /// Replaces the manager (after recovery or a rebuild).
@@ -226,12 +231,12 @@ impl AppState {
     }
 
     /// The aggregated audit of refused requests.
-    pub fn denials(&self) -> &crate::http::denials::DenialLog {
+    pub fn denials(&self) -> &crate::auth::denials::DenialLog {
         &self.inner.denials
     }
 
     /// The login rate limiter.
-    pub fn login_limit(&self) -> &crate::http::login_limit::LoginLimiter {
+    pub fn login_limit(&self) -> &crate::auth::login_limit::LoginLimiter {
         &self.inner.login_limit
     }
 
@@ -282,39 +287,44 @@ impl AppState {
     }
 
     /// Runs blocking database work on the blocking pool, never on the executor.
-    /// Refused (503) outside normal mode; a database fault switches the service
-    /// to read-only fallback.
-    pub async fn run<T, F>(&self, f: F) -> ApiResult<T>
+    /// Refused ([`ServiceError::ReadOnly`]) outside normal mode; a database
+    /// fault switches the service to read-only fallback. Generic over the
+    /// error type so each front end keeps its own (the HTTP layer wraps this
+    /// as `AppState::run` returning `ApiResult`).
+    pub async fn run_blocking<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&Manager) -> ApiResult<T> + Send + 'static,
+        E: ServiceFailure,
+        F: FnOnce(&Manager) -> Result<T, E> + Send + 'static,
     {
         if !self.is_normal() {
-            return Err(ApiError::ReadOnly);
+            return Err(ServiceError::ReadOnly.into());
         }
-        let result = self.run_unchecked(f).await;
-        if let Err(ApiError::Database(fault)) = &result {
+        let result = self.run_blocking_unchecked(f).await;
+        if let Some(fault) = result.as_ref().err().and_then(|e| e.database_fault()) {
             crate::modes::report_fault(self, fault.status, &fault.cause).await;
         }
         result
     }
 
-    /// Like [`AppState::run`] in every mode (for the mode machinery itself).
-    pub async fn run_unchecked<T, F>(&self, f: F) -> ApiResult<T>
+    /// Like [`AppState::run_blocking`] in every mode (for the mode machinery
+    /// itself).
+    pub async fn run_blocking_unchecked<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&Manager) -> ApiResult<T> + Send + 'static,
+        E: ServiceFailure,
+        F: FnOnce(&Manager) -> Result<T, E> + Send + 'static,
     {
         let Some(manager) = self.manager() else {
-            return Err(ApiError::NoFallback);
+            return Err(ServiceError::NoFallback.into());
         };
         let started = Instant::now();
         let result = tokio::task::spawn_blocking(move || f(&manager))
             .await
-            .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?;
+            .map_err(|e| ServiceError::Internal(format!("blocking task failed: {e}")))?;
         // Only server-side failures count as failed operations; a 404 or a
         // 409 is the database answering correctly.
-        let failed = matches!(&result, Err(e) if e.status().is_server_error());
+        let failed = matches!(&result, Err(e) if e.is_server_failure());
         self.inner.metrics.observe_db(started.elapsed(), !failed);
         result
     }
@@ -322,28 +332,32 @@ impl AppState {
     /// A read that keeps answering through a database failure: from the
     /// database in normal mode, from the verified LKG cache in fallback, and
     /// from the cache right away when the database read itself fails.
-    pub async fn read<T, D, L>(&self, db: D, lkg: L) -> ApiResult<(T, Served)>
+    pub async fn read_or_cached<T, E, D, L>(&self, db: D, lkg: L) -> Result<(T, Served), E>
     where
         T: Send + 'static,
-        D: FnOnce(&Manager) -> ApiResult<T> + Send + 'static,
-        L: FnOnce(&FallbackView) -> ApiResult<T> + Send + 'static,
+        E: ServiceFailure,
+        D: FnOnce(&Manager) -> Result<T, E> + Send + 'static,
+        L: FnOnce(&FallbackView) -> Result<T, E> + Send + 'static,
     {
         let status = self.inner.status.get();
         if status.mode == OperationalMode::Normal {
-            match self.run(db).await {
-                Err(ApiError::Database(_) | ApiError::ReadOnly) => {}
+            match self.run_blocking(db).await {
+                Err(e) if e.wants_cache() => {}
                 other => return other.map(|v| (v, Served::Database)),
             }
         } else if status.database_status == DatabaseStatus::SchemaMismatch
             && self.manager().is_some()
         {
             // The database is fine, only writes are refused.
-            return self.run_unchecked(db).await.map(|v| (v, Served::Database));
+            return self
+                .run_blocking_unchecked(db)
+                .await
+                .map(|v| (v, Served::Database));
         }
-        let view = self.fallback().ok_or(ApiError::NoFallback)?;
+        let view = self.fallback().ok_or(ServiceError::NoFallback)?;
         tokio::task::spawn_blocking(move || lkg(&view))
             .await
-            .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
+            .map_err(|e| ServiceError::Internal(format!("blocking task failed: {e}")))?
             .map(|v| (v, Served::LkgCache))
     }
 }

@@ -6,7 +6,6 @@
 //! constant time, so response timing reveals nothing about how much of a guess
 //! was right.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -18,6 +17,7 @@ use subtle::ConstantTimeEq as _;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+use super::key_ring::KeyRing;
 use super::KeyId;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -134,43 +134,38 @@ impl fmt::Debug for MacKey {
 /// on the next write.
 #[derive(Debug, Clone)]
 pub struct MacKeyRing {
-    current: KeyId,
-    keys: BTreeMap<KeyId, MacKey>,
+    ring: KeyRing<MacKey>,
 }
 
 impl MacKeyRing {
     /// A ring whose current (signing) key is `key`.
     pub fn new(current_id: KeyId, key: MacKey) -> Self {
-        let mut keys = BTreeMap::new();
-        keys.insert(current_id.clone(), key);
         Self {
-            current: current_id,
-            keys,
+            ring: KeyRing::new(current_id, key),
         }
     }
 
     /// Adds a key that verifies but no longer signs (the previous key).
-    pub fn with_previous(mut self, id: KeyId, key: MacKey) -> Self {
-        if id != self.current {
-            self.keys.insert(id, key);
+    pub fn with_previous(self, id: KeyId, key: MacKey) -> Self {
+        Self {
+            ring: self.ring.with_previous(id, key),
         }
-        self
     }
 
     pub fn current_id(&self) -> &KeyId {
-        &self.current
+        self.ring.current_id()
     }
 
     pub fn current_key(&self) -> &MacKey {
         // The constructor always inserts the current key and nothing removes it.
-        self.keys
-            .get(&self.current)
+        self.ring
+            .get(self.ring.current_id())
             .unwrap_or_else(|| unreachable!("current key is always in the ring"))
     }
 
     /// The key with this id, or [`MacError::UnknownKey`].
     pub fn get(&self, id: &KeyId) -> Result<&MacKey, MacError> {
-        self.keys
+        self.ring
             .get(id)
             .ok_or_else(|| MacError::UnknownKey(id.clone()))
     }

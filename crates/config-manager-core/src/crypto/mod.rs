@@ -11,9 +11,11 @@
 //!   comparison (used by token checks).
 //! - [`key_id`]: the identifier every key carries, so rotation can keep more than
 //!   one key in use at a time.
+//! - [`key_ring`]: keys by id with one current key, shared by both key rings.
 
 pub mod canonical;
 pub mod key_id;
+pub mod key_ring;
 pub mod mac;
 pub mod secret_box;
 pub mod signing;

@@ -22,7 +22,6 @@
 //!   with another key id) fails to decrypt instead of leaking into the wrong
 //!   service.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -35,6 +34,7 @@ use sha2::Sha256;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+use super::key_ring::KeyRing;
 use super::KeyId;
 
 /// Prefix of the only sealed format so far.
@@ -131,31 +131,26 @@ impl fmt::Debug for MasterKey {
 /// Master keys by id: the current one encrypts, every configured one decrypts.
 #[derive(Debug, Clone)]
 pub struct SecretKeyRing {
-    current: KeyId,
-    keys: BTreeMap<KeyId, MasterKey>,
+    ring: KeyRing<MasterKey>,
 }
 
 impl SecretKeyRing {
     /// A ring whose current (encrypting) key is `key`.
     pub fn new(current_id: KeyId, key: MasterKey) -> Self {
-        let mut keys = BTreeMap::new();
-        keys.insert(current_id.clone(), key);
         Self {
-            current: current_id,
-            keys,
+            ring: KeyRing::new(current_id, key),
         }
     }
 
     /// Adds a key that still decrypts during a rotation's grace window.
-    pub fn with_previous(mut self, id: KeyId, key: MasterKey) -> Self {
-        if id != self.current {
-            self.keys.insert(id, key);
+    pub fn with_previous(self, id: KeyId, key: MasterKey) -> Self {
+        Self {
+            ring: self.ring.with_previous(id, key),
         }
-        self
     }
 
     pub fn current_id(&self) -> &KeyId {
-        &self.current
+        self.ring.current_id()
     }
 
     /// Encrypts `plaintext` for `service`/`key` with the current master key.
@@ -165,11 +160,12 @@ impl SecretKeyRing {
         key: &str,
         plaintext: &[u8],
     ) -> Result<String, SecretBoxError> {
+        let current = self.ring.current_id();
         let master = self
-            .keys
-            .get(&self.current)
-            .ok_or_else(|| SecretBoxError::UnknownKeyId(self.current.clone()))?;
-        seal(&self.current, master, service, key, plaintext)
+            .ring
+            .get(current)
+            .ok_or_else(|| SecretBoxError::UnknownKeyId(current.clone()))?;
+        seal(current, master, service, key, plaintext)
     }
 
     /// Decrypts a sealed value with whichever configured key it names.
@@ -181,7 +177,7 @@ impl SecretKeyRing {
     ) -> Result<Zeroizing<Vec<u8>>, SecretBoxError> {
         let parts = SealedParts::parse(sealed)?;
         let master = self
-            .keys
+            .ring
             .get(&parts.key_id)
             .ok_or_else(|| SecretBoxError::UnknownKeyId(parts.key_id.clone()))?;
         parts.open(master, service, key)
@@ -190,7 +186,7 @@ impl SecretKeyRing {
     /// Whether a sealed value uses another key than the current one (and so
     /// still needs re-encryption during a rotation).
     pub fn needs_reencryption(&self, sealed: &str) -> Result<bool, SecretBoxError> {
-        Ok(sealed_key_id(sealed)? != self.current)
+        Ok(&sealed_key_id(sealed)? != self.ring.current_id())
     }
 }
 

@@ -11,6 +11,7 @@
 //!   history; everything else is kept. Without it nothing is changed, the hash
 //!   is not recorded, and the service runs in `schema-mismatch` read-only mode.
 
+use crate::change_type::ChangeType;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -119,7 +120,7 @@ impl Manager {
                 expected_version: Some(stored.version),
                 actor: "system".into(),
                 reason: Some(reason.into()),
-                change_type: "schema".into(),
+                change_type: ChangeType::Schema,
                 secrets: vec![],
             });
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::*;
+use crate::change_type::ChangeType;
 use crate::crypto::key_id::KeyId;
 use crate::crypto::secret_box::{MasterKey, SecretKeyRing};
 use crate::envelope::MAX_CONFIG_BYTES;
@@ -54,7 +55,7 @@ fn write(m: &Manager, service: &str, config: Value) -> Result<WriteOutcome> {
             merge: true,
             actor: "op".into(),
             reason: None,
-            change_type: "update".into(),
+            change_type: ChangeType::Update,
         },
     )
 }

@@ -34,6 +34,7 @@ pub use transfer::{
 };
 pub use write::{PutRequest, WriteOutcome};
 
+use crate::change_type::ChangeType;
 use crate::crypto::secret_box::SecretKeyRing;
 use crate::domain::{Epoch, ServiceName};
 use crate::schema::{EnvOverrides, EnvPolicy, SchemaOrigin, SchemaRegistry, ServiceSchema};
@@ -273,7 +274,7 @@ impl Manager {
                     expected_version: Some(0),
                     actor: "system".into(),
                     reason: Some("defaults from the service schema".into()),
-                    change_type: "seed".into(),
+                    change_type: ChangeType::Seed,
                     secrets: vec![],
                 }
             })

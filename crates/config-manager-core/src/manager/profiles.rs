@@ -1,6 +1,7 @@
 //! Profiles: save every service's stored values under a name, and activate a
 //! profile atomically (all services change together or none does).
 
+use crate::change_type::ChangeType;
 use serde_json::{Map, Value};
 
 use super::restore::without_env_keys;
@@ -99,7 +100,7 @@ impl Manager {
                     merge: false,
                     actor: actor.into(),
                     reason: Some(format!("activate profile {name}")),
-                    change_type: "profile".into(),
+                    change_type: ChangeType::Profile,
                 },
             )?);
         }

@@ -2,6 +2,7 @@
 //! service (or one) as it was at a point in time. Restores always create new
 //! versions; history is never rewritten.
 
+use crate::change_type::ChangeType;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -68,7 +69,7 @@ impl Manager {
                 merge: false,
                 actor: actor.into(),
                 reason: reason.or_else(|| Some(format!("restore of history entries {ids:?}"))),
-                change_type: "restore".into(),
+                change_type: ChangeType::Restore,
             },
         )?;
         Ok(RestoreOutcome {
@@ -117,7 +118,7 @@ impl Manager {
                     merge: false,
                     actor: actor.into(),
                     reason: Some(reason.clone()),
-                    change_type: "restore".into(),
+                    change_type: ChangeType::Restore,
                 },
             )?);
         }

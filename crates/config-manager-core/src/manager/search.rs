@@ -515,7 +515,7 @@ mod tests {
                     merge: true,
                     actor: "test".into(),
                     reason: None,
-                    change_type: "update".into(),
+                    change_type: crate::change_type::ChangeType::Update,
                 },
             )
             .unwrap()

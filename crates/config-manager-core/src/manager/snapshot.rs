@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::effective::{compose, ComposeContext, EffectiveConfig, SecretView, ServiceState};
 use super::search::{search_checked, SearchHit, SearchQuery};
 use super::{items_for, items_schemaless, Manager, ManagerError, ManagerOptions, Result};
+use crate::change_type::ChangeType;
 use crate::domain::{Epoch, ServiceName};
 use crate::lkg::{LkgContents, LkgService};
 use crate::schema::SchemaRegistry;
@@ -245,7 +246,7 @@ impl Manager {
                     expected_version: Some(0),
                     actor: "system".into(),
                     reason: Some(format!("{reason}: seeded from the last-known-good cache")),
-                    change_type: "rebuild".into(),
+                    change_type: ChangeType::Rebuild,
                     items,
                     secrets,
                 });

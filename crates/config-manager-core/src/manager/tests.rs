@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::*;
+use crate::change_type::ChangeType;
 use crate::crypto::key_id::KeyId;
 use crate::crypto::secret_box::{MasterKey, SecretKeyRing};
 use crate::domain::Source;
@@ -43,7 +44,7 @@ fn put(config: Value, version: i64) -> PutRequest {
         merge: true,
         actor: "op".into(),
         reason: Some("test".into()),
-        change_type: "update".into(),
+        change_type: ChangeType::Update,
     }
 }
 

@@ -34,9 +34,11 @@ use serde_json::{Map, Value};
 
 use super::restore::without_env_keys;
 use super::{validate_profile_name, Manager, ManagerError, PutRequest, Result};
+use crate::audit::{AuditAction, AuditOutcome};
+use crate::change_type::ChangeType;
 use crate::domain::{now_rfc3339, ServiceName, SECRET_MASK};
 use crate::schema::FieldError;
-use crate::store::{ConfigWrite, StoredConfig};
+use crate::store::{ConfigWrite, NewAudit, StoreError, StoredConfig};
 
 /// Value of the document's `format` member.
 pub const EXPORT_FORMAT: &str = "config-manager-export";
@@ -131,6 +133,31 @@ pub struct ImportedService {
 
 impl Manager {
     /// Builds an export document of every stored service.
+    /// Records what an export needs in the audit log (the one rule for the
+    /// API and the offline CLI): an export with secrets in clear text is
+    /// audited with the actor and the number of services; one without
+    /// secrets is not.
+    pub fn audit_export(
+        &self,
+        actor: &str,
+        options: ExportOptions,
+        doc: &ExportDocument,
+    ) -> std::result::Result<(), StoreError> {
+        if !options.include_secrets {
+            return Ok(());
+        }
+        self.store.record_audit(&NewAudit {
+            actor: actor.to_owned(),
+            action: AuditAction::ConfigExport,
+            target: None,
+            outcome: AuditOutcome::Ok,
+            detail: Some(serde_json::json!({
+                "include_secrets": true,
+                "services": doc.services.len(),
+            })),
+        })
+    }
+
     pub fn export(&self, options: ExportOptions) -> Result<ExportDocument> {
         let mut services = BTreeMap::new();
         for stored in self.store.list_configs()? {
@@ -221,9 +248,13 @@ impl Manager {
         let result = self.import_unaudited(doc, options);
         self.store.record_audit(&crate::store::NewAudit {
             actor: options.actor.clone(),
-            action: "config.import_dry_run".into(),
+            action: AuditAction::ConfigImportDryRun,
             target: None,
-            outcome: if result.is_ok() { "ok" } else { "refused" }.into(),
+            outcome: if result.is_ok() {
+                AuditOutcome::Ok
+            } else {
+                AuditOutcome::Refused
+            },
             detail: Some(detail),
         })?;
         result
@@ -349,7 +380,7 @@ impl Manager {
                     .clone()
                     .unwrap_or_else(|| "import of an export document".into()),
             ),
-            change_type: "import".into(),
+            change_type: ChangeType::Import,
         };
         match self.prepare_write(&name, request) {
             Ok(w) => Ok(w),
@@ -535,7 +566,7 @@ mod tests {
                 merge: true,
                 actor: "op".into(),
                 reason: None,
-                change_type: "update".into(),
+                change_type: ChangeType::Update,
             },
         )
         .unwrap();

@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::{items_for, items_schemaless, strip_secrets, Manager, ManagerError, Result};
+use crate::change_type::ChangeType;
 use crate::crypto::canonical::object_to_canonical_bytes;
 use crate::domain::{display_key, validate_key, ServiceName, SECRET_MASK};
 use crate::envelope::MAX_CONFIG_BYTES;
@@ -20,7 +21,7 @@ pub struct PutRequest {
     pub merge: bool,
     pub actor: String,
     pub reason: Option<String>,
-    pub change_type: String,
+    pub change_type: ChangeType,
 }
 
 /// The result of a write.

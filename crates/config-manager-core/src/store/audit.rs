@@ -1,21 +1,22 @@
 //! The audit log: every change, every denial, every secret reveal, with the
 //! actor's token name (never the token itself).
 
-use rusqlite::{params, params_from_iter, types::Value as SqlValue, Transaction};
+use rusqlite::{params, params_from_iter, Transaction};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::filter::Filtered;
 use super::{Result, Store};
+pub use crate::audit::{AuditAction, AuditOutcome};
 use crate::domain::now_rfc3339;
 
 /// An audit entry to record.
 #[derive(Debug, Clone)]
 pub struct NewAudit {
     pub actor: String,
-    pub action: String,
+    pub action: AuditAction,
     pub target: Option<String>,
-    /// `ok`, `denied` or `error`.
-    pub outcome: String,
+    pub outcome: AuditOutcome,
     pub detail: Option<Value>,
 }
 
@@ -51,9 +52,9 @@ pub(super) fn insert(tx: &Transaction<'_>, e: &NewAudit, now: &str) -> Result<()
     .execute(params![
         now,
         e.actor,
-        e.action,
+        e.action.as_str(),
         e.target,
-        e.outcome,
+        e.outcome.as_str(),
         e.detail.as_ref().map(Value::to_string)
     ])?;
     Ok(())
@@ -112,39 +113,16 @@ impl Store {
 
     /// Audit entries matching `filter`, newest first.
     pub fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
-        let mut sql = String::from(
+        let mut q = Filtered::new(
             "SELECT id, at, actor, action, target, outcome, detail FROM audit_log WHERE 1=1",
         );
-        let mut args: Vec<SqlValue> = Vec::new();
-        let mut add = |clause: &str, v: SqlValue| {
-            sql.push_str(clause);
-            args.push(v);
-        };
-        if let Some(a) = &filter.actor {
-            add(" AND actor = ?", SqlValue::Text(a.clone()));
-        }
-        if let Some(a) = &filter.action {
-            add(
-                " AND action LIKE ? ESCAPE '\\'",
-                SqlValue::Text(format!("{}%", escape_like(a))),
-            );
-        }
-        if let Some(o) = &filter.outcome {
-            add(" AND outcome = ?", SqlValue::Text(o.clone()));
-        }
-        if let Some(t) = &filter.start {
-            add(" AND at >= ?", SqlValue::Text(t.clone()));
-        }
-        if let Some(t) = &filter.end {
-            add(" AND at <= ?", SqlValue::Text(t.clone()));
-        }
-        if let Some(id) = filter.before_id {
-            add(" AND id < ?", SqlValue::Integer(id));
-        }
-        add(
-            " ORDER BY id DESC LIMIT ?",
-            SqlValue::Integer(i64::from(filter.limit)),
-        );
+        q.text(" AND actor = ?", filter.actor.as_ref())
+            .prefix("action", filter.action.as_ref())
+            .text(" AND outcome = ?", filter.outcome.as_ref())
+            .text(" AND at >= ?", filter.start.as_ref())
+            .text(" AND at <= ?", filter.end.as_ref())
+            .integer(" AND id < ?", filter.before_id);
+        let (sql, args) = q.newest_first(filter.limit);
         self.read(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(args.iter()), |r| {

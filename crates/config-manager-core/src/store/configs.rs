@@ -9,6 +9,8 @@ use serde_json::{Map, Value};
 use super::history::{insert_history, KeyChange};
 use super::secrets::{apply_secret_change, SecretChange};
 use super::{audit, NewAudit, Result, Store, StoreError};
+use crate::audit::{AuditAction, AuditOutcome};
+use crate::change_type::ChangeType;
 use crate::domain::now_rfc3339;
 
 /// A service's current stored configuration (database-held values only; secret
@@ -60,8 +62,8 @@ pub struct ConfigWrite {
     pub expected_version: Option<i64>,
     pub actor: String,
     pub reason: Option<String>,
-    /// `update`, `restore`, `profile`, `seed`, `schema`, `rebuild`, `import`.
-    pub change_type: String,
+    /// Why this version exists (history `change_type`, audit `config.*`).
+    pub change_type: ChangeType,
     /// The new search index rows of this service.
     pub items: Vec<ConfigItem>,
     /// Secrets set or cleared by this write.
@@ -235,9 +237,9 @@ fn save_one(tx: &Transaction<'_>, w: &ConfigWrite, epoch: &str, now: &str) -> Re
         tx,
         &NewAudit {
             actor: w.actor.clone(),
-            action: format!("config.{}", w.change_type),
+            action: AuditAction::Config(w.change_type),
             target: Some(w.service.clone()),
-            outcome: "ok".into(),
+            outcome: AuditOutcome::Ok,
             detail: Some(serde_json::json!({
                 "version": version,
                 "keys": keys,

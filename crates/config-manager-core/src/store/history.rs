@@ -1,11 +1,12 @@
 //! Change history: one row per changed key, appended in the same transaction as
 //! the change and never rewritten (restores append new rows).
 
-use rusqlite::{params_from_iter, types::Value as SqlValue, Transaction};
+use rusqlite::{params_from_iter, Transaction};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::configs::ConfigWrite;
+use super::filter::Filtered;
 use super::{Result, Store, StoreError};
 
 pub use crate::domain::SECRET_MASK;
@@ -74,7 +75,7 @@ pub(super) fn insert_history(
         now,
         w.actor,
         w.reason,
-        w.change_type
+        w.change_type.as_str()
     ])?;
     Ok(())
 }
@@ -82,37 +83,17 @@ pub(super) fn insert_history(
 impl Store {
     /// History entries matching `filter`, newest first.
     pub fn list_history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryEntry>> {
-        let mut sql = String::from(
+        let mut q = Filtered::new(
             "SELECT id, service, key, old_value, new_value, version, config_epoch, changed_at, changed_by, change_reason, change_type
              FROM history WHERE 1=1",
         );
-        let mut args: Vec<SqlValue> = Vec::new();
-        let mut add = |clause: &str, v: SqlValue| {
-            sql.push_str(clause);
-            args.push(v);
-        };
-        if let Some(s) = &filter.service {
-            add(" AND service = ?", SqlValue::Text(s.clone()));
-        }
-        if let Some(k) = &filter.key {
-            add(" AND key = ?", SqlValue::Text(k.clone()));
-        }
-        if let Some(t) = &filter.start {
-            add(" AND changed_at >= ?", SqlValue::Text(t.clone()));
-        }
-        if let Some(t) = &filter.end {
-            add(" AND changed_at <= ?", SqlValue::Text(t.clone()));
-        }
-        if let Some(id) = filter.before_id {
-            add(" AND id < ?", SqlValue::Integer(id));
-        }
-        if let Some(id) = filter.id {
-            add(" AND id = ?", SqlValue::Integer(id));
-        }
-        add(
-            " ORDER BY id DESC LIMIT ?",
-            SqlValue::Integer(i64::from(filter.limit)),
-        );
+        q.text(" AND service = ?", filter.service.as_ref())
+            .text(" AND key = ?", filter.key.as_ref())
+            .text(" AND changed_at >= ?", filter.start.as_ref())
+            .text(" AND changed_at <= ?", filter.end.as_ref())
+            .integer(" AND id < ?", filter.before_id)
+            .integer(" AND id = ?", filter.id);
+        let (sql, args) = q.newest_first(filter.limit);
         self.read(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(args.iter()), |r| {

@@ -13,6 +13,8 @@ mod audit;
 mod configs;
 mod epoch_file;
 mod error;
+mod exclusive;
+mod filter;
 mod history;
 mod meta;
 mod migrations;
@@ -36,6 +38,7 @@ pub use epoch_file::{
     EpochFile, EpochFileError, LastRebuild, EPOCH_FILE_FORMAT, EPOCH_FILE_VERSION,
 };
 pub use error::{Result, StoreError};
+pub use exclusive::{in_use_by_another_process, ExclusiveProbeError};
 pub use history::{HistoryEntry, HistoryFilter, KeyChange};
 pub use meta::{EpochInfo, SchemaVersion};
 pub use migrations::LATEST_MIGRATION;
@@ -230,8 +233,9 @@ impl Store {
 
 /// `(device, inode)` of a file, `None` when it does not exist. Any other
 /// failure to look at it (a permission, an I/O error) is an error, never
-/// "the file is gone".
-fn file_identity(path: &Path) -> Result<Option<(u64, u64)>> {
+/// "the file is gone". Also how the backup supervisor notices the database
+/// being replaced.
+pub fn file_identity(path: &Path) -> Result<Option<(u64, u64)>> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -1,5 +1,6 @@
 //! Profiles: named snapshots of every service's stored configuration.
 
+use crate::audit::{AuditAction, AuditOutcome};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -97,9 +98,9 @@ impl Store {
                 tx,
                 &NewAudit {
                     actor: actor.into(),
-                    action: "profile.save".into(),
+                    action: AuditAction::ProfileSave,
                     target: Some(name.into()),
-                    outcome: "ok".into(),
+                    outcome: AuditOutcome::Ok,
                     detail: None,
                 },
                 &now,
@@ -132,9 +133,9 @@ impl Store {
                 tx,
                 &NewAudit {
                     actor: "system".into(),
-                    action: "profile.secrets_removed".into(),
+                    action: AuditAction::ProfileSecretsRemoved,
                     target: Some(name.into()),
-                    outcome: "ok".into(),
+                    outcome: AuditOutcome::Ok,
                     detail: Some(serde_json::json!({ "removed": removed })),
                 },
                 &now_rfc3339(),
@@ -153,9 +154,9 @@ impl Store {
                 tx,
                 &NewAudit {
                     actor: actor.into(),
-                    action: "profile.delete".into(),
+                    action: AuditAction::ProfileDelete,
                     target: Some(name.into()),
-                    outcome: "ok".into(),
+                    outcome: AuditOutcome::Ok,
                     detail: None,
                 },
                 &now_rfc3339(),

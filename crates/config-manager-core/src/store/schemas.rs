@@ -1,5 +1,6 @@
 //! Service schemas registered over the API.
 
+use crate::audit::{AuditAction, AuditOutcome};
 use rusqlite::params;
 
 use super::{audit, NewAudit, Result, Store, StoreError};
@@ -36,9 +37,9 @@ impl Store {
                 tx,
                 &NewAudit {
                     actor: actor.into(),
-                    action: "schema.register".into(),
+                    action: AuditAction::SchemaRegister,
                     target: Some(service.into()),
-                    outcome: "ok".into(),
+                    outcome: AuditOutcome::Ok,
                     detail: None,
                 },
                 &now,

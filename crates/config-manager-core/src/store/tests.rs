@@ -1,5 +1,6 @@
 //! Store tests on real SQLite files in a temporary directory.
 
+use crate::change_type::ChangeType;
 use serde_json::{json, Map, Value};
 
 use super::*;
@@ -18,7 +19,7 @@ fn write(service: &str, config: Value, expected: Option<i64>) -> ConfigWrite {
         expected_version: expected,
         actor: "tester".into(),
         reason: Some("because".into()),
-        change_type: "update".into(),
+        change_type: ChangeType::Update,
         items: vec![],
         secrets: vec![],
     }

@@ -1,5 +1,11 @@
-//! Who is calling: API tokens, roles and service scopes.
+//! Who is calling: API tokens, roles and service scopes; the web UI's
+//! session store, the failed-login limiter and the aggregated audit of
+//! refused requests. Nothing here knows HTTP: the `http` layer reads headers
+//! and cookies and calls into these.
 
+pub mod denials;
+pub mod login_limit;
+pub mod sessions;
 pub mod tokens;
 
 pub use tokens::{Caller, Role, TokenTable};

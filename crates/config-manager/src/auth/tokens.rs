@@ -44,6 +44,12 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Whether the token is limited to some services (the `http::auth`
+    /// extractors `Unscoped` and `ScopedService` check it).
+    pub fn is_scoped(&self) -> bool {
+        self.services.is_some()
+    }
+
     /// Whether this caller may see `service` at all.
     pub fn may_access(&self, service: &str) -> bool {
         self.services

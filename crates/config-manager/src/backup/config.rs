@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::settings::{EnvSource, RedactedString, SettingsError};
+use crate::settings::{bad, EnvSource, RedactedString, SettingsError};
 
 /// How long Litestream may keep trying to upload on shutdown
 /// (`shutdown-sync-timeout`; its default of 30 s would hold up a service
@@ -174,13 +174,6 @@ pub struct BackupSettings {
 /// The longest path a Unix socket address holds (108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
-fn bad(var: &'static str, reason: impl Into<String>) -> SettingsError {
-    SettingsError {
-        var,
-        reason: reason.into(),
-    }
-}
-
 fn duration(
     env: &EnvSource,
     var: &'static str,
@@ -210,15 +203,6 @@ fn duration(
         ));
     }
     Ok(value)
-}
-
-fn flag(env: &EnvSource, var: &'static str, default: bool) -> Result<bool, SettingsError> {
-    match env.get(var).map(str::trim) {
-        None => Ok(default),
-        Some("0") | Some("false") | Some("no") => Ok(false),
-        Some("1") | Some("true") | Some("yes") => Ok(true),
-        Some(_) => Err(bad(var, "must be 0 or 1")),
-    }
 }
 
 /// S3 bucket naming rules (3–63 of `a-z 0-9 . -`, starting and ending with a
@@ -399,7 +383,7 @@ impl BackupSettings {
             ));
         }
         Ok(Some(ReplicaSettings {
-            force_path_style: flag(env, "LITESTREAM_FORCE_PATH_STYLE", endpoint.is_some())?,
+            force_path_style: env.flag_or("LITESTREAM_FORCE_PATH_STYLE", endpoint.is_some())?,
             endpoint,
             bucket: bucket.to_owned(),
             path,

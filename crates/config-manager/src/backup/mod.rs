@@ -26,6 +26,7 @@ pub mod supervisor;
 
 use std::sync::{Arc, Mutex};
 
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 use config_manager_core::health::LitestreamStatus;
 use config_manager_core::store::{epoch_file_path, EpochFile, EpochFileError, NewAudit};
 use tokio::task::JoinHandle;
@@ -284,9 +285,9 @@ pub async fn record_epoch_file(state: &AppState) {
         if !discrepancies.is_empty() {
             store.record_audit(&NewAudit {
                 actor: "system".into(),
-                action: "epoch-file.mismatch".into(),
+                action: AuditAction::EpochFileMismatch,
                 target: Some(identity.epoch.config_epoch.to_string()),
-                outcome: "rewritten".into(),
+                outcome: AuditOutcome::Rewritten,
                 detail: serde_json::to_value(&discrepancies).ok(),
             })?;
         }

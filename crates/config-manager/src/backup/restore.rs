@@ -34,13 +34,12 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 use config_manager_core::domain::{now_rfc3339, Epoch};
 use config_manager_core::store::{
     epoch_file_path, inspect_database, sync_parent_dir, DatabaseIdentity, EpochFile,
     EpochFileError, NewAudit, Store, StoreError, LATEST_MIGRATION,
 };
-use rusqlite::{Connection, ErrorCode, OpenFlags};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -48,7 +47,6 @@ use time::OffsetDateTime;
 use super::config::{render_config, write_private, BackupSettings};
 use super::control::{json_object, last_line};
 use super::snapshot::list_snapshots;
-use crate::cli::{CliError, CliResult};
 use crate::settings::EnvSource;
 
 /// Audit identity of restores.
@@ -57,35 +55,44 @@ pub const RESTORE_ACTOR: &str = "cli-restore";
 /// Longest a `litestream restore` may run.
 const RESTORE_DEADLINE: Duration = Duration::from_secs(30 * 60);
 
-/// Arguments of `config-manager restore`.
-#[derive(Debug, Args)]
-pub struct RestoreArgs {
-    /// Restore the state as of this time (RFC 3339, e.g.
-    /// 2026-01-02T03:04:05Z) instead of the latest. With --snapshot: the
-    /// newest snapshot taken at or before it.
-    #[arg(long, value_name = "RFC3339")]
+/// What to restore and which risks to accept (the `restore` command's
+/// options, without the command line: `cli/restore.rs` fills it).
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Restore the state as of this RFC 3339 time instead of the latest
+    /// (with `snapshot`: the newest snapshot taken at or before it).
     pub timestamp: Option<String>,
-    /// Write the restored database to PATH instead of replacing
-    /// CONFIG_DB_PATH (which is left alone; the service may keep running).
-    #[arg(long, short, value_name = "PATH")]
+    /// Write the restored database here instead of replacing `CONFIG_DB_PATH`.
     pub output: Option<PathBuf>,
-    /// Restore a local snapshot instead of the Litestream replica: a
-    /// snapshot file, or `latest` for the newest in BACKUP_SNAPSHOT_DIR.
-    #[arg(long, value_name = "FILE|latest")]
+    /// A local snapshot file, or `latest`, instead of the Litestream replica.
     pub snapshot: Option<String>,
-    /// Restore even when the epoch metadata is missing or does not match,
-    /// or the backup has an older schema version. Every such risk is
-    /// written to the restore record and the audit log. A backup that fails
-    /// its integrity check is refused even so.
-    #[arg(long)]
+    /// Restore despite failed epoch/schema-version checks (recorded as risks).
     pub force: bool,
-    /// Give the restored database a new config epoch (the backup's is
-    /// recorded as its previous epoch). Use it when the restored state is
-    /// older than what services already applied (a point-in-time restore):
-    /// they accept the republished, lower versions at once instead of
-    /// rejecting them as replays. The backup's checks are made as without it.
-    #[arg(long)]
+    /// Give the restored database a new config epoch.
     pub new_epoch: bool,
+}
+
+/// Why a restore did not happen; the variant tells a caller's mistake from a
+/// refusal or failure (the CLI turns them into exit codes 2 and 1).
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// Bad options or settings.
+    #[error("{0}")]
+    Usage(String),
+    /// Refused (a check failed) or failed (I/O, litestream).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Result alias of the restore steps.
+pub type RestoreResult<T = ()> = Result<T, RestoreError>;
+
+/// What [`restore`] did.
+#[derive(Debug)]
+pub struct RestoreOutcome {
+    pub record: RestoreRecord,
+    /// Whether `CONFIG_DB_PATH` itself was replaced (not `output`).
+    pub in_place: bool,
 }
 
 /// What a restore did; written next to the database and into the audit log.
@@ -112,16 +119,17 @@ pub struct RestoreRecord {
     pub moved_aside: Vec<String>,
 }
 
-/// Runs `config-manager restore`.
-pub fn run(env_file: &Path, args: RestoreArgs) -> CliResult {
-    let env = EnvSource::load(env_file).map_err(|e| CliError::Usage(e.to_string()))?;
+/// Restores a backup as `args` says, with the settings of `env_file` (see
+/// the module documentation for the steps).
+pub fn restore(env_file: &Path, args: &RestoreOptions) -> RestoreResult<RestoreOutcome> {
+    let env = EnvSource::load(env_file).map_err(|e| RestoreError::Usage(e.to_string()))?;
     let db_path = crate::settings::db_path_from(&env);
     let backup =
-        BackupSettings::from_env(&env, &db_path).map_err(|e| CliError::Usage(e.to_string()))?;
+        BackupSettings::from_env(&env, &db_path).map_err(|e| RestoreError::Usage(e.to_string()))?;
     let timestamp = match &args.timestamp {
         None => None,
         Some(t) => Some(OffsetDateTime::parse(t.trim(), &Rfc3339).map_err(|e| {
-            CliError::Usage(format!(
+            RestoreError::Usage(format!(
                 "--timestamp: '{t}' is not an RFC 3339 time (e.g. 2026-01-02T03:04:05Z): {e}"
             ))
         })?),
@@ -131,7 +139,7 @@ pub fn run(env_file: &Path, args: RestoreArgs) -> CliResult {
     if in_place {
         ensure_not_in_use(&db_path)?;
     } else if target.exists() {
-        return Err(CliError::Usage(format!(
+        return Err(RestoreError::Usage(format!(
             "--output {} exists; choose a new path",
             target.display()
         )));
@@ -143,15 +151,14 @@ pub fn run(env_file: &Path, args: RestoreArgs) -> CliResult {
     };
     let staging = target_dir.join(format!(".restore-{stamp}"));
     std::fs::create_dir_all(&staging)
-        .map_err(|e| CliError::Failed(format!("cannot create {}: {e}", staging.display())))?;
+        .map_err(|e| RestoreError::Failed(format!("cannot create {}: {e}", staging.display())))?;
     let result = restore_via(
-        &staging, &db_path, &target, &backup, &args, timestamp, &stamp, in_place,
+        &staging, &db_path, &target, &backup, args, timestamp, &stamp, in_place,
     );
     // Only the staging directory is removed: everything in it is ours.
     let _ = std::fs::remove_dir_all(&staging);
     let record = result?;
-    print_summary(&record, in_place);
-    Ok(())
+    Ok(RestoreOutcome { record, in_place })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -160,11 +167,11 @@ fn restore_via(
     db_path: &Path,
     target: &Path,
     backup: &BackupSettings,
-    args: &RestoreArgs,
+    args: &RestoreOptions,
     timestamp: Option<OffsetDateTime>,
     stamp: &str,
     in_place: bool,
-) -> CliResult<RestoreRecord> {
+) -> RestoreResult<RestoreRecord> {
     let staged = staging.join(
         target
             .file_name()
@@ -193,7 +200,7 @@ fn restore_via(
     }
     let device = check_device_metadata(db_path, &identity, &mut risks);
     if !risks.is_empty() && !args.force {
-        return Err(CliError::Failed(format!(
+        return Err(RestoreError::Failed(format!(
             "refusing to restore {source}:\n  - {}\nNothing was changed. Use --force to restore anyway; the risks are recorded \
              in the restore record and the audit log.",
             risks.join("\n  - ")
@@ -235,27 +242,15 @@ fn restore_via(
 /// Refuses while another process (a running service, a Litestream sidecar)
 /// has the database open: every connection to a WAL database holds a shared
 /// lock, so an exclusive lock taken without waiting fails.
-fn ensure_not_in_use(db: &Path) -> CliResult {
+fn ensure_not_in_use(db: &Path) -> RestoreResult {
     if !db.exists() {
         return Ok(());
     }
-    let probe = (|| -> rusqlite::Result<()> {
-        let conn = Connection::open_with_flags(
-            db,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(Duration::ZERO)?;
-        conn.execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; ROLLBACK;")
-    })();
-    match probe {
-        Err(rusqlite::Error::SqliteFailure(f, _))
-            if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
-        {
-            Err(CliError::Failed(format!(
+    match config_manager_core::store::in_use_by_another_process(db) {
+        Ok(true) => Err(RestoreError::Failed(format!(
                 "{} is in use by another process (a running config-manager or Litestream); stop it first",
                 db.display()
-            )))
-        }
+        ))),
         // A file that is not a database (that is why one restores) is not in use.
         _ => Ok(()),
     }
@@ -266,32 +261,34 @@ fn pick_snapshot(
     backup: &BackupSettings,
     db_path: &Path,
     timestamp: Option<OffsetDateTime>,
-) -> CliResult<PathBuf> {
+) -> RestoreResult<PathBuf> {
     if which != "latest" {
         if timestamp.is_some() {
-            return Err(CliError::Usage(
+            return Err(RestoreError::Usage(
                 "--timestamp picks among snapshots: use it with --snapshot latest".into(),
             ));
         }
         let path = PathBuf::from(which);
         if !path.exists() {
-            return Err(CliError::Usage(format!("--snapshot {which}: no such file")));
+            return Err(RestoreError::Usage(format!(
+                "--snapshot {which}: no such file"
+            )));
         }
         return Ok(path);
     }
     let Some(s) = &backup.snapshots else {
-        return Err(CliError::Usage(
+        return Err(RestoreError::Usage(
             "--snapshot latest needs BACKUP_SNAPSHOT_DIR (or give the snapshot file)".into(),
         ));
     };
     let all = list_snapshots(&s.dir, db_path)
-        .map_err(|e| CliError::Failed(format!("cannot list {}: {e}", s.dir.display())))?;
+        .map_err(|e| RestoreError::Failed(format!("cannot list {}: {e}", s.dir.display())))?;
     all.into_iter()
         .rev()
         .find(|snap| timestamp.is_none_or(|t| snap.taken_at <= t))
         .map(|snap| snap.path)
         .ok_or_else(|| {
-            CliError::Failed(format!(
+            RestoreError::Failed(format!(
                 "no snapshot in {}{}",
                 s.dir.display(),
                 if timestamp.is_some() {
@@ -303,12 +300,12 @@ fn pick_snapshot(
         })
 }
 
-fn copy_snapshot(file: &Path, staged: &Path) -> CliResult {
+fn copy_snapshot(file: &Path, staged: &Path) -> RestoreResult {
     let copy = || -> std::io::Result<()> {
         std::fs::copy(file, staged)?;
         std::fs::File::open(staged)?.sync_all()
     };
-    copy().map_err(|e| CliError::Failed(format!("cannot copy {}: {e}", file.display())))
+    copy().map_err(|e| RestoreError::Failed(format!("cannot copy {}: {e}", file.display())))
 }
 
 /// A snapshot carries its own metadata file; it must be there and agree.
@@ -337,21 +334,21 @@ fn litestream_restore(
     staged: &Path,
     backup: &BackupSettings,
     timestamp: Option<&str>,
-) -> CliResult<Option<String>> {
+) -> RestoreResult<Option<String>> {
     let ls = &backup.litestream;
     let Some(replica) = &ls.replica else {
-        return Err(CliError::Usage(
+        return Err(RestoreError::Usage(
             "LITESTREAM_BUCKET is not set: there is no replica to restore from (or use --snapshot)"
                 .into(),
         ));
     };
     let config = staging.join("litestream.yml");
     write_private(&config, &render_config(&ls.db_path, replica, None, None))
-        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", config.display())))?;
+        .map_err(|e| RestoreError::Failed(format!("cannot write {}: {e}", config.display())))?;
     let out_path = staging.join("litestream.out");
     let out = std::fs::File::create(&out_path)
         .and_then(|f| Ok((f.try_clone()?, f)))
-        .map_err(|e| CliError::Failed(format!("cannot create {}: {e}", out_path.display())))?;
+        .map_err(|e| RestoreError::Failed(format!("cannot create {}: {e}", out_path.display())))?;
     let mut cmd = std::process::Command::new(&ls.bin);
     cmd.args(["restore", "-no-expand-env", "-json", "-config"])
         .arg(&config)
@@ -370,7 +367,7 @@ fn litestream_restore(
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().map_err(|e| {
-        CliError::Failed(format!(
+        RestoreError::Failed(format!(
             "cannot run {} ({e}); install Litestream 0.5 or set LITESTREAM_BIN",
             ls.bin.display()
         ))
@@ -382,13 +379,17 @@ fn litestream_restore(
             Ok(None) if started.elapsed() > RESTORE_DEADLINE => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(CliError::Failed(format!(
+                return Err(RestoreError::Failed(format!(
                     "litestream restore did not finish within {} minutes",
                     RESTORE_DEADLINE.as_secs() / 60
                 )));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(CliError::Failed(format!("cannot wait for litestream: {e}"))),
+            Err(e) => {
+                return Err(RestoreError::Failed(format!(
+                    "cannot wait for litestream: {e}"
+                )))
+            }
         }
     };
     let output = std::fs::read(&out_path).unwrap_or_default();
@@ -402,7 +403,7 @@ fn litestream_restore(
         } else {
             String::new()
         };
-        return Err(CliError::Failed(format!(
+        return Err(RestoreError::Failed(format!(
             "litestream restore failed: {why}{hint}"
         )));
     }
@@ -415,19 +416,19 @@ fn restored_txid(output: &[u8]) -> Option<String> {
     v.get("txid")?.as_str().map(str::to_owned)
 }
 
-fn refused_invalid(e: &StoreError) -> CliError {
-    CliError::Failed(format!(
+fn refused_invalid(e: &StoreError) -> RestoreError {
+    RestoreError::Failed(format!(
         "refusing to restore: the backup is not a usable config-manager database ({e}). Nothing was changed."
     ))
 }
 
 /// Integrity, epoch row and schema version of the staged file.
-fn validate(staged: &Path, risks: &mut Vec<String>) -> CliResult<DatabaseIdentity> {
+fn validate(staged: &Path, risks: &mut Vec<String>) -> RestoreResult<DatabaseIdentity> {
     let identity = inspect_database(staged).map_err(|e| refused_invalid(&e))?;
     match identity.schema_version.cmp(&LATEST_MIGRATION) {
         std::cmp::Ordering::Equal => {}
         std::cmp::Ordering::Greater => {
-            return Err(CliError::Failed(format!(
+            return Err(RestoreError::Failed(format!(
                 "refusing to restore: the backup has schema version {}, newer than this binary's {LATEST_MIGRATION}; \
                  restore with a newer config-manager. Nothing was changed.",
                 identity.schema_version
@@ -443,9 +444,9 @@ fn validate(staged: &Path, risks: &mut Vec<String>) -> CliResult<DatabaseIdentit
 
 /// `--new-epoch`: a fresh epoch for the staged copy (which no service uses
 /// yet); returns its new identity.
-fn renew_epoch(staged: &Path) -> CliResult<DatabaseIdentity> {
+fn renew_epoch(staged: &Path) -> RestoreResult<DatabaseIdentity> {
     let fail = |e: &dyn std::fmt::Display| {
-        CliError::Failed(format!(
+        RestoreError::Failed(format!(
             "cannot give the restored database a new epoch: {e}. Nothing was changed."
         ))
     };
@@ -509,14 +510,14 @@ fn check_device_metadata(
 }
 
 /// Renames the database and its `-wal`/`-shm` aside; returns the new names.
-fn move_aside(db: &Path, stamp: &str) -> CliResult<Vec<String>> {
+fn move_aside(db: &Path, stamp: &str) -> RestoreResult<Vec<String>> {
     let mut moved = Vec::new();
     for suffix in ["", "-wal", "-shm"] {
         let from = PathBuf::from(format!("{}{suffix}", db.display()));
         if from.exists() {
             let to = PathBuf::from(format!("{}.pre-restore-{stamp}{suffix}", db.display()));
             std::fs::rename(&from, &to).map_err(|e| {
-                CliError::Failed(format!("cannot move {} aside: {e}", from.display()))
+                RestoreError::Failed(format!("cannot move {} aside: {e}", from.display()))
             })?;
             moved.push(to.display().to_string());
         }
@@ -525,13 +526,13 @@ fn move_aside(db: &Path, stamp: &str) -> CliResult<Vec<String>> {
 }
 
 /// Renames the staged file (and a `-wal` it may have) to `target`.
-fn put_in_place(staged: &Path, target: &Path) -> CliResult {
+fn put_in_place(staged: &Path, target: &Path) -> RestoreResult {
     for suffix in ["-wal", "-shm", ""] {
         let from = PathBuf::from(format!("{}{suffix}", staged.display()));
         if from.exists() {
             let to = PathBuf::from(format!("{}{suffix}", target.display()));
             std::fs::rename(&from, &to).map_err(|e| {
-                CliError::Failed(format!(
+                RestoreError::Failed(format!(
                     "cannot move the restored database to {}: {e}",
                     to.display()
                 ))
@@ -539,13 +540,13 @@ fn put_in_place(staged: &Path, target: &Path) -> CliResult {
         }
     }
     sync_parent_dir(target)
-        .map_err(|e| CliError::Failed(format!("cannot sync {}: {e}", target.display())))
+        .map_err(|e| RestoreError::Failed(format!("cannot sync {}: {e}", target.display())))
 }
 
 /// Epoch file, audit entry and restore record for the restored database.
-fn finish(target: &Path, record: &RestoreRecord, stamp: &str) -> CliResult {
+fn finish(target: &Path, record: &RestoreRecord, stamp: &str) -> RestoreResult {
     let fail = |what: &str, e: &dyn std::fmt::Display| {
-        CliError::Failed(format!(
+        RestoreError::Failed(format!(
             "the database was restored to {}, but {what} failed: {e}",
             target.display()
         ))
@@ -554,9 +555,13 @@ fn finish(target: &Path, record: &RestoreRecord, stamp: &str) -> CliResult {
     store
         .record_audit(&NewAudit {
             actor: RESTORE_ACTOR.into(),
-            action: "database.restore".into(),
+            action: AuditAction::DatabaseRestore,
             target: Some(record.config_epoch.clone()),
-            outcome: if record.forced { "forced" } else { "ok" }.into(),
+            outcome: if record.forced {
+                AuditOutcome::Forced
+            } else {
+                AuditOutcome::Ok
+            },
             detail: serde_json::to_value(record).ok(),
         })
         .map_err(|e| fail("the audit entry", &e))?;
@@ -569,40 +574,6 @@ fn finish(target: &Path, record: &RestoreRecord, stamp: &str) -> CliResult {
     std::fs::write(&path, bytes)
         .and_then(|()| std::fs::File::open(&path)?.sync_all())
         .map_err(|e| fail("writing the restore record", &e))
-}
-
-fn print_summary(r: &RestoreRecord, in_place: bool) {
-    println!("restored {} into {}", r.source, r.target);
-    println!(
-        "  epoch {} (created {}), schema version {}{}",
-        r.config_epoch,
-        r.epoch_created_at,
-        r.schema_version,
-        r.restored_txid
-            .as_deref()
-            .map(|t| format!(", transaction {t}"))
-            .unwrap_or_default()
-    );
-    if let Some(old) = &r.backup_epoch {
-        println!(
-            "  new epoch {} (the backup's epoch {old} is recorded as the previous one)",
-            r.config_epoch
-        );
-    }
-    for m in &r.moved_aside {
-        println!("  previous file moved aside: {m}");
-    }
-    if r.forced {
-        for risk in &r.risks {
-            eprintln!("config-manager: warning: restored despite: {risk}");
-        }
-    }
-    if in_place {
-        println!(
-            "Start the service: it uses epoch {} and republishes every configuration.",
-            r.config_epoch
-        );
-    }
 }
 
 #[cfg(test)]

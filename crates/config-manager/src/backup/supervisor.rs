@@ -464,19 +464,12 @@ fn describe_exit(status: std::io::Result<std::process::ExitStatus>) -> String {
     }
 }
 
-/// `(device, inode)` of the database file, to notice it being replaced.
+/// `(device, inode)` of the database file, to notice it being replaced
+/// (`None` when it cannot be looked at).
 fn file_identity(path: &Path) -> Option<(u64, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        Some((meta.dev(), meta.ino()))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = meta;
-        Some((0, 0))
-    }
+    config_manager_core::store::file_identity(path)
+        .ok()
+        .flatten()
 }
 
 /// Litestream logs (slog text on stdout) go to the manager's log with the

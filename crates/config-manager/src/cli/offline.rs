@@ -21,14 +21,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
+use config_manager_core::change_type::ChangeType;
 use config_manager_core::manager::{
     process_env, ExportDocument, ExportOptions, ImportOptions, Manager, ManagerError,
     ManagerOptions, PutRequest, SecretView,
 };
-use config_manager_core::store::{NewAudit, Store};
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use config_manager_core::store::{in_use_by_another_process, ExclusiveProbeError, Store};
 use serde_json::{json, Value};
 
 use super::config::{Backend, SetRequest};
@@ -86,24 +85,16 @@ pub fn ensure_not_in_use(db: &Path) -> CliResult {
             db.display()
         ))
     };
-    let conn = Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| CliError::Failed(format!("opening {}: {e}", db.display())))?;
-    conn.busy_timeout(Duration::ZERO)
-        .map_err(|e| CliError::Failed(e.to_string()))?;
-    let probe = conn.execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;");
-    match probe {
-        Ok(()) => Ok(()),
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
-        {
-            Err(in_use())
+    match in_use_by_another_process(db) {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(in_use()),
+        Err(ExclusiveProbeError::Open(e)) => {
+            Err(CliError::Failed(format!("opening {}: {e}", db.display())))
         }
-        Err(e) => Err(CliError::Failed(format!("checking {}: {e}", db.display()))),
+        Err(ExclusiveProbeError::Check(e)) => {
+            Err(CliError::Failed(format!("checking {}: {e}", db.display())))
+        }
     }
-    // `conn` closes here and releases the exclusive lock.
 }
 
 fn failed(e: ManagerError) -> CliError {
@@ -149,7 +140,7 @@ impl Backend for Offline {
                     merge: true,
                     actor: OFFLINE_ACTOR.into(),
                     reason: change.reason,
-                    change_type: "update".into(),
+                    change_type: ChangeType::Update,
                 },
             )
             .map_err(failed)?;
@@ -164,26 +155,13 @@ impl Backend for Offline {
 
     fn export(&self, include_secrets: bool, include_profiles: bool) -> CliResult<Value> {
         let m = &self.manager;
-        let doc = m
-            .export(ExportOptions {
-                include_secrets,
-                include_profiles,
-            })
-            .map_err(failed)?;
-        if include_secrets {
-            m.store()
-                .record_audit(&NewAudit {
-                    actor: OFFLINE_ACTOR.into(),
-                    action: "config.export".into(),
-                    target: None,
-                    outcome: "ok".into(),
-                    detail: Some(json!({
-                        "include_secrets": true,
-                        "services": doc.services.len(),
-                    })),
-                })
-                .map_err(|e| CliError::Failed(format!("cannot audit the export: {e}")))?;
-        }
+        let options = ExportOptions {
+            include_secrets,
+            include_profiles,
+        };
+        let doc = m.export(options).map_err(failed)?;
+        m.audit_export(OFFLINE_ACTOR, options, &doc)
+            .map_err(|e| CliError::Failed(format!("cannot audit the export: {e}")))?;
         to_json(&doc)
     }
 

@@ -6,10 +6,11 @@ use config_manager_core::store::AuditFilter;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::RequireWrite;
+use super::auth::{Unscoped, UnscopedUse};
 use super::error::{ApiError, ApiResult};
 use super::history::timestamp;
 use super::json::ApiQuery;
+use crate::auth::Role;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -23,17 +24,20 @@ pub struct AuditQuery {
     before_id: Option<i64>,
 }
 
+/// Reading the audit log: write role, unscoped tokens only.
+pub enum ReadAuditLog {}
+
+impl UnscopedUse for ReadAuditLog {
+    const ROLE: Role = Role::Write;
+    const REFUSAL: &'static str = "service-scoped tokens cannot read the audit log";
+}
+
 /// `GET /audit`
 pub async fn list(
     State(state): State<AppState>,
-    RequireWrite(caller): RequireWrite,
+    _: Unscoped<ReadAuditLog>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<Value>> {
-    if caller.services.is_some() {
-        return Err(ApiError::Forbidden(
-            "service-scoped tokens cannot read the audit log".into(),
-        ));
-    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::BadRequest(

@@ -2,17 +2,18 @@
 //! write token, and the signature shows it. Every denial is audited with the
 //! token's name (or `anonymous`), never the token.
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
+use std::marker::PhantomData;
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
+use axum::http::request::Parts;
 
 use super::denials::DenialKey;
 use super::error::ApiError;
 use super::session::{self, SessionCheck};
 use crate::auth::{Caller, Role};
 use crate::state::AppState;
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 
 /// Header carrying the API token.
 pub const TOKEN_HEADER: &str = "x-api-token";
@@ -144,9 +145,109 @@ pub async fn audit_denial_from(
     let key = DenialKey {
         actor: actor.to_owned(),
         source,
-        action: "access.denied",
+        action: AuditAction::AccessDenied,
         reason,
-        outcome: "denied",
+        outcome: AuditOutcome::Denied,
     };
     state.denials().record(state, key, Some(target)).await;
+}
+
+/// The role an authorization extractor demands, at the type level.
+pub trait NeededRole: Send + Sync + 'static {
+    const ROLE: Role;
+}
+
+/// [`NeededRole`]: the read role.
+pub enum ReadRole {}
+/// [`NeededRole`]: the write role.
+pub enum WriteRole {}
+
+impl NeededRole for ReadRole {
+    const ROLE: Role = Role::Read;
+}
+
+impl NeededRole for WriteRole {
+    const ROLE: Role = Role::Write;
+}
+
+/// A caller allowed to use the `{service}` of the request path: the role
+/// `R` and, for a service-scoped token, that service in its scope (else 403,
+/// audited). A handler taking it cannot forget the scope check.
+pub struct ScopedService<R: NeededRole> {
+    pub caller: Caller,
+    /// The `{service}` path parameter, as sent (resolved by the manager).
+    pub service: String,
+    _role: PhantomData<R>,
+}
+
+/// A reader of the path's service.
+pub type ScopedRead = ScopedService<ReadRole>;
+/// A writer of the path's service.
+pub type ScopedWrite = ScopedService<WriteRole>;
+
+impl<R: NeededRole> FromRequestParts<AppState> for ScopedService<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = authorize(parts, state, R::ROLE).await?;
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::BadRequest("malformed path parameter".into()))?;
+        let service = params
+            .iter()
+            .find(|(name, _)| *name == "service")
+            .map(|(_, value)| value.to_owned())
+            .ok_or_else(|| ApiError::Internal("route has no {service} parameter".into()))?;
+        check_scope(state, &caller, &service).await?;
+        Ok(Self {
+            caller,
+            service,
+            _role: PhantomData,
+        })
+    }
+}
+
+/// Why an endpoint needs a token that is not scoped to services (it spans
+/// every service): the role it needs and what a scoped token is told.
+pub trait UnscopedUse: Send + Sync + 'static {
+    const ROLE: Role;
+    /// The 403 detail for a service-scoped token.
+    const REFUSAL: &'static str;
+    /// `Some(target)`: the refusal is also audited as a denial of `target`.
+    const AUDIT_TARGET: Option<&'static str> = None;
+}
+
+/// A caller with `U::ROLE` whose token is not service-scoped (403 with
+/// `U::REFUSAL` otherwise). The handler's signature shows the rule.
+pub struct Unscoped<U: UnscopedUse>(pub Caller, pub PhantomData<U>);
+
+impl<U: UnscopedUse> FromRequestParts<AppState> for Unscoped<U> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = authorize(parts, state, U::ROLE).await?;
+        if caller.is_scoped() {
+            if let Some(target) = U::AUDIT_TARGET {
+                audit_denial(state, &caller.name, target, "service-scoped token").await;
+            }
+            return Err(ApiError::Forbidden(U::REFUSAL.into()));
+        }
+        Ok(Unscoped(caller, PhantomData))
+    }
+}
+
+/// For queries with an optional service filter: a named service must be in
+/// the caller's scope, and a service-scoped token must name one.
+pub async fn check_scope_filter(
+    state: &AppState,
+    caller: &Caller,
+    service: Option<&str>,
+) -> Result<(), ApiError> {
+    match service {
+        Some(s) => check_scope(state, caller, s).await,
+        None if caller.is_scoped() => Err(ApiError::Forbidden(
+            "a service-scoped token must name its service".into(),
+        )),
+        None => Ok(()),
+    }
 }

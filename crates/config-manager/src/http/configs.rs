@@ -4,13 +4,15 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use config_manager_core::change_type::ChangeType;
 use config_manager_core::manager::{PutRequest, SecretView};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::auth::{check_scope, RequireRead, RequireWrite};
+use super::auth::{RequireRead, ScopedRead, ScopedWrite, Unscoped, UnscopedUse};
 use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiPath, ApiQuery};
+use crate::auth::Role;
 use crate::read_cache::Cached;
 use crate::state::{AppState, Served};
 
@@ -41,11 +43,11 @@ pub struct GetQuery {
 /// `GET /services/{service}`
 pub async fn get(
     State(state): State<AppState>,
-    RequireRead(caller): RequireRead,
-    ApiPath(service): ApiPath<String>,
+    ScopedRead {
+        caller, service, ..
+    }: ScopedRead,
     ApiQuery(q): ApiQuery<GetQuery>,
 ) -> ApiResult<Response> {
-    check_scope(&state, &caller, &service).await?;
     let view = if caller.may_read_secrets_of(&service) {
         SecretView::Revealed
     } else {
@@ -115,34 +117,32 @@ pub struct PutBody {
 /// their defaults).
 pub async fn put(
     state: State<AppState>,
-    caller: RequireWrite,
-    path: ApiPath<String>,
+    scoped: ScopedWrite,
     headers: HeaderMap,
     body: ApiJson<PutBody>,
 ) -> ApiResult<Response> {
-    write(state, caller, path, headers, body, false).await
+    write(state, scoped, headers, body, false).await
 }
 
 /// `PATCH /services/{service}`: change only the given keys.
 pub async fn patch(
     state: State<AppState>,
-    caller: RequireWrite,
-    path: ApiPath<String>,
+    scoped: ScopedWrite,
     headers: HeaderMap,
     body: ApiJson<PutBody>,
 ) -> ApiResult<Response> {
-    write(state, caller, path, headers, body, true).await
+    write(state, scoped, headers, body, true).await
 }
 
 async fn write(
     State(state): State<AppState>,
-    RequireWrite(caller): RequireWrite,
-    ApiPath(service): ApiPath<String>,
+    ScopedWrite {
+        caller, service, ..
+    }: ScopedWrite,
     headers: HeaderMap,
     ApiJson(body): ApiJson<PutBody>,
     merge: bool,
 ) -> ApiResult<Response> {
-    check_scope(&state, &caller, &service).await?;
     if body.service.as_deref().is_some_and(|s| s != service) {
         return Err(ApiError::BadRequest(
             "the body's service does not match the URL".into(),
@@ -170,7 +170,7 @@ async fn write(
                     merge,
                     actor,
                     reason,
-                    change_type: "update".into(),
+                    change_type: ChangeType::Update,
                 },
             )?;
             Ok((outcome, m.epoch().to_string()))
@@ -290,11 +290,9 @@ pub struct VersionsQuery {
 /// `GET /services/{service}/versions`: every stored version, newest first.
 pub async fn versions(
     State(state): State<AppState>,
-    RequireRead(caller): RequireRead,
-    ApiPath(service): ApiPath<String>,
+    ScopedRead { service, .. }: ScopedRead,
     ApiQuery(q): ApiQuery<VersionsQuery>,
 ) -> ApiResult<Json<Value>> {
-    check_scope(&state, &caller, &service).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let versions = state
         .run(move |m| {
@@ -308,10 +306,8 @@ pub async fn versions(
 /// `GET /services/{service}/schema`: the service's JSON Schema.
 pub async fn schema(
     State(state): State<AppState>,
-    RequireRead(caller): RequireRead,
-    ApiPath(service): ApiPath<String>,
+    ScopedRead { service, .. }: ScopedRead,
 ) -> ApiResult<Json<Value>> {
-    check_scope(&state, &caller, &service).await?;
     state
         .run(move |m| {
             let name = m.resolve_service(&service)?;
@@ -323,22 +319,25 @@ pub async fn schema(
         .await
 }
 
+/// Registering a schema: write role, unscoped tokens only.
+pub enum RegisterSchema {}
+
+impl UnscopedUse for RegisterSchema {
+    const ROLE: Role = Role::Write;
+    const REFUSAL: &'static str = "service-scoped tokens cannot register schemas";
+}
+
 /// `PUT /services/{service}/schema`: registers (or replaces) a service's JSON
 /// Schema at run time. The body is the schema document. Stored values must
 /// satisfy it (422 names the failing fields otherwise). Persisted in the
 /// database; the service's defaults are stored as version 1 when it is new.
 pub async fn put_schema(
     State(state): State<AppState>,
-    RequireWrite(caller): RequireWrite,
+    Unscoped(caller, _): Unscoped<RegisterSchema>,
     ApiPath(service): ApiPath<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
-    if caller.services.is_some() {
-        return Err(ApiError::Forbidden(
-            "service-scoped tokens cannot register schemas".into(),
-        ));
-    }
     let json_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

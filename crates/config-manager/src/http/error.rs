@@ -5,11 +5,13 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use config_manager_core::health::DatabaseStatus;
 use config_manager_core::manager::ManagerError;
 use config_manager_core::schema::FieldError;
 use config_manager_core::store::StoreError;
 use serde::Serialize;
+
+pub use crate::service::DatabaseFault;
+use crate::service::{ServiceError, ServiceFailure};
 
 /// Every error a handler can return.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +63,7 @@ pub enum ApiError {
     #[error("the database is unavailable and no valid last-known-good cache exists")]
     NoFallback,
     /// 503: a database fault; the service switches to read-only fallback.
-    #[error("the database is unavailable ({}); the service switched to read-only fallback", .0.status_text())]
+    #[error("the database is unavailable ({}); the service switched to read-only fallback", .0.status.describe())]
     Database(DatabaseFault),
     /// 500: the cause is logged, the client sees a generic message.
     #[error("internal error")]
@@ -179,10 +181,7 @@ impl From<StoreError> for ApiError {
             StoreError::DiskFull => {
                 ApiError::Unavailable("disk is full; the change was not saved".into())
             }
-            other if other.is_fault() => ApiError::Database(DatabaseFault {
-                status: crate::http::health::status_of(&other),
-                cause: other.to_string(),
-            }),
+            other if other.is_fault() => ApiError::Database(DatabaseFault::of(&other)),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -205,24 +204,34 @@ impl From<ManagerError> for ApiError {
     }
 }
 
-/// A database fault seen by a request: what it means for the database status,
-/// and the cause (logged, not sent to clients).
-#[derive(Debug)]
-pub struct DatabaseFault {
-    pub status: DatabaseStatus,
-    pub cause: String,
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::ReadOnly => ApiError::ReadOnly,
+            ServiceError::NoFallback => ApiError::NoFallback,
+            ServiceError::Database(fault) => ApiError::Database(fault),
+            ServiceError::Unavailable(why) => ApiError::Unavailable(why),
+            ServiceError::Internal(cause) => ApiError::Internal(cause),
+            ServiceError::Manager(e) => e.into(),
+        }
+    }
 }
 
-impl DatabaseFault {
-    fn status_text(&self) -> &'static str {
-        match self.status {
-            DatabaseStatus::Healthy => "healthy",
-            DatabaseStatus::Locked => "locked",
-            DatabaseStatus::Corrupted => "corrupted",
-            DatabaseStatus::SchemaMismatch => "schema mismatch",
-            DatabaseStatus::Missing => "missing",
-            DatabaseStatus::Unavailable => "unavailable",
+/// Lets handlers use the state's blocking runner with `ApiResult` closures.
+impl ServiceFailure for ApiError {
+    fn database_fault(&self) -> Option<&DatabaseFault> {
+        match self {
+            ApiError::Database(f) => Some(f),
+            _ => None,
         }
+    }
+
+    fn is_server_failure(&self) -> bool {
+        self.status().is_server_error()
+    }
+
+    fn wants_cache(&self) -> bool {
+        matches!(self, ApiError::Database(_) | ApiError::ReadOnly)
     }
 }
 

@@ -4,47 +4,10 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use config_manager_core::domain::Epoch;
-use config_manager_core::health::{DatabaseStatus, HealthStatus, ManagerStatus, OperationalMode};
-use config_manager_core::store::StoreError;
+use config_manager_core::health::{HealthStatus, OperationalMode};
 
+pub use crate::service::health::{snapshot, status_of};
 use crate::state::AppState;
-
-/// The health message as of now (also what MQTT publishes).
-pub fn snapshot(state: &AppState) -> HealthStatus {
-    let s = state.status().get();
-    let manager = state.manager();
-    // Without a database: the epoch of the data being served (the cache's),
-    // else the one expected; schema version 0 = unknown.
-    let config_epoch = match &manager {
-        Some(m) => m.epoch().clone(),
-        None => state
-            .fallback()
-            .map(|v| v.epoch().clone())
-            .or_else(|| state.expected_epoch())
-            .unwrap_or_else(|| Epoch(String::new())),
-    };
-    let schema_version = manager.as_ref().map_or(0, |m| m.schema_version());
-    let mut h = HealthStatus {
-        ok: false,
-        status: ManagerStatus::Online,
-        database_status: s.database_status,
-        operational_mode: s.mode,
-        config_epoch,
-        schema_version: u32::try_from(schema_version).unwrap_or(u32::MAX),
-        lkg_cache_valid: s.lkg_cache_valid,
-        litestream_status: s.litestream_status,
-        last_backup: s.last_backup,
-        event: s.event,
-        err: s.err,
-        mqtt_connected: s.mqtt_connected,
-        mqtt_configured: s.mqtt_configured,
-        uptime_seconds: state.uptime_seconds(),
-        manager_version: env!("CARGO_PKG_VERSION").into(),
-    };
-    h.ok = h.derived_ok();
-    h
-}
 
 /// `GET /health`: 200 when the service is healthy and in normal mode, 503
 /// otherwise (same body), so load balancers and probes can use the code.
@@ -56,19 +19,6 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthSt
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(h))
-}
-
-/// The database status a store error means.
-pub fn status_of(e: &StoreError) -> DatabaseStatus {
-    match e {
-        StoreError::Locked => DatabaseStatus::Locked,
-        StoreError::SchemaMismatch(_) => DatabaseStatus::SchemaMismatch,
-        StoreError::Missing(_) => DatabaseStatus::Missing,
-        StoreError::Corrupt(_) => DatabaseStatus::Corrupted,
-        // Cannot open or read it now (permissions, descriptors, I/O): says
-        // nothing about the contents, so never "corrupted" (no rebuild).
-        _ => DatabaseStatus::Unavailable,
-    }
 }
 
 /// Whether the service accepts writes.

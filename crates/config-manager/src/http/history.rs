@@ -7,10 +7,13 @@ use config_manager_core::store::HistoryFilter;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{check_scope, RequireRead, RequireWrite};
+use super::auth::{
+    check_scope, check_scope_filter, RequireRead, RequireWrite, Unscoped, UnscopedUse,
+};
 use super::configs::check_reason;
 use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiQuery};
+use crate::auth::Role;
 use crate::state::AppState;
 
 /// Most history entries one page may return.
@@ -46,13 +49,7 @@ pub async fn list(
             "limit must be between 1 and {MAX_HISTORY_LIMIT}"
         )));
     }
-    if let Some(s) = &q.service {
-        check_scope(&state, &caller, s).await?;
-    } else if caller.services.is_some() {
-        return Err(ApiError::Forbidden(
-            "a service-scoped token must name its service".into(),
-        ));
-    }
+    check_scope_filter(&state, &caller, q.service.as_deref()).await?;
     let filter = HistoryFilter {
         service: q.service,
         key: q.key,
@@ -135,17 +132,20 @@ pub struct PointInTimeBody {
     reason: Option<String>,
 }
 
+/// A point-in-time restore: write role, unscoped tokens only.
+pub enum PointInTimeRestore {}
+
+impl UnscopedUse for PointInTimeRestore {
+    const ROLE: Role = Role::Write;
+    const REFUSAL: &'static str = "service-scoped tokens cannot restore";
+}
+
 /// `POST /restore`: point-in-time restore of one service or all, atomically.
 pub async fn point_in_time(
     State(state): State<AppState>,
-    RequireWrite(caller): RequireWrite,
+    Unscoped(caller, _): Unscoped<PointInTimeRestore>,
     ApiJson(body): ApiJson<PointInTimeBody>,
 ) -> ApiResult<Json<Value>> {
-    if caller.services.is_some() {
-        return Err(ApiError::Forbidden(
-            "service-scoped tokens cannot restore".into(),
-        ));
-    }
     let at = timestamp(&body.timestamp, "timestamp")?;
     let reason = check_reason(body.reason)?;
     let actor = caller.name.clone();

@@ -5,20 +5,24 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::auth::RequireRead;
-use super::error::{ApiError, ApiResult};
+use super::auth::{Unscoped, UnscopedUse};
+use super::error::ApiResult;
+use crate::auth::Role;
 use crate::state::AppState;
+
+/// Reading the key status: read role, unscoped tokens only.
+pub enum ReadKeyStatus {}
+
+impl UnscopedUse for ReadKeyStatus {
+    const ROLE: Role = Role::Read;
+    const REFUSAL: &'static str = "service-scoped tokens cannot read key status";
+}
 
 /// `GET /keys/status`
 pub async fn status(
     State(state): State<AppState>,
-    RequireRead(caller): RequireRead,
+    _: Unscoped<ReadKeyStatus>,
 ) -> ApiResult<Json<Value>> {
-    if caller.services.is_some() {
-        return Err(ApiError::Forbidden(
-            "service-scoped tokens cannot read key status".into(),
-        ));
-    }
     let census = state.run(|m| Ok(m.key_census()?)).await?;
     let rotation = state.status().get().rotation;
     Ok(Json(json!({

@@ -5,14 +5,12 @@ pub mod access_log;
 pub mod audit;
 pub mod auth;
 pub mod configs;
-pub mod denials;
 pub mod error;
 pub mod guard;
 pub mod health;
 pub mod history;
 pub mod json;
 pub mod keys;
-pub mod login_limit;
 pub mod openapi;
 pub mod profiles;
 pub mod rebuild;
@@ -20,7 +18,11 @@ pub mod search;
 pub mod secrets;
 pub mod server;
 pub mod session;
+mod state_ext;
 pub mod transfer;
+
+/// Moved to `auth` (they know no HTTP); re-exported for the handlers.
+pub use crate::auth::{denials, login_limit};
 
 use std::time::Duration;
 

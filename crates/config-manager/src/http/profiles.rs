@@ -6,30 +6,39 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{RequireRead, RequireWrite};
+use super::auth::{Unscoped, UnscopedUse};
 use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiPath};
-use crate::auth::Caller;
+use crate::auth::Role;
 use crate::state::AppState;
 
 /// Longest accepted profile description.
 pub const MAX_DESCRIPTION_LEN: usize = 1000;
 
-fn unscoped(caller: &Caller) -> ApiResult<()> {
-    if caller.services.is_some() {
-        return Err(ApiError::Forbidden(
-            "profiles span every service; service-scoped tokens cannot use them".into(),
-        ));
-    }
-    Ok(())
+/// Profiles (read role): unscoped tokens only.
+pub enum ProfilesRead {}
+
+impl UnscopedUse for ProfilesRead {
+    const ROLE: Role = Role::Read;
+    const REFUSAL: &'static str = SPANS_EVERY_SERVICE;
 }
+
+/// Profiles (write role): unscoped tokens only.
+pub enum ProfilesWrite {}
+
+impl UnscopedUse for ProfilesWrite {
+    const ROLE: Role = Role::Write;
+    const REFUSAL: &'static str = SPANS_EVERY_SERVICE;
+}
+
+const SPANS_EVERY_SERVICE: &str =
+    "profiles span every service; service-scoped tokens cannot use them";
 
 /// `GET /profiles`
 pub async fn list(
     State(state): State<AppState>,
-    RequireRead(caller): RequireRead,
+    _: Unscoped<ProfilesRead>,
 ) -> ApiResult<Json<Value>> {
-    unscoped(&caller)?;
     let profiles = state.run(|m| Ok(m.store().list_profiles()?)).await?;
     Ok(Json(json!({ "profiles": profiles })))
 }
@@ -37,10 +46,9 @@ pub async fn list(
 /// `GET /profiles/{name}`
 pub async fn get(
     State(state): State<AppState>,
-    RequireRead(caller): RequireRead,
+    _: Unscoped<ProfilesRead>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    unscoped(&caller)?;
     let profile = state
         .run(move |m| {
             config_manager_core::manager::validate_profile_name(&name)?;
@@ -61,10 +69,9 @@ pub struct SaveBody {
 /// `POST /profiles`: save the current state under a name (overwrites).
 pub async fn save(
     State(state): State<AppState>,
-    RequireWrite(caller): RequireWrite,
+    Unscoped(caller, _): Unscoped<ProfilesWrite>,
     ApiJson(body): ApiJson<SaveBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    unscoped(&caller)?;
     if body
         .description
         .as_ref()
@@ -86,10 +93,9 @@ pub async fn save(
 /// `PUT /profiles/{name}/activate`
 pub async fn activate(
     State(state): State<AppState>,
-    RequireWrite(caller): RequireWrite,
+    Unscoped(caller, _): Unscoped<ProfilesWrite>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    unscoped(&caller)?;
     let actor = caller.name.clone();
     let (changed, epoch) = state
         .run(move |m| Ok((m.activate_profile(&name, &actor)?, m.epoch().to_string())))
@@ -106,10 +112,9 @@ pub async fn activate(
 /// `DELETE /profiles/{name}`
 pub async fn delete(
     State(state): State<AppState>,
-    RequireWrite(caller): RequireWrite,
+    Unscoped(caller, _): Unscoped<ProfilesWrite>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
-    unscoped(&caller)?;
     let actor = caller.name.clone();
     state
         .run(move |m| {

@@ -11,9 +11,10 @@ use config_manager_core::crypto::mac::tokens_equal;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{audit_denial, RequireWrite};
+use super::auth::{audit_denial, Unscoped, UnscopedUse};
 use super::error::{ApiError, ApiResult};
 use super::json::ApiJson;
+use crate::auth::Role;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -22,19 +23,22 @@ pub struct RebuildBody {
     token: String,
 }
 
+/// Starting a rebuild: write role, unscoped tokens only (refusals audited).
+pub enum StartRebuild {}
+
+impl UnscopedUse for StartRebuild {
+    const ROLE: Role = Role::Write;
+    const REFUSAL: &'static str =
+        "a rebuild replaces every service's configuration; service-scoped tokens cannot start it";
+    const AUDIT_TARGET: Option<&'static str> = Some("rebuild");
+}
+
 /// `POST /rebuild`
 pub async fn rebuild(
     State(state): State<AppState>,
-    RequireWrite(caller): RequireWrite,
+    Unscoped(caller, _): Unscoped<StartRebuild>,
     ApiJson(body): ApiJson<RebuildBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    if caller.services.is_some() {
-        audit_denial(&state, &caller.name, "rebuild", "service-scoped token").await;
-        return Err(ApiError::Forbidden(
-            "a rebuild replaces every service's configuration; service-scoped tokens cannot start it"
-                .into(),
-        ));
-    }
     if !tokens_equal(&body.token, &state.settings().rebuild_token.0) {
         audit_denial(&state, &caller.name, "rebuild", "wrong rebuild token").await;
         return Err(ApiError::Forbidden("wrong rebuild token".into()));

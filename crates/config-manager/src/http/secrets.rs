@@ -5,11 +5,12 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 use config_manager_core::store::NewAudit;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{check_scope, RequireWrite};
+use super::auth::ScopedWrite;
 use super::configs::check_reason;
 use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiPath};
@@ -24,11 +25,12 @@ pub struct RevealBody {
 /// `POST /services/{service}/secrets/{key}/reveal`
 pub async fn reveal(
     State(state): State<AppState>,
-    RequireWrite(caller): RequireWrite,
-    ApiPath((service, key)): ApiPath<(String, String)>,
+    ScopedWrite {
+        caller, service, ..
+    }: ScopedWrite,
+    ApiPath((_, key)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<RevealBody>,
 ) -> ApiResult<Response> {
-    check_scope(&state, &caller, &service).await?;
     let reason = check_reason(Some(body.reason))?
         .filter(|r| r.trim().chars().count() >= 3)
         .ok_or_else(|| {
@@ -41,12 +43,16 @@ pub async fn reveal(
             config_manager_core::domain::validate_key(&key)
                 .map_err(|e| ApiError::BadRequest(format!("invalid key: {e}")))?;
             let value = m.reveal_secret(&name, &key);
-            let outcome = if value.is_ok() { "ok" } else { "error" };
+            let outcome = if value.is_ok() {
+                AuditOutcome::Ok
+            } else {
+                AuditOutcome::Error
+            };
             m.store().record_audit(&NewAudit {
                 actor,
-                action: "secret.reveal".into(),
+                action: AuditAction::SecretReveal,
                 target: Some(format!("{name}/{key}")),
-                outcome: outcome.into(),
+                outcome,
                 detail: Some(json!({ "reason": reason })),
             })?;
             Ok((name.to_string(), key, value?))

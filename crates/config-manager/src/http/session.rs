@@ -16,10 +16,7 @@
 //! Sessions live in memory only: a restart logs everyone out, which is the
 //! safe direction, and no session id ever reaches the database or the LKG file.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
@@ -27,15 +24,17 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 use config_manager_core::crypto::mac::tokens_equal;
-use config_manager_core::domain::format_rfc3339;
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::denials::DenialKey;
 use super::error::{ApiError, ApiResult};
 use super::json::ApiJson;
+pub use crate::auth::sessions::{
+    SessionInfo, SessionStore, IDLE_TIMEOUT, MAX_LIFETIME, MAX_SESSIONS, MAX_SESSIONS_PER_IDENTITY,
+};
 use crate::auth::Caller;
 use crate::state::AppState;
 
@@ -43,21 +42,6 @@ use crate::state::AppState;
 pub const COOKIE_NAME: &str = "cm_session";
 /// Header carrying the per-session CSRF token on state-changing requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// A session unused for this long is gone (an unattended browser).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60 * 60);
-/// A session ends this long after login however busy it is; also the cookie's
-/// `Max-Age`.
-pub const MAX_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
-/// Most live sessions kept; the least recently used one is dropped beyond
-/// this, so a login loop cannot grow memory without bound.
-pub const MAX_SESSIONS: usize = 1024;
-/// Most live sessions of one token (identity). A new login beyond it ends
-/// that identity's least recently used session, never another identity's:
-/// a reader logging in in a loop cannot sign a writer out (issue 14,
-/// finding 5). With several identities the global cap is reached only
-/// when more than `MAX_SESSIONS / MAX_SESSIONS_PER_IDENTITY` tokens are each
-/// at their own cap.
-pub const MAX_SESSIONS_PER_IDENTITY: usize = 32;
 
 /// Routes of the session API (outside `/api/config`: they exist for the
 /// browser only and are documented in `docs/ui.md`).
@@ -66,136 +50,6 @@ pub fn router() -> Router<AppState> {
         .route("/ui/login", post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/session", get(current))
-}
-
-struct Session {
-    caller: Caller,
-    csrf: String,
-    created: Instant,
-    last_seen: Instant,
-    /// Wall-clock end of the session, for the page ("expires at ...").
-    expires_at: String,
-}
-
-/// What a valid session tells a request.
-#[derive(Debug, Clone)]
-pub struct SessionInfo {
-    pub caller: Caller,
-    pub csrf: String,
-    pub expires_at: String,
-}
-
-/// Live sessions, keyed by the SHA-256 of the session id, so the map itself
-/// holds nothing a cookie could be rebuilt from.
-#[derive(Default)]
-pub struct SessionStore {
-    sessions: Mutex<HashMap<[u8; 32], Session>>,
-}
-
-impl std::fmt::Debug for SessionStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionStore").finish_non_exhaustive()
-    }
-}
-
-fn key_of(id: &str) -> [u8; 32] {
-    Sha256::digest(id.as_bytes()).into()
-}
-
-fn expired(s: &Session, now: Instant) -> bool {
-    now.duration_since(s.last_seen) > IDLE_TIMEOUT || now.duration_since(s.created) > MAX_LIFETIME
-}
-
-impl SessionStore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
-        // A panic while holding the lock cannot leave the map half-updated
-        // (every change is one insert or remove), so a poisoned lock is usable.
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Starts a session; returns its id (for the cookie) and what the page
-    /// needs.
-    pub fn create(&self, caller: Caller) -> (String, SessionInfo) {
-        let id = crate::first_run::random_token();
-        let csrf = crate::first_run::random_token();
-        let now = Instant::now();
-        let lifetime = time::Duration::try_from(MAX_LIFETIME).unwrap_or(time::Duration::HOUR);
-        let expires_at = format_rfc3339(time::OffsetDateTime::now_utc() + lifetime);
-        let mut map = self.lock();
-        map.retain(|_, s| !expired(s, now));
-        let least_recent = |map: &HashMap<[u8; 32], Session>, same_identity: bool| {
-            map.iter()
-                .filter(|(_, s)| !same_identity || s.caller.name == caller.name)
-                .min_by_key(|(_, s)| s.last_seen)
-                .map(|(k, _)| *k)
-        };
-        let own = map
-            .values()
-            .filter(|s| s.caller.name == caller.name)
-            .count();
-        if own >= MAX_SESSIONS_PER_IDENTITY {
-            if let Some(oldest) = least_recent(&map, true) {
-                map.remove(&oldest);
-            }
-        } else if map.len() >= MAX_SESSIONS {
-            // Only reachable with many identities each below its own cap.
-            if let Some(oldest) = least_recent(&map, false) {
-                map.remove(&oldest);
-            }
-        }
-        map.insert(
-            key_of(&id),
-            Session {
-                caller: caller.clone(),
-                csrf: csrf.clone(),
-                created: now,
-                last_seen: now,
-                expires_at: expires_at.clone(),
-            },
-        );
-        (
-            id,
-            SessionInfo {
-                caller,
-                csrf,
-                expires_at,
-            },
-        )
-    }
-
-    /// The live session with this id (refreshing its idle timer), or `None`
-    /// when it is unknown or expired (an expired one is removed).
-    pub fn lookup(&self, id: &str) -> Option<SessionInfo> {
-        let key = key_of(id);
-        let now = Instant::now();
-        let mut map = self.lock();
-        let live = map.get(&key).map(|s| !expired(s, now))?;
-        if !live {
-            map.remove(&key);
-            return None;
-        }
-        let s = map.get_mut(&key)?;
-        s.last_seen = now;
-        Some(SessionInfo {
-            caller: s.caller.clone(),
-            csrf: s.csrf.clone(),
-            expires_at: s.expires_at.clone(),
-        })
-    }
-
-    /// Ends a session; returns whether it existed.
-    pub fn remove(&self, id: &str) -> bool {
-        self.lock().remove(&key_of(id)).is_some()
-    }
-
-    /// Number of live (not yet swept) sessions.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The session id in the request's `Cookie` header(s), if any.
@@ -305,9 +159,9 @@ async fn login_denied(state: &AppState, source: Option<IpAddr>, actor: &str, rea
     let key = DenialKey {
         actor: actor.to_owned(),
         source,
-        action: "session.login",
+        action: AuditAction::SessionLogin,
         reason,
-        outcome: "denied",
+        outcome: AuditOutcome::Denied,
     };
     state.denials().record(state, key, None).await;
 }
@@ -319,7 +173,7 @@ async fn session_event(
     state: &AppState,
     source: Option<IpAddr>,
     actor: &str,
-    action: &'static str,
+    action: AuditAction,
     reason: &'static str,
 ) {
     let key = DenialKey {
@@ -327,7 +181,7 @@ async fn session_event(
         source,
         action,
         reason,
-        outcome: "ok",
+        outcome: AuditOutcome::Ok,
     };
     state.denials().record(state, key, None).await;
 }
@@ -375,7 +229,7 @@ pub async fn login(
         login_denied(&state, source, "anonymous", "unknown token").await;
         return Err(ApiError::Unauthorized);
     };
-    if caller.services.is_some() {
+    if caller.is_scoped() {
         // A scoped token reads its services' secrets in clear text; that is
         // for services fetching their own config, not for a page on a screen.
         login_denied(&state, source, &caller.name, "service-scoped token").await;
@@ -385,7 +239,7 @@ pub async fn login(
     }
     let name = caller.name.clone();
     let (id, info) = state.sessions().create(caller);
-    session_event(&state, source, &name, "session.login", "session started").await;
+    session_event(&state, source, &name, AuditAction::SessionLogin, "session started").await;
     let mut resp = (StatusCode::OK, Json(session_json(&info))).into_response();
     if let Ok(v) = HeaderValue::from_str(&set_cookie(&id, over_tls(&headers))) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
@@ -430,7 +284,7 @@ pub async fn logout(
                 &state,
                 source,
                 &info.caller.name,
-                "session.logout",
+                AuditAction::SessionLogout,
                 "session ended",
             )
             .await;
@@ -446,72 +300,6 @@ pub async fn logout(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Role;
-
-    fn caller() -> Caller {
-        Caller {
-            name: "ops".into(),
-            role: Role::Write,
-            services: None,
-        }
-    }
-
-    #[test]
-    fn sessions_are_found_by_id_only_and_end_on_remove() {
-        let store = SessionStore::default();
-        let (id, info) = store.create(caller());
-        assert_ne!(id, info.csrf);
-        assert_eq!(store.lookup(&id).map(|s| s.caller), Some(caller()));
-        assert!(store.lookup("not-a-session").is_none());
-        assert!(store.remove(&id));
-        assert!(store.lookup(&id).is_none());
-    }
-
-    #[test]
-    fn idle_and_old_sessions_expire() {
-        let now = Instant::now();
-        let ago = |d: Duration| now.checked_sub(d).unwrap();
-        let session = |created, last_seen| Session {
-            caller: caller(),
-            csrf: String::new(),
-            created,
-            last_seen,
-            expires_at: String::new(),
-        };
-        let minute = Duration::from_secs(60);
-        assert!(!expired(&session(ago(minute), now), now));
-        assert!(expired(
-            &session(ago(2 * IDLE_TIMEOUT), ago(IDLE_TIMEOUT + minute)),
-            now
-        ));
-        assert!(expired(&session(ago(MAX_LIFETIME + minute), now), now));
-    }
-
-    #[test]
-    fn store_is_bounded_per_identity_and_overall() {
-        let store = SessionStore::default();
-        let (writer_session, _) = store.create(caller());
-        for _ in 0..MAX_SESSIONS + 10 {
-            store.create(Caller {
-                name: "reader".into(),
-                role: Role::Read,
-                services: None,
-            });
-        }
-        assert_eq!(store.len(), MAX_SESSIONS_PER_IDENTITY + 1);
-        assert!(
-            store.lookup(&writer_session).is_some(),
-            "another identity's logins evicted it"
-        );
-        for i in 0..MAX_SESSIONS + 10 {
-            store.create(Caller {
-                name: format!("t{i}"),
-                role: Role::Read,
-                services: None,
-            });
-        }
-        assert_eq!(store.len(), MAX_SESSIONS);
-    }
 
     #[test]
     fn cookie_parsing_and_flags() {

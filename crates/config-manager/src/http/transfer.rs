@@ -13,25 +13,34 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use config_manager_core::manager::{ExportDocument, ExportOptions, ImportOptions};
-use config_manager_core::store::NewAudit;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{audit_denial, RequireRead, RequireWrite};
+use super::auth::{audit_denial, Unscoped, UnscopedUse};
 use super::configs::check_reason;
 use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiQuery};
-use crate::auth::{Caller, Role};
+use crate::auth::Role;
 use crate::state::AppState;
 
-fn unscoped(caller: &Caller) -> ApiResult<()> {
-    if caller.services.is_some() {
-        return Err(ApiError::Forbidden(
-            "export and import span every service; service-scoped tokens cannot use them".into(),
-        ));
-    }
-    Ok(())
+/// Export/import (read role): unscoped tokens only.
+pub enum ExportAll {}
+
+impl UnscopedUse for ExportAll {
+    const ROLE: Role = Role::Read;
+    const REFUSAL: &'static str = SPANS_EVERY_SERVICE;
 }
+
+/// Export/import (write role): unscoped tokens only.
+pub enum ImportAll {}
+
+impl UnscopedUse for ImportAll {
+    const ROLE: Role = Role::Write;
+    const REFUSAL: &'static str = SPANS_EVERY_SERVICE;
+}
+
+const SPANS_EVERY_SERVICE: &str =
+    "export and import span every service; service-scoped tokens cannot use them";
 
 /// Query of `GET /export`.
 #[derive(Deserialize)]
@@ -47,10 +56,9 @@ pub struct ExportQuery {
 /// `GET /export`
 pub async fn export(
     State(state): State<AppState>,
-    RequireRead(caller): RequireRead,
+    Unscoped(caller, _): Unscoped<ExportAll>,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> ApiResult<Response> {
-    unscoped(&caller)?;
     if q.include_secrets && caller.role < Role::Write {
         audit_denial(
             &state,
@@ -72,18 +80,7 @@ pub async fn export(
     let doc = state
         .run(move |m| {
             let doc = m.export(options)?;
-            if options.include_secrets {
-                m.store().record_audit(&NewAudit {
-                    actor,
-                    action: "config.export".into(),
-                    target: None,
-                    outcome: "ok".into(),
-                    detail: Some(json!({
-                        "include_secrets": true,
-                        "services": doc.services.len(),
-                    })),
-                })?;
-            }
+            m.audit_export(&actor, options, &doc)?;
             Ok(doc)
         })
         .await?;
@@ -113,11 +110,10 @@ pub struct ImportQuery {
 /// `POST /import`: the body is an export document.
 pub async fn import(
     State(state): State<AppState>,
-    RequireWrite(caller): RequireWrite,
+    Unscoped(caller, _): Unscoped<ImportAll>,
     ApiQuery(q): ApiQuery<ImportQuery>,
     ApiJson(doc): ApiJson<ExportDocument>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    unscoped(&caller)?;
     let options = ImportOptions {
         expect_versions: q.expect_versions,
         dry_run: q.dry_run,

@@ -13,6 +13,7 @@ use config_manager_core::manager::KeyCensus;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 /// State of the rotation job.
@@ -71,7 +72,10 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         progress.current = census.current + resealed;
         publish("running", &progress, resealed);
         let batch = state.settings().rotation_batch;
-        match state.run(move |m| Ok(m.reseal_batch(batch)?)).await {
+        match state
+            .run_blocking(move |m| m.reseal_batch(batch).map_err(ServiceError::from))
+            .await
+        {
             Ok(0) => break,
             Ok(n) => resealed += n,
             Err(e) => tracing::warn!(error = %e, "re-encryption batch failed; retrying"),
@@ -92,7 +96,10 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
 /// The key census, waiting while the database is not writable.
 async fn census_when_writable(state: &AppState, shutdown: &CancellationToken) -> Option<KeyCensus> {
     loop {
-        match state.run(|m| Ok(m.key_census()?)).await {
+        match state
+            .run_blocking(|m| m.key_census().map_err(ServiceError::from))
+            .await
+        {
             Ok(c) => return Some(c),
             Err(e) => {
                 tracing::debug!(error = %e, "rotation waits for a writable database");

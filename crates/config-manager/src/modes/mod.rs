@@ -19,6 +19,7 @@ use config_manager_core::health::{DatabaseStatus, OperationalMode};
 use config_manager_core::lkg::LkgContents;
 use config_manager_core::manager::{FallbackView, Manager};
 
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 pub use rebuild::{rebuild, RebuildTrigger};
@@ -46,11 +47,11 @@ pub async fn enter_fallback(state: &AppState, status: DatabaseStatus, cause: &st
             s.lkg_cache_valid = has_view;
             s.event = Some(format!(
                 "database {} detected, entered read-only fallback mode",
-                status_word(status)
+                status.fault_word()
             ));
             s.err = Some(match &lkg_problem {
-                None => public_cause(status),
-                Some(p) => format!("{}; no usable cache: {p}", public_cause(status)),
+                None => status.public_cause().to_owned(),
+                Some(p) => format!("{}; no usable cache: {p}", status.public_cause()),
             });
         });
         tracing::error!(
@@ -64,7 +65,7 @@ pub async fn enter_fallback(state: &AppState, status: DatabaseStatus, cause: &st
         && matches!(status, DatabaseStatus::Corrupted | DatabaseStatus::Missing)
     {
         let state = state.clone();
-        let reason = format!("automatic rebuild: database {}", status_word(status));
+        let reason = format!("automatic rebuild: database {}", status.fault_word());
         tokio::spawn(async move {
             if let Err(e) = rebuild(&state, &reason, "system", RebuildTrigger::Automatic).await {
                 tracing::error!(error = %e, "automatic rebuild failed");
@@ -124,7 +125,7 @@ pub async fn recover(state: &AppState, manager: Manager) {
 /// recovery or a rebuild, so MQTT carries the current epoch and versions).
 pub async fn republish_all(state: &AppState) {
     let services = state
-        .run_unchecked(|m| Ok(m.list_services()?))
+        .run_blocking_unchecked(|m| m.list_services().map_err(ServiceError::from))
         .await
         .unwrap_or_default();
     state.notify_changed(&services).await;
@@ -139,31 +140,5 @@ pub(crate) fn lkg_problem(e: &config_manager_core::lkg::LkgError) -> String {
             format!("the last-known-good cache cannot be read ({source})")
         }
         other => other.to_string(),
-    }
-}
-
-pub(crate) fn status_word(status: DatabaseStatus) -> &'static str {
-    match status {
-        DatabaseStatus::Healthy => "healthy",
-        DatabaseStatus::Locked => "lock",
-        DatabaseStatus::Corrupted => "corruption",
-        DatabaseStatus::SchemaMismatch => "schema mismatch",
-        DatabaseStatus::Missing => "file missing",
-        DatabaseStatus::Unavailable => "file unavailable",
-    }
-}
-
-/// What health says about the fault: no paths, no SQL, no values.
-pub(crate) fn public_cause(status: DatabaseStatus) -> String {
-    match status {
-        DatabaseStatus::Healthy => "database healthy".into(),
-        DatabaseStatus::Locked => "database is locked by another process".into(),
-        DatabaseStatus::Corrupted => "database integrity check failed".into(),
-        DatabaseStatus::SchemaMismatch => "database schema does not match".into(),
-        DatabaseStatus::Missing => "database file is missing or was replaced".into(),
-        DatabaseStatus::Unavailable => {
-            "database file cannot be opened (permissions, too many open files or an I/O error)"
-                .into()
-        }
     }
 }

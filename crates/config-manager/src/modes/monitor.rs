@@ -17,7 +17,7 @@ use config_manager_core::store::{epoch_file_path, EpochFile, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use super::{enter_fallback, recover};
-use crate::http::health::status_of;
+use crate::service::health::status_of;
 use crate::state::{AppState, DatabaseSetup};
 
 /// How long the write probe waits for a lock.

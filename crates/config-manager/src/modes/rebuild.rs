@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 use config_manager_core::domain::{now_rfc3339, Epoch};
 use config_manager_core::health::{DatabaseStatus, OperationalMode};
 use config_manager_core::lkg::LkgContents;
@@ -23,7 +24,7 @@ use config_manager_core::store::{NewAudit, Store, StoreError};
 use serde::Serialize;
 
 use super::republish_all;
-use crate::http::error::ApiError;
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 /// Who asked for the rebuild.
@@ -58,7 +59,7 @@ pub async fn rebuild(
     reason: &str,
     actor: &str,
     trigger: RebuildTrigger,
-) -> Result<Tombstone, ApiError> {
+) -> Result<Tombstone, ServiceError> {
     let guard = state.transition_lock().await;
     let before = state.status().get();
     if state.fallback().is_none() {
@@ -94,7 +95,7 @@ pub async fn rebuild(
         )
     })
     .await
-    .map_err(|e| ApiError::Internal(format!("rebuild task failed: {e}")))?;
+    .map_err(|e| ServiceError::Internal(format!("rebuild task failed: {e}")))?;
 
     match result {
         Ok((manager, tombstone)) => {
@@ -129,7 +130,7 @@ pub async fn rebuild(
                 };
                 s.event = Some("database rebuild failed".into());
                 s.err = Some(match &e {
-                    ApiError::Unavailable(why) => why.clone(),
+                    ServiceError::Unavailable(why) => why.clone(),
                     _ => "database rebuild failed; see the service log".into(),
                 });
             });
@@ -150,13 +151,14 @@ pub fn rebuild_files(
     reason: &str,
     actor: &str,
     trigger: RebuildTrigger,
-) -> Result<(Manager, Tombstone), ApiError> {
+) -> Result<(Manager, Tombstone), ServiceError> {
     if trigger == RebuildTrigger::Automatic {
         confirm_broken(db_path)?;
     }
     let stamp = now_rfc3339().replace([':', '.'], "");
-    let moved_aside = move_aside(db_path, &stamp)
-        .map_err(|e| ApiError::Internal(format!("cannot move the broken database aside: {e}")))?;
+    let moved_aside = move_aside(db_path, &stamp).map_err(|e| {
+        ServiceError::Internal(format!("cannot move the broken database aside: {e}"))
+    })?;
     let store = Store::open(db_path)?;
     let new_epoch = Epoch::generate();
     let (manager, seed) = Manager::rebuild_into(
@@ -181,12 +183,12 @@ pub fn rebuild_files(
         tombstone_path: tombstone_path.display().to_string(),
     };
     write_tombstone(&tombstone_path, &tombstone)
-        .map_err(|e| ApiError::Internal(format!("cannot write the tombstone: {e}")))?;
+        .map_err(|e| ServiceError::Internal(format!("cannot write the tombstone: {e}")))?;
     manager.store().record_audit(&NewAudit {
         actor: actor.to_owned(),
-        action: "database.rebuild".into(),
+        action: AuditAction::DatabaseRebuild,
         target: Some(new_epoch.to_string()),
-        outcome: "ok".into(),
+        outcome: AuditOutcome::Ok,
         detail: serde_json::to_value(&tombstone).ok(),
     })?;
     // The device's record of its (new) lineage, checked by `restore`. The
@@ -204,7 +206,7 @@ pub fn rebuild_files(
 /// descriptor left, no permission, locked): such a fault says nothing about
 /// the file, and moving a healthy database aside loses the lineage every
 /// service follows (issue 14).
-fn confirm_broken(db_path: &Path) -> Result<(), ApiError> {
+fn confirm_broken(db_path: &Path) -> Result<(), ServiceError> {
     let checked = Store::open_existing(db_path).and_then(|store| {
         store.integrity_check()?;
         store.get_epoch().map(drop)
@@ -215,16 +217,16 @@ fn confirm_broken(db_path: &Path) -> Result<(), ApiError> {
         }
         Ok(()) => {
             tracing::warn!("automatic rebuild refused: the database opens and passes its integrity check; it was not moved");
-            Err(ApiError::Unavailable(
+            Err(ServiceError::Unavailable(
                 "automatic rebuild refused: the database opens and passes its integrity check"
                     .into(),
             ))
         }
         Err(e) => {
             tracing::warn!(error = %e, "automatic rebuild refused: the database could not be checked; it was not moved");
-            Err(ApiError::Unavailable(format!(
+            Err(ServiceError::Unavailable(format!(
                 "automatic rebuild refused: the database could not be checked ({})",
-                crate::modes::public_cause(crate::http::health::status_of(&e))
+                crate::service::health::status_of(&e).public_cause()
             )))
         }
     }

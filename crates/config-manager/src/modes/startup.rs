@@ -24,10 +24,10 @@ use config_manager_core::store::{
     epoch_file_path, EpochFile, EpochFileError, Store, StoreError, BUSY_TIMEOUT,
 };
 
+use super::load_fallback;
 use super::rebuild::{rebuild_files, RebuildTrigger};
-use super::{load_fallback, public_cause, status_word};
-use crate::http::health::status_of;
 use crate::lkg::LkgFile;
+use crate::service::health::status_of;
 use crate::settings::Settings;
 use crate::state::{AppState, DatabaseSetup};
 
@@ -202,7 +202,7 @@ fn store_fault(
     fault: &impl Fn(DatabaseStatus, String, String) -> StartFault,
 ) -> StartFault {
     let status = status_of(e);
-    let mut err = public_cause(status);
+    let mut err = status.public_cause().to_owned();
     if status == DatabaseStatus::SchemaMismatch {
         err.push_str(" (written by a newer config-manager?)");
     }
@@ -222,7 +222,7 @@ pub async fn start_without_database(state: &AppState, fault: &StartFault) {
         s.lkg_cache_valid = has_view;
         s.event = Some(format!(
             "database {} at start-up, started in read-only fallback mode{}",
-            status_word(fault.status),
+            fault.status.fault_word(),
             if has_view {
                 " (reads from the last-known-good cache)"
             } else {

@@ -20,10 +20,12 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use config_manager_core::audit::{AuditAction, AuditOutcome};
 use config_manager_core::domain::now_rfc3339;
 use config_manager_core::store::NewAudit;
 use serde_json::{json, Value};
 
+use crate::service::ServiceError;
 use crate::state::AppState;
 
 /// Most distinct keys per window; refusals beyond it share one overflow row.
@@ -36,12 +38,12 @@ pub struct DenialKey {
     pub actor: String,
     /// The client's address (`None` when unknown).
     pub source: Option<IpAddr>,
-    /// Audit action: `access.denied`, `session.login`.
-    pub action: &'static str,
+    /// Audit action: `access.denied`, `session.login`, `session.logout`.
+    pub action: AuditAction,
     /// Why it was refused (or what happened, for an `ok` outcome).
     pub reason: &'static str,
     /// Audit outcome: `denied`, or `ok` for aggregated session events.
-    pub outcome: &'static str,
+    pub outcome: AuditOutcome,
 }
 
 struct Aggregate {
@@ -75,7 +77,7 @@ impl std::fmt::Debug for DenialLog {
     }
 }
 
-fn overflow_key(action: &'static str, outcome: &'static str) -> DenialKey {
+fn overflow_key(action: AuditAction, outcome: AuditOutcome) -> DenialKey {
     DenialKey {
         actor: "*".into(),
         source: None,
@@ -99,9 +101,9 @@ fn detail(key: &DenialKey, agg: &Aggregate, window: Duration) -> Value {
 fn audit_entry(key: &DenialKey, agg: &Aggregate, window: Duration) -> NewAudit {
     NewAudit {
         actor: key.actor.clone(),
-        action: key.action.to_owned(),
+        action: key.action,
         target: agg.target.clone(),
-        outcome: key.outcome.into(),
+        outcome: key.outcome,
         detail: Some(detail(key, agg, window)),
     }
 }
@@ -160,10 +162,10 @@ impl DenialLog {
             return;
         };
         let result = state
-            .run(move |m| {
+            .run_blocking(move |m| {
                 m.store()
                     .record_audit_returning_id(&entry)
-                    .map_err(Into::into)
+                    .map_err(ServiceError::from)
             })
             .await;
         match result {
@@ -213,7 +215,7 @@ impl DenialLog {
             return;
         }
         let result = state
-            .run(move |m| {
+            .run_blocking(move |m| -> Result<(), ServiceError> {
                 let store = m.store();
                 for (id, entry) in &pending {
                     let updated = match (id, &entry.detail) {

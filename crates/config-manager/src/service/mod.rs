@@ -1,0 +1,9 @@
+//! The service layer: what the HTTP API, MQTT, the mode machine, backups and
+//! key rotation share, without knowing any of them. It may import the core
+//! crate, `state`, `status`, `settings` and `metrics`; it never imports
+//! `http`, `cli` or `ui` (those are front ends that call into it).
+
+pub mod error;
+pub mod health;
+
+pub use error::{DatabaseFault, ServiceError, ServiceFailure};
