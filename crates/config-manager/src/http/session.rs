@@ -239,7 +239,14 @@ pub async fn login(
     }
     let name = caller.name.clone();
     let (id, info) = state.sessions().create(caller);
-    session_event(&state, source, &name, AuditAction::SessionLogin, "session started").await;
+    session_event(
+        &state,
+        source,
+        &name,
+        AuditAction::SessionLogin,
+        "session started",
+    )
+    .await;
     let mut resp = (StatusCode::OK, Json(session_json(&info))).into_response();
     if let Ok(v) = HeaderValue::from_str(&set_cookie(&id, over_tls(&headers))) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
