@@ -1,9 +1,14 @@
 # config-manager developer commands. `make run` and `make test` are the two
 # commands a fresh machine needs (see README.md).
-.PHONY: run test test-unit test-integration test-contract test-python fmt lint check bench bench-load bench-scale bench-instructions image
+.PHONY: run dist test test-unit test-integration test-contract test-python fmt lint check bench bench-load bench-scale bench-instructions image
 
 run:
 	cargo run --release -p config-manager -- serve
+
+# The binary that ships (target/dist/config-manager): size-tuned, fat LTO,
+# slower to build than `make run`'s release profile (docs/performance.md).
+dist:
+	cargo build --profile dist --locked -p config-manager
 
 test:
 	scripts/test.sh all
@@ -32,7 +37,7 @@ check: lint test
 # Benchmarks (docs/performance.md): criterion micro-benchmarks, the load
 # benchmark with the issue's targets, and the 1,000-service scale run.
 bench:
-	cargo bench -p config-manager-core --bench core --bench envelope
+	cargo bench --profile dist -p config-manager-core --bench core --bench envelope
 
 bench-load:
 	scripts/bench.sh

@@ -2,8 +2,8 @@
 # Instructions per cached GET, counted by callgrind (docs/performance.md).
 # Wall-clock figures on a shared two-core VM move by ±5% from run to run;
 # instruction counts repeat exactly, so this is the way to compare two builds
-# of the request path. Builds the `profiling` profile (release code with
-# symbols), starts mosquitto and the service under callgrind on free loopback
+# of the request path. Builds the `profiling` profile (the shipped `dist`
+# code with symbols), starts mosquitto and the service under callgrind on free loopback
 # ports, warms up, then counts COUNT sequential GETs of one service config on
 # one connection; the same for the minimal axum handler (examples/baseline.rs).
 #

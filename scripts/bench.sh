@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Load benchmark of config-manager (issue 9). Builds release, starts a real
+# Load benchmark of config-manager (issue 9). Builds the `dist` profile (what
+# ships; docs/performance.md, "Build profiles"), starts a real
 # mosquitto and the service on free loopback ports, then measures:
 #   - cold start to the first healthy answer (first run and restarts)
 #   - idle and loaded RSS (VmRSS from /proc/PID/status)
@@ -60,10 +61,10 @@ for bin in python3 curl cargo; do
   command -v "$bin" >/dev/null 2>&1 || { echo "$bin is missing" >&2; exit 1; }
 done
 
-echo "== building release (config-manager, examples baseline + bench_driver)" >&2
-cargo build --release -q -p config-manager --bin config-manager --example baseline --example bench_driver
+echo "== building the dist profile (config-manager, examples baseline + bench_driver)" >&2
+cargo build --profile dist -q -p config-manager --bin config-manager --example baseline --example bench_driver
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-REL="$(cd "$TARGET_DIR/release" && pwd)"
+REL="$(cd "$TARGET_DIR/dist" && pwd)"
 BIN="${BENCH_BIN:-$REL/config-manager}"
 DRIVER="$REL/examples/bench_driver"
 BASELINE="$REL/examples/baseline"

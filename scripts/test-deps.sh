@@ -6,10 +6,10 @@
 # test binary:
 #
 #   source scripts/test-deps.sh
-#   cargo test -p config-manager --test backup
+#   cargo test -p config-manager --test backup --test backup_restore
 #
 # Exports LITESTREAM_BIN and MOTO_SERVER_BIN (read by
-# crates/config-manager/tests/backup.rs).
+# crates/config-manager/tests/common/backup.rs).
 #
 # Add a package by appending it to TEST_PY_PACKAGES. Each requirement line is
 # installed once: the ones already installed are listed in

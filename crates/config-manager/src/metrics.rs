@@ -457,8 +457,8 @@ const ALL_BACKUP_STATUSES: [LitestreamStatus; 3] = [
 /// with `Router::layer`, so it runs after routing and `MatchedPath` is known.
 ///
 /// A plain tower layer rather than `axum::middleware::from_fn`: `from_fn`
-/// clones and boxes the whole inner service on every request, which cost
-/// about 2,000 instructions per GET (docs/performance.md).
+/// clones and boxes the whole inner service on every request (the measured
+/// cost is in docs/performance.md).
 #[derive(Clone)]
 pub struct TrackRequestsLayer {
     state: AppState,

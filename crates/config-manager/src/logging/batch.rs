@@ -1,8 +1,8 @@
 //! Log lines batched into few `write(2)` calls by one writer thread.
 //!
 //! The access log writes a line per request; written one system call each,
-//! the lines cost about a tenth of the CPU of a cached GET
-//! (docs/performance.md). Here a logging thread only appends its line to a
+//! the lines are a sizeable share of the CPU of a cached GET (figures in
+//! docs/performance.md). Here a logging thread only appends its line to a
 //! shared buffer. The writer thread sleeps until the buffer stops being
 //! empty, lets lines gather for [`GATHER`], and writes them all at once: a
 //! busy second costs a few hundred writes instead of tens of thousands, an
