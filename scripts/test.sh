@@ -51,7 +51,9 @@ python_client_tests() {
     python3 -m venv "$venv"
   fi
   # tars-core's pins (reference: TARS' pyproject), installed with the client.
-  local tars_pins=("asyncio-mqtt==0.16.2" "pydantic>=2.9" "cryptography>=42" "httpx>=0.27" "orjson")
+  # asyncio-mqtt 0.16 declares no upper bound on paho but only works on
+  # paho 1.x, so TARS runs paho 1.6: pinned here so the suite runs on it.
+  local tars_pins=("asyncio-mqtt==0.16.2" "paho-mqtt>=1.6,<2" "pydantic>=2.9" "cryptography>=42" "httpx>=0.27" "orjson")
   stamp="$( (cat clients/python/pyproject.toml; echo "${tars_pins[*]}") | sha256sum | cut -c1-16)"
   if ! grep -qxF "$stamp" "$venv/.installed" 2>/dev/null; then
     echo "== installing the Python client and TARS' pins into $venv"
@@ -76,9 +78,9 @@ python_client_tests() {
     "$venv/bin/mypy"
     "$venv/bin/pytest" -q
   )
-  # Optional: the same tests on paho-mqtt 2.x (what a service without
-  # asyncio-mqtt gets), in a second venv.
-  if [ "${PYTHON_CLIENT_PAHO2:-0}" = 1 ]; then
+  # The same tests on paho-mqtt 2.x (what a service without asyncio-mqtt
+  # gets), in a second venv; PYTHON_CLIENT_PAHO2=0 skips it.
+  if [ "${PYTHON_CLIENT_PAHO2:-1}" = 1 ]; then
     local venv2="$PWD/.venv-client-paho2"
     [ -x "$venv2/bin/python" ] || python3 -m venv "$venv2"
     "$venv2/bin/pip" install --quiet "paho-mqtt>=2,<3" -e "./clients/python[test]"
