@@ -5,7 +5,7 @@
 #   scripts/ui-bench.sh            # 120-field service, 7 runs each
 #   FIELDS=300 RUNS=11 scripts/ui-bench.sh
 #
-# Builds the release binary, starts it on a free port with an extra schema of
+# Builds the benchmark binary (profile dist), starts it on a free port with an extra schema of
 # $FIELDS fields (half of them advanced), starts chromedriver, logs in through
 # the form, then loads `/#/service/bench-large` repeatedly:
 #   - cold: browser cache cleared before each load (first visit);
@@ -22,10 +22,10 @@ for bin in chromedriver chromium python3; do
   command -v "$bin" >/dev/null 2>&1 || { echo "missing $bin: apt-get install chromium chromium-driver python3" >&2; exit 1; }
 done
 
-echo "== building release binary" >&2
-cargo build --release -q -p config-manager
+echo "== building the benchmark binary (profile dist)" >&2
+cargo build --profile dist -q -p config-manager
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-BIN="$(cd "$TARGET_DIR/release" && pwd)/config-manager"
+BIN="$(cd "$TARGET_DIR/dist" && pwd)/config-manager"
 
 WORK=$(mktemp -d)
 cleanup() {

@@ -11,7 +11,8 @@ runs before the PATCH answer was read counts as 0.
 
     .venv-client/bin/python clients/python/bench/latency.py [--count 500] [--bin PATH]
 
-Default binary: target/release/config-manager if built, else target/debug.
+Default binary: target/dist/config-manager (`make dist`, the benchmark build)
+if built, else target/release, else target/debug.
 """
 
 from __future__ import annotations
@@ -117,9 +118,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--bin", help="config-manager binary")
     args = parser.parse_args()
-    default = REPO / "target/release/config-manager"
-    if not default.exists():
-        default = REPO / "target/debug/config-manager"
+    candidates = [REPO / f"target/{p}/config-manager" for p in ("dist", "release", "debug")]
+    default = next((c for c in candidates if c.exists()), candidates[-1])
     os.environ["CONFIG_MANAGER_BIN"] = str(args.bin or default)
     with tempfile.TemporaryDirectory() as tmp:
         asyncio.run(run(args.count, Path(tmp)))

@@ -10,12 +10,12 @@
 //! sign, broker, verify, freshness check, callback).
 //!
 //! ```sh
-//! cargo build --release -p config-manager --bin config-manager --example e2e_latency
-//! target/release/examples/e2e_latency --updates 500
+//! cargo build --profile dist -p config-manager --bin config-manager --example e2e_latency
+//! target/dist/examples/e2e_latency --updates 500
 //! ```
 //!
-//! Run it against a release build: the binary is looked up next to the
-//! example (`target/release/config-manager`) unless `--bin` names one.
+//! Run it against the benchmark build: the binary is looked up next to the
+//! example (`target/dist/config-manager`) unless `--bin` names one.
 //! Figures are in `docs/mqtt.md`.
 
 use std::convert::Infallible;
@@ -74,7 +74,7 @@ async fn main() -> Result<(), BoxError> {
     };
     if !bin.exists() {
         return Err(format!(
-            "{} not found: build it with `cargo build --release -p config-manager` or pass --bin",
+            "{} not found: build it with `cargo build --profile dist -p config-manager` or pass --bin",
             bin.display()
         )
         .into());
