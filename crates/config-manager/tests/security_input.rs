@@ -21,35 +21,6 @@ use serde_json::{json, Map, Value};
 const TTS: &str = "/services/tts-worker";
 const WAIT: Duration = Duration::from_secs(20);
 
-/// `PUT /services/{name}/schema` with a raw JSON text.
-async fn put_schema(s: &Server, name: &str, schema: &str) -> (u16, Value) {
-    let resp = s
-        .http
-        .put(s.url(&format!("/services/{name}/schema")))
-        .header("X-API-Token", WRITE_TOKEN)
-        .header("content-type", "application/json")
-        .body(schema.to_owned())
-        .send()
-        .await
-        .unwrap();
-    common::into_parts(resp).await
-}
-
-/// A request with a raw (not re-serialized) JSON body, for `60.0` and `-0`.
-async fn send_raw(s: &Server, method: &str, path: &str, body: String) -> (u16, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let resp = s
-        .http
-        .request(method, s.url(path))
-        .header("X-API-Token", WRITE_TOKEN)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    common::into_parts(resp).await
-}
-
 /// An export document holding `services` and `profiles`.
 fn document(services: Value, profiles: Value) -> Value {
     json!({
@@ -69,18 +40,6 @@ fn pointers(body: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Audit entries of `action`, newest first.
-async fn audit(s: &Server, action: &str) -> Vec<Value> {
-    let (status, body) = s
-        .get(
-            &format!("/audit?action={action}&limit=100"),
-            Some(WRITE_TOKEN),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["entries"].as_array().cloned().unwrap_or_default()
 }
 
 async fn patch(s: &Server, path: &str, config: Value) -> (u16, Value) {
@@ -117,7 +76,7 @@ async fn api_schema_cannot_read_service_variables_through_x_env() {
         // Not the service's, but not allowed either: the default list is empty.
         "TARS_ROBOT_NAME",
     ] {
-        let (status, body) = put_schema(&s, "envleak", &leak(var)).await;
+        let (status, body) = s.put_schema("envleak", &leak(var)).await;
         assert_eq!(status, 422, "{var}: {body}");
         assert_eq!(pointers(&body), ["/properties/leak/x-env"], "{body}");
         assert!(
@@ -134,12 +93,12 @@ async fn api_schema_cannot_read_service_variables_through_x_env() {
         ("CONFIG_ENV_ALLOW".into(), "TARS_*, CONFIG_*".into()),
     ])
     .await;
-    let (status, body) = put_schema(&s, "envok", &leak("TARS_ROBOT_NAME")).await;
+    let (status, body) = s.put_schema("envok", &leak("TARS_ROBOT_NAME")).await;
     assert_eq!(status, 200, "{body}");
     let (_, got) = s.get("/services/envok", Some(READ_TOKEN)).await;
     assert_eq!(got["config"]["leak"], "r2-unit", "{got}");
     assert_eq!(got["sources"]["leak"], "env", "{got}");
-    let (status, body) = put_schema(&s, "envleak", &leak("CONFIG_API_TOKENS")).await;
+    let (status, body) = s.put_schema("envleak", &leak("CONFIG_API_TOKENS")).await;
     assert_eq!(
         status, 422,
         "CONFIG_* allowed by the operator is still reserved: {body}"
@@ -295,7 +254,7 @@ async fn stored_profile_secrets_are_removed_and_activation_keeps_secrets() {
         json!({"volume_percent": 33}),
         "{profile}"
     );
-    let entries = audit(&s, "profile.secrets_removed").await;
+    let entries = s.audit_entries("action=profile.secrets_removed").await;
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(entries[0]["target"], "legacy");
     assert_eq!(
@@ -379,7 +338,7 @@ async fn dry_run_import_says_nothing_about_secret_values_and_is_audited() {
         )
         .await;
     assert_eq!(status, 422);
-    let entries = audit(&s, "config.import_dry_run").await;
+    let entries = s.audit_entries("action=config.import_dry_run").await;
     assert_eq!(entries.len(), 3, "{entries:?}");
     assert_eq!(entries[0]["outcome"], "refused");
     assert_eq!(entries[1]["outcome"], "ok");
@@ -397,12 +356,12 @@ async fn dry_run_import_says_nothing_about_secret_values_and_is_audited() {
 #[tokio::test]
 async fn hostile_keys_are_refused_on_every_write_path() {
     let s = Server::start().await;
-    let (status, body) = put_schema(
-        &s,
-        "loose",
-        r#"{"type":"object","properties":{"speed":{"type":"integer","default":5}}}"#,
-    )
-    .await;
+    let (status, body) = s
+        .put_schema(
+            "loose",
+            r#"{"type":"object","properties":{"speed":{"type":"integer","default":5}}}"#,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let long = "k".repeat(200_000);
     let bad_keys: [&str; 5] = ["", "a\u{0}b", "a/b", "__proto__", &long];
@@ -455,12 +414,12 @@ async fn hostile_keys_are_refused_on_every_write_path() {
     let (status, _) = s.get("/profiles/p", Some(READ_TOKEN)).await;
     assert_eq!(status, 404);
     // A schema property must follow the same rule.
-    let (status, body) = put_schema(
-        &s,
-        "badprops",
-        r#"{"type":"object","properties":{"a/b":{"type":"integer","default":1}}}"#,
-    )
-    .await;
+    let (status, body) = s
+        .put_schema(
+            "badprops",
+            r#"{"type":"object","properties":{"a/b":{"type":"integer","default":1}}}"#,
+        )
+        .await;
     assert_eq!(status, 422, "{body}");
 }
 
@@ -473,13 +432,13 @@ async fn integer_fields_store_integers_and_rest_matches_mqtt() {
     let s = Server::start_with(vec![("MQTT_URL".into(), broker.url())]).await;
     let key = env_public_key(&s.path(".env"));
     let version = s.version("tts-worker").await;
-    let (status, body) = send_raw(
-        &s,
-        "PATCH",
-        TTS,
-        format!(r#"{{"config":{{"volume_percent":60.0}},"version":{version}}}"#),
-    )
-    .await;
+    let (status, body) = s
+        .send_raw(
+            "PATCH",
+            TTS,
+            format!(r#"{{"config":{{"volume_percent":60.0}},"version":{version}}}"#),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let new_version = body["version"].as_u64().unwrap();
     let raw = s
@@ -510,20 +469,18 @@ async fn integer_fields_store_integers_and_rest_matches_mqtt() {
     );
     assert!(rest["config"]["volume_percent"].is_i64());
 
-    let (status, body) = put_schema(
-        &s,
-        "signed",
+    let (status, body) = s.put_schema("signed",
         r#"{"type":"object","properties":{"offset":{"type":"integer","default":3,"minimum":-10}}}"#,
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = send_raw(
-        &s,
-        "PUT",
-        "/services/signed",
-        r#"{"config":{"offset":-0},"version":1}"#.into(),
-    )
-    .await;
+    let (status, body) = s
+        .send_raw(
+            "PUT",
+            "/services/signed",
+            r#"{"config":{"offset":-0},"version":1}"#.into(),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let raw = s
         .http
@@ -554,9 +511,7 @@ async fn oversized_configs_are_refused_at_write_time() {
         ("CONFIG_MAX_BODY_BYTES".into(), "1048576".into()),
     ])
     .await;
-    let (status, body) = put_schema(
-        &s,
-        "big",
+    let (status, body) = s.put_schema("big",
         r#"{"type":"object","additionalProperties":false,"properties":{"blob":{"type":"string","default":""}}}"#,
     )
     .await;

@@ -18,20 +18,6 @@ use tokio::net::{TcpSocket, TcpStream};
 /// Generous bound for things that happen at once when the service works.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// `PUT /services/{name}/schema` with a raw JSON text.
-async fn put_schema(s: &Server, name: &str, schema: &str) -> (u16, Value) {
-    let resp = s
-        .http
-        .put(s.url(&format!("/services/{name}/schema")))
-        .header("X-API-Token", WRITE_TOKEN)
-        .header("content-type", "application/json")
-        .body(schema.to_owned())
-        .send()
-        .await
-        .unwrap();
-    common::into_parts(resp).await
-}
-
 /// Finding 12 (oversized configs are saved but never published) reached
 /// through a schema instead of a write: a service holds a large value, then
 /// a write-role caller registers a new version of its schema whose new
@@ -44,7 +30,7 @@ async fn put_schema(s: &Server, name: &str, schema: &str) -> (u16, Value) {
 async fn schema_defaults_cannot_push_a_config_past_the_publish_limit() {
     let s = Server::start().await;
     let v1 = r#"{"type":"object","properties":{"notes":{"type":"string","default":""}}}"#;
-    let (status, body) = put_schema(&s, "grow", v1).await;
+    let (status, body) = s.put_schema("grow", v1).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = s
         .send(
@@ -60,7 +46,7 @@ async fn schema_defaults_cannot_push_a_config_past_the_publish_limit() {
         r#"{{"type":"object","properties":{{"notes":{{"type":"string","default":""}},"extra":{{"type":"string","default":"{}"}}}}}}"#,
         "e".repeat(100_000)
     );
-    let (status, body) = put_schema(&s, "grow", &v2).await;
+    let (status, body) = s.put_schema("grow", &v2).await;
     assert_eq!(status, 422, "{body}");
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("limit"), "{body}");
@@ -87,7 +73,7 @@ async fn schema_defaults_cannot_push_a_config_past_the_publish_limit() {
         r#"{{"type":"object","properties":{{"a":{{"type":"string","default":"{0}"}},"b":{{"type":"string","default":"{0}"}}}}}}"#,
         "d".repeat(150_000)
     );
-    let (status, body) = put_schema(&s, "huge-defaults", &big).await;
+    let (status, body) = s.put_schema("huge-defaults", &big).await;
     assert_eq!(status, 422, "{body}");
     let (status, _) = s.get("/services/huge-defaults", Some(WRITE_TOKEN)).await;
     assert_eq!(status, 404, "nothing registered, nothing seeded");
@@ -154,15 +140,6 @@ async fn one_address_cannot_hold_every_connection_slot() {
     drop(held);
 }
 
-/// Audit entries matching `query` (e.g. `action=session.login&outcome=ok`).
-async fn audit_entries(s: &Server, query: &str) -> Vec<Value> {
-    let (status, body) = s
-        .get(&format!("/audit?{query}&limit=1000"), Some(WRITE_TOKEN))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["entries"].as_array().cloned().unwrap_or_default()
-}
-
 /// Finding 4 said unauthenticated requests must not grow the database
 /// without bound; the fix aggregated refusals, but a successful UI login
 /// still wrote one audit row, and any read token may log in. A reader
@@ -205,7 +182,9 @@ async fn a_reader_logging_in_in_a_loop_cannot_grow_the_audit_log() {
         assert_eq!(r.status(), 204);
     }
     for action in ["session.login", "session.logout"] {
-        let rows = audit_entries(&s, &format!("action={action}&outcome=ok&actor=reader")).await;
+        let rows = s
+            .audit_entries(&format!("action={action}&outcome=ok&actor=reader"))
+            .await;
         assert_eq!(rows.len(), 1, "{action}: one row, not one per login");
         assert_eq!(rows[0]["detail"]["source"], "127.0.0.1", "{rows:?}");
     }
@@ -214,7 +193,9 @@ async fn a_reader_logging_in_in_a_loop_cannot_grow_the_audit_log() {
     assert_eq!(s.terminate(), Some(0));
     s.spawn().await;
     for action in ["session.login", "session.logout"] {
-        let rows = audit_entries(&s, &format!("action={action}&outcome=ok&actor=reader")).await;
+        let rows = s
+            .audit_entries(&format!("action={action}&outcome=ok&actor=reader"))
+            .await;
         assert_eq!(rows.len(), 1, "{action}: {rows:?}");
         assert_eq!(rows[0]["detail"]["count"], rounds, "{action}: {rows:?}");
     }
@@ -310,7 +291,7 @@ async fn connections_cannot_exhaust_a_low_file_limit() {
 async fn integer_fields_store_integers_through_defaults_and_huge_values() {
     let s = Server::start().await;
     let schema = r#"{"type":"object","properties":{"n":{"type":"integer","default":60.0},"m":{"type":"integer","default":-0.0}}}"#;
-    let (status, body) = put_schema(&s, "ints", schema).await;
+    let (status, body) = s.put_schema("ints", schema).await;
     assert_eq!(status, 200, "{body}");
     let raw = s
         .http
@@ -364,11 +345,11 @@ async fn integer_fields_store_integers_through_defaults_and_huge_values() {
     assert_eq!(current["config"]["n"], 60);
 
     // A default like that makes the schema invalid.
-    let (status, body) = put_schema(
-        &s,
-        "ints2",
-        r#"{"type":"object","properties":{"n":{"type":"integer","default":1e300}}}"#,
-    )
-    .await;
+    let (status, body) = s
+        .put_schema(
+            "ints2",
+            r#"{"type":"object","properties":{"n":{"type":"integer","default":1e300}}}"#,
+        )
+        .await;
     assert_eq!(status, 422, "{body}");
 }

@@ -175,6 +175,38 @@ impl Server {
         into_parts(req.send().await.expect("request")).await
     }
 
+    /// A write-token request whose JSON body is sent as written (not
+    /// re-serialized), e.g. to keep `60.0` or `-0` as the client typed them.
+    pub async fn send_raw(&self, method: &str, path: &str, body: String) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let req = self
+            .http
+            .request(method, self.url(path))
+            .header("X-API-Token", WRITE_TOKEN)
+            .header("content-type", "application/json")
+            .body(body);
+        into_parts(req.send().await.expect("request")).await
+    }
+
+    /// `PUT /services/{name}/schema` with a raw JSON text and the write token.
+    pub async fn put_schema(&self, name: &str, schema: &str) -> (u16, Value) {
+        self.send_raw(
+            "PUT",
+            &format!("/services/{name}/schema"),
+            schema.to_owned(),
+        )
+        .await
+    }
+
+    /// Audit entries matching `query` (e.g. `action=session.login&outcome=ok`).
+    pub async fn audit_entries(&self, query: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!("/audit?{query}&limit=1000"), Some(WRITE_TOKEN))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["entries"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Current version of a service.
     pub async fn version(&self, service: &str) -> i64 {
         let (_, body) = self
