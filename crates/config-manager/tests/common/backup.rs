@@ -207,26 +207,14 @@ pub fn backup_env(s3: &S3, path: &str, extra: &[(&str, &str)]) -> Vec<(String, S
     env
 }
 
-/// Polls health until `pred` holds (bounded; the failure shows the last body).
+/// Polls health until `pred` holds, for at most `secs` seconds.
 pub async fn wait_health(
     s: &Server,
     what: &str,
     secs: u64,
     pred: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let (_, h) = s.get("/health", None).await;
-        if pred(&h) {
-            return h;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; health: {h}\n{}",
-            s.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::common::wait_health_within(s, what, secs, pred).await
 }
 
 pub fn parse_time(v: &Value) -> Option<OffsetDateTime> {

@@ -54,21 +54,9 @@ pub async fn spawn_wrapped(s: &mut Server, wrapper: &[&str]) {
     s.wait_healthy().await;
 }
 
-/// Polls health until `pred` holds (bounded; the failure shows the last body).
+/// Polls health until `pred` holds (at most 30 s).
 pub async fn wait_health(s: &Server, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, h) = s.get("/health", None).await;
-        if pred(&h) {
-            return h;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; health: {h}\n{}",
-            s.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::common::wait_health_within(s, what, 30, pred).await
 }
 
 /// Polls the log until it contains `needle`.
@@ -131,9 +119,8 @@ pub fn identity(path: &Path) -> (u64, u64) {
     (m.dev(), m.ino())
 }
 
-/// Reads come from the cache with the last acknowledged value; writes get
-/// 503 `read-only`.
-pub async fn assert_fallback_serves_and_refuses(s: &Server, volume: i64) {
+/// GET tts-worker with the read token; asserts 200.
+async fn read_tts(s: &Server) -> reqwest::Response {
     let resp = s
         .http
         .get(s.url(TTS))
@@ -142,6 +129,13 @@ pub async fn assert_fallback_serves_and_refuses(s: &Server, volume: i64) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    resp
+}
+
+/// Reads come from the cache with the last acknowledged value; writes get
+/// 503 `read-only`.
+pub async fn assert_fallback_serves_and_refuses(s: &Server, volume: i64) {
+    let resp = read_tts(s).await;
     assert_eq!(resp.headers()["x-config-source"], "lkg-cache");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(
@@ -187,14 +181,7 @@ pub fn assert_alive(s: &mut Server) {
 /// The stored `volume_percent` of tts-worker, read from the database (the
 /// source header says so), not from the cache.
 pub async fn volume_from_database(s: &Server) -> Value {
-    let resp = s
-        .http
-        .get(s.url(TTS))
-        .header("X-API-Token", READ_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let resp = read_tts(s).await;
     assert_eq!(resp.headers()["x-config-source"], "database");
     let body: Value = resp.json().await.unwrap();
     body["config"]["volume_percent"].clone()

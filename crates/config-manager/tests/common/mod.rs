@@ -222,6 +222,29 @@ impl Drop for Server {
     }
 }
 
+/// Polls health until `pred` holds, for at most `secs` seconds (the failure
+/// shows the last body and the log).
+pub async fn wait_health_within(
+    s: &Server,
+    what: &str,
+    secs: u64,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (_, h) = s.get("/health", None).await;
+        if pred(&h) {
+            return h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; health: {h}\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn into_parts(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
