@@ -25,6 +25,8 @@ pub enum NameError {
     InvalidService,
     #[error("must start with a letter and contain only ASCII letters, digits and '_'")]
     InvalidKey,
+    #[error("must start with an ASCII letter or digit and contain only letters, digits, '.', '_' and '-'")]
+    InvalidInstance,
 }
 
 /// What a set secret value reads as everywhere except the reveal call.

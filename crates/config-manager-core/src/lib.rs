@@ -6,6 +6,7 @@
 //! client library can reuse the envelope and signature code (with
 //! `default-features = false`) without pulling in SQLite.
 
+pub mod applied;
 pub mod audit;
 pub mod change_type;
 pub mod crypto;

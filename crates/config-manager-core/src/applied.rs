@@ -1,0 +1,432 @@
+//! The applied-state report: what one running instance of a service says it
+//! applied (`contracts/mqtt-applied-state.schema.json`).
+//!
+//! The client libraries build and publish it on
+//! `system/config/<service>/applied/<instance_id>`; the manager parses it with
+//! [`AppliedReport::parse`] and shows it to operators. It is *advisory*: any
+//! client allowed to publish on the topic can claim anything, so the manager
+//! never acts on it, and the parser is strict and bounded because the payload
+//! comes from the network.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::domain::{parse_rfc3339, Epoch, NameError, ServiceName};
+
+/// Largest payload the manager reads; a valid report is well under 1 KiB.
+pub const MAX_APPLIED_REPORT_BYTES: usize = 4096;
+
+/// Longest instance id (it is one MQTT topic level and a URL path segment).
+pub const MAX_INSTANCE_ID_LEN: usize = 64;
+
+/// Prefix of every config topic; the report topic is
+/// `system/config/<service>/applied/<instance_id>`.
+const TOPIC_PREFIX: &str = "system/config/";
+const APPLIED_LEVEL: &str = "applied";
+
+/// The subscription filter the manager uses for every report.
+pub const APPLIED_TOPIC_FILTER: &str = "system/config/+/applied/+";
+
+/// The topic an instance reports on.
+pub fn applied_topic(service: &ServiceName, instance: &InstanceId) -> String {
+    format!("{TOPIC_PREFIX}{service}/{APPLIED_LEVEL}/{instance}")
+}
+
+/// Splits a report topic into its service and instance, or `None` when the
+/// topic is not one (wrong shape or a level outside the grammars).
+pub fn parse_applied_topic(topic: &str) -> Option<(ServiceName, InstanceId)> {
+    let rest = topic.strip_prefix(TOPIC_PREFIX)?;
+    let mut levels = rest.split('/');
+    let service = ServiceName::parse(levels.next()?).ok()?;
+    if levels.next()? != APPLIED_LEVEL {
+        return None;
+    }
+    let instance = InstanceId::parse(levels.next()?).ok()?;
+    if levels.next().is_some() {
+        return None;
+    }
+    Some((service, instance))
+}
+
+/// Id of one running instance of a service, such as `robot-7-tts-worker`.
+///
+/// Grammar `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`: one MQTT topic level without
+/// wildcards, and safe in a URL path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct InstanceId(String);
+
+impl InstanceId {
+    /// Checks `raw` against the instance-id grammar.
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        if raw.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if raw.len() > MAX_INSTANCE_ID_LEN {
+            return Err(NameError::TooLong {
+                max: MAX_INSTANCE_ID_LEN,
+            });
+        }
+        if !is_token(raw, |c| c == '.' || c == '_' || c == '-') {
+            return Err(NameError::InvalidInstance);
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The default id: the host name lower-cased with every character outside
+    /// `[a-z0-9-]` turned into `-`, then `-` and the service name, cut to the
+    /// grammar's length. Stable across restarts of the same service on the
+    /// same host, which is what an operator expects to see.
+    pub fn default_for(host: &str, service: &ServiceName) -> Self {
+        let host: String = host
+            .chars()
+            .map(|c| c.to_ascii_lowercase())
+            .map(|c| {
+                if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let host = host.trim_matches('-');
+        let mut id = if host.is_empty() {
+            service.as_str().to_owned()
+        } else {
+            format!("{host}-{service}")
+        };
+        // Cut from the host part so the service name stays readable at the end.
+        if id.len() > MAX_INSTANCE_ID_LEN {
+            id = id.split_off(id.len() - MAX_INSTANCE_ID_LEN);
+            id = id.trim_start_matches('-').to_owned();
+        }
+        Self(id)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for InstanceId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// ASCII alphanumeric first, then alphanumerics or one of `extra`.
+fn is_token(raw: &str, extra: impl Fn(char) -> bool) -> bool {
+    let mut chars = raw.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || extra(c))
+}
+
+/// What the instance says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppliedStatus {
+    /// It runs `config_epoch`/`version`.
+    Applied,
+    /// It refused the last update (`reason`) and keeps running `version`.
+    Rejected,
+    /// It is gone: its last-will, or a clean stop.
+    Offline,
+}
+
+impl AppliedStatus {
+    /// The word of the contract (also the metrics label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Rejected => "rejected",
+            Self::Offline => "offline",
+        }
+    }
+}
+
+/// Which client library sent the report, so operators see who runs what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientInfo {
+    pub name: String,
+    pub version: String,
+}
+
+/// One applied-state report (the whole payload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppliedReport {
+    pub service: ServiceName,
+    pub instance_id: InstanceId,
+    pub config_epoch: Option<Epoch>,
+    pub version: Option<u64>,
+    pub status: AppliedStatus,
+    /// The client's rejection label with `Rejected`; never a value or a secret.
+    pub reason: Option<String>,
+    pub rejected_version: Option<u64>,
+    pub applied_at: Option<String>,
+    pub client: ClientInfo,
+}
+
+/// Why a report was refused. Never echoes the payload.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum AppliedReportError {
+    #[error("report is larger than {MAX_APPLIED_REPORT_BYTES} bytes")]
+    TooLarge,
+    #[error("report is not a valid applied-state object: {0}")]
+    Invalid(String),
+    #[error("report names another service or instance than its topic")]
+    TopicMismatch,
+}
+
+impl AppliedReport {
+    /// Parses and checks a payload received on the topic of `service`/`instance`.
+    pub fn parse(
+        payload: &[u8],
+        service: &ServiceName,
+        instance: &InstanceId,
+    ) -> Result<Self, AppliedReportError> {
+        if payload.len() > MAX_APPLIED_REPORT_BYTES {
+            return Err(AppliedReportError::TooLarge);
+        }
+        let report: Self = serde_json::from_slice(payload)
+            .map_err(|e| AppliedReportError::Invalid(short_serde_error(&e)))?;
+        if &report.service != service || &report.instance_id != instance {
+            return Err(AppliedReportError::TopicMismatch);
+        }
+        report.check().map_err(AppliedReportError::Invalid)?;
+        Ok(report)
+    }
+
+    /// The rules the JSON shape alone does not express.
+    fn check(&self) -> Result<(), String> {
+        if let Some(epoch) = &self.config_epoch {
+            if uuid::Uuid::try_parse(epoch.as_str()).is_err() {
+                return Err("config_epoch is not a UUID".into());
+            }
+        }
+        if self.version == Some(0) || self.rejected_version == Some(0) {
+            return Err("versions start at 1".into());
+        }
+        if self.version.is_some() != self.config_epoch.is_some() {
+            return Err("version and config_epoch are both set or both null".into());
+        }
+        if let Some(at) = &self.applied_at {
+            if at.len() > 40 || parse_rfc3339(at).is_err() {
+                return Err("applied_at is not an RFC 3339 time".into());
+            }
+        }
+        match (self.status, &self.reason) {
+            (AppliedStatus::Rejected, None) => return Err("a rejection needs a reason".into()),
+            (AppliedStatus::Rejected, Some(reason)) if !is_reason(reason) => {
+                return Err("reason is not a label ([a-z][a-z0-9_]{0,63})".into())
+            }
+            (AppliedStatus::Applied | AppliedStatus::Offline, Some(_)) => {
+                return Err("only a rejection has a reason".into())
+            }
+            _ => {}
+        }
+        if self.status != AppliedStatus::Rejected && self.rejected_version.is_some() {
+            return Err("only a rejection has a rejected_version".into());
+        }
+        if self.status == AppliedStatus::Applied && self.version.is_none() {
+            return Err("an applied report names its version".into());
+        }
+        for (what, value) in [
+            ("client.name", &self.client.name),
+            ("client.version", &self.client.version),
+        ] {
+            let ok = value.len() <= 64 && is_token(value, |c| matches!(c, '.' | '_' | '-' | '+'));
+            if !ok {
+                return Err(format!("{what} is not a short token"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The payload as published (compact JSON).
+    pub fn to_json(&self) -> String {
+        // Only strings, integers and nulls: serialization cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A rejection label: `^[a-z][a-z0-9_]{0,63}$`.
+fn is_reason(raw: &str) -> bool {
+    let mut chars = raw.chars();
+    raw.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// serde's message names fields and types, never values longer than a token;
+/// cut it anyway so a hostile payload cannot grow logs.
+fn short_serde_error(e: &serde_json::Error) -> String {
+    let mut text = e.to_string();
+    if text.len() > 160 {
+        let mut cut = 160;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc() -> ServiceName {
+        ServiceName::parse("tts-worker").unwrap()
+    }
+
+    fn inst() -> InstanceId {
+        InstanceId::parse("robot-7-tts-worker").unwrap()
+    }
+
+    const EXAMPLE: &str = include_str!("../../../contracts/examples/applied-state.json");
+
+    #[test]
+    fn the_contract_example_parses_and_round_trips() {
+        let report = AppliedReport::parse(EXAMPLE.as_bytes(), &svc(), &inst()).unwrap();
+        assert_eq!(report.status, AppliedStatus::Rejected);
+        assert_eq!(report.version, Some(7));
+        assert_eq!(report.rejected_version, Some(8));
+        let again = AppliedReport::parse(report.to_json().as_bytes(), &svc(), &inst()).unwrap();
+        assert_eq!(again, report);
+    }
+
+    #[test]
+    fn topics() {
+        assert_eq!(
+            applied_topic(&svc(), &inst()),
+            "system/config/tts-worker/applied/robot-7-tts-worker"
+        );
+        assert_eq!(
+            parse_applied_topic("system/config/tts-worker/applied/robot-7-tts-worker"),
+            Some((svc(), inst()))
+        );
+        for bad in [
+            "system/config/tts-worker",
+            "system/config/tts-worker/applied",
+            "system/config/tts-worker/applied/",
+            "system/config/tts-worker/applied/a/b",
+            "system/config/TTS/applied/a",
+            "system/config/tts-worker/other/a",
+            "system/health/tts-worker/applied/a",
+        ] {
+            assert_eq!(parse_applied_topic(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn instance_ids() {
+        assert!(InstanceId::parse("a").is_ok());
+        assert!(InstanceId::parse("Robot_7.tts-worker").is_ok());
+        for bad in [
+            "",
+            "-a",
+            ".a",
+            "a/b",
+            "a+b",
+            "a#",
+            "a b",
+            "ä",
+            &"a".repeat(65),
+        ] {
+            assert!(InstanceId::parse(bad).is_err(), "{bad:?}");
+        }
+        let id = InstanceId::default_for("Robot-7.local", &svc());
+        assert_eq!(id.as_str(), "robot-7-local-tts-worker");
+        assert_eq!(InstanceId::default_for("", &svc()).as_str(), "tts-worker");
+        let long = InstanceId::default_for(&"h".repeat(200), &svc());
+        assert!(InstanceId::parse(long.as_str()).is_ok());
+        assert!(long.as_str().ends_with("-tts-worker"));
+    }
+
+    fn with(
+        change: impl FnOnce(&mut serde_json::Value),
+    ) -> Result<AppliedReport, AppliedReportError> {
+        let mut value: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+        change(&mut value);
+        AppliedReport::parse(value.to_string().as_bytes(), &svc(), &inst())
+    }
+
+    #[test]
+    fn bad_reports_are_refused() {
+        use serde_json::json;
+        let invalid = |r: Result<AppliedReport, AppliedReportError>| {
+            matches!(r, Err(AppliedReportError::Invalid(_)))
+        };
+        assert!(invalid(with(|v| v["extra"] = json!(1))));
+        assert!(invalid(with(|v| v["status"] = json!("weird"))));
+        assert!(invalid(with(|v| v["version"] = json!(0))));
+        assert!(invalid(with(|v| v["version"] = json!(-1))));
+        assert!(invalid(with(|v| v["version"] = json!("7"))));
+        assert!(invalid(with(|v| v["config_epoch"] = json!("not-a-uuid"))));
+        assert!(invalid(with(|v| v["config_epoch"] = json!(null))));
+        assert!(invalid(with(|v| v["applied_at"] = json!("yesterday"))));
+        assert!(invalid(with(|v| v["reason"] = json!(null))));
+        assert!(invalid(with(
+            |v| v["reason"] = json!("Value was secret123!")
+        )));
+        assert!(invalid(with(|v| {
+            v["status"] = json!("applied");
+        })));
+        assert!(invalid(with(|v| {
+            v["status"] = json!("applied");
+            v["reason"] = json!(null);
+        })));
+        assert!(invalid(with(|v| v["client"]["name"] = json!("a b"))));
+        assert!(invalid(with(|v| {
+            v.as_object_mut().unwrap().remove("client");
+        })));
+        assert!(matches!(
+            with(|v| v["service"] = json!("stt-worker")),
+            Err(AppliedReportError::TopicMismatch)
+        ));
+        assert!(matches!(
+            with(|v| v["instance_id"] = json!("other")),
+            Err(AppliedReportError::TopicMismatch)
+        ));
+        let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(MAX_APPLIED_REPORT_BYTES));
+        assert_eq!(
+            AppliedReport::parse(big.as_bytes(), &svc(), &inst()),
+            Err(AppliedReportError::TooLarge)
+        );
+        assert!(invalid(AppliedReport::parse(b"\xff", &svc(), &inst())));
+        assert!(invalid(AppliedReport::parse(b"[]", &svc(), &inst())));
+    }
+
+    #[test]
+    fn applied_and_offline_forms() {
+        use serde_json::json;
+        let applied = with(|v| {
+            v["status"] = json!("applied");
+            v["reason"] = json!(null);
+            v["rejected_version"] = json!(null);
+        })
+        .unwrap();
+        assert_eq!(applied.status, AppliedStatus::Applied);
+        let offline_nothing_yet = with(|v| {
+            v["status"] = json!("offline");
+            v["reason"] = json!(null);
+            v["rejected_version"] = json!(null);
+            v["version"] = json!(null);
+            v["config_epoch"] = json!(null);
+            v["applied_at"] = json!(null);
+        })
+        .unwrap();
+        assert_eq!(offline_nothing_yet.version, None);
+    }
+}
