@@ -276,7 +276,7 @@ fn store(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("store");
     group.bench_function("read one service (Store::get_config)", |b| {
-        b.iter(|| store.get_config(black_box("tts-worker")).unwrap())
+        b.iter(|| store.get_config(black_box(&service)).unwrap())
     });
     group.bench_function("effective config, masked (uncached GET body)", |b| {
         b.iter(|| {
@@ -288,8 +288,8 @@ fn store(c: &mut Criterion) {
 
     // Durable writes: each iteration changes a value, so each one commits a
     // new version with `synchronous=FULL` (one WAL fsync).
-    let stored = store.get_config("tts-worker").unwrap();
-    let items = store.list_items(Some("tts-worker")).unwrap();
+    let stored = store.get_config(&service).unwrap();
+    let items = store.list_items(Some(&service)).unwrap();
     let mut volume = 0i64;
     group.bench_function("durable write (Store::save_config, 1 key changed)", |b| {
         b.iter(|| {
@@ -297,7 +297,7 @@ fn store(c: &mut Criterion) {
             let mut config = stored.config.clone();
             config.insert("volume_percent".into(), json!(volume));
             let write = ConfigWrite {
-                service: "tts-worker".into(),
+                service: service.clone(),
                 config,
                 expected_version: None,
                 actor: "bench".into(),
@@ -306,10 +306,10 @@ fn store(c: &mut Criterion) {
                 items: items.clone(),
                 secrets: vec![],
             };
-            store.save_config(&write, manager.epoch().as_str()).unwrap()
+            store.save_config(&write, manager.epoch()).unwrap()
         })
     });
-    let mut version = store.get_config("tts-worker").unwrap().version;
+    let mut version = store.get_config(&service).unwrap().version;
     group.bench_function("validated PATCH (Manager::put, 1 key changed)", |b| {
         b.iter(|| {
             volume = (volume + 1) % 200;

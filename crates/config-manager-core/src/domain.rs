@@ -113,6 +113,21 @@ pub fn display_key(raw: &str) -> String {
     }
 }
 
+/// Names and epochs are bound as SQL text, so store code passes the typed value.
+#[cfg(feature = "store")]
+impl rusqlite::ToSql for ServiceName {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+#[cfg(feature = "store")]
+impl rusqlite::ToSql for Epoch {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
 /// A configuration epoch: a UUID that changes whenever the database is rebuilt,
 /// so a version number is only meaningful together with its epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

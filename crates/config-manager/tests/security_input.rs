@@ -133,7 +133,7 @@ async fn schema_dir_and_stored_schemas_never_read_service_variables() {
     let store = Store::open(&s.db_path()).unwrap();
     store
         .save_registered_schema(
-            "oldleak",
+            &config_manager_core::domain::ServiceName::parse("oldleak").unwrap(),
             r#"{"type":"object","properties":{"db":{"type":"string","default":"none","x-env":"CONFIG_DB_PATH"}}}"#,
             "writer",
         )

@@ -157,7 +157,7 @@ impl Manager {
             .ok_or_else(|| ManagerError::NotFound(format!("configuration of {service}")))?;
         let sealed_secrets = if self.schemas.get(service.as_str()).is_some() {
             self.store
-                .list_secrets(Some(service.as_str()))?
+                .list_secrets(Some(service))?
                 .into_iter()
                 .map(|s| (s.key, s.ciphertext))
                 .collect()
@@ -234,7 +234,7 @@ impl Manager {
         }
         let sealed = self
             .store
-            .list_secrets(Some(service.as_str()))?
+            .list_secrets(Some(service))?
             .into_iter()
             .find(|s| s.key == key);
         sealed

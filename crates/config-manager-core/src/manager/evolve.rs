@@ -114,7 +114,7 @@ impl Manager {
                 });
             }
             writes.push(ConfigWrite {
-                service: stored.service.clone(),
+                service: schema.name().clone(),
                 items: items_for(&schema, &candidate),
                 config: candidate,
                 expected_version: Some(stored.version),
@@ -127,7 +127,7 @@ impl Manager {
         if !report.mismatches.is_empty() {
             return Ok(report);
         }
-        self.store.save_configs(&writes, self.epoch.as_str())?;
+        self.store.save_configs(&writes, &self.epoch)?;
         let detail = serde_json::to_string(&report).ok();
         self.schema_version = self
             .store

@@ -43,10 +43,7 @@ fn name(s: &str) -> ServiceName {
 
 fn write(m: &Manager, service: &str, config: Value) -> Result<WriteOutcome> {
     let service = name(service);
-    let version = m
-        .store()
-        .get_config(service.as_str())
-        .map_or(0, |c| c.version);
+    let version = m.store().get_config(&service).map_or(0, |c| c.version);
     m.put(
         &service,
         PutRequest {
@@ -103,7 +100,7 @@ fn stored_api_schemas_follow_the_rule_when_reopened() {
     let path = dir.path().join("c.db");
     let store = Store::open(&path).unwrap();
     store
-        .save_registered_schema("old", &schema_with_env("CONFIG_API_TOKENS"), "op")
+        .save_registered_schema(&name("old"), &schema_with_env("CONFIG_API_TOKENS"), "op")
         .unwrap();
     let m = Manager::open(
         store,

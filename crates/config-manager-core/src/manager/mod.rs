@@ -245,8 +245,7 @@ impl Manager {
         if let Some(e) = write::size_error(&published) {
             return Err(ManagerError::Validation(vec![e]));
         }
-        self.store
-            .save_registered_schema(name.as_str(), document, actor)?;
+        self.store.save_registered_schema(&name, document, actor)?;
         let mut schemas = self.schemas.clone();
         schemas.register(schema);
         Self::open_shared(self.store.clone(), schemas, self.options.clone())
@@ -268,7 +267,7 @@ impl Manager {
             .map(|schema| {
                 let config = strip_secrets(&schema, schema.defaults());
                 ConfigWrite {
-                    service: schema.name().to_string(),
+                    service: schema.name().clone(),
                     items: items_for(&schema, &config),
                     config,
                     expected_version: Some(0),
@@ -280,7 +279,7 @@ impl Manager {
             })
             .collect();
         if !writes.is_empty() {
-            self.store.save_configs(&writes, self.epoch.as_str())?;
+            self.store.save_configs(&writes, &self.epoch)?;
         }
         Ok(())
     }
@@ -359,7 +358,7 @@ impl Manager {
         if self.schemas.get(name.as_str()).is_some() || self.options.allow_unknown_services {
             return Ok(name);
         }
-        match self.store.get_config(name.as_str()) {
+        match self.store.get_config(&name) {
             Ok(_) => Ok(name),
             Err(crate::store::StoreError::NotFound(_)) => {
                 Err(ManagerError::UnknownService(name.to_string()))
@@ -369,7 +368,7 @@ impl Manager {
     }
 
     fn stored_or_empty(&self, service: &ServiceName) -> Result<Option<StoredConfig>> {
-        match self.store.get_config(service.as_str()) {
+        match self.store.get_config(service) {
             Ok(c) => Ok(Some(c)),
             Err(crate::store::StoreError::NotFound(_)) => Ok(None),
             Err(e) => Err(e.into()),

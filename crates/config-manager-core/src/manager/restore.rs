@@ -103,7 +103,7 @@ impl Manager {
         let reason = reason.unwrap_or_else(|| format!("point-in-time restore to {at}"));
         let mut writes = Vec::new();
         for name in names {
-            let Some(snapshot) = self.store.find_config_at(name.as_str(), &at)? else {
+            let Some(snapshot) = self.store.find_config_at(&name, &at)? else {
                 if service.is_some() {
                     return Err(ManagerError::NotFound(format!("{name} at {at}")));
                 }
@@ -131,7 +131,7 @@ impl Manager {
             .iter()
             .map(|w| w.expected_version.unwrap_or(0))
             .collect();
-        let saved = self.store.save_configs(writes, self.epoch.as_str())?;
+        let saved = self.store.save_configs(writes, &self.epoch)?;
         Ok(saved
             .into_iter()
             .zip(before)

@@ -241,7 +241,7 @@ impl Manager {
                     None => items_schemaless(name.as_str(), &state.stored),
                 };
                 writes.push(ConfigWrite {
-                    service: name.to_string(),
+                    service: name.clone(),
                     config: state.stored,
                     expected_version: Some(0),
                     actor: "system".into(),
@@ -252,7 +252,7 @@ impl Manager {
                 });
                 report.services_seeded.push(name.to_string());
             }
-            store.save_configs(&writes, epoch.as_str())?;
+            store.save_configs(&writes, &epoch)?;
         }
         let manager = Manager::open(store, schemas, options)?;
         Ok((manager, report))

@@ -214,7 +214,7 @@ impl Manager {
         if schema.secret_keys().next().is_none() {
             return Ok(());
         }
-        for secret in self.store.list_secrets(Some(service.as_str()))? {
+        for secret in self.store.list_secrets(Some(service))? {
             if schema.field(&secret.key).is_none_or(|f| !f.is_secret) {
                 continue;
             }
@@ -310,7 +310,7 @@ impl Manager {
         if options.dry_run {
             return self.dry_run_outcome(&writes, &profiles);
         }
-        let requested: Vec<String> = writes.iter().map(|w| w.service.clone()).collect();
+        let requested: Vec<String> = writes.iter().map(|w| w.service.to_string()).collect();
         let secrets_written = written_secrets(&writes);
         let changed = self.save_changed(&writes)?;
         let mut profiles_saved = Vec::new();
@@ -416,7 +416,7 @@ impl Manager {
         if candidates.is_empty() {
             return Ok(config);
         }
-        for secret in self.store.list_secrets(Some(service.as_str()))? {
+        for secret in self.store.list_secrets(Some(service))? {
             if !candidates.contains(&secret.key) {
                 continue;
             }
@@ -441,10 +441,10 @@ impl Manager {
             let same =
                 current.as_ref().is_some_and(|c| c.config == w.config) && w.secrets.is_empty();
             if same {
-                unchanged.push(w.service.clone());
+                unchanged.push(w.service.to_string());
             } else {
                 updated.push(ImportedService {
-                    service: w.service.clone(),
+                    service: w.service.to_string(),
                     version: current.map_or(0, |c| c.version),
                 });
             }
@@ -555,7 +555,11 @@ mod tests {
 
     fn set_secret(m: &Manager, value: &str) {
         let tts = ServiceName::parse("tts-worker").unwrap();
-        let version = m.store().get_config("tts-worker").unwrap().version;
+        let version = m
+            .store()
+            .get_config(&ServiceName::parse("tts-worker").unwrap())
+            .unwrap()
+            .version;
         let mut config = Map::new();
         config.insert("eleven_api_key".into(), json!(value));
         m.put(
@@ -650,7 +654,10 @@ mod tests {
         assert!(errors
             .iter()
             .all(|e| e.pointer.starts_with("/services/router/config")));
-        let tts = m.store().get_config("tts-worker").unwrap();
+        let tts = m
+            .store()
+            .get_config(&ServiceName::parse("tts-worker").unwrap())
+            .unwrap();
         assert_eq!(tts.version, 1);
         // Stale expected versions conflict.
         let mut changed = doc.clone();

@@ -42,7 +42,7 @@ impl Manager {
     pub fn put(&self, service: &ServiceName, req: PutRequest) -> Result<WriteOutcome> {
         let write = self.prepare_write(service, req)?;
         let before = self.stored_or_empty(service)?.map(|s| s.version);
-        let stored = self.store.save_config(&write, self.epoch.as_str())?;
+        let stored = self.store.save_config(&write, &self.epoch)?;
         Ok(WriteOutcome {
             changed: before != Some(stored.version),
             stored,
@@ -78,7 +78,7 @@ impl Manager {
                 return Err(ManagerError::Validation(vec![e]));
             }
             return Ok(ConfigWrite {
-                service: service.to_string(),
+                service: service.clone(),
                 items: items_schemaless(service.as_str(), &config),
                 config,
                 expected_version: req.expected_version,
@@ -184,7 +184,7 @@ impl Manager {
             .map(|(key, value)| self.seal_secret(service, key, value))
             .collect::<Result<Vec<_>>>()?;
         Ok(ConfigWrite {
-            service: service.to_string(),
+            service: service.clone(),
             items: items_for(&schema, &stored_config),
             config: stored_config,
             expected_version: req.expected_version,

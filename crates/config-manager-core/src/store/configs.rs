@@ -6,12 +6,12 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::history::{insert_history, KeyChange};
+use super::history::{insert_history, HistoryContext, KeyChange};
 use super::secrets::{apply_secret_change, SecretChange};
 use super::{audit, NewAudit, Result, Store, StoreError};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::change_type::ChangeType;
-use crate::domain::now_rfc3339;
+use crate::domain::{now_rfc3339, Epoch, ServiceName};
 
 /// A service's current stored configuration (database-held values only; secret
 /// values live in the secrets table).
@@ -53,7 +53,7 @@ pub struct ConfigItem {
 /// A write of one service's stored configuration.
 #[derive(Debug, Clone)]
 pub struct ConfigWrite {
-    pub service: String,
+    pub service: ServiceName,
     /// The complete new stored configuration (without secret values).
     pub config: Map<String, Value>,
     /// Optimistic lock: the version the writer last saw. `None` writes
@@ -72,7 +72,7 @@ pub struct ConfigWrite {
 
 impl Store {
     /// Writes one service's configuration. See [`Store::save_configs`].
-    pub fn save_config(&self, write: &ConfigWrite, epoch: &str) -> Result<StoredConfig> {
+    pub fn save_config(&self, write: &ConfigWrite, epoch: &Epoch) -> Result<StoredConfig> {
         let mut out = self.save_configs(std::slice::from_ref(write), epoch)?;
         out.pop()
             .ok_or_else(|| StoreError::Other("write produced no result".into()))
@@ -84,12 +84,12 @@ impl Store {
     /// A write whose `expected_version` is not current fails the whole batch
     /// with [`StoreError::Conflict`]. A write that changes nothing is a no-op
     /// and keeps its version.
-    pub fn save_configs(&self, writes: &[ConfigWrite], epoch: &str) -> Result<Vec<StoredConfig>> {
+    pub fn save_configs(&self, writes: &[ConfigWrite], epoch: &Epoch) -> Result<Vec<StoredConfig>> {
         let saved = self.write(|tx| {
             let now = now_rfc3339();
             writes
                 .iter()
-                .map(|w| save_one(tx, w, epoch, &now))
+                .map(|w| save_one(tx, w, epoch.as_str(), &now))
                 .collect()
         })?;
         self.bump_items_generation();
@@ -97,9 +97,9 @@ impl Store {
     }
 
     /// The current stored configuration of `service`.
-    pub fn get_config(&self, service: &str) -> Result<StoredConfig> {
+    pub fn get_config(&self, service: &ServiceName) -> Result<StoredConfig> {
         self.read(|c| {
-            find_config(c, service)?
+            find_config(c, service.as_str())?
                 .ok_or_else(|| StoreError::NotFound(format!("service {service}")))
         })
     }
@@ -116,12 +116,16 @@ impl Store {
     }
 
     /// A specific version of a service's stored configuration.
-    pub fn get_config_version(&self, service: &str, version: i64) -> Result<VersionSnapshot> {
+    pub fn get_config_version(
+        &self,
+        service: &ServiceName,
+        version: i64,
+    ) -> Result<VersionSnapshot> {
         self.read(|c| {
             c.query_row(
                 "SELECT service, version, config, config_epoch, created_at, created_by, change_reason
                  FROM config_versions WHERE service = ?1 AND version = ?2",
-                params![service, version],
+                params![service.as_str(), version],
                 snapshot_from_row,
             )
             .optional()?
@@ -131,13 +135,17 @@ impl Store {
 
     /// The version of `service` that was current at `at` (RFC 3339), if the
     /// service existed then.
-    pub fn find_config_at(&self, service: &str, at: &str) -> Result<Option<VersionSnapshot>> {
+    pub fn find_config_at(
+        &self,
+        service: &ServiceName,
+        at: &str,
+    ) -> Result<Option<VersionSnapshot>> {
         self.read(|c| {
             c.query_row(
                 "SELECT service, version, config, config_epoch, created_at, created_by, change_reason
                  FROM config_versions WHERE service = ?1 AND created_at <= ?2
                  ORDER BY version DESC LIMIT 1",
-                params![service, at],
+                params![service.as_str(), at],
                 snapshot_from_row,
             )
             .optional()?
@@ -146,20 +154,24 @@ impl Store {
     }
 
     /// All versions of a service, newest first, at most `limit`.
-    pub fn list_config_versions(&self, service: &str, limit: u32) -> Result<Vec<VersionSnapshot>> {
+    pub fn list_config_versions(
+        &self,
+        service: &ServiceName,
+        limit: u32,
+    ) -> Result<Vec<VersionSnapshot>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT service, version, config, config_epoch, created_at, created_by, change_reason
                  FROM config_versions WHERE service = ?1 ORDER BY version DESC LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![service, limit], snapshot_from_row)?;
+            let rows = stmt.query_map(params![service.as_str(), limit], snapshot_from_row)?;
             rows.map(|r| r?).collect()
         })
     }
 
     /// Every indexed item, optionally of one service (search scores in memory:
     /// the index is small, and scoring needs every field's text anyway).
-    pub fn list_items(&self, service: Option<&str>) -> Result<Vec<ConfigItem>> {
+    pub fn list_items(&self, service: Option<&ServiceName>) -> Result<Vec<ConfigItem>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT service, key, value, type, complexity, description, is_secret
@@ -191,7 +203,7 @@ impl Store {
 }
 
 fn save_one(tx: &Transaction<'_>, w: &ConfigWrite, epoch: &str, now: &str) -> Result<StoredConfig> {
-    let old = find_config(tx, &w.service)?;
+    let old = find_config(tx, w.service.as_str())?;
     let current_version = old.as_ref().map_or(0, |o| o.version);
     if let Some(expected) = w.expected_version {
         if expected != current_version {
@@ -204,7 +216,7 @@ fn save_one(tx: &Transaction<'_>, w: &ConfigWrite, epoch: &str, now: &str) -> Re
     let old_config = old.as_ref().map_or(&empty, |o| &o.config);
     let mut changes = diff(old_config, &w.config);
     for s in &w.secrets {
-        if let Some(change) = apply_secret_change(tx, &w.service, s, &w.actor, now)? {
+        if let Some(change) = apply_secret_change(tx, w.service.as_str(), s, &w.actor, now)? {
             changes.push(change);
         }
     }
@@ -228,9 +240,18 @@ fn save_one(tx: &Transaction<'_>, w: &ConfigWrite, epoch: &str, now: &str) -> Re
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![w.service, version, config_text, epoch, now, w.actor, w.reason],
     )?;
-    replace_items(tx, &w.service, &w.items)?;
+    replace_items(tx, w.service.as_str(), &w.items)?;
+    let ctx = HistoryContext {
+        service: w.service.as_str(),
+        version,
+        epoch,
+        now,
+        actor: &w.actor,
+        reason: w.reason.as_deref(),
+        change_type: w.change_type,
+    };
     for change in &changes {
-        insert_history(tx, &w.service, change, version, epoch, now, w)?;
+        insert_history(tx, &ctx, change)?;
     }
     let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
     audit::insert(
@@ -238,7 +259,7 @@ fn save_one(tx: &Transaction<'_>, w: &ConfigWrite, epoch: &str, now: &str) -> Re
         &NewAudit {
             actor: w.actor.clone(),
             action: AuditAction::Config(w.change_type),
-            target: Some(w.service.clone()),
+            target: Some(w.service.to_string()),
             outcome: AuditOutcome::Ok,
             detail: Some(serde_json::json!({
                 "version": version,
@@ -249,7 +270,7 @@ fn save_one(tx: &Transaction<'_>, w: &ConfigWrite, epoch: &str, now: &str) -> Re
         now,
     )?;
     Ok(StoredConfig {
-        service: w.service.clone(),
+        service: w.service.to_string(),
         config: w.config.clone(),
         version,
         config_epoch: epoch.to_owned(),

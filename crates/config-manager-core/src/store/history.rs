@@ -5,11 +5,10 @@ use rusqlite::{params_from_iter, Transaction};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::configs::ConfigWrite;
 use super::filter::Filtered;
 use super::{Result, Store, StoreError};
 
-pub use crate::domain::SECRET_MASK;
+use crate::change_type::ChangeType;
 
 /// One key's change inside a write.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,14 +50,22 @@ pub struct HistoryFilter {
     pub limit: u32,
 }
 
+/// What every history row of one write shares (the write's who, why and
+/// where), so the history code needs nothing of the config write itself.
+pub(super) struct HistoryContext<'a> {
+    pub service: &'a str,
+    pub version: i64,
+    pub epoch: &'a str,
+    pub now: &'a str,
+    pub actor: &'a str,
+    pub reason: Option<&'a str>,
+    pub change_type: ChangeType,
+}
+
 pub(super) fn insert_history(
     tx: &Transaction<'_>,
-    service: &str,
+    ctx: &HistoryContext<'_>,
     change: &KeyChange,
-    version: i64,
-    epoch: &str,
-    now: &str,
-    w: &ConfigWrite,
 ) -> Result<()> {
     let text = |v: &Option<Value>| v.as_ref().map(Value::to_string);
     tx.prepare_cached(
@@ -66,16 +73,16 @@ pub(super) fn insert_history(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(rusqlite::params![
-        service,
+        ctx.service,
         change.key,
         text(&change.old_value),
         text(&change.new_value),
-        version,
-        epoch,
-        now,
-        w.actor,
-        w.reason,
-        w.change_type.as_str()
+        ctx.version,
+        ctx.epoch,
+        ctx.now,
+        ctx.actor,
+        ctx.reason,
+        ctx.change_type.as_str()
     ])?;
     Ok(())
 }

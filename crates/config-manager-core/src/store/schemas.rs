@@ -4,7 +4,7 @@ use crate::audit::{AuditAction, AuditOutcome};
 use rusqlite::params;
 
 use super::{audit, NewAudit, Result, Store, StoreError};
-use crate::domain::now_rfc3339;
+use crate::domain::{now_rfc3339, ServiceName};
 
 impl Store {
     /// Every registered schema as `(service, document text)`, by service.
@@ -18,7 +18,12 @@ impl Store {
     }
 
     /// Stores (or replaces) a registered schema and audits it.
-    pub fn save_registered_schema(&self, service: &str, document: &str, actor: &str) -> Result<()> {
+    pub fn save_registered_schema(
+        &self,
+        service: &ServiceName,
+        document: &str,
+        actor: &str,
+    ) -> Result<()> {
         if document.len() > 1024 * 1024 {
             return Err(StoreError::Other(
                 "schema document larger than 1 MiB".into(),
@@ -38,7 +43,7 @@ impl Store {
                 &NewAudit {
                     actor: actor.into(),
                     action: AuditAction::SchemaRegister,
-                    target: Some(service.into()),
+                    target: Some(service.to_string()),
                     outcome: AuditOutcome::Ok,
                     detail: None,
                 },

@@ -5,8 +5,9 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::history::{KeyChange, SECRET_MASK};
+use super::history::KeyChange;
 use super::{Result, Store};
+use crate::domain::{ServiceName, SECRET_MASK};
 
 /// A stored secret: ciphertext plus the id of the key that sealed it.
 #[derive(Debug, Clone, Serialize)]
@@ -77,7 +78,7 @@ pub(super) fn apply_secret_change(
 
 impl Store {
     /// Every secret of `service` (ciphertext only).
-    pub fn list_secrets(&self, service: Option<&str>) -> Result<Vec<StoredSecret>> {
+    pub fn list_secrets(&self, service: Option<&ServiceName>) -> Result<Vec<StoredSecret>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT service, key, ciphertext, key_id, updated_at, updated_by FROM secrets

@@ -1,6 +1,7 @@
 //! Store tests on real SQLite files in a temporary directory.
 
 use crate::change_type::ChangeType;
+use crate::domain::{Epoch, ServiceName};
 use serde_json::{json, Map, Value};
 
 use super::*;
@@ -12,9 +13,17 @@ fn obj(v: Value) -> Map<String, Value> {
     }
 }
 
+fn svc(name: &str) -> ServiceName {
+    ServiceName::parse(name).unwrap()
+}
+
+fn e1() -> Epoch {
+    Epoch("e1".into())
+}
+
 fn write(service: &str, config: Value, expected: Option<i64>) -> ConfigWrite {
     ConfigWrite {
-        service: service.into(),
+        service: svc(service),
         config: obj(config),
         expected_version: expected,
         actor: "tester".into(),
@@ -53,21 +62,21 @@ fn wal_mode_and_migrations() {
 fn optimistic_locking_history_and_versions() {
     let (_dir, store) = open();
     let v1 = store
-        .save_config(&write("tts", json!({"a": 1, "b": "x"}), Some(0)), "e1")
+        .save_config(&write("tts", json!({"a": 1, "b": "x"}), Some(0)), &e1())
         .unwrap();
     assert_eq!(v1.version, 1);
     let v2 = store
-        .save_config(&write("tts", json!({"a": 2, "b": "x"}), Some(1)), "e1")
+        .save_config(&write("tts", json!({"a": 2, "b": "x"}), Some(1)), &e1())
         .unwrap();
     assert_eq!(v2.version, 2);
     // Stale write.
-    match store.save_config(&write("tts", json!({"a": 3, "b": "x"}), Some(1)), "e1") {
+    match store.save_config(&write("tts", json!({"a": 3, "b": "x"}), Some(1)), &e1()) {
         Err(StoreError::Conflict { current }) => assert_eq!(current, 2),
         other => panic!("expected conflict, got {other:?}"),
     }
     // No-op write keeps the version.
     let same = store
-        .save_config(&write("tts", json!({"a": 2, "b": "x"}), Some(2)), "e1")
+        .save_config(&write("tts", json!({"a": 2, "b": "x"}), Some(2)), &e1())
         .unwrap();
     assert_eq!(same.version, 2);
     let h = store
@@ -84,15 +93,15 @@ fn optimistic_locking_history_and_versions() {
     assert_eq!(h[0].new_value, Some(json!(2)));
     assert_eq!(h[0].changed_by, "tester");
     assert_eq!(h[0].change_reason.as_deref(), Some("because"));
-    let snap = store.get_config_version("tts", 1).unwrap();
+    let snap = store.get_config_version(&svc("tts"), 1).unwrap();
     assert_eq!(snap.config, obj(json!({"a": 1, "b": "x"})));
     let at = store
-        .find_config_at("tts", &v2.updated_at)
+        .find_config_at(&svc("tts"), &v2.updated_at)
         .unwrap()
         .unwrap();
     assert_eq!(at.version, 2);
     assert!(store
-        .find_config_at("tts", "2000-01-01T00:00:00.000Z")
+        .find_config_at(&svc("tts"), "2000-01-01T00:00:00.000Z")
         .unwrap()
         .is_none());
     let audit = store.list_audit(&AuditFilter {
@@ -107,19 +116,19 @@ fn optimistic_locking_history_and_versions() {
 fn batch_is_atomic() {
     let (_dir, store) = open();
     store
-        .save_config(&write("a", json!({"x": 1}), Some(0)), "e1")
+        .save_config(&write("a", json!({"x": 1}), Some(0)), &e1())
         .unwrap();
     let batch = [
         write("a", json!({"x": 2}), Some(1)),
         write("b", json!({"x": 2}), Some(5)),
     ];
     assert!(matches!(
-        store.save_configs(&batch, "e1"),
+        store.save_configs(&batch, &e1()),
         Err(StoreError::Conflict { current: 0 })
     ));
-    assert_eq!(store.get_config("a").unwrap().version, 1);
+    assert_eq!(store.get_config(&svc("a")).unwrap().version, 1);
     assert!(matches!(
-        store.get_config("b"),
+        store.get_config(&svc("b")),
         Err(StoreError::NotFound(_))
     ));
 }
@@ -132,7 +141,7 @@ fn secrets_are_masked_in_history() {
         key: "api_key".into(),
         sealed: Some(("v1:k:cipher".into(), "k".into())),
     });
-    store.save_config(&w, "e1").unwrap();
+    store.save_config(&w, &e1()).unwrap();
     let h = store
         .list_history(&HistoryFilter {
             key: Some("api_key".into()),
@@ -141,7 +150,10 @@ fn secrets_are_masked_in_history() {
         })
         .unwrap();
     assert_eq!(h[0].new_value, Some(json!("********")));
-    assert_eq!(store.list_secrets(Some("llm")).unwrap()[0].key_id, "k");
+    assert_eq!(
+        store.list_secrets(Some(&svc("llm"))).unwrap()[0].key_id,
+        "k"
+    );
     assert!(store
         .reseal_secret("llm", "api_key", "v1:k:cipher", "v1:k2:c2", "k2")
         .unwrap());
@@ -182,14 +194,14 @@ fn garbage_file_is_corrupt() {
 fn renew_epoch_records_the_previous_one_and_keeps_the_data() {
     let (_dir, store) = open();
     store
-        .save_config(&write("svc", json!({"a": 1}), None), "e1")
+        .save_config(&write("svc", json!({"a": 1}), None), &e1())
         .unwrap();
     let info = store
         .renew_epoch(&crate::domain::Epoch("e2".into()), "restore --new-epoch")
         .unwrap();
     assert_eq!(info.config_epoch.as_str(), "e2");
     assert_eq!(info.previous_epoch.as_deref(), Some("e1"));
-    assert_eq!(store.get_config("svc").unwrap().version, 1);
+    assert_eq!(store.get_config(&svc("svc")).unwrap().version, 1);
 }
 
 #[test]

@@ -129,7 +129,7 @@ impl Backend for Offline {
         let name = m.resolve_service(service).map_err(failed)?;
         let current = match change.expect_version {
             Some(v) => v,
-            None => m.store().get_config(name.as_str()).map_or(0, |c| c.version),
+            None => m.store().get_config(&name).map_or(0, |c| c.version),
         };
         let outcome = m
             .put(

@@ -297,7 +297,7 @@ pub async fn versions(
     let versions = state
         .run(move |m| {
             let name = m.resolve_service(&service)?;
-            Ok(m.store().list_config_versions(name.as_str(), limit)?)
+            Ok(m.store().list_config_versions(&name, limit)?)
         })
         .await?;
     Ok(Json(json!({ "versions": versions })))
