@@ -252,7 +252,7 @@ impl Manager {
                 });
                 report.services_seeded.push(name.to_string());
             }
-            store.save_configs(&writes, &epoch)?;
+            store.save_configs(&writes, epoch)?;
         }
         let manager = Manager::open(store, schemas, options)?;
         Ok((manager, report))
