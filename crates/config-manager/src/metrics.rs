@@ -1,13 +1,13 @@
 //! Prometheus metrics, served at `GET /metrics` (OpenMetrics text format).
 //!
 //! Built on `prometheus-client` (the Prometheus project's Rust client): the
-//! registry lives in [`AppState`] rather than in a global recorder, so every
+//! registry lives in [`AppState`](crate::state::AppState) rather than in a global recorder, so every
 //! test server and every in-process router has its own numbers.
 //!
 //! Two kinds of metrics:
 //! - **Events**, counted where they happen: HTTP requests (by method, matched
 //!   route template and status), database operations (every
-//!   [`AppState::run`]), committed configuration changes, MQTT publishes and
+//!   [`AppState::run_blocking`](crate::state::AppState::run_blocking)), committed configuration changes, MQTT publishes and
 //!   LKG writes (the publisher and the LKG writer call [`Metrics::mqtt_publish`]
 //!   and [`Metrics::lkg_write`]).
 //! - **State**, read from the [`StatusBoard`](crate::status::StatusBoard) at
@@ -24,11 +24,9 @@
 //! token, so the endpoint is as safe to expose as `/api/config/health`.
 
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, StatusCode};
 use config_manager_core::health::{DatabaseStatus, LitestreamStatus, OperationalMode};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -37,7 +35,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::state::AppState;
 use crate::status::Status;
 
 /// Path of the scrape endpoint (outside `/api/config`: Prometheus' default
@@ -48,7 +45,7 @@ pub const METRICS_PATH: &str = "/metrics";
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// Content type of the OpenMetrics text exposition.
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Latency buckets in seconds, 0.5 ms to 10 s: SQLite reads take well under a
 /// millisecond, a durable write one fsync, the request timeout is 30 s.
@@ -452,121 +449,6 @@ const ALL_BACKUP_STATUSES: [LitestreamStatus; 3] = [
 
 // The label functions match exhaustively: a new variant fails to compile here
 // until it gets a label (and a place in the `ALL_*` list above).
-
-/// Layer counting every request by its matched route template. It is added
-/// with `Router::layer`, so it runs after routing and `MatchedPath` is known.
-///
-/// A plain tower layer rather than `axum::middleware::from_fn`: `from_fn`
-/// clones and boxes the whole inner service on every request (the measured
-/// cost is in docs/performance.md).
-#[derive(Clone)]
-pub struct TrackRequestsLayer {
-    state: AppState,
-}
-
-impl TrackRequestsLayer {
-    pub fn new(state: AppState) -> Self {
-        Self { state }
-    }
-}
-
-impl<S> tower::Layer<S> for TrackRequestsLayer {
-    type Service = TrackRequests<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        TrackRequests {
-            inner,
-            state: self.state.clone(),
-        }
-    }
-}
-
-/// The service of [`TrackRequestsLayer`].
-#[derive(Clone)]
-pub struct TrackRequests<S> {
-    inner: S,
-    state: AppState,
-}
-
-impl<S> tower::Service<Request> for TrackRequests<S>
-where
-    S: tower::Service<Request, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = TrackRequestsFuture<S::Future>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        TrackRequestsFuture {
-            started: Instant::now(),
-            method: req.method().clone(),
-            route: req.extensions().get::<MatchedPath>().cloned(),
-            inner: self.inner.call(req),
-            state: self.state.clone(),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The response future of [`TrackRequests`]: counts the request when the
-    /// response is ready (no box per request).
-    pub struct TrackRequestsFuture<F> {
-        #[pin]
-        inner: F,
-        started: Instant,
-        method: Method,
-        route: Option<MatchedPath>,
-        state: AppState,
-    }
-}
-
-impl<F, E> std::future::Future for TrackRequestsFuture<F>
-where
-    F: std::future::Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let this = self.project();
-        let resp = std::task::ready!(this.inner.poll(cx))?;
-        this.state.metrics().observe_request(
-            this.method,
-            this.route.as_ref().map(MatchedPath::as_str),
-            resp.status(),
-            this.started.elapsed(),
-        );
-        std::task::Poll::Ready(Ok(resp))
-    }
-}
-
-/// `GET /metrics`: no token (like health); the content is counts and states,
-/// never names, values or secrets.
-pub async fn scrape(State(state): State<AppState>) -> Response {
-    let metrics = state.metrics();
-    metrics.refresh(&state.status().get(), state.uptime_seconds());
-    match metrics.encode() {
-        Ok(body) => {
-            let mut resp = body.into_response();
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-            resp
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "could not encode metrics");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

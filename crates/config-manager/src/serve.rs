@@ -219,7 +219,7 @@ pub async fn serve_with_listener(
     let rotation = tokio::spawn(crate::keys::rotation::run(state.clone(), shutdown.clone()));
     // Litestream and/or local snapshots; failures only show in health.
     let backup = crate::backup::BackupService::start(&settings.backup, &state, shutdown.clone());
-    let guard = tokio::spawn(crate::http::guard::run(state.clone(), shutdown.clone()));
+    let guard = tokio::spawn(crate::service::guard::run(state.clone(), shutdown.clone()));
     crate::http::server::serve(
         listener,
         crate::http::router(state.clone()),

@@ -305,17 +305,7 @@ impl BackupSettings {
         let snapshots = match env.get("BACKUP_SNAPSHOT_DIR") {
             None => None,
             Some(dir) => {
-                let keep: usize = match env.get("BACKUP_SNAPSHOT_KEEP") {
-                    None => 24,
-                    Some(v) => v
-                        .trim()
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=10_000).contains(n))
-                        .ok_or_else(|| {
-                            bad("BACKUP_SNAPSHOT_KEEP", "must be a number from 1 to 10000")
-                        })?,
-                };
+                let keep: usize = env.ranged("BACKUP_SNAPSHOT_KEEP", 24, 1, 10_000)?;
                 Some(SnapshotSettings {
                     dir: PathBuf::from(dir.trim()),
                     interval: duration(

@@ -6,11 +6,11 @@ pub mod audit;
 pub mod auth;
 pub mod configs;
 pub mod error;
-pub mod guard;
 pub mod health;
 pub mod history;
 pub mod json;
 pub mod keys;
+pub mod metrics;
 pub mod openapi;
 pub mod profiles;
 pub mod rebuild;
@@ -128,7 +128,7 @@ pub fn router(
         // The web UI: its session calls and the embedded page (`/`, `/ui/*`).
         .merge(session::router())
         .merge(crate::ui::router())
-        .route(crate::metrics::METRICS_PATH, get(crate::metrics::scrape))
+        .route(crate::metrics::METRICS_PATH, get(metrics::scrape))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(TimeoutLayer::with_status_code(
@@ -136,7 +136,7 @@ pub fn router(
             Duration::from_secs(30),
         ))
         // Outside the timeout so timed-out requests are counted too.
-        .layer(crate::metrics::TrackRequestsLayer::new(state.clone()))
+        .layer(metrics::TrackRequestsLayer::new(state.clone()))
         .with_state(state);
     // Everything that does not depend on the route wraps the router once
     // (outermost first), so a request pays for each layer once instead of a

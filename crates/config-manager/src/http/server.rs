@@ -54,15 +54,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-/// The connection limits (from settings).
-#[derive(Debug, Clone, Copy)]
-pub struct ServerLimits {
-    pub header_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_connections: usize,
-    /// Most open connections from one client address; 0: no per-address cap.
-    pub max_connections_per_address: usize,
-}
+pub use crate::settings::ServerLimits;
 
 /// Open connections per client address (only addresses with at least one,
 /// so at most `max_connections` entries).

@@ -129,24 +129,13 @@ impl MqttSettings {
                 })
             }
         };
-        let reissue_interval = match env.get("MQTT_REISSUE_SECS").map(str::trim) {
-            None => DEFAULT_REISSUE,
-            Some(v) => match v.parse::<u64>() {
-                Ok(secs) if (1..=MAX_REISSUE.as_secs()).contains(&secs) => {
-                    Duration::from_secs(secs)
-                }
-                _ => {
-                    return Err(SettingsError {
-                        var: "MQTT_REISSUE_SECS",
-                        reason: format!(
-                            "must be a whole number of seconds from 1 to {} (below the \
-                             services' 300 s freshness window)",
-                            MAX_REISSUE.as_secs()
-                        ),
-                    })
-                }
-            },
-        };
+        // At most MAX_REISSUE: below the services' 300 s freshness window.
+        let reissue_interval = env.secs(
+            "MQTT_REISSUE_SECS",
+            DEFAULT_REISSUE.as_secs(),
+            1,
+            MAX_REISSUE.as_secs(),
+        )?;
         Ok(Some(Self {
             endpoint,
             client_id,

@@ -4,6 +4,7 @@
 //! `http`, `cli` or `ui` (those are front ends that call into it).
 
 pub mod error;
+pub mod guard;
 pub mod health;
 
 pub use error::{DatabaseFault, ServiceError, ServiceFailure};
