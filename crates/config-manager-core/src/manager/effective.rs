@@ -215,8 +215,37 @@ impl Manager {
         )
     }
 
-    /// One secret in clear text (the reveal call). `Ok(None)` when it is not set.
-    pub fn reveal_secret(&self, service: &ServiceName, key: &str) -> Result<Option<Value>> {
+    /// The reveal call: one secret in clear text (`Ok(None)` when it is not
+    /// set), audited as `secret.reveal` with `actor` and `reason`, whether it
+    /// succeeded or not — the one place this rule lives, whatever front end
+    /// asks.
+    pub fn reveal_secret_audited(
+        &self,
+        service: &ServiceName,
+        key: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Option<Value>> {
+        crate::domain::validate_key(key)
+            .map_err(|e| ManagerError::BadRequest(format!("invalid key: {e}")))?;
+        let value = self.reveal_secret(service, key);
+        self.store.record_audit(&crate::store::NewAudit {
+            actor: actor.to_owned(),
+            action: crate::audit::AuditAction::SecretReveal,
+            target: Some(format!("{service}/{key}")),
+            outcome: if value.is_ok() {
+                crate::audit::AuditOutcome::Ok
+            } else {
+                crate::audit::AuditOutcome::Error
+            },
+            detail: Some(serde_json::json!({ "reason": reason })),
+        })?;
+        value
+    }
+
+    /// One secret in clear text, not audited: only for
+    /// [`Manager::reveal_secret_audited`] and tests.
+    pub(crate) fn reveal_secret(&self, service: &ServiceName, key: &str) -> Result<Option<Value>> {
         let schema = self
             .schemas
             .get(service.as_str())

@@ -111,9 +111,43 @@ fn secrets_are_encrypted_masked_and_revealable() {
     let omitted = m.get_effective(&s, SecretView::Omitted, false).unwrap();
     assert!(!omitted.config.contains_key("openai_api_key"));
     assert_eq!(
-        m.reveal_secret(&s, "openai_api_key").unwrap(),
+        m.reveal_secret_audited(&s, "openai_api_key", "ops", "rotate the key")
+            .unwrap(),
         Some(json!("sk-very-secret-value"))
     );
+    // Every reveal is audited with its reason, a refused one too; never the value.
+    assert!(m
+        .reveal_secret_audited(&s, "openai_model", "ops", "curious")
+        .is_err());
+    let audit = m
+        .store()
+        .list_audit(&crate::store::AuditFilter {
+            action: Some("secret.reveal".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    let seen: Vec<(&str, &str, &str)> = audit
+        .iter()
+        .map(|e| {
+            (
+                e.target.as_deref().unwrap_or(""),
+                e.outcome.as_str(),
+                e.detail
+                    .as_ref()
+                    .and_then(|d| d["reason"].as_str())
+                    .unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("llm-worker/openai_model", "error", "curious"),
+            ("llm-worker/openai_api_key", "ok", "rotate the key"),
+        ]
+    );
+    assert!(!format!("{audit:?}").contains("sk-very-secret-value"));
     // Sending the mask back keeps the secret; the write is a no-op.
     let same = m
         .put(&s, put(json!({"openai_api_key": "********"}), 2))

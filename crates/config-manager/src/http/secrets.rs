@@ -5,8 +5,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use config_manager_core::audit::{AuditAction, AuditOutcome};
-use config_manager_core::store::NewAudit;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -40,22 +38,8 @@ pub async fn reveal(
     let value = state
         .run(move |m| {
             let name = m.resolve_service(&service)?;
-            config_manager_core::domain::validate_key(&key)
-                .map_err(|e| ApiError::BadRequest(format!("invalid key: {e}")))?;
-            let value = m.reveal_secret(&name, &key);
-            let outcome = if value.is_ok() {
-                AuditOutcome::Ok
-            } else {
-                AuditOutcome::Error
-            };
-            m.store().record_audit(&NewAudit {
-                actor,
-                action: AuditAction::SecretReveal,
-                target: Some(format!("{name}/{key}")),
-                outcome,
-                detail: Some(json!({ "reason": reason })),
-            })?;
-            Ok((name.to_string(), key, value?))
+            let value = m.reveal_secret_audited(&name, &key, &actor, &reason)?;
+            Ok((name.to_string(), key, value))
         })
         .await?;
     let (service, key, value) = value;
