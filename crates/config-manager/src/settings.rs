@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use config_manager_core::crypto::mac::{MacKey, MacKeyRing};
 use config_manager_core::crypto::secret_box::{MasterKey, SecretKeyRing};
@@ -149,28 +150,17 @@ impl EnvSource {
         Ok(value)
     }
 
-    /// [`EnvSource::ranged`] in milliseconds.
-    pub(crate) fn millis(
+    /// A duration given as a whole number of `unit`s (`Duration::from_secs`,
+    /// `Duration::from_millis`), within `min..=max` of them.
+    pub(crate) fn duration(
         &self,
         var: &'static str,
         default: u64,
         min: u64,
         max: u64,
+        unit: fn(u64) -> std::time::Duration,
     ) -> Result<std::time::Duration, SettingsError> {
-        self.ranged(var, default, min, max)
-            .map(std::time::Duration::from_millis)
-    }
-
-    /// [`EnvSource::ranged`] in seconds.
-    pub(crate) fn secs(
-        &self,
-        var: &'static str,
-        default: u64,
-        min: u64,
-        max: u64,
-    ) -> Result<std::time::Duration, SettingsError> {
-        self.ranged(var, default, min, max)
-            .map(std::time::Duration::from_secs)
+        self.ranged(var, default, min, max).map(unit)
     }
 
     /// A variable that must be set.
@@ -328,12 +318,30 @@ impl Settings {
             16 * 1024 * 1024,
         )?;
         let rotation_batch: usize = env.ranged("CONFIG_ROTATION_BATCH", 100, 1, 10_000)?;
-        let monitor_interval = env.millis("CONFIG_MONITOR_INTERVAL_MS", 1000, 50, 60_000)?;
+        let monitor_interval = env.duration(
+            "CONFIG_MONITOR_INTERVAL_MS",
+            1000,
+            50,
+            60_000,
+            Duration::from_millis,
+        )?;
         let env_allow = EnvPolicy::parse_allow_list(env.get("CONFIG_ENV_ALLOW").unwrap_or(""))
             .map_err(|e| bad("CONFIG_ENV_ALLOW", e.to_string()))?;
         let http_limits = ServerLimits {
-            header_timeout: env.millis("CONFIG_HTTP_HEADER_TIMEOUT_MS", 10_000, 100, 600_000)?,
-            idle_timeout: env.millis("CONFIG_HTTP_IDLE_TIMEOUT_MS", 60_000, 100, 3_600_000)?,
+            header_timeout: env.duration(
+                "CONFIG_HTTP_HEADER_TIMEOUT_MS",
+                10_000,
+                100,
+                600_000,
+                Duration::from_millis,
+            )?,
+            idle_timeout: env.duration(
+                "CONFIG_HTTP_IDLE_TIMEOUT_MS",
+                60_000,
+                100,
+                3_600_000,
+                Duration::from_millis,
+            )?,
             max_connections: env.ranged("CONFIG_HTTP_MAX_CONNECTIONS", 256, 1, 65_535)?,
             max_connections_per_address: env.ranged(
                 "CONFIG_HTTP_MAX_CONNECTIONS_PER_ADDRESS",
@@ -344,8 +352,20 @@ impl Settings {
         };
         let guard = crate::service::guard::GuardSettings {
             login_max_failures: env.ranged("CONFIG_LOGIN_MAX_FAILURES", 10, 1, 100_000)?,
-            login_window: env.secs("CONFIG_LOGIN_WINDOW_SECS", 60, 1, 86_400)?,
-            denial_window: env.secs("CONFIG_AUDIT_DENIAL_WINDOW_SECS", 60, 1, 3_600)?,
+            login_window: env.duration(
+                "CONFIG_LOGIN_WINDOW_SECS",
+                60,
+                1,
+                86_400,
+                Duration::from_secs,
+            )?,
+            denial_window: env.duration(
+                "CONFIG_AUDIT_DENIAL_WINDOW_SECS",
+                60,
+                1,
+                3_600,
+                Duration::from_secs,
+            )?,
             audit_retention_days: env.ranged("CONFIG_AUDIT_RETENTION_DAYS", 90, 0, 36_500)?,
             audit_max_rows: env.ranged("CONFIG_AUDIT_MAX_ROWS", 100_000, 0, 100_000_000)?,
         };

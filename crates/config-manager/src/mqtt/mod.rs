@@ -130,11 +130,12 @@ impl MqttSettings {
             }
         };
         // At most MAX_REISSUE: below the services' 300 s freshness window.
-        let reissue_interval = env.secs(
+        let reissue_interval = env.duration(
             "MQTT_REISSUE_SECS",
             DEFAULT_REISSUE.as_secs(),
             1,
             MAX_REISSUE.as_secs(),
+            Duration::from_secs,
         )?;
         Ok(Some(Self {
             endpoint,
