@@ -217,7 +217,8 @@ impl<T> Client<T> {
         self.reports.borrow().clone()
     }
 
-    /// A receiver notified whenever [`Client::last_report`] changes.
+    /// A receiver notified whenever [`Client::last_report`] changes. Without
+    /// MQTT nothing changes after start-up and the channel is closed.
     pub fn subscribe_reports(&self) -> watch::Receiver<Option<AppliedReport>> {
         self.reports.clone()
     }
