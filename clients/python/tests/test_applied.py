@@ -112,6 +112,8 @@ def test_reporter_follows_the_contract_table() -> None:
     assert r.rejected("invalid_config", 8) is None  # same refusal again: nothing new
     assert valid(r.rejected("stale", 0) or {})["rejected_version"] is None
     assert valid(r.offline())["version"] == 7
+    # A label outside the contract's grammar never makes an invalid report.
+    assert valid(r.rejected("Bad Label!", None) or {})["reason"] == "rejected"
 
 
 # ------------------------------------------------------------ live broker
