@@ -226,6 +226,12 @@ fn reports() -> Vec<Value> {
         false,
     );
     r.add(
+        "client_name_with_plus",
+        with(json!({"client": {"name": "a+b", "version": "1"}})),
+        "invalid",
+        false,
+    );
+    r.add(
         "client_unknown_member",
         with(json!({"client": {"name": "a", "version": "1", "pid": 7}})),
         "invalid",

@@ -257,11 +257,15 @@ impl AppliedReport {
         if self.status == AppliedStatus::Applied && self.version.is_none() {
             return Err("an applied report names its version".into());
         }
-        for (what, value) in [
-            ("client.name", &self.client.name),
-            ("client.version", &self.client.version),
+        // As the schema: '+' (build metadata) only in the version.
+        for (what, value, plus) in [
+            ("client.name", &self.client.name, false),
+            ("client.version", &self.client.version, true),
         ] {
-            let ok = value.len() <= 64 && is_token(value, |c| matches!(c, '.' | '_' | '-' | '+'));
+            let ok = value.len() <= 64
+                && is_token(value, |c| {
+                    matches!(c, '.' | '_' | '-') || (plus && c == '+')
+                });
             if !ok {
                 return Err(format!("{what} is not a short token"));
             }
