@@ -76,6 +76,7 @@ pub mod error;
 mod field;
 mod registry;
 mod service_schema;
+pub mod validators;
 pub(crate) use service_schema::json_type_name;
 
 #[cfg(test)]

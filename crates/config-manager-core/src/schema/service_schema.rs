@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{Draft, ValidationError, Validator};
@@ -17,6 +18,7 @@ use super::env::parse_env_value;
 use super::env_policy::SchemaOrigin;
 use super::error::{truncate_chars, FieldError, SchemaError};
 use super::field::{parse_field, shown_key, FieldMeta, ParsedField};
+use super::validators::Slot;
 
 /// Typed environment overrides of one service, with the variables that were set
 /// but could not be used.
@@ -45,7 +47,10 @@ pub struct ServiceSchema {
     json_types: Vec<Vec<String>>,
     index: HashMap<String, usize>,
     defaults: Map<String, Value>,
-    validator: Validator,
+    /// The compiled validator's place in the bounded cache
+    /// ([`super::validators`]): compiled when first needed, dropped when
+    /// not used recently.
+    validator: Slot,
     /// Who wrote the schema (decides what its `x-env` fields may read).
     origin: SchemaOrigin,
 }
@@ -115,10 +120,7 @@ impl ServiceSchema {
                 ))
             }
         };
-        let validator = jsonschema::options()
-            .with_draft(Draft::Draft202012)
-            .should_validate_formats(true)
-            .build(&doc)
+        let validator = build_validator(&doc)
             .map_err(|e| SchemaError::invalid(service, format!("not a valid JSON Schema: {e}")))?;
 
         // Document order first, then anything the order did not list.
@@ -152,24 +154,31 @@ impl ServiceSchema {
             json_types.push(types);
         }
 
+        let title = root
+            .get("title")
+            .and_then(Value::as_str)
+            .unwrap_or(service)
+            .to_owned();
+        let description = root
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let slot = Slot::new();
+        // Cached now (the defaults are checked with it just below; a
+        // start-up that loads more schemas than the cache holds keeps the
+        // last ones).
+        slot.put(Arc::new(validator));
         let mut schema = Self {
-            title: root
-                .get("title")
-                .and_then(Value::as_str)
-                .unwrap_or(service)
-                .to_owned(),
-            description: root
-                .get("description")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
+            title,
+            description,
             name,
-            document: Value::Null,
+            document: doc,
             fields,
             json_types,
             index,
             defaults,
-            validator,
+            validator: slot,
             origin: SchemaOrigin::Operator,
         };
         // Defaults are stored as version 1 of a new service: the same integer
@@ -191,16 +200,19 @@ impl ServiceSchema {
                 ),
             ));
         }
-        Ok(Self {
-            document: doc,
-            ..schema
-        })
+        Ok(schema)
     }
 
     /// The same schema marked as written by `origin` (compiled schemas are
     /// the operator's until marked otherwise).
     pub fn with_origin(self, origin: SchemaOrigin) -> Self {
         Self { origin, ..self }
+    }
+
+    /// The id of this schema's place in the validator cache (tests).
+    #[cfg(test)]
+    pub(super) fn validator_slot_id(&self) -> u64 {
+        self.validator.id()
     }
 
     /// Who wrote this schema.
@@ -345,8 +357,18 @@ impl ServiceSchema {
                 ),
             )]);
         }
+        let validator = self
+            .validator
+            .get_or_compile(|| build_validator(&self.document))
+            .map_err(|e| {
+                // Compiled once already when the schema was built.
+                vec![FieldError::new(
+                    "",
+                    format!("the schema no longer compiles: {e}"),
+                )]
+            })?;
         let mut errors = Vec::new();
-        for error in self.validator.iter_errors(config) {
+        for error in validator.iter_errors(config) {
             self.push_errors(&error, &mut errors);
         }
         if errors.is_empty() {
@@ -452,6 +474,15 @@ impl ServiceSchema {
     pub fn env_override_errors(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<FieldError> {
         self.resolve_env(lookup).errors
     }
+}
+
+/// The validator of a schema document (draft 2020-12 unless the document
+/// names another; formats asserted).
+fn build_validator(doc: &Value) -> Result<Validator, ValidationError<'static>> {
+    jsonschema::options()
+        .with_draft(Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(doc)
 }
 
 /// A JSON pointer to `key` below `base`, escaped per RFC 6901. A key longer

@@ -92,7 +92,7 @@ impl Store {
                 .map(|w| save_one(tx, w, epoch, &now))
                 .collect()
         })?;
-        self.bump_items_generation();
+        self.bump_items_generation(writes.iter().map(|w| w.service.clone()).collect());
         Ok(saved)
     }
 
