@@ -99,6 +99,7 @@ fn prepare(env_file: PathBuf) -> Result<(Settings, Vec<String>), ExitCode> {
 
 /// Loads the schemas: built-ins plus `CONFIG_SCHEMA_DIR`.
 pub fn load_schemas(settings: &Settings) -> anyhow::Result<SchemaRegistry> {
+    config_manager_core::schema::validators::set_capacity(settings.schema_cache_size);
     let mut schemas = SchemaRegistry::builtin().context("built-in schemas")?;
     if let Some(dir) = &settings.schema_dir {
         let loaded = schemas

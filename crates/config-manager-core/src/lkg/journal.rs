@@ -23,7 +23,7 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use thiserror::Error;
 
 use super::{LkgContents, LkgError, LkgService};
@@ -405,7 +405,7 @@ pub(super) fn forge_line(
         mac: None,
     };
     let mac = key.tag_hex(&signed_bytes(&record).unwrap_or_default());
-    let mut object: Map<String, Value> = match serde_json::to_value(&record) {
+    let mut object: serde_json::Map<String, Value> = match serde_json::to_value(&record) {
         Ok(Value::Object(o)) => o,
         _ => Map::new(),
     };
