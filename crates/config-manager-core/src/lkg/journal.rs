@@ -407,7 +407,7 @@ pub(super) fn forge_line(
     let mac = key.tag_hex(&signed_bytes(&record).unwrap_or_default());
     let mut object: serde_json::Map<String, Value> = match serde_json::to_value(&record) {
         Ok(Value::Object(o)) => o,
-        _ => Map::new(),
+        _ => serde_json::Map::new(),
     };
     object.insert("mac".into(), Value::String(mac.clone()));
     (

@@ -77,7 +77,7 @@ impl ServiceSchema {
     /// that its own rules reject: each of those is a schema bug that would
     /// otherwise surface later as unsaveable configurations.
     pub fn compile(name: ServiceName, doc: Value) -> Result<Self, SchemaError> {
-        Self::compile_ordered(name, doc, None)
+        Self::compile_ordered(name, doc, None, true)
     }
 
     /// Parses and compiles a schema from JSON text, keeping the order in which
@@ -87,13 +87,55 @@ impl ServiceSchema {
         let doc: Value = serde_json::from_str(text)
             .map_err(|e| SchemaError::invalid(name.as_str(), format!("not valid JSON: {e}")))?;
         let order = property_order(text);
-        Self::compile_ordered(name, doc, order)
+        Self::compile_ordered(name, doc, order, true)
+    }
+
+    /// [`ServiceSchema::from_json_str`] without the two checks that need a
+    /// compiled validator (the document against its draft's meta-schema, and
+    /// the defaults against the document): the field metadata, the integer
+    /// rule of the defaults and every structural check still run. For
+    /// start-up, where a schema set the database already recorded was
+    /// checked before ([`super::SchemaRegistry::check_pending`]); call
+    /// [`ServiceSchema::check`] before trusting any other.
+    pub fn from_json_str_deferred(name: ServiceName, text: &str) -> Result<Self, SchemaError> {
+        let doc: Value = serde_json::from_str(text)
+            .map_err(|e| SchemaError::invalid(name.as_str(), format!("not valid JSON: {e}")))?;
+        let order = property_order(text);
+        Self::compile_ordered(name, doc, order, false)
+    }
+
+    /// The checks [`ServiceSchema::from_json_str_deferred`] left out:
+    /// compiles the validator (it stays in the cache) and validates the
+    /// defaults with it.
+    pub fn check(&self) -> Result<(), SchemaError> {
+        let service = self.name.as_str();
+        let validator = build_validator(&self.document)
+            .map_err(|e| SchemaError::invalid(service, format!("not a valid JSON Schema: {e}")))?;
+        self.validator.put(Arc::new(validator));
+        self.check_defaults()
+    }
+
+    /// The defaults must satisfy the schema: otherwise it could never
+    /// produce a saveable configuration.
+    fn check_defaults(&self) -> Result<(), SchemaError> {
+        if let Err(errors) = self.validate(&Value::Object(self.defaults.clone())) {
+            let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            return Err(SchemaError::invalid(
+                self.name.as_str(),
+                format!(
+                    "the defaults do not satisfy the schema: {}",
+                    listed.join("; ")
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn compile_ordered(
         name: ServiceName,
         doc: Value,
         order: Option<Vec<String>>,
+        check: bool,
     ) -> Result<Self, SchemaError> {
         let service_owned = name.as_str().to_owned();
         let service = service_owned.as_str();
@@ -120,8 +162,13 @@ impl ServiceSchema {
                 ))
             }
         };
-        let validator = build_validator(&doc)
-            .map_err(|e| SchemaError::invalid(service, format!("not a valid JSON Schema: {e}")))?;
+        let validator = if check {
+            Some(build_validator(&doc).map_err(|e| {
+                SchemaError::invalid(service, format!("not a valid JSON Schema: {e}"))
+            })?)
+        } else {
+            None
+        };
 
         // Document order first, then anything the order did not list.
         let mut keys: Vec<&String> = Vec::with_capacity(props.len());
@@ -168,7 +215,9 @@ impl ServiceSchema {
         // Cached now (the defaults are checked with it just below; a
         // start-up that loads more schemas than the cache holds keeps the
         // last ones).
-        slot.put(Arc::new(validator));
+        if let Some(validator) = validator {
+            slot.put(Arc::new(validator));
+        }
         let mut schema = Self {
             title,
             description,
@@ -190,15 +239,8 @@ impl ServiceSchema {
         if let Some(e) = schema.integer_errors(&schema.defaults).first() {
             return Err(SchemaError::invalid(service, format!("the default of {e}")));
         }
-        if let Err(errors) = schema.validate(&Value::Object(schema.defaults.clone())) {
-            let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            return Err(SchemaError::invalid(
-                service,
-                format!(
-                    "the defaults do not satisfy the schema: {}",
-                    listed.join("; ")
-                ),
-            ));
+        if check {
+            schema.check_defaults()?;
         }
         Ok(schema)
     }

@@ -145,3 +145,64 @@ fn try_register_refuses_duplicates() {
     assert!(registry.contains("camera") && !registry.contains("../camera"));
     assert!(registry.get("no-such").is_none());
 }
+
+#[test]
+fn deferred_load_owes_the_validator_checks_until_check_pending() {
+    // The two checks that need a compiled validator, deferred: both are
+    // reported by `check_pending` with the file, unless the recorded hash
+    // says this very set was checked before.
+    let cases = [
+        (
+            r#"{"type": "object", "properties": {"a": {"type": "integer", "minimum": "x"}}}"#,
+            "not a valid JSON Schema",
+        ),
+        (
+            r#"{"type": "object", "properties": {"a": {"type": "integer", "default": "x"}}}"#,
+            "defaults do not satisfy",
+        ),
+    ];
+    for (text, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "aaa-good.json", CAMERA);
+        write(dir.path(), "camera.json", text);
+        let mut registry = SchemaRegistry::builtin().unwrap();
+        registry.load_dir_deferred(dir.path()).unwrap();
+        assert_eq!(registry.pending_checks(), 2);
+        let mut unrecorded = registry.clone();
+        let err = unrecorded.check_pending(None).unwrap_err().to_string();
+        assert!(err.contains("camera.json") && err.contains(want), "{err}");
+        let mut other = registry.clone();
+        let err = other.check_pending(Some("another-set")).unwrap_err();
+        assert!(err.to_string().contains(want));
+        // The set the database recorded: nothing to compile.
+        let hash = registry.hash();
+        assert_eq!(registry.check_pending(Some(&hash)).unwrap(), 0);
+        assert_eq!(registry.pending_checks(), 0);
+    }
+}
+
+#[test]
+fn deferred_schemas_validate_like_compiled_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "camera.json", CAMERA);
+    let mut deferred = SchemaRegistry::new();
+    deferred.load_dir_deferred(dir.path()).unwrap();
+    let mut compiled = SchemaRegistry::new();
+    compiled.load_dir(dir.path()).unwrap();
+    assert_eq!(deferred.hash(), compiled.hash());
+    let (d, c) = (
+        deferred.get("camera").unwrap(),
+        compiled.get("camera").unwrap(),
+    );
+    assert_eq!(d.fields(), c.fields());
+    assert_eq!(d.defaults(), c.defaults());
+    for config in [
+        json!({}),
+        json!({"zeta_fps": 30}),
+        json!({"zeta_fps": "fast"}),
+        json!({"nope": 1}),
+    ] {
+        assert_eq!(d.validate(&config), c.validate(&config), "{config}");
+    }
+    assert_eq!(deferred.check_pending(None).unwrap(), 1);
+}
