@@ -271,13 +271,11 @@ impl SchemaRegistry {
 
     fn compute_hash(&self) -> String {
         let mut hasher = Sha256::new();
-        let mut buf = String::new();
         for (name, schema) in self.schemas.iter() {
-            buf.clear();
-            write_sorted_json(schema.document(), &mut buf);
             hasher.update(name.as_bytes());
             hasher.update(b"\n");
-            hasher.update(buf.as_bytes());
+            // Already compact with sorted keys (`write_sorted_json`).
+            hasher.update(schema.document_text().as_bytes());
             hasher.update(b"\n");
         }
         hex::encode(hasher.finalize())
@@ -331,7 +329,7 @@ fn load_file(path: &Path, check: bool) -> Result<ServiceSchema, SchemaError> {
 
 /// Compact JSON with object keys sorted at every level, independent of whether
 /// `serde_json` was built with `preserve_order`.
-fn write_sorted_json(value: &Value, out: &mut String) {
+pub(super) fn write_sorted_json(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();

@@ -117,7 +117,7 @@ fn hash_is_stable_and_tracks_content() {
 
     // Any content change changes it.
     let mut changed = a.clone();
-    let mut doc = changed.get("tts-worker").unwrap().document().clone();
+    let mut doc = changed.get("tts-worker").unwrap().document();
     doc["properties"]["volume_percent"]["maximum"] = json!(150);
     changed.register(ServiceSchema::compile(svc("tts-worker"), doc).unwrap());
     assert_ne!(changed.hash(), a.hash());
@@ -205,4 +205,45 @@ fn deferred_schemas_validate_like_compiled_ones() {
         assert_eq!(d.validate(&config), c.validate(&config), "{config}");
     }
     assert_eq!(deferred.check_pending(None).unwrap(), 1);
+}
+
+#[test]
+#[ignore = "measurement, run by hand"]
+fn measure_registry_memory() {
+    fn rss_kib() -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        s.lines()
+            .find(|l| l.starts_with("RssAnon:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+    let dir = std::path::Path::new("/tmp/wt18-schemas1k");
+    let before = rss_kib();
+    let mut r = SchemaRegistry::new();
+    r.load_dir_deferred(dir).unwrap();
+    let after = rss_kib();
+    let docs: usize = r
+        .iter()
+        .map(|s| s.document_text().len())
+        .sum();
+    eprintln!(
+        "registry of {}: {} KiB anon ({} KiB of compact document text)",
+        r.len(),
+        after - before,
+        docs / 1024
+    );
+    let fields: usize = r.iter().map(|s| s.fields().len()).sum();
+    eprintln!("{fields} fields");
+    let b = rss_kib();
+    let values: Vec<Value> = r.iter().map(|s| s.document()).collect();
+    eprintln!("documents as Value: {} KiB", rss_kib() - b);
+    let b = rss_kib();
+    let metas: Vec<Vec<crate::schema::FieldMeta>> = r.iter().map(|s| s.fields().to_vec()).collect();
+    eprintln!("field metadata: {} KiB", rss_kib() - b);
+    let b = rss_kib();
+    let defaults: Vec<serde_json::Map<String, Value>> = r.iter().map(|s| s.defaults()).collect();
+    eprintln!("defaults: {} KiB", rss_kib() - b);
+    drop((values, metas, defaults));
 }
