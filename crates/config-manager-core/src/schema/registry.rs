@@ -177,11 +177,8 @@ impl SchemaRegistry {
             let workers: Vec<_> = paths
                 .chunks(chunk)
                 .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|p| load_file(p, check))
-                            .collect::<Vec<_>>()
-                    })
+                    scope
+                        .spawn(move || part.iter().map(|p| load_file(p, check)).collect::<Vec<_>>())
                 })
                 .collect();
             workers

@@ -224,10 +224,7 @@ fn measure_registry_memory() {
     let mut r = SchemaRegistry::new();
     r.load_dir_deferred(dir).unwrap();
     let after = rss_kib();
-    let docs: usize = r
-        .iter()
-        .map(|s| s.document_text().len())
-        .sum();
+    let docs: usize = r.iter().map(|s| s.document_text().len()).sum();
     eprintln!(
         "registry of {}: {} KiB anon ({} KiB of compact document text)",
         r.len(),
