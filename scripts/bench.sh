@@ -23,7 +23,9 @@
 # default a new temporary directory — put it on the disk the service uses),
 # BENCH_OUT (also write the table there), KEEP=1 (keep the directory),
 # BENCH_BIN (measure another config-manager binary, e.g. an older build, with
-# the same tools), BENCH_RUST_LOG (the service's log filter; default info,
+# the same tools), BENCH_SKIP_BUILD=1 (measure the dist binaries already
+# built, e.g. while the tree has only formatting changes since),
+# BENCH_RUST_LOG (the service's log filter; default info,
 # the shipped default, so every request writes its access-log line).
 # CARGO_TARGET_DIR is honoured. Needs: cargo, wrk, mosquitto, python3, curl.
 # Everything runs on 127.0.0.1; every load run is bounded (-d, counts,
@@ -37,7 +39,7 @@ case "${1:-}" in
     SCALE=1
     if [ -n "${2:-}" ]; then SCALE_SERVICES="$2"; fi ;;
   "") ;;
-  -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
   *) echo "usage: $0 [--scale [SERVICES]]" >&2; exit 2 ;;
 esac
 case "${SCALE_SERVICES:-1000}" in
@@ -67,8 +69,12 @@ for bin in python3 curl cargo; do
   command -v "$bin" >/dev/null 2>&1 || { echo "$bin is missing" >&2; exit 1; }
 done
 
-echo "== building the dist profile (config-manager, examples baseline + bench_driver)" >&2
-cargo build --profile dist -q -p config-manager --bin config-manager --example baseline --example bench_driver
+if [ "${BENCH_SKIP_BUILD:-0}" = 1 ]; then
+  echo "== BENCH_SKIP_BUILD=1: using the dist binaries already built" >&2
+else
+  echo "== building the dist profile (config-manager, examples baseline + bench_driver)" >&2
+  cargo build --profile dist -q -p config-manager --bin config-manager --example baseline --example bench_driver
+fi
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 REL="$(cd "$TARGET_DIR/dist" && pwd)"
 BIN="${BENCH_BIN:-$REL/config-manager}"
