@@ -1,6 +1,6 @@
 # config-manager developer commands. `make run` and `make test` are the two
 # commands a fresh machine needs (see README.md).
-.PHONY: run dist test test-unit test-integration test-contract test-python fmt lint check bench bench-load bench-scale bench-instructions image
+.PHONY: run dist test test-unit test-integration test-contract test-python fmt lint check bench bench-load bench-scale bench-scale-10k bench-instructions image
 
 run:
 	cargo run --release -p config-manager -- serve
@@ -43,7 +43,11 @@ bench-load:
 	scripts/bench.sh
 
 bench-scale:
-	scripts/bench.sh --scale
+	scripts/bench.sh --scale 1000
+
+# The same at 10,000 services (long: generating and seeding take minutes).
+bench-scale-10k:
+	scripts/bench.sh --scale 10000
 
 # Instructions per cached GET under callgrind (repeatable, unlike wall time).
 bench-instructions:

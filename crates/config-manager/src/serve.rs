@@ -99,14 +99,43 @@ fn prepare(env_file: PathBuf) -> Result<(Settings, Vec<String>), ExitCode> {
 
 /// Loads the schemas: built-ins plus `CONFIG_SCHEMA_DIR`.
 pub fn load_schemas(settings: &Settings) -> anyhow::Result<SchemaRegistry> {
+    config_manager_core::schema::validators::set_capacity(settings.schema_cache_size);
     let mut schemas = SchemaRegistry::builtin().context("built-in schemas")?;
     if let Some(dir) = &settings.schema_dir {
+        // Parsed, not compiled: validators are compiled when first needed
+        // (and kept in a bounded cache), so start-up time and memory do not
+        // grow with compiled schemas.
         let loaded = schemas
-            .load_dir(dir)
+            .load_dir_deferred(dir)
             .with_context(|| format!("CONFIG_SCHEMA_DIR {}", dir.display()))?;
-        tracing::info!(count = loaded.len(), dir = %dir.display(), "loaded service schemas");
+        let recorded = if schemas.pending_checks() > 0 {
+            recorded_schema_hash(&settings.db_path)
+        } else {
+            None
+        };
+        let checked = schemas
+            .check_pending(recorded.as_deref())
+            .with_context(|| format!("CONFIG_SCHEMA_DIR {}", dir.display()))?;
+        tracing::info!(
+            count = loaded.len(),
+            compiled_to_check = checked,
+            dir = %dir.display(),
+            "loaded service schemas"
+        );
     }
     Ok(schemas)
+}
+
+/// The schema-set hash the database last recorded, if it can be read now.
+/// When it equals the loaded set's, every schema of the set was checked when
+/// it was recorded, and none needs compiling to start; anything else (no
+/// database yet, unreadable, another set) checks them all.
+fn recorded_schema_hash(db: &std::path::Path) -> Option<String> {
+    if !db.exists() {
+        return None;
+    }
+    let store = config_manager_core::store::Store::open_existing(db).ok()?;
+    store.find_schema_version().ok()?.map(|v| v.schema_hash)
 }
 
 async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {

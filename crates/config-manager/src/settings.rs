@@ -234,6 +234,34 @@ pub struct Settings {
     pub http_limits: ServerLimits,
     /// Login rate limit and audit aggregation/retention (`http::guard`).
     pub guard: crate::service::guard::GuardSettings,
+    /// `CONFIG_SCHEMA_CACHE_SIZE`: compiled schema validators kept (least
+    /// recently used evicted; see `config_manager_core::schema::validators`).
+    pub schema_cache_size: usize,
+    /// `CONFIG_TEST_FAILPOINT`: a crash point for the fault tests (hidden;
+    /// never set outside tests).
+    pub failpoint: Option<Failpoint>,
+}
+
+/// A point where the fault tests make the process die (`SIGKILL`), to show
+/// that what was acknowledged survives and what was not is repaired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failpoint {
+    /// `after-commit`: after a change is committed to the database, before
+    /// its last-known-good journal record is written and before the reply.
+    AfterCommit,
+}
+
+impl Failpoint {
+    fn parse(env: &EnvSource) -> Result<Option<Self>, SettingsError> {
+        match env.get("CONFIG_TEST_FAILPOINT").map(str::trim) {
+            None | Some("") => Ok(None),
+            Some("after-commit") => Ok(Some(Self::AfterCommit)),
+            Some(_) => Err(bad(
+                "CONFIG_TEST_FAILPOINT",
+                "must be empty or 'after-commit' (a fault-test hook)",
+            )),
+        }
+    }
 }
 
 /// A string that never shows in `Debug` output or logs.
@@ -371,6 +399,13 @@ impl Settings {
         };
         let db_path = db_path_from(env);
         let backup = crate::backup::BackupSettings::from_env(env, &db_path)?;
+        let failpoint = Failpoint::parse(env)?;
+        let schema_cache_size = env.ranged(
+            "CONFIG_SCHEMA_CACHE_SIZE",
+            config_manager_core::schema::validators::DEFAULT_CAPACITY,
+            1,
+            1_000_000,
+        )?;
         Ok(Self {
             host: env.parse("CONFIG_MANAGER_HOST", IpAddr::from([127, 0, 0, 1]))?,
             port: env.parse("CONFIG_MANAGER_PORT", 8081)?,
@@ -395,6 +430,8 @@ impl Settings {
             env_allow,
             http_limits,
             guard,
+            schema_cache_size,
+            failpoint,
         })
     }
 
@@ -446,6 +483,7 @@ pub const ALL_VARIABLES: &[&str] = &[
     "CONFIG_DB_PATH",
     "CONFIG_LKG_CACHE_PATH",
     "CONFIG_SCHEMA_DIR",
+    "CONFIG_SCHEMA_CACHE_SIZE",
     "CONFIG_API_TOKENS",
     "CONFIG_MASTER_KEY_BASE64",
     "CONFIG_MASTER_KEY_ID",
@@ -477,6 +515,7 @@ pub const ALL_VARIABLES: &[&str] = &[
     "CONFIG_AUDIT_DENIAL_WINDOW_SECS",
     "CONFIG_AUDIT_RETENTION_DAYS",
     "CONFIG_AUDIT_MAX_ROWS",
+    "CONFIG_TEST_FAILPOINT",
     "LITESTREAM_MODE",
     "LITESTREAM_BIN",
     "LITESTREAM_ENDPOINT",

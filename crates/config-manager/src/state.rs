@@ -261,12 +261,27 @@ impl AppState {
         if services.is_empty() {
             return;
         }
+        if self.inner.settings.failpoint == Some(crate::settings::Failpoint::AfterCommit) {
+            die_at_failpoint();
+        }
         self.inner.cache.invalidate(services);
         self.inner.metrics.config_changed(services.len());
         // The publisher reads the committed state itself; waking it first lets
         // the MQTT message go out while the cache is being written.
         self.inner.sink.configs_changed(services);
-        self.refresh_lkg().await;
+        self.update_lkg(services).await;
+    }
+
+    /// Journals the changed services' entries in the LKG cache (a new
+    /// snapshot when the journal cannot take them) and records its validity.
+    async fn update_lkg(&self, services: &[String]) {
+        let lkg = self.inner.lkg.clone();
+        let Some(manager) = self.manager() else {
+            return;
+        };
+        let services = services.to_vec();
+        let result = tokio::task::spawn_blocking(move || lkg.update(&manager, &services)).await;
+        self.record_lkg_write(result.map(|r| r.map(|_| ())));
     }
 
     /// Rewrites the LKG cache from the database and records its validity.
@@ -278,6 +293,13 @@ impl AppState {
             return;
         };
         let result = tokio::task::spawn_blocking(move || lkg.refresh(&manager)).await;
+        self.record_lkg_write(result);
+    }
+
+    fn record_lkg_write(
+        &self,
+        result: Result<Result<(), crate::lkg::RefreshError>, tokio::task::JoinError>,
+    ) {
         let ok = matches!(result, Ok(Ok(())));
         if let Ok(Err(e)) = &result {
             tracing::warn!(error = %e, "could not refresh the last-known-good cache");
@@ -360,4 +382,12 @@ impl AppState {
             .map_err(|e| ServiceError::Internal(format!("blocking task failed: {e}")))?
             .map(|v| (v, Served::LkgCache))
     }
+}
+
+/// `CONFIG_TEST_FAILPOINT`: dies as a power cut or the OOM killer would,
+/// without unwinding, flushing or answering.
+fn die_at_failpoint() -> ! {
+    tracing::warn!("CONFIG_TEST_FAILPOINT reached: killing the process");
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    std::process::abort()
 }

@@ -149,6 +149,7 @@ async fn master_key_rotation_of_1000_secrets_survives_sigkill_and_resumes() {
     let mut bytes = std::fs::read(s.db_path()).unwrap();
     bytes.extend(std::fs::read(s.db_path().with_extension("db-wal")).unwrap_or_default());
     bytes.extend(std::fs::read(s.path("data/lkg.json")).unwrap_or_default());
+    bytes.extend(std::fs::read(s.path("data/lkg.json.journal")).unwrap_or_default());
     let needle = secret_value(7, 13);
     assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_bytes()));
 }

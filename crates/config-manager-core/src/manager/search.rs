@@ -2,6 +2,7 @@
 //! service name and (non-secret) value, with a relevance score in 0..=1.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
@@ -50,9 +51,11 @@ impl Manager {
     /// total number of matches.
     ///
     /// Scores an in-memory copy of the store's search table (lower-cased
-    /// once), rebuilt after the table changed: reading, parsing and
-    /// lower-casing every row per request cost ~25 ms at 1,000 services
-    /// (docs/performance.md).
+    /// once), one segment per service: after a write only the changed
+    /// services' segments are reloaded (reading, parsing and lower-casing
+    /// every row per request cost ~25 ms at 1,000 services, and reloading
+    /// every row after each write made the index's cost grow with the
+    /// number of services; docs/performance.md).
     pub fn search(&self, q: &SearchQuery) -> Result<(Vec<SearchHit>, usize)> {
         check(q)?;
         let index = self.search_index.current(&self.store)?;
@@ -60,60 +63,97 @@ impl Manager {
     }
 }
 
-/// The store's search table in memory. Tied to one store: it is rebuilt
-/// when [`Store::items_generation`](crate::store::Store::items_generation)
-/// moves, i.e. after any write that may have changed the table.
+/// The store's search table in memory. Tied to one store: it follows
+/// [`Store::items_generation`](crate::store::Store::items_generation),
+/// reloading the services
+/// [`Store::items_changed_since`](crate::store::Store::items_changed_since)
+/// names (everything when the change log does not reach back far enough).
 #[derive(Debug, Default)]
 pub(super) struct SearchIndex {
     current: RwLock<Option<Arc<IndexSnapshot>>>,
-    /// One rebuild at a time: concurrent searches after a write wait for it
-    /// instead of each reading the whole table.
+    /// One reload at a time: concurrent searches after a write wait for it
+    /// instead of each reading the changed rows.
     rebuild: Mutex<()>,
 }
 
 impl SearchIndex {
     fn current(&self, store: &crate::store::Store) -> Result<Arc<IndexSnapshot>> {
-        let fresh = |generation: u64| {
+        let latest = || {
             self.current
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .filter(|s| s.generation == generation)
-                .cloned()
+                .clone()
         };
+        let fresh = |generation: u64| latest().filter(|s| s.generation == generation);
         if let Some(snapshot) = fresh(store.items_generation()) {
             return Ok(snapshot);
         }
         let _one = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
-        // Read the generation before the rows: a write committed in between
-        // leaves the snapshot labelled older than its rows, which only costs
-        // one more rebuild, never a stale answer.
-        let generation = store.items_generation();
-        if let Some(snapshot) = fresh(generation) {
+        if let Some(snapshot) = fresh(store.items_generation()) {
             return Ok(snapshot);
         }
-        let snapshot = Arc::new(IndexSnapshot::new(generation, store.list_items(None)?));
+        // The generation and the changed services are read before the rows:
+        // a write committed in between leaves the snapshot labelled older
+        // than its rows, which only costs one more reload, never a stale
+        // answer.
+        let update = latest().and_then(|base| {
+            store
+                .items_changed_since(base.generation)
+                .map(|changed| (base, changed))
+        });
+        let snapshot = match update {
+            Some((base, (generation, changed))) => {
+                let mut services = base.services.clone();
+                for service in changed {
+                    // Only valid names are ever stored; anything else has no rows.
+                    let items = match crate::domain::ServiceName::parse(&service) {
+                        Ok(name) => store.list_items(Some(&name))?,
+                        Err(_) => Vec::new(),
+                    };
+                    if items.is_empty() {
+                        services.remove(&service);
+                    } else {
+                        services.insert(service, Arc::new(Segment::new(items)));
+                    }
+                }
+                IndexSnapshot {
+                    generation,
+                    services,
+                }
+            }
+            None => {
+                let generation = store.items_generation();
+                IndexSnapshot::new(generation, store.list_items(None)?)
+            }
+        };
+        let snapshot = Arc::new(snapshot);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(snapshot.clone());
         Ok(snapshot)
     }
 }
 
-/// Items ordered by service and key, and the text matching looks at: per
+/// The index: one [`Segment`] per service, in service order.
+#[derive(Debug)]
+pub(super) struct IndexSnapshot {
+    generation: u64,
+    services: BTreeMap<String, Arc<Segment>>,
+}
+
+/// One service's items ordered by key, and the text matching looks at: per
 /// item its key, description, service and (non-secret) value, lower-cased
 /// and joined by newlines, all items' texts joined by newlines into one
 /// buffer. Query terms never contain whitespace, so a term found in the
 /// buffer lies inside one field of one item, and one SIMD scan of the buffer
 /// finds the candidates of a query.
 #[derive(Debug)]
-pub(super) struct IndexSnapshot {
-    generation: u64,
+struct Segment {
     rows: Vec<Indexed>,
     text: String,
     /// Where each row's text starts in `text` (ascending).
     starts: Vec<usize>,
 }
 
-/// One item and the offsets of its fields in [`IndexSnapshot::text`]:
+/// One item and the offsets of its fields in [`Segment::text`]:
 /// `[key end, description end, service end, value end]`, each field starting
 /// one byte (the newline) after the previous one ends.
 #[derive(Debug)]
@@ -133,7 +173,71 @@ struct Fields<'a> {
 }
 
 impl IndexSnapshot {
-    fn new(generation: u64, mut items: Vec<ConfigItem>) -> Self {
+    fn new(generation: u64, items: Vec<ConfigItem>) -> Self {
+        let mut grouped: BTreeMap<String, Vec<ConfigItem>> = BTreeMap::new();
+        for item in items {
+            grouped.entry(item.service.clone()).or_default().push(item);
+        }
+        Self {
+            generation,
+            services: grouped
+                .into_iter()
+                .map(|(service, items)| (service, Arc::new(Segment::new(items))))
+                .collect(),
+        }
+    }
+
+    /// Filters and scores the rows; returns the best `max_results` hits,
+    /// ordered by score, then service and key, and the number of matches.
+    fn rank(&self, q: &SearchQuery) -> (Vec<SearchHit>, usize) {
+        let terms: Vec<String> = q.query.split_whitespace().map(str::to_lowercase).collect();
+        let longest = terms.iter().map(String::as_str).max_by_key(|t| t.len());
+        let finder = longest.map(|t| memchr::memmem::Finder::new(t.as_bytes()));
+        // (score, segment number, row): segments are in service order and
+        // rows in key order, so the pair breaks ties by (service, key).
+        let mut matches: Vec<(f64, usize, usize)> = Vec::new();
+        let segments: Vec<&Segment> = self
+            .services
+            .iter()
+            .filter(|(service, _)| {
+                q.service.as_deref().is_none_or(|s| s == service.as_str())
+                    && q.services.as_ref().is_none_or(|s| s.contains(service))
+            })
+            .map(|(_, segment)| segment.as_ref())
+            .collect();
+        for (n, segment) in segments.iter().enumerate() {
+            segment.candidates(finder.as_ref(), |i| {
+                let row = &segment.rows[i];
+                if selected(&row.item, q) {
+                    if let Some(s) = score(&segment.fields(row), &terms, longest) {
+                        matches.push((rounded(s), n, i));
+                    }
+                }
+            });
+        }
+        let total = matches.len();
+        let order = |a: &(f64, usize, usize), b: &(f64, usize, usize)| -> Ordering {
+            b.0.total_cmp(&a.0)
+                .then_with(|| a.1.cmp(&b.1))
+                .then_with(|| a.2.cmp(&b.2))
+        };
+        if matches.len() > q.max_results {
+            if q.max_results > 0 {
+                matches.select_nth_unstable_by(q.max_results - 1, order);
+            }
+            matches.truncate(q.max_results);
+        }
+        matches.sort_by(order);
+        let hits = matches
+            .into_iter()
+            .map(|(score, n, i)| hit(segments[n].rows[i].item.clone(), score))
+            .collect();
+        (hits, total)
+    }
+}
+
+impl Segment {
+    fn new(mut items: Vec<ConfigItem>) -> Self {
         items.sort_by(|a, b| a.service.cmp(&b.service).then_with(|| a.key.cmp(&b.key)));
         let mut text = String::new();
         let mut starts = Vec::with_capacity(items.len());
@@ -164,12 +268,8 @@ impl IndexSnapshot {
                 Indexed { item, start, ends }
             })
             .collect();
-        Self {
-            generation,
-            rows,
-            text,
-            starts,
-        }
+        text.shrink_to_fit();
+        Self { rows, text, starts }
     }
 
     fn fields(&self, row: &Indexed) -> Fields<'_> {
@@ -183,58 +283,31 @@ impl IndexSnapshot {
         }
     }
 
-    /// Filters and scores the rows; returns the best `max_results` hits,
-    /// ordered by score, then service and key, and the number of matches.
-    fn rank(&self, q: &SearchQuery) -> (Vec<SearchHit>, usize) {
-        let terms: Vec<String> = q.query.split_whitespace().map(str::to_lowercase).collect();
-        let mut matches: Vec<(f64, usize)> = Vec::new();
-        let longest = terms.iter().map(String::as_str).max_by_key(|t| t.len());
-        let mut consider = |i: usize| {
-            let row = &self.rows[i];
-            if selected(&row.item, q) {
-                if let Some(s) = score(&self.fields(row), &terms, longest) {
-                    matches.push((rounded(s), i));
-                }
-            }
+    /// Calls `consider` with every row that may match: all rows without a
+    /// term, else the rows whose text contains the longest term (one scan).
+    fn candidates(
+        &self,
+        finder: Option<&memchr::memmem::Finder<'_>>,
+        mut consider: impl FnMut(usize),
+    ) {
+        let Some(finder) = finder else {
+            (0..self.rows.len()).for_each(consider);
+            return;
         };
-        match longest {
-            None => (0..self.rows.len()).for_each(consider),
-            Some(longest) => {
-                // Candidates: the rows containing the longest term. Matches
-                // come in text order, so the row is found by walking forward.
-                let finder = memchr::memmem::Finder::new(longest.as_bytes());
-                let haystack = self.text.as_bytes();
-                let mut row = 0;
-                let mut at = 0;
-                while let Some(found) = haystack.get(at..).and_then(|h| finder.find(h)) {
-                    let pos = at + found;
-                    while self.starts.get(row + 1).is_some_and(|&next| next <= pos) {
-                        row += 1;
-                    }
-                    consider(row);
-                    // Skip the rest of this row's text.
-                    at = self.rows[row].ends[3] + 1;
-                    row += 1;
-                }
+        // Matches come in text order, so the row is found by walking forward.
+        let haystack = self.text.as_bytes();
+        let mut row = 0;
+        let mut at = 0;
+        while let Some(found) = haystack.get(at..).and_then(|h| finder.find(h)) {
+            let pos = at + found;
+            while self.starts.get(row + 1).is_some_and(|&next| next <= pos) {
+                row += 1;
             }
+            consider(row);
+            // Skip the rest of this row's text.
+            at = self.rows[row].ends[3] + 1;
+            row += 1;
         }
-        let total = matches.len();
-        // Rows are in (service, key) order, so the row number breaks ties.
-        let order = |a: &(f64, usize), b: &(f64, usize)| -> Ordering {
-            b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1))
-        };
-        if matches.len() > q.max_results {
-            if q.max_results > 0 {
-                matches.select_nth_unstable_by(q.max_results - 1, order);
-            }
-            matches.truncate(q.max_results);
-        }
-        matches.sort_by(order);
-        let hits = matches
-            .into_iter()
-            .map(|(score, i)| hit(self.rows[i].item.clone(), score))
-            .collect();
-        (hits, total)
     }
 }
 
@@ -530,5 +603,98 @@ mod tests {
         write(&m, 42, version);
         assert!(!found(&m, "173"), "and no longer the old one");
         assert!(found(&m, "42"));
+    }
+
+    #[test]
+    fn a_write_reloads_only_the_changed_services_segment() {
+        let (_d, m) = manager();
+        let tts = ServiceName::parse("tts-worker").unwrap();
+        let before = m.search_index.current(m.store()).unwrap();
+        m.put(
+            &tts,
+            PutRequest {
+                config: json!({ "volume_percent": 12 })
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+                expected_version: Some(1),
+                merge: true,
+                actor: "test".into(),
+                reason: None,
+                change_type: crate::change_type::ChangeType::Update,
+            },
+        )
+        .unwrap();
+        let after = m.search_index.current(m.store()).unwrap();
+        assert!(after.generation > before.generation);
+        assert!(
+            Arc::ptr_eq(&before.services["router"], &after.services["router"]),
+            "an unchanged service keeps its segment"
+        );
+        assert!(!Arc::ptr_eq(
+            &before.services["tts-worker"],
+            &after.services["tts-worker"]
+        ));
+        // And the result is what a full reload gives.
+        let full = IndexSnapshot::new(0, m.store().list_items(None).unwrap());
+        for text in ["12", "volume", ""] {
+            let q = query(text, 200);
+            let got: Vec<(String, String, f64)> = after
+                .rank(&q)
+                .0
+                .into_iter()
+                .map(|h| (h.service, h.key, h.match_score))
+                .collect();
+            let want: Vec<(String, String, f64)> = full
+                .rank(&q)
+                .0
+                .into_iter()
+                .map(|h| (h.service, h.key, h.match_score))
+                .collect();
+            assert_eq!(got, want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn an_index_older_than_the_change_log_reloads_everything() {
+        let (_d, m) = manager();
+        let tts = ServiceName::parse("tts-worker").unwrap();
+        let before = m.search_index.current(m.store()).unwrap();
+        let mut version = 1;
+        for i in 0..=crate::store::ITEMS_CHANGE_LOG as i64 {
+            version = m
+                .put(
+                    &tts,
+                    PutRequest {
+                        config: json!({ "volume_percent": i % 100 })
+                            .as_object()
+                            .cloned()
+                            .unwrap(),
+                        expected_version: Some(version),
+                        merge: true,
+                        actor: "test".into(),
+                        reason: None,
+                        change_type: crate::change_type::ChangeType::Update,
+                    },
+                )
+                .unwrap()
+                .stored
+                .version;
+        }
+        assert!(m.store().items_changed_since(before.generation).is_none());
+        let after = m.search_index.current(m.store()).unwrap();
+        assert!(
+            !Arc::ptr_eq(&before.services["router"], &after.services["router"]),
+            "reloaded from the table"
+        );
+        let hits = m.search(&query("volume_percent", 200)).unwrap().0;
+        let tts_hit = hits
+            .iter()
+            .find(|h| h.service == "tts-worker" && h.key == "volume_percent")
+            .unwrap();
+        assert_eq!(
+            tts_hit.value,
+            Some(json!(crate::store::ITEMS_CHANGE_LOG as i64 % 100))
+        );
     }
 }

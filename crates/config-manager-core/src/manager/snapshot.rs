@@ -14,11 +14,13 @@ use crate::change_type::ChangeType;
 use crate::domain::{Epoch, ServiceName};
 use crate::lkg::{LkgContents, LkgService};
 use crate::schema::SchemaRegistry;
-use crate::store::{ConfigItem, ConfigWrite, SecretChange, Store};
+use crate::store::{ConfigItem, ConfigWrite, SecretChange, Store, StoredConfig};
 
 impl Manager {
     /// Every service's state as LKG contents: stored values with defaults
     /// filled in, plus secrets in their sealed form (never clear text).
+    /// O(all services): for a new snapshot; a write journals
+    /// [`Manager::lkg_entries`] of what it changed.
     pub fn lkg_contents(&self) -> Result<LkgContents> {
         let mut contents = LkgContents::new(self.epoch.clone(), self.schemas.hash());
         let mut sealed: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -32,29 +34,60 @@ impl Manager {
             let Ok(name) = ServiceName::parse(&c.service) else {
                 continue;
             };
-            let mut config = match self.schemas.get(&c.service) {
-                Some(schema) => {
-                    let mut full = schema.with_defaults(&c.config);
-                    for key in schema.secret_keys() {
-                        full.remove(key);
-                    }
-                    full
-                }
-                None => c.config,
-            };
-            if let Some(secrets) = sealed.remove(&c.service) {
-                config.extend(secrets.into_iter().map(|(k, v)| (k, Value::String(v))));
-            }
-            contents.services.insert(
-                name,
-                LkgService {
-                    version: u64::try_from(c.version).unwrap_or(0),
-                    updated_at: c.updated_at,
-                    config,
-                },
-            );
+            let secrets = sealed.remove(&c.service).unwrap_or_default();
+            contents.services.insert(name, self.lkg_entry(c, secrets));
         }
         Ok(contents)
+    }
+
+    /// The LKG entries of `services` as the database holds them now (`None`
+    /// for a service without stored config): what the journal appends after
+    /// a write, O(changed services).
+    pub fn lkg_entries(
+        &self,
+        services: &[String],
+    ) -> Result<Vec<(ServiceName, Option<LkgService>)>> {
+        let mut out = Vec::with_capacity(services.len());
+        for service in services {
+            let Ok(name) = ServiceName::parse(service) else {
+                continue;
+            };
+            let entry = match self.store.get_config(&name) {
+                Ok(c) => {
+                    let secrets = self
+                        .store
+                        .list_secrets(Some(&name))?
+                        .into_iter()
+                        .map(|s| (s.key, s.ciphertext))
+                        .collect();
+                    Some(self.lkg_entry(c, secrets))
+                }
+                Err(crate::store::StoreError::NotFound(_)) => None,
+                Err(e) => return Err(e.into()),
+            };
+            out.push((name, entry));
+        }
+        Ok(out)
+    }
+
+    /// One service's entry: stored values with defaults, secrets sealed.
+    fn lkg_entry(&self, c: StoredConfig, sealed: BTreeMap<String, String>) -> LkgService {
+        let mut config = match self.schemas.get(&c.service) {
+            Some(schema) => {
+                let mut full = schema.with_defaults(&c.config);
+                for key in schema.secret_keys() {
+                    full.remove(key);
+                }
+                full
+            }
+            None => c.config,
+        };
+        config.extend(sealed.into_iter().map(|(k, v)| (k, Value::String(v))));
+        LkgService {
+            version: u64::try_from(c.version).unwrap_or(0),
+            updated_at: c.updated_at,
+            config,
+        }
     }
 }
 

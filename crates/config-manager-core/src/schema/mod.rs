@@ -38,6 +38,17 @@
 //! property, and refuses a schema whose own defaults fail it: such a schema
 //! could never produce a saveable configuration.
 //!
+//! Compiled validators are not kept per schema: [`validators`] holds the
+//! most recently used ones (`CONFIG_SCHEMA_CACHE_SIZE`, default 256) and a
+//! schema compiles its own again when it was evicted. At start-up the
+//! service loads `CONFIG_SCHEMA_DIR` with [`SchemaRegistry::load_dir_deferred`]
+//! (every check but the two that need a validator) and then
+//! [`SchemaRegistry::check_pending`]: when the database recorded this very
+//! schema set (same [`SchemaRegistry::hash`]), every schema in it passed
+//! those checks when the hash was recorded, so nothing is compiled;
+//! otherwise every deferred schema is compiled and checked before the
+//! database is opened, as before.
+//!
 //! # Validation errors
 //!
 //! [`ServiceSchema::validate`] reports every failing field as a [`FieldError`]
@@ -76,6 +87,7 @@ pub mod error;
 mod field;
 mod registry;
 mod service_schema;
+pub mod validators;
 pub(crate) use service_schema::json_type_name;
 
 #[cfg(test)]

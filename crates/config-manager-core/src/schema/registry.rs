@@ -48,6 +48,9 @@ pub struct SchemaRegistry {
     /// write records it, and at 1,000 services computing it was half the
     /// cost of a write (docs/performance.md). Reset by every mutation.
     hash: OnceLock<String>,
+    /// Schemas loaded by [`SchemaRegistry::load_dir_deferred`] whose
+    /// validator-based checks have not run yet, with their files.
+    pending: Arc<Vec<(ServiceName, PathBuf)>>,
 }
 
 impl SchemaRegistry {
@@ -83,6 +86,72 @@ impl SchemaRegistry {
     /// [`MAX_SCHEMA_FILE_BYTES`], it is not JSON, or [`ServiceSchema::compile`]
     /// rejects it.
     pub fn load_dir(&mut self, dir: &Path) -> Result<Vec<ServiceName>, SchemaError> {
+        self.load_dir_with(dir, true)
+    }
+
+    /// [`SchemaRegistry::load_dir`] without compiling: each file gets every
+    /// check except the two that need a compiled validator (see
+    /// [`ServiceSchema::from_json_str_deferred`]); those are owed until
+    /// [`SchemaRegistry::check_pending`]. Start-up then compiles nothing
+    /// when the database recorded this very schema set.
+    pub fn load_dir_deferred(&mut self, dir: &Path) -> Result<Vec<ServiceName>, SchemaError> {
+        self.load_dir_with(dir, false)
+    }
+
+    /// Runs the checks [`SchemaRegistry::load_dir_deferred`] left out,
+    /// unless `recorded_hash` (the hash the database last recorded) equals
+    /// this set's [`SchemaRegistry::hash`]: a hash is recorded only after
+    /// every schema of its set passed them (at that start-up, or at
+    /// registration), and any change of any schema changes the hash.
+    /// Returns how many schemas were checked; an error names the file.
+    pub fn check_pending(&mut self, recorded_hash: Option<&str>) -> Result<usize, SchemaError> {
+        let pending = std::mem::take(Arc::make_mut(&mut self.pending));
+        if pending.is_empty() || recorded_hash == Some(self.hash().as_str()) {
+            return Ok(0);
+        }
+        let checks: Vec<(Arc<ServiceSchema>, &PathBuf)> = pending
+            .iter()
+            .filter_map(|(name, path)| self.get(name.as_str()).map(|s| (s, path)))
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(checks.len() / 16)
+            .max(1);
+        let chunk = checks.len().div_ceil(threads).max(1);
+        let results: Vec<Result<(), SchemaError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = checks
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|(schema, path)| {
+                                schema.check().map_err(|source| SchemaError::InFile {
+                                    path: (*path).clone(),
+                                    source: Box::new(source),
+                                })
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| {
+                    w.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        Ok(checks.len())
+    }
+
+    /// Schemas whose validator-based checks are still owed.
+    pub fn pending_checks(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn load_dir_with(&mut self, dir: &Path, check: bool) -> Result<Vec<ServiceName>, SchemaError> {
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| SchemaError::Io { path, source }
@@ -108,7 +177,8 @@ impl SchemaRegistry {
             let workers: Vec<_> = paths
                 .chunks(chunk)
                 .map(|part| {
-                    scope.spawn(move || part.iter().map(|p| load_file(p)).collect::<Vec<_>>())
+                    scope
+                        .spawn(move || part.iter().map(|p| load_file(p, check)).collect::<Vec<_>>())
                 })
                 .collect();
             workers
@@ -123,6 +193,14 @@ impl SchemaRegistry {
         let names = loaded.iter().map(|s| s.name().clone()).collect();
         for schema in loaded {
             self.register(schema);
+        }
+        if !check {
+            Arc::make_mut(&mut self.pending).extend(
+                paths
+                    .iter()
+                    .zip(&names)
+                    .map(|(path, name): (&PathBuf, &ServiceName)| (name.clone(), path.clone())),
+            );
         }
         Ok(names)
     }
@@ -190,20 +268,18 @@ impl SchemaRegistry {
 
     fn compute_hash(&self) -> String {
         let mut hasher = Sha256::new();
-        let mut buf = String::new();
         for (name, schema) in self.schemas.iter() {
-            buf.clear();
-            write_sorted_json(schema.document(), &mut buf);
             hasher.update(name.as_bytes());
             hasher.update(b"\n");
-            hasher.update(buf.as_bytes());
+            // Already compact with sorted keys (`write_sorted_json`).
+            hasher.update(schema.document_text().as_bytes());
             hasher.update(b"\n");
         }
         hex::encode(hasher.finalize())
     }
 }
 
-fn load_file(path: &Path) -> Result<ServiceSchema, SchemaError> {
+fn load_file(path: &Path, check: bool) -> Result<ServiceSchema, SchemaError> {
     let bad = |reason: String| SchemaError::BadFile {
         path: path.to_path_buf(),
         reason,
@@ -237,7 +313,12 @@ fn load_file(path: &Path) -> Result<ServiceSchema, SchemaError> {
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
         return Err(bad(format!("not valid JSON: {e}")));
     }
-    ServiceSchema::from_json_str(name, &text).map_err(|source| SchemaError::InFile {
+    let schema = if check {
+        ServiceSchema::from_json_str(name, &text)
+    } else {
+        ServiceSchema::from_json_str_deferred(name, &text)
+    };
+    schema.map_err(|source| SchemaError::InFile {
         path: path.to_path_buf(),
         source: Box::new(source),
     })
@@ -245,7 +326,7 @@ fn load_file(path: &Path) -> Result<ServiceSchema, SchemaError> {
 
 /// Compact JSON with object keys sorted at every level, independent of whether
 /// `serde_json` was built with `preserve_order`.
-fn write_sorted_json(value: &Value, out: &mut String) {
+pub(super) fn write_sorted_json(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();

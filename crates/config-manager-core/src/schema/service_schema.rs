@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{Draft, ValidationError, Validator};
@@ -17,6 +18,7 @@ use super::env::parse_env_value;
 use super::env_policy::SchemaOrigin;
 use super::error::{truncate_chars, FieldError, SchemaError};
 use super::field::{parse_field, shown_key, FieldMeta, ParsedField};
+use super::validators::Slot;
 
 /// Typed environment overrides of one service, with the variables that were set
 /// but could not be used.
@@ -37,7 +39,10 @@ pub struct EnvOverrides {
 /// does); immutable once built, so a schema change means a new `ServiceSchema`.
 pub struct ServiceSchema {
     name: ServiceName,
-    document: Value,
+    /// The document as compact JSON with keys sorted at every level (what
+    /// the registry hashes). Kept as text, parsed when needed: as a parsed
+    /// `Value` it was ~60 KiB of a 50-field schema's ~110 KiB.
+    document: Box<str>,
     title: String,
     description: String,
     fields: Vec<FieldMeta>,
@@ -45,7 +50,10 @@ pub struct ServiceSchema {
     json_types: Vec<Vec<String>>,
     index: HashMap<String, usize>,
     defaults: Map<String, Value>,
-    validator: Validator,
+    /// The compiled validator's place in the bounded cache
+    /// ([`super::validators`]): compiled when first needed, dropped when
+    /// not used recently.
+    validator: Slot,
     /// Who wrote the schema (decides what its `x-env` fields may read).
     origin: SchemaOrigin,
 }
@@ -72,7 +80,7 @@ impl ServiceSchema {
     /// that its own rules reject: each of those is a schema bug that would
     /// otherwise surface later as unsaveable configurations.
     pub fn compile(name: ServiceName, doc: Value) -> Result<Self, SchemaError> {
-        Self::compile_ordered(name, doc, None)
+        Self::compile_ordered(name, doc, None, true)
     }
 
     /// Parses and compiles a schema from JSON text, keeping the order in which
@@ -82,13 +90,55 @@ impl ServiceSchema {
         let doc: Value = serde_json::from_str(text)
             .map_err(|e| SchemaError::invalid(name.as_str(), format!("not valid JSON: {e}")))?;
         let order = property_order(text);
-        Self::compile_ordered(name, doc, order)
+        Self::compile_ordered(name, doc, order, true)
+    }
+
+    /// [`ServiceSchema::from_json_str`] without the two checks that need a
+    /// compiled validator (the document against its draft's meta-schema, and
+    /// the defaults against the document): the field metadata, the integer
+    /// rule of the defaults and every structural check still run. For
+    /// start-up, where a schema set the database already recorded was
+    /// checked before ([`super::SchemaRegistry::check_pending`]); call
+    /// [`ServiceSchema::check`] before trusting any other.
+    pub fn from_json_str_deferred(name: ServiceName, text: &str) -> Result<Self, SchemaError> {
+        let doc: Value = serde_json::from_str(text)
+            .map_err(|e| SchemaError::invalid(name.as_str(), format!("not valid JSON: {e}")))?;
+        let order = property_order(text);
+        Self::compile_ordered(name, doc, order, false)
+    }
+
+    /// The checks [`ServiceSchema::from_json_str_deferred`] left out:
+    /// compiles the validator (it stays in the cache) and validates the
+    /// defaults with it.
+    pub fn check(&self) -> Result<(), SchemaError> {
+        let service = self.name.as_str();
+        let validator = build_validator(&self.document())
+            .map_err(|e| SchemaError::invalid(service, format!("not a valid JSON Schema: {e}")))?;
+        self.validator.put(Arc::new(validator));
+        self.check_defaults()
+    }
+
+    /// The defaults must satisfy the schema: otherwise it could never
+    /// produce a saveable configuration.
+    fn check_defaults(&self) -> Result<(), SchemaError> {
+        if let Err(errors) = self.validate(&Value::Object(self.defaults.clone())) {
+            let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            return Err(SchemaError::invalid(
+                self.name.as_str(),
+                format!(
+                    "the defaults do not satisfy the schema: {}",
+                    listed.join("; ")
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn compile_ordered(
         name: ServiceName,
         doc: Value,
         order: Option<Vec<String>>,
+        check: bool,
     ) -> Result<Self, SchemaError> {
         let service_owned = name.as_str().to_owned();
         let service = service_owned.as_str();
@@ -115,11 +165,13 @@ impl ServiceSchema {
                 ))
             }
         };
-        let validator = jsonschema::options()
-            .with_draft(Draft::Draft202012)
-            .should_validate_formats(true)
-            .build(&doc)
-            .map_err(|e| SchemaError::invalid(service, format!("not a valid JSON Schema: {e}")))?;
+        let validator = if check {
+            Some(build_validator(&doc).map_err(|e| {
+                SchemaError::invalid(service, format!("not a valid JSON Schema: {e}"))
+            })?)
+        } else {
+            None
+        };
 
         // Document order first, then anything the order did not list.
         let mut keys: Vec<&String> = Vec::with_capacity(props.len());
@@ -152,24 +204,35 @@ impl ServiceSchema {
             json_types.push(types);
         }
 
+        let title = root
+            .get("title")
+            .and_then(Value::as_str)
+            .unwrap_or(service)
+            .to_owned();
+        let description = root
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let mut text = String::new();
+        super::registry::write_sorted_json(&doc, &mut text);
+        let slot = Slot::new();
+        // Cached now (the defaults are checked with it just below; a
+        // start-up that loads more schemas than the cache holds keeps the
+        // last ones).
+        if let Some(validator) = validator {
+            slot.put(Arc::new(validator));
+        }
         let mut schema = Self {
-            title: root
-                .get("title")
-                .and_then(Value::as_str)
-                .unwrap_or(service)
-                .to_owned(),
-            description: root
-                .get("description")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
+            title,
+            description,
             name,
-            document: Value::Null,
+            document: text.into_boxed_str(),
             fields,
             json_types,
             index,
             defaults,
-            validator,
+            validator: slot,
             origin: SchemaOrigin::Operator,
         };
         // Defaults are stored as version 1 of a new service: the same integer
@@ -181,26 +244,22 @@ impl ServiceSchema {
         if let Some(e) = schema.integer_errors(&schema.defaults).first() {
             return Err(SchemaError::invalid(service, format!("the default of {e}")));
         }
-        if let Err(errors) = schema.validate(&Value::Object(schema.defaults.clone())) {
-            let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            return Err(SchemaError::invalid(
-                service,
-                format!(
-                    "the defaults do not satisfy the schema: {}",
-                    listed.join("; ")
-                ),
-            ));
+        if check {
+            schema.check_defaults()?;
         }
-        Ok(Self {
-            document: doc,
-            ..schema
-        })
+        Ok(schema)
     }
 
     /// The same schema marked as written by `origin` (compiled schemas are
     /// the operator's until marked otherwise).
     pub fn with_origin(self, origin: SchemaOrigin) -> Self {
         Self { origin, ..self }
+    }
+
+    /// The id of this schema's place in the validator cache (tests).
+    #[cfg(test)]
+    pub(super) fn validator_slot_id(&self) -> u64 {
+        self.validator.id()
     }
 
     /// Who wrote this schema.
@@ -213,9 +272,15 @@ impl ServiceSchema {
         &self.name
     }
 
-    /// The JSON Schema document as given (served by the API, hashed by the
-    /// registry).
-    pub fn document(&self) -> &Value {
+    /// The JSON Schema document as given (served by the API), parsed from
+    /// [`ServiceSchema::document_text`] on each call.
+    pub fn document(&self) -> Value {
+        serde_json::from_str(&self.document).unwrap_or(Value::Null)
+    }
+
+    /// The document as compact JSON with object keys sorted at every level
+    /// (what [`super::SchemaRegistry::hash`] covers).
+    pub fn document_text(&self) -> &str {
         &self.document
     }
 
@@ -345,8 +410,18 @@ impl ServiceSchema {
                 ),
             )]);
         }
+        let validator = self
+            .validator
+            .get_or_compile(|| build_validator(&self.document()))
+            .map_err(|e| {
+                // Compiled once already when the schema was built.
+                vec![FieldError::new(
+                    "",
+                    format!("the schema no longer compiles: {e}"),
+                )]
+            })?;
         let mut errors = Vec::new();
-        for error in self.validator.iter_errors(config) {
+        for error in validator.iter_errors(config) {
             self.push_errors(&error, &mut errors);
         }
         if errors.is_empty() {
@@ -452,6 +527,15 @@ impl ServiceSchema {
     pub fn env_override_errors(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<FieldError> {
         self.resolve_env(lookup).errors
     }
+}
+
+/// The validator of a schema document (draft 2020-12 unless the document
+/// names another; formats asserted).
+fn build_validator(doc: &Value) -> Result<Validator, ValidationError<'static>> {
+    jsonschema::options()
+        .with_draft(Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(doc)
 }
 
 /// A JSON pointer to `key` below `base`, escaped per RFC 6901. A key longer

@@ -92,7 +92,7 @@ impl Store {
                 .map(|w| save_one(tx, w, epoch.as_str(), &now))
                 .collect()
         })?;
-        self.bump_items_generation();
+        self.bump_items_generation(writes.iter().map(|w| w.service.to_string()).collect());
         Ok(saved)
     }
 

@@ -65,7 +65,15 @@ pub struct Store {
     /// (`config_items`) through this store, so in-memory copies (the
     /// manager's search index) know when to reload.
     items_generation: AtomicU64,
+    /// Which services each recent generation changed, oldest first (at most
+    /// [`ITEMS_CHANGE_LOG`] entries), so the search index reloads only
+    /// those services instead of the whole table.
+    items_changes: Mutex<std::collections::VecDeque<(u64, Vec<String>)>>,
 }
+
+/// Generations whose changed services [`Store::items_changed_since`] can
+/// still tell; an index older than that reloads everything.
+pub const ITEMS_CHANGE_LOG: usize = 1024;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -96,6 +104,7 @@ impl Store {
             writer: Mutex::new(writer),
             readers: ReaderPool::new(path.to_owned()),
             items_generation: AtomicU64::new(0),
+            items_changes: Mutex::default(),
         })
     }
 
@@ -113,6 +122,7 @@ impl Store {
             writer: Mutex::new(writer),
             readers: ReaderPool::new(path.to_owned()),
             items_generation: AtomicU64::new(0),
+            items_changes: Mutex::default(),
         })
     }
 
@@ -127,9 +137,38 @@ impl Store {
         self.items_generation.load(Ordering::Acquire)
     }
 
-    /// Called after such a write committed.
-    pub(crate) fn bump_items_generation(&self) {
-        self.items_generation.fetch_add(1, Ordering::AcqRel);
+    /// Called after such a write of `services` committed.
+    pub(crate) fn bump_items_generation(&self, services: Vec<String>) {
+        let mut log = self.items_changes.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = self.items_generation.fetch_add(1, Ordering::AcqRel) + 1;
+        log.push_back((generation, services));
+        while log.len() > ITEMS_CHANGE_LOG {
+            log.pop_front();
+        }
+    }
+
+    /// The current generation and every service whose search rows changed
+    /// after `generation`; `None` when the change log no longer reaches back
+    /// that far (reload everything). Read it before reading the rows.
+    pub fn items_changed_since(
+        &self,
+        generation: u64,
+    ) -> Option<(u64, std::collections::BTreeSet<String>)> {
+        let log = self.items_changes.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.items_generation.load(Ordering::Acquire);
+        if current == generation {
+            return Some((current, Default::default()));
+        }
+        match log.front() {
+            Some((oldest, _)) if *oldest <= generation + 1 => {}
+            _ => return None,
+        }
+        let changed = log
+            .iter()
+            .filter(|(g, _)| *g > generation)
+            .flat_map(|(_, services)| services.iter().cloned())
+            .collect();
+        Some((current, changed))
     }
 
     /// Runs `f` inside an immediate write transaction on the single writer

@@ -40,6 +40,8 @@ pub fn lkg(env_file: &Path, file: &Path) -> CliResult {
         "config_epoch": contents.config_epoch.as_str(),
         "schema_hash": contents.schema_hash,
         "services": services,
+        // LKG format 2: the records of `<file>.journal` applied over the snapshot.
+        "journal": cache.journal(),
     }))
 }
 

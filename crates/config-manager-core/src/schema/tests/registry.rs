@@ -117,7 +117,7 @@ fn hash_is_stable_and_tracks_content() {
 
     // Any content change changes it.
     let mut changed = a.clone();
-    let mut doc = changed.get("tts-worker").unwrap().document().clone();
+    let mut doc = changed.get("tts-worker").unwrap().document();
     doc["properties"]["volume_percent"]["maximum"] = json!(150);
     changed.register(ServiceSchema::compile(svc("tts-worker"), doc).unwrap());
     assert_ne!(changed.hash(), a.hash());
@@ -144,4 +144,103 @@ fn try_register_refuses_duplicates() {
     );
     assert!(registry.contains("camera") && !registry.contains("../camera"));
     assert!(registry.get("no-such").is_none());
+}
+
+#[test]
+fn deferred_load_owes_the_validator_checks_until_check_pending() {
+    // The two checks that need a compiled validator, deferred: both are
+    // reported by `check_pending` with the file, unless the recorded hash
+    // says this very set was checked before.
+    let cases = [
+        (
+            r#"{"type": "object", "properties": {"a": {"type": "integer", "minimum": "x"}}}"#,
+            "not a valid JSON Schema",
+        ),
+        (
+            r#"{"type": "object", "properties": {"a": {"type": "integer", "default": "x"}}}"#,
+            "defaults do not satisfy",
+        ),
+    ];
+    for (text, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "aaa-good.json", CAMERA);
+        write(dir.path(), "camera.json", text);
+        let mut registry = SchemaRegistry::builtin().unwrap();
+        registry.load_dir_deferred(dir.path()).unwrap();
+        assert_eq!(registry.pending_checks(), 2);
+        let mut unrecorded = registry.clone();
+        let err = unrecorded.check_pending(None).unwrap_err().to_string();
+        assert!(err.contains("camera.json") && err.contains(want), "{err}");
+        let mut other = registry.clone();
+        let err = other.check_pending(Some("another-set")).unwrap_err();
+        assert!(err.to_string().contains(want));
+        // The set the database recorded: nothing to compile.
+        let hash = registry.hash();
+        assert_eq!(registry.check_pending(Some(&hash)).unwrap(), 0);
+        assert_eq!(registry.pending_checks(), 0);
+    }
+}
+
+#[test]
+fn deferred_schemas_validate_like_compiled_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "camera.json", CAMERA);
+    let mut deferred = SchemaRegistry::new();
+    deferred.load_dir_deferred(dir.path()).unwrap();
+    let mut compiled = SchemaRegistry::new();
+    compiled.load_dir(dir.path()).unwrap();
+    assert_eq!(deferred.hash(), compiled.hash());
+    let (d, c) = (
+        deferred.get("camera").unwrap(),
+        compiled.get("camera").unwrap(),
+    );
+    assert_eq!(d.fields(), c.fields());
+    assert_eq!(d.defaults(), c.defaults());
+    for config in [
+        json!({}),
+        json!({"zeta_fps": 30}),
+        json!({"zeta_fps": "fast"}),
+        json!({"nope": 1}),
+    ] {
+        assert_eq!(d.validate(&config), c.validate(&config), "{config}");
+    }
+    assert_eq!(deferred.check_pending(None).unwrap(), 1);
+}
+
+#[test]
+#[ignore = "measurement, run by hand"]
+fn measure_registry_memory() {
+    fn rss_kib() -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        s.lines()
+            .find(|l| l.starts_with("RssAnon:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+    let dir = std::path::Path::new("/tmp/wt18-schemas1k");
+    let before = rss_kib();
+    let mut r = SchemaRegistry::new();
+    r.load_dir_deferred(dir).unwrap();
+    let after = rss_kib();
+    let docs: usize = r.iter().map(|s| s.document_text().len()).sum();
+    eprintln!(
+        "registry of {}: {} KiB anon ({} KiB of compact document text)",
+        r.len(),
+        after - before,
+        docs / 1024
+    );
+    let fields: usize = r.iter().map(|s| s.fields().len()).sum();
+    eprintln!("{fields} fields");
+    let b = rss_kib();
+    let values: Vec<Value> = r.iter().map(|s| s.document()).collect();
+    eprintln!("documents as Value: {} KiB", rss_kib() - b);
+    let b = rss_kib();
+    let metas: Vec<Vec<crate::schema::FieldMeta>> = r.iter().map(|s| s.fields().to_vec()).collect();
+    eprintln!("field metadata: {} KiB", rss_kib() - b);
+    let b = rss_kib();
+    let defaults: Vec<serde_json::Map<String, Value>> = r.iter().map(|s| s.defaults()).collect();
+    eprintln!("defaults: {} KiB", rss_kib() - b);
+    drop((values, metas, defaults));
 }
