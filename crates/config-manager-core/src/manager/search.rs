@@ -53,9 +53,9 @@ impl Manager {
     /// Scores an in-memory copy of the store's search table (lower-cased
     /// once), one segment per service: after a write only the changed
     /// services' segments are reloaded (reading, parsing and lower-casing
-    /// every row per request cost ~25 ms at 1,000 services, and reloading
-    /// every row after each write made the index's cost grow with the
-    /// number of services; docs/performance.md).
+    /// every row per request, and later reloading every row after each
+    /// write, made a query's or a write's cost grow with the number of
+    /// services; the figures are in docs/performance.md).
     pub fn search(&self, q: &SearchQuery) -> Result<(Vec<SearchHit>, usize)> {
         check(q)?;
         let index = self.search_index.current(&self.store)?;

@@ -165,7 +165,7 @@ impl SchemaRegistry {
         }
         paths.sort();
 
-        // Compiling is CPU-bound (~0.5 ms per 50-field schema), so large
+        // Compiling is CPU-bound (docs/performance.md has the cost), so large
         // directories are compiled on every core; errors are still reported
         // for the first bad file in name order.
         let threads = std::thread::available_parallelism()

@@ -6,7 +6,8 @@
 //! validator when it is first needed, and this process-wide cache keeps at
 //! most [`capacity`] of them (least recently used evicted; the service sets it
 //! from `CONFIG_SCHEMA_CACHE_SIZE`, default [`DEFAULT_CAPACITY`]). An evicted
-//! validator is compiled again on its next use (~0.5 ms for 50 fields).
+//! validator is compiled again on its next use (its cost is in
+//! docs/performance.md).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
