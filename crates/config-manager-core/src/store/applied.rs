@@ -1,0 +1,163 @@
+//! The latest applied-state report per running instance (`applied_state`),
+//! so the operator's view of which instance runs which version survives a
+//! restart of the manager. The manager writes it in batches (only the latest
+//! report of each instance), never one row per MQTT message.
+
+use rusqlite::params;
+
+use super::{audit, NewAudit, Result, Store};
+use crate::audit::{AuditAction, AuditOutcome};
+use crate::domain::now_rfc3339;
+
+/// One stored report: the validated JSON and when the manager received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredApplied {
+    pub service: String,
+    pub instance_id: String,
+    /// The report as JSON (`AppliedReport::to_json`).
+    pub report: String,
+    /// RFC 3339 UTC, the manager's clock.
+    pub received_at: String,
+}
+
+/// One change of a batch: a report to keep, or an instance to forget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppliedChange {
+    Upsert(StoredApplied),
+    Remove { service: String, instance_id: String },
+}
+
+impl Store {
+    /// Every stored report, by service and instance.
+    pub fn list_applied(&self) -> Result<Vec<StoredApplied>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT service, instance_id, report, received_at FROM applied_state
+                 ORDER BY service, instance_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(StoredApplied {
+                    service: r.get(0)?,
+                    instance_id: r.get(1)?,
+                    report: r.get(2)?,
+                    received_at: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    /// Applies a batch of changes in one transaction (one fsync for the
+    /// whole batch). Not audited: these are reports from the services, not
+    /// operator actions.
+    pub fn save_applied(&self, changes: &[AppliedChange]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO applied_state (service, instance_id, report, received_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (service, instance_id) DO UPDATE SET
+                     report = excluded.report, received_at = excluded.received_at",
+            )?;
+            let mut remove = tx.prepare_cached(
+                "DELETE FROM applied_state WHERE service = ?1 AND instance_id = ?2",
+            )?;
+            for change in changes {
+                match change {
+                    AppliedChange::Upsert(s) => {
+                        upsert.execute(params![
+                            s.service,
+                            s.instance_id,
+                            s.report,
+                            s.received_at
+                        ])?;
+                    }
+                    AppliedChange::Remove {
+                        service,
+                        instance_id,
+                    } => {
+                        remove.execute(params![service, instance_id])?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Forgets one instance on an operator's request, audited. Returns
+    /// whether a row was there.
+    pub fn forget_applied(&self, service: &str, instance_id: &str, actor: &str) -> Result<bool> {
+        self.write(|tx| {
+            let removed = tx.execute(
+                "DELETE FROM applied_state WHERE service = ?1 AND instance_id = ?2",
+                params![service, instance_id],
+            )?;
+            audit::insert(
+                tx,
+                &NewAudit {
+                    actor: actor.into(),
+                    action: AuditAction::InstanceForget,
+                    target: Some(format!("{service}/{instance_id}")),
+                    outcome: AuditOutcome::Ok,
+                    detail: None,
+                },
+                &now_rfc3339(),
+            )?;
+            Ok(removed > 0)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn row(service: &str, instance: &str, report: &str) -> StoredApplied {
+        StoredApplied {
+            service: service.into(),
+            instance_id: instance.into(),
+            report: report.into(),
+            received_at: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn batches_keep_the_latest_and_forget_audits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("c.db")).unwrap();
+        assert!(store.list_applied().unwrap().is_empty());
+        store
+            .save_applied(&[
+                AppliedChange::Upsert(row("tts-worker", "a", "{\"v\":1}")),
+                AppliedChange::Upsert(row("tts-worker", "b", "{\"v\":1}")),
+                AppliedChange::Upsert(row("tts-worker", "a", "{\"v\":2}")),
+            ])
+            .unwrap();
+        let rows = store.list_applied().unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].report, "{\"v\":2}");
+        store
+            .save_applied(&[AppliedChange::Remove {
+                service: "tts-worker".into(),
+                instance_id: "b".into(),
+            }])
+            .unwrap();
+        assert_eq!(store.list_applied().unwrap().len(), 1);
+        assert!(store.forget_applied("tts-worker", "a", "admin").unwrap());
+        assert!(!store.forget_applied("tts-worker", "a", "admin").unwrap());
+        assert!(store.list_applied().unwrap().is_empty());
+        let audit = store
+            .list_audit(&crate::store::AuditFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(audit
+            .iter()
+            .any(|e| e.action == "instance.forget" && e.target.as_deref() == Some("tts-worker/a")));
+    }
+}
