@@ -190,6 +190,8 @@ pub struct Settings {
     pub http_limits: crate::http::server::ServerLimits,
     /// Login rate limit and audit aggregation/retention (`http::guard`).
     pub guard: crate::http::guard::GuardSettings,
+    /// Caps of the applied-state board (`service::applied`).
+    pub applied_limits: crate::service::applied::AppliedLimits,
 }
 
 /// A string that never shows in `Debug` output or logs.
@@ -297,6 +299,22 @@ impl Settings {
             audit_retention_days: ranged(env, "CONFIG_AUDIT_RETENTION_DAYS", 90, 0, 36_500)?,
             audit_max_rows: ranged(env, "CONFIG_AUDIT_MAX_ROWS", 100_000, 0, 100_000_000)?,
         };
+        let applied_limits = crate::service::applied::AppliedLimits {
+            max_per_service: ranged(
+                env,
+                "CONFIG_APPLIED_MAX_INSTANCES_PER_SERVICE",
+                crate::service::applied::DEFAULT_MAX_PER_SERVICE,
+                1,
+                10_000,
+            )?,
+            max_total: ranged(
+                env,
+                "CONFIG_APPLIED_MAX_INSTANCES",
+                crate::service::applied::DEFAULT_MAX_TOTAL,
+                1,
+                1_000_000,
+            )?,
+        };
         let db_path = db_path_from(env);
         let backup = crate::backup::BackupSettings::from_env(env, &db_path)?;
         Ok(Self {
@@ -323,6 +341,7 @@ impl Settings {
             env_allow,
             http_limits,
             guard,
+            applied_limits,
         })
     }
 
@@ -447,6 +466,8 @@ pub const ALL_VARIABLES: &[&str] = &[
     "CONFIG_AUDIT_DENIAL_WINDOW_SECS",
     "CONFIG_AUDIT_RETENTION_DAYS",
     "CONFIG_AUDIT_MAX_ROWS",
+    "CONFIG_APPLIED_MAX_INSTANCES_PER_SERVICE",
+    "CONFIG_APPLIED_MAX_INSTANCES",
     "LITESTREAM_MODE",
     "LITESTREAM_BIN",
     "LITESTREAM_ENDPOINT",

@@ -27,7 +27,34 @@ pub enum AppliedChange {
     Remove { service: String, instance_id: String },
 }
 
+/// A service's current version and when it was written, without its
+/// configuration (cheap: no JSON to parse).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentVersion {
+    pub service: String,
+    pub version: i64,
+    pub updated_at: String,
+}
+
 impl Store {
+    /// The current version of every service with a stored configuration
+    /// (what desired-vs-applied compares with).
+    pub fn list_current_versions(&self) -> Result<Vec<CurrentVersion>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT service, version, updated_at FROM configs ORDER BY service",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(CurrentVersion {
+                    service: r.get(0)?,
+                    version: r.get(1)?,
+                    updated_at: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
     /// Every stored report, by service and instance.
     pub fn list_applied(&self) -> Result<Vec<StoredApplied>> {
         self.read(|c| {

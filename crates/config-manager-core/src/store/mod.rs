@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-pub use applied::{AppliedChange, StoredApplied};
+pub use applied::{AppliedChange, CurrentVersion, StoredApplied};
 pub use audit::{AuditEntry, AuditFilter, NewAudit};
 pub use configs::{ConfigItem, ConfigWrite, StoredConfig, VersionSnapshot};
 pub use epoch_file::{
