@@ -107,6 +107,7 @@ impl AppState {
             settings.lkg_keys.clone(),
         ));
         let guard = settings.guard;
+        let applied_limits = settings.applied_limits;
         Self {
             inner: Arc::new(Inner {
                 manager: RwLock::new(manager.map(Arc::new)),
@@ -127,7 +128,7 @@ impl AppState {
                 ),
                 started: Instant::now(),
                 metrics: Metrics::new(),
-                applied: crate::service::applied::AppliedBoard::new(settings.applied_limits),
+                applied: crate::service::applied::AppliedBoard::new(applied_limits),
             }),
         }
     }
