@@ -105,8 +105,14 @@ async fn tabs_show_sync_dots_and_the_service_page_follows_a_save_to_its_instance
     b.type_into("#login-token", WRITE_TOKEN).await;
     b.click("#login-submit").await;
     b.wait_js(
+        "the first service form",
+        "return !!document.querySelector('#service-form')",
+    )
+    .await;
+    b.click("#tab-tts-worker").await;
+    b.wait_js(
         "the tts-worker form",
-        "return document.querySelector('#service-title')?.textContent === 'tts-worker'",
+        "return document.querySelector('#service-title')?.textContent === 'tts-worker' && !!document.querySelector('#instances')",
     )
     .await;
     assert_eq!(sync_dot(&b, "tts-worker").await, "in_sync");
