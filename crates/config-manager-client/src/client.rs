@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use config_manager_core::applied::{applied_topic, AppliedReport};
 use config_manager_core::envelope::config_topic;
 use config_manager_core::envelope::freshness::AppliedState;
 use serde::de::DeserializeOwned;
@@ -12,8 +13,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::counters::{CounterSnapshot, Counters};
-use crate::mqtt::{self, MqttTask};
+use crate::mqtt::{self, MqttTask, Reporting};
 use crate::pipeline::{Callback, PipelineConfig, UpdatePipeline};
+use crate::report::Reporter;
 use crate::settings::ClientSettings;
 use crate::startup::{load_initial, ConfigSource};
 use crate::ClientError;
@@ -84,6 +86,13 @@ impl<T: DeserializeOwned + Send + Sync + 'static> ClientBuilder<T> {
         }
         let initial = load_initial(&settings, self.defaults).await?;
         let counters = Arc::new(Counters::default());
+        let reporter = Reporter::new(
+            settings.service.clone(),
+            settings.effective_instance_id(),
+            initial.applied.as_ref(),
+            time::OffsetDateTime::now_utc(),
+        );
+        let (reports, reports_rx) = watch::channel(reporter.current().cloned());
         let (snapshots, rx) = watch::channel(Snapshot {
             config: Arc::clone(&initial.config),
             applied: initial.applied.clone(),
@@ -98,12 +107,16 @@ impl<T: DeserializeOwned + Send + Sync + 'static> ClientBuilder<T> {
                     .mqtt_client_id
                     .clone()
                     .unwrap_or_else(|| mqtt::default_client_id(settings.service.as_str()));
-                let opts = mqtt::options(
+                let mut opts = mqtt::options(
                     endpoint,
                     client_id,
                     settings.mqtt_keep_alive,
                     settings.max_payload_bytes,
                 )?;
+                let report_topic = applied_topic(&settings.service, reporter.instance());
+                if settings.report_applied {
+                    opts.set_last_will(mqtt::last_will(&report_topic, &reporter.offline()));
+                }
                 let (client, eventloop) = rumqttc::AsyncClient::new(opts, 16);
                 let pipeline = UpdatePipeline::new(PipelineConfig {
                     service: settings.service.clone(),
@@ -124,12 +137,22 @@ impl<T: DeserializeOwned + Send + Sync + 'static> ClientBuilder<T> {
                     snapshots,
                     connected: Arc::clone(&connected),
                     shutdown: shutdown_rx,
+                    reporting: Reporting {
+                        pending: reporter.current().is_some(),
+                        reporter,
+                        topic: report_topic,
+                        publish: settings.report_applied,
+                        last: reports,
+                        counters: Arc::clone(&counters),
+                        failure_logged: false,
+                    },
                 };
                 Some(tokio::spawn(task.run()))
             }
         };
         Ok(Client {
             rx,
+            reports: reports_rx,
             counters,
             connected,
             shutdown,
@@ -142,6 +165,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> ClientBuilder<T> {
 /// also waits for it.
 pub struct Client<T> {
     rx: watch::Receiver<Snapshot<T>>,
+    reports: watch::Receiver<Option<AppliedReport>>,
     counters: Arc<Counters>,
     connected: Arc<AtomicBool>,
     shutdown: watch::Sender<bool>,
@@ -182,6 +206,20 @@ impl<T> Client<T> {
     /// A receiver that is notified after each applied update.
     pub fn subscribe(&self) -> watch::Receiver<Snapshot<T>> {
         self.rx.clone()
+    }
+
+    /// The applied-state report describing this instance now (what it
+    /// published, or would publish with `CONFIG_REPORT_APPLIED=0` or without
+    /// MQTT): `applied` with the version in force, or `rejected` after a
+    /// refused update. `None` while it runs on defaults and nothing was
+    /// refused (the contract publishes nothing then).
+    pub fn last_report(&self) -> Option<AppliedReport> {
+        self.reports.borrow().clone()
+    }
+
+    /// A receiver notified whenever [`Client::last_report`] changes.
+    pub fn subscribe_reports(&self) -> watch::Receiver<Option<AppliedReport>> {
+        self.reports.clone()
     }
 
     /// Applied / ignored / rejected-by-reason counts so far.

@@ -11,6 +11,8 @@ use std::sync::{Mutex, PoisonError};
 pub struct Counters {
     applied: AtomicU64,
     ignored: AtomicU64,
+    reports_published: AtomicU64,
+    report_failures: AtomicU64,
     rejected: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -21,6 +23,11 @@ pub struct CounterSnapshot {
     pub applied: u64,
     /// Re-issues of the applied version, dropped quietly.
     pub ignored: u64,
+    /// Applied-state reports handed to the MQTT connection.
+    pub reports_published: u64,
+    /// Applied-state reports that could not be queued (connection queue
+    /// full); config delivery goes on, and the latest report is retried.
+    pub report_failures: u64,
     /// Rejected updates by reason label (`bad_signature`, `replay`, …).
     pub rejected: BTreeMap<&'static str, u64>,
 }
@@ -45,6 +52,14 @@ impl Counters {
         self.ignored.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn record_report_published(&self) {
+        self.reports_published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_report_failure(&self) {
+        self.report_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn record_rejected(&self, label: &'static str) {
         let mut map = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
         *map.entry(label).or_default() += 1;
@@ -54,6 +69,8 @@ impl Counters {
         CounterSnapshot {
             applied: self.applied.load(Ordering::Relaxed),
             ignored: self.ignored.load(Ordering::Relaxed),
+            reports_published: self.reports_published.load(Ordering::Relaxed),
+            report_failures: self.report_failures.load(Ordering::Relaxed),
             rejected: self
                 .rejected
                 .lock()

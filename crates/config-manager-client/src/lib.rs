@@ -32,6 +32,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Applied state: after the start-up load and after every applied or refused
+//! update, the client publishes a retained report on
+//! `system/config/<service>/applied/<instance_id>` (`contracts/README.md`,
+//! "Applied state"), with an MQTT last will saying `offline`, so operators see
+//! which version each instance runs. [`Client::last_report`] returns it;
+//! `CONFIG_INSTANCE_ID` names the instance (default: host name + service) and
+//! `CONFIG_REPORT_APPLIED=0` turns publishing off.
+//!
 //! Secrets: MQTT payloads leave secret fields out (the key is absent;
 //! `docs/mqtt.md`). A service that needs its secrets uses a service-scoped
 //! token for the REST load; later MQTT updates that omit a secret (or show it
@@ -45,8 +53,10 @@ pub mod settings;
 mod startup;
 
 mod mqtt;
+pub mod report;
 
 pub use client::{Client, ClientBuilder, Snapshot};
+pub use config_manager_core::applied::{AppliedReport, AppliedStatus, InstanceId};
 pub use config_manager_core::envelope::freshness::{AppliedState, FreshnessPolicy};
 pub use counters::CounterSnapshot;
 pub use mqtt::tls_config;

@@ -4,26 +4,42 @@
 //! Choices: clean session (nothing is queued for us while away; the retained
 //! message gives the current config on every (re)connect), QoS 1 subscription,
 //! a random client-id suffix, reconnect with exponential backoff (1 s to 30 s).
+//!
+//! Applied-state reports (`contracts/README.md`, "Applied state"): the task
+//! publishes the instance's current report retained at QoS 1 after every
+//! (re)connect and whenever it changes, keeps the connection's last will equal
+//! to the `offline` form of what it runs (rumqttc sends the options' will on
+//! each reconnect, so the will follows every applied version), and publishes
+//! `offline` itself on a clean stop before it disconnects. A report that cannot
+//! be queued is counted and retried; it never holds up config delivery.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use config_manager_core::applied::AppliedReport;
 use rand::RngCore as _;
 use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration,
+    Transport,
 };
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
+use crate::counters::Counters;
 use crate::mqtt_url::MqttEndpoint;
 use crate::pipeline::{Callback, Outcome, UpdatePipeline};
+use crate::report::Reporter;
 use crate::startup::ConfigSource;
 use crate::{ClientError, Snapshot};
 
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a clean stop waits to hand the `offline` report and the
+/// DISCONNECT to the broker before it drops the connection (the broker then
+/// publishes the will, which says `offline` too).
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Builds rumqttc options. The incoming packet limit is well above the payload
 /// limit, so an oversized message is rejected (and counted) by the pipeline
@@ -97,6 +113,65 @@ pub(crate) fn default_client_id(service: &str) -> String {
     format!("{service}-cfg-{:08x}", rand::rngs::OsRng.next_u32())
 }
 
+/// The last will for `report` (its `offline` form, retained, QoS 1).
+pub(crate) fn last_will(topic: &str, offline: &AppliedReport) -> LastWill {
+    LastWill::new(topic, offline.to_json(), QoS::AtLeastOnce, true)
+}
+
+/// The reporting half of the task.
+pub(crate) struct Reporting {
+    pub reporter: Reporter,
+    /// `system/config/<service>/applied/<instance_id>`.
+    pub topic: String,
+    /// `false` with `CONFIG_REPORT_APPLIED=0`: reports are built (for
+    /// [`crate::Client::last_report`]) but never published.
+    pub publish: bool,
+    /// The report describing the instance now, for [`crate::Client::last_report`].
+    pub last: watch::Sender<Option<AppliedReport>>,
+    pub counters: Arc<Counters>,
+    /// The current report still has to be published (changed, or reconnected).
+    pub pending: bool,
+    /// A failure was already logged for the pending report.
+    pub failure_logged: bool,
+}
+
+impl Reporting {
+    /// Queues the current report if one is pending; counts a full queue and
+    /// leaves it pending for the next turn of the loop.
+    fn flush(&mut self, client: &AsyncClient) {
+        if !self.pending || !self.publish {
+            self.pending = false;
+            return;
+        }
+        let Some(report) = self.reporter.current() else {
+            self.pending = false;
+            return;
+        };
+        match client.try_publish(self.topic.clone(), QoS::AtLeastOnce, true, report.to_json()) {
+            Ok(()) => {
+                self.counters.record_report_published();
+                self.pending = false;
+                self.failure_logged = false;
+            }
+            Err(error) => {
+                self.counters.record_report_failure();
+                if !self.failure_logged {
+                    tracing::warn!(%error, topic = %self.topic, "could not queue the applied-state report; will retry");
+                    self.failure_logged = true;
+                }
+            }
+        }
+    }
+
+    /// A new current report (or none changed when `report` is `None`).
+    fn changed(&mut self, report: Option<AppliedReport>) {
+        if let Some(report) = report {
+            self.last.send_replace(Some(report));
+            self.pending = true;
+        }
+    }
+}
+
 /// Everything the loop needs; the loop owns it.
 pub(crate) struct MqttTask<T> {
     pub client: AsyncClient,
@@ -107,6 +182,7 @@ pub(crate) struct MqttTask<T> {
     pub snapshots: watch::Sender<Snapshot<T>>,
     pub connected: Arc<AtomicBool>,
     pub shutdown: watch::Receiver<bool>,
+    pub reporting: Reporting,
 }
 
 impl<T: DeserializeOwned + Send + Sync + 'static> MqttTask<T> {
@@ -114,11 +190,13 @@ impl<T: DeserializeOwned + Send + Sync + 'static> MqttTask<T> {
     pub(crate) async fn run(mut self) {
         let mut backoff = MIN_BACKOFF;
         loop {
+            if self.reporting.pending && self.connected.load(Ordering::Relaxed) {
+                self.reporting.flush(&self.client);
+            }
             tokio::select! {
                 changed = self.shutdown.changed() => {
                     if changed.is_err() || *self.shutdown.borrow() {
-                        let _ = self.client.try_disconnect();
-                        self.connected.store(false, Ordering::Relaxed);
+                        self.stop().await;
                         return;
                     }
                 }
@@ -130,6 +208,9 @@ impl<T: DeserializeOwned + Send + Sync + 'static> MqttTask<T> {
                         if let Err(error) = self.client.try_subscribe(self.topic.clone(), QoS::AtLeastOnce) {
                             tracing::warn!(%error, "could not queue the subscription");
                         }
+                        // The broker may have published our will meanwhile:
+                        // say again what this instance runs.
+                        self.reporting.pending = self.reporting.reporter.current().is_some();
                     }
                     Ok(Event::Incoming(Packet::Publish(publish))) if publish.topic == self.topic => {
                         self.on_payload(&publish.payload);
@@ -152,12 +233,72 @@ impl<T: DeserializeOwned + Send + Sync + 'static> MqttTask<T> {
     fn on_payload(&mut self, payload: &[u8]) {
         let now = OffsetDateTime::now_utc();
         let outcome = self.pipeline.handle(payload, now, self.callback.as_deref());
-        if let Outcome::Applied { .. } = outcome {
-            self.snapshots.send_replace(Snapshot {
-                config: Arc::clone(self.pipeline.current()),
-                applied: self.pipeline.applied().cloned(),
-                source: ConfigSource::Mqtt,
-            });
+        match outcome {
+            Outcome::Applied { .. } => {
+                self.snapshots.send_replace(Snapshot {
+                    config: Arc::clone(self.pipeline.current()),
+                    applied: self.pipeline.applied().cloned(),
+                    source: ConfigSource::Mqtt,
+                });
+                if let Some(state) = self.pipeline.applied() {
+                    let report = self.reporting.reporter.applied(state, now);
+                    if self.reporting.publish {
+                        let will =
+                            last_will(&self.reporting.topic, &self.reporting.reporter.offline());
+                        self.eventloop.mqtt_options.set_last_will(will);
+                    }
+                    self.reporting.changed(Some(report));
+                }
+            }
+            Outcome::Rejected(reason) => {
+                let report = self
+                    .reporting
+                    .reporter
+                    .rejected(reason.label(), self.pipeline.last_version());
+                self.reporting.changed(report);
+            }
+            Outcome::Ignored(_) => {}
+        }
+    }
+
+    /// A clean stop: `offline` report, DISCONNECT, and polling until both are
+    /// written (at most [`STOP_GRACE`]), so the broker discards the will.
+    async fn stop(&mut self) {
+        let was_connected = self.connected.swap(false, Ordering::Relaxed);
+        if !was_connected {
+            let _ = self.client.try_disconnect();
+            return;
+        }
+        if self.reporting.publish {
+            let offline = self.reporting.reporter.offline();
+            match self.client.try_publish(
+                self.reporting.topic.clone(),
+                QoS::AtLeastOnce,
+                true,
+                offline.to_json(),
+            ) {
+                Ok(()) => self.reporting.counters.record_report_published(),
+                Err(error) => {
+                    self.reporting.counters.record_report_failure();
+                    tracing::warn!(%error, "could not queue the offline report; the broker's will says offline instead");
+                }
+            }
+        }
+        if let Err(error) = self.client.try_disconnect() {
+            tracing::warn!(%error, "could not queue the MQTT disconnect");
+            return;
+        }
+        let flushed = tokio::time::timeout(STOP_GRACE, async {
+            loop {
+                match self.eventloop.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        if flushed.is_err() {
+            tracing::warn!("the MQTT broker did not take the disconnect in time");
         }
     }
 }

@@ -90,6 +90,9 @@ pub struct UpdatePipeline<T> {
     /// The applied config as JSON, for carrying secrets over omitted or masked values.
     raw: Map<String, Value>,
     counters: Arc<Counters>,
+    /// Version named by the last payload, when it parsed and was for this
+    /// service (the `rejected_version` of an applied-state report).
+    last_version: Option<u64>,
 }
 
 impl<T> fmt::Debug for UpdatePipeline<T> {
@@ -128,6 +131,7 @@ impl<T: DeserializeOwned> UpdatePipeline<T> {
             current: config.initial,
             raw: config.initial_raw,
             counters: config.counters,
+            last_version: None,
         }
     }
 
@@ -139,6 +143,13 @@ impl<T: DeserializeOwned> UpdatePipeline<T> {
     /// What the config in force was built from, if versioned.
     pub fn applied(&self) -> Option<&AppliedState> {
         self.applied.as_ref()
+    }
+
+    /// The version the last handled payload named, if it parsed as an
+    /// envelope for this service (authentic or not): what a rejection report
+    /// gives as `rejected_version`.
+    pub fn last_version(&self) -> Option<u64> {
+        self.last_version
     }
 
     /// Runs one received payload through every check, calls `on_change` for a
@@ -180,6 +191,7 @@ impl<T: DeserializeOwned> UpdatePipeline<T> {
         on_change: Option<&Callback<T>>,
     ) -> Outcome {
         let reject = Outcome::Rejected;
+        self.last_version = None;
         let envelope = match Envelope::parse(payload, self.max_payload) {
             Ok(e) => e,
             Err(e) => return reject(RejectReason::Parse(e)),
@@ -190,6 +202,7 @@ impl<T: DeserializeOwned> UpdatePipeline<T> {
                 got: envelope.service.to_string(),
             });
         }
+        self.last_version = Some(envelope.version);
         if let Err(e) = envelope.verify(&self.trusted) {
             return reject(RejectReason::Verify(e));
         }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use config_manager_core::applied::InstanceId;
 use config_manager_core::crypto::mac::MacKey;
 use config_manager_core::crypto::signing::{normalize_pem, TrustedKeys, VerifyingKey};
 use config_manager_core::crypto::KeyId;
@@ -82,6 +83,15 @@ pub struct ClientSettings {
     /// MQTT client id; default `<service>-cfg-<random>`, unique per process so
     /// two instances never disconnect each other.
     pub mqtt_client_id: Option<String>,
+    /// Id of this running instance in applied-state reports; `None` means
+    /// [`InstanceId::default_for`] the host name and the service, which stays
+    /// the same across restarts on one host. Set it when several instances of
+    /// one service run on the same host.
+    pub instance_id: Option<InstanceId>,
+    /// Publish applied-state reports on `system/config/<service>/applied/<instance_id>`
+    /// (with an `offline` last will) so the manager shows what each instance
+    /// runs. On by default; off for a deployment whose broker ACLs forbid it.
+    pub report_applied: bool,
 }
 
 impl ClientSettings {
@@ -99,7 +109,17 @@ impl ClientSettings {
             rest_timeout: Duration::from_secs(5),
             mqtt_keep_alive: Duration::from_secs(30),
             mqtt_client_id: None,
+            instance_id: None,
+            report_applied: true,
         }
+    }
+
+    /// The instance id reports use: the configured one, else the default for
+    /// this host (see [`host_name`]).
+    pub fn effective_instance_id(&self) -> InstanceId {
+        self.instance_id
+            .clone()
+            .unwrap_or_else(|| InstanceId::default_for(&host_name(), &self.service))
     }
 
     /// Reads the process environment:
@@ -115,6 +135,8 @@ impl ClientSettings {
     /// | `CONFIG_LKG_CACHE_PATH`, `LKG_HMAC_KEY_BASE64`, `LKG_HMAC_KEY_ID` | LKG fallback (the id is optional) |
     /// | `CONFIG_MAX_AGE_SECS`, `CONFIG_MAX_SKEW_SECS` | freshness window (300, 60) |
     /// | `CONFIG_ACCEPT_STALE_INITIAL` | `1` to apply a stale first message |
+    /// | `CONFIG_INSTANCE_ID` | this instance's id in applied-state reports (default: host name + service) |
+    /// | `CONFIG_REPORT_APPLIED` | `0` to publish no applied-state reports (default `1`) |
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
     }
@@ -164,14 +186,43 @@ impl ClientSettings {
             );
         }
         if let Some(v) = get("CONFIG_ACCEPT_STALE_INITIAL") {
-            s.freshness.accept_stale_initial = match v.trim() {
-                "1" | "true" | "yes" => true,
-                "0" | "false" | "no" => false,
-                _ => return Err(invalid("CONFIG_ACCEPT_STALE_INITIAL", "expected 1 or 0")),
-            };
+            s.freshness.accept_stale_initial = parse_flag(&v)
+                .ok_or_else(|| invalid("CONFIG_ACCEPT_STALE_INITIAL", "expected 1 or 0"))?;
+        }
+        if let Some(v) = get("CONFIG_INSTANCE_ID") {
+            s.instance_id =
+                Some(InstanceId::parse(v.trim()).map_err(|e| invalid("CONFIG_INSTANCE_ID", e))?);
+        }
+        if let Some(v) = get("CONFIG_REPORT_APPLIED") {
+            s.report_applied = parse_flag(&v)
+                .ok_or_else(|| invalid("CONFIG_REPORT_APPLIED", "expected 1 or 0"))?;
         }
         Ok(s)
     }
+}
+
+fn parse_flag(v: &str) -> Option<bool> {
+    match v.trim() {
+        "1" | "true" | "yes" => Some(true),
+        "0" | "false" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// The host name as the kernel reports it (what Python's
+/// `socket.gethostname()` returns, so both clients derive the same default
+/// instance id), or an empty string when it cannot be read; the default id is
+/// then the service name alone.
+pub fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|path| {
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        })
+        .unwrap_or_default()
 }
 
 /// Reads trusted public keys from PEM text (one or more `PUBLIC KEY` blocks,
@@ -323,5 +374,46 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.to_string(), "LKG_HMAC_KEY_BASE64 is not set");
+    }
+
+    #[test]
+    fn instance_id_and_reporting() {
+        let (a, _) = pem();
+        let base = |extra: &[(&str, &str)]| {
+            let mut pairs = vec![
+                ("SERVICE_NAME", "tts-worker".to_owned()),
+                ("CONFIG_SIGNATURE_PUBLIC_KEY", a.clone()),
+            ];
+            pairs.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+            ClientSettings::from_lookup(lookup(&pairs))
+        };
+        let s = base(&[]).unwrap();
+        assert!(s.report_applied);
+        assert_eq!(s.instance_id, None);
+        let expected = InstanceId::default_for(&host_name(), &s.service);
+        assert_eq!(s.effective_instance_id(), expected);
+        assert!(expected.as_str().ends_with("tts-worker"));
+
+        let s = base(&[
+            ("CONFIG_INSTANCE_ID", " robot-7.tts_1 "),
+            ("CONFIG_REPORT_APPLIED", "0"),
+        ])
+        .unwrap();
+        assert_eq!(s.effective_instance_id().as_str(), "robot-7.tts_1");
+        assert!(!s.report_applied);
+
+        for bad in ["a/b", "-x", "+", "a#", "ä", &"x".repeat(65)] {
+            let err = base(&[("CONFIG_INSTANCE_ID", bad)]).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("CONFIG_INSTANCE_ID is invalid: "),
+                "{bad:?}: {err}"
+            );
+        }
+        let err = base(&[("CONFIG_REPORT_APPLIED", "maybe")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "CONFIG_REPORT_APPLIED is invalid: expected 1 or 0"
+        );
     }
 }

@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use config_manager_client::{
-    Client, ClientError, ClientSettings, ConfigSource, LkgSource, MqttEndpoint, Snapshot,
+    AppliedReport, AppliedStatus, Client, ClientError, ClientSettings, ConfigSource, InstanceId,
+    LkgSource, MqttEndpoint, Snapshot,
 };
+use config_manager_core::applied::parse_applied_topic;
 use config_manager_core::crypto::mac::{MacKey, MacKeyRing};
 use config_manager_core::crypto::signing::{SigningKey, TrustedKeys};
 use config_manager_core::crypto::KeyId;
@@ -392,4 +394,344 @@ async fn lkg_fallback_when_the_manager_is_down() {
         message.contains("REST") && message.contains("HMAC"),
         "{message}"
     );
+}
+
+// ---- Applied-state reports (contracts/README.md, "Applied state") ----
+
+const REPORTS: &str = "system/config/tts-worker/applied/+";
+
+/// A subscriber on every applied-state topic of tts-worker, started before
+/// the clients so it sees each report in order (and the retained ones).
+struct ReportWatcher {
+    rx: tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+}
+
+impl ReportWatcher {
+    async fn start(port: u16) -> Self {
+        let opts = MqttOptions::new(format!("test-sub-{}", rand_suffix()), "127.0.0.1", port);
+        let (client, mut eventloop) = AsyncClient::new(opts, 10);
+        client.subscribe(REPORTS, QoS::AtLeastOnce).await.unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let _client = client;
+            let mut subscribed = Some(subscribed_tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(tx) = subscribed.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), subscribed_rx)
+            .await
+            .expect("SUBACK within 10 s")
+            .unwrap();
+        Self { rx }
+    }
+
+    /// The next report, checked against the contract's parser (the one the
+    /// manager uses) for the instance its topic names.
+    async fn next(&mut self) -> AppliedReport {
+        let (topic, payload) = tokio::time::timeout(Duration::from_secs(10), self.rx.recv())
+            .await
+            .expect("a report within 10 s")
+            .expect("subscriber running");
+        let (service, instance) = parse_applied_topic(&topic).expect("a report topic");
+        AppliedReport::parse(&payload, &service, &instance).unwrap_or_else(|e| {
+            panic!(
+                "invalid report on {topic}: {e}: {}",
+                String::from_utf8_lossy(&payload)
+            )
+        })
+    }
+}
+
+fn assert_report(
+    report: &AppliedReport,
+    instance: &str,
+    status: AppliedStatus,
+    version: Option<u64>,
+    reason: Option<&str>,
+    rejected_version: Option<u64>,
+) {
+    assert_eq!(report.instance_id.as_str(), instance, "{report:?}");
+    assert_eq!(report.status, status, "{report:?}");
+    assert_eq!(report.version, version, "{report:?}");
+    assert_eq!(report.reason.as_deref(), reason, "{report:?}");
+    assert_eq!(report.rejected_version, rejected_version, "{report:?}");
+    assert_eq!(report.client.name, "config-manager-client");
+    assert_eq!(report.service, service());
+    assert_eq!(
+        report.config_epoch.as_ref().map(|e| e.0.as_str()),
+        version.map(|_| EPOCH)
+    );
+}
+
+/// An envelope for `version` whose signature was made by the trusted key over
+/// another config: checksum right, signature wrong (`bad_signature`).
+fn forged(key: &SigningKey, version: u64) -> Vec<u8> {
+    let mut real: Value = serde_json::from_slice(&signed(key, version, 11)).unwrap();
+    let other: Value = serde_json::from_slice(&signed(key, version, 12)).unwrap();
+    real["signature"] = other["signature"].clone();
+    serde_json::to_vec(&real).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_applied_and_each_rejection_then_offline_on_shutdown() {
+    let broker = Broker::start();
+    let mut watcher = ReportWatcher::start(broker.port).await;
+    let key = SigningKey::generate();
+    let topic = config_topic(&service());
+    publish(broker.port, &topic, signed(&key, 3, 30)).await;
+
+    let mut s = settings(&key);
+    s.mqtt = Some(broker.endpoint());
+    s.instance_id = Some(InstanceId::parse("it-1").unwrap());
+    let client = Client::<Tts>::builder(s)
+        .defaults(defaults())
+        .on_change(|c: &Tts| {
+            if c.volume_percent == 13 {
+                Err("unlucky volume".to_owned())
+            } else {
+                Ok(())
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    // Started on defaults: nothing to report until the retained v3 applies.
+    assert_eq!(client.last_report(), None);
+    let report = watcher.next().await;
+    assert_report(&report, "it-1", AppliedStatus::Applied, Some(3), None, None);
+    assert!(report.applied_at.is_some());
+
+    publish(broker.port, &topic, signed(&key, 4, 40)).await;
+    let applied_v4 = watcher.next().await;
+    assert_report(
+        &applied_v4,
+        "it-1",
+        AppliedStatus::Applied,
+        Some(4),
+        None,
+        None,
+    );
+    assert_eq!(client.last_report(), Some(applied_v4.clone()));
+
+    // Each refusal: rejected with the client's label, still running v4.
+    let cases: [(Vec<u8>, &str, Option<u64>); 6] = [
+        (forged(&key, 5), "bad_signature", Some(5)),
+        (
+            signed(&SigningKey::generate(), 5, 50),
+            "unknown_key",
+            Some(5),
+        ),
+        (signed(&key, 3, 30), "replay", Some(3)),
+        // volume_percent is a u8 in the service's model.
+        (signed(&key, 6, 300), "invalid_config", Some(6)),
+        (signed(&key, 7, 13), "callback_failed", Some(7)),
+        (b"{not json".to_vec(), "not_json", None),
+    ];
+    for (payload, label, rejected_version) in cases {
+        publish(broker.port, &topic, payload).await;
+        let report = watcher.next().await;
+        assert_report(
+            &report,
+            "it-1",
+            AppliedStatus::Rejected,
+            Some(4),
+            Some(label),
+            rejected_version,
+        );
+        assert_eq!(report.applied_at, applied_v4.applied_at, "kept v4's time");
+    }
+    assert_eq!(client.current().volume_percent, 40);
+
+    publish(broker.port, &topic, signed(&key, 8, 80)).await;
+    let report = watcher.next().await;
+    assert_report(&report, "it-1", AppliedStatus::Applied, Some(8), None, None);
+    let counters = client.counters();
+    assert_eq!(
+        (counters.reports_published, counters.report_failures),
+        (9, 0)
+    );
+
+    client.shutdown().await;
+    let offline = watcher.next().await;
+    assert_report(
+        &offline,
+        "it-1",
+        AppliedStatus::Offline,
+        Some(8),
+        None,
+        None,
+    );
+    assert_eq!(offline.applied_at, report.applied_at);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_start_up_is_reported_and_reporting_can_be_turned_off() {
+    let broker = Broker::start();
+    let mut watcher = ReportWatcher::start(broker.port).await;
+    let key = SigningKey::generate();
+    let topic = config_topic(&service());
+    let addr = fake_manager(
+        json!({"service": "tts-worker", "config": config(55), "version": 5, "updated_at": "2026-01-01T00:00:00.000Z", "config_epoch": EPOCH}),
+        "tok-read",
+    )
+    .await;
+    publish(broker.port, &topic, signed(&key, 4, 44)).await;
+    let mut s = settings(&key);
+    s.manager_url = Some(format!("http://{addr}"));
+    s.api_token = Some(config_manager_client::ApiToken::new("tok-read"));
+    s.mqtt = Some(broker.endpoint());
+
+    // Reporting off: the client works (the retained v4 is refused as a
+    // replay) but publishes nothing, and sets no will.
+    let mut off = s.clone();
+    off.report_applied = false;
+    off.instance_id = Some(InstanceId::parse("silent").unwrap());
+    let client = Client::<Tts>::builder(off).start().await.unwrap();
+    wait_rejected(&client, 1).await;
+    assert_eq!(
+        client.last_report().map(|r| r.status),
+        Some(AppliedStatus::Rejected)
+    );
+    assert_eq!(client.counters().reports_published, 0);
+    client.shutdown().await;
+
+    // The default instance id: host name + service.
+    let client = Client::<Tts>::builder(s.clone()).start().await.unwrap();
+    let default_id =
+        InstanceId::default_for(&config_manager_client::settings::host_name(), &service());
+    let first = watcher.next().await;
+    assert_report(
+        &first,
+        default_id.as_str(),
+        AppliedStatus::Applied,
+        Some(5),
+        None,
+        None,
+    );
+    let second = watcher.next().await;
+    assert_report(
+        &second,
+        default_id.as_str(),
+        AppliedStatus::Rejected,
+        Some(5),
+        Some("replay"),
+        Some(4),
+    );
+    client.shutdown().await;
+    let offline = watcher.next().await;
+    assert_report(
+        &offline,
+        default_id.as_str(),
+        AppliedStatus::Offline,
+        Some(5),
+        None,
+        None,
+    );
+}
+
+/// The child half of `killed_instance_goes_offline_through_its_last_will`:
+/// a client configured from the environment that runs until killed.
+#[tokio::test]
+#[ignore = "run as a child process by killed_instance_goes_offline_through_its_last_will"]
+async fn child_client_process() {
+    if std::env::var_os("CHILD_CLIENT").is_none() {
+        return;
+    }
+    let settings = ClientSettings::from_env().unwrap();
+    let client = Client::<Tts>::builder(settings)
+        .defaults(defaults())
+        .start()
+        .await
+        .unwrap();
+    std::future::pending::<()>().await;
+    drop(client);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_instance_goes_offline_through_its_last_will() {
+    let broker = Broker::start();
+    let mut watcher = ReportWatcher::start(broker.port).await;
+    let key = SigningKey::generate();
+    let topic = config_topic(&service());
+    // The child starts from an LKG file (version 8), so its will, set when it
+    // connects, names version 8.
+    let dir = tempfile::tempdir().unwrap();
+    let lkg = dir.path().join("lkg.json");
+    let mac = MacKey::generate();
+    write_lkg(
+        &lkg,
+        &MacKeyRing::new(KeyId::parse("lkg-1").unwrap(), mac.clone()),
+        77,
+    );
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_client_process",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("CHILD_CLIENT", "1")
+        .env("SERVICE_NAME", "tts-worker")
+        .env(
+            "CONFIG_SIGNATURE_PUBLIC_KEY",
+            key.verifying_key().to_spki_pem().unwrap(),
+        )
+        .env("MQTT_URL", format!("mqtt://127.0.0.1:{}", broker.port))
+        .env("CONFIG_LKG_CACHE_PATH", &lkg)
+        .env("LKG_HMAC_KEY_BASE64", &*mac.to_base64())
+        .env("CONFIG_INSTANCE_ID", "doomed-1")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = watcher.next().await;
+    assert_report(
+        &started,
+        "doomed-1",
+        AppliedStatus::Applied,
+        Some(8),
+        None,
+        None,
+    );
+    publish(broker.port, &topic, signed(&key, 9, 90)).await;
+    let report = watcher.next().await;
+    assert_report(
+        &report,
+        "doomed-1",
+        AppliedStatus::Applied,
+        Some(9),
+        None,
+        None,
+    );
+
+    // SIGKILL: no chance to say goodbye; the broker publishes the will. MQTT
+    // fixes a will at CONNECT, so it names what ran then (version 8); the
+    // client re-sets it for its next connection.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let will = watcher.next().await;
+    assert_report(
+        &will,
+        "doomed-1",
+        AppliedStatus::Offline,
+        Some(8),
+        None,
+        None,
+    );
+    assert_eq!(will.applied_at, started.applied_at);
 }

@@ -10,6 +10,7 @@ from .keys import TrustedKeys, key_id, load_trusted_keys
 from .library import ConfigLibrary, ConfigSource, build_model
 from .mqtt_url import MqttEndpoint, parse_mqtt_url
 from .pipeline import Counters, Outcome, UpdatePipeline
+from .report import Reporter, build_report, default_instance_id, parse_instance_id
 
 __all__ = [
     "AppliedState",
@@ -25,12 +26,16 @@ __all__ = [
     "NotInitializedError",
     "Outcome",
     "Rejected",
+    "Reporter",
     "SettingsError",
     "TrustedKeys",
     "UpdatePipeline",
     "build_model",
+    "build_report",
     "check_freshness",
+    "default_instance_id",
     "key_id",
     "load_trusted_keys",
+    "parse_instance_id",
     "parse_mqtt_url",
 ]

@@ -35,6 +35,7 @@ from .freshness import AppliedState
 from .keys import TrustedKeys, load_trusted_keys
 from .mqtt import MqttSubscriber, default_client_id
 from .pipeline import Counters, Outcome, UpdatePipeline
+from .report import Reporter, encode
 from .settings import ClientSettings, build_settings
 
 log = logging.getLogger("config_manager_client")
@@ -106,6 +107,7 @@ class ConfigLibrary:
         *,
         manager_url: str | None = None,
         api_token: str | None = None,
+        instance_id: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self._environ: Mapping[str, str] = os.environ if environ is None else environ
@@ -118,6 +120,7 @@ class ConfigLibrary:
             api_token=api_token,
             mqtt_url=mqtt_url,
             cache_path=cache_path,
+            instance_id=instance_id,
             envmap=self._environ,
         )
         self._key_text = signature_public_key
@@ -132,6 +135,9 @@ class ConfigLibrary:
         self._cached: tuple[str, int, str] | None = None
         self._database_available = False
         self.counters = Counters()
+        self._reporter = Reporter(self.settings.service, self.settings.instance_id)
+        #: The current report still has to be published (changed, or reconnected).
+        self._report_pending = False
         #: Set after each payload is handled (for tests and health checks).
         self.last_outcome: Outcome | None = None
 
@@ -161,6 +167,19 @@ class ConfigLibrary:
     @property
     def topic(self) -> str:
         return f"system/config/{self.settings.service}"
+
+    @property
+    def instance_id(self) -> str:
+        """This instance's id in applied-state reports."""
+        return self.settings.instance_id
+
+    @property
+    def last_report(self) -> dict[str, Any] | None:
+        """The applied-state report describing this instance now (published,
+        or built only with ``CONFIG_REPORT_APPLIED=0`` or without MQTT):
+        ``applied`` with the version in force, or ``rejected`` after a refused
+        update; ``None`` while it runs on defaults and nothing was refused."""
+        return self._reporter.current
 
     # ------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> ConfigLibrary:
@@ -210,23 +229,33 @@ class ConfigLibrary:
             raw,
             self.counters,
         )
+        if applied is not None:
+            self._reporter.applied(applied, datetime.now(UTC))
+            self._report_pending = True
         self._queue = asyncio.Queue()
         self._worker = asyncio.create_task(self._run(), name=f"config-updates-{s.service}")
         if s.mqtt is not None:
             self._subscriber = MqttSubscriber(
-                s.mqtt, self.topic, default_client_id(s.service), s.mqtt_keepalive, self._received
+                s.mqtt,
+                self.topic,
+                default_client_id(s.service),
+                s.mqtt_keepalive,
+                self._received,
+                self._reconnected,
             )
+            if s.report_applied:
+                self._subscriber.set_will(self._reporter.topic, encode(self._reporter.offline()))
             self._subscriber.start()
         else:
             log.warning("service=%s has no MQTT_URL: no live updates", s.service)
 
     async def close(self) -> None:
-        if self._subscriber is not None:
-            await self._subscriber.stop()
-            self._subscriber = None
+        """Finishes the updates already received, publishes the ``offline``
+        report (when reporting and connected), then disconnects cleanly, so
+        the broker discards the will."""
         if self._worker is not None and self._queue is not None:
             # Finish what was received (the on-disk copy of an applied update
-            # included), then stop.
+            # and its report included), then stop.
             self._queue.put_nowait(None)
             try:
                 await asyncio.wait_for(asyncio.shield(self._worker), timeout=5)
@@ -235,6 +264,19 @@ class ConfigLibrary:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._worker
             self._worker = None
+        if self._subscriber is not None:
+            if self.settings.report_applied and self._subscriber.connected:
+                info = self._subscriber.publish_retained(
+                    self._reporter.topic, encode(self._reporter.offline())
+                )
+                self.counters.record_report(info is not None)
+                if info is not None:
+                    # The broker has it once acknowledged; bounded so a dead
+                    # broker cannot hold up the stop (its will says offline).
+                    with contextlib.suppress(RuntimeError, ValueError):
+                        await asyncio.to_thread(info.wait_for_publish, 5)
+            await self._subscriber.stop()
+            self._subscriber = None
 
     # ------------------------------------------------------------------ API
     async def get_config(self, config_model: type[T]) -> T:
@@ -340,6 +382,7 @@ class ConfigLibrary:
             )
             self._pipeline.record(outcome)
             self.last_outcome = outcome
+            self._report(outcome, datetime.now(UTC))
         elif self._queue.qsize() >= MAX_QUEUED:
             outcome = Outcome("reject", "overloaded", f"more than {MAX_QUEUED} payloads queued")
             self._pipeline.record(outcome)
@@ -366,9 +409,63 @@ class ConfigLibrary:
             outcome = await self._apply(pipeline, outcome)
         pipeline.record(outcome)
         self.last_outcome = outcome
+        self._report(outcome, now)
         if outcome.envelope is not None and outcome.action in ("apply", "ignore"):
             await self._save(outcome.envelope)
         return outcome
+
+    def _report(self, outcome: Outcome, now: datetime) -> None:
+        """Updates the applied-state report after an outcome and publishes it
+        if it changed; a re-issue (``ignore``) changes nothing."""
+        if outcome.action == "apply":
+            applied = self._require().applied
+            if applied is None:
+                return
+            self._reporter.applied(applied, now)
+            if self._subscriber is not None and self.settings.report_applied:
+                # The will names what runs from the next (re)connect on.
+                self._subscriber.set_will(self._reporter.topic, encode(self._reporter.offline()))
+        elif outcome.action == "reject":
+            version = outcome.version
+            if version is None and outcome.envelope is not None:
+                version = outcome.envelope.version
+            if self._reporter.rejected(outcome.reason, version) is None:
+                return
+        else:
+            return
+        self._report_pending = True
+        self._flush_report()
+
+    def _reconnected(self) -> None:
+        """On the event loop after each (re)connect: say again what runs."""
+        if self._reporter.current is not None:
+            self._report_pending = True
+            self._flush_report()
+
+    def _flush_report(self) -> None:
+        """Publishes the current report if one is pending. Never raises and
+        never blocks: a report that cannot go out now is counted and sent
+        after the next connect; config delivery does not wait for it."""
+        report = self._reporter.current
+        if not self._report_pending or report is None:
+            return
+        if not self.settings.report_applied or self._subscriber is None:
+            self._report_pending = False
+            return
+        if not self._subscriber.connected:
+            return  # sent by _reconnected
+        try:
+            info = self._subscriber.publish_retained(self._reporter.topic, encode(report))
+        except (OSError, ValueError, RuntimeError) as e:
+            log.warning(
+                "service=%s could not publish the applied-state report: %s",
+                self.settings.service,
+                e,
+            )
+            info = None
+        if info is not None:
+            self._report_pending = False
+        self.counters.record_report(info is not None)
 
     async def _apply(self, pipeline: UpdatePipeline, outcome: Outcome) -> Outcome:
         assert outcome.config is not None

@@ -7,6 +7,12 @@ paho's own network thread connects, reconnects with backoff (1 s doubling to
 that is down at start or later never delays ``get_config``. Received payloads
 are handed to the event loop with ``call_soon_threadsafe``; the subscription is
 renewed on every (re)connect (clean sessions).
+
+Applied-state reports go out through the same connection: ``set_will`` before
+``start`` (paho sends the will with every CONNECT, so a will re-set later
+applies from the next reconnect), ``publish_retained`` while connected, and
+``on_connect`` tells the library to say again what it runs after a reconnect
+(the broker may have published the will meanwhile).
 """
 
 from __future__ import annotations
@@ -58,9 +64,11 @@ class MqttSubscriber:
         client_id: str,
         keepalive: int,
         on_payload: Callable[[bytes], None],
+        on_connect: Callable[[], None] | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._topic = topic
+        self._on_connect = on_connect
         self._keepalive = keepalive
         self._on_payload = on_payload
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -75,6 +83,21 @@ class MqttSubscriber:
         self._client.on_connect = self._connected
         self._client.on_disconnect = self._disconnected
         self._client.on_message = self._message
+
+    def set_will(self, topic: str, payload: bytes) -> None:
+        """The retained QoS 1 message the broker publishes if this
+        connection ends without a DISCONNECT; sent with the next CONNECT."""
+        self._client.will_set(topic, payload, qos=1, retain=True)
+
+    def publish_retained(self, topic: str, payload: bytes) -> Any | None:
+        """Queues a retained QoS 1 message if connected; returns paho's
+        ``MQTTMessageInfo``, or ``None`` when it could not be queued (not
+        connected, or paho refused it): the caller retries after the next
+        connect."""
+        if not self.connected:
+            return None
+        info = self._client.publish(topic, payload, qos=1, retain=True)
+        return info if info.rc == paho.MQTT_ERR_SUCCESS else None
 
     def start(self) -> None:
         """Starts the network thread; connecting (and retrying) happens there."""
@@ -98,6 +121,9 @@ class MqttSubscriber:
         self.connected = True
         log.info("connected to the MQTT broker, subscribing to %s", self._topic)
         client.subscribe(self._topic, qos=1)
+        if self._on_connect is not None and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # event loop closed while stopping
+                self._loop.call_soon_threadsafe(self._on_connect)
 
     def _disconnected(self, _client: paho.Client, _userdata: Any, *args: Any) -> None:
         self.connected = False

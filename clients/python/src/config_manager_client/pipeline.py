@@ -32,6 +32,9 @@ class Outcome:
     detail: str = ""
     envelope: env.Envelope | None = None
     config: dict[str, Any] | None = None
+    #: The version the payload named when it parsed as an envelope for this
+    #: service, authentic or not (a rejection report's ``rejected_version``).
+    version: int | None = None
 
 
 @dataclass
@@ -42,6 +45,10 @@ class Counters:
     applied: int = 0
     ignored: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    #: Applied-state reports handed to the MQTT connection.
+    reports_published: int = 0
+    #: Reports that could not be handed over (retried after the next connect).
+    report_failures: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, outcome: Outcome) -> None:
@@ -53,6 +60,13 @@ class Counters:
             else:
                 self.rejected[outcome.reason] += 1
 
+    def record_report(self, published: bool) -> None:
+        with self._lock:
+            if published:
+                self.reports_published += 1
+            else:
+                self.report_failures += 1
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -60,6 +74,8 @@ class Counters:
                 "ignored": self.ignored,
                 "rejected": dict(self.rejected),
                 "rejected_total": sum(self.rejected.values()),
+                "reports_published": self.reports_published,
+                "report_failures": self.report_failures,
             }
 
 
@@ -111,9 +127,12 @@ class UpdatePipeline:
                     "wrong_service",
                     f"envelope is for service {envelope.service}, not {self.service}",
                 )
-            env.verify(envelope, self.trusted)
         except env.Rejected as r:
             return Outcome("reject", r.label, r.detail)
+        try:
+            env.verify(envelope, self.trusted)
+        except env.Rejected as r:
+            return Outcome("reject", r.label, r.detail, version=envelope.version)
         decision = check_freshness(self.applied, envelope, now, self.policy)
         if decision.action == "reject":
             return Outcome("reject", decision.reason, f"freshness: {decision.reason}", envelope)

@@ -12,6 +12,8 @@ the environment (read once, at construction).
 | ``CONFIG_MAX_AGE_SECS`` / ``CONFIG_MAX_SKEW_SECS`` | freshness window | 300 / 60 |
 | ``CONFIG_ACCEPT_STALE_INITIAL`` | ``1``: apply a stale first message | 0 |
 | ``CONFIG_MAX_PAYLOAD_BYTES`` | larger payloads are refused unparsed | 262144 |
+| ``CONFIG_INSTANCE_ID`` | id in applied-state reports | host name + ``-`` + service |
+| ``CONFIG_REPORT_APPLIED`` | ``0``: publish no applied-state reports (and no will) | 1 |
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from . import envelope as env
 from .errors import SettingsError
 from .freshness import FreshnessPolicy
 from .mqtt_url import MqttEndpoint, parse_mqtt_url
+from .report import default_instance_id, host_name, parse_instance_id
+
+_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,11 @@ class ClientSettings:
     max_payload_bytes: int = env.DEFAULT_MAX_PAYLOAD_BYTES
     rest_timeout: float = 5.0
     mqtt_keepalive: int = 30
+    #: Id of this instance in applied-state reports (always set: the
+    #: configured one or the default for this host).
+    instance_id: str = ""
+    #: Publish applied-state reports and an ``offline`` last will.
+    report_applied: bool = True
 
 
 def _get(envmap: Mapping[str, str], name: str) -> str | None:
@@ -67,6 +77,7 @@ def build_settings(
     api_token: str | None = None,
     mqtt_url: str | None = None,
     cache_path: str | os.PathLike[str] | None = None,
+    instance_id: str | None = None,
     envmap: Mapping[str, str] = os.environ,
 ) -> ClientSettings:
     if not env._SERVICE.fullmatch(service):
@@ -75,8 +86,17 @@ def build_settings(
     mqtt_text = mqtt_url or _get(envmap, "MQTT_URL")
     mqtt = parse_mqtt_url(mqtt_text, _get(envmap, "MQTT_CA_FILE")) if mqtt_text else None
     stale = _get(envmap, "CONFIG_ACCEPT_STALE_INITIAL") or "0"
-    if stale not in ("0", "1", "true", "false", "yes", "no"):
+    if stale not in _FLAGS:
         raise SettingsError("CONFIG_ACCEPT_STALE_INITIAL is invalid: expected 1 or 0")
+    report = _get(envmap, "CONFIG_REPORT_APPLIED") or "1"
+    if report not in _FLAGS:
+        raise SettingsError("CONFIG_REPORT_APPLIED is invalid: expected 1 or 0")
+    if instance_id is not None:
+        instance = parse_instance_id(instance_id.strip(), "instance_id")
+    elif (from_env := _get(envmap, "CONFIG_INSTANCE_ID")) is not None:
+        instance = parse_instance_id(from_env)
+    else:
+        instance = default_instance_id(host_name(), service)
     max_payload = _get(envmap, "CONFIG_MAX_PAYLOAD_BYTES") or str(env.DEFAULT_MAX_PAYLOAD_BYTES)
     if not max_payload.isdigit() or int(max_payload) < 1024:
         raise SettingsError("CONFIG_MAX_PAYLOAD_BYTES is invalid: expected bytes >= 1024")
@@ -93,4 +113,6 @@ def build_settings(
             accept_stale_initial=stale in ("1", "true", "yes"),
         ),
         max_payload_bytes=int(max_payload),
+        instance_id=instance,
+        report_applied=_FLAGS[report],
     )

@@ -1,0 +1,227 @@
+//! Building the applied-state reports (`contracts/mqtt-applied-state.schema.json`)
+//! this instance publishes, following the table "Applied state" of
+//! `contracts/README.md`. Free of I/O: the MQTT task publishes what this
+//! module builds, so every rule is testable without a broker.
+
+use config_manager_core::applied::{AppliedReport, AppliedStatus, ClientInfo, InstanceId};
+use config_manager_core::domain::{format_rfc3339, ServiceName};
+use config_manager_core::envelope::freshness::AppliedState;
+use time::OffsetDateTime;
+
+/// The name this library reports in `client.name`.
+pub const CLIENT_NAME: &str = "config-manager-client";
+
+/// The version this library reports in `client.version`.
+pub const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What this instance runs and the last report about it.
+#[derive(Debug, Clone)]
+pub(crate) struct Reporter {
+    service: ServiceName,
+    instance: InstanceId,
+    /// The version in force and when it was applied (`None`: defaults).
+    running: Option<(AppliedState, String)>,
+    /// The report that describes the instance now (`None` before anything
+    /// was applied or refused: nothing to say yet).
+    current: Option<AppliedReport>,
+}
+
+impl Reporter {
+    /// A reporter for the start-up config: `applied` when it is versioned
+    /// (REST or the LKG file), nothing yet on defaults.
+    pub(crate) fn new(
+        service: ServiceName,
+        instance: InstanceId,
+        initial: Option<&AppliedState>,
+        now: OffsetDateTime,
+    ) -> Self {
+        let mut reporter = Self {
+            service,
+            instance,
+            running: None,
+            current: None,
+        };
+        if let Some(state) = initial {
+            reporter.applied(state, now);
+        }
+        reporter
+    }
+
+    pub(crate) fn instance(&self) -> &InstanceId {
+        &self.instance
+    }
+
+    /// The report describing the instance now, if any.
+    pub(crate) fn current(&self) -> Option<&AppliedReport> {
+        self.current.as_ref()
+    }
+
+    /// A new version took effect; returns the `applied` report.
+    pub(crate) fn applied(&mut self, state: &AppliedState, now: OffsetDateTime) -> AppliedReport {
+        self.running = Some((state.clone(), format_rfc3339(now)));
+        let report = self.build(AppliedStatus::Applied, None, None);
+        self.current = Some(report.clone());
+        report
+    }
+
+    /// An update was refused with `label`; the instance keeps what it runs.
+    /// Returns the `rejected` report, or `None` when it says exactly what the
+    /// last one said (the same update refused again for the same reason, as a
+    /// flood of copies would be): nothing new to publish.
+    pub(crate) fn rejected(
+        &mut self,
+        label: &str,
+        rejected_version: Option<u64>,
+    ) -> Option<AppliedReport> {
+        let report = self.build(
+            AppliedStatus::Rejected,
+            Some(label.to_owned()),
+            rejected_version.filter(|v| *v >= 1),
+        );
+        if self.current.as_ref() == Some(&report) {
+            return None;
+        }
+        self.current = Some(report.clone());
+        Some(report)
+    }
+
+    /// The `offline` form: the MQTT last will (set at connect time, with the
+    /// version known then) and the report of a clean stop.
+    pub(crate) fn offline(&self) -> AppliedReport {
+        self.build(AppliedStatus::Offline, None, None)
+    }
+
+    fn build(
+        &self,
+        status: AppliedStatus,
+        reason: Option<String>,
+        rejected_version: Option<u64>,
+    ) -> AppliedReport {
+        let (config_epoch, version, applied_at) = match &self.running {
+            Some((state, at)) => (
+                Some(state.epoch.clone()),
+                Some(state.version),
+                Some(at.clone()),
+            ),
+            None => (None, None, None),
+        };
+        AppliedReport {
+            service: self.service.clone(),
+            instance_id: self.instance.clone(),
+            config_epoch,
+            version,
+            status,
+            reason,
+            rejected_version,
+            applied_at,
+            client: ClientInfo {
+                name: CLIENT_NAME.to_owned(),
+                version: CLIENT_VERSION.to_owned(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config_manager_core::domain::Epoch;
+
+    const EPOCH: &str = "5b0c3f0e-8a51-4c8e-9a43-7f6d2b1e0a01";
+
+    fn reporter(initial: Option<u64>) -> Reporter {
+        let state = initial.map(|version| AppliedState {
+            epoch: Epoch(EPOCH.into()),
+            version,
+            checksum: None,
+        });
+        Reporter::new(
+            ServiceName::parse("tts-worker").unwrap(),
+            InstanceId::parse("robot-7-tts-worker").unwrap(),
+            state.as_ref(),
+            OffsetDateTime::UNIX_EPOCH,
+        )
+    }
+
+    /// Every report must pass the manager's parser.
+    fn valid(report: &AppliedReport) -> AppliedReport {
+        AppliedReport::parse(
+            report.to_json().as_bytes(),
+            &report.service,
+            &report.instance_id,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn start_up_on_a_versioned_config_is_applied() {
+        let r = reporter(Some(7));
+        let report = valid(r.current().unwrap());
+        assert_eq!(report.status, AppliedStatus::Applied);
+        assert_eq!(report.version, Some(7));
+        assert_eq!(report.config_epoch, Some(Epoch(EPOCH.into())));
+        assert_eq!(
+            report.applied_at.as_deref(),
+            Some("1970-01-01T00:00:00.000Z")
+        );
+        assert_eq!(report.client.name, "config-manager-client");
+        assert_eq!(report.client.version, env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn start_up_on_defaults_reports_nothing_until_something_happens() {
+        let mut r = reporter(None);
+        assert!(r.current().is_none());
+        let offline = valid(&r.offline());
+        assert_eq!(offline.status, AppliedStatus::Offline);
+        assert_eq!((offline.version, offline.applied_at), (None, None));
+        let rejected = valid(&r.rejected("bad_signature", Some(3)).unwrap());
+        assert_eq!(rejected.status, AppliedStatus::Rejected);
+        assert_eq!(rejected.version, None);
+        assert_eq!(rejected.reason.as_deref(), Some("bad_signature"));
+        assert_eq!(rejected.rejected_version, Some(3));
+    }
+
+    #[test]
+    fn rejection_keeps_the_running_version_and_repeats_are_not_republished() {
+        let mut r = reporter(Some(7));
+        let report = valid(&r.rejected("invalid_config", Some(8)).unwrap());
+        assert_eq!(report.version, Some(7));
+        assert_eq!(report.rejected_version, Some(8));
+        assert!(r.rejected("invalid_config", Some(8)).is_none());
+        let other = r.rejected("not_json", None).unwrap();
+        assert_eq!(valid(&other).rejected_version, None);
+        // A version 0 is never reported (the contract's versions start at 1).
+        assert_eq!(
+            valid(&r.rejected("stale", Some(0)).unwrap()).rejected_version,
+            None
+        );
+    }
+
+    #[test]
+    fn applied_update_then_offline_names_the_new_version() {
+        let mut r = reporter(Some(7));
+        let _ = r.rejected("replay", Some(3));
+        let state = AppliedState {
+            epoch: Epoch(EPOCH.into()),
+            version: 9,
+            checksum: None,
+        };
+        let later = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(61);
+        let applied = valid(&r.applied(&state, later));
+        assert_eq!(
+            (applied.status, applied.version, applied.reason),
+            (AppliedStatus::Applied, Some(9), None)
+        );
+        assert_eq!(
+            applied.applied_at.as_deref(),
+            Some("1970-01-01T00:01:01.000Z")
+        );
+        let offline = valid(&r.offline());
+        assert_eq!(
+            (offline.status, offline.version),
+            (AppliedStatus::Offline, Some(9))
+        );
+        assert_eq!(offline.applied_at, applied.applied_at);
+    }
+}
