@@ -111,7 +111,11 @@ async fn wait_instances(s: &Server, service: &str, pred: impl Fn(&Value) -> bool
         if pred(&body) {
             return body;
         }
-        assert!(Instant::now() < deadline, "never matched: {body:#}\n{}", s.log());
+        assert!(
+            Instant::now() < deadline,
+            "never matched: {body:#}\n{}",
+            s.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -174,7 +178,8 @@ async fn reports_show_desired_vs_applied_in_rest_and_metrics() {
     assert!(v >= 2);
     // The example of the contract is valid against its schema, and what
     // this test sends is too.
-    let validator = jsonschema::validator_for(&serde_json::from_str(REPORT_SCHEMA).unwrap()).unwrap();
+    let validator =
+        jsonschema::validator_for(&serde_json::from_str(REPORT_SCHEMA).unwrap()).unwrap();
     let sent = [
         ("a", report("a", "applied", &epoch, Some(v))),
         ("b", report("b", "rejected", &epoch, Some(v))),
@@ -182,7 +187,12 @@ async fn reports_show_desired_vs_applied_in_rest_and_metrics() {
         ("d", report("d", "applied", &epoch, Some(v - 1))),
         (
             "e",
-            report("e", "applied", "00000000-0000-4000-8000-000000000000", Some(v)),
+            report(
+                "e",
+                "applied",
+                "00000000-0000-4000-8000-000000000000",
+                Some(v),
+            ),
         ),
     ];
     for (_, r) in &sent {
@@ -264,7 +274,10 @@ async fn reports_show_desired_vs_applied_in_rest_and_metrics() {
                 1.0
             );
             assert_eq!(
-                metric(&text, "config_manager_applied_instances{state=\"rejected\"}"),
+                metric(
+                    &text,
+                    "config_manager_applied_instances{state=\"rejected\"}"
+                ),
                 0.0
             );
             assert!(metric(&text, "config_manager_applied_reports_received_total") >= 9.0);
@@ -371,11 +384,9 @@ async fn state_survives_a_manager_restart_and_forget_clears_it() {
     let db = s.db_path();
     let deadline = Instant::now() + WAIT;
     loop {
-        let conn = rusqlite::Connection::open_with_flags(
-            &db,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap();
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
         let rows: i64 = conn
             .query_row("SELECT count(*) FROM applied_state", [], |r| r.get(0))
             .unwrap();
@@ -418,7 +429,9 @@ async fn state_survives_a_manager_restart_and_forget_clears_it() {
         )],
     )
     .await;
-    let (status, body) = s.send("DELETE", forget, Some(WRITE_TOKEN), &json!({})).await;
+    let (status, body) = s
+        .send("DELETE", forget, Some(WRITE_TOKEN), &json!({}))
+        .await;
     assert_eq!(status, 200, "{body}");
     let (status, _) = s
         .send(
@@ -466,7 +479,11 @@ fn rss_kb(pid: u32) -> u64 {
 #[tokio::test]
 async fn a_flood_of_reports_is_bounded_and_the_manager_stays_responsive() {
     let broker = Broker::start();
-    let s = start(&broker, &[("CONFIG_APPLIED_MAX_INSTANCES_PER_SERVICE", "50")]).await;
+    let s = start(
+        &broker,
+        &[("CONFIG_APPLIED_MAX_INSTANCES_PER_SERVICE", "50")],
+    )
+    .await;
     let (epoch, v) = desired(&s).await;
     let pid = s.child.as_ref().unwrap().id();
     let rss_before = rss_kb(pid);

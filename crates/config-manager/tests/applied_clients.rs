@@ -152,7 +152,10 @@ fn spawn_python_child(s: &Server, broker: &Broker, instance: &str) -> Proc {
         .env("CONFIG_MANAGER_URL", format!("http://127.0.0.1:{}", s.port))
         .env("CONFIG_API_TOKEN", READ_TOKEN)
         .env("CONFIG_SIGNATURE_PUBLIC_KEY", key)
-        .env("CONFIG_CACHE_PATH", s.path(&format!("{instance}.cache.json")))
+        .env(
+            "CONFIG_CACHE_PATH",
+            s.path(&format!("{instance}.cache.json")),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::from(
             std::fs::File::create(s.path(&format!("{instance}.log"))).unwrap(),
@@ -290,7 +293,10 @@ async fn real_clients_report_applied_rejected_and_offline() {
         all(b, &ids, "in_sync", v1)
     })
     .await;
-    assert_eq!(find(&body, "rust-a")["client"]["name"], "config-manager-client");
+    assert_eq!(
+        find(&body, "rust-a")["client"]["name"],
+        "config-manager-client"
+    );
     assert_eq!(find(&body, "py-c")["client"]["name"], "tars-config-client");
     assert_eq!(body["summary"]["state"], "in_sync");
 

@@ -81,8 +81,14 @@ async fn tabs_show_sync_dots_and_the_service_page_follows_a_save_to_its_instance
     publish(
         broker.port,
         vec![
-            ("robot-1-tts-worker", report("robot-1-tts-worker", &epoch, v, "applied")),
-            ("robot-2-tts-worker", report("robot-2-tts-worker", &epoch, v, "applied")),
+            (
+                "robot-1-tts-worker",
+                report("robot-1-tts-worker", &epoch, v, "applied"),
+            ),
+            (
+                "robot-2-tts-worker",
+                report("robot-2-tts-worker", &epoch, v, "applied"),
+            ),
         ],
     )
     .await;
@@ -125,10 +131,16 @@ async fn tabs_show_sync_dots_and_the_service_page_follows_a_save_to_its_instance
         .await;
     assert_eq!(
         rows,
-        json!([format!("robot-1-tts-worker:in_sync:{v}"), format!("robot-2-tts-worker:in_sync:{v}")])
+        json!([
+            format!("robot-1-tts-worker:in_sync:{v}"),
+            format!("robot-2-tts-worker:in_sync:{v}")
+        ])
     );
     let progress = b.text("#applied-progress").await;
-    assert!(progress.starts_with("Applied by 2 of 2 instances."), "{progress}");
+    assert!(
+        progress.starts_with("Applied by 2 of 2 instances."),
+        "{progress}"
+    );
     b.screenshot("instances-in-sync").await;
 
     // Save a change: the page follows it to the instances.
@@ -150,12 +162,18 @@ async fn tabs_show_sync_dots_and_the_service_page_follows_a_save_to_its_instance
             "const t = document.querySelector('#applied-progress')?.textContent; return t && t.startsWith('Applied by 0 of 2') && t",
         )
         .await;
-    assert!(text.as_str().unwrap().contains("Desired: version"), "{text}");
+    assert!(
+        text.as_str().unwrap().contains("Desired: version"),
+        "{text}"
+    );
     let v2 = tts(&s).await["version"].as_i64().unwrap();
     assert_eq!(v2, v + 1);
     publish(
         broker.port,
-        vec![("robot-1-tts-worker", report("robot-1-tts-worker", &epoch, v2, "applied"))],
+        vec![(
+            "robot-1-tts-worker",
+            report("robot-1-tts-worker", &epoch, v2, "applied"),
+        )],
     )
     .await;
     b.wait_js(
@@ -166,7 +184,10 @@ async fn tabs_show_sync_dots_and_the_service_page_follows_a_save_to_its_instance
     b.screenshot("instances-arriving").await;
     publish(
         broker.port,
-        vec![("robot-2-tts-worker", report("robot-2-tts-worker", &epoch, v2, "applied"))],
+        vec![(
+            "robot-2-tts-worker",
+            report("robot-2-tts-worker", &epoch, v2, "applied"),
+        )],
     )
     .await;
     b.wait_js(
@@ -179,7 +200,10 @@ async fn tabs_show_sync_dots_and_the_service_page_follows_a_save_to_its_instance
     // (the list is re-read after a save and with the health poll).
     publish(
         broker.port,
-        vec![("robot-2-tts-worker", report("robot-2-tts-worker", &epoch, v2, "rejected"))],
+        vec![(
+            "robot-2-tts-worker",
+            report("robot-2-tts-worker", &epoch, v2, "rejected"),
+        )],
     )
     .await;
     b.js("location.reload()", json!([])).await;

@@ -24,7 +24,10 @@ pub struct StoredApplied {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppliedChange {
     Upsert(StoredApplied),
-    Remove { service: String, instance_id: String },
+    Remove {
+        service: String,
+        instance_id: String,
+    },
 }
 
 /// A service's current version and when it was written, without its

@@ -59,9 +59,7 @@ pub async fn forget(
 ) -> ApiResult<Json<Value>> {
     let instance = InstanceId::parse(&instance)
         .map_err(|e| ApiError::BadRequest(format!("invalid instance id: {e}")))?;
-    let name = state
-        .run(move |m| Ok(m.resolve_service(&service)?))
-        .await?;
+    let name = state.run(move |m| Ok(m.resolve_service(&service)?)).await?;
     let in_memory = state.applied().forget(&name, &instance);
     let actor = caller.name.clone();
     let (service, id) = (name.to_string(), instance.to_string());

@@ -99,10 +99,7 @@ pub fn router(
             get(configs::get).put(configs::put).patch(configs::patch),
         )
         .route(&api("/services/{service}/versions"), get(configs::versions))
-        .route(
-            &api("/services/{service}/instances"),
-            get(instances::list),
-        )
+        .route(&api("/services/{service}/instances"), get(instances::list))
         .route(
             &api("/services/{service}/instances/{instance_id}"),
             delete(instances::forget),

@@ -29,7 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use config_manager_core::applied::{applied_topic, APPLIED_TOPIC_FILTER};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -139,15 +141,13 @@ async fn run_connection(
                 subscribed = false;
                 tracing::info!("applied-state subscriber connected");
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                match board.ingest(&p.topic, &p.payload) {
-                    Ingested::Dropped(reason) => {
-                        state.metrics().applied_report(Some(reason));
-                        tracing::debug!(reason = reason.as_str(), "applied-state report dropped");
-                    }
-                    Ingested::Stored | Ingested::Cleared => state.metrics().applied_report(None),
+            Ok(Event::Incoming(Packet::Publish(p))) => match board.ingest(&p.topic, &p.payload) {
+                Ingested::Dropped(reason) => {
+                    state.metrics().applied_report(Some(reason));
+                    tracing::debug!(reason = reason.as_str(), "applied-state report dropped");
                 }
-            }
+                Ingested::Stored | Ingested::Cleared => state.metrics().applied_report(None),
+            },
             Ok(_) => {}
             Err(error) => {
                 failures = failures.saturating_add(1);
@@ -227,11 +227,7 @@ pub async fn persist(state: &AppState) {
     }
     let batch = changes.clone();
     let result = state
-        .run_blocking(move |m| {
-            m.store()
-                .save_applied(&batch)
-                .map_err(ServiceError::from)
-        })
+        .run_blocking(move |m| m.store().save_applied(&batch).map_err(ServiceError::from))
         .await;
     if let Err(error) = result {
         tracing::warn!(%error, count = changes.len(), "could not store applied-state reports; retrying");

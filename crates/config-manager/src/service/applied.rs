@@ -495,11 +495,7 @@ impl AppliedBoard {
         dirty
             .into_iter()
             .map(|(service, instance)| {
-                match inner
-                    .services
-                    .get(&service)
-                    .and_then(|m| m.get(&instance))
-                {
+                match inner.services.get(&service).and_then(|m| m.get(&instance)) {
                     Some(e) => AppliedChange::Upsert(StoredApplied {
                         service: service.to_string(),
                         instance_id: instance.to_string(),
@@ -565,11 +561,7 @@ impl AppliedBoard {
         inner
             .services
             .get(service)
-            .map(|m| {
-                m.iter()
-                    .map(|(id, e)| view(id, e, desired, now))
-                    .collect()
-            })
+            .map(|m| m.iter().map(|(id, e)| view(id, e, desired, now)).collect())
             .unwrap_or_default()
     }
 
@@ -809,7 +801,10 @@ mod tests {
             ("d", "offline", Some(3)),
             ("e", "applied", Some(4)),
         ] {
-            assert_eq!(board.ingest(&topic(id), &report(id, status, v)), Ingested::Stored);
+            assert_eq!(
+                board.ingest(&topic(id), &report(id, status, v)),
+                Ingested::Stored
+            );
         }
         let views = board.instances(&svc(), Some(&desired(3)));
         let states: Vec<_> = views.iter().map(|v| (v.state, v.drift)).collect();
@@ -827,7 +822,14 @@ mod tests {
         assert_eq!(views[4].pending_seconds, None);
         let s = board.summary(&svc(), Some(&desired(3)));
         assert_eq!(
-            (s.state, s.in_sync, s.pending, s.rejected, s.offline, s.reachable),
+            (
+                s.state,
+                s.in_sync,
+                s.pending,
+                s.rejected,
+                s.offline,
+                s.reachable
+            ),
             ("rejected", 1, 2, 1, 1, 4)
         );
         let other_epoch = Desired {
@@ -851,10 +853,16 @@ mod tests {
             Ingested::Dropped(r) => r,
             other => panic!("{other:?}"),
         };
-        assert_eq!(drop("system/config/tts-worker/applied", b"{}"), DropReason::BadTopic);
+        assert_eq!(
+            drop("system/config/tts-worker/applied", b"{}"),
+            DropReason::BadTopic
+        );
         assert_eq!(drop(&topic("a"), &vec![b' '; 5000]), DropReason::TooLarge);
         assert_eq!(drop(&topic("a"), b"{nope"), DropReason::Invalid);
-        assert_eq!(drop(&topic("b"), &report("a", "applied", Some(1))), DropReason::TopicMismatch);
+        assert_eq!(
+            drop(&topic("b"), &report("a", "applied", Some(1))),
+            DropReason::TopicMismatch
+        );
         let other = String::from_utf8(report("a", "applied", Some(1)))
             .unwrap()
             .replace("tts-worker", "ghost");
@@ -880,12 +888,17 @@ mod tests {
         assert_eq!(board.len(), 3);
         assert_eq!(board.dropped()[DropReason::InstanceLimit as usize].1, 7);
         // An existing instance still updates at the cap.
-        assert_eq!(board.ingest(&topic("i0"), &report("i0", "applied", Some(2))), Ingested::Stored);
+        assert_eq!(
+            board.ingest(&topic("i0"), &report("i0", "applied", Some(2))),
+            Ingested::Stored
+        );
         assert_eq!(board.ingest(&topic("i0"), b""), Ingested::Cleared);
         assert_eq!(board.len(), 2);
         let changes = board.take_dirty();
         assert_eq!(changes.len(), 3);
-        assert!(changes.iter().any(|c| matches!(c, AppliedChange::Remove { instance_id, .. } if instance_id == "i0")));
+        assert!(changes.iter().any(
+            |c| matches!(c, AppliedChange::Remove { instance_id, .. } if instance_id == "i0")
+        ));
         assert!(board.take_dirty().is_empty());
 
         let tight = AppliedBoard::new(AppliedLimits {
@@ -920,7 +933,10 @@ mod tests {
         let again = AppliedBoard::new(AppliedLimits::default());
         assert_eq!(again.load(rows), 1);
         let v = &again.instances(&svc(), Some(&desired(3)))[0];
-        assert_eq!((v.state, v.reason.as_deref()), (SyncState::Rejected, Some("bad_signature")));
+        assert_eq!(
+            (v.state, v.reason.as_deref()),
+            (SyncState::Rejected, Some("bad_signature"))
+        );
         assert!(again.take_dirty().is_empty());
     }
 }

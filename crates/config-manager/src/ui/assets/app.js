@@ -189,7 +189,8 @@ function renderTabs() {
   h('span', { class: 'tab-label' }, s),
   h('span', { class: 'sync-dot', 'aria-hidden': 'true' }),
   h('span', { class: 'dirty-mark', 'aria-hidden': 'true', hidden: true }, '•'),
-  h('span', { class: 'visually-hidden tab-state' }))));
+  h('span', { class: 'visually-hidden tab-state' }),
+  h('span', { class: 'visually-hidden sync-state' }))));
 }
 
 /** Health of one service's tab: failed load > read-only (mode or cache) > healthy. */

@@ -38,6 +38,8 @@ export function updateSyncDots(tabs, applied) {
     dot.className = `sync-dot sync-${state}`;
     dot.dataset.state = state;
     dot.title = `instances: ${syncText(summary)}`;
+    const sr = t.querySelector('.sync-state');
+    if (sr) sr.textContent = `, instances ${syncText(summary)}`;
   }
 }
 
