@@ -62,12 +62,15 @@ pub fn start(settings: &MqttSettings, state: AppState) -> Result<RunningApplied,
     let options = options(settings)?;
     let (client, eventloop) = AsyncClient::new(options, 64);
     let (stop, stop_rx) = watch::channel(false);
-    let connection = tokio::spawn(run_connection(
-        eventloop,
-        client,
-        state.clone(),
-        stop_rx.clone(),
-    ));
+    let connection = {
+        let (state, stop) = (state.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            // The known services first, so retained reports for services
+            // the manager does not know are dropped from the start.
+            refresh(&state, true).await;
+            run_connection(eventloop, client, state, stop).await;
+        })
+    };
     let persistence = tokio::spawn(run_persistence(state, stop_rx));
     Ok(RunningApplied {
         stop,
@@ -186,7 +189,6 @@ async fn run_connection(
 }
 
 async fn run_persistence(state: AppState, mut stop: watch::Receiver<bool>) {
-    refresh(&state, true).await;
     let mut tick = tokio::time::interval(PERSIST_INTERVAL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
