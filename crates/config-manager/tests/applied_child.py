@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from config_manager_client import ConfigLibrary
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Tts(BaseModel):
