@@ -112,6 +112,8 @@ def test_reporter_follows_the_contract_table() -> None:
     assert r.rejected("invalid_config", 8) is None  # same refusal again: nothing new
     assert valid(r.rejected("stale", 0) or {})["rejected_version"] is None
     assert valid(r.offline())["version"] == 7
+    # A label outside the contract's grammar never makes an invalid report.
+    assert valid(r.rejected("Bad Label!", None) or {})["reason"] == "rejected"
 
 
 # ------------------------------------------------------------ live broker
@@ -302,24 +304,28 @@ def test_reporting_off_publishes_nothing(broker: Broker, tmp_path: Path) -> None
         watcher.stop()
 
 
-def test_killed_process_goes_offline_through_its_will(broker: Broker, tmp_path: Path) -> None:
-    watcher = Watcher(broker.port)
-    cache_path = tmp_path / "cache.json"
+def spawn_child(port: int, tmp_path: Path, instance: str) -> subprocess.Popen[bytes]:
+    """``tests/child_client.py`` starting from an on-disk copy of version 3."""
+    cache_path = tmp_path / f"{instance}.json"
     disk.write(
         cache_path,
         envelope.parse(sign({"volume_percent": 30}, version=3, issued=datetime.now(UTC))),
     )
     env = {
         "PATH": os.environ.get("PATH", ""),
-        "MQTT_URL": broker.url,
+        "MQTT_URL": f"mqtt://127.0.0.1:{port}",
         "CONFIG_SIGNATURE_PUBLIC_KEY": PEM,
         "CONFIG_CACHE_PATH": str(cache_path),
-        "CONFIG_INSTANCE_ID": "doomed-py",
+        "CONFIG_INSTANCE_ID": instance,
     }
-    child = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("child_client.py"))],
-        env=env,
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("child_client.py"))], env=env
     )
+
+
+def test_killed_process_goes_offline_through_its_will(broker: Broker, tmp_path: Path) -> None:
+    watcher = Watcher(broker.port)
+    child = spawn_child(broker.port, tmp_path, "doomed-py")
 
     async def go() -> None:
         started = await watcher.next()
@@ -341,3 +347,44 @@ def test_killed_process_goes_offline_through_its_will(broker: Broker, tmp_path: 
             child.kill()
             child.wait()
         watcher.stop()
+
+
+def test_after_a_broker_restart_the_report_is_back_and_the_will_is_current(
+    broker: Broker, tmp_path: Path
+) -> None:
+    watcher = Watcher(broker.port)
+    child = spawn_child(broker.port, tmp_path, "survivor-py")
+    second: Broker | None = None
+    watchers = [watcher]
+
+    async def go() -> None:
+        nonlocal second
+        expect(await watcher.next(), "survivor-py", "applied", 3)
+        watcher.publish(sign({"volume_percent": 40}, version=4, issued=datetime.now(UTC)))
+        v4 = await watcher.next()
+        expect(v4, "survivor-py", "applied", 4)
+        # A restart without persistence forgets every retained report; the
+        # client reconnects and says again what it runs.
+        broker.stop()
+        (tmp_path / "second").mkdir()
+        second = Broker(tmp_path / "second", port=broker.port).start()
+        again = Watcher(broker.port)
+        watchers.append(again)
+        assert await again.next() == v4
+        # Its new CONNECT carried a will naming version 4.
+        child.kill()
+        child.wait()
+        will = await again.next()
+        expect(will, "survivor-py", "offline", 4)
+        assert will["applied_at"] == v4["applied_at"]
+
+    try:
+        asyncio.run(go())
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for w in watchers:
+            w.stop()
+        if second is not None:
+            second.stop()

@@ -11,8 +11,11 @@
 //! ```
 //!
 //! Optional: `CONFIG_LKG_CACHE_PATH` + `LKG_HMAC_KEY_BASE64` for the
-//! last-known-good fallback, `MQTT_CA_FILE` for `mqtts://`, `RUST_LOG` for log
-//! detail. It runs until Ctrl-C (or SIGTERM) and then prints its counters.
+//! last-known-good fallback, `MQTT_CA_FILE` for `mqtts://`, `CONFIG_INSTANCE_ID`
+//! (default: host name + service) for its applied-state reports,
+//! `CONFIG_REPORT_APPLIED=0` to publish none, `RUST_LOG` for log detail. It
+//! prints each applied-state report it publishes, runs until Ctrl-C (or
+//! SIGTERM), then prints its counters and publishes `offline`.
 
 use std::convert::Infallible;
 
@@ -57,9 +60,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Value::Object((*start.config).clone())
     );
 
+    let mut reports = client.subscribe_reports();
+    let mut reports_open = true;
+    if let Some(report) = client.last_report() {
+        println!("{service}: report {}", report.to_json());
+    }
     let mut updates = client.subscribe();
     loop {
         tokio::select! {
+            // Closed at once without MQTT: nothing is published then.
+            changed = reports.changed(), if reports_open => {
+                if changed.is_err() {
+                    reports_open = false;
+                    continue;
+                }
+                if let Some(report) = reports.borrow_and_update().clone() {
+                    println!("{service}: report {}", report.to_json());
+                }
+            }
             changed = updates.changed() => {
                 if changed.is_err() {
                     break;

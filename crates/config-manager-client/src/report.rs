@@ -14,9 +14,10 @@ pub const CLIENT_NAME: &str = "config-manager-client";
 /// The version this library reports in `client.version`.
 pub const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// What this instance runs and the last report about it.
+/// What this instance runs and the last report about it. Public so the
+/// shared vectors (`contracts/vectors/applied-state.json`) can drive it.
 #[derive(Debug, Clone)]
-pub(crate) struct Reporter {
+pub struct Reporter {
     service: ServiceName,
     instance: InstanceId,
     /// The version in force and when it was applied (`None`: defaults).
@@ -29,7 +30,7 @@ pub(crate) struct Reporter {
 impl Reporter {
     /// A reporter for the start-up config: `applied` when it is versioned
     /// (REST or the LKG file), nothing yet on defaults.
-    pub(crate) fn new(
+    pub fn new(
         service: ServiceName,
         instance: InstanceId,
         initial: Option<&AppliedState>,
@@ -47,17 +48,17 @@ impl Reporter {
         reporter
     }
 
-    pub(crate) fn instance(&self) -> &InstanceId {
+    pub fn instance(&self) -> &InstanceId {
         &self.instance
     }
 
     /// The report describing the instance now, if any.
-    pub(crate) fn current(&self) -> Option<&AppliedReport> {
+    pub fn current(&self) -> Option<&AppliedReport> {
         self.current.as_ref()
     }
 
     /// A new version took effect; returns the `applied` report.
-    pub(crate) fn applied(&mut self, state: &AppliedState, now: OffsetDateTime) -> AppliedReport {
+    pub fn applied(&mut self, state: &AppliedState, now: OffsetDateTime) -> AppliedReport {
         self.running = Some((state.clone(), format_rfc3339(now)));
         let report = self.build(AppliedStatus::Applied, None, None);
         self.current = Some(report.clone());
@@ -68,7 +69,7 @@ impl Reporter {
     /// Returns the `rejected` report, or `None` when it says exactly what the
     /// last one said (the same update refused again for the same reason, as a
     /// flood of copies would be): nothing new to publish.
-    pub(crate) fn rejected(
+    pub fn rejected(
         &mut self,
         label: &str,
         rejected_version: Option<u64>,
@@ -87,7 +88,7 @@ impl Reporter {
 
     /// The `offline` form: the MQTT last will (set at connect time, with the
     /// version known then) and the report of a clean stop.
-    pub(crate) fn offline(&self) -> AppliedReport {
+    pub fn offline(&self) -> AppliedReport {
         self.build(AppliedStatus::Offline, None, None)
     }
 

@@ -54,12 +54,16 @@ struct Broker {
 
 impl Broker {
     fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// A broker on `port` (a restart: no persistence, so nothing retained).
+    fn start_on(port: u16) -> Self {
         assert!(
             Path::new(MOSQUITTO).exists(),
             "{MOSQUITTO} not found: install the broker with `apt-get install -y mosquitto`"
         );
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
@@ -662,43 +666,67 @@ async fn child_client_process() {
     drop(client);
 }
 
+/// A client process (`child_client_process`) that starts from an LKG file
+/// (version 8) with the given instance id; killed on drop.
+struct ChildClient {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl ChildClient {
+    fn spawn(port: u16, key: &SigningKey, instance: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let lkg = dir.path().join("lkg.json");
+        let mac = MacKey::generate();
+        write_lkg(
+            &lkg,
+            &MacKeyRing::new(KeyId::parse("lkg-1").unwrap(), mac.clone()),
+            77,
+        );
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_client_process",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("CHILD_CLIENT", "1")
+            .env("SERVICE_NAME", "tts-worker")
+            .env(
+                "CONFIG_SIGNATURE_PUBLIC_KEY",
+                key.verifying_key().to_spki_pem().unwrap(),
+            )
+            .env("MQTT_URL", format!("mqtt://127.0.0.1:{port}"))
+            .env("CONFIG_LKG_CACHE_PATH", &lkg)
+            .env("LKG_HMAC_KEY_BASE64", &*mac.to_base64())
+            .env("CONFIG_INSTANCE_ID", instance)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self { child, _dir: dir }
+    }
+
+    /// SIGKILL: no chance to say goodbye.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ChildClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_instance_goes_offline_through_its_last_will() {
     let broker = Broker::start();
     let mut watcher = ReportWatcher::start(broker.port).await;
     let key = SigningKey::generate();
     let topic = config_topic(&service());
-    // The child starts from an LKG file (version 8), so its will, set when it
-    // connects, names version 8.
-    let dir = tempfile::tempdir().unwrap();
-    let lkg = dir.path().join("lkg.json");
-    let mac = MacKey::generate();
-    write_lkg(
-        &lkg,
-        &MacKeyRing::new(KeyId::parse("lkg-1").unwrap(), mac.clone()),
-        77,
-    );
-
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_client_process",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("CHILD_CLIENT", "1")
-        .env("SERVICE_NAME", "tts-worker")
-        .env(
-            "CONFIG_SIGNATURE_PUBLIC_KEY",
-            key.verifying_key().to_spki_pem().unwrap(),
-        )
-        .env("MQTT_URL", format!("mqtt://127.0.0.1:{}", broker.port))
-        .env("CONFIG_LKG_CACHE_PATH", &lkg)
-        .env("LKG_HMAC_KEY_BASE64", &*mac.to_base64())
-        .env("CONFIG_INSTANCE_ID", "doomed-1")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ChildClient::spawn(broker.port, &key, "doomed-1");
     let started = watcher.next().await;
     assert_report(
         &started,
@@ -719,11 +747,9 @@ async fn killed_instance_goes_offline_through_its_last_will() {
         None,
     );
 
-    // SIGKILL: no chance to say goodbye; the broker publishes the will. MQTT
-    // fixes a will at CONNECT, so it names what ran then (version 8); the
-    // client re-sets it for its next connection.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // The broker publishes the will. MQTT fixes a will at CONNECT, so it
+    // names what ran then (version 8).
+    child.kill();
     let will = watcher.next().await;
     assert_report(
         &will,
@@ -734,4 +760,56 @@ async fn killed_instance_goes_offline_through_its_last_will() {
         None,
     );
     assert_eq!(will.applied_at, started.applied_at);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_broker_restart_the_report_is_back_and_the_will_is_current() {
+    let broker = Broker::start();
+    let port = broker.port;
+    let mut watcher = ReportWatcher::start(port).await;
+    let key = SigningKey::generate();
+    let mut child = ChildClient::spawn(port, &key, "survivor-1");
+    let started = watcher.next().await;
+    assert_report(
+        &started,
+        "survivor-1",
+        AppliedStatus::Applied,
+        Some(8),
+        None,
+        None,
+    );
+    publish(port, &config_topic(&service()), signed(&key, 9, 90)).await;
+    let v9 = watcher.next().await;
+    assert_report(
+        &v9,
+        "survivor-1",
+        AppliedStatus::Applied,
+        Some(9),
+        None,
+        None,
+    );
+
+    // A restart without persistence forgets every retained report; the
+    // client reconnects and says again what it runs.
+    drop(broker);
+    let _broker = Broker::start_on(port);
+    let mut watcher = ReportWatcher::start(port).await;
+    let again = watcher.next().await;
+    assert_eq!(
+        again, v9,
+        "the same report, republished after the reconnect"
+    );
+
+    // Its new CONNECT carried a will naming version 9.
+    child.kill();
+    let will = watcher.next().await;
+    assert_report(
+        &will,
+        "survivor-1",
+        AppliedStatus::Offline,
+        Some(9),
+        None,
+        None,
+    );
+    assert_eq!(will.applied_at, v9.applied_at);
 }

@@ -132,3 +132,133 @@ fn the_worked_example_is_the_first_accepted_vector_key() {
         VerifyingKey::from_spki_pem(&pem).unwrap().key_id().as_str()
     );
 }
+
+// ---- contracts/vectors/applied-state.json (examples/gen_applied_vectors.rs) ----
+
+fn applied_vectors() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../contracts/vectors/applied-state.json"
+    );
+    serde_json::from_slice(&std::fs::read(path).expect("read the applied-state vectors"))
+        .expect("vectors JSON")
+}
+
+#[test]
+fn applied_state_reports_get_the_parser_verdict() {
+    use config_manager_core::applied::{parse_applied_topic, AppliedReport, AppliedReportError};
+    let doc = applied_vectors();
+    let cases = doc["reports"].as_array().unwrap();
+    assert!(cases.len() >= 30);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let (service, instance) = parse_applied_topic(case["topic"].as_str().unwrap()).unwrap();
+        let payload = match case.get("payload_text") {
+            Some(text) => text.as_str().unwrap().as_bytes().to_vec(),
+            None => serde_json::to_vec(&case["payload"]).unwrap(),
+        };
+        let got = match AppliedReport::parse(&payload, &service, &instance) {
+            Ok(report) => {
+                // A valid report survives its own serialization unchanged.
+                let again = AppliedReport::parse(report.to_json().as_bytes(), &service, &instance);
+                assert_eq!(again.as_ref(), Ok(&report), "{name}");
+                "valid"
+            }
+            Err(AppliedReportError::TooLarge) => "too_large",
+            Err(AppliedReportError::Invalid(_)) => "invalid",
+            Err(AppliedReportError::TopicMismatch) => "topic_mismatch",
+        };
+        assert_eq!(got, case["expect"].as_str().unwrap(), "report case {name}");
+    }
+}
+
+#[test]
+fn applied_state_ids_and_topics() {
+    use config_manager_core::applied::{applied_topic, parse_applied_topic, InstanceId};
+    let doc = applied_vectors();
+    for case in doc["default_instance_ids"].as_array().unwrap() {
+        let service = ServiceName::parse(case["service"].as_str().unwrap()).unwrap();
+        let id = InstanceId::default_for(case["host"].as_str().unwrap(), &service);
+        assert_eq!(id.as_str(), case["id"].as_str().unwrap(), "{case}");
+    }
+    for id in doc["instance_ids"]["valid"].as_array().unwrap() {
+        assert!(InstanceId::parse(id.as_str().unwrap()).is_ok(), "{id}");
+    }
+    for id in doc["instance_ids"]["invalid"].as_array().unwrap() {
+        assert!(InstanceId::parse(id.as_str().unwrap()).is_err(), "{id}");
+    }
+    for case in doc["topics"].as_array().unwrap() {
+        let topic = case["topic"].as_str().unwrap();
+        match parse_applied_topic(topic) {
+            Some((service, instance)) => {
+                assert_eq!(
+                    service.as_str(),
+                    case["service"].as_str().unwrap(),
+                    "{topic}"
+                );
+                assert_eq!(instance.as_str(), case["instance_id"].as_str().unwrap());
+                assert_eq!(applied_topic(&service, &instance), topic);
+            }
+            None => assert!(case["service"].is_null(), "{topic} should parse"),
+        }
+    }
+}
+
+#[test]
+fn applied_state_builder_sequences() {
+    use config_manager_client::report::{Reporter, CLIENT_NAME, CLIENT_VERSION};
+    use config_manager_core::applied::{AppliedReport, InstanceId};
+    let doc = applied_vectors();
+    let strip = |r: Option<AppliedReport>| -> Value {
+        let Some(r) = r else { return Value::Null };
+        assert_eq!(
+            (r.client.name.as_str(), r.client.version.as_str()),
+            (CLIENT_NAME, CLIENT_VERSION)
+        );
+        let mut v = serde_json::to_value(r).unwrap();
+        v.as_object_mut().unwrap().remove("client");
+        v
+    };
+    for seq in doc["builder"].as_array().unwrap() {
+        let epoch = Epoch(seq["epoch"].as_str().unwrap().into());
+        let state = |v: &Value| AppliedState {
+            epoch: epoch.clone(),
+            version: v.as_u64().unwrap(),
+            checksum: None,
+        };
+        let at = |v: &Value| parse_rfc3339(v.as_str().unwrap()).unwrap();
+        let service = ServiceName::parse("tts-worker").unwrap();
+        let instance = InstanceId::parse("robot-7-tts-worker").unwrap();
+        let mut reporter: Option<Reporter> = None;
+        for step in seq["steps"].as_array().unwrap() {
+            let report = match step["event"].as_str().unwrap() {
+                "start" => {
+                    let initial = (!step["version"].is_null()).then(|| state(&step["version"]));
+                    let when = if step["at"].is_null() {
+                        parse_rfc3339("2026-01-01T00:00:00Z").unwrap()
+                    } else {
+                        at(&step["at"])
+                    };
+                    let r =
+                        Reporter::new(service.clone(), instance.clone(), initial.as_ref(), when);
+                    let current = r.current().cloned();
+                    reporter = Some(r);
+                    current
+                }
+                "applied" => Some(
+                    reporter
+                        .as_mut()
+                        .unwrap()
+                        .applied(&state(&step["version"]), at(&step["at"])),
+                ),
+                "rejected" => reporter.as_mut().unwrap().rejected(
+                    step["reason"].as_str().unwrap(),
+                    step["rejected_version"].as_u64(),
+                ),
+                "offline" => Some(reporter.as_ref().unwrap().offline()),
+                other => panic!("unknown event {other}"),
+            };
+            assert_eq!(strip(report), step["report"], "{} {step}", seq["name"]);
+        }
+    }
+}

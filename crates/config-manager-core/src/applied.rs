@@ -167,14 +167,30 @@ pub struct ClientInfo {
 pub struct AppliedReport {
     pub service: ServiceName,
     pub instance_id: InstanceId,
+    // Every nullable member is required, as in the JSON Schema: serde would
+    // otherwise read a missing one as null (`present` turns that off).
+    #[serde(deserialize_with = "present")]
     pub config_epoch: Option<Epoch>,
+    #[serde(deserialize_with = "present")]
     pub version: Option<u64>,
     pub status: AppliedStatus,
     /// The client's rejection label with `Rejected`; never a value or a secret.
+    #[serde(deserialize_with = "present")]
     pub reason: Option<String>,
+    #[serde(deserialize_with = "present")]
     pub rejected_version: Option<u64>,
+    #[serde(deserialize_with = "present")]
     pub applied_at: Option<String>,
     pub client: ClientInfo,
+}
+
+/// A nullable member that must be present (`null` or a value).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d)
 }
 
 /// Why a report was refused. Never echoes the payload.
@@ -241,11 +257,15 @@ impl AppliedReport {
         if self.status == AppliedStatus::Applied && self.version.is_none() {
             return Err("an applied report names its version".into());
         }
-        for (what, value) in [
-            ("client.name", &self.client.name),
-            ("client.version", &self.client.version),
+        // As the schema: '+' (build metadata) only in the version.
+        for (what, value, plus) in [
+            ("client.name", &self.client.name, false),
+            ("client.version", &self.client.version, true),
         ] {
-            let ok = value.len() <= 64 && is_token(value, |c| matches!(c, '.' | '_' | '-' | '+'));
+            let ok = value.len() <= 64
+                && is_token(value, |c| {
+                    matches!(c, '.' | '_' | '-') || (plus && c == '+')
+                });
             if !ok {
                 return Err(format!("{what} is not a short token"));
             }
@@ -391,6 +411,20 @@ mod tests {
         assert!(invalid(with(|v| {
             v.as_object_mut().unwrap().remove("client");
         })));
+        for nullable in [
+            "config_epoch",
+            "version",
+            "reason",
+            "rejected_version",
+            "applied_at",
+        ] {
+            assert!(
+                invalid(with(|v| {
+                    v.as_object_mut().unwrap().remove(nullable);
+                })),
+                "{nullable} may be null but not missing"
+            );
+        }
         assert!(matches!(
             with(|v| v["service"] = json!("stt-worker")),
             Err(AppliedReportError::TopicMismatch)

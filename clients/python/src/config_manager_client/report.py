@@ -29,6 +29,7 @@ CLIENT_NAME = "tars-config-client"
 MAX_INSTANCE_ID_LEN = 64
 
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_REASON = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _HOST_KEEP = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 
 Status = Literal["applied", "rejected", "offline"]
@@ -139,6 +140,8 @@ class Reporter:
         """An update was refused; the instance keeps what it runs. ``None``
         when this says exactly what the last report said (a repeat or a flood
         of the same refused update): nothing new to publish."""
+        if not _REASON.fullmatch(label):  # the manager would drop the report
+            label = "rejected"
         report = build_report(
             self.service,
             self.instance_id,
