@@ -141,8 +141,11 @@ async fn tabs_show_sync_dots_and_the_service_page_follows_a_save_to_its_instance
         progress.starts_with("Applied by 2 of 2 instances."),
         "{progress}"
     );
-    b.js("document.querySelector('#instances').scrollIntoView()", json!([]))
-        .await;
+    b.js(
+        "document.querySelector('#instances').scrollIntoView()",
+        json!([]),
+    )
+    .await;
     b.screenshot("instances-in-sync").await;
 
     // Save a change: the page follows it to the instances.
@@ -183,8 +186,11 @@ async fn tabs_show_sync_dots_and_the_service_page_follows_a_save_to_its_instance
         "return document.querySelector('#applied-progress')?.textContent.startsWith('Applied by 1 of 2')",
     )
     .await;
-    b.js("document.querySelector('#instances').scrollIntoView()", json!([]))
-        .await;
+    b.js(
+        "document.querySelector('#instances').scrollIntoView()",
+        json!([]),
+    )
+    .await;
     b.screenshot("instances-arriving").await;
     publish(
         broker.port,
@@ -223,8 +229,11 @@ async fn tabs_show_sync_dots_and_the_service_page_follows_a_save_to_its_instance
         "return document.querySelector('#tab-tts-worker .sync-dot')?.dataset.state === 'rejected'",
     )
     .await;
-    b.js("document.querySelector('#instances').scrollIntoView()", json!([]))
-        .await;
+    b.js(
+        "document.querySelector('#instances').scrollIntoView()",
+        json!([]),
+    )
+    .await;
     b.screenshot("instances-rejected").await;
     b.quit().await;
 }

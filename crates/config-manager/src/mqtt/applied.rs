@@ -60,7 +60,9 @@ pub struct RunningApplied {
 /// Starts the subscriber for `settings` (the manager's broker).
 pub fn start(settings: &MqttSettings, state: AppState) -> Result<RunningApplied, MqttError> {
     let options = options(settings)?;
-    let (client, eventloop) = AsyncClient::new(options, 64);
+    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    // Acknowledgements and forget-clears go out at once (no Nagle delay).
+    eventloop.network_options.set_tcp_nodelay(true);
     let (stop, stop_rx) = watch::channel(false);
     let connection = {
         let (state, stop) = (state.clone(), stop_rx.clone());

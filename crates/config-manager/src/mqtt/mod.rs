@@ -199,7 +199,10 @@ impl Publisher {
             return Ok(Self { inner: None });
         };
         let options = mqtt_options(settings)?;
-        let (client, eventloop) = AsyncClient::new(options, CHANNEL_CAPACITY);
+        let (client, mut eventloop) = AsyncClient::new(options, CHANNEL_CAPACITY);
+        // Each publish goes out at once instead of waiting (Nagle) for the
+        // broker's delayed ACK of the previous segment (~40 ms on Linux).
+        eventloop.network_options.set_tcp_nodelay(true);
         Ok(Self {
             inner: Some(Configured {
                 settings: settings.clone(),
