@@ -26,6 +26,8 @@ pub enum AuditAction {
     DatabaseRebuild,
     DatabaseRestore,
     EpochFileMismatch,
+    /// An operator forgot a retired instance's applied-state report.
+    InstanceForget,
 }
 
 impl AuditAction {
@@ -54,6 +56,7 @@ impl AuditAction {
             AuditAction::DatabaseRebuild => "database.rebuild",
             AuditAction::DatabaseRestore => "database.restore",
             AuditAction::EpochFileMismatch => "epoch-file.mismatch",
+            AuditAction::InstanceForget => "instance.forget",
         }
     }
 }

@@ -35,6 +35,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::service::applied::{DropReason, SyncState, Totals};
 use crate::status::Status;
 
 /// Path of the scrape endpoint (outside `/api/config`: Prometheus' default
@@ -86,6 +87,16 @@ struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SyncLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -113,6 +124,9 @@ pub struct Metrics {
     key_rotation_remaining: Gauge,
     key_rotation_unavailable: Gauge,
     uptime: Gauge,
+    applied_instances: Family<SyncLabels, Gauge>,
+    applied_received: Counter,
+    applied_dropped: Family<DropLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -234,6 +248,24 @@ impl Metrics {
             Unit::Seconds,
             uptime.clone(),
         );
+        let applied_instances = Family::<SyncLabels, Gauge>::default();
+        registry.register(
+            "applied_instances",
+            "Service instances by sync state against the desired config (in_sync, pending = out of sync, rejected, offline)",
+            applied_instances.clone(),
+        );
+        let applied_received = Counter::default();
+        registry.register(
+            "applied_reports_received",
+            "Applied-state reports kept (or clearing payloads taken)",
+            applied_received.clone(),
+        );
+        let applied_dropped = Family::<DropLabels, Counter>::default();
+        registry.register(
+            "applied_reports_dropped",
+            "Applied-state reports dropped, by reason",
+            applied_dropped.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         registry.register(
             "build_info",
@@ -264,6 +296,9 @@ impl Metrics {
             key_rotation_remaining,
             key_rotation_unavailable,
             uptime,
+            applied_instances,
+            applied_received,
+            applied_dropped,
         };
         // Series that exist before their first event, so dashboards and
         // `rate()` see a 0 instead of nothing.
@@ -280,8 +315,46 @@ impl Metrics {
             );
             drop(metrics.lkg_writes.get_or_create(&OutcomeLabels { outcome }));
         }
+        for reason in DropReason::ALL {
+            drop(metrics.applied_dropped.get_or_create(&DropLabels {
+                reason: reason.as_str(),
+            }));
+        }
+        metrics.refresh_applied(Totals::default());
         metrics.refresh(&Status::default(), 0);
         metrics
+    }
+
+    /// Counts one applied-state message: kept (`None`) or dropped.
+    pub fn applied_report(&self, dropped: Option<DropReason>) {
+        match dropped {
+            None => {
+                self.applied_received.inc();
+            }
+            Some(reason) => {
+                self.applied_dropped
+                    .get_or_create(&DropLabels {
+                        reason: reason.as_str(),
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    /// Copies the instance counts by sync state into their gauges.
+    pub fn refresh_applied(&self, totals: Totals) {
+        for (state, n) in [
+            (SyncState::InSync, totals.in_sync),
+            (SyncState::Pending, totals.pending),
+            (SyncState::Rejected, totals.rejected),
+            (SyncState::Offline, totals.offline),
+        ] {
+            self.applied_instances
+                .get_or_create(&SyncLabels {
+                    state: state.as_str(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// Counts one HTTP request. `route` is the matched template (`None`: no

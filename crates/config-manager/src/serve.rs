@@ -222,6 +222,7 @@ async fn open_service(settings: Arc<Settings>) -> anyhow::Result<Service> {
             crate::backup::record_epoch_file(&state).await;
             report_existing_lkg(&state).await;
             state.refresh_lkg().await;
+            crate::mqtt::applied::load(&state).await;
         }
     }
     Ok(Service { state, publisher })

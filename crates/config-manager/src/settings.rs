@@ -234,6 +234,8 @@ pub struct Settings {
     pub http_limits: ServerLimits,
     /// Login rate limit and audit aggregation/retention (`http::guard`).
     pub guard: crate::service::guard::GuardSettings,
+    /// Caps of the applied-state board (`service::applied`).
+    pub applied_limits: crate::service::applied::AppliedLimits,
     /// `CONFIG_SCHEMA_CACHE_SIZE`: compiled schema validators kept (least
     /// recently used evicted; see `config_manager_core::schema::validators`).
     pub schema_cache_size: usize,
@@ -397,6 +399,20 @@ impl Settings {
             audit_retention_days: env.ranged("CONFIG_AUDIT_RETENTION_DAYS", 90, 0, 36_500)?,
             audit_max_rows: env.ranged("CONFIG_AUDIT_MAX_ROWS", 100_000, 0, 100_000_000)?,
         };
+        let applied_limits = crate::service::applied::AppliedLimits {
+            max_per_service: env.ranged(
+                "CONFIG_APPLIED_MAX_INSTANCES_PER_SERVICE",
+                crate::service::applied::DEFAULT_MAX_PER_SERVICE,
+                1,
+                10_000,
+            )?,
+            max_total: env.ranged(
+                "CONFIG_APPLIED_MAX_INSTANCES",
+                crate::service::applied::DEFAULT_MAX_TOTAL,
+                1,
+                1_000_000,
+            )?,
+        };
         let db_path = db_path_from(env);
         let backup = crate::backup::BackupSettings::from_env(env, &db_path)?;
         let failpoint = Failpoint::parse(env)?;
@@ -432,6 +448,7 @@ impl Settings {
             guard,
             schema_cache_size,
             failpoint,
+            applied_limits,
         })
     }
 
@@ -516,6 +533,8 @@ pub const ALL_VARIABLES: &[&str] = &[
     "CONFIG_AUDIT_RETENTION_DAYS",
     "CONFIG_AUDIT_MAX_ROWS",
     "CONFIG_TEST_FAILPOINT",
+    "CONFIG_APPLIED_MAX_INSTANCES_PER_SERVICE",
+    "CONFIG_APPLIED_MAX_INSTANCES",
     "LITESTREAM_MODE",
     "LITESTREAM_BIN",
     "LITESTREAM_ENDPOINT",

@@ -56,6 +56,8 @@ struct Inner {
     login_limit: crate::auth::login_limit::LoginLimiter,
     started: Instant,
     metrics: Metrics,
+    /// The latest applied-state report of every instance (issue 19).
+    applied: crate::service::applied::AppliedBoard,
 }
 
 /// What opening a database needs besides the file.
@@ -105,6 +107,7 @@ impl AppState {
             settings.lkg_keys.clone(),
         ));
         let guard = settings.guard;
+        let applied_limits = settings.applied_limits;
         Self {
             inner: Arc::new(Inner {
                 manager: RwLock::new(manager.map(Arc::new)),
@@ -125,6 +128,7 @@ impl AppState {
                 ),
                 started: Instant::now(),
                 metrics: Metrics::new(),
+                applied: crate::service::applied::AppliedBoard::new(applied_limits),
             }),
         }
     }
@@ -182,6 +186,7 @@ impl AppState {
             .write()
             .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(manager));
         self.inner.cache.clear();
+        self.inner.applied.desired_changed();
     }
 
     /// The cache of serialized reads (normal mode only).
@@ -249,6 +254,11 @@ impl AppState {
         &self.inner.metrics
     }
 
+    /// What every instance says it runs (desired vs applied).
+    pub fn applied(&self) -> &crate::service::applied::AppliedBoard {
+        &self.inner.applied
+    }
+
     pub fn uptime_seconds(&self) -> u64 {
         self.inner.started.elapsed().as_secs()
     }
@@ -266,6 +276,7 @@ impl AppState {
         }
         self.inner.cache.invalidate(services);
         self.inner.metrics.config_changed(services.len());
+        self.inner.applied.desired_changed();
         // The publisher reads the committed state itself; waking it first lets
         // the MQTT message go out while the cache is being written.
         self.inner.sink.configs_changed(services);

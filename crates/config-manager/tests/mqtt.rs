@@ -344,14 +344,16 @@ async fn broker_outage_never_blocks_writes_and_reconnect_republishes_the_latest(
     wait_mqtt_connected(&s, true).await;
     let wants = [(TTS_TOPIC, last_tts), ("system/config/router", last_router)];
     // First wait until the republish is through (live or retained) ...
-    let mut sub = Subscriber::connect(port, "system/config/#").await;
+    // (`+`: the config topics only; the client's applied-state report lives
+    // one level below, on system/config/tts-worker/applied/<instance>.)
+    let mut sub = Subscriber::connect(port, "system/config/+").await;
     sub.latest_until(WAIT, "the republish", |latest| {
         latest.len() >= 6 && has_versions(latest, &wants)
     })
     .await;
     sub.close().await;
     // ... then a new subscriber finds all of it retained.
-    let mut sub = Subscriber::connect(port, "system/config/#").await;
+    let mut sub = Subscriber::connect(port, "system/config/+").await;
     let retained = sub
         .latest_until(WAIT, "every service, retained, latest", |latest| {
             latest.len() >= 6 && latest.values().all(|m| m.retain) && has_versions(latest, &wants)

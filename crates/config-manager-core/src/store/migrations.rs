@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_service_schemas.sql"),
     include_str!("migrations/0003_history_service_order.sql"),
+    include_str!("migrations/0004_applied_state.sql"),
 ];
 
 /// The schema version this binary writes.

@@ -9,6 +9,7 @@
 //! The API is synchronous on purpose: the service calls it from blocking threads
 //! (`spawn_blocking`), never from the async executor.
 
+mod applied;
 mod audit;
 mod configs;
 mod epoch_file;
@@ -31,6 +32,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+pub use applied::{AppliedChange, CurrentVersion, StoredApplied};
 pub use audit::{AuditEntry, AuditFilter, NewAudit};
 pub use configs::{ConfigItem, ConfigWrite, StoredConfig, VersionSnapshot};
 pub use epoch_file::{

@@ -14,22 +14,36 @@ use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::Role;
 use crate::read_cache::Cached;
+use crate::service::applied::{desired_from_fallback, desired_from_manager};
 use crate::state::{AppState, Served};
 
 /// Longest accepted change reason.
 pub const MAX_REASON_LEN: usize = 500;
 
-/// `GET /services`
+/// `GET /services`: the names, and per service the summary of what its
+/// instances applied (`applied`, keyed by service; desired vs applied).
 pub async fn list(
     State(state): State<AppState>,
     RequireRead(caller): RequireRead,
 ) -> ApiResult<Response> {
-    let (mut services, served) = state
-        .read(|m| Ok(m.list_services()?), |f| Ok(f.list_services()))
+    let ((mut services, desired), served) = state
+        .read(
+            |m| Ok((m.list_services()?, desired_from_manager(m)?)),
+            |f| Ok((f.list_services(), desired_from_fallback(f))),
+        )
         .await?;
     services.retain(|s| caller.may_access(s));
+    let board = state.applied();
+    let applied: Map<String, Value> = services
+        .iter()
+        .filter_map(|s| {
+            let name = config_manager_core::domain::ServiceName::parse(s).ok()?;
+            let summary = board.summary(&name, desired.get(&name));
+            Some((s.clone(), serde_json::to_value(summary).ok()?))
+        })
+        .collect();
     Ok(with_source(
-        Json(json!({ "services": services })).into_response(),
+        Json(json!({ "services": services, "applied": applied })).into_response(),
         served,
     ))
 }

@@ -112,6 +112,7 @@ where
 pub async fn scrape(State(state): State<AppState>) -> Response {
     let metrics = state.metrics();
     metrics.refresh(&state.status().get(), state.uptime_seconds());
+    metrics.refresh_applied(state.applied().totals());
     match metrics.encode() {
         Ok(body) => {
             let mut resp = body.into_response();

@@ -8,6 +8,7 @@ pub mod configs;
 pub mod error;
 pub mod health;
 pub mod history;
+pub mod instances;
 pub mod json;
 pub mod keys;
 pub mod metrics;
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -51,6 +52,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/services/{service}"),
     ("patch", "/services/{service}"),
     ("get", "/services/{service}/versions"),
+    ("get", "/services/{service}/instances"),
+    ("delete", "/services/{service}/instances/{instance_id}"),
     ("get", "/services/{service}/schema"),
     ("put", "/services/{service}/schema"),
     ("post", "/services/{service}/secrets/{key}/reveal"),
@@ -96,6 +99,11 @@ pub fn router(
             get(configs::get).put(configs::put).patch(configs::patch),
         )
         .route(&api("/services/{service}/versions"), get(configs::versions))
+        .route(&api("/services/{service}/instances"), get(instances::list))
+        .route(
+            &api("/services/{service}/instances/{instance_id}"),
+            delete(instances::forget),
+        )
         .route(
             &api("/services/{service}/schema"),
             get(configs::schema).put(configs::put_schema),

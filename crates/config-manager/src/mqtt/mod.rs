@@ -29,8 +29,9 @@
 //!   takes over the session of its previous process (whose last-will must still
 //!   fire), and two instances started by mistake do not disconnect each other
 //!   in a loop.
-//! - **Clean session**: yes. The manager subscribes to nothing, and it does not
-//!   need the broker to keep unacknowledged messages across connections: after
+//! - **Clean session**: yes. This connection subscribes to nothing (the
+//!   applied-state reports come in on a connection of their own,
+//!   `applied.rs`), and it does not need the broker to keep unacknowledged messages across connections: after
 //!   every reconnect it republishes the current config of every service, which
 //!   supersedes anything the old session still held.
 //! - **Keep-alive**: 15 s. The broker publishes the last-will after 1.5 × this
@@ -41,6 +42,7 @@
 //! - **Last-will**: the offline form of the health message (retained), set
 //!   again before every reconnect so it carries the current epoch.
 
+pub mod applied;
 mod connection;
 mod publisher;
 mod queue;
@@ -187,7 +189,10 @@ impl Publisher {
             return Ok(Self { inner: None });
         };
         let options = mqtt_options(settings)?;
-        let (client, eventloop) = AsyncClient::new(options, CHANNEL_CAPACITY);
+        let (client, mut eventloop) = AsyncClient::new(options, CHANNEL_CAPACITY);
+        // Each publish goes out at once instead of waiting (Nagle) for the
+        // broker's delayed ACK of the previous segment (~40 ms on Linux).
+        eventloop.network_options.set_tcp_nodelay(true);
         Ok(Self {
             inner: Some(Configured {
                 settings: settings.clone(),
@@ -220,7 +225,19 @@ impl Publisher {
             s.mqtt_connected = false;
         });
         let Some(c) = self.inner else {
-            return RunningPublisher { tasks: None };
+            return RunningPublisher {
+                tasks: None,
+                applied: None,
+            };
+        };
+        let applied = match applied::start(&c.settings, state.clone()) {
+            Ok(a) => Some(a),
+            Err(error) => {
+                // The TLS setup already succeeded for the publisher; this
+                // cannot differ, but a missing subscriber is no reason to stop.
+                tracing::error!(%error, "applied-state subscriber not started");
+                None
+            }
         };
         tracing::info!(
             host = %c.settings.endpoint.host,
@@ -252,6 +269,7 @@ impl Publisher {
             enqueued,
         );
         RunningPublisher {
+            applied,
             tasks: Some(Tasks {
                 connection: tokio::spawn(connection.run()),
                 publisher: tokio::spawn(publisher.run()),
@@ -265,6 +283,8 @@ impl Publisher {
 /// The started publisher; [`RunningPublisher::shutdown`] ends it cleanly.
 pub struct RunningPublisher {
     tasks: Option<Tasks>,
+    /// The applied-state subscriber (`applied.rs`).
+    applied: Option<applied::RunningApplied>,
 }
 
 struct Tasks {
@@ -283,6 +303,9 @@ impl RunningPublisher {
     /// has acknowledged everything queued, then disconnects cleanly, so the
     /// broker does not also send the last-will.
     pub async fn shutdown(self) {
+        if let Some(a) = self.applied {
+            a.shutdown().await;
+        }
         let Some(t) = self.tasks else {
             return;
         };

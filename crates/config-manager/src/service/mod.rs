@@ -3,6 +3,7 @@
 //! crate, `state`, `status`, `settings` and `metrics`; it never imports
 //! `http`, `cli` or `ui` (those are front ends that call into it).
 
+pub mod applied;
 pub mod error;
 pub mod guard;
 pub mod health;

@@ -65,6 +65,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("assets/form.js"),
     },
     Asset {
+        path: "/ui/assets/instances.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/instances.js"),
+    },
+    Asset {
         path: "/ui/assets/views.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("assets/views.js"),

@@ -81,7 +81,8 @@ impl Broker {
     fn spawn(&mut self) {
         let conf = self.dir.path().join("mosquitto.conf");
         let mut text = format!(
-            "allow_anonymous true\npersistence false\nlog_dest stderr\nlistener {} 127.0.0.1\n",
+            // No queue limit: flood tests count every message the manager got.
+            "allow_anonymous true\npersistence false\nlog_dest stderr\nmax_queued_messages 0\nlistener {} 127.0.0.1\n",
             self.port
         );
         if let Some(tls) = &self.tls {

@@ -10,6 +10,7 @@ import { h, $, $$, replace, toast, confirmDialog } from './dom.js';
 import { api, health as fetchHealth, currentSession, login, logout, setUnauthorizedHandler, seg } from './api.js';
 import { serviceForm } from './form.js';
 import { renderSearch, renderHistory, renderAudit, renderSettings } from './views.js';
+import { instancesPanel, updateSyncDots } from './instances.js';
 
 const HEALTH_EVERY_MS = 10000;
 
@@ -28,6 +29,8 @@ const state = {
   prefetch: null, // {name, promise} of a service load started early
   healthTimer: null,
   rendered: false,
+  applied: {}, // per service: the summary of its instances (GET /services)
+  instances: null, // the open service's instances panel
 };
 
 const main = () => $('#main');
@@ -42,6 +45,8 @@ function showLogin(message) {
   state.form = null;
   state.formService = null;
   state.view = null;
+  if (state.instances) { state.instances.stop(); state.instances = null; }
+  state.applied = {};
   // Nothing of the last session stays in the page.
   replace(main());
   replace($('#tabs'));
@@ -92,15 +97,16 @@ async function enter(session) {
   // first form shows.
   const r = parseRoute();
   state.prefetch = r.view === 'service' && r.parts[1] ? fetchService(r.parts[1]) : null;
-  const list = api.get('/services').then((res) => res.services, (e) => e);
+  const list = api.get('/services').catch((e) => e);
   await refreshHealth();
-  const services = await list;
-  if (services instanceof Error) {
-    if (services.status === 401) return;
+  const res = await list;
+  if (res instanceof Error) {
+    if (res.status === 401) return;
     state.services = [];
-    toast(`Could not list services: ${services.message}`, 'error');
+    toast(`Could not list services: ${res.message}`, 'error');
   } else {
-    state.services = services;
+    state.services = res.services;
+    state.applied = res.applied || {};
   }
   renderTabs();
   startHealth();
@@ -159,7 +165,16 @@ function updateBanners(unreachable) {
 
 function startHealth() {
   stopHealth();
-  state.healthTimer = setInterval(refreshHealth, HEALTH_EVERY_MS);
+  state.healthTimer = setInterval(() => { refreshHealth(); refreshApplied(); }, HEALTH_EVERY_MS);
+}
+
+/** Re-reads the per-service sync summaries (the tabs' second dot). */
+async function refreshApplied() {
+  try {
+    const res = await api.get('/services');
+    state.applied = res.applied || {};
+    updateSyncDots($$('#tabs [role=tab]'), state.applied);
+  } catch { /* the health banner tells about an unreachable service */ }
 }
 function stopHealth() { clearInterval(state.healthTimer); state.healthTimer = null; }
 
@@ -172,8 +187,10 @@ function renderTabs() {
   },
   h('span', { class: 'dot', 'aria-hidden': 'true' }),
   h('span', { class: 'tab-label' }, s),
+  h('span', { class: 'sync-dot', 'aria-hidden': 'true' }),
   h('span', { class: 'dirty-mark', 'aria-hidden': 'true', hidden: true }, '•'),
-  h('span', { class: 'visually-hidden tab-state' }))));
+  h('span', { class: 'visually-hidden tab-state' }),
+  h('span', { class: 'visually-hidden sync-state' }))));
 }
 
 /** Health of one service's tab: failed load > read-only (mode or cache) > healthy. */
@@ -201,6 +218,7 @@ function updateTabs() {
     t.title = `${name}: ${text}`;
   }
   (focusable || tabs[0] || {}).tabIndex = 0;
+  updateSyncDots(tabs, state.applied);
   keepTabInView();
 }
 
@@ -317,6 +335,7 @@ async function route() {
 function leaveForm(view) {
   state.view = view;
   state.form = null;
+  if (state.instances) { state.instances.stop(); state.instances = null; }
   state.formService = null;
   setDirty(false);
 }
@@ -372,6 +391,11 @@ async function loadService(name, opts) {
     onUnavailable: refreshHealth,
   });
   replace(m, state.form.el);
+  if (state.instances) state.instances.stop();
+  // After a save (flash "Saved."), follow the change to the instances.
+  state.instances = instancesPanel(name, { follow: Boolean(opts.flash && opts.flash.startsWith('Saved')) });
+  m.append(state.instances.el);
+  if (opts.flash && opts.flash.startsWith('Saved')) refreshApplied();
   updateTabs();
   if (opts.flash) window.scrollTo(0, scroll);
   if (opts.focusKey) state.form.focusField(opts.focusKey);

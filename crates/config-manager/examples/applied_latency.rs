@@ -1,0 +1,329 @@
+//! PATCH → "applied by every instance" as the REST summary shows it
+//! (issue 19's figure): 2 Rust clients (`config-manager-client`, in this
+//! process) and 2 Python clients (`tars-config-client`, child processes
+//! running `tests/applied_child.py` with `.venv-client/bin/python`) report
+//! their applied state; each round PATCHes `volume_percent` and polls
+//! `GET /api/config/services` until `applied.tts-worker` says `in_sync` with
+//! 4 of 4 instances. Rounds are sequential.
+//!
+//! ```sh
+//! cargo build --profile dist -p config-manager --bin config-manager --example applied_latency
+//! target/dist/examples/applied_latency --updates 200
+//! ```
+//!
+//! The path measured: HTTP, SQLite commit, LKG write, sign, broker, four
+//! clients verify and apply, each publishes its report, the manager's
+//! subscriber takes it, and a summary read sees all four (the poll runs
+//! every `--poll-ms`, so the figures include up to that much wait).
+//! Figures are in `docs/performance.md`.
+
+use std::error::Error;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use config_manager_client::{ApiToken, Client, ClientSettings, MqttEndpoint};
+use config_manager_core::applied::InstanceId;
+use config_manager_core::crypto::signing::{TrustedKeys, VerifyingKey};
+use config_manager_core::domain::ServiceName;
+use serde_json::{json, Map, Value};
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+const TOKEN: &str = "bench-writer-token-0123456789";
+
+#[derive(Parser)]
+struct Args {
+    /// Measured updates (after the warm-up).
+    #[arg(long, default_value_t = 200)]
+    updates: usize,
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+    /// Pause between summary polls, in milliseconds.
+    #[arg(long, default_value_t = 1)]
+    poll_ms: u64,
+    /// The config-manager binary; default: next to this example.
+    #[arg(long)]
+    bin: Option<PathBuf>,
+    /// The Python with the client installed; default: .venv-client/bin/python
+    /// of this checkout.
+    #[arg(long)]
+    python: Option<PathBuf>,
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let bin = match args.bin {
+        Some(b) => b,
+        None => std::env::current_exe()?
+            .parent()
+            .and_then(Path::parent)
+            .map(|dir| dir.join("config-manager"))
+            .ok_or("cannot locate the config-manager binary; pass --bin")?,
+    };
+    let python = args
+        .python
+        .unwrap_or_else(|| root.join(".venv-client/bin/python"));
+    for (what, path) in [("config-manager", &bin), ("python", &python)] {
+        if !path.exists() {
+            return Err(format!("{what}: {} not found", path.display()).into());
+        }
+    }
+    let dir = tempfile::tempdir()?;
+    let mqtt_port = free_port()?;
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        // As docs/mqtt.md recommends: the broker sends each message at once.
+        format!("listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"),
+    )?;
+    let _broker = Proc(
+        Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_port(mqtt_port).await?;
+    let http_port = free_port()?;
+    let mqtt_url = format!("mqtt://127.0.0.1:{mqtt_port}");
+    let log = std::fs::File::create(dir.path().join("server.log"))?;
+    let _server = Proc(
+        Command::new(&bin)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CONFIG_ENV_FILE", dir.path().join(".env"))
+            .env("CONFIG_DB_PATH", dir.path().join("data/config.db"))
+            .env("CONFIG_LKG_CACHE_PATH", dir.path().join("data/lkg.json"))
+            .env("CONFIG_MANAGER_PORT", http_port.to_string())
+            .env("CONFIG_API_TOKENS", format!("bench={TOKEN}:config.write"))
+            .env("MQTT_URL", &mqtt_url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()?,
+    );
+    let base = format!("http://127.0.0.1:{http_port}/api/config");
+    let http = reqwest::Client::new();
+    wait_mqtt_connected(&http, &base).await?;
+    let key = env_public_key(&dir.path().join(".env"))?;
+
+    let mut rust = Vec::new();
+    for id in ["bench-rust-1", "bench-rust-2"] {
+        let mut settings = ClientSettings::new(
+            ServiceName::parse("tts-worker")?,
+            TrustedKeys::from_keys([key.clone()]),
+        );
+        settings.manager_url = Some(format!("http://127.0.0.1:{http_port}"));
+        settings.api_token = Some(ApiToken::new(TOKEN));
+        settings.mqtt = Some(MqttEndpoint::parse(&mqtt_url)?);
+        settings.instance_id = Some(InstanceId::parse(id)?);
+        rust.push(
+            Client::<Map<String, Value>>::builder(settings)
+                .start()
+                .await?,
+        );
+    }
+    let script = root.join("crates/config-manager/tests/applied_child.py");
+    let mut pythons = Vec::new();
+    for id in ["bench-py-1", "bench-py-2"] {
+        pythons.push(Proc(
+            Command::new(&python)
+                .arg(&script)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("CONFIG_INSTANCE_ID", id)
+                .env("MQTT_URL", &mqtt_url)
+                .env(
+                    "CONFIG_MANAGER_URL",
+                    format!("http://127.0.0.1:{http_port}"),
+                )
+                .env("CONFIG_API_TOKEN", TOKEN)
+                .env("CONFIG_SIGNATURE_PUBLIC_KEY", key.to_spki_pem()?)
+                .env("CONFIG_CACHE_PATH", dir.path().join(format!("{id}.json")))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        ));
+    }
+    let poll = Duration::from_millis(args.poll_ms);
+    let mut version = current_version(&http, &base).await?;
+    // Every instance reports the start-up version first.
+    wait_all_applied(&http, &base, poll, Duration::from_secs(60)).await?;
+
+    let total = args.warmup + args.updates;
+    let mut sent_to_all = Vec::with_capacity(args.updates);
+    let mut returned_to_all = Vec::with_capacity(args.updates);
+    let mut polls = 0usize;
+    let started = Instant::now();
+    for i in 0..total {
+        // 50..=149: valid for the Python model (at most 150), always a change.
+        let volume = 50 + i64::try_from(i % 100)?;
+        let sent = Instant::now();
+        let resp = http
+            .patch(format!("{base}/services/tts-worker"))
+            .header("X-API-Token", TOKEN)
+            .json(&json!({"config": {"volume_percent": volume}, "version": version}))
+            .send()
+            .await?;
+        let returned = Instant::now();
+        let status = resp.status();
+        let body: Value = resp.json().await?;
+        if !status.is_success() {
+            return Err(format!("PATCH failed with {status}: {body}").into());
+        }
+        version = body["version"].as_u64().ok_or("no version in the reply")?;
+        polls += wait_all_applied(&http, &base, poll, Duration::from_secs(20)).await?;
+        let seen = Instant::now();
+        if i >= args.warmup {
+            sent_to_all.push(seen.duration_since(sent));
+            returned_to_all.push(seen.duration_since(returned));
+        }
+    }
+    let elapsed = started.elapsed();
+    for c in rust {
+        c.shutdown().await;
+    }
+    drop(pythons);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "applied latency, 2 Rust + 2 Python instances, {} updates (+{} warm-up), {:.1} rounds/s, poll every {} ms ({:.1} polls per round), load average {}, binary {}",
+        args.updates,
+        args.warmup,
+        total as f64 / elapsed.as_secs_f64(),
+        args.poll_ms,
+        polls as f64 / total as f64,
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        bin.display()
+    );
+    println!("| path | p50 | p90 | p99 | max |");
+    println!("|---|---|---|---|---|");
+    row(
+        "PATCH sent → summary \"applied by 4 of 4\"",
+        &mut sent_to_all,
+    );
+    row(
+        "PATCH answered → summary \"applied by 4 of 4\"",
+        &mut returned_to_all,
+    );
+    Ok(())
+}
+
+async fn current_version(http: &reqwest::Client, base: &str) -> Result<u64, BoxError> {
+    let body: Value = http
+        .get(format!("{base}/services/tts-worker"))
+        .header("X-API-Token", TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    body["version"].as_u64().ok_or_else(|| "no version".into())
+}
+
+/// Polls the list until tts-worker's summary is in sync with 4 of 4
+/// instances; returns the number of polls.
+async fn wait_all_applied(
+    http: &reqwest::Client,
+    base: &str,
+    poll: Duration,
+    limit: Duration,
+) -> Result<usize, BoxError> {
+    let deadline = Instant::now() + limit;
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        let body: Value = http
+            .get(format!("{base}/services"))
+            .header("X-API-Token", TOKEN)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let s = &body["applied"]["tts-worker"];
+        if s["state"] == "in_sync" && s["in_sync"] == 4 {
+            return Ok(polls);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not applied by every instance: {s}").into());
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+fn row(name: &str, samples: &mut [Duration]) {
+    samples.sort();
+    let pct = |q: f64| -> String {
+        if samples.is_empty() {
+            return "-".into();
+        }
+        let index = ((samples.len() - 1) as f64 * q).round() as usize;
+        format!("{:.2} ms", samples[index].as_secs_f64() * 1000.0)
+    };
+    println!(
+        "| {name} | {} | {} | {} | {} |",
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        pct(1.0)
+    );
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn wait_port(port: u16) -> Result<(), BoxError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("nothing listens on port {port}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Polls health until the manager answers and is connected to the broker.
+async fn wait_mqtt_connected(http: &reqwest::Client, base: &str) -> Result<(), BoxError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(resp) = http.get(format!("{base}/health")).send().await {
+            if let Ok(health) = resp.json::<Value>().await {
+                if health["mqtt_connected"] == true {
+                    return Ok(());
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("the manager did not come up connected to the broker".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `CONFIG_SIGNATURE_PUBLIC_KEY` from the server's `.env`.
+fn env_public_key(env_file: &Path) -> Result<VerifyingKey, BoxError> {
+    for item in dotenvy::from_path_iter(env_file)? {
+        let (k, v) = item?;
+        if k == "CONFIG_SIGNATURE_PUBLIC_KEY" {
+            return Ok(VerifyingKey::from_spki_pem(&v)?);
+        }
+    }
+    Err("CONFIG_SIGNATURE_PUBLIC_KEY not in .env".into())
+}

@@ -1,0 +1,125 @@
+// Desired vs applied on the page: the sync dot of each service tab and, on a
+// service's page, its running instances (applied version, age, state,
+// rejection reason). After a save the panel polls the instances endpoint for
+// a bounded time and shows the change arriving ("applied by 1 of 2
+// instances" -> "2 of 2").
+
+import { h, replace } from './dom.js';
+import { api, seg } from './api.js';
+
+/** How long after a save the panel follows the change, and how often. */
+const FOLLOW_MS = 30000;
+const FOLLOW_EVERY_MS = 500;
+
+const WORDS = {
+  in_sync: 'in sync',
+  pending: 'pending',
+  rejected: 'rejected',
+  offline: 'offline',
+  no_reports: 'no reports',
+};
+
+/** The text of one service's sync dot. */
+export function syncText(summary) {
+  if (!summary) return 'no reports';
+  const word = WORDS[summary.state] || summary.state;
+  if (summary.state === 'pending' && summary.pending_seconds != null) return `${word} for ${summary.pending_seconds} s`;
+  if (summary.state === 'no_reports') return word;
+  return `${word} (${summary.in_sync} of ${summary.reachable} applied)`;
+}
+
+/** Sets the sync dot of each tab from GET /services' `applied`. */
+export function updateSyncDots(tabs, applied) {
+  for (const t of tabs) {
+    const summary = (applied || {})[t.dataset.service];
+    const dot = t.querySelector('.sync-dot');
+    if (!dot) continue;
+    const state = summary ? summary.state : 'no_reports';
+    dot.className = `sync-dot sync-${state}`;
+    dot.dataset.state = state;
+    dot.title = `instances: ${syncText(summary)}`;
+    const sr = t.querySelector('.sync-state');
+    if (sr) sr.textContent = `, instances ${syncText(summary)}`;
+  }
+}
+
+function age(seconds) {
+  if (seconds == null) return '';
+  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
+  return `${Math.floor(seconds / 86400)} d ago`;
+}
+
+function stateCell(i) {
+  let text = WORDS[i.state] || i.state;
+  if (i.state === 'pending' && i.drift === 'ahead') text += ' (ahead of the database)';
+  else if (i.state === 'pending' && i.drift === 'other_epoch') text += ' (older epoch)';
+  else if (i.state === 'pending' && i.pending_seconds != null) text += ` for ${i.pending_seconds} s`;
+  return h('td', {}, h('span', { class: `sync-dot sync-${i.state}`, 'aria-hidden': 'true' }), ' ', text);
+}
+
+function progressText(summary) {
+  if (!summary || summary.instances === 0) return 'No instance has reported yet.';
+  const n = summary.reachable;
+  return `Applied by ${summary.in_sync} of ${n} instance${n === 1 ? '' : 's'}`
+    + (summary.offline ? ` (${summary.offline} offline)` : '')
+    + (summary.rejected ? `; ${summary.rejected} rejected` : '')
+    + '.';
+}
+
+/**
+ * The instances panel of a service. `follow`: a save just happened; poll
+ * until every reachable instance is in sync or FOLLOW_MS passed.
+ * Returns {el, stop()}.
+ */
+export function instancesPanel(service, opts) {
+  const status = h('p', { id: 'applied-progress', class: 'applied-progress', role: 'status', 'aria-live': 'polite' }, 'Loading instances…');
+  const body = h('div', { id: 'instances-table' });
+  const el = h('section', { id: 'instances', class: 'instances', 'aria-labelledby': 'instances-title' },
+    h('h2', { id: 'instances-title' }, 'Instances'),
+    status, body);
+  let timer = null;
+  let stopped = false;
+  const until = Date.now() + FOLLOW_MS;
+
+  function render(data) {
+    const list = data.instances || [];
+    const desired = data.desired ? `version ${data.desired.version}` : 'no stored version';
+    replace(status, progressText(data.summary), ' ', h('span', { class: 'muted' }, `Desired: ${desired}.`));
+    status.dataset.inSync = String(data.summary.in_sync);
+    status.dataset.reachable = String(data.summary.reachable);
+    if (!list.length) { replace(body); return; }
+    replace(body, h('table', { class: 'instances-table' },
+      h('thead', {}, h('tr', {},
+        h('th', { scope: 'col' }, 'Instance'),
+        h('th', { scope: 'col' }, 'State'),
+        h('th', { scope: 'col' }, 'Applied version'),
+        h('th', { scope: 'col' }, 'Reported'),
+        h('th', { scope: 'col' }, 'Rejection'),
+        h('th', { scope: 'col' }, 'Client'))),
+      h('tbody', {}, list.map((i) => h('tr', { dataset: { instance: i.instance_id, state: i.state } },
+        h('td', { class: 'mono' }, i.instance_id),
+        stateCell(i),
+        h('td', {}, i.version == null ? '–' : String(i.version)),
+        h('td', { title: i.received_at }, age(i.age_seconds)),
+        h('td', {}, i.reason ? `${i.reason}${i.rejected_version ? ` (version ${i.rejected_version})` : ''}` : ''),
+        h('td', { class: 'muted' }, `${i.client.name} ${i.client.version}`))))));
+  }
+
+  async function load() {
+    if (stopped) return;
+    try {
+      const data = await api.get(`/services/${seg(service)}/instances`);
+      if (stopped) return;
+      render(data);
+      const s = data.summary;
+      const done = s.reachable > 0 && s.in_sync === s.reachable;
+      if (opts.follow && !done && Date.now() < until) timer = setTimeout(load, FOLLOW_EVERY_MS);
+    } catch (e) {
+      if (!stopped) replace(status, `Could not load the instances: ${e.message}`);
+    }
+  }
+  load();
+  return { el, stop() { stopped = true; clearTimeout(timer); } };
+}
