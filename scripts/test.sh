@@ -44,7 +44,9 @@ fi
 # (asyncio-mqtt==0.16.2 on paho-mqtt<2) next to the client, so a conflict
 # shows up here; ruff, mypy, then pytest against the binary built here and a
 # mosquitto the tests start themselves.
-python_client_tests() {
+# The client venv is set up before any test group runs: some Rust tests
+# (tests/applied_clients.rs) start Python clients from it.
+client_venv() {
   local venv="$PWD/.venv-client" stamp
   if [ ! -x "$venv/bin/python" ]; then
     echo "== creating $venv"
@@ -64,6 +66,10 @@ python_client_tests() {
     echo "$stamp" >"$venv/.installed"
   fi
   "$venv/bin/pip" check
+}
+
+python_client_tests() {
+  local venv="$PWD/.venv-client"
   "$venv/bin/python" -c 'import asyncio_mqtt, config_manager_client, orjson, paho.mqtt; print("python client installs beside tars-core pins (asyncio-mqtt 0.16.2, paho", paho.mqtt.__version__ + ")")'
   # The debug build by default (quick to build); CONFIG_MANAGER_BIN picks
   # another, e.g. target/release/config-manager.
@@ -87,6 +93,10 @@ python_client_tests() {
     (cd clients/python && "$venv2/bin/pytest" -q)
   fi
 }
+
+if [ "$group" != unit ] && [ "$group" != contract ]; then
+  client_venv
+fi
 
 case "$group" in
   unit)        cargo test --workspace --lib --bins ;;
