@@ -25,13 +25,10 @@
 //!
 //! [`AppliedBoard`]: crate::service::applied::AppliedBoard
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use config_manager_core::applied::{applied_topic, APPLIED_TOPIC_FILTER};
-use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
-};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -90,27 +87,13 @@ impl RunningApplied {
 }
 
 fn options(settings: &MqttSettings) -> Result<MqttOptions, MqttError> {
-    let endpoint = &settings.endpoint;
-    let mut options = MqttOptions::new(
-        format!("{}-applied", settings.client_id),
-        endpoint.host.clone(),
-        endpoint.port,
-    );
-    options.set_keep_alive(settings.keep_alive);
-    options.set_clean_session(true);
     // Outgoing: only empty retained messages (forgotten instances).
-    options.set_max_packet_size(MAX_INCOMING_PACKET, 4 * 1024);
-    if let Some(user) = &endpoint.username {
-        options.set_credentials(user.clone(), endpoint.password.clone().unwrap_or_default());
-    }
-    if endpoint.tls {
-        let tls = config_manager_client::tls_config(endpoint)
-            .map_err(|e| MqttError::Tls(e.to_string()))?;
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::new(tls),
-        )));
-    }
-    Ok(options)
+    super::connection_options(
+        settings,
+        format!("{}-applied", settings.client_id),
+        MAX_INCOMING_PACKET,
+        4 * 1024,
+    )
 }
 
 async fn run_connection(

@@ -330,17 +330,29 @@ async fn join_bounded(name: &str, mut task: JoinHandle<()>) {
 /// rumqttc options for the manager's connection (the last-will is added when
 /// the publisher starts, because it is built from the live health).
 fn mqtt_options(settings: &MqttSettings) -> Result<MqttOptions, MqttError> {
-    let endpoint = &settings.endpoint;
-    let mut options = MqttOptions::new(
-        settings.client_id.clone(),
-        endpoint.host.clone(),
-        endpoint.port,
-    );
-    options.set_keep_alive(settings.keep_alive);
-    options.set_clean_session(true);
     // Incoming traffic is acknowledgements only; outgoing is bounded by the
     // envelope size services accept.
-    options.set_max_packet_size(64 * 1024, MAX_OUTGOING_PACKET);
+    connection_options(
+        settings,
+        settings.client_id.clone(),
+        64 * 1024,
+        MAX_OUTGOING_PACKET,
+    )
+}
+
+/// What both of the manager's connections share: endpoint, credentials,
+/// TLS, keep-alive, a clean session, and the packet bounds given.
+pub(crate) fn connection_options(
+    settings: &MqttSettings,
+    client_id: String,
+    max_incoming: usize,
+    max_outgoing: usize,
+) -> Result<MqttOptions, MqttError> {
+    let endpoint = &settings.endpoint;
+    let mut options = MqttOptions::new(client_id, endpoint.host.clone(), endpoint.port);
+    options.set_keep_alive(settings.keep_alive);
+    options.set_clean_session(true);
+    options.set_max_packet_size(max_incoming, max_outgoing);
     if let Some(user) = &endpoint.username {
         options.set_credentials(user.clone(), endpoint.password.clone().unwrap_or_default());
     }
