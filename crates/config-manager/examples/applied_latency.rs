@@ -17,8 +17,6 @@
 //! every `--poll-ms`, so the figures include up to that much wait).
 //! Figures are in `docs/performance.md`.
 
-use std::error::Error;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,11 +24,13 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use config_manager_client::{ApiToken, Client, ClientSettings, MqttEndpoint};
 use config_manager_core::applied::InstanceId;
-use config_manager_core::crypto::signing::{TrustedKeys, VerifyingKey};
+use config_manager_core::crypto::signing::TrustedKeys;
 use config_manager_core::domain::ServiceName;
 use serde_json::{json, Map, Value};
 
-type BoxError = Box<dyn Error + Send + Sync>;
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+use bench_support::{env_public_key, free_port, row, wait_mqtt_connected, wait_port, BoxError};
 
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 const TOKEN: &str = "bench-writer-token-0123456789";
@@ -264,66 +264,4 @@ async fn wait_all_applied(
         }
         tokio::time::sleep(poll).await;
     }
-}
-
-fn row(name: &str, samples: &mut [Duration]) {
-    samples.sort();
-    let pct = |q: f64| -> String {
-        if samples.is_empty() {
-            return "-".into();
-        }
-        let index = ((samples.len() - 1) as f64 * q).round() as usize;
-        format!("{:.2} ms", samples[index].as_secs_f64() * 1000.0)
-    };
-    println!(
-        "| {name} | {} | {} | {} | {} |",
-        pct(0.50),
-        pct(0.90),
-        pct(0.99),
-        pct(1.0)
-    );
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-async fn wait_port(port: u16) -> Result<(), BoxError> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(format!("nothing listens on port {port}").into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Ok(())
-}
-
-/// Polls health until the manager answers and is connected to the broker.
-async fn wait_mqtt_connected(http: &reqwest::Client, base: &str) -> Result<(), BoxError> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(resp) = http.get(format!("{base}/health")).send().await {
-            if let Ok(health) = resp.json::<Value>().await {
-                if health["mqtt_connected"] == true {
-                    return Ok(());
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            return Err("the manager did not come up connected to the broker".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// `CONFIG_SIGNATURE_PUBLIC_KEY` from the server's `.env`.
-fn env_public_key(env_file: &Path) -> Result<VerifyingKey, BoxError> {
-    for item in dotenvy::from_path_iter(env_file)? {
-        let (k, v) = item?;
-        if k == "CONFIG_SIGNATURE_PUBLIC_KEY" {
-            return Ok(VerifyingKey::from_spki_pem(&v)?);
-        }
-    }
-    Err("CONFIG_SIGNATURE_PUBLIC_KEY not in .env".into())
 }
