@@ -436,6 +436,28 @@ mod tests {
         (dir, m)
     }
 
+    /// PATCHes tts-worker's `volume_percent`; returns the new version.
+    fn set_volume(m: &Manager, volume: i64, version: i64) -> i64 {
+        let tts = ServiceName::parse("tts-worker").unwrap();
+        m.put(
+            &tts,
+            PutRequest {
+                config: json!({ "volume_percent": volume })
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+                expected_version: Some(version),
+                merge: true,
+                actor: "test".into(),
+                reason: None,
+                change_type: crate::change_type::ChangeType::Update,
+            },
+        )
+        .unwrap()
+        .stored
+        .version
+    }
+
     fn query(text: &str, max_results: usize) -> SearchQuery {
         SearchQuery {
             query: text.into(),
@@ -567,7 +589,6 @@ mod tests {
     #[test]
     fn the_index_follows_writes() {
         let (_d, m) = manager();
-        let tts = ServiceName::parse("tts-worker").unwrap();
         let found = |m: &Manager, text: &str| {
             m.search(&query(text, 200))
                 .unwrap()
@@ -576,25 +597,7 @@ mod tests {
                 .any(|h| h.service == "tts-worker" && h.key == "volume_percent")
         };
         assert!(!found(&m, "173"));
-        let write = |m: &Manager, volume: i64, version: i64| {
-            m.put(
-                &tts,
-                PutRequest {
-                    config: json!({ "volume_percent": volume })
-                        .as_object()
-                        .cloned()
-                        .unwrap(),
-                    expected_version: Some(version),
-                    merge: true,
-                    actor: "test".into(),
-                    reason: None,
-                    change_type: crate::change_type::ChangeType::Update,
-                },
-            )
-            .unwrap()
-            .stored
-            .version
-        };
+        let write = set_volume;
         let version = write(&m, 173, 1);
         assert!(
             found(&m, "173"),
@@ -658,28 +661,10 @@ mod tests {
     #[test]
     fn an_index_older_than_the_change_log_reloads_everything() {
         let (_d, m) = manager();
-        let tts = ServiceName::parse("tts-worker").unwrap();
         let before = m.search_index.current(m.store()).unwrap();
         let mut version = 1;
         for i in 0..=crate::store::ITEMS_CHANGE_LOG as i64 {
-            version = m
-                .put(
-                    &tts,
-                    PutRequest {
-                        config: json!({ "volume_percent": i % 100 })
-                            .as_object()
-                            .cloned()
-                            .unwrap(),
-                        expected_version: Some(version),
-                        merge: true,
-                        actor: "test".into(),
-                        reason: None,
-                        change_type: crate::change_type::ChangeType::Update,
-                    },
-                )
-                .unwrap()
-                .stored
-                .version;
+            version = set_volume(&m, i % 100, version);
         }
         assert!(m.store().items_changed_since(before.generation).is_none());
         let after = m.search_index.current(m.store()).unwrap();
