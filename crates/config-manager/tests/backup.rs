@@ -33,7 +33,7 @@ async fn writes_replicate_and_a_deleted_database_is_restored_as_acknowledged() {
         h["litestream_status"] == "healthy"
     })
     .await;
-    assert!(h["ok"].as_bool().unwrap());
+    assert_eq!(h["ok"], true, "{h}");
     let epoch = h["config_epoch"].as_str().unwrap().to_owned();
     let config_file = s.path("data/litestream.yml");
     #[cfg(unix)]

@@ -3,7 +3,8 @@
 //! Every tick (`CONFIG_MONITOR_INTERVAL_MS`, default 1000 ms) it checks, off
 //! the executor: the file is still the one we opened, the service may still
 //! read and write it (`access(2)`), a fresh connection can read it, and a
-//! write lock can be taken (another process holding one shows as `locked`). Every 60th tick it runs `PRAGMA quick_check` as well. In
+//! write lock can be taken within the store's busy timeout (another process
+//! holding one that long shows as `locked`: a write would fail too). Every 60th tick it runs `PRAGMA quick_check` as well. In
 //! normal mode a failed check enters read-only fallback; in fallback a
 //! database that checks out again (reopened from the path, so a restored file
 //! is picked up) brings the service back to normal.
@@ -13,15 +14,19 @@ use std::time::Duration;
 use config_manager_core::domain::Epoch;
 use config_manager_core::health::DatabaseStatus;
 use config_manager_core::manager::Manager;
-use config_manager_core::store::{epoch_file_path, EpochFile, Store, StoreError};
+use config_manager_core::store::{epoch_file_path, EpochFile, Store, StoreError, BUSY_TIMEOUT};
 use tokio_util::sync::CancellationToken;
 
 use super::{enter_fallback, recover};
 use crate::service::health::status_of;
 use crate::state::{AppState, DatabaseSetup};
 
-/// How long the write probe waits for a lock.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long the recovery probe (in fallback) waits for a lock: short, a
+/// lock still held only means the next tick tries again. The health check
+/// in normal mode waits the store's [`BUSY_TIMEOUT`] instead: "locked" means
+/// a write would fail now, not that another process (Litestream taking its
+/// checkpoint lock on a busy host) held the lock for a moment.
+const RECOVERY_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 /// Every how many ticks the full integrity check runs.
 const FULL_CHECK_EVERY: u64 = 60;
 /// A full check faster than this runs on every tick.
@@ -122,7 +127,7 @@ fn check(store: &Store, full: bool) -> Result<(), StoreError> {
     } else {
         store.find_epoch()?;
     }
-    store.probe_writable(PROBE_TIMEOUT)
+    store.probe_writable(BUSY_TIMEOUT)
 }
 
 /// Opens the database at `path` afresh and checks it fully; on success the
@@ -141,7 +146,7 @@ fn reopen(
     let store = Store::open_existing(path)?;
     store.check_access()?;
     store.integrity_check()?;
-    store.probe_writable(PROBE_TIMEOUT)?;
+    store.probe_writable(RECOVERY_PROBE_TIMEOUT)?;
     let epoch = store.get_epoch()?.config_epoch;
     let restored = EpochFile::read(&epoch_file_path(path))
         .map(|f| f.config_epoch == epoch)
