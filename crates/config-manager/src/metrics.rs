@@ -35,7 +35,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::service::applied::{DropReason, SyncState, Totals};
+use crate::service::applied::{DropReason, Ingested, SyncState, Totals};
 use crate::status::Status;
 
 /// Path of the scrape endpoint (outside `/api/config`: Prometheus' default
@@ -127,6 +127,7 @@ pub struct Metrics {
     applied_instances: Family<SyncLabels, Gauge>,
     applied_received: Counter,
     applied_dropped: Family<DropLabels, Counter>,
+    applied_evicted: Counter,
 }
 
 impl Default for Metrics {
@@ -266,6 +267,12 @@ impl Metrics {
             "Applied-state reports dropped, by reason",
             applied_dropped.clone(),
         );
+        let applied_evicted = Counter::default();
+        registry.register(
+            "applied_instances_evicted",
+            "Offline instances removed from the board to make room for a new instance at a cap",
+            applied_evicted.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         registry.register(
             "build_info",
@@ -299,6 +306,7 @@ impl Metrics {
             applied_instances,
             applied_received,
             applied_dropped,
+            applied_evicted,
         };
         // Series that exist before their first event, so dashboards and
         // `rate()` see a 0 instead of nothing.
@@ -325,20 +333,21 @@ impl Metrics {
         metrics
     }
 
-    /// Counts one applied-state message: kept (`None`) or dropped.
-    pub fn applied_report(&self, dropped: Option<DropReason>) {
-        match dropped {
-            None => {
+    /// Counts one applied-state message by what the board did with it.
+    pub fn applied_report(&self, outcome: Ingested) {
+        match outcome {
+            Ingested::Stored | Ingested::Cleared => self.applied_received.inc(),
+            Ingested::Evicted => {
                 self.applied_received.inc();
+                self.applied_evicted.inc()
             }
-            Some(reason) => {
-                self.applied_dropped
-                    .get_or_create(&DropLabels {
-                        reason: reason.as_str(),
-                    })
-                    .inc();
-            }
-        }
+            Ingested::Dropped(reason) => self
+                .applied_dropped
+                .get_or_create(&DropLabels {
+                    reason: reason.as_str(),
+                })
+                .inc(),
+        };
     }
 
     /// Copies the instance counts by sync state into their gauges.

@@ -276,6 +276,7 @@ impl AppState {
         }
         self.inner.cache.invalidate(services);
         self.inner.metrics.config_changed(services.len());
+        self.inner.applied.add_known(services);
         self.inner.applied.desired_changed();
         // The publisher reads the committed state itself; waking it first lets
         // the MQTT message go out while the cache is being written.

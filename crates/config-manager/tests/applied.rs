@@ -458,16 +458,93 @@ async fn state_survives_a_manager_restart_and_forget_clears_it() {
     );
     // The broker no longer retains the forgotten report (a new subscriber
     // gets only the kept one).
+    wait_retained_cleared(broker.port, "retired").await;
+}
+
+/// Waits until a new subscriber to tts-worker's applied topics no longer
+/// gets a retained report of `instance`.
+async fn wait_retained_cleared(port: u16, instance: &str) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let mut sub = Subscriber::connect(broker.port, "system/config/tts-worker/applied/+").await;
+        let mut sub = Subscriber::connect(port, "system/config/tts-worker/applied/+").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let topics: Vec<String> = sub.drain().into_iter().map(|m| m.topic).collect();
         sub.close().await;
-        if !topics.iter().any(|t| t.ends_with("/retired")) {
-            break;
+        if !topics.iter().any(|t| t.ends_with(&format!("/{instance}"))) {
+            return;
         }
         assert!(Instant::now() < deadline, "{topics:?}");
+    }
+}
+
+#[tokio::test]
+async fn at_the_cap_a_new_instance_replaces_the_longest_offline_one() {
+    let broker = Broker::start();
+    let s = start(
+        &broker,
+        &[("CONFIG_APPLIED_MAX_INSTANCES_PER_SERVICE", "2")],
+    )
+    .await;
+    let (epoch, v) = desired(&s).await;
+    let send = |id: &str, status: &str| {
+        (
+            topic(TTS, id),
+            json_bytes(&report(id, status, &epoch, Some(v))),
+            true,
+        )
+    };
+    publish_all(broker.port, vec![send("gone", "offline")]).await;
+    wait_instances(&s, TTS, |b| count(b) == 1).await;
+    publish_all(broker.port, vec![send("live", "applied")]).await;
+    wait_instances(&s, TTS, |b| count(b) == 2).await;
+
+    // The service is full; the new instance takes the offline one's place.
+    publish_all(broker.port, vec![send("new", "applied")]).await;
+    let body = wait_instances(&s, TTS, |b| {
+        b["instances"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|i| i["instance_id"] == "new"))
+    })
+    .await;
+    let ids: Vec<&str> = body["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["instance_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["live", "new"], "{body:#}");
+    wait_metric(&s, "config_manager_applied_instances_evicted_total", 1.0).await;
+    // Its retained report is cleared, so a restart does not bring it back.
+    wait_retained_cleared(broker.port, "gone").await;
+
+    // Nothing offline any more: the next new instance is dropped.
+    publish_all(broker.port, vec![send("newer", "applied")]).await;
+    wait_metric(
+        &s,
+        "config_manager_applied_reports_dropped_total{reason=\"instance_limit\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(count(&instances(&s, TTS).await), 2);
+    assert_eq!(
+        metric(
+            &metrics(&s).await,
+            "config_manager_applied_instances_evicted_total"
+        ),
+        1.0
+    );
+}
+
+/// Waits until a metric series reaches `value`.
+async fn wait_metric(s: &Server, series: &str, value: f64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = metrics(s).await;
+        if metric(&text, series) >= value {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{series} < {value}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -129,13 +129,19 @@ async fn run_connection(
                 subscribed = false;
                 tracing::info!("applied-state subscriber connected");
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => match board.ingest(&p.topic, &p.payload) {
-                Ingested::Dropped(reason) => {
-                    state.metrics().applied_report(Some(reason));
-                    tracing::debug!(reason = reason.as_str(), "applied-state report dropped");
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let outcome = board.ingest(&p.topic, &p.payload);
+                state.metrics().applied_report(outcome);
+                match outcome {
+                    Ingested::Dropped(reason) => {
+                        tracing::debug!(reason = reason.as_str(), "applied-state report dropped");
+                    }
+                    Ingested::Evicted => tracing::info!(
+                        "applied-state board full: the instance offline the longest made room for a new one"
+                    ),
+                    Ingested::Stored | Ingested::Cleared => {}
                 }
-                Ingested::Stored | Ingested::Cleared => state.metrics().applied_report(None),
-            },
+            }
             Ok(_) => {}
             Err(error) => {
                 failures = failures.saturating_add(1);

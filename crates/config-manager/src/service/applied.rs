@@ -7,8 +7,13 @@
 //! advisory: the board only shows them. Its cost is bounded whatever a
 //! publisher sends:
 //! - **memory**: at most `max_per_service` instances per service and
-//!   `max_total` in all; a report for a new instance beyond either cap is
-//!   dropped and counted (`instance_limit`, `total_limit`). Services must be
+//!   `max_total` in all. A report for a new instance beyond either cap
+//!   takes the place of the instance that went offline longest ago (in the
+//!   service, or anywhere for the total cap; its retained report is cleared
+//!   like a forget, and the eviction counted), so instances that retired
+//!   without a forget do not lock new ones out; when none is offline, the
+//!   report is dropped and counted (`instance_limit`, `total_limit`).
+//!   Services must be
 //!   known (a schema or a stored config), so hostile service names cannot add
 //!   entries either. Each report is at most 4 KiB before parsing and much
 //!   less after.
@@ -122,6 +127,9 @@ impl DropReason {
 pub enum Ingested {
     /// Kept as the instance's latest report.
     Stored,
+    /// Kept, in the place of the instance that went offline longest ago
+    /// (a cap was reached).
+    Evicted,
     /// An empty (retained-clearing) payload removed the instance.
     Cleared,
     Dropped(DropReason),
@@ -301,6 +309,41 @@ struct Inner {
     clear_requests: Vec<(ServiceName, InstanceId)>,
 }
 
+impl Inner {
+    /// The instance (of `service`, or of any service) whose offline report
+    /// arrived longest ago.
+    fn longest_offline(&self, service: Option<&ServiceName>) -> Option<(ServiceName, InstanceId)> {
+        let services: Box<dyn Iterator<Item = (&ServiceName, &BTreeMap<InstanceId, Entry>)>> =
+            match service {
+                Some(s) => Box::new(self.services.get_key_value(s).into_iter()),
+                None => Box::new(self.services.iter()),
+            };
+        services
+            .flat_map(|(s, instances)| instances.iter().map(move |(i, e)| (s, i, e)))
+            .filter(|(_, _, e)| e.report.status == AppliedStatus::Offline)
+            .min_by_key(|(_, _, e)| e.received_at)
+            .map(|(s, i, _)| (s.clone(), i.clone()))
+    }
+
+    /// Removes an instance to make room: its row goes at the next persist and
+    /// its retained report is cleared (else the broker would hand it back).
+    fn evict(&mut self, (service, instance): (ServiceName, InstanceId)) {
+        if let Some(instances) = self.services.get_mut(&service) {
+            if instances.remove(&instance).is_some() {
+                self.total -= 1;
+            }
+            if instances.is_empty() {
+                self.services.remove(&service);
+            }
+        }
+        if self.clear_requests.len() < MAX_CLEAR_REQUESTS {
+            self.clear_requests
+                .push((service.clone(), instance.clone()));
+        }
+        self.dirty.insert((service, instance));
+    }
+}
+
 /// The board. One per process, in the [`AppState`](crate::state::AppState).
 pub struct AppliedBoard {
     limits: AppliedLimits,
@@ -349,7 +392,7 @@ impl AppliedBoard {
             Ingested::Dropped(reason) => {
                 self.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
             }
-            Ingested::Stored | Ingested::Cleared => {
+            Ingested::Stored | Ingested::Evicted | Ingested::Cleared => {
                 self.accepted.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -392,22 +435,30 @@ impl AppliedBoard {
                 return Ingested::Dropped(DropReason::UnknownService);
             }
         }
-        let total = inner.total;
-        let instances = inner.services.entry(service.clone()).or_default();
-        if !instances.contains_key(&instance) {
-            if instances.len() >= self.limits.max_per_service {
-                return Ingested::Dropped(DropReason::InstanceLimit);
+        let mut outcome = Ingested::Stored;
+        let is_new = !inner
+            .services
+            .get(&service)
+            .is_some_and(|m| m.contains_key(&instance));
+        if is_new {
+            let in_service = inner.services.get(&service).map_or(0, BTreeMap::len);
+            if in_service >= self.limits.max_per_service {
+                let Some(oldest) = inner.longest_offline(Some(&service)) else {
+                    return Ingested::Dropped(DropReason::InstanceLimit);
+                };
+                inner.evict(oldest);
+                outcome = Ingested::Evicted;
             }
-            if total >= self.limits.max_total {
-                if instances.is_empty() {
-                    inner.services.remove(&service);
-                }
-                return Ingested::Dropped(DropReason::TotalLimit);
+            if inner.total >= self.limits.max_total {
+                let Some(oldest) = inner.longest_offline(None) else {
+                    return Ingested::Dropped(DropReason::TotalLimit);
+                };
+                inner.evict(oldest);
+                outcome = Ingested::Evicted;
             }
             inner.total += 1;
         }
-        let instances = inner.services.entry(service.clone()).or_default();
-        instances.insert(
+        inner.services.entry(service.clone()).or_default().insert(
             instance.clone(),
             Entry {
                 report,
@@ -417,7 +468,11 @@ impl AppliedBoard {
         if dirty {
             inner.dirty.insert((service, instance));
         }
-        Ingested::Stored
+        if outcome == Ingested::Evicted {
+            drop(inner);
+            self.clear_notify.notify_one();
+        }
+        outcome
     }
 
     /// Removes an instance (empty retained payload, or forgotten by an
@@ -480,7 +535,10 @@ impl AppliedBoard {
             };
             let received_at =
                 parse_rfc3339(&row.received_at).unwrap_or_else(|_| OffsetDateTime::now_utc());
-            if self.insert(service, instance, report, received_at, false) == Ingested::Stored {
+            if matches!(
+                self.insert(service, instance, report, received_at, false),
+                Ingested::Stored | Ingested::Evicted
+            ) {
                 loaded += 1;
             }
         }
@@ -536,6 +594,15 @@ impl AppliedBoard {
     /// Sets the services reports are accepted for.
     pub fn set_known(&self, services: impl IntoIterator<Item = String>) {
         self.lock().known = Some(services.into_iter().collect());
+    }
+
+    /// Services that just got a schema or a stored config: known from now on,
+    /// so a client that registers its schema and reports right after is not
+    /// dropped while the list waits for its next refresh.
+    pub fn add_known(&self, services: &[String]) {
+        if let Some(known) = &mut self.lock().known {
+            known.extend(services.iter().cloned());
+        }
     }
 
     /// A committed change: the desired versions must be re-read.
@@ -873,6 +940,12 @@ mod tests {
         assert!(board.is_empty());
         let counted: u64 = board.dropped().iter().map(|(_, n)| n).sum();
         assert_eq!(counted, 5);
+        // A service that just got a schema is known at once.
+        board.add_known(&["ghost".to_owned()]);
+        assert_eq!(
+            board.ingest("system/config/ghost/applied/a", other.as_bytes()),
+            Ingested::Stored
+        );
     }
 
     #[test]
@@ -910,6 +983,91 @@ mod tests {
             tight.ingest(&topic("b"), &report("b", "applied", Some(1))),
             Ingested::Dropped(DropReason::TotalLimit)
         );
+    }
+
+    #[test]
+    fn a_full_service_makes_room_by_evicting_the_longest_offline_instance() {
+        let board = AppliedBoard::new(AppliedLimits {
+            max_per_service: 3,
+            max_total: 1000,
+        });
+        let t0 = OffsetDateTime::now_utc();
+        let at = |secs: i64| t0 + time::Duration::seconds(secs);
+        let put = |id: &str, status: &str, secs: i64| {
+            board.ingest_at(&topic(id), &report(id, status, Some(1)), at(secs))
+        };
+        assert_eq!(put("old-off", "offline", 0), Ingested::Stored);
+        assert_eq!(put("live", "applied", 1), Ingested::Stored);
+        assert_eq!(put("new-off", "offline", 2), Ingested::Stored);
+        board.take_dirty();
+        board.take_clear_requests();
+
+        // Full: the instance offline the longest goes, the newer one stays.
+        assert_eq!(put("fresh", "applied", 3), Ingested::Evicted);
+        let ids = |b: &AppliedBoard| -> Vec<String> {
+            b.instances(&svc(), None)
+                .iter()
+                .map(|v| v.instance_id.to_string())
+                .collect()
+        };
+        assert_eq!(ids(&board), ["fresh", "live", "new-off"]);
+        assert_eq!(board.len(), 3);
+        // Its row is removed at the next persist and its retained report cleared.
+        let changes = board.take_dirty();
+        assert!(changes.iter().any(
+            |c| matches!(c, AppliedChange::Remove { instance_id, .. } if instance_id == "old-off")
+        ));
+        let cleared: Vec<String> = board
+            .take_clear_requests()
+            .iter()
+            .map(|(_, i)| i.to_string())
+            .collect();
+        assert_eq!(cleared, ["old-off"]);
+
+        assert_eq!(put("fresh2", "applied", 4), Ingested::Evicted);
+        assert_eq!(ids(&board), ["fresh", "fresh2", "live"]);
+        // No instance offline any more: a new one is dropped, as before.
+        assert_eq!(
+            put("fresh3", "applied", 5),
+            Ingested::Dropped(DropReason::InstanceLimit)
+        );
+        assert_eq!(ids(&board), ["fresh", "fresh2", "live"]);
+    }
+
+    #[test]
+    fn a_full_board_evicts_the_longest_offline_instance_of_any_service() {
+        let board = AppliedBoard::new(AppliedLimits {
+            max_per_service: 10,
+            max_total: 2,
+        });
+        let t0 = OffsetDateTime::now_utc();
+        let other = String::from_utf8(report("x", "offline", Some(1)))
+            .unwrap()
+            .replace("tts-worker", "stt-worker");
+        assert_eq!(
+            board.ingest_at("system/config/stt-worker/applied/x", other.as_bytes(), t0),
+            Ingested::Stored
+        );
+        assert_eq!(
+            board.ingest_at(
+                &topic("a"),
+                &report("a", "applied", Some(1)),
+                t0 + time::Duration::seconds(1)
+            ),
+            Ingested::Stored
+        );
+        assert_eq!(
+            board.ingest(&topic("b"), &report("b", "applied", Some(1))),
+            Ingested::Evicted
+        );
+        let stt = ServiceName::parse("stt-worker").unwrap();
+        assert!(board.instances(&stt, None).is_empty());
+        assert_eq!(board.instances(&svc(), None).len(), 2);
+        assert_eq!(
+            board.ingest(&topic("c"), &report("c", "applied", Some(1))),
+            Ingested::Dropped(DropReason::TotalLimit)
+        );
+        assert_eq!(board.len(), 2);
     }
 
     #[test]
