@@ -88,7 +88,7 @@ async fn main() -> Result<(), BoxError> {
     let conf = dir.path().join("mosquitto.conf");
     std::fs::write(
         &conf,
-        format!("listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        format!("listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"),
     )?;
     let _broker = Proc(
         Command::new(MOSQUITTO)
