@@ -379,6 +379,54 @@ async fn broker_outage_never_blocks_writes_and_reconnect_republishes_the_latest(
     sub.close().await;
 }
 
+/// More services than the publisher signs in one batch: every one is
+/// published, retained and verifiable after a connect.
+#[tokio::test]
+async fn every_service_of_many_is_published_on_connect() {
+    const EXTRA: usize = 150;
+    let schemas = tempfile::tempdir().unwrap();
+    for i in 0..EXTRA {
+        let schema = json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {"level": {"type": "integer", "default": i, "description": "Level"}},
+        });
+        std::fs::write(
+            schemas.path().join(format!("fleet-{i:03}.json")),
+            serde_json::to_vec(&schema).unwrap(),
+        )
+        .unwrap();
+    }
+    let broker = Broker::start();
+    let s = start_server(
+        &broker.url(),
+        &[("CONFIG_SCHEMA_DIR", &schemas.path().display().to_string())],
+    )
+    .await;
+    wait_mqtt_connected(&s, true).await;
+    let key = env_public_key(&s.path(".env"));
+    let all = EXTRA + 6;
+    // First until everything went out (live or retained), then a new
+    // subscriber finds all of it retained.
+    let mut sub = Subscriber::connect(broker.port, "system/config/+").await;
+    sub.latest_until(WAIT, "every service", |latest| latest.len() >= all)
+        .await;
+    sub.close().await;
+    let mut sub = Subscriber::connect(broker.port, "system/config/+").await;
+    let retained = sub
+        .latest_until(WAIT, "every service, retained", |latest| {
+            latest.len() >= all && latest.values().all(|m| m.retain)
+        })
+        .await;
+    sub.close().await;
+    assert_eq!(retained.len(), all);
+    for i in 0..EXTRA {
+        let msg = &retained[&format!("system/config/fleet-{i:03}")];
+        let envelope = verified(msg, &key);
+        assert_eq!(envelope.config["level"], i, "{:?}", msg.topic);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtts_with_a_private_ca() {
     let broker = Broker::start_with_tls();

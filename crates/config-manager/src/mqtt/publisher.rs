@@ -27,6 +27,9 @@ use crate::status::Status;
 /// trouble) is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
 
+/// How many services are read and signed in one trip to the blocking pool.
+const SIGN_BATCH: usize = 64;
+
 /// `event` of the health message sent on a graceful shutdown.
 pub const STOPPED_EVENT: &str = "config-manager stopped";
 
@@ -169,11 +172,21 @@ impl PublisherTask {
     }
 
     /// Reads and signs `services` on the blocking pool, then publishes them
-    /// in order. Failures are logged and counted; transient ones are retried.
+    /// in order, [`SIGN_BATCH`] at a time: memory stays that of one batch of
+    /// signed payloads whatever the number of services (a reconnect
+    /// republishes every one). Failures are logged and counted; transient
+    /// ones are retried.
     async fn publish_services(&mut self, services: Vec<ServiceName>) {
-        if services.is_empty() {
-            return;
+        for batch in services.chunks(SIGN_BATCH) {
+            if !self.publish_batch(batch.to_vec()).await {
+                return;
+            }
         }
+    }
+
+    /// One batch of [`PublisherTask::publish_services`]; `false` when publishing
+    /// must stop (shutdown, or the client is closed).
+    async fn publish_batch(&mut self, services: Vec<ServiceName>) -> bool {
         let state = self.state.clone();
         let signed = tokio::task::spawn_blocking(move || {
             services
@@ -189,7 +202,7 @@ impl PublisherTask {
             Ok(signed) => signed,
             Err(error) => {
                 tracing::error!(%error, "signing configs panicked");
-                return;
+                return true;
             }
         };
         for (service, payload) in signed {
@@ -198,11 +211,11 @@ impl PublisherTask {
                     let topic = config_topic(&service);
                     match self.send(topic, bytes).await {
                         Ok(()) => self.state.metrics().mqtt_publish(true),
-                        Err(SendError::Stopping) => return,
+                        Err(SendError::Stopping) => return false,
                         Err(SendError::Closed) => {
                             self.state.metrics().mqtt_publish(false);
                             tracing::error!("MQTT client is closed; cannot publish");
-                            return;
+                            return false;
                         }
                     }
                 }
@@ -219,6 +232,7 @@ impl PublisherTask {
                 }
             }
         }
+        true
     }
 
     async fn publish_health(&mut self) {
