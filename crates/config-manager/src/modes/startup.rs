@@ -66,11 +66,20 @@ pub fn open(settings: &Settings, setup: &DatabaseSetup) -> Result<Opened, Manage
             None
         }
     };
+    // The cache is read only when needed (no epoch file, or a rebuild to
+    // seed): on a normal start the epoch file names the epoch, and the
+    // cache is verified once, later, by the caller (reading a large cache
+    // is a visible part of start-up at thousands of services).
     let lkg = LkgFile::new(settings.lkg_path.clone(), settings.lkg_keys.clone());
-    let cache = lkg.load().ok().map(|c| c.into_contents());
+    let cache_cell = std::cell::OnceCell::new();
+    let cache = || {
+        cache_cell
+            .get_or_init(|| lkg.load().ok().map(|c| c.into_contents()))
+            .as_ref()
+    };
     let expected_epoch = device_epoch
         .clone()
-        .or_else(|| cache.as_ref().map(|c| c.config_epoch.clone()));
+        .or_else(|| cache().map(|c| c.config_epoch.clone()));
     let fault = |status: DatabaseStatus, err: String, cause: String| StartFault {
         status,
         err,
@@ -112,7 +121,7 @@ pub fn open(settings: &Settings, setup: &DatabaseSetup) -> Result<Opened, Manage
     ) && !f.swapped;
     if settings.allow_auto_rebuild && rebuildable {
         tracing::error!(cause = %f.cause, "database unusable at start-up; rebuilding (ALLOW_AUTO_REBUILD=1)");
-        let seed: Option<&LkgContents> = cache.as_ref().filter(|c| {
+        let seed: Option<&LkgContents> = cache().filter(|c| {
             f.expected_epoch
                 .as_ref()
                 .is_none_or(|e| &c.config_epoch == e)
