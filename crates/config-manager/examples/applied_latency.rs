@@ -18,7 +18,7 @@
 //! Figures are in `docs/performance.md`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -30,10 +30,7 @@ use serde_json::{json, Map, Value};
 
 #[path = "bench_support/mod.rs"]
 mod bench_support;
-use bench_support::{env_public_key, free_port, row, wait_mqtt_connected, wait_port, BoxError};
-
-const MOSQUITTO: &str = "/usr/sbin/mosquitto";
-const TOKEN: &str = "bench-writer-token-0123456789";
+use bench_support::{row, start_stack, BoxError, Proc, Stack, TOKEN};
 
 #[derive(Parser)]
 struct Args {
@@ -52,15 +49,6 @@ struct Args {
     /// of this checkout.
     #[arg(long)]
     python: Option<PathBuf>,
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -83,46 +71,16 @@ async fn main() -> Result<(), BoxError> {
             return Err(format!("{what}: {} not found", path.display()).into());
         }
     }
-    let dir = tempfile::tempdir()?;
-    let mqtt_port = free_port()?;
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        // As docs/mqtt.md recommends: the broker sends each message at once.
-        format!("listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"),
-    )?;
-    let _broker = Proc(
-        Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_port(mqtt_port).await?;
-    let http_port = free_port()?;
-    let mqtt_url = format!("mqtt://127.0.0.1:{mqtt_port}");
-    let log = std::fs::File::create(dir.path().join("server.log"))?;
-    let _server = Proc(
-        Command::new(&bin)
-            .current_dir(dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("CONFIG_ENV_FILE", dir.path().join(".env"))
-            .env("CONFIG_DB_PATH", dir.path().join("data/config.db"))
-            .env("CONFIG_LKG_CACHE_PATH", dir.path().join("data/lkg.json"))
-            .env("CONFIG_MANAGER_PORT", http_port.to_string())
-            .env("CONFIG_API_TOKENS", format!("bench={TOKEN}:config.write"))
-            .env("MQTT_URL", &mqtt_url)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .spawn()?,
-    );
-    let base = format!("http://127.0.0.1:{http_port}/api/config");
-    let http = reqwest::Client::new();
-    wait_mqtt_connected(&http, &base).await?;
-    let key = env_public_key(&dir.path().join(".env"))?;
+    let stack = start_stack(&bin).await?;
+    let Stack {
+        dir,
+        url,
+        base,
+        mqtt_url,
+        http,
+        key,
+        ..
+    } = &stack;
 
     let mut rust = Vec::new();
     for id in ["bench-rust-1", "bench-rust-2"] {
@@ -130,9 +88,9 @@ async fn main() -> Result<(), BoxError> {
             ServiceName::parse("tts-worker")?,
             TrustedKeys::from_keys([key.clone()]),
         );
-        settings.manager_url = Some(format!("http://127.0.0.1:{http_port}"));
+        settings.manager_url = Some(url.clone());
         settings.api_token = Some(ApiToken::new(TOKEN));
-        settings.mqtt = Some(MqttEndpoint::parse(&mqtt_url)?);
+        settings.mqtt = Some(MqttEndpoint::parse(mqtt_url)?);
         settings.instance_id = Some(InstanceId::parse(id)?);
         rust.push(
             Client::<Map<String, Value>>::builder(settings)
@@ -149,11 +107,8 @@ async fn main() -> Result<(), BoxError> {
                 .env_clear()
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
                 .env("CONFIG_INSTANCE_ID", id)
-                .env("MQTT_URL", &mqtt_url)
-                .env(
-                    "CONFIG_MANAGER_URL",
-                    format!("http://127.0.0.1:{http_port}"),
-                )
+                .env("MQTT_URL", mqtt_url)
+                .env("CONFIG_MANAGER_URL", url.clone())
                 .env("CONFIG_API_TOKEN", TOKEN)
                 .env("CONFIG_SIGNATURE_PUBLIC_KEY", key.to_spki_pem()?)
                 .env("CONFIG_CACHE_PATH", dir.path().join(format!("{id}.json")))
@@ -163,9 +118,9 @@ async fn main() -> Result<(), BoxError> {
         ));
     }
     let poll = Duration::from_millis(args.poll_ms);
-    let mut version = current_version(&http, &base).await?;
+    let mut version = current_version(http, base).await?;
     // Every instance reports the start-up version first.
-    wait_all_applied(&http, &base, poll, Duration::from_secs(60)).await?;
+    wait_all_applied(http, base, poll, Duration::from_secs(60)).await?;
 
     let total = args.warmup + args.updates;
     let mut sent_to_all = Vec::with_capacity(args.updates);
@@ -189,7 +144,7 @@ async fn main() -> Result<(), BoxError> {
             return Err(format!("PATCH failed with {status}: {body}").into());
         }
         version = body["version"].as_u64().ok_or("no version in the reply")?;
-        polls += wait_all_applied(&http, &base, poll, Duration::from_secs(20)).await?;
+        polls += wait_all_applied(http, base, poll, Duration::from_secs(20)).await?;
         let seen = Instant::now();
         if i >= args.warmup {
             sent_to_all.push(seen.duration_since(sent));

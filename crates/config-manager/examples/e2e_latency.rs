@@ -20,7 +20,6 @@
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -31,11 +30,8 @@ use serde_json::{json, Map, Value};
 
 #[path = "bench_support/mod.rs"]
 mod bench_support;
-use bench_support::{env_public_key, free_port, row, wait_mqtt_connected, wait_port, BoxError};
+use bench_support::{row, start_stack, BoxError, Stack, TOKEN};
 use tokio::sync::mpsc;
-
-const MOSQUITTO: &str = "/usr/sbin/mosquitto";
-const TOKEN: &str = "bench-writer-token-0123456789";
 
 /// Measures PUT → applied-by-a-verifying-subscriber latency.
 #[derive(Parser)]
@@ -52,15 +48,6 @@ struct Args {
 }
 
 /// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
@@ -79,58 +66,22 @@ async fn main() -> Result<(), BoxError> {
         )
         .into());
     }
-    if !Path::new(MOSQUITTO).exists() {
-        return Err(format!("{MOSQUITTO} not found: apt-get install -y mosquitto").into());
-    }
-    let dir = tempfile::tempdir()?;
-
-    let mqtt_port = free_port()?;
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"),
-    )?;
-    let _broker = Proc(
-        Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_port(mqtt_port).await?;
-
-    let http_port = free_port()?;
-    let mqtt_url = format!("mqtt://127.0.0.1:{mqtt_port}");
-    let log = std::fs::File::create(dir.path().join("server.log"))?;
-    let _server = Proc(
-        Command::new(&bin)
-            .current_dir(dir.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("CONFIG_ENV_FILE", dir.path().join(".env"))
-            .env("CONFIG_DB_PATH", dir.path().join("data/config.db"))
-            .env("CONFIG_LKG_CACHE_PATH", dir.path().join("data/lkg.json"))
-            .env("CONFIG_MANAGER_PORT", http_port.to_string())
-            .env("CONFIG_API_TOKENS", format!("bench={TOKEN}:config.write"))
-            .env("MQTT_URL", &mqtt_url)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .spawn()?,
-    );
-    let base = format!("http://127.0.0.1:{http_port}/api/config");
-    let http = reqwest::Client::new();
-    wait_mqtt_connected(&http, &base).await?;
-
-    let key = env_public_key(&dir.path().join(".env"))?;
+    let stack = start_stack(&bin).await?;
+    let Stack {
+        url,
+        base,
+        mqtt_url,
+        http,
+        key,
+        ..
+    } = &stack;
     let mut settings = ClientSettings::new(
         ServiceName::parse("tts-worker")?,
-        TrustedKeys::from_keys([key]),
+        TrustedKeys::from_keys([key.clone()]),
     );
-    settings.manager_url = Some(format!("http://127.0.0.1:{http_port}"));
+    settings.manager_url = Some(url.clone());
     settings.api_token = Some(ApiToken::new(TOKEN));
-    settings.mqtt = Some(MqttEndpoint::parse(&mqtt_url)?);
+    settings.mqtt = Some(MqttEndpoint::parse(mqtt_url)?);
     let (applied_tx, mut applied_rx) = mpsc::unbounded_channel::<(Instant, i64)>();
     let client = Client::<Map<String, Value>>::builder(settings)
         .on_change(move |config: &Map<String, Value>| {

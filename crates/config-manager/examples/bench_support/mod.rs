@@ -1,15 +1,105 @@
 //! What the latency examples (`e2e_latency`, `applied_latency`) share:
-//! percentile rows, free ports, waiting for the manager, its public key.
-//! Included with `#[path]`; not an example of its own (no `main`).
+//! a broker and a manager on free loopback ports, percentile rows, the
+//! manager's public key. Included with `#[path]`; not an example of its
+//! own (no `main`). Each example uses a part of it.
+#![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use config_manager_core::crypto::signing::VerifyingKey;
 use serde_json::Value;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+pub const TOKEN: &str = "bench-writer-token-0123456789";
+
+/// A child process, killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// mosquitto and the manager, running until dropped.
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+    /// `<url>/api/config`
+    pub base: String,
+    pub mqtt_url: String,
+    pub http: reqwest::Client,
+    /// The manager's signing key.
+    pub key: VerifyingKey,
+    _server: Proc,
+    _broker: Proc,
+}
+
+/// Starts mosquitto (with `set_tcp_nodelay`, as docs/mqtt.md recommends)
+/// and the manager `bin` with a writer token, and waits until the manager
+/// is connected to the broker.
+pub async fn start_stack(bin: &Path) -> Result<Stack, BoxError> {
+    if !Path::new(MOSQUITTO).exists() {
+        return Err(format!("{MOSQUITTO} not found: apt-get install -y mosquitto").into());
+    }
+    let dir = tempfile::tempdir()?;
+    let mqtt_port = free_port()?;
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"),
+    )?;
+    let broker = Proc(
+        Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_port(mqtt_port).await?;
+    let http_port = free_port()?;
+    let mqtt_url = format!("mqtt://127.0.0.1:{mqtt_port}");
+    let log = std::fs::File::create(dir.path().join("server.log"))?;
+    let server = Proc(
+        Command::new(bin)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CONFIG_ENV_FILE", dir.path().join(".env"))
+            .env("CONFIG_DB_PATH", dir.path().join("data/config.db"))
+            .env("CONFIG_LKG_CACHE_PATH", dir.path().join("data/lkg.json"))
+            .env("CONFIG_MANAGER_PORT", http_port.to_string())
+            .env("CONFIG_API_TOKENS", format!("bench={TOKEN}:config.write"))
+            .env("MQTT_URL", &mqtt_url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()?,
+    );
+    let url = format!("http://127.0.0.1:{http_port}");
+    let base = format!("{url}/api/config");
+    let http = reqwest::Client::new();
+    wait_mqtt_connected(&http, &base).await?;
+    let key = env_public_key(&dir.path().join(".env"))?;
+    Ok(Stack {
+        dir,
+        url,
+        base,
+        mqtt_url,
+        http,
+        key,
+        _server: server,
+        _broker: broker,
+    })
+}
 
 pub fn row(name: &str, samples: &mut [Duration]) {
     samples.sort();
