@@ -327,31 +327,70 @@ fn load_file(path: &Path, check: bool) -> Result<ServiceSchema, SchemaError> {
 /// Compact JSON with object keys sorted at every level, independent of whether
 /// `serde_json` was built with `preserve_order`.
 pub(super) fn write_sorted_json(value: &Value, out: &mut String) {
+    let mut bytes = std::mem::take(out).into_bytes();
+    write_sorted(value, &mut bytes);
+    // Only whole UTF-8 strings and ASCII punctuation were appended.
+    *out = String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+}
+
+/// [`write_sorted_json`] on bytes: keys and scalars are written by
+/// `serde_json` straight into the buffer (going through `Display` and a
+/// `String` per key made this most of the cost of loading a schema file).
+fn write_sorted(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
+            out.push(b'{');
             for (i, (key, value)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_sorted_json(value, out);
+                write_scalar(key, out);
+                out.push(b':');
+                write_sorted(value, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                write_sorted_json(item, out);
+                write_sorted(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => write_scalar(scalar, out),
+    }
+}
+
+/// A string or scalar as compact JSON. Serializing a string, number, bool
+/// or null into a `Vec` cannot fail (no I/O, no non-string map keys).
+fn write_scalar<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(out, value);
+}
+
+#[cfg(test)]
+mod sorted_json_tests {
+    use super::write_sorted_json;
+    use serde_json::json;
+
+    #[test]
+    fn sorted_compact_json_escapes_like_serde_json() {
+        let doc = json!({
+            "z": [1, -2.5, 1e300, true, null, "tab\there \"quoted\" \\ é 🦀 \u{1}"],
+            "a": {"y": {}, "b\n": []},
+            "m": 18446744073709551615u64,
+        });
+        let mut out = String::from("prefix:");
+        write_sorted_json(&doc, &mut out);
+        assert_eq!(
+            out,
+            format!("prefix:{}", serde_json::to_string(&doc).unwrap_or_default())
+        );
+        assert!(out.starts_with("prefix:{\"a\":{\"b\\n\":[],\"y\":{}},\"m\":"));
     }
 }
