@@ -74,11 +74,8 @@ impl Manager {
     fn lkg_entry(&self, c: StoredConfig, sealed: BTreeMap<String, String>) -> LkgService {
         let mut config = match self.schemas.get(&c.service) {
             Some(schema) => {
-                let mut full = schema.with_defaults(&c.config);
-                for key in schema.secret_keys() {
-                    full.remove(key);
-                }
-                full
+                let view = schema.view();
+                super::strip_secrets(&view, view.with_defaults(&c.config))
             }
             None => c.config,
         };
@@ -100,7 +97,7 @@ fn state_from_lkg(
 ) -> ServiceState {
     let secret_keys: BTreeSet<String> = schemas
         .get(name.as_str())
-        .map(|s| s.secret_keys().map(str::to_owned).collect())
+        .map(|s| s.view().secret_keys().map(str::to_owned).collect())
         .unwrap_or_default();
     let mut stored = Map::new();
     let mut sealed_secrets = BTreeMap::new();
@@ -208,7 +205,7 @@ impl FallbackView {
         for (name, entry) in &self.cache.services {
             let state = state_from_lkg(&self.schemas, &self.cache.config_epoch, name, entry);
             match self.schemas.get(name.as_str()) {
-                Some(schema) => items.extend(items_for(&schema, &state.stored)),
+                Some(schema) => items.extend(items_for(name, &schema.view(), &state.stored)),
                 None => items.extend(items_schemaless(name.as_str(), &state.stored)),
             }
         }
@@ -270,7 +267,7 @@ impl Manager {
                     }
                 }
                 let items = match &schema {
-                    Some(s) => items_for(s, &state.stored),
+                    Some(s) => items_for(name, &s.view(), &state.stored),
                     None => items_schemaless(name.as_str(), &state.stored),
                 };
                 writes.push(ConfigWrite {

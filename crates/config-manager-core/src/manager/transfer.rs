@@ -211,11 +211,12 @@ impl Manager {
         let Some(schema) = self.schemas.get(service.as_str()) else {
             return Ok(());
         };
-        if schema.secret_keys().next().is_none() {
+        let view = schema.view();
+        if view.secret_keys().next().is_none() {
             return Ok(());
         }
         for secret in self.store.list_secrets(Some(service))? {
-            if schema.field(&secret.key).is_none_or(|f| !f.is_secret) {
+            if !view.is_secret(&secret.key) {
                 continue;
             }
             let value = if reveal {
@@ -405,6 +406,7 @@ impl Manager {
             return Ok(config);
         };
         let candidates: Vec<String> = schema
+            .view()
             .secret_keys()
             .filter(|k| {
                 config
