@@ -214,7 +214,7 @@ impl Manager {
                 else {
                     continue;
                 };
-                for key in schema.view().secret_keys() {
+                for key in schema.secret_keys() {
                     if config.remove(key).is_some() {
                         removed.push(format!("{service}/{key}"));
                     }

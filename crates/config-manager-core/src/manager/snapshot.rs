@@ -74,8 +74,11 @@ impl Manager {
     fn lkg_entry(&self, c: StoredConfig, sealed: BTreeMap<String, String>) -> LkgService {
         let mut config = match self.schemas.get(&c.service) {
             Some(schema) => {
-                let view = schema.view();
-                super::strip_secrets(&view, view.with_defaults(&c.config))
+                let mut full = schema.with_defaults(&c.config);
+                for key in schema.secret_keys() {
+                    full.remove(key);
+                }
+                full
             }
             None => c.config,
         };
@@ -97,7 +100,7 @@ fn state_from_lkg(
 ) -> ServiceState {
     let secret_keys: BTreeSet<String> = schemas
         .get(name.as_str())
-        .map(|s| s.view().secret_keys().map(str::to_owned).collect())
+        .map(|s| s.secret_keys().map(str::to_owned).collect())
         .unwrap_or_default();
     let mut stored = Map::new();
     let mut sealed_secrets = BTreeMap::new();

@@ -211,12 +211,11 @@ impl Manager {
         let Some(schema) = self.schemas.get(service.as_str()) else {
             return Ok(());
         };
-        let view = schema.view();
-        if view.secret_keys().next().is_none() {
+        if schema.secret_keys().next().is_none() {
             return Ok(());
         }
         for secret in self.store.list_secrets(Some(service))? {
-            if !view.is_secret(&secret.key) {
+            if !schema.secret_keys().any(|k| k == secret.key) {
                 continue;
             }
             let value = if reveal {
@@ -406,7 +405,6 @@ impl Manager {
             return Ok(config);
         };
         let candidates: Vec<String> = schema
-            .view()
             .secret_keys()
             .filter(|k| {
                 config

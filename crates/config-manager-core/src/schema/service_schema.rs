@@ -52,6 +52,11 @@ pub struct ServiceSchema {
     /// which the sorted text lost: for each field in order, its position
     /// among the property names sorted. Empty when that order is sorted.
     order: Box<[u32]>,
+    /// The view's defaults as compact JSON and the secret fields' keys: all
+    /// that a pass over every service needs (the last-known-good snapshot at
+    /// start-up), so such a pass derives no view.
+    defaults: Box<str>,
+    secret_keys: Box<[Box<str>]>,
     /// The validator's and the view's place in the bounded cache
     /// ([`super::cache`]): built when first needed, dropped when not used
     /// recently.
@@ -160,6 +165,10 @@ impl ServiceSchema {
             name,
             document: text.into_boxed_str(),
             order,
+            defaults: Value::Object(view.defaults().clone())
+                .to_string()
+                .into_boxed_str(),
+            secret_keys: view.secret_keys().map(Box::from).collect(),
             cached: Slot::new(),
             origin: SchemaOrigin::Operator,
         };
@@ -231,6 +240,26 @@ impl ServiceSchema {
         // The text derived a view when the schema was built and never
         // changes, so this does not fail.
         SchemaView::derive(service, &doc, &listed).unwrap_or_else(|_| SchemaView::empty(service))
+    }
+
+    /// [`SchemaView::with_defaults`] without deriving the view (see
+    /// [`ServiceSchema::view`]): for passes over every service, where deriving
+    /// each view would cost more than the rest of the pass.
+    pub fn with_defaults(&self, config: &Map<String, Value>) -> Map<String, Value> {
+        let mut filled = config.clone();
+        // Written from a map just above, so it parses back to one.
+        if let Ok(Value::Object(defaults)) = serde_json::from_str(&self.defaults) {
+            for (key, value) in defaults {
+                filled.entry(key).or_insert(value);
+            }
+        }
+        filled
+    }
+
+    /// Keys of the secret fields, in document order (as
+    /// [`SchemaView::secret_keys`], without deriving the view).
+    pub fn secret_keys(&self) -> impl Iterator<Item = &str> {
+        self.secret_keys.iter().map(|key| &**key)
     }
 
     /// Checks a whole configuration (normally [`SchemaView::with_defaults`]

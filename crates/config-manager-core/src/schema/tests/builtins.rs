@@ -45,6 +45,10 @@ fn builtin_defaults_validate() {
         assert_eq!(defaults.len(), view.fields().len());
         assert_eq!(schema.validate(&Value::Object(defaults.clone())), Ok(()));
         assert_eq!(view.with_defaults(&Map::new()), defaults);
+        // The resident copies a pass over every service uses.
+        let stored = Map::from_iter([("extra".to_owned(), json!(1))]);
+        assert_eq!(schema.with_defaults(&stored), view.with_defaults(&stored));
+        assert!(schema.secret_keys().eq(view.secret_keys()));
     }
 }
 

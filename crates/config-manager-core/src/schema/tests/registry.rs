@@ -236,6 +236,15 @@ fn measure_registry_memory() {
         after - before,
         docs / 1024
     );
+    let started = std::time::Instant::now();
+    let parsed: usize = r
+        .iter()
+        .map(|s| s.document().as_object().map_or(0, |o| o.len()))
+        .sum();
+    eprintln!(
+        "parsing every document: {:.1} ms ({parsed})",
+        started.elapsed().as_secs_f64() * 1e3
+    );
     let b = rss_kib();
     let started = std::time::Instant::now();
     let views: Vec<_> = r.iter().map(|s| s.view()).collect();
