@@ -1,15 +1,16 @@
 //! What is built from a schema document, kept for the most recently used
 //! schemas only: the compiled validator and the derived [`SchemaView`].
 //!
-//! A compiled `jsonschema` validator of a 50-field schema takes ~110 KiB and
-//! its view (field metadata, defaults) a third of that; keeping both per
-//! schema made memory grow with the number of schemas, used or not
-//! (docs/performance.md, "Fleet scale"). A schema builds each when it is
-//! first needed, and this process-wide cache keeps them for at most
-//! [`capacity`] schemas (least recently used evicted, validator and view
-//! together; the service sets it from `CONFIG_SCHEMA_CACHE_SIZE`, default
-//! [`DEFAULT_CAPACITY`]). An evicted schema builds them again on its next
-//! use (the costs are in docs/performance.md).
+//! A compiled `jsonschema` validator and a view (field metadata, defaults)
+//! are each several times the size of the document text they come from;
+//! keeping both per schema made memory grow with the number of schemas, used
+//! or not (the figures are in docs/performance.md, "Fleet scale"). A schema
+//! builds each when it is first needed, and this process-wide cache keeps
+//! them for at most [`capacity`] schemas (least recently used evicted,
+//! validator and view together; the service sets it from
+//! `CONFIG_SCHEMA_CACHE_SIZE`, default [`DEFAULT_CAPACITY`]). An evicted
+//! schema builds them again on its next use (the costs are in
+//! docs/performance.md).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
