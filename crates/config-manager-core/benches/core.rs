@@ -142,7 +142,7 @@ fn patch(config: Value, version: i64) -> PutRequest {
 fn schema_validation(c: &mut Criterion) {
     let name = ServiceName::parse("bench-service").unwrap();
     let schema = ServiceSchema::compile(name, synthetic_schema(60)).unwrap();
-    let config = Value::Object(schema.with_defaults(&synthetic_config(60)));
+    let config = Value::Object(schema.view().with_defaults(&synthetic_config(60)));
     assert!(schema.validate(&config).is_ok());
     let mut invalid = config.clone();
     invalid["setting_001"] = json!(-5);

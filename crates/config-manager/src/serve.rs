@@ -99,12 +99,12 @@ fn prepare(env_file: PathBuf) -> Result<(Settings, Vec<String>), ExitCode> {
 
 /// Loads the schemas: built-ins plus `CONFIG_SCHEMA_DIR`.
 pub fn load_schemas(settings: &Settings) -> anyhow::Result<SchemaRegistry> {
-    config_manager_core::schema::validators::set_capacity(settings.schema_cache_size);
+    config_manager_core::schema::cache::set_capacity(settings.schema_cache_size);
     let mut schemas = SchemaRegistry::builtin().context("built-in schemas")?;
     if let Some(dir) = &settings.schema_dir {
-        // Parsed, not compiled: validators are compiled when first needed
-        // (and kept in a bounded cache), so start-up time and memory do not
-        // grow with compiled schemas.
+        // Parsed, not compiled: validators and field metadata are built
+        // when first needed (and kept in a bounded cache), so start-up time
+        // and memory do not grow with the number of schemas.
         let loaded = schemas
             .load_dir_deferred(dir)
             .with_context(|| format!("CONFIG_SCHEMA_DIR {}", dir.display()))?;

@@ -236,8 +236,9 @@ pub struct Settings {
     pub guard: crate::service::guard::GuardSettings,
     /// Caps of the applied-state board (`service::applied`).
     pub applied_limits: crate::service::applied::AppliedLimits,
-    /// `CONFIG_SCHEMA_CACHE_SIZE`: compiled schema validators kept (least
-    /// recently used evicted; see `config_manager_core::schema::validators`).
+    /// `CONFIG_SCHEMA_CACHE_SIZE`: for how many schemas the compiled
+    /// validator and the field metadata are kept (least recently used
+    /// evicted; see `config_manager_core::schema::cache`).
     pub schema_cache_size: usize,
     /// `CONFIG_TEST_FAILPOINT`: a crash point for the fault tests (hidden;
     /// never set outside tests).
@@ -418,7 +419,7 @@ impl Settings {
         let failpoint = Failpoint::parse(env)?;
         let schema_cache_size = env.ranged(
             "CONFIG_SCHEMA_CACHE_SIZE",
-            config_manager_core::schema::validators::DEFAULT_CAPACITY,
+            config_manager_core::schema::cache::DEFAULT_CAPACITY,
             1,
             1_000_000,
         )?;

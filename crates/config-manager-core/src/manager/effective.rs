@@ -73,8 +73,9 @@ pub fn compose(
     let mut config = Map::new();
     let mut sources = BTreeMap::new();
     let mut read_only_keys = Vec::new();
-    if let Some(schema) = ctx.schema {
-        for f in schema.fields() {
+    let fields = ctx.schema.map(ServiceSchema::view);
+    if let Some(fields) = &fields {
+        for f in fields.fields() {
             if !f.is_secret {
                 config.insert(f.key.clone(), f.default.clone());
                 sources.insert(f.key.clone(), Source::Default);
@@ -85,9 +86,9 @@ pub fn compose(
         config.insert(k.clone(), v.clone());
         sources.insert(k.clone(), Source::Database);
     }
-    if let Some(schema) = ctx.schema {
+    if let (Some(schema), Some(fields)) = (ctx.schema, &fields) {
         if view != SecretView::Omitted {
-            for key in schema.secret_keys() {
+            for key in fields.secret_keys() {
                 let value = match (state.sealed_secrets.get(key), view) {
                     (None, _) => Value::Null,
                     (Some(_), SecretView::Masked) => Value::String(SECRET_MASK.into()),
@@ -104,8 +105,7 @@ pub fn compose(
         }
         let env = super::policed_env(schema, ctx.env, ctx.env_policy);
         for (k, v) in env.values {
-            let secret = schema.field(&k).is_some_and(|f| f.is_secret);
-            match (secret, view) {
+            match (fields.is_secret(&k), view) {
                 (true, SecretView::Omitted) => {
                     config.remove(&k);
                 }
@@ -128,7 +128,7 @@ pub fn compose(
         config_epoch: state.config_epoch.clone(),
         sources,
         read_only_keys,
-        fields: include_fields.then(|| ctx.schema.map(|s| s.fields().to_vec()).unwrap_or_default()),
+        fields: include_fields.then(|| fields.map(|f| f.fields().to_vec()).unwrap_or_default()),
     })
 }
 
@@ -250,10 +250,12 @@ impl Manager {
             .schemas
             .get(service.as_str())
             .ok_or_else(|| ManagerError::UnknownService(service.to_string()))?;
-        let field = schema
+        if !schema
+            .view()
             .field(key)
-            .ok_or_else(|| ManagerError::NotFound(format!("field {key} of {service}")))?;
-        if !field.is_secret {
+            .ok_or_else(|| ManagerError::NotFound(format!("field {key} of {service}")))?
+            .is_secret
+        {
             return Err(ManagerError::BadRequest(format!(
                 "{key} is not a secret field"
             )));

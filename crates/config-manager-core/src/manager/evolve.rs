@@ -77,11 +77,12 @@ impl Manager {
             let Some(schema) = self.schemas.get(&stored.service) else {
                 continue;
             };
-            let mut candidate = strip_secrets(&schema, schema.with_defaults(&stored.config));
+            let view = schema.view();
+            let mut candidate = strip_secrets(&view, view.with_defaults(&stored.config));
             let (errors, reason) = match schema.validate(&Value::Object(candidate.clone())) {
                 Ok(()) => (Vec::new(), "schema change: new fields get their defaults"),
                 Err(errors) if auto_fix => {
-                    reset_fields(&mut candidate, &errors, &schema.defaults());
+                    reset_fields(&mut candidate, &errors, view.defaults());
                     if schema.validate(&Value::Object(candidate.clone())).is_err() {
                         report.mismatches.push(SchemaMismatch {
                             service: stored.service.clone(),
@@ -115,7 +116,7 @@ impl Manager {
             }
             writes.push(ConfigWrite {
                 service: schema.name().clone(),
-                items: items_for(&schema, &candidate),
+                items: items_for(schema.name(), &view, &candidate),
                 config: candidate,
                 expected_version: Some(stored.version),
                 actor: "system".into(),

@@ -37,7 +37,9 @@ pub use write::{PutRequest, WriteOutcome};
 use crate::change_type::ChangeType;
 use crate::crypto::secret_box::SecretKeyRing;
 use crate::domain::{Epoch, ServiceName};
-use crate::schema::{EnvOverrides, EnvPolicy, SchemaOrigin, SchemaRegistry, ServiceSchema};
+use crate::schema::{
+    EnvOverrides, EnvPolicy, SchemaOrigin, SchemaRegistry, SchemaView, ServiceSchema,
+};
 use crate::store::{ConfigItem, ConfigWrite, Store, StoredConfig};
 
 /// Looks up an environment variable; injectable so tests need not touch the
@@ -199,7 +201,8 @@ impl Manager {
                 ManagerError::Validation(vec![crate::schema::FieldError::new("", e.to_string())])
             })?
             .with_origin(SchemaOrigin::Api);
-        let refused: Vec<crate::schema::FieldError> = schema
+        let view = schema.view();
+        let refused: Vec<crate::schema::FieldError> = view
             .fields()
             .iter()
             .filter_map(|f| {
@@ -221,10 +224,7 @@ impl Manager {
         let name = name.clone();
         let stored = self.stored_or_empty(&name)?;
         if let Some(stored) = &stored {
-            let mut candidate = schema.with_defaults(&stored.config);
-            for key in schema.secret_keys() {
-                candidate.remove(key);
-            }
+            let candidate = strip_secrets(&view, view.with_defaults(&stored.config));
             schema
                 .validate(&Value::Object(candidate))
                 .map_err(ManagerError::Validation)?;
@@ -234,11 +234,11 @@ impl Manager {
         // config message, or it would be saved and never published (issue
         // 14, finding 12, reached through defaults instead of a write).
         let mut published = strip_secrets(
-            &schema,
-            schema.with_defaults(&stored.map(|s| s.config).unwrap_or_default()),
+            &view,
+            view.with_defaults(&stored.map(|s| s.config).unwrap_or_default()),
         );
         for (key, value) in self.options.env_overrides(&schema).values {
-            if !schema.field(&key).is_some_and(|f| f.is_secret) {
+            if !view.is_secret(&key) {
                 published.insert(key, value);
             }
         }
@@ -265,10 +265,11 @@ impl Manager {
             .filter(|n| !existing.contains(n.as_str()))
             .filter_map(|n| self.schemas.get(n.as_str()))
             .map(|schema| {
-                let config = strip_secrets(&schema, schema.defaults());
+                let view = schema.view();
+                let config = strip_secrets(&view, view.defaults().clone());
                 ConfigWrite {
                     service: schema.name().clone(),
-                    items: items_for(&schema, &config),
+                    items: items_for(schema.name(), &view, &config),
                     config,
                     expected_version: Some(0),
                     actor: "system".into(),
@@ -293,7 +294,13 @@ impl Manager {
             let Some(schema) = self.schemas.get(name.as_str()) else {
                 continue;
             };
-            for f in schema.fields() {
+            // The document is compact JSON, so a field naming a variable
+            // shows as `"x-env":`; most schemas name none, and their views
+            // need not be derived (this runs over every schema at start-up).
+            if !schema.document_text().contains("\"x-env\":") {
+                continue;
+            }
+            for f in schema.view().fields() {
                 let Some(var) = f.env_var.as_deref() else {
                     continue;
                 };
@@ -378,17 +385,21 @@ impl Manager {
 
 /// Removes secret fields from a stored configuration: their values live
 /// encrypted in the secrets table only.
-fn strip_secrets(schema: &ServiceSchema, mut config: Map<String, Value>) -> Map<String, Value> {
-    for key in schema.secret_keys() {
+fn strip_secrets(view: &SchemaView, mut config: Map<String, Value>) -> Map<String, Value> {
+    for key in view.secret_keys() {
         config.remove(key);
     }
     config
 }
 
 /// Search-index rows for a stored configuration (secret values never indexed).
-fn items_for(schema: &ServiceSchema, stored: &Map<String, Value>) -> Vec<ConfigItem> {
-    let service = schema.name().to_string();
-    let mut items: Vec<ConfigItem> = schema
+fn items_for(
+    service: &ServiceName,
+    view: &SchemaView,
+    stored: &Map<String, Value>,
+) -> Vec<ConfigItem> {
+    let service = service.to_string();
+    let mut items: Vec<ConfigItem> = view
         .fields()
         .iter()
         .map(|f| ConfigItem {

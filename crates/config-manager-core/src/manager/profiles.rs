@@ -56,7 +56,7 @@ impl Manager {
             .into_iter()
             .map(|c| {
                 let config = match self.schemas.get(&c.service) {
-                    Some(schema) => strip_secrets(&schema, c.config),
+                    Some(schema) => strip_secrets(&schema.view(), c.config),
                     None => c.config,
                 };
                 (c.service, Value::Object(config))
@@ -88,7 +88,7 @@ impl Manager {
                 continue;
             }
             let config = match self.schemas.get(service.as_str()) {
-                Some(schema) => strip_secrets(&schema, config),
+                Some(schema) => strip_secrets(&schema.view(), config),
                 None => config,
             };
             let current = self.stored_or_empty(&service)?.map_or(0, |c| c.version);
@@ -157,8 +157,9 @@ impl Manager {
                 }
                 continue;
             };
+            let view = schema.view();
             let mut secret_found = false;
-            for key in schema.secret_keys().filter(|k| config.contains_key(*k)) {
+            for key in view.secret_keys().filter(|k| config.contains_key(*k)) {
                 secret_found = true;
                 errors.push(FieldError::new(
                     format!("{here}/{key}"),
@@ -169,9 +170,9 @@ impl Manager {
                 continue;
             }
             let mut config = without_env_keys(self, &service, config.clone());
-            schema.normalize_integers(&mut config);
-            let full = schema.with_defaults(&config);
-            let integers = schema.integer_errors(&config);
+            view.normalize_integers(&mut config);
+            let full = view.with_defaults(&config);
+            let integers = view.integer_errors(&config);
             if !integers.is_empty() {
                 errors.extend(
                     integers

@@ -113,7 +113,8 @@ impl SearchIndex {
                     if items.is_empty() {
                         services.remove(&service);
                     } else {
-                        services.insert(service, Arc::new(Segment::new(items)));
+                        let segment = Segment::new(&service, items);
+                        services.insert(service, Arc::new(segment));
                     }
                 }
                 IndexSnapshot {
@@ -139,28 +140,41 @@ pub(super) struct IndexSnapshot {
     services: BTreeMap<String, Arc<Segment>>,
 }
 
-/// One service's items ordered by key, and the text matching looks at: per
-/// item its key, description, service and (non-secret) value, lower-cased
-/// and joined by newlines, all items' texts joined by newlines into one
-/// buffer. Query terms never contain whitespace, so a term found in the
-/// buffer lies inside one field of one item, and one SIMD scan of the buffer
-/// finds the candidates of a query.
+/// One service's rows ordered by key, kept in two buffers instead of one
+/// [`ConfigItem`] per row (seven allocations each; at a thousand services
+/// the rows were a large part of the index's memory, docs/performance.md):
+///
+/// - `text`, what matching looks at: per row its key, description, service
+///   and (non-secret) value, lower-cased and joined by newlines, all rows'
+///   texts joined by newlines. Query terms never contain whitespace, so a
+///   term found in the buffer lies inside one field of one row, and one SIMD
+///   scan of the buffer finds the candidates of a query.
+/// - `shown`, what a hit shows: per row its key, description, type,
+///   complexity and value (as JSON text) as stored, back to back.
 #[derive(Debug)]
 struct Segment {
-    rows: Vec<Indexed>,
+    service: Box<str>,
+    rows: Vec<Row>,
     text: String,
-    /// Where each row's text starts in `text` (ascending).
-    starts: Vec<usize>,
+    shown: String,
 }
 
-/// One item and the offsets of its fields in [`Segment::text`]:
-/// `[key end, description end, service end, value end]`, each field starting
-/// one byte (the newline) after the previous one ends.
+/// Where one row's fields are in its segment's buffers: each position is
+/// where the row starts, each `*_ends` where its fields end, relative to
+/// that start (a row is far smaller than 4 GiB).
 #[derive(Debug)]
-struct Indexed {
-    item: ConfigItem,
-    start: usize,
-    ends: [usize; 4],
+struct Row {
+    /// `[key, description, service, value]` in `text`, each field starting
+    /// one byte (the newline) after the previous one ends.
+    text_start: usize,
+    text_ends: [u32; 4],
+    /// `[key, description, type, complexity, value]` in `shown`, back to
+    /// back; the value is JSON text, empty when the row has none.
+    shown_start: usize,
+    shown_ends: [u32; 5],
+    is_secret: bool,
+    /// A hit shows a value (secrets never have one).
+    has_value: bool,
 }
 
 /// One row's fields as matching sees them.
@@ -169,6 +183,15 @@ struct Fields<'a> {
     key: &'a str,
     description: &'a str,
     service: &'a str,
+    value: &'a str,
+}
+
+/// One row's fields as a hit shows them.
+struct Shown<'a> {
+    key: &'a str,
+    description: &'a str,
+    r#type: &'a str,
+    complexity: &'a str,
     value: &'a str,
 }
 
@@ -182,7 +205,10 @@ impl IndexSnapshot {
             generation,
             services: grouped
                 .into_iter()
-                .map(|(service, items)| (service, Arc::new(Segment::new(items))))
+                .map(|(service, items)| {
+                    let segment = Segment::new(&service, items);
+                    (service, Arc::new(segment))
+                })
                 .collect(),
         }
     }
@@ -208,7 +234,7 @@ impl IndexSnapshot {
         for (n, segment) in segments.iter().enumerate() {
             segment.candidates(finder.as_ref(), |i| {
                 let row = &segment.rows[i];
-                if selected(&row.item, q) {
+                if selected(&segment.shown(row), q) {
                     if let Some(s) = score(&segment.fields(row), &terms, longest) {
                         matches.push((rounded(s), n, i));
                     }
@@ -230,56 +256,141 @@ impl IndexSnapshot {
         matches.sort_by(order);
         let hits = matches
             .into_iter()
-            .map(|(score, n, i)| hit(segments[n].rows[i].item.clone(), score))
+            .map(|(score, n, i)| segments[n].hit(&segments[n].rows[i], score))
             .collect();
         (hits, total)
     }
 }
 
+/// `ends` (absolute positions in a buffer) relative to `start`, or `None`
+/// when a row does not fit the `u32` offsets.
+fn relative<const N: usize>(start: usize, ends: [usize; N]) -> Option<[u32; N]> {
+    let mut out = [0; N];
+    for (o, end) in out.iter_mut().zip(ends) {
+        *o = u32::try_from(end - start).ok()?;
+    }
+    Some(out)
+}
+
 impl Segment {
-    fn new(mut items: Vec<ConfigItem>) -> Self {
-        items.sort_by(|a, b| a.service.cmp(&b.service).then_with(|| a.key.cmp(&b.key)));
-        let mut text = String::new();
-        let mut starts = Vec::with_capacity(items.len());
-        let rows = items
-            .into_iter()
-            .map(|item| {
-                if !text.is_empty() {
-                    text.push('\n');
-                }
-                let start = text.len();
-                starts.push(start);
-                let mut ends = [0; 4];
-                text.push_str(&item.key.to_lowercase());
-                ends[0] = text.len();
-                text.push('\n');
-                text.push_str(&item.description.to_lowercase());
-                ends[1] = text.len();
-                text.push('\n');
-                text.push_str(&item.service.to_lowercase());
-                ends[2] = text.len();
-                text.push('\n');
-                match (&item.value, item.is_secret) {
-                    (Some(Value::String(s)), false) => text.push_str(&s.to_lowercase()),
-                    (Some(v), false) => text.push_str(&v.to_string().to_lowercase()),
-                    _ => {}
-                }
-                ends[3] = text.len();
-                Indexed { item, start, ends }
-            })
-            .collect();
-        text.shrink_to_fit();
-        Self { rows, text, starts }
+    /// The segment of `service` from its items (all of that service).
+    fn new(service: &str, mut items: Vec<ConfigItem>) -> Self {
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut segment = Self {
+            service: service.into(),
+            rows: Vec::with_capacity(items.len()),
+            text: String::new(),
+            shown: String::new(),
+        };
+        for item in items {
+            segment.push(item);
+        }
+        segment.text.shrink_to_fit();
+        segment.shown.shrink_to_fit();
+        segment
     }
 
-    fn fields(&self, row: &Indexed) -> Fields<'_> {
-        let [key, description, service, value] = row.ends;
+    fn push(&mut self, item: ConfigItem) {
+        let (text_len, shown_len) = (self.text.len(), self.shown.len());
+        let text = &mut self.text;
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        let text_start = text.len();
+        let mut ends = [0; 4];
+        text.push_str(&item.key.to_lowercase());
+        ends[0] = text.len();
+        text.push('\n');
+        text.push_str(&item.description.to_lowercase());
+        ends[1] = text.len();
+        text.push('\n');
+        text.push_str(&item.service.to_lowercase());
+        ends[2] = text.len();
+        text.push('\n');
+        match (&item.value, item.is_secret) {
+            (Some(Value::String(s)), false) => text.push_str(&s.to_lowercase()),
+            (Some(v), false) => text.push_str(&v.to_string().to_lowercase()),
+            _ => {}
+        }
+        ends[3] = text.len();
+        let text_ends = relative(text_start, ends);
+
+        let shown = &mut self.shown;
+        let shown_start = shown.len();
+        let mut ends = [0; 5];
+        for (end, field) in
+            ends.iter_mut()
+                .zip([&item.key, &item.description, &item.r#type, &item.complexity])
+        {
+            shown.push_str(field);
+            *end = shown.len();
+        }
+        let has_value = match (&item.value, item.is_secret) {
+            (Some(value), false) => {
+                shown.push_str(&value.to_string());
+                true
+            }
+            _ => false,
+        };
+        ends[4] = shown.len();
+        let shown_ends = relative(shown_start, ends);
+
+        let (Some(text_ends), Some(shown_ends)) = (text_ends, shown_ends) else {
+            // Not indexed: a row of gigabytes (no write could store one).
+            self.text.truncate(text_len);
+            self.shown.truncate(shown_len);
+            return;
+        };
+        self.rows.push(Row {
+            text_start,
+            text_ends,
+            shown_start,
+            shown_ends,
+            is_secret: item.is_secret,
+            has_value,
+        });
+    }
+
+    fn fields(&self, row: &Row) -> Fields<'_> {
+        let at = |i: usize| row.text_start + row.text_ends[i] as usize;
+        let (key, description, service, value) = (at(0), at(1), at(2), at(3));
         Fields {
-            all: &self.text[row.start..value],
-            key: &self.text[row.start..key],
+            all: &self.text[row.text_start..value],
+            key: &self.text[row.text_start..key],
             description: &self.text[key + 1..description],
             service: &self.text[description + 1..service],
             value: &self.text[service + 1..value],
+        }
+    }
+
+    fn shown(&self, row: &Row) -> Shown<'_> {
+        let at = |i: usize| row.shown_start + row.shown_ends[i] as usize;
+        Shown {
+            key: &self.shown[row.shown_start..at(0)],
+            description: &self.shown[at(0)..at(1)],
+            r#type: &self.shown[at(1)..at(2)],
+            complexity: &self.shown[at(2)..at(3)],
+            value: &self.shown[at(3)..at(4)],
+        }
+    }
+
+    /// The hit of `row`: its fields as stored (the value parsed back from
+    /// the JSON text it was written as, which gives the same value).
+    fn hit(&self, row: &Row, score: f64) -> SearchHit {
+        let shown = self.shown(row);
+        let value = row
+            .has_value
+            .then(|| serde_json::from_str(shown.value).ok())
+            .flatten();
+        SearchHit {
+            service: self.service.to_string(),
+            key: shown.key.to_owned(),
+            value,
+            r#type: shown.r#type.to_owned(),
+            complexity: shown.complexity.to_owned(),
+            description: shown.description.to_owned(),
+            is_secret: row.is_secret,
+            match_score: score,
         }
     }
 
@@ -300,28 +411,29 @@ impl Segment {
         let mut at = 0;
         while let Some(found) = haystack.get(at..).and_then(|h| finder.find(h)) {
             let pos = at + found;
-            while self.starts.get(row + 1).is_some_and(|&next| next <= pos) {
+            while self
+                .rows
+                .get(row + 1)
+                .is_some_and(|next| next.text_start <= pos)
+            {
                 row += 1;
             }
             consider(row);
             // Skip the rest of this row's text.
-            at = self.rows[row].ends[3] + 1;
+            let this = &self.rows[row];
+            at = this.text_start + this.text_ends[3] as usize + 1;
             row += 1;
         }
     }
 }
 
-/// Whether the query's filters keep an item.
-fn selected(item: &ConfigItem, q: &SearchQuery) -> bool {
-    q.service.as_deref().is_none_or(|s| item.service == s)
-        && match q.complexity.as_deref() {
-            Some("simple") => item.complexity == "simple",
-            _ => true,
-        }
-        && q.r#type.as_deref().is_none_or(|t| item.r#type == t)
-        && q.services
-            .as_ref()
-            .is_none_or(|s| s.contains(&item.service))
+/// Whether the query's filters keep a row (the service filters choose the
+/// segments).
+fn selected(row: &Shown<'_>, q: &SearchQuery) -> bool {
+    (match q.complexity.as_deref() {
+        Some("simple") => row.complexity == "simple",
+        _ => true,
+    }) && q.r#type.as_deref().is_none_or(|t| row.r#type == t)
 }
 
 fn check(q: &SearchQuery) -> Result<()> {
@@ -353,19 +465,6 @@ pub fn search_checked(items: Vec<ConfigItem>, q: &SearchQuery) -> Result<(Vec<Se
 /// Scores are reported (and ordered) to three decimals.
 fn rounded(score: f64) -> f64 {
     (score * 1000.0).round() / 1000.0
-}
-
-fn hit(i: ConfigItem, score: f64) -> SearchHit {
-    SearchHit {
-        value: if i.is_secret { None } else { i.value },
-        service: i.service,
-        key: i.key,
-        r#type: i.r#type,
-        complexity: i.complexity,
-        description: i.description,
-        is_secret: i.is_secret,
-        match_score: score,
-    }
 }
 
 /// Scores one item: each term must match somewhere (AND); a term scores by the
@@ -584,6 +683,75 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// What a hit showed when the index kept a whole `ConfigItem` per row.
+    fn reference_hit(i: &ConfigItem, score: f64) -> SearchHit {
+        SearchHit {
+            value: if i.is_secret { None } else { i.value.clone() },
+            service: i.service.clone(),
+            key: i.key.clone(),
+            r#type: i.r#type.clone(),
+            complexity: i.complexity.clone(),
+            description: i.description.clone(),
+            is_secret: i.is_secret,
+            match_score: score,
+        }
+    }
+
+    #[test]
+    fn hits_show_the_rows_as_stored() {
+        let (_d, m) = manager();
+        let mut items = m.store().list_items(None).unwrap();
+        let item = |key: &str, value: Option<Value>, r#type: &str, is_secret: bool| ConfigItem {
+            service: "Odd-Service".into(),
+            key: key.into(),
+            value,
+            r#type: r#type.into(),
+            complexity: "Unusual".into(),
+            description: "Ünïcode Description\nover two lines".into(),
+            is_secret,
+        };
+        items.extend([
+            item(
+                "Upper_Key",
+                Some(json!("MiXeD-Zqv \"quoted\" ✓")),
+                "string",
+                false,
+            ),
+            item("float", Some(json!(0.1)), "number", false),
+            item("big", Some(json!(1e300)), "number", false),
+            item("negative", Some(json!(-7)), "integer", false),
+            item(
+                "nested",
+                Some(json!({"b": [1, null, "X"], "a": 2.5})),
+                "object",
+                false,
+            ),
+            item("nothing", Some(Value::Null), "null", false),
+            item("absent", None, "weird type", false),
+            item("secret", Some(json!("zqw hidden")), "secret", true),
+        ]);
+        let q = query("", MAX_RESULTS);
+        let (hits, total) = search_items(items.clone(), &q);
+        assert_eq!(total, items.len());
+        assert_eq!(hits.len(), items.len());
+        for hit in &hits {
+            let item = items
+                .iter()
+                .find(|i| i.service == hit.service && i.key == hit.key)
+                .unwrap();
+            assert_eq!(
+                serde_json::to_string(hit).unwrap(),
+                serde_json::to_string(&reference_hit(item, 1.0)).unwrap()
+            );
+        }
+        // Matching is on the lower-cased text, the hit shows the value as stored.
+        let (hits, _) = search_items(items.clone(), &query("zqv", 10));
+        assert_eq!(hits[0].key, "Upper_Key");
+        assert_eq!(hits[0].value, Some(json!("MiXeD-Zqv \"quoted\" ✓")));
+        let (hits, _) = search_items(items, &query("zqw", 10));
+        assert!(hits.is_empty(), "secret values are not searched");
     }
 
     #[test]

@@ -208,7 +208,7 @@ impl FallbackView {
         for (name, entry) in &self.cache.services {
             let state = state_from_lkg(&self.schemas, &self.cache.config_epoch, name, entry);
             match self.schemas.get(name.as_str()) {
-                Some(schema) => items.extend(items_for(&schema, &state.stored)),
+                Some(schema) => items.extend(items_for(name, &schema.view(), &state.stored)),
                 None => items.extend(items_schemaless(name.as_str(), &state.stored)),
             }
         }
@@ -270,7 +270,7 @@ impl Manager {
                     }
                 }
                 let items = match &schema {
-                    Some(s) => items_for(s, &state.stored),
+                    Some(s) => items_for(name, &s.view(), &state.stored),
                     None => items_schemaless(name.as_str(), &state.stored),
                 };
                 writes.push(ConfigWrite {

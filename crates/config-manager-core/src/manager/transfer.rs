@@ -215,7 +215,7 @@ impl Manager {
             return Ok(());
         }
         for secret in self.store.list_secrets(Some(service))? {
-            if schema.field(&secret.key).is_none_or(|f| !f.is_secret) {
+            if !schema.secret_keys().any(|k| k == secret.key) {
                 continue;
             }
             let value = if reveal {

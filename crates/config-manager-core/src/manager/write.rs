@@ -96,8 +96,9 @@ impl Manager {
             return Err(ManagerError::Validation(key_problems));
         }
         let mut req = req;
-        schema.normalize_integers(&mut req.config);
-        let integer_problems = schema.integer_errors(&req.config);
+        let view = schema.view();
+        view.normalize_integers(&mut req.config);
+        let integer_problems = view.integer_errors(&req.config);
         if !integer_problems.is_empty() {
             return Err(ManagerError::Validation(integer_problems));
         }
@@ -111,7 +112,7 @@ impl Manager {
         let mut secret_changes = Vec::new();
         let mut to_validate = Map::new();
         for (key, value) in req.config {
-            let field = schema.field(&key);
+            let field = view.field(&key);
             if let Some(env_value) = env.values.get(&key) {
                 let same = value == *env_value
                     || (field.is_some_and(|f| f.is_secret)
@@ -152,11 +153,8 @@ impl Manager {
                 None => candidate.remove(key),
             };
         }
-        let candidate = strip_secrets(&schema, candidate);
-        let mut full = schema.with_defaults(&candidate);
-        for key in schema.secret_keys() {
-            full.remove(key);
-        }
+        let candidate = strip_secrets(&view, candidate);
+        let mut full = strip_secrets(&view, view.with_defaults(&candidate));
         full.extend(to_validate);
         if let Err(field_errors) = schema.validate(&Value::Object(full.clone())) {
             errors.extend(field_errors);
@@ -168,11 +166,11 @@ impl Manager {
         }
         let stored_config: Map<String, Value> = full
             .into_iter()
-            .filter(|(k, _)| !schema.field(k).is_some_and(|f| f.is_secret))
+            .filter(|(k, _)| !view.is_secret(k))
             .collect();
         let mut published = stored_config.clone();
         for (key, value) in &env.values {
-            if !schema.field(key).is_some_and(|f| f.is_secret) {
+            if !view.is_secret(key) {
                 published.insert(key.clone(), value.clone());
             }
         }
@@ -185,7 +183,7 @@ impl Manager {
             .collect::<Result<Vec<_>>>()?;
         Ok(ConfigWrite {
             service: service.clone(),
-            items: items_for(&schema, &stored_config),
+            items: items_for(service, &view, &stored_config),
             config: stored_config,
             expected_version: req.expected_version,
             actor: req.actor,

@@ -38,9 +38,11 @@
 //! property, and refuses a schema whose own defaults fail it: such a schema
 //! could never produce a saveable configuration.
 //!
-//! Compiled validators are not kept per schema: [`validators`] holds the
-//! most recently used ones (`CONFIG_SCHEMA_CACHE_SIZE`, default 256) and a
-//! schema compiles its own again when it was evicted. At start-up the
+//! Only the document is kept per schema (as text). What is built from it —
+//! the compiled validator and the [`SchemaView`] with the [`FieldMeta`] of
+//! every field and the defaults — is kept by [`cache`] for the most recently
+//! used schemas (`CONFIG_SCHEMA_CACHE_SIZE`, default 256), and a schema
+//! builds it again when it was evicted. At start-up the
 //! service loads `CONFIG_SCHEMA_DIR` with [`SchemaRegistry::load_dir_deferred`]
 //! (every check but the two that need a validator) and then
 //! [`SchemaRegistry::check_pending`]: when the database recorded this very
@@ -81,13 +83,14 @@
 //! [`SchemaRegistry::hash`] fingerprints the set for the database's
 //! `schema_version` row.
 
+pub mod cache;
 mod env;
 mod env_policy;
 pub mod error;
 mod field;
 mod registry;
 mod service_schema;
-pub mod validators;
+mod view;
 pub(crate) use service_schema::json_type_name;
 
 #[cfg(test)]
@@ -98,6 +101,7 @@ pub use error::{FieldError, SchemaError};
 pub use field::{FieldMeta, MAX_ENV_VAR_LEN, UI_TYPES};
 pub use registry::{SchemaRegistry, BUILTIN_SCHEMAS, MAX_SCHEMA_FILE_BYTES};
 pub use service_schema::{EnvOverrides, ServiceSchema};
+pub use view::SchemaView;
 
 /// Re-exported because [`FieldMeta::complexity`] uses it.
 pub use crate::domain::Complexity;

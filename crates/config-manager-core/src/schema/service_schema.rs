@@ -1,8 +1,8 @@
-//! One compiled service schema: the document, its checked field metadata, its
-//! defaults and a validator built once, so every write is checked without
-//! re-reading the schema.
+//! One service schema: the document, kept as text, and its place in the
+//! cache of what is built from it (the validator and the [`SchemaView`]), so
+//! memory follows the schemas in use, not the number of schemas.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -14,11 +14,12 @@ use serde_json::{Map, Value};
 
 use crate::domain::ServiceName;
 
+use super::cache::Slot;
 use super::env::parse_env_value;
 use super::env_policy::SchemaOrigin;
 use super::error::{truncate_chars, FieldError, SchemaError};
-use super::field::{parse_field, shown_key, FieldMeta, ParsedField};
-use super::validators::Slot;
+use super::field::{shown_key, ParsedField};
+use super::view::{properties, SchemaView};
 
 /// Typed environment overrides of one service, with the variables that were set
 /// but could not be used.
@@ -35,25 +36,31 @@ pub struct EnvOverrides {
     pub errors: Vec<FieldError>,
 }
 
-/// A service's compiled schema. Cheap to share behind an `Arc` (the registry
-/// does); immutable once built, so a schema change means a new `ServiceSchema`.
+/// A service's schema. Cheap to share behind an `Arc` (the registry does);
+/// immutable once built, so a schema change means a new `ServiceSchema`.
+///
+/// Only the document is kept per schema; the validator and the
+/// [`SchemaView`] (field metadata, defaults) are built from it when first
+/// needed and kept for the most recently used schemas ([`super::cache`]).
 pub struct ServiceSchema {
     name: ServiceName,
     /// The document as compact JSON with keys sorted at every level (what
     /// the registry hashes). Kept as text, parsed when needed: as a parsed
     /// `Value` it was ~60 KiB of a 50-field schema's ~110 KiB.
     document: Box<str>,
-    title: String,
-    description: String,
-    fields: Vec<FieldMeta>,
-    /// Non-null JSON types per field, parallel to `fields`.
-    json_types: Vec<Vec<String>>,
-    index: HashMap<String, usize>,
-    defaults: Map<String, Value>,
-    /// The compiled validator's place in the bounded cache
-    /// ([`super::validators`]): compiled when first needed, dropped when
-    /// not used recently.
-    validator: Slot,
+    /// The fields' order (the order the schema author chose for the form),
+    /// which the sorted text lost: for each field in order, its position
+    /// among the property names sorted. Empty when that order is sorted.
+    order: Box<[u32]>,
+    /// The view's defaults as compact JSON and the secret fields' keys: all
+    /// that a pass over every service needs (the last-known-good snapshot at
+    /// start-up), so such a pass derives no view.
+    defaults: Box<str>,
+    secret_keys: Box<[Box<str>]>,
+    /// The validator's and the view's place in the bounded cache
+    /// ([`super::cache`]): built when first needed, dropped when not used
+    /// recently.
+    cached: Slot,
     /// Who wrote the schema (decides what its `x-env` fields may read).
     origin: SchemaOrigin,
 }
@@ -62,7 +69,7 @@ impl fmt::Debug for ServiceSchema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServiceSchema")
             .field("name", &self.name)
-            .field("fields", &self.fields.len())
+            .field("document_bytes", &self.document.len())
             .finish_non_exhaustive()
     }
 }
@@ -84,7 +91,7 @@ impl ServiceSchema {
     }
 
     /// Parses and compiles a schema from JSON text, keeping the order in which
-    /// the text lists the properties for [`ServiceSchema::fields`] (the order the
+    /// the text lists the properties for [`SchemaView::fields`] (the order the
     /// schema author chose for the form).
     pub fn from_json_str(name: ServiceName, text: &str) -> Result<Self, SchemaError> {
         let doc: Value = serde_json::from_str(text)
@@ -114,14 +121,14 @@ impl ServiceSchema {
         let service = self.name.as_str();
         let validator = build_validator(&self.document())
             .map_err(|e| SchemaError::invalid(service, format!("not a valid JSON Schema: {e}")))?;
-        self.validator.put(Arc::new(validator));
-        self.check_defaults()
+        self.cached.put_validator(Arc::new(validator));
+        self.check_defaults(&self.view())
     }
 
     /// The defaults must satisfy the schema: otherwise it could never
     /// produce a saveable configuration.
-    fn check_defaults(&self) -> Result<(), SchemaError> {
-        if let Err(errors) = self.validate(&Value::Object(self.defaults.clone())) {
+    fn check_defaults(&self, view: &SchemaView) -> Result<(), SchemaError> {
+        if let Err(errors) = self.validate(&Value::Object(view.defaults().clone())) {
             let listed: Vec<String> = errors.iter().map(ToString::to_string).collect();
             return Err(SchemaError::invalid(
                 self.name.as_str(),
@@ -140,31 +147,8 @@ impl ServiceSchema {
         order: Option<Vec<String>>,
         check: bool,
     ) -> Result<Self, SchemaError> {
-        let service_owned = name.as_str().to_owned();
-        let service = service_owned.as_str();
-        let Some(root) = doc.as_object() else {
-            return Err(SchemaError::invalid(
-                service,
-                "the schema must be a JSON object",
-            ));
-        };
-        if root.get("type").and_then(Value::as_str) != Some("object") {
-            return Err(SchemaError::invalid(
-                service,
-                "the schema must declare \"type\": \"object\"",
-            ));
-        }
-        let empty = Map::new();
-        let props = match root.get("properties") {
-            None => &empty,
-            Some(Value::Object(props)) => props,
-            Some(_) => {
-                return Err(SchemaError::invalid(
-                    service,
-                    "`properties` must be an object",
-                ))
-            }
-        };
+        let service = name.as_str();
+        let props = properties(service, &doc)?;
         let validator = if check {
             Some(build_validator(&doc).map_err(|e| {
                 SchemaError::invalid(service, format!("not a valid JSON Schema: {e}"))
@@ -172,80 +156,30 @@ impl ServiceSchema {
         } else {
             None
         };
-
-        // Document order first, then anything the order did not list.
-        let mut keys: Vec<&String> = Vec::with_capacity(props.len());
-        let mut seen: HashSet<&str> = HashSet::with_capacity(props.len());
-        let listed = order
-            .iter()
-            .flatten()
-            .filter_map(|key| props.get_key_value(key));
-        for (k, _) in listed.chain(props.iter()) {
-            if seen.insert(k.as_str()) {
-                keys.push(k);
-            }
-        }
-
-        let mut fields = Vec::with_capacity(keys.len());
-        let mut json_types = Vec::with_capacity(keys.len());
-        let mut index = HashMap::with_capacity(keys.len());
-        let mut defaults = Map::new();
-        for key in keys {
-            let prop = props.get(key).unwrap_or(&Value::Null);
-            let ParsedField {
-                meta,
-                json_types: types,
-            } = parse_field(service, key, prop)?;
-            if meta.has_default {
-                defaults.insert(key.clone(), meta.default.clone());
-            }
-            index.insert(key.clone(), fields.len());
-            fields.push(meta);
-            json_types.push(types);
-        }
-
-        let title = root
-            .get("title")
-            .and_then(Value::as_str)
-            .unwrap_or(service)
-            .to_owned();
-        let description = root
-            .get("description")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
+        let listed: Vec<&str> = order.iter().flatten().map(String::as_str).collect();
+        let view = SchemaView::derive(service, &doc, &listed)?;
+        let order = sorted_positions(props, &view);
         let mut text = String::new();
         super::registry::write_sorted_json(&doc, &mut text);
-        let slot = Slot::new();
-        // Cached now (the defaults are checked with it just below; a
-        // start-up that loads more schemas than the cache holds keeps the
-        // last ones).
-        if let Some(validator) = validator {
-            slot.put(Arc::new(validator));
-        }
-        let mut schema = Self {
-            title,
-            description,
+        let schema = Self {
             name,
             document: text.into_boxed_str(),
-            fields,
-            json_types,
-            index,
-            defaults,
-            validator: slot,
+            order,
+            defaults: Value::Object(view.defaults().clone())
+                .to_string()
+                .into_boxed_str(),
+            secret_keys: view.secret_keys().map(Box::from).collect(),
+            cached: Slot::new(),
             origin: SchemaOrigin::Operator,
         };
-        // Defaults are stored as version 1 of a new service: the same integer
-        // rule as a write (a default of `60.0` was stored and shown as `60.0`
-        // by REST while MQTT said `60`).
-        let mut defaults = std::mem::take(&mut schema.defaults);
-        schema.normalize_integers(&mut defaults);
-        schema.defaults = defaults;
-        if let Some(e) = schema.integer_errors(&schema.defaults).first() {
-            return Err(SchemaError::invalid(service, format!("the default of {e}")));
+        // Cached now (the defaults are checked with it just below; a
+        // start-up that loads more schemas than the cache holds keeps the
+        // last ones). The view is not: it is derived again when first used.
+        if let Some(validator) = validator {
+            schema.cached.put_validator(Arc::new(validator));
         }
         if check {
-            schema.check_defaults()?;
+            schema.check_defaults(&view)?;
         }
         Ok(schema)
     }
@@ -256,10 +190,10 @@ impl ServiceSchema {
         Self { origin, ..self }
     }
 
-    /// The id of this schema's place in the validator cache (tests).
+    /// This schema's place in the cache (tests).
     #[cfg(test)]
-    pub(super) fn validator_slot_id(&self) -> u64 {
-        self.validator.id()
+    pub(super) fn cache_slot(&self) -> &Slot {
+        &self.cached
     }
 
     /// Who wrote this schema.
@@ -284,115 +218,51 @@ impl ServiceSchema {
         &self.document
     }
 
-    /// The document's `title`, or the service name.
-    pub fn title(&self) -> &str {
-        &self.title
+    /// The field metadata, defaults, title and description of this schema,
+    /// derived from the document when not cached. Fetch it once per
+    /// operation: each call looks it up in the process-wide cache.
+    pub fn view(&self) -> Arc<SchemaView> {
+        self.cached.view(|| self.derive_view())
     }
 
-    /// The document's `description`, or empty.
-    pub fn description(&self) -> &str {
-        &self.description
+    fn derive_view(&self) -> SchemaView {
+        let service = self.name.as_str();
+        let doc = self.document();
+        let sorted = match properties(service, &doc) {
+            Ok(Some(props)) => sorted_keys(props),
+            _ => Vec::new(),
+        };
+        let listed: Vec<&str> = self
+            .order
+            .iter()
+            .filter_map(|&i| sorted.get(usize::try_from(i).ok()?).copied())
+            .collect();
+        // The text derived a view when the schema was built and never
+        // changes, so this does not fail.
+        SchemaView::derive(service, &doc, &listed).unwrap_or_else(|_| SchemaView::empty(service))
     }
 
-    /// Metadata of every top-level property, in document order.
-    pub fn fields(&self) -> &[FieldMeta] {
-        &self.fields
-    }
-
-    /// Metadata of one property.
-    pub fn field(&self, key: &str) -> Option<&FieldMeta> {
-        self.index.get(key).and_then(|&i| self.fields.get(i))
-    }
-
-    /// Every declared default, keyed by property: the configuration a service
-    /// gets when nothing was stored yet. Guaranteed valid against the schema.
-    pub fn defaults(&self) -> Map<String, Value> {
-        self.defaults.clone()
-    }
-
-    /// `config` with every missing key that has a default filled in. Keys present
-    /// in `config` (including ones the schema does not know) are kept as they are.
+    /// [`SchemaView::with_defaults`] without deriving the view (see
+    /// [`ServiceSchema::view`]): for passes over every service, where deriving
+    /// each view would cost more than the rest of the pass.
     pub fn with_defaults(&self, config: &Map<String, Value>) -> Map<String, Value> {
         let mut filled = config.clone();
-        for (key, value) in &self.defaults {
-            filled.entry(key.clone()).or_insert_with(|| value.clone());
+        // Written from a map just above, so it parses back to one.
+        if let Ok(Value::Object(defaults)) = serde_json::from_str(&self.defaults) {
+            for (key, value) in defaults {
+                filled.entry(key).or_insert(value);
+            }
         }
         filled
     }
 
-    /// Rewrites whole-number floats (`60.0`, `-0`) of integer fields as JSON
-    /// integers (`60`, `0`). JSON Schema counts `60.0` as an integer, but the
-    /// database would keep the float text and REST would show `60.0` while the
-    /// canonical MQTT payload says `60`; normalizing at write time makes every
-    /// reader see the same value. Fields that also accept `number` keep floats.
-    pub fn normalize_integers(&self, config: &mut Map<String, Value>) {
-        for (key, value) in config.iter_mut() {
-            let Some(&i) = self.index.get(key) else {
-                continue;
-            };
-            let types = self
-                .json_types
-                .get(i)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            if !types.iter().any(|t| t == "integer") || types.iter().any(|t| t == "number") {
-                continue;
-            }
-            if let Some(n) = value
-                .as_number()
-                .filter(|n| n.is_f64())
-                .and_then(|n| n.as_f64())
-            {
-                // Only values an i64 holds exactly (|n| < 2^63).
-                if n.fract() == 0.0 && n.abs() < 9_223_372_036_854_775_808.0 {
-                    #[allow(clippy::cast_possible_truncation)]
-                    let whole = n as i64;
-                    *value = Value::from(whole);
-                }
-            }
-        }
-    }
-
-    /// One error per integer-only field of `config` that still holds a float
-    /// after [`Self::normalize_integers`]: a whole number beyond an i64
-    /// (`1e300`), which JSON Schema counts as an integer but which every
-    /// reader would get as a float. Non-whole floats are left to validation.
-    pub fn integer_errors(&self, config: &Map<String, Value>) -> Vec<FieldError> {
-        config
-            .iter()
-            .filter(|(key, value)| {
-                let Some(&i) = self.index.get(key.as_str()) else {
-                    return false;
-                };
-                let types = self
-                    .json_types
-                    .get(i)
-                    .map(Vec::as_slice)
-                    .unwrap_or_default();
-                types.iter().any(|t| t == "integer")
-                    && !types.iter().any(|t| t == "number")
-                    && value
-                        .as_f64()
-                        .is_some_and(|n| value.is_f64() && n.fract() == 0.0)
-            })
-            .map(|(key, _)| {
-                FieldError::new(
-                    format!("/{key}"),
-                    "integer out of range: must be between -(2^53-1) and 2^53-1",
-                )
-            })
-            .collect()
-    }
-
-    /// Keys of the secret fields, in document order.
+    /// Keys of the secret fields, in document order (as
+    /// [`SchemaView::secret_keys`], without deriving the view).
     pub fn secret_keys(&self) -> impl Iterator<Item = &str> {
-        self.fields
-            .iter()
-            .filter(|f| f.is_secret)
-            .map(|f| f.key.as_str())
+        self.secret_keys.iter().map(|key| &**key)
     }
 
-    /// Checks a whole configuration (normally [`ServiceSchema::with_defaults`]
+    /// Checks a whole configuration (normally [`SchemaView::with_defaults`]
     /// applied first) and reports every failing field, not just the first, so
     /// the operator can fix a form in one round trip.
     ///
@@ -411,8 +281,8 @@ impl ServiceSchema {
             )]);
         }
         let validator = self
-            .validator
-            .get_or_compile(|| build_validator(&self.document()))
+            .cached
+            .validator(|| build_validator(&self.document()))
             .map_err(|e| {
                 // Compiled once already when the schema was built.
                 vec![FieldError::new(
@@ -463,7 +333,8 @@ impl ServiceSchema {
     /// module `env` docs for the parsing rules.
     pub fn resolve_env(&self, lookup: &dyn Fn(&str) -> Option<String>) -> EnvOverrides {
         let mut result = EnvOverrides::default();
-        for (meta, types) in self.fields.iter().zip(&self.json_types) {
+        let view = self.view();
+        for (meta, types) in view.typed_fields() {
             let Some(var) = meta.env_var.as_deref() else {
                 continue;
             };
@@ -471,7 +342,7 @@ impl ServiceSchema {
             let pointer = child_pointer("", &meta.key);
             let field = ParsedField {
                 meta: meta.clone(),
-                json_types: types.clone(),
+                json_types: types.to_vec(),
             };
             let value = match parse_env_value(&field, &raw) {
                 Ok(value) => value,
@@ -526,6 +397,32 @@ impl ServiceSchema {
     /// for the field), one [`FieldError`] each.
     pub fn env_override_errors(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<FieldError> {
         self.resolve_env(lookup).errors
+    }
+}
+
+/// The property names of `props`, sorted (as in the document text).
+fn sorted_keys(props: &Map<String, Value>) -> Vec<&str> {
+    let mut keys: Vec<&str> = props.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// The order of `view`'s fields as positions among `props`' names sorted;
+/// empty when the fields are in sorted order (nothing to remember).
+fn sorted_positions(props: Option<&Map<String, Value>>, view: &SchemaView) -> Box<[u32]> {
+    let Some(props) = props else {
+        return Box::default();
+    };
+    let position: HashMap<&str, u32> = sorted_keys(props).into_iter().zip(0..).collect();
+    let order: Vec<u32> = view
+        .fields()
+        .iter()
+        .filter_map(|f| position.get(f.key.as_str()).copied())
+        .collect();
+    if order.iter().zip(0..).all(|(&i, n)| i == n) {
+        Box::default()
+    } else {
+        order.into_boxed_slice()
     }
 }
 

@@ -20,12 +20,12 @@ fn builtins_compile_with_all_fields() {
             "wake-activation"
         ]
     );
-    let counts: Vec<usize> = registry.iter().map(|s| s.fields().len()).collect();
+    let counts: Vec<usize> = registry.iter().map(|s| s.view().fields().len()).collect();
     assert_eq!(counts, [5, 7, 12, 9, 20, 6]);
     for schema in registry.iter() {
         assert_eq!(schema.document()["additionalProperties"], json!(false));
-        assert!(!schema.description().is_empty());
-        for field in schema.fields() {
+        assert!(!schema.view().description().is_empty());
+        for field in schema.view().fields() {
             assert!(
                 field.has_default,
                 "{}.{} has no default",
@@ -40,16 +40,21 @@ fn builtins_compile_with_all_fields() {
 #[test]
 fn builtin_defaults_validate() {
     for schema in SchemaRegistry::builtin().unwrap().iter() {
-        let defaults = schema.defaults();
-        assert_eq!(defaults.len(), schema.fields().len());
+        let view = schema.view();
+        let defaults = view.defaults().clone();
+        assert_eq!(defaults.len(), view.fields().len());
         assert_eq!(schema.validate(&Value::Object(defaults.clone())), Ok(()));
-        assert_eq!(schema.with_defaults(&Map::new()), defaults);
+        assert_eq!(view.with_defaults(&Map::new()), defaults);
+        // The resident copies a pass over every service uses.
+        let stored = Map::from_iter([("extra".to_owned(), json!(1))]);
+        assert_eq!(schema.with_defaults(&stored), view.with_defaults(&stored));
+        assert!(schema.secret_keys().eq(view.secret_keys()));
     }
 }
 
 #[test]
 fn field_metadata_is_extracted() {
-    let tts = builtin("tts-worker");
+    let tts = builtin("tts-worker").view();
     // Document order, not alphabetical.
     assert_eq!(tts.fields()[0].key, "tts_provider");
     let volume = tts.field("volume_percent").unwrap();
@@ -74,7 +79,7 @@ fn field_metadata_is_extracted() {
     );
     assert!(tts.field("nope").is_none());
 
-    let llm = builtin("llm-worker");
+    let llm = builtin("llm-worker").view();
     let api_key = llm.field("openai_api_key").unwrap();
     assert!(api_key.is_secret && api_key.nullable);
     assert_eq!(
@@ -86,7 +91,7 @@ fn field_metadata_is_extracted() {
         llm.field("llm_provider").unwrap().description
     );
 
-    let stt = builtin("stt-worker");
+    let stt = builtin("stt-worker").view();
     let model = stt.field("whisper_model").unwrap();
     assert_eq!(model.r#type, "enum");
     assert_eq!(model.enum_values.as_ref().map(Vec::len), Some(11));
@@ -112,10 +117,11 @@ fn field_metadata_is_extracted() {
 #[test]
 fn compile_from_value_orders_fields_by_map_and_from_text_by_document() {
     let from_text = ServiceSchema::from_json_str(svc("camera"), CAMERA).unwrap();
-    let keys: Vec<&str> = from_text.fields().iter().map(|f| f.key.as_str()).collect();
+    let view = from_text.view();
+    let keys: Vec<&str> = view.fields().iter().map(|f| f.key.as_str()).collect();
     assert_eq!(keys, ["zeta_fps", "alpha_device"]);
     let doc: Value = serde_json::from_str(CAMERA).unwrap();
     let from_value = ServiceSchema::compile(svc("camera"), doc).unwrap();
-    assert_eq!(from_value.fields().len(), 2);
-    assert_eq!(from_value.title(), "camera");
+    assert_eq!(from_value.view().fields().len(), 2);
+    assert_eq!(from_value.view().title(), "camera");
 }

@@ -25,7 +25,7 @@ fn errors(schema: &ServiceSchema, config: Value) -> Vec<FieldError> {
     let Value::Object(config) = config else {
         panic!("test config must be an object")
     };
-    let filled = schema.with_defaults(&config);
+    let filled = schema.view().with_defaults(&config);
     schema.validate(&Value::Object(filled)).unwrap_err()
 }
 

@@ -20,8 +20,11 @@ fn load_dir_adds_and_replaces() {
     let loaded = registry.load_dir(dir.path()).unwrap();
     assert_eq!(loaded, [svc("camera"), svc("tts-worker")]);
     assert_eq!(registry.len(), 7);
-    assert_eq!(registry.get("camera").unwrap().fields()[0].key, "zeta_fps");
-    assert_eq!(registry.get("tts-worker").unwrap().fields().len(), 1);
+    assert_eq!(
+        registry.get("camera").unwrap().view().fields()[0].key,
+        "zeta_fps"
+    );
+    assert_eq!(registry.get("tts-worker").unwrap().view().fields().len(), 1);
 }
 
 #[test]
@@ -125,6 +128,7 @@ fn hash_is_stable_and_tracks_content() {
     assert_eq!(
         a.get("tts-worker")
             .unwrap()
+            .view()
             .field("volume_percent")
             .unwrap()
             .maximum,
@@ -194,8 +198,7 @@ fn deferred_schemas_validate_like_compiled_ones() {
         deferred.get("camera").unwrap(),
         compiled.get("camera").unwrap(),
     );
-    assert_eq!(d.fields(), c.fields());
-    assert_eq!(d.defaults(), c.defaults());
+    assert_eq!(d.view(), c.view());
     for config in [
         json!({}),
         json!({"zeta_fps": 30}),
@@ -210,6 +213,8 @@ fn deferred_schemas_validate_like_compiled_ones() {
 #[test]
 #[ignore = "measurement, run by hand"]
 fn measure_registry_memory() {
+    // The schemas of `scripts/bench/scale_data.py schemas DIR` (default
+    // 1,000 services x 50 fields) in $SCALE_SCHEMA_DIR.
     fn rss_kib() -> u64 {
         let s = std::fs::read_to_string("/proc/self/status").unwrap();
         s.lines()
@@ -219,10 +224,10 @@ fn measure_registry_memory() {
             .parse()
             .unwrap()
     }
-    let dir = std::path::Path::new("/tmp/wt18-schemas1k");
+    let dir = std::env::var("SCALE_SCHEMA_DIR").unwrap_or_else(|_| "/tmp/wt18-schemas1k".into());
     let before = rss_kib();
     let mut r = SchemaRegistry::new();
-    r.load_dir_deferred(dir).unwrap();
+    r.load_dir_deferred(std::path::Path::new(&dir)).unwrap();
     let after = rss_kib();
     let docs: usize = r.iter().map(|s| s.document_text().len()).sum();
     eprintln!(
@@ -231,16 +236,40 @@ fn measure_registry_memory() {
         after - before,
         docs / 1024
     );
-    let fields: usize = r.iter().map(|s| s.fields().len()).sum();
-    eprintln!("{fields} fields");
+    let started = std::time::Instant::now();
+    let parsed: usize = r
+        .iter()
+        .map(|s| s.document().as_object().map_or(0, |o| o.len()))
+        .sum();
+    eprintln!(
+        "parsing every document: {:.1} ms ({parsed})",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    let started = std::time::Instant::now();
+    let filled: usize = r
+        .iter()
+        .map(|s| s.with_defaults(&serde_json::Map::new()).len())
+        .sum();
+    eprintln!(
+        "filling defaults from the resident text, every schema: {:.1} ms ({filled} values)",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    let b = rss_kib();
+    let started = std::time::Instant::now();
+    let views: Vec<_> = r.iter().map(|s| s.view()).collect();
+    let took = started.elapsed();
+    let fields: usize = views.iter().map(|v| v.fields().len()).sum();
+    eprintln!(
+        "views of every schema ({fields} fields): {} KiB; derived in {:.1} ms ({:.0} us each; at most {} stay cached)",
+        rss_kib() - b,
+        took.as_secs_f64() * 1e3,
+        took.as_secs_f64() * 1e6 / r.len().max(1) as f64,
+        super::super::cache::capacity()
+    );
+    drop(views);
+    // Last: freed memory is reused, not returned, so each figure needs fresh pages.
     let b = rss_kib();
     let values: Vec<Value> = r.iter().map(|s| s.document()).collect();
     eprintln!("documents as Value: {} KiB", rss_kib() - b);
-    let b = rss_kib();
-    let metas: Vec<Vec<crate::schema::FieldMeta>> = r.iter().map(|s| s.fields().to_vec()).collect();
-    eprintln!("field metadata: {} KiB", rss_kib() - b);
-    let b = rss_kib();
-    let defaults: Vec<serde_json::Map<String, Value>> = r.iter().map(|s| s.defaults()).collect();
-    eprintln!("defaults: {} KiB", rss_kib() - b);
-    drop((values, metas, defaults));
+    drop(values);
 }

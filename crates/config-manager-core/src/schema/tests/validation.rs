@@ -152,7 +152,7 @@ fn with_defaults_keeps_given_values() {
     let mut config = Map::new();
     config.insert("volume_percent".into(), json!(42));
     config.insert("extra".into(), json!(true));
-    let filled = tts.with_defaults(&config);
+    let filled = tts.view().with_defaults(&config);
     assert_eq!(filled["volume_percent"], json!(42));
     assert_eq!(filled["extra"], json!(true));
     assert_eq!(filled["piper_voice"], json!("en_US-lessac-medium"));
