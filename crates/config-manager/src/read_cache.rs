@@ -23,8 +23,10 @@ pub struct Cached {
 
 /// Default bound of the cached bodies' total size. Six services' answers
 /// are a few KiB; at thousands of services the bound, not the service
-/// count, sets the cache's memory.
-pub const DEFAULT_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// count, sets the cache's memory. Sized to hold every answer of 10,000
+/// services of 50 fields: a miss costs several times a hit, and a bound
+/// the working set does not fit in turned most GETs into misses.
+pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Default)]
 struct Inner {
