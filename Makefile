@@ -31,6 +31,9 @@ fmt:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	# The core crate's lighter feature sets (the client uses `schema` only).
+	cargo clippy -p config-manager-core --no-default-features --features schema --all-targets -- -D warnings
+	cargo clippy -p config-manager-core --no-default-features --all-targets -- -D warnings
 
 check: lint test
 

@@ -91,6 +91,8 @@ mod field;
 mod registry;
 mod service_schema;
 mod view;
+/// For the manager's search rows (built with the `store` feature).
+#[cfg(feature = "store")]
 pub(crate) use service_schema::json_type_name;
 
 #[cfg(test)]
