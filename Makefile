@@ -31,7 +31,8 @@ fmt:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	# The core crate's lighter feature sets (the client uses `schema` only).
+	# The core crate without SQLite (with and without the schema engine; the
+	# client library uses it with no features).
 	cargo clippy -p config-manager-core --no-default-features --features schema --all-targets -- -D warnings
 	cargo clippy -p config-manager-core --no-default-features --all-targets -- -D warnings
 
