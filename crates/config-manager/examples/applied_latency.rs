@@ -26,11 +26,11 @@ use config_manager_client::{ApiToken, Client, ClientSettings, MqttEndpoint};
 use config_manager_core::applied::InstanceId;
 use config_manager_core::crypto::signing::TrustedKeys;
 use config_manager_core::domain::ServiceName;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 #[path = "bench_support/mod.rs"]
 mod bench_support;
-use bench_support::{row, start_stack, BoxError, Proc, Stack, TOKEN};
+use bench_support::{patch_volume, row, start_stack, BoxError, Proc, Stack, TOKEN};
 
 #[derive(Parser)]
 struct Args {
@@ -131,19 +131,8 @@ async fn main() -> Result<(), BoxError> {
         // 50..=149: valid for the Python model (at most 150), always a change.
         let volume = 50 + i64::try_from(i % 100)?;
         let sent = Instant::now();
-        let resp = http
-            .patch(format!("{base}/services/tts-worker"))
-            .header("X-API-Token", TOKEN)
-            .json(&json!({"config": {"volume_percent": volume}, "version": version}))
-            .send()
-            .await?;
-        let returned = Instant::now();
-        let status = resp.status();
-        let body: Value = resp.json().await?;
-        if !status.is_success() {
-            return Err(format!("PATCH failed with {status}: {body}").into());
-        }
-        version = body["version"].as_u64().ok_or("no version in the reply")?;
+        let (next, returned) = patch_volume(http, base, volume, version).await?;
+        version = next;
         polls += wait_all_applied(http, base, poll, Duration::from_secs(20)).await?;
         let seen = Instant::now();
         if i >= args.warmup {

@@ -26,11 +26,11 @@ use clap::Parser;
 use config_manager_client::{ApiToken, Client, ClientSettings, MqttEndpoint};
 use config_manager_core::crypto::signing::TrustedKeys;
 use config_manager_core::domain::ServiceName;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 #[path = "bench_support/mod.rs"]
 mod bench_support;
-use bench_support::{row, start_stack, BoxError, Stack, TOKEN};
+use bench_support::{patch_volume, row, start_stack, BoxError, Stack, TOKEN};
 use tokio::sync::mpsc;
 
 /// Measures PUT → applied-by-a-verifying-subscriber latency.
@@ -117,19 +117,8 @@ async fn main() -> Result<(), BoxError> {
         // Consecutive values always differ, so every round is a real change.
         let volume = i64::try_from(i % 200)?;
         let sent = Instant::now();
-        let resp = http
-            .patch(format!("{base}/services/tts-worker"))
-            .header("X-API-Token", TOKEN)
-            .json(&json!({"config": {"volume_percent": volume}, "version": version}))
-            .send()
-            .await?;
-        let returned = Instant::now();
-        let status = resp.status();
-        let body: Value = resp.json().await?;
-        if !status.is_success() {
-            return Err(format!("PATCH failed with {status}: {body}").into());
-        }
-        version = body["version"].as_u64().ok_or("no version in the reply")?;
+        let (next, returned) = patch_volume(http, base, volume, version).await?;
+        version = next;
         let applied = loop {
             let (at, seen) = tokio::time::timeout(Duration::from_secs(10), applied_rx.recv())
                 .await

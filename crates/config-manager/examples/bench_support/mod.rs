@@ -162,3 +162,27 @@ pub fn env_public_key(env_file: &Path) -> Result<VerifyingKey, BoxError> {
     }
     Err("CONFIG_SIGNATURE_PUBLIC_KEY not in .env".into())
 }
+
+/// PATCHes tts-worker's `volume_percent` at `version`; returns the new
+/// version and when the reply arrived (before its body was read).
+pub async fn patch_volume(
+    http: &reqwest::Client,
+    base: &str,
+    volume: i64,
+    version: u64,
+) -> Result<(u64, Instant), BoxError> {
+    let resp = http
+        .patch(format!("{base}/services/tts-worker"))
+        .header("X-API-Token", TOKEN)
+        .json(&serde_json::json!({"config": {"volume_percent": volume}, "version": version}))
+        .send()
+        .await?;
+    let returned = Instant::now();
+    let status = resp.status();
+    let body: Value = resp.json().await?;
+    if !status.is_success() {
+        return Err(format!("PATCH failed with {status}: {body}").into());
+    }
+    let version = body["version"].as_u64().ok_or("no version in the reply")?;
+    Ok((version, returned))
+}
