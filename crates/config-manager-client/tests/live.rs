@@ -291,23 +291,29 @@ async fn fake_manager(body: Value, token: &'static str) -> SocketAddr {
     addr
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rest_startup_sets_the_reference_version() {
-    let broker = Broker::start();
-    let key = SigningKey::generate();
-    let topic = config_topic(&service());
+/// Settings for a start-up from REST: a fake manager serves version 5
+/// (volume 55) while the broker holds an older signed version 4 (volume 44,
+/// e.g. replayed there).
+async fn rest_startup_settings(broker: &Broker, key: &SigningKey) -> ClientSettings {
     let addr = fake_manager(
         json!({"service": "tts-worker", "config": config(55), "version": 5, "updated_at": "2026-01-01T00:00:00.000Z", "config_epoch": EPOCH}),
         "tok-read",
     )
     .await;
-    // An older signed version is what the broker holds (e.g. replayed there).
-    publish(broker.port, &topic, signed(&key, 4, 44)).await;
-
-    let mut s = settings(&key);
+    publish(broker.port, &config_topic(&service()), signed(key, 4, 44)).await;
+    let mut s = settings(key);
     s.manager_url = Some(format!("http://{addr}"));
     s.api_token = Some(config_manager_client::ApiToken::new("tok-read"));
     s.mqtt = Some(broker.endpoint());
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_startup_sets_the_reference_version() {
+    let broker = Broker::start();
+    let key = SigningKey::generate();
+    let s = rest_startup_settings(&broker, &key).await;
+    let manager_url = s.manager_url.clone();
     let client = Client::<Tts>::builder(s).start().await.unwrap();
     let snap = client.snapshot();
     assert_eq!(snap.source, ConfigSource::Rest);
@@ -320,14 +326,14 @@ async fn rest_startup_sets_the_reference_version() {
     assert_eq!(client.current().volume_percent, 55);
 
     let mut rx = client.subscribe();
-    publish(broker.port, &topic, signed(&key, 6, 66)).await;
+    publish(broker.port, &config_topic(&service()), signed(&key, 6, 66)).await;
     let snap = wait_for(&mut rx, |s| s.source == ConfigSource::Mqtt).await;
     assert_eq!(snap.config.volume_percent, 66);
     client.shutdown().await;
 
     // A wrong token is a failed REST load; without LKG or defaults, no start.
     let mut s = settings(&key);
-    s.manager_url = Some(format!("http://{addr}"));
+    s.manager_url = manager_url;
     s.api_token = Some(config_manager_client::ApiToken::new("wrong"));
     let err = Client::<Tts>::builder(s).start().await.unwrap_err();
     assert!(
@@ -588,17 +594,7 @@ async fn rest_start_up_is_reported_and_reporting_can_be_turned_off() {
     let broker = Broker::start();
     let mut watcher = ReportWatcher::start(broker.port).await;
     let key = SigningKey::generate();
-    let topic = config_topic(&service());
-    let addr = fake_manager(
-        json!({"service": "tts-worker", "config": config(55), "version": 5, "updated_at": "2026-01-01T00:00:00.000Z", "config_epoch": EPOCH}),
-        "tok-read",
-    )
-    .await;
-    publish(broker.port, &topic, signed(&key, 4, 44)).await;
-    let mut s = settings(&key);
-    s.manager_url = Some(format!("http://{addr}"));
-    s.api_token = Some(config_manager_client::ApiToken::new("tok-read"));
-    s.mqtt = Some(broker.endpoint());
+    let s = rest_startup_settings(&broker, &key).await;
 
     // Reporting off: the client works (the retained v4 is refused as a
     // replay) but publishes nothing, and sets no will.
