@@ -188,6 +188,9 @@ pub(crate) struct MqttTask<T> {
 impl<T: DeserializeOwned + Send + Sync + 'static> MqttTask<T> {
     /// Runs until shutdown is signalled or the [`crate::Client`] is dropped.
     pub(crate) async fn run(mut self) {
+        // However the task ends (shutdown, or a panic unwinding through it),
+        // `is_mqtt_connected` stops saying true.
+        let _guard = ConnectedGuard(Arc::clone(&self.connected));
         let mut backoff = MIN_BACKOFF;
         loop {
             if self.reporting.pending && self.connected.load(Ordering::Relaxed) {
@@ -213,7 +216,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> MqttTask<T> {
                         self.reporting.pending = self.reporting.reporter.current().is_some();
                     }
                     Ok(Event::Incoming(Packet::Publish(publish))) if publish.topic == self.topic => {
-                        self.on_payload(&publish.payload);
+                        self.on_payload_guarded(&publish.payload);
                     }
                     Ok(_) => {}
                     Err(error) => {
@@ -227,6 +230,23 @@ impl<T: DeserializeOwned + Send + Sync + 'static> MqttTask<T> {
                     }
                 },
             }
+        }
+    }
+
+    /// [`Self::on_payload`], with a panic (the application's callback, or a
+    /// bug reachable by some payload) turned into a rejection of that one
+    /// message: the task, and so every later update, survives it.
+    fn on_payload_guarded(&mut self, payload: &[u8]) {
+        let handled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.on_payload(payload)));
+        if handled.is_err() {
+            tracing::error!(topic = %self.topic, "handling a config message panicked; the message is rejected");
+            self.reporting.counters.record_rejected("panic");
+            let report = self
+                .reporting
+                .reporter
+                .rejected("panic", self.pipeline.last_version());
+            self.reporting.changed(report);
         }
     }
 
@@ -300,5 +320,14 @@ impl<T: DeserializeOwned + Send + Sync + 'static> MqttTask<T> {
         if flushed.is_err() {
             tracing::warn!("the MQTT broker did not take the disconnect in time");
         }
+    }
+}
+
+/// Clears the shared "connected" flag when the MQTT task ends for any reason.
+struct ConnectedGuard(Arc<AtomicBool>);
+
+impl Drop for ConnectedGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
     }
 }

@@ -396,6 +396,9 @@ mod tests {
         assert!(invalid(with(|v| v["config_epoch"] = json!("not-a-uuid"))));
         assert!(invalid(with(|v| v["config_epoch"] = json!(null))));
         assert!(invalid(with(|v| v["applied_at"] = json!("yesterday"))));
+        assert!(invalid(with(
+            |v| v["applied_at"] = json!("9999-12-31T23:59:59-23:59")
+        )));
         assert!(invalid(with(|v| v["reason"] = json!(null))));
         assert!(invalid(with(
             |v| v["reason"] = json!("Value was secret123!")

@@ -178,8 +178,12 @@ pub fn now_rfc3339() -> String {
 
 /// Formats a time as RFC 3339 UTC with millisecond precision (`2026-01-02T03:04:05.678Z`).
 /// Fixed width, so the strings sort in time order in SQLite.
+///
+/// Callers pass UTC times (every parse goes through [`parse_rfc3339`]); a time
+/// whose UTC equivalent falls outside `time`'s range is formatted at its own
+/// offset rather than panicking.
 pub fn format_rfc3339(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
+    let t = t.checked_to_offset(time::UtcOffset::UTC).unwrap_or(t);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
         t.year(),
@@ -192,15 +196,51 @@ pub fn format_rfc3339(t: time::OffsetDateTime) -> String {
     )
 }
 
-/// Parses an RFC 3339 timestamp (any offset) into UTC.
-pub fn parse_rfc3339(raw: &str) -> Result<time::OffsetDateTime, time::error::Parse> {
-    time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
-        .map(|t| t.to_offset(time::UtcOffset::UTC))
+/// Why a timestamp was refused. Never echoes the input.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum TimestampError {
+    #[error("is not an RFC 3339 timestamp")]
+    Syntax,
+    /// Valid RFC 3339 whose UTC time falls outside the years 0000-9999 (what RFC 3339 can write), e.g.
+    /// `9999-12-31T23:59:59-23:59`. `time`'s `to_offset` panics on these;
+    /// the checked conversion turns them into this error.
+    #[error("is outside the years 0000-9999 once converted to UTC")]
+    OutOfRange,
+}
+
+/// Parses an RFC 3339 timestamp (any offset) into UTC. Every parse of a
+/// timestamp from outside (MQTT payloads, query parameters, files) goes
+/// through here, so none of them can panic.
+pub fn parse_rfc3339(raw: &str) -> Result<time::OffsetDateTime, TimestampError> {
+    let t = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| TimestampError::Syntax)?;
+    let utc = t
+        .checked_to_offset(time::UtcOffset::UTC)
+        .ok_or(TimestampError::OutOfRange)?;
+    if !(0..=9999).contains(&utc.year()) {
+        return Err(TimestampError::OutOfRange);
+    }
+    Ok(utc)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_range_timestamps_are_errors_not_panics() {
+        for raw in [
+            "9999-12-31T23:59:59-23:59",
+            "9999-12-31T23:00:00-01:00",
+            "0000-01-01T00:00:00+23:59",
+        ] {
+            assert_eq!(parse_rfc3339(raw), Err(TimestampError::OutOfRange), "{raw}");
+        }
+        assert_eq!(parse_rfc3339("yesterday"), Err(TimestampError::Syntax));
+        assert!(parse_rfc3339("9999-12-31T23:59:59Z").is_ok());
+        assert!(parse_rfc3339("9999-12-31T23:59:59+01:00").is_ok());
+        assert!(parse_rfc3339("0001-01-01T00:00:00+00:01").is_ok());
+    }
 
     #[test]
     fn service_names() {

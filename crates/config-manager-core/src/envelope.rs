@@ -227,7 +227,7 @@ impl Envelope {
     }
 
     /// `issued_at` as a time. [`Envelope::parse`] has already checked it.
-    pub fn issued_at_time(&self) -> Result<OffsetDateTime, time::error::Parse> {
+    pub fn issued_at_time(&self) -> Result<OffsetDateTime, crate::domain::TimestampError> {
         parse_rfc3339(&self.issued_at)
     }
 

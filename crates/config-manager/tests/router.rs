@@ -243,3 +243,45 @@ async fn etag_and_if_match_guard_against_lost_updates() {
         serde_json::from_slice(&to_bytes(after.into_body(), 1 << 20).await.unwrap()).unwrap();
     assert_eq!(after["config"]["volume_percent"], 40, "{after}");
 }
+
+/// Issue 23: a valid RFC 3339 time whose UTC form is past year 9999 panicked
+/// the handler (empty reply). Now each place answers 400 with a problem.
+#[tokio::test]
+async fn out_of_range_timestamps_are_400_not_a_panic() {
+    let (_dir, service) = open().await;
+    let late = "9999-12-31T23:59:59-23:59";
+    for param in ["start_date", "end_date"] {
+        let resp = call(
+            &service,
+            empty(
+                Method::GET,
+                &format!("/history?{param}={}", late.replace('+', "%2B")),
+                Some(READ),
+            ),
+        )
+        .await;
+        let (status, body) = problem(resp).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{param}: {body}");
+        assert!(body["detail"].as_str().unwrap().contains(param), "{body}");
+    }
+    let resp = call(
+        &service,
+        json_body(
+            Method::POST,
+            "/history/restore",
+            WRITE,
+            &json!({"timestamp": late, "service": "tts-worker"}),
+        ),
+    )
+    .await;
+    let (status, body) = problem(resp).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("timestamp"),
+        "{body}"
+    );
+    assert!(
+        !body.to_string().contains(late),
+        "the input is not echoed: {body}"
+    );
+}

@@ -215,6 +215,9 @@ fn parse_refuses_bad_payloads_with_clear_reasons() {
         ("checksum", json!("ABC")),
         ("config_epoch", json!("not-a-uuid")),
         ("issued_at", json!("yesterday")),
+        // Valid RFC 3339 whose UTC time is past year 9999: once a panic in
+        // the UTC conversion (issue 23), now a refusal like any bad field.
+        ("issued_at", json!("9999-12-31T23:59:59-23:59")),
         ("key_id", json!("a:b")),
         ("signature", json!(12)),
     ];

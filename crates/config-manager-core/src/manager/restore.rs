@@ -90,7 +90,7 @@ impl Manager {
         reason: Option<String>,
     ) -> Result<Vec<StoredConfig>> {
         let at_utc = crate::domain::parse_rfc3339(at)
-            .map_err(|e| ManagerError::BadRequest(format!("timestamp is not RFC 3339: {e}")))?;
+            .map_err(|e| ManagerError::BadRequest(format!("timestamp {e}")))?;
         let at = crate::domain::format_rfc3339(at_utc);
         let names: Vec<ServiceName> = match service {
             Some(s) => vec![s.clone()],

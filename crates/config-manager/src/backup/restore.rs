@@ -41,7 +41,6 @@ use config_manager_core::store::{
     EpochFileError, NewAudit, Store, StoreError, LATEST_MIGRATION,
 };
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::config::{render_config, write_private, BackupSettings};
@@ -128,11 +127,13 @@ pub fn restore(env_file: &Path, args: &RestoreOptions) -> RestoreResult<RestoreO
         BackupSettings::from_env(&env, &db_path).map_err(|e| RestoreError::Usage(e.to_string()))?;
     let timestamp = match &args.timestamp {
         None => None,
-        Some(t) => Some(OffsetDateTime::parse(t.trim(), &Rfc3339).map_err(|e| {
-            RestoreError::Usage(format!(
-                "--timestamp: '{t}' is not an RFC 3339 time (e.g. 2026-01-02T03:04:05Z): {e}"
-            ))
-        })?),
+        Some(t) => Some(
+            config_manager_core::domain::parse_rfc3339(t.trim()).map_err(|e| {
+                RestoreError::Usage(format!(
+                    "--timestamp: '{t}' is not an RFC 3339 time (e.g. 2026-01-02T03:04:05Z): {e}"
+                ))
+            })?,
+        ),
     };
     let in_place = args.output.as_ref().is_none_or(|o| o == &db_path);
     let target = args.output.clone().unwrap_or_else(|| db_path.clone());
