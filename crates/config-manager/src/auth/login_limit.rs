@@ -7,12 +7,16 @@
 //! guesser must not learn from the answer whether its guess was right.
 //! Successful logins do not count, so a busy operator is never limited.
 //!
-//! The address is the TCP peer. Behind a reverse proxy every client shares
+//! The address is the TCP peer, keyed by [`AddressKey`]: every loopback
+//! address is one budget and IPv6 counts by /64, so a local process cannot
+//! guess from thousands of 127.x addresses. Behind a reverse proxy every client shares
 //! the proxy's address (forwarding headers are not trusted, as anyone can
 //! set them); rate-limit at the proxy then.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+
+use super::AddressKey;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -29,7 +33,7 @@ struct Entry {
 pub struct LoginLimiter {
     max_failures: u32,
     window: Duration,
-    entries: Mutex<HashMap<IpAddr, Entry>>,
+    entries: Mutex<HashMap<AddressKey, Entry>>,
 }
 
 impl std::fmt::Debug for LoginLimiter {
@@ -47,14 +51,14 @@ impl LoginLimiter {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<AddressKey, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `Err(retry_after)` when `addr` is limited right now.
     pub fn check(&self, addr: IpAddr) -> Result<(), Duration> {
         let map = self.lock();
-        match map.get(&addr) {
+        match map.get(&AddressKey::of(addr)) {
             Some(e) if e.failures >= self.max_failures => {
                 let elapsed = e.started.elapsed();
                 if elapsed < self.window {
@@ -69,6 +73,7 @@ impl LoginLimiter {
 
     /// Counts a failed login from `addr`.
     pub fn failed(&self, addr: IpAddr) {
+        let addr = AddressKey::of(addr);
         let now = Instant::now();
         let window = self.window;
         let mut map = self.lock();

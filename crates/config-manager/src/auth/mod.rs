@@ -3,9 +3,11 @@
 //! refused requests. Nothing here knows HTTP: the `http` layer reads headers
 //! and cookies and calls into these.
 
+pub mod address_key;
 pub mod denials;
 pub mod login_limit;
 pub mod sessions;
 pub mod tokens;
 
+pub use address_key::AddressKey;
 pub use tokens::{Caller, Role, TokenTable};

@@ -14,16 +14,18 @@
 //! - **Idle timeout** (`CONFIG_HTTP_IDLE_TIMEOUT_MS`): a connection with no
 //!   request in flight on which no byte moved either way for this long is
 //!   closed (a stalled upload, a client that stops reading the response).
-//! - **Connection cap** (`CONFIG_HTTP_MAX_CONNECTIONS`): a permit is taken
-//!   *before* `accept`, so connections over the cap wait in the kernel's
-//!   listen backlog (they are not refused) and are accepted as soon as
-//!   another one ends.
-//! - **Per-address cap** (`CONFIG_HTTP_MAX_CONNECTIONS_PER_ADDRESS`): without
-//!   it one client could hold every slot of the cap (open connections, send
-//!   nothing, reconnect when the header timeout closes them) and keep the
-//!   backlog full, so nobody else is ever served. A connection over its
-//!   address's share is accepted and closed at once, so it holds neither a
-//!   slot nor a backlog entry.
+//! - **Connection cap** (`CONFIG_HTTP_MAX_CONNECTIONS`): at the cap, the
+//!   connection idle the longest (no request in flight; one still sending
+//!   its request head counts as idle) is closed to make room for the new
+//!   one. Only when every connection has a request in flight does the new
+//!   one wait (further ones stay in the kernel's listen backlog).
+//! - **Per-address cap** (`CONFIG_HTTP_MAX_CONNECTIONS_PER_ADDRESS`), keyed
+//!   by [`AddressKey`] (all of loopback is one address, IPv6 counts by /64):
+//!   without it one client could hold every slot. At its address's share a
+//!   new connection closes that address's longest-idle one; when all of them
+//!   are busy with requests, the new one is closed at once, unanswered.
+//!   Either way a request always gets through while idle connections are
+//!   what is shed (issue 23, finding 3).
 //!
 //! - **File limit**: the cap is lowered to fit the process's soft
 //!   `RLIMIT_NOFILE` minus [`RESERVED_DESCRIPTORS`] (with a warning), because
@@ -37,7 +39,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,54 +56,132 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::auth::AddressKey;
 pub use crate::settings::ServerLimits;
 
-/// Open connections per client address (only addresses with at least one,
-/// so at most `max_connections` entries).
+/// Every open connection, for the caps: per address key, and which one to
+/// close when a cap is reached.
+///
+/// At a cap the connection idle the longest (no request in flight; a
+/// connection still sending its request head counts as idle) is closed to
+/// make room, so a new request always gets through while idle or slow
+/// connections are what is shed. Only when every connection of the address
+/// (per-address cap) or of the server (global cap) is busy with a request
+/// does the new one wait (global) or get closed (per-address).
 #[derive(Clone, Default)]
-struct PerAddress {
-    max: usize,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+struct Registry {
+    max_per_address: usize,
+    inner: Arc<Mutex<RegistryInner>>,
 }
 
-/// One open connection of an address; released when dropped.
-struct AddressSlot {
-    addr: IpAddr,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+#[derive(Default)]
+struct RegistryInner {
+    next_id: u64,
+    open: HashMap<u64, OpenConnection>,
+    per_key: HashMap<AddressKey, usize>,
 }
 
-impl PerAddress {
-    fn lock(
-        open: &Mutex<HashMap<IpAddr, usize>>,
-    ) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
-        // Every change is one counter update: a poisoned lock is consistent.
-        open.lock().unwrap_or_else(|p| p.into_inner())
+struct OpenConnection {
+    key: AddressKey,
+    activity: Arc<Activity>,
+    evict: CancellationToken,
+}
+
+/// One registered connection; unregisters itself when dropped.
+struct Registered {
+    id: u64,
+    registry: Registry,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RegistryInner> {
+        // Every change is a few map updates under the lock; a poisoned lock
+        // (a panic elsewhere) leaves them consistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A slot for `addr`, or `None` when it already has its share.
-    fn take(&self, addr: IpAddr) -> Option<AddressSlot> {
-        let mut open = Self::lock(&self.open);
-        let n = open.entry(addr).or_insert(0);
-        if self.max > 0 && *n >= self.max {
-            return None;
+    /// Registers a connection from `key`, closing that key's longest-idle
+    /// connection first when it is at its share; `None` when it is at its
+    /// share and every one of its connections is busy.
+    fn admit(
+        &self,
+        key: AddressKey,
+        activity: &Arc<Activity>,
+        evict: &CancellationToken,
+    ) -> Option<Registered> {
+        let mut inner = self.lock();
+        let at_share = self.max_per_address > 0
+            && inner.per_key.get(&key).copied().unwrap_or(0) >= self.max_per_address;
+        if at_share {
+            let victim = inner.longest_idle(|_, c| c.key == key)?;
+            inner.evict(victim);
         }
-        *n += 1;
-        Some(AddressSlot {
-            addr,
-            open: self.open.clone(),
+        let id = inner.next_id;
+        inner.next_id = inner.next_id.wrapping_add(1);
+        *inner.per_key.entry(key).or_insert(0) += 1;
+        inner.open.insert(
+            id,
+            OpenConnection {
+                key,
+                activity: activity.clone(),
+                evict: evict.clone(),
+            },
+        );
+        Some(Registered {
+            id,
+            registry: self.clone(),
         })
     }
+
+    /// Closes the server's longest-idle connection other than `newcomer`
+    /// (global cap); `false` when every other one has a request in flight.
+    fn evict_for(&self, newcomer: &Registered) -> bool {
+        let mut inner = self.lock();
+        let newcomer = newcomer.id;
+        let victim = inner.longest_idle(|id, _| id != newcomer);
+        victim.is_some_and(|id| inner.evict(id))
+    }
 }
 
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut open = PerAddress::lock(&self.open);
-        if let Some(n) = open.get_mut(&self.addr) {
+impl RegistryInner {
+    /// The eligible connection with no request in flight that has been
+    /// idle the longest.
+    fn longest_idle(&self, eligible: impl Fn(u64, &OpenConnection) -> bool) -> Option<u64> {
+        self.open
+            .iter()
+            .filter(|(id, c)| eligible(**id, c))
+            .filter_map(|(id, c)| c.activity.idle_for().map(|idle| (*id, idle)))
+            .max_by_key(|(_, idle)| *idle)
+            .map(|(id, _)| id)
+    }
+
+    /// Unregisters `id` and tells its task to close it.
+    fn evict(&mut self, id: u64) -> bool {
+        match self.remove(id) {
+            Some(c) => {
+                c.evict.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove(&mut self, id: u64) -> Option<OpenConnection> {
+        let c = self.open.remove(&id)?;
+        if let Some(n) = self.per_key.get_mut(&c.key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                open.remove(&self.addr);
+                self.per_key.remove(&c.key);
             }
         }
+        Some(c)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        // Already gone when it was evicted.
+        let _ = self.registry.lock().remove(self.id);
     }
 }
 
@@ -174,22 +254,14 @@ pub async fn serve<S>(
     }
     let max = fitted.clamp(1, Semaphore::MAX_PERMITS);
     let permits = Arc::new(Semaphore::new(max));
-    let per_address = PerAddress {
-        max: limits.max_connections_per_address,
-        open: Arc::default(),
+    let registry = Registry {
+        max_per_address: limits.max_connections_per_address,
+        inner: Arc::default(),
     };
     let stop = CancellationToken::new();
     let mut accept_errors = AcceptErrors::default();
     tokio::pin!(shutdown);
     loop {
-        // Over the cap, wait here: new connections stay in the backlog.
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break, // never closed
-            },
-        };
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             a = listener.accept() => a,
@@ -198,26 +270,43 @@ pub async fn serve<S>(
             Ok(a) => a,
             Err(e) => {
                 accept_errors.note(&e);
-                drop(permit);
                 tokio::select! {
                     () = &mut shutdown => break,
                     () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
                 }
             }
         };
-        let Some(slot) = per_address.take(peer.ip()) else {
-            // Over its address's share: closed at once, unanswered.
+        let activity = Arc::new(Activity::new());
+        let evict = CancellationToken::new();
+        let Some(registered) = registry.admit(AddressKey::of(peer.ip()), &activity, &evict) else {
+            // Its address's share is full of requests in flight: closed
+            // at once, unanswered.
             tracing::debug!(%peer, "closing a connection over the per-address cap");
             drop(stream);
-            drop(permit);
             continue;
+        };
+        // At the global cap, the longest-idle connection makes room; when
+        // every connection is busy, wait here (new connections stay in the
+        // kernel's backlog meanwhile).
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                let _ = registry.evict_for(&registered);
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    p = wait_for_permit(&permits, &registry, &registered) => match p {
+                        Some(p) => p,
+                        None => break, // never closed
+                    },
+                }
+            }
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, service, limits, stop).await;
-            drop(slot);
+            serve_connection(stream, peer, service, limits, activity, evict, stop).await;
+            drop(registered);
             drop(permit);
         });
     }
@@ -227,6 +316,26 @@ pub async fn serve<S>(
     let _ = permits
         .acquire_many(u32::try_from(max).unwrap_or(u32::MAX))
         .await;
+}
+
+/// How often a connection waiting at the global cap looks again for an
+/// idle connection to close (one that finished its request meanwhile).
+const EVICT_RETRY: Duration = Duration::from_millis(50);
+
+/// A permit, closing an idle connection whenever one appears.
+async fn wait_for_permit(
+    permits: &Arc<Semaphore>,
+    registry: &Registry,
+    newcomer: &Registered,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    loop {
+        tokio::select! {
+            p = permits.clone().acquire_owned() => return p.ok(),
+            () = tokio::time::sleep(EVICT_RETRY) => {
+                let _ = registry.evict_for(newcomer);
+            }
+        }
+    }
 }
 
 /// Rate-limited logging of `accept` failures.
@@ -262,6 +371,14 @@ struct Activity {
 }
 
 impl Activity {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_io_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
     fn touch(&self) {
         let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_io_ms.store(ms, Ordering::Relaxed);
@@ -299,6 +416,8 @@ async fn serve_connection<S>(
     peer: SocketAddr,
     service: S,
     limits: ServerLimits,
+    activity: Arc<Activity>,
+    evict: CancellationToken,
     stop: CancellationToken,
 ) where
     S: tower::Service<
@@ -310,11 +429,6 @@ async fn serve_connection<S>(
         + Send
         + 'static,
 {
-    let activity = Arc::new(Activity {
-        start: Instant::now(),
-        last_io_ms: AtomicU64::new(0),
-        in_flight: AtomicUsize::new(0),
-    });
     let io = TokioIo::new(Watched {
         inner: stream,
         activity: activity.clone(),
@@ -348,6 +462,9 @@ async fn serve_connection<S>(
         }
         () = &mut idle => {
             tracing::debug!(%peer, "closing an idle connection");
+        }
+        () = evict.cancelled() => {
+            tracing::debug!(%peer, "closing an idle connection to make room at a connection cap");
         }
         () = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
