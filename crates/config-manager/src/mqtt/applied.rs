@@ -27,21 +27,25 @@
 
 use std::time::Duration;
 
-use config_manager_core::applied::{applied_topic, APPLIED_TOPIC_FILTER};
+use config_manager_core::applied::{applied_topic, InstanceId, APPLIED_TOPIC_FILTER};
+use config_manager_core::domain::ServiceName;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use super::{MqttError, MqttSettings};
-use crate::service::applied::{self as board, Ingested, PERSIST_INTERVAL};
+use crate::service::applied::{self as board, DropReason, Ingested, PERSIST_INTERVAL};
 use crate::service::ServiceError;
 use crate::state::AppState;
 
-/// Largest packet read on this connection. Larger ones make rumqttc drop
-/// the connection (it reconnects with backoff); the broker should refuse
-/// them first (`message_size_limit`, docs/mqtt.md).
-pub const MAX_INCOMING_PACKET: usize = 256 * 1024;
+/// Largest packet read on this connection. Reports between 4 KiB and this
+/// are read and dropped as `too_large` with the connection kept. Larger ones
+/// make rumqttc drop the connection before the topic is known: counted as
+/// `oversized_packet`, and the reconnect backs off (a retained one comes back
+/// on every subscribe). The broker should refuse them first
+/// (`message_size_limit`, docs/mqtt.md).
+pub const MAX_INCOMING_PACKET: usize = 4 * 1024 * 1024;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -96,6 +100,15 @@ fn options(settings: &MqttSettings) -> Result<MqttOptions, MqttError> {
     )
 }
 
+/// How long a connection must have been up for its loss to reset the
+/// reconnect backoff. Resetting at every ConnAck let a connection that
+/// drops right after connecting (a retained packet over the incoming limit
+/// is re-sent on every subscribe) reconnect about twice a second forever.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// Per-event log lines are aggregated into one line per this window.
+const LOG_WINDOW: Duration = Duration::from_secs(10);
+
 async fn run_connection(
     mut eventloop: EventLoop,
     client: AsyncClient,
@@ -105,29 +118,40 @@ async fn run_connection(
     let board = state.applied();
     let mut backoff = MIN_BACKOFF;
     let mut failures: u32 = 0;
+    let mut connected_at: Option<tokio::time::Instant> = None;
     // Set after each ConnAck until the subscription is queued.
     let mut subscribed = true;
+    // Retained reports still to clear; kept until the client's queue takes
+    // them (a full queue used to drop them with a warning).
+    let mut clears = PendingClears::default();
+    let mut window = FloodLog::default();
+    let mut log_tick = tokio::time::interval(LOG_WINDOW);
+    log_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         let event = tokio::select! {
             biased;
             _ = stop.changed() => break,
             () = board.clear_requested() => {
-                for (service, instance) in board.take_clear_requests() {
-                    let topic = applied_topic(&service, &instance);
-                    if client.try_publish(topic, QoS::AtLeastOnce, true, Vec::new()).is_err() {
-                        tracing::warn!(%service, %instance, "could not clear a forgotten instance's retained report (MQTT queue full or closed)");
-                    }
-                }
+                clears.add(board.take_clear_requests());
+                clears.flush(&client);
+                continue;
+            }
+            _ = log_tick.tick() => {
+                window.flush();
                 continue;
             }
             event = eventloop.poll() => event,
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                backoff = MIN_BACKOFF;
-                failures = 0;
+                connected_at = Some(tokio::time::Instant::now());
                 subscribed = false;
-                tracing::info!("applied-state subscriber connected");
+                if failures > 0 {
+                    tracing::info!(failures, "applied-state subscriber reconnected");
+                } else {
+                    tracing::info!("applied-state subscriber connected");
+                }
+                failures = 0;
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let outcome = board.ingest(&p.topic, &p.payload);
@@ -136,14 +160,26 @@ async fn run_connection(
                     Ingested::Dropped(reason) => {
                         tracing::debug!(reason = reason.as_str(), "applied-state report dropped");
                     }
-                    Ingested::Evicted => tracing::info!(
-                        "applied-state board full: the instance offline the longest made room for a new one"
-                    ),
+                    Ingested::Evicted => window.evicted += 1,
                     Ingested::Stored | Ingested::Cleared => {}
                 }
             }
             Ok(_) => {}
             Err(error) => {
+                if is_oversized_packet(&error) {
+                    board.note_dropped(DropReason::OversizedPacket);
+                    state
+                        .metrics()
+                        .applied_report(Ingested::Dropped(DropReason::OversizedPacket));
+                }
+                // A connection that stayed up resets the backoff; one that
+                // dropped right after connecting keeps backing off.
+                if connected_at
+                    .take()
+                    .is_some_and(|t| t.elapsed() >= STABLE_AFTER)
+                {
+                    backoff = MIN_BACKOFF;
+                }
                 failures = failures.saturating_add(1);
                 if failures == 1 {
                     tracing::warn!(%error, retry_in = ?backoff, "applied-state subscriber lost the broker");
@@ -165,7 +201,10 @@ async fn run_connection(
                 .try_subscribe(APPLIED_TOPIC_FILTER, QoS::AtLeastOnce)
                 .is_ok();
         }
+        // Each polled event may have made room in the client's queue.
+        clears.flush(&client);
     }
+    window.flush();
     let _ = client.try_disconnect();
     // Let the DISCONNECT go out (bounded).
     let _ = tokio::time::timeout(Duration::from_millis(500), async {
@@ -177,6 +216,78 @@ async fn run_connection(
         }
     })
     .await;
+}
+
+/// Whether the connection dropped because a packet was over the incoming
+/// limit (the library cannot skip it; the broker re-sends a retained one).
+fn is_oversized_packet(error: &rumqttc::ConnectionError) -> bool {
+    matches!(
+        error,
+        rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(_)
+        ))
+    )
+}
+
+/// Retained reports of forgotten or evicted instances, waiting for room in
+/// the MQTT client's queue.
+#[derive(Default)]
+struct PendingClears {
+    topics: std::collections::VecDeque<String>,
+    /// A full queue was already logged for the current backlog.
+    waiting_logged: bool,
+}
+
+impl PendingClears {
+    fn add(&mut self, requests: Vec<(ServiceName, InstanceId)>) {
+        self.topics.extend(
+            requests
+                .iter()
+                .map(|(service, instance)| applied_topic(service, instance)),
+        );
+    }
+
+    /// Queues as many clears as the client takes; the rest wait for the
+    /// next turn of the loop.
+    fn flush(&mut self, client: &AsyncClient) {
+        while let Some(topic) = self.topics.front() {
+            if client
+                .try_publish(topic.clone(), QoS::AtLeastOnce, true, Vec::new())
+                .is_err()
+            {
+                if !self.waiting_logged {
+                    tracing::debug!(
+                        waiting = self.topics.len(),
+                        "MQTT queue full: retained-report clears wait for room"
+                    );
+                    self.waiting_logged = true;
+                }
+                return;
+            }
+            self.topics.pop_front();
+        }
+        self.waiting_logged = false;
+    }
+}
+
+/// Counts of per-report events, logged as one line per [`LOG_WINDOW`]
+/// (5,000 reports with new ids wrote one INFO line each).
+#[derive(Default)]
+struct FloodLog {
+    evicted: u64,
+}
+
+impl FloodLog {
+    fn flush(&mut self) {
+        if self.evicted > 0 {
+            tracing::info!(
+                evicted = self.evicted,
+                window_secs = LOG_WINDOW.as_secs(),
+                "applied-state board full: instances offline the longest made room for new ones"
+            );
+            self.evicted = 0;
+        }
+    }
 }
 
 async fn run_persistence(state: AppState, mut stop: watch::Receiver<bool>) {

@@ -94,11 +94,15 @@ pub enum DropReason {
     InstanceLimit,
     /// A new instance while the board holds `max_total` already.
     TotalLimit,
+    /// A packet over the subscriber's incoming limit: the MQTT library drops
+    /// the connection before the topic is known, so it is counted here and
+    /// the reconnect backs off.
+    OversizedPacket,
 }
 
 impl DropReason {
     /// Every reason, for metrics that exist before the first drop.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::BadTopic,
         DropReason::TooLarge,
         DropReason::Invalid,
@@ -106,6 +110,7 @@ impl DropReason {
         DropReason::UnknownService,
         DropReason::InstanceLimit,
         DropReason::TotalLimit,
+        DropReason::OversizedPacket,
     ];
 
     /// The metrics label.
@@ -118,6 +123,7 @@ impl DropReason {
             DropReason::UnknownService => "unknown_service",
             DropReason::InstanceLimit => "instance_limit",
             DropReason::TotalLimit => "total_limit",
+            DropReason::OversizedPacket => "oversized_packet",
         }
     }
 }
@@ -655,6 +661,11 @@ impl AppliedBoard {
             }
         }
         t
+    }
+
+    /// Counts a report dropped before [`Self::ingest`] could see it.
+    pub fn note_dropped(&self, reason: DropReason) {
+        self.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Reports dropped, by reason.
