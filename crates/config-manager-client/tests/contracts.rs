@@ -123,6 +123,7 @@ fn health() -> HealthStatus {
         litestream_status: LitestreamStatus::Healthy,
         last_backup: Some("2026-01-15T09:25:00.000Z".into()),
         event: None,
+        degraded_tasks: Vec::new(),
         err: None,
         mqtt_connected: true,
         mqtt_configured: true,

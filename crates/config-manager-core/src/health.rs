@@ -153,6 +153,10 @@ pub struct HealthStatus {
     pub event: Option<String>,
     /// Why the manager is unhealthy, if it is. Never contains secrets.
     pub err: Option<String>,
+    /// Background tasks that ended unexpectedly and are being restarted
+    /// (e.g. `monitor`, `applied-state subscriber`); omitted when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub degraded_tasks: Vec<String>,
     /// Whether the manager's MQTT connection is up (as seen over REST; on MQTT
     /// it is `true` except in the last-will).
     pub mqtt_connected: bool,
@@ -170,6 +174,7 @@ impl HealthStatus {
         self.status == ManagerStatus::Online
             && self.database_status == DatabaseStatus::Healthy
             && self.operational_mode == OperationalMode::Normal
+            && self.degraded_tasks.is_empty()
     }
 
     /// The last-will form of this message: same facts, marked offline.
@@ -225,6 +230,7 @@ mod tests {
             last_backup: None,
             event: None,
             err: None,
+            degraded_tasks: Vec::new(),
             mqtt_connected: true,
             mqtt_configured: true,
             uptime_seconds: 42,

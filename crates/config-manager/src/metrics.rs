@@ -97,6 +97,11 @@ struct DropLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TaskLabels {
+    task: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -128,6 +133,7 @@ pub struct Metrics {
     applied_received: Counter,
     applied_dropped: Family<DropLabels, Counter>,
     applied_evicted: Counter,
+    task_restarts: Family<TaskLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -273,6 +279,12 @@ impl Metrics {
             "Offline instances removed from the board to make room for a new instance at a cap",
             applied_evicted.clone(),
         );
+        let task_restarts = Family::<TaskLabels, Counter>::default();
+        registry.register(
+            "task_restarts",
+            "Background tasks restarted after ending unexpectedly (service::supervise), by task",
+            task_restarts.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         registry.register(
             "build_info",
@@ -307,6 +319,7 @@ impl Metrics {
             applied_received,
             applied_dropped,
             applied_evicted,
+            task_restarts,
         };
         // Series that exist before their first event, so dashboards and
         // `rate()` see a 0 instead of nothing.
@@ -334,6 +347,11 @@ impl Metrics {
     }
 
     /// Counts one applied-state message by what the board did with it.
+    /// A supervised task ended unexpectedly and is being restarted.
+    pub fn task_restarted(&self, task: &'static str) {
+        self.task_restarts.get_or_create(&TaskLabels { task }).inc();
+    }
+
     pub fn applied_report(&self, outcome: Ingested) {
         match outcome {
             Ingested::Stored | Ingested::Cleared => self.applied_received.inc(),

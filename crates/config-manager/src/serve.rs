@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::first_run;
 use crate::modes::startup::Opened;
+use crate::service::supervise;
 use crate::settings::{EnvSource, Settings};
 use crate::state::{AppState, ChangeSink, DatabaseSetup};
 use crate::status::StatusBoard;
@@ -241,15 +242,28 @@ pub async fn serve_with_listener(
     let settings = state.settings_arc();
     let mqtt = publisher.start(state.clone());
     let shutdown = CancellationToken::new();
-    let monitor = tokio::spawn(crate::modes::monitor::run(
-        state.clone(),
-        settings.monitor_interval,
-        shutdown.clone(),
-    ));
-    let rotation = tokio::spawn(crate::keys::rotation::run(state.clone(), shutdown.clone()));
+    // Background tasks are supervised: one that ends unexpectedly is
+    // restarted with backoff and named in health (service::supervise).
+    let monitor = {
+        let (st, interval, stop) = (state.clone(), settings.monitor_interval, shutdown.clone());
+        supervise::spawn("monitor", &state, shutdown.clone(), move || {
+            crate::modes::monitor::run(st.clone(), interval, stop.clone())
+        })
+    };
+    let rotation = {
+        let (st, stop) = (state.clone(), shutdown.clone());
+        supervise::spawn("key rotation", &state, shutdown.clone(), move || {
+            crate::keys::rotation::run(st.clone(), stop.clone())
+        })
+    };
     // Litestream and/or local snapshots; failures only show in health.
     let backup = crate::backup::BackupService::start(&settings.backup, &state, shutdown.clone());
-    let guard = tokio::spawn(crate::service::guard::run(state.clone(), shutdown.clone()));
+    let guard = {
+        let (st, stop) = (state.clone(), shutdown.clone());
+        supervise::spawn("audit guard", &state, shutdown.clone(), move || {
+            crate::service::guard::run(st.clone(), stop.clone())
+        })
+    };
     crate::http::server::serve(
         listener,
         crate::http::router(state.clone()),

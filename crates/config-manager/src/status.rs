@@ -28,6 +28,9 @@ pub struct Status {
     pub err: Option<String>,
     /// Progress of the master-key re-encryption job.
     pub rotation: crate::keys::rotation::RotationStatus,
+    /// Background tasks that ended unexpectedly and are being restarted
+    /// (`service::supervise`).
+    pub degraded_tasks: std::collections::BTreeSet<&'static str>,
 }
 
 impl Default for Status {
@@ -45,6 +48,7 @@ impl Default for Status {
             event: None,
             err: None,
             rotation: Default::default(),
+            degraded_tasks: Default::default(),
         }
     }
 }

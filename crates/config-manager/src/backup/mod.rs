@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{BackupSettings, LitestreamMode};
 
+use crate::service::supervise;
 use crate::state::AppState;
 use crate::status::StatusBoard;
 
@@ -191,19 +192,33 @@ impl BackupService {
             settings.snapshots.is_some(),
         );
         let mut tasks = Vec::new();
+        // Supervised (service::supervise): a task that ends unexpectedly is
+        // restarted with backoff and named in health.
         if litestream {
-            tasks.push(tokio::spawn(leave_checkpoints_to_litestream(
-                state.clone(),
+            let (st, stop) = (state.clone(), shutdown.clone());
+            tasks.push(supervise::spawn(
+                "litestream checkpoints",
+                state,
                 shutdown.clone(),
-            )));
-            tasks.push(tokio::spawn(supervisor::run(
+                move || leave_checkpoints_to_litestream(st.clone(), stop.clone()),
+            ));
+            let (ls, rep, stop) = (
                 settings.litestream.clone(),
                 reporter.clone(),
                 shutdown.clone(),
-            )));
+            );
+            tasks.push(supervise::spawn(
+                "litestream supervisor",
+                state,
+                shutdown.clone(),
+                move || supervisor::run(ls.clone(), rep.clone(), stop.clone()),
+            ));
         }
         if let Some(s) = &settings.snapshots {
-            tasks.push(tokio::spawn(snapshot::run(s.clone(), reporter, shutdown)));
+            let (snap, stop) = (s.clone(), shutdown.clone());
+            tasks.push(supervise::spawn("snapshots", state, shutdown, move || {
+                snapshot::run(snap.clone(), reporter.clone(), stop.clone())
+            }));
         }
         Self { tasks }
     }

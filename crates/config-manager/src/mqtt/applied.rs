@@ -33,10 +33,11 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
 
 use super::{MqttError, MqttSettings};
 use crate::service::applied::{self as board, DropReason, Ingested, PERSIST_INTERVAL};
-use crate::service::ServiceError;
+use crate::service::{supervise, ServiceError};
 use crate::state::AppState;
 
 /// Largest packet read on this connection. Reports between 4 KiB and this
@@ -54,29 +55,54 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// last write of what is dirty.
 pub struct RunningApplied {
     stop: watch::Sender<bool>,
+    /// Cancelled first on shutdown, so the supervisors do not restart a task
+    /// that ends because it was told to.
+    cancel: CancellationToken,
     connection: JoinHandle<()>,
     persistence: JoinHandle<()>,
 }
 
-/// Starts the subscriber for `settings` (the manager's broker).
+/// Starts the subscriber for `settings` (the manager's broker). Both tasks
+/// are supervised (`service::supervise`): one that ends unexpectedly is
+/// restarted, the connection task on a new MQTT connection.
 pub fn start(settings: &MqttSettings, state: AppState) -> Result<RunningApplied, MqttError> {
     let options = options(settings)?;
-    let (client, mut eventloop) = AsyncClient::new(options, 64);
-    // Acknowledgements and forget-clears go out at once (no Nagle delay).
-    eventloop.network_options.set_tcp_nodelay(true);
     let (stop, stop_rx) = watch::channel(false);
+    let cancel = CancellationToken::new();
     let connection = {
-        let (state, stop) = (state.clone(), stop_rx.clone());
-        tokio::spawn(async move {
-            // The known services first, so retained reports for services
-            // the manager does not know are dropped from the start.
-            refresh(&state, true).await;
-            run_connection(eventloop, client, state, stop).await;
-        })
+        let (st, stop) = (state.clone(), stop_rx.clone());
+        supervise::spawn(
+            "applied-state subscriber",
+            &state,
+            cancel.clone(),
+            move || {
+                let (client, mut eventloop) = AsyncClient::new(options.clone(), 64);
+                // Acknowledgements and forget-clears go out at once (no
+                // Nagle delay).
+                eventloop.network_options.set_tcp_nodelay(true);
+                let (state, stop) = (st.clone(), stop.clone());
+                async move {
+                    // The known services first, so retained reports for
+                    // services the manager does not know are dropped from
+                    // the start.
+                    refresh(&state, true).await;
+                    run_connection(eventloop, client, state, stop).await;
+                }
+            },
+        )
     };
-    let persistence = tokio::spawn(run_persistence(state, stop_rx));
+    let persistence = {
+        let (st, stop) = (state.clone(), stop_rx);
+        supervise::spawn(
+            "applied-state persistence",
+            &state,
+            cancel.clone(),
+            move || run_persistence(st.clone(), stop.clone()),
+        )
+    };
     Ok(RunningApplied {
         stop,
+        cancel,
         connection,
         persistence,
     })
@@ -84,6 +110,7 @@ pub fn start(settings: &MqttSettings, state: AppState) -> Result<RunningApplied,
 
 impl RunningApplied {
     pub async fn shutdown(self) {
+        self.cancel.cancel();
         let _ = self.stop.send(true);
         super::join_bounded("applied-state subscriber", self.connection).await;
         super::join_bounded("applied-state persistence", self.persistence).await;

@@ -35,6 +35,7 @@ pub fn snapshot(state: &AppState) -> HealthStatus {
         last_backup: s.last_backup,
         event: s.event,
         err: s.err,
+        degraded_tasks: s.degraded_tasks.iter().map(|t| (*t).to_owned()).collect(),
         mqtt_connected: s.mqtt_connected,
         mqtt_configured: s.mqtt_configured,
         uptime_seconds: state.uptime_seconds(),

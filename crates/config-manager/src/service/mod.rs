@@ -7,5 +7,6 @@ pub mod applied;
 pub mod error;
 pub mod guard;
 pub mod health;
+pub mod supervise;
 
 pub use error::{DatabaseFault, ServiceError, ServiceFailure};
