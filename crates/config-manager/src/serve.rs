@@ -252,7 +252,7 @@ pub async fn serve_with_listener(
     };
     let rotation = {
         let (st, stop) = (state.clone(), shutdown.clone());
-        supervise::spawn("key rotation", &state, shutdown.clone(), move || {
+        supervise::spawn_job("key rotation", &state, shutdown.clone(), move || {
             crate::keys::rotation::run(st.clone(), stop.clone())
         })
     };

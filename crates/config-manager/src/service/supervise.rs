@@ -24,11 +24,46 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// (and the backoff starts over).
 pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 
-/// Runs `make()` as a task named `task`, restarting it whenever it ends
-/// before `shutdown` is cancelled. The returned handle ends once the current
-/// run ends after `shutdown`.
+/// Runs `make()` as a task named `task` that should live until `shutdown`,
+/// restarting it whenever it ends (returns or panics) before that. The
+/// returned handle ends once the current run ends after `shutdown`.
 pub fn spawn<F, Fut>(
     task: &'static str,
+    state: &AppState,
+    shutdown: CancellationToken,
+    make: F,
+) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    supervise(task, Lifetime::UntilShutdown, state, shutdown, make)
+}
+
+/// Like [`spawn`] for a job that runs to completion (the master-key
+/// re-encryption): returning is its normal end; only a panic restarts it.
+pub fn spawn_job<F, Fut>(
+    task: &'static str,
+    state: &AppState,
+    shutdown: CancellationToken,
+    make: F,
+) -> JoinHandle<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    supervise(task, Lifetime::ToCompletion, state, shutdown, make)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lifetime {
+    UntilShutdown,
+    ToCompletion,
+}
+
+fn supervise<F, Fut>(
+    task: &'static str,
+    lifetime: Lifetime,
     state: &AppState,
     shutdown: CancellationToken,
     make: F,
@@ -51,6 +86,10 @@ where
                 }
             };
             if shutdown.is_cancelled() {
+                return;
+            }
+            if lifetime == Lifetime::ToCompletion && ended.is_ok() {
+                set_degraded(&state, task, false);
                 return;
             }
             let how = match &ended {
