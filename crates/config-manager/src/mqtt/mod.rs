@@ -60,6 +60,7 @@ use rumqttc::{AsyncClient, EventLoop, MqttOptions, TlsConfiguration, Transport};
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::settings::{EnvSource, SettingsError};
 use crate::state::{AppState, ChangeSink, NoSink};
@@ -174,6 +175,8 @@ pub struct Publisher {
 
 struct Configured {
     settings: MqttSettings,
+    /// For a new connection when the supervised pair restarts.
+    options: MqttOptions,
     client: AsyncClient,
     eventloop: EventLoop,
     queue: Arc<ChangeQueue>,
@@ -189,13 +192,11 @@ impl Publisher {
             return Ok(Self { inner: None });
         };
         let options = mqtt_options(settings)?;
-        let (client, mut eventloop) = AsyncClient::new(options, CHANNEL_CAPACITY);
-        // Each publish goes out at once instead of waiting (Nagle) for the
-        // broker's delayed ACK of the previous segment (~40 ms on Linux).
-        eventloop.network_options.set_tcp_nodelay(true);
+        let (client, eventloop) = new_client(&options);
         Ok(Self {
             inner: Some(Configured {
                 settings: settings.clone(),
+                options,
                 client,
                 eventloop,
                 queue: Arc::new(ChangeQueue::new()),
@@ -247,35 +248,96 @@ impl Publisher {
             reissue_secs = c.settings.reissue_interval.as_secs(),
             "MQTT publisher starting"
         );
-        let (link_tx, link_rx) = watch::channel(Link::default());
         let (publisher_stop, publisher_stop_rx) = watch::channel(false);
-        let (connection_stop, connection_stop_rx) = watch::channel(false);
-        let enqueued = Arc::new(AtomicU64::new(0));
-        let connection = connection::Connection::new(
-            c.eventloop,
-            c.client.clone(),
-            state.clone(),
-            link_tx,
-            connection_stop_rx,
-            enqueued.clone(),
-        );
-        let publisher = publisher::PublisherTask::new(
-            c.client,
-            state,
-            c.queue,
-            link_rx,
-            publisher_stop_rx,
-            c.settings.reissue_interval,
-            enqueued,
-        );
+        let cancel = CancellationToken::new();
+        // The connection and publisher tasks run as one supervised pair
+        // (service::supervise): if either ends unexpectedly, both restart on
+        // a new connection, and the pending changes in the queue are kept.
+        let first = std::sync::Mutex::new(Some((c.client, c.eventloop)));
+        let (options, queue, reissue) = (c.options, c.queue, c.settings.reissue_interval);
+        let st = state.clone();
+        let pair =
+            crate::service::supervise::spawn("mqtt publisher", &state, cancel.clone(), move || {
+                let reuse = first.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let (client, eventloop) = reuse.unwrap_or_else(|| new_client(&options));
+                run_pair(
+                    client,
+                    eventloop,
+                    st.clone(),
+                    queue.clone(),
+                    publisher_stop_rx.clone(),
+                    reissue,
+                )
+            });
         RunningPublisher {
             applied,
             tasks: Some(Tasks {
-                connection: tokio::spawn(connection.run()),
-                publisher: tokio::spawn(publisher.run()),
+                pair,
                 publisher_stop,
-                connection_stop,
+                cancel,
             }),
+        }
+    }
+}
+
+/// A client with the manager's options. Each publish goes out at once
+/// instead of waiting (Nagle) for the broker's delayed ACK of the previous
+/// segment (~40 ms on Linux).
+fn new_client(options: &MqttOptions) -> (AsyncClient, EventLoop) {
+    let (client, mut eventloop) = AsyncClient::new(options.clone(), CHANNEL_CAPACITY);
+    eventloop.network_options.set_tcp_nodelay(true);
+    (client, eventloop)
+}
+
+/// One run of the connection and publisher tasks. Ends when the publisher
+/// was told to stop (after the connection has flushed what it queued and
+/// disconnected), or as soon as either task ends on its own.
+async fn run_pair(
+    client: AsyncClient,
+    eventloop: EventLoop,
+    state: AppState,
+    queue: Arc<ChangeQueue>,
+    publisher_stop: watch::Receiver<bool>,
+    reissue: Duration,
+) {
+    let (link_tx, link_rx) = watch::channel(Link::default());
+    let (connection_stop, connection_stop_rx) = watch::channel(false);
+    let enqueued = Arc::new(AtomicU64::new(0));
+    let connection = connection::Connection::new(
+        eventloop,
+        client.clone(),
+        state.clone(),
+        link_tx,
+        connection_stop_rx,
+        enqueued.clone(),
+    );
+    let stopping = publisher_stop.clone();
+    let publisher = publisher::PublisherTask::new(
+        client,
+        state,
+        queue,
+        link_rx,
+        publisher_stop,
+        reissue,
+        enqueued,
+    );
+    let mut connection = tokio::spawn(connection.run());
+    let mut publisher = tokio::spawn(publisher.run());
+    tokio::select! {
+        ended = &mut publisher => {
+            if *stopping.borrow() {
+                // A clean stop: the offline health message is queued; the
+                // connection writes it and disconnects.
+                let _ = connection_stop.send(true);
+                join_bounded("connection", connection).await;
+            } else {
+                tracing::error!(ended = ?ended.err(), "MQTT publisher task ended unexpectedly");
+                connection.abort();
+            }
+        }
+        ended = &mut connection => {
+            tracing::error!(ended = ?ended.err(), "MQTT connection task ended unexpectedly");
+            publisher.abort();
         }
     }
 }
@@ -288,10 +350,11 @@ pub struct RunningPublisher {
 }
 
 struct Tasks {
-    connection: JoinHandle<()>,
-    publisher: JoinHandle<()>,
+    pair: JoinHandle<()>,
     publisher_stop: watch::Sender<bool>,
-    connection_stop: watch::Sender<bool>,
+    /// Cancelled first on shutdown, so the supervisor does not restart the
+    /// pair that ends because it was told to.
+    cancel: CancellationToken,
 }
 
 /// How long shutdown waits for each task: the offline health message and
@@ -309,15 +372,19 @@ impl RunningPublisher {
         let Some(t) = self.tasks else {
             return;
         };
+        t.cancel.cancel();
         let _ = t.publisher_stop.send(true);
-        join_bounded("publisher", t.publisher).await;
-        let _ = t.connection_stop.send(true);
-        join_bounded("connection", t.connection).await;
+        // The publisher's step, then the connection's.
+        join_bounded_for("publisher", t.pair, 2 * SHUTDOWN_STEP).await;
     }
 }
 
-async fn join_bounded(name: &str, mut task: JoinHandle<()>) {
-    match tokio::time::timeout(SHUTDOWN_STEP + Duration::from_secs(2), &mut task).await {
+async fn join_bounded(name: &str, task: JoinHandle<()>) {
+    join_bounded_for(name, task, SHUTDOWN_STEP).await;
+}
+
+async fn join_bounded_for(name: &str, mut task: JoinHandle<()>, step: Duration) {
+    match tokio::time::timeout(step + Duration::from_secs(2), &mut task).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!(%error, task = name, "MQTT task ended abnormally"),
         Err(_) => {
