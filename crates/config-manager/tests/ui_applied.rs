@@ -16,52 +16,8 @@ mod ui_support;
 use common::{Server, WRITE_TOKEN};
 use harness::Browser;
 use mqtt_support::Broker;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
-use ui_support::{base, tts};
-
-fn report(instance: &str, epoch: &str, version: i64, status: &str) -> Vec<u8> {
-    let mut v = json!({
-        "service": "tts-worker",
-        "instance_id": instance,
-        "config_epoch": epoch,
-        "version": version,
-        "status": status,
-        "reason": null,
-        "rejected_version": null,
-        "applied_at": "2026-01-15T09:30:00.120Z",
-        "client": {"name": "ui-test", "version": "1.0.0"},
-    });
-    if status == "rejected" {
-        v["reason"] = json!("invalid_config");
-        v["rejected_version"] = json!(version + 1);
-    }
-    v.to_string().into_bytes()
-}
-
-/// Publishes retained QoS 1 reports and waits for the broker's acks.
-async fn publish(port: u16, reports: Vec<(&str, Vec<u8>)>) {
-    let id = format!("ui-pub-{}", uuid::Uuid::new_v4().simple());
-    let (client, mut eventloop) = AsyncClient::new(MqttOptions::new(id, "127.0.0.1", port), 16);
-    let n = reports.len();
-    for (instance, payload) in reports {
-        client
-            .publish(
-                format!("system/config/tts-worker/applied/{instance}"),
-                QoS::AtLeastOnce,
-                true,
-                payload,
-            )
-            .await
-            .unwrap();
-    }
-    let mut acked = 0;
-    while acked < n {
-        if let Event::Incoming(Packet::PubAck(_)) = eventloop.poll().await.unwrap() {
-            acked += 1;
-        }
-    }
-}
+use ui_support::{base, publish_reports as publish, report, tts};
 
 async fn sync_dot(b: &Browser, service: &str) -> Value {
     b.js(

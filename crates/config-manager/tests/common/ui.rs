@@ -29,3 +29,50 @@ pub async fn patch_tts(s: &Server, config: Value) -> i64 {
     assert_eq!(status, 200, "{body}");
     body["version"].as_i64().unwrap()
 }
+
+/// An applied-state report of tts-worker's `instance` (a rejected one says
+/// `invalid_config` for the next version).
+pub fn report(instance: &str, epoch: &str, version: i64, status: &str) -> Vec<u8> {
+    let mut v = json!({
+        "service": "tts-worker",
+        "instance_id": instance,
+        "config_epoch": epoch,
+        "version": version,
+        "status": status,
+        "reason": null,
+        "rejected_version": null,
+        "applied_at": "2026-01-15T09:30:00.120Z",
+        "client": {"name": "ui-test", "version": "1.0.0"},
+    });
+    if status == "rejected" {
+        v["reason"] = json!("invalid_config");
+        v["rejected_version"] = json!(version + 1);
+    }
+    v.to_string().into_bytes()
+}
+
+/// Publishes retained QoS 1 reports of tts-worker's instances and waits for
+/// the broker's acknowledgements.
+pub async fn publish_reports(port: u16, reports: Vec<(&str, Vec<u8>)>) {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let id = format!("ui-pub-{}", uuid::Uuid::new_v4().simple());
+    let (client, mut eventloop) = AsyncClient::new(MqttOptions::new(id, "127.0.0.1", port), 16);
+    let n = reports.len();
+    for (instance, payload) in reports {
+        client
+            .publish(
+                format!("system/config/tts-worker/applied/{instance}"),
+                QoS::AtLeastOnce,
+                true,
+                payload,
+            )
+            .await
+            .unwrap();
+    }
+    let mut acked = 0;
+    while acked < n {
+        if let Event::Incoming(Packet::PubAck(_)) = eventloop.poll().await.unwrap() {
+            acked += 1;
+        }
+    }
+}

@@ -189,6 +189,20 @@ impl Browser {
         }
     }
 
+    /// Emulates the system's dark (or light) colour scheme through
+    /// chromedriver's DevTools endpoint (`prefers-color-scheme`).
+    pub async fn emulate_color_scheme(&self, scheme: &str) {
+        self.cmd(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({
+                "cmd": "Emulation.setEmulatedMedia",
+                "params": {"features": [{"name": "prefers-color-scheme", "value": scheme}]},
+            })),
+        )
+        .await;
+    }
+
     pub async fn goto(&self, url: &str) {
         self.cmd("POST", "/url", Some(json!({ "url": url }))).await;
     }

@@ -10,7 +10,7 @@ import { h, $, $$, replace, toast, confirmDialog } from './dom.js';
 import { api, health as fetchHealth, currentSession, login, logout, setUnauthorizedHandler, seg } from './api.js';
 import { serviceForm } from './form.js';
 import { renderSearch, renderHistory, renderAudit, renderSettings } from './views.js';
-import { instancesPanel, updateSyncDots } from './instances.js';
+import { arrivalText, instancesPanel, instancesSummary, updateSyncDots } from './instances.js';
 
 const HEALTH_EVERY_MS = 10000;
 
@@ -111,6 +111,8 @@ async function enter(session) {
   renderTabs();
   startHealth();
   await route();
+  // Keyboard and screen-reader users start in the content, not on the body.
+  main().focus({ preventScroll: true });
 }
 
 /** Starts loading a service's form data; the promise never rejects (errors are values). */
@@ -133,9 +135,11 @@ async function refreshHealth() {
   }
   updateBanners(false);
   updateTabs();
-  // Mode changed under an open, unedited form: rebuild it so its controls match.
-  if (wasWritable !== writable() && state.form && !state.dirty && state.view === 'service') {
-    loadService(state.formService, {});
+  // Mode changed under an open, unedited form: rebuild it so its controls
+  // match. An edited one keeps its changes; only Save follows the mode.
+  if (wasWritable !== writable() && state.form && state.view === 'service') {
+    if (state.dirty) state.form.setWritable(writable() && !state.fromCache.has(state.formService));
+    else loadService(state.formService, {});
   }
 }
 
@@ -183,7 +187,7 @@ function stopHealth() { clearInterval(state.healthTimer); state.healthTimer = nu
 function renderTabs() {
   replace($('#tabs'), state.services.map((s) => h('a', {
     role: 'tab', id: `tab-${s}`, href: `#/service/${seg(s)}`, 'aria-selected': 'false', tabindex: '-1',
-    'aria-controls': 'main', dataset: { service: s },
+    'aria-controls': 'service-panel', dataset: { service: s },
   },
   h('span', { class: 'dot', 'aria-hidden': 'true' }),
   h('span', { class: 'tab-label' }, s),
@@ -359,8 +363,6 @@ async function loadService(name, opts) {
   state.formService = name;
   setDirty(false);
   const m = main();
-  m.setAttribute('role', 'tabpanel');
-  m.setAttribute('aria-labelledby', `tab-${name}`);
   const scroll = opts.flash ? window.scrollY : 0;
   if (!m.querySelector('#service-form')) replace(m, h('p', { class: 'muted' }, `Loading ${name}…`));
   const pending = state.prefetch && state.prefetch.name === name && !opts.flash ? state.prefetch : fetchService(name);
@@ -390,11 +392,31 @@ async function loadService(name, opts) {
     requestAdvanced: () => setAdvanced(true),
     onUnavailable: refreshHealth,
   });
+  // <main> stays the main landmark; the service's content is the tab panel.
+  state.form.el.id = 'service-panel';
+  state.form.el.setAttribute('role', 'tabpanel');
+  state.form.el.setAttribute('aria-labelledby', `tab-${name}`);
+  const summary = h('p', { id: 'instances-summary', class: 'instances-summary' });
+  const head = state.form.el.querySelector('.service-head');
+  if (head) head.append(summary);
   replace(m, state.form.el);
   if (state.instances) state.instances.stop();
-  // After a save (flash "Saved."), follow the change to the instances.
-  state.instances = instancesPanel(name, { follow: Boolean(opts.flash && opts.flash.startsWith('Saved')) });
-  m.append(state.instances.el);
+  // After a save, follow the change to the instances: at the Save button in
+  // words, in the header, and in the panel.
+  const saved = opts.savedVersion != null;
+  const form = state.form;
+  state.instances = instancesPanel(name, {
+    follow: saved,
+    onData: (data) => {
+      replace(summary, instancesSummary(data));
+      if (saved && state.form === form) {
+        const a = arrivalText(opts.savedVersion, data, state.health);
+        form.showArrival(a.text, a.kind);
+      }
+    },
+  });
+  state.form.el.append(state.instances.el);
+  if (saved) form.focusStatus();
   if (opts.flash && opts.flash.startsWith('Saved')) refreshApplied();
   updateTabs();
   if (opts.flash) window.scrollTo(0, scroll);

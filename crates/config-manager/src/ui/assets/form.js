@@ -15,6 +15,7 @@ const SOURCE_HELP = {
   env: 'Set by an environment variable of config-manager; read-only here.',
   database: 'Saved in the configuration database.',
   default: 'Not saved; the schema default applies.',
+  cache: 'config-manager is read-only: this value comes from its last-known-good cache.',
 };
 
 /** A field for a key that has no schema (services without a schema). */
@@ -99,10 +100,13 @@ export function serviceForm(data, ctx) {
   const fields = (data.fields || []).slice();
   const known = new Set(fields.map((f) => f.key));
   for (const key of Object.keys(data.config)) if (!known.has(key)) fields.push(freeField(key, data.config[key]));
-  const editable = ctx.canWrite && ctx.writable;
+  let editable = ctx.canWrite && ctx.writable;
+  // A save refused because the manager turned read-only: the message stays
+  // and Save stays off until the manager is writable again (issue 26).
+  let blocked = null;
   const controls = new Map();
 
-  const status = h('p', { class: 'save-status', id: 'save-status', role: 'status' });
+  const status = h('p', { class: 'save-status', id: 'save-status', role: 'status', 'aria-live': 'polite', tabindex: '-1' });
   const problems = h('ul', { class: 'form-problems', id: 'form-problems', role: 'alert' });
   const saveButton = h('button', { type: 'submit', class: 'primary', id: 'save-button', disabled: true }, 'Save changes');
   const discardButton = h('button', { type: 'button', id: 'discard-button', disabled: true, onclick: discard }, 'Discard');
@@ -143,7 +147,9 @@ export function serviceForm(data, ctx) {
     const errId = `e-${f.key}`;
     const helpId = `h-${f.key}`;
     const original = Object.prototype.hasOwnProperty.call(data.config, f.key) ? data.config[f.key] : null;
-    const source = (data.sources || {})[f.key] || 'default';
+    // In read-only fallback the values come from the last-known-good cache,
+    // whatever their source in the database was.
+    const source = ctx.servedFromCache ? 'cache' : ((data.sources || {})[f.key] || 'default');
     const fromEnv = readOnlyKeys.has(f.key);
     const canEdit = editable && !fromEnv;
     const describedBy = `${descId} ${errId}`;
@@ -260,13 +266,16 @@ export function serviceForm(data, ctx) {
     },
     h('div', { class: 'field-label' },
       h('label', { for: id }, f.title || f.key),
-      helpButton,
-      h('span', { class: `badge source-${source}`, title: SOURCE_HELP[source] || '' }, fromEnv ? 'env · read-only' : source),
+      // A badge only where the value does not simply come from the database.
+      source === 'database' ? null
+        : h('span', { class: `badge source-${source}`, title: SOURCE_HELP[source] || '' }, fromEnv ? 'env · read-only' : source),
       f.complexity === 'advanced' ? h('span', { class: 'badge badge-adv' }, 'advanced') : null,
       h('code', { class: 'key' }, f.key)),
     h('div', { class: 'field-input' },
       input, extra,
       h('p', { class: 'field-desc', id: descId }, desc, fromEnv && f.env_var ? ` · set by ${f.env_var}` : ''),
+      // After the input, so Tab goes from one input to the next (issue 26).
+      helpButton,
       help,
       errorEl));
     c.row = row;
@@ -300,9 +309,10 @@ export function serviceForm(data, ctx) {
       else c.input.removeAttribute('aria-invalid');
     }
     const n = Object.keys(changes).length;
-    saveButton.disabled = !editable || invalid > 0 || n === 0;
+    saveButton.disabled = !editable || Boolean(blocked) || invalid > 0 || n === 0;
     discardButton.disabled = n === 0 && invalid === 0;
-    if (invalid) showStatus(`Fix ${invalid} invalid field${invalid > 1 ? 's' : ''} to save.`, 'error');
+    if (blocked) showStatus(blocked, 'error');
+    else if (invalid) showStatus(`Fix ${invalid} invalid field${invalid > 1 ? 's' : ''} to save.`, 'error');
     else if (n) showStatus(`${n} unsaved change${n > 1 ? 's' : ''}.`, 'pending');
     else if (status.dataset.kind !== 'ok') showStatus('', '');
     ctx.onDirty(n > 0);
@@ -334,14 +344,31 @@ export function serviceForm(data, ctx) {
       const r = await api.send('PATCH', `/services/${seg(name)}`, body);
       ctx.onDirty(false);
       toast(`Saved ${name}: version ${r.version}.`);
-      await ctx.reload({ flash: `Saved. ${name} is now at version ${r.version}.` });
+      await ctx.reload({ flash: `Saved version ${r.version}.`, savedVersion: r.version });
     } catch (e) {
       if (e.status === 409) return conflict(e, changes);
       if (e.status === 422 && e.errors.length) return serverErrors(e.errors);
-      showStatus(`Not saved: ${e.message}`, 'error');
+      if (e.status === 503) {
+        blocked = `Not saved: ${e.message} Your changes are kept here; save again once config-manager is writable.`;
+      }
       refresh();
+      showStatus(blocked || `Not saved: ${e.message}`, 'error');
+      status.focus();
       if (e.status === 503 && ctx.onUnavailable) ctx.onUnavailable();
     }
+  }
+
+  /** The manager's mode changed under an edited form. */
+  function setWritable(on) {
+    editable = ctx.canWrite && on;
+    if (on) blocked = null;
+    refresh();
+  }
+
+  /** The change arriving at the instances, at the Save button. */
+  function showArrival(text, kind) {
+    if (Object.keys(collect().changes).length) return; // edited again since
+    showStatus(text, kind);
   }
 
   function serverErrors(errors) {
@@ -424,6 +451,9 @@ export function serviceForm(data, ctx) {
 
   return {
     el,
+    setWritable,
+    showArrival,
+    focusStatus: () => status.focus({ preventScroll: true }),
     isDirty: () => Object.keys(collect().changes).length > 0,
     setAdvanced,
     focusField,

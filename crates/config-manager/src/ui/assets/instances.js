@@ -69,9 +69,46 @@ function progressText(summary) {
 }
 
 /**
+ * What the operator reads at the Save button after a save: the version and
+ * the change arriving per instance, in words (issue 26). `health`: the
+ * manager's, for "no broker".
+ */
+export function arrivalText(version, data, health) {
+  const head = `Saved version ${version}`;
+  const noBroker = health && (health.mqtt_configured === false || health.mqtt_connected === false);
+  if (noBroker) return { text: `${head} · no broker: no instance can confirm`, kind: 'pending' };
+  const s = data && data.summary;
+  if (!s || s.instances === 0) return { text: `${head} · no instance has reported`, kind: 'pending' };
+  const list = data.instances || [];
+  const parts = [`${head} · applied by ${s.in_sync} of ${s.reachable}`];
+  for (const i of list) {
+    if (i.state === 'rejected') parts.push(`${i.instance_id} rejected: ${i.reason || 'no reason given'}`);
+  }
+  for (const i of list) if (i.state === 'offline') parts.push(`${i.instance_id} offline`);
+  const rejected = list.some((i) => i.state === 'rejected');
+  const done = s.reachable > 0 && s.in_sync === s.reachable;
+  return { text: parts.join(' · '), kind: rejected ? 'error' : (done ? 'ok' : 'pending') };
+}
+
+/** The service header's line naming instances that are not in sync. */
+export function instancesSummary(data) {
+  const list = (data && data.instances) || [];
+  const words = [];
+  for (const i of list) {
+    if (i.state === 'rejected') words.push(`${i.instance_id} rejected (${i.reason || 'no reason given'})`);
+    else if (i.state === 'pending') words.push(`${i.instance_id} pending`);
+    else if (i.state === 'offline') words.push(`${i.instance_id} offline`);
+  }
+  if (!list.length) return 'No instance has reported.';
+  if (!words.length) return `All ${list.length} instance${list.length === 1 ? '' : 's'} in sync.`;
+  return `Instances: ${words.join('; ')}.`;
+}
+
+/**
  * The instances panel of a service. `follow`: a save just happened; poll
  * until every reachable instance is in sync or FOLLOW_MS passed.
- * Returns {el, stop()}.
+ * `onData(data)`: called with every answer (the save status and the header
+ * follow it). Returns {el, stop()}.
  */
 export function instancesPanel(service, opts) {
   const status = h('p', { id: 'applied-progress', class: 'applied-progress', role: 'status', 'aria-live': 'polite' }, 'Loading instances…');
@@ -89,8 +126,9 @@ export function instancesPanel(service, opts) {
     replace(status, progressText(data.summary), ' ', h('span', { class: 'muted' }, `Desired: ${desired}.`));
     status.dataset.inSync = String(data.summary.in_sync);
     status.dataset.reachable = String(data.summary.reachable);
+    if (opts.onData) opts.onData(data);
     if (!list.length) { replace(body); return; }
-    replace(body, h('table', { class: 'instances-table' },
+    replace(body, h('div', { class: 'table-wrap' }, h('table', { class: 'instances-table' },
       h('thead', {}, h('tr', {},
         h('th', { scope: 'col' }, 'Instance'),
         h('th', { scope: 'col' }, 'State'),
@@ -104,7 +142,7 @@ export function instancesPanel(service, opts) {
         h('td', {}, i.version == null ? '–' : String(i.version)),
         h('td', { title: i.received_at }, age(i.age_seconds)),
         h('td', {}, i.reason ? `${i.reason}${i.rejected_version ? ` (version ${i.rejected_version})` : ''}` : ''),
-        h('td', { class: 'muted' }, `${i.client.name} ${i.client.version}`))))));
+        h('td', { class: 'muted' }, `${i.client.name} ${i.client.version}`)))))));
   }
 
   async function load() {
@@ -116,6 +154,7 @@ export function instancesPanel(service, opts) {
       const s = data.summary;
       const done = s.reachable > 0 && s.in_sync === s.reachable;
       if (opts.follow && !done && Date.now() < until) timer = setTimeout(load, FOLLOW_EVERY_MS);
+      else if (opts.follow && opts.onFollowEnd) opts.onFollowEnd(data);
     } catch (e) {
       if (!stopped) replace(status, `Could not load the instances: ${e.message}`);
     }
