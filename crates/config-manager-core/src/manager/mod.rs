@@ -445,6 +445,8 @@ fn items_schemaless(service: &str, stored: &Map<String, Value>) -> Vec<ConfigIte
 }
 
 #[cfg(test)]
+mod evolve_tests;
+#[cfg(test)]
 mod input_tests;
 #[cfg(test)]
 mod tests;

@@ -146,7 +146,11 @@ fn builtins_name_the_service_variables() {
             for var in &field.service_env {
                 assert!(valid_service_env_var(var));
                 if let Some(other) = own.insert(var.clone(), field.key.clone()) {
-                    panic!("{}: {var} claimed by {other} and {}", schema.name(), field.key);
+                    panic!(
+                        "{}: {var} claimed by {other} and {}",
+                        schema.name(),
+                        field.key
+                    );
                 }
                 service_vars.insert(var.clone());
             }
@@ -217,7 +221,10 @@ fn builtins_follow_the_services() {
 
     let stt = builtin("stt-worker").view();
     let partials = stt.field("streaming_partials").unwrap();
-    assert_eq!((partials.r#type.as_str(), &partials.default), ("integer", &json!(1)));
+    assert_eq!(
+        (partials.r#type.as_str(), &partials.default),
+        ("integer", &json!(1))
+    );
     assert_eq!(
         stt.field("vad_silence_duration_ms").unwrap().service_env,
         ["SILENCE_THRESHOLD_MS"]

@@ -261,8 +261,10 @@ fn compile_rejects_broken_schemas() {
         assert!(got.contains(want), "{doc}: {got}");
     }
     // A hostile x-service-env entry is never echoed.
-    let got = compile_err(json!({"type": "object", "properties": {"a": {"type": "integer",
-        "x-service-env": ["$(rm -rf /)"]}}}));
+    let got = compile_err(
+        json!({"type": "object", "properties": {"a": {"type": "integer",
+        "x-service-env": ["$(rm -rf /)"]}}}),
+    );
     assert!(!got.contains("rm -rf"), "{got}");
     // The key is shown, but shortened.
     let long = "k".repeat(200);
