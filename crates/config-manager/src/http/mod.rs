@@ -5,6 +5,7 @@ pub mod access_log;
 pub mod audit;
 pub mod auth;
 pub mod configs;
+pub mod env_import;
 pub mod error;
 pub mod health;
 pub mod history;
@@ -103,6 +104,10 @@ pub fn router(
         .route(
             &api("/services/{service}/instances/{instance_id}"),
             delete(instances::forget),
+        )
+        .route(
+            &api("/services/{service}/import-env"),
+            post(env_import::import_env),
         )
         .route(
             &api("/services/{service}/schema"),
