@@ -55,6 +55,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/services/{service}/versions"),
     ("get", "/services/{service}/instances"),
     ("delete", "/services/{service}/instances/{instance_id}"),
+    ("post", "/services/{service}/import-env"),
     ("get", "/services/{service}/schema"),
     ("put", "/services/{service}/schema"),
     ("post", "/services/{service}/secrets/{key}/reveal"),

@@ -22,7 +22,7 @@ function freeField(key, value) {
   return {
     key, type: 'json', complexity: 'simple', description: 'Not described by a schema (JSON value).',
     help_text: '', examples: [], is_secret: false, default: null, nullable: true,
-    title: key, enum_values: null, env_var: null,
+    title: key, enum_values: null, env_var: null, service_env: [], unused: false,
   };
 }
 
@@ -239,6 +239,7 @@ export function serviceForm(data, ctx) {
     if (f.help_text && f.help_text !== f.description) helpBits.push(h('p', {}, f.help_text));
     if (f.examples && f.examples.length) helpBits.push(h('p', {}, 'Examples: ', f.examples.map((e) => showValue(e)).join(', ')));
     if (f.env_var) helpBits.push(h('p', {}, 'Environment override: ', h('code', {}, f.env_var)));
+    if (f.service_env && f.service_env.length) helpBits.push(h('p', {}, 'The service reads: ', h('code', {}, f.service_env.join(', '))));
     if (f.type === 'path') helpBits.push(h('p', {}, 'A file system path on the machine that runs the service.'));
     helpBits.push(h('p', {}, 'Key: ', h('code', {}, f.key), ` · type ${f.type}`));
     const help = h('div', { class: 'help-pop', id: helpId, role: 'note', hidden: true }, helpBits);
@@ -263,6 +264,10 @@ export function serviceForm(data, ctx) {
       helpButton,
       h('span', { class: `badge source-${source}`, title: SOURCE_HELP[source] || '' }, fromEnv ? 'env · read-only' : source),
       f.complexity === 'advanced' ? h('span', { class: 'badge badge-adv' }, 'advanced') : null,
+      f.unused ? h('span', {
+        class: 'badge badge-unused',
+        title: 'Kept for compatibility: no code of the service reads this setting, so changing it has no effect.',
+      }, 'not read by the service') : null,
       h('code', { class: 'key' }, f.key)),
     h('div', { class: 'field-input' },
       input, extra,
