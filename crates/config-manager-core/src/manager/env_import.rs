@@ -225,9 +225,6 @@ impl Manager {
                 )),
             }
         }
-        if !errors.is_empty() {
-            return Err(ManagerError::Validation(errors));
-        }
 
         let current = self.get_effective(service, SecretView::Masked, false)?;
         let expected = req.expected_version.unwrap_or(current.version);
@@ -259,6 +256,17 @@ impl Manager {
             ),
             other => other,
         };
+
+        if !errors.is_empty() {
+            // Report the rule failures of the readable values in the same
+            // answer, so the operator fixes the file in one round.
+            if let Err(ManagerError::Validation(more)) =
+                self.prepare_write(service, put).map_err(rename)
+            {
+                errors.extend(more);
+            }
+            return Err(ManagerError::Validation(errors));
+        }
 
         let mut changes = Vec::new();
         let mut unchanged = Vec::new();
