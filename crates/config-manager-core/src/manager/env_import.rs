@@ -399,13 +399,12 @@ fn substituting_keys(text: &str) -> BTreeSet<String> {
                 (Some('"'), '"') => open = None,
                 (None, '\'' | '"') => open = Some(c),
                 (None, '#') if prev_space => break,
-                (_, '$') => {
+                (_, '$')
                     if chars
                         .peek()
-                        .is_some_and(|n| *n == '{' || n.is_ascii_alphanumeric() || *n == '_')
-                    {
-                        found.insert(key.clone());
-                    }
+                        .is_some_and(|n| *n == '{' || n.is_ascii_alphanumeric() || *n == '_') =>
+                {
+                    found.insert(key.clone());
                 }
                 _ => {}
             }
