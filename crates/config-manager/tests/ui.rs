@@ -245,7 +245,7 @@ async fn operator_journey_in_chromium() {
     b.click("#advanced-toggle").await;
     let advanced = visible_fields(&b).await;
     assert!(advanced > simple, "advanced {advanced} > simple {simple}");
-    assert_eq!(advanced, 20);
+    assert_eq!(advanced, 23);
     b.js(
         "document.querySelector('#field-eleven_api_base').scrollIntoView({block: 'start'})",
         json!([]),

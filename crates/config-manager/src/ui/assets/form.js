@@ -221,6 +221,17 @@ export function serviceForm(data, ctx) {
         c.set = (v) => { input.value = v === null ? '' : JSON.stringify(v, null, 2); };
         break;
       default: // string, path
+        // Multi-line text (a prompt template) needs a textarea: an <input>
+        // drops the line breaks, and the form would read as changed.
+        if ([original, f.default].some((v) => typeof v === 'string' && v.includes('\n'))) {
+          input = h('textarea', {
+            id, rows: 4, spellcheck: 'false', readOnly: !canEdit, 'aria-describedby': describedBy,
+          });
+          input.value = original === null ? '' : String(original);
+          c.read = () => ({ value: input.value === '' && f.nullable ? null : input.value });
+          c.set = (v) => { input.value = v === null ? '' : String(v); };
+          break;
+        }
         input = h('input', {
           id, type: 'text', value: original === null ? '' : String(original), spellcheck: 'false',
           class: f.type === 'path' ? 'mono' : '', readOnly: !canEdit, 'aria-describedby': describedBy,
