@@ -277,7 +277,7 @@ def test_example_worker_follows_a_patch(parts: tuple[Broker, Manager], tmp_path:
         wait_line("started from rest")
         wait_line("connected to the MQTT broker")
         manager.patch({"volume_percent": 55, "tts_provider": "elevenlabs"})
-        wait_line("updated: provider=elevenlabs voice=en_US-lessac-medium volume=55")
+        wait_line("updated: provider=elevenlabs voice=/voices/TARS.onnx volume=55")
         proc.send_signal(signal.SIGTERM)
         wait_line("counters:")
         assert proc.wait(timeout=30) == 0

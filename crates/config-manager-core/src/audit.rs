@@ -15,6 +15,8 @@ pub enum AuditAction {
     Config(ChangeType),
     ConfigExport,
     ConfigImportDryRun,
+    /// A `.env` import (`import-env`), dry run or not; variable names only.
+    ConfigImportEnv,
     SchemaRegister,
     ProfileSave,
     ProfileSecretsRemoved,
@@ -45,6 +47,7 @@ impl AuditAction {
             },
             AuditAction::ConfigExport => "config.export",
             AuditAction::ConfigImportDryRun => "config.import_dry_run",
+            AuditAction::ConfigImportEnv => "config.import_env",
             AuditAction::SchemaRegister => "schema.register",
             AuditAction::ProfileSave => "profile.save",
             AuditAction::ProfileSecretsRemoved => "profile.secrets_removed",

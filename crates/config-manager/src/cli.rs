@@ -53,6 +53,28 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Adopt an existing `.env` file: set one service's configuration from
+    /// the variables its schema maps (`x-service-env`, else the key
+    /// upper-cased), converted the way the service parses them. Every value is
+    /// validated first (a bad one names its variable; nothing is written).
+    /// Prints the diff (secrets only as "changed"), the fields already equal
+    /// and the variables it ignored. Run with --dry-run first. Through a
+    /// running service (REST, the default) or --offline. See docs/adopting.md.
+    ImportEnv {
+        #[command(flatten)]
+        target: Target,
+        /// The service whose configuration is set (e.g. tts-worker).
+        #[arg(long)]
+        service: String,
+        /// The .env file, or `-` for standard input.
+        file: String,
+        /// Show what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Change reason recorded in history (default: "import of a .env file").
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Check a last-known-good cache file: parse it and verify its HMAC with
     /// LKG_HMAC_KEY_BASE64 (and LKG_HMAC_KEY_PREVIOUS_BASE64) from the
     /// environment or the .env file. Exit 0 when it verifies, 1 when not.
@@ -228,6 +250,13 @@ pub fn run(cli: Cli) -> ExitCode {
             command: KeysCommand::Status { target },
         } => key_status(&cli.env_file, target),
         Command::Config { target, command } => config::run(&cli.env_file, target, command),
+        Command::ImportEnv {
+            target,
+            service,
+            file,
+            dry_run,
+            reason,
+        } => config::run_import_env(&cli.env_file, target, &service, &file, dry_run, reason),
         Command::VerifyLkg { file } => verify::lkg(&cli.env_file, &file),
         Command::VerifyMessage { file, public_key } => {
             verify::message(&cli.env_file, &file, public_key.as_deref())

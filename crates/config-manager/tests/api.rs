@@ -149,13 +149,13 @@ async fn put_patch_and_optimistic_locking() {
             "PUT",
             TTS,
             Some(WRITE_TOKEN),
-            &json!({"service": "tts-worker", "config": {"tts_streaming": true}, "version": 3}),
+            &json!({"service": "tts-worker", "config": {"tts_streaming": 1}, "version": 3}),
         )
         .await;
     assert_eq!(status, 200);
     let (_, got) = s.get(TTS, Some(READ_TOKEN)).await;
     assert_eq!(got["config"]["volume_percent"], 100);
-    assert_eq!(got["config"]["tts_streaming"], true);
+    assert_eq!(got["config"]["tts_streaming"], 1);
     // Body service must match the URL.
     let (status, _) = s
         .send(

@@ -245,7 +245,7 @@ async fn operator_journey_in_chromium() {
     b.click("#advanced-toggle").await;
     let advanced = visible_fields(&b).await;
     assert!(advanced > simple, "advanced {advanced} > simple {simple}");
-    assert_eq!(advanced, 20);
+    assert_eq!(advanced, 23);
     b.js(
         "document.querySelector('#field-eleven_api_base').scrollIntoView({block: 'start'})",
         json!([]),
@@ -258,6 +258,19 @@ async fn operator_journey_in_chromium() {
     // --- help tooltip opens from the keyboard-reachable button.
     b.click("#field-volume_percent .help").await;
     b.find("#h-volume_percent").await;
+    // A field no service code reads says so; one that is read does not.
+    assert_eq!(
+        b.text("#field-volume_percent .badge-unused").await,
+        "not read by the service"
+    );
+    assert_eq!(
+        b.js(
+            "return document.querySelectorAll('#field-piper_voice .badge-unused').length",
+            json!([])
+        )
+        .await,
+        json!(0)
+    );
 
     // --- search honours simple/advanced and links to the field.
     b.type_into("#search-input", "debounce").await;

@@ -2,6 +2,11 @@
 //! the ones the database was last written against (hash in `schema_version`),
 //! every stored configuration is checked against the new schemas.
 //!
+//! - Lossless conversions first: a field that became an integer 0/1 switch
+//!   (the built-in TARS schemas now type such switches the way the services
+//!   parse them, with `int()`) turns a stored `true`/`false` into `1`/`0`.
+//!   Nothing else is converted; a value that would lose meaning is reported
+//!   like any other mismatch.
 //! - Still valid once new fields get their defaults: the filled-in values are
 //!   stored as a new version (`change_type = "schema"`, so history shows the
 //!   new fields) and the new hash is recorded.
@@ -16,7 +21,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{items_for, strip_secrets, Manager, Result};
-use crate::schema::FieldError;
+use crate::schema::{FieldError, SchemaView};
 use crate::store::ConfigWrite;
 
 /// One service whose stored values do not satisfy its new schema.
@@ -79,7 +84,12 @@ impl Manager {
             };
             let view = schema.view();
             let mut candidate = strip_secrets(&view, view.with_defaults(&stored.config));
+            let converted = convert_switches(&view, &mut candidate);
             let (errors, reason) = match schema.validate(&Value::Object(candidate.clone())) {
+                Ok(()) if converted => (
+                    Vec::new(),
+                    "schema change: new fields get their defaults; true/false switches stored as 1/0",
+                ),
                 Ok(()) => (Vec::new(), "schema change: new fields get their defaults"),
                 Err(errors) if auto_fix => {
                     reset_fields(&mut candidate, &errors, view.defaults());
@@ -136,6 +146,27 @@ impl Manager {
             .version;
         Ok(report)
     }
+}
+
+/// Turns stored booleans into `1`/`0` for fields that accept integers but no
+/// longer booleans (a boolean switch retyped as the integer its service
+/// parses). Returns whether anything changed.
+pub(super) fn convert_switches(view: &SchemaView, config: &mut Map<String, Value>) -> bool {
+    let mut changed = false;
+    for (meta, types) in view.typed_fields() {
+        let takes_int = types.iter().any(|t| t == "integer");
+        let takes_bool = types.iter().any(|t| t == "boolean");
+        if !takes_int || takes_bool {
+            continue;
+        }
+        if let Some(value) = config.get_mut(&meta.key) {
+            if let Value::Bool(b) = *value {
+                *value = Value::from(u8::from(b));
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 /// Resets each failing top-level field to its default, or drops it when the

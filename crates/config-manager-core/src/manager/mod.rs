@@ -5,6 +5,7 @@
 //! Everything here is synchronous; the service runs it on blocking threads.
 
 mod effective;
+mod env_import;
 mod error;
 mod evolve;
 mod profiles;
@@ -21,6 +22,10 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 pub use effective::{compose, ComposeContext, EffectiveConfig, SecretView, ServiceState};
+pub use env_import::{
+    parse_dotenv, EnvImportChange, EnvImportOutcome, EnvImportRequest, EnvImportSkip,
+    MAX_DOTENV_BYTES, MAX_DOTENV_VARIABLES,
+};
 pub use error::ManagerError;
 pub use evolve::{SchemaMismatch, SchemaReport};
 pub use profiles::validate_profile_name;
@@ -444,6 +449,8 @@ fn items_schemaless(service: &str, stored: &Map<String, Value>) -> Vec<ConfigIte
         .collect()
 }
 
+#[cfg(test)]
+mod evolve_tests;
 #[cfg(test)]
 mod input_tests;
 #[cfg(test)]

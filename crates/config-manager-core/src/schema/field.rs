@@ -22,6 +22,10 @@ pub const UI_TYPES: [&str; 9] = [
 /// Longest accepted `x-env` variable name.
 pub const MAX_ENV_VAR_LEN: usize = 128;
 
+/// Most variable names one `x-service-env` list may give: a setting with a
+/// primary name and a few legacy aliases, not a dumping ground.
+pub const MAX_SERVICE_ENV_NAMES: usize = 8;
+
 /// Everything known about one top-level setting of a service.
 ///
 /// Serialized as-is into the API's schema/field listings, so the web UI can
@@ -52,6 +56,15 @@ pub struct FieldMeta {
     /// `x-env`: an environment variable of the config-manager that overrides
     /// the stored value and makes the field read-only.
     pub env_var: Option<String>,
+    /// `x-service-env`: the environment variable(s) the *service* reads this
+    /// setting from (a launcher such as config-agent sets every one of them;
+    /// imports from a `.env` map them back). Empty when the schema does not
+    /// say; the variable is then the key upper-cased (see
+    /// [`FieldMeta::service_env_names`]).
+    pub service_env: Vec<String>,
+    /// `x-unused: true`: no code of the service reads this setting; it is kept
+    /// so that stored configurations and the service's config model still fit.
+    pub unused: bool,
     pub enum_values: Option<Vec<Value>>,
     pub minimum: Option<f64>,
     pub maximum: Option<f64>,
@@ -175,6 +188,9 @@ pub(crate) fn parse_field(
         }
     }
 
+    let service_env = service_env(prop).map_err(fail)?;
+    let unused = opt_bool(prop, "x-unused").map_err(fail)?.unwrap_or(false);
+
     let has_default = prop.contains_key("default");
     let default = prop.get("default").cloned().unwrap_or(Value::Null);
     if is_secret && !(default.is_null() || default == Value::String(String::new())) {
@@ -211,6 +227,8 @@ pub(crate) fn parse_field(
         default,
         has_default,
         env_var: env_var.map(str::to_owned),
+        service_env,
+        unused,
         enum_values,
         minimum: prop.get("minimum").and_then(Value::as_f64),
         maximum: prop.get("maximum").and_then(Value::as_f64),
@@ -224,6 +242,62 @@ pub(crate) fn parse_field(
         title,
     };
     Ok(ParsedField { meta, json_types })
+}
+
+impl FieldMeta {
+    /// The variables the service reads this setting from: `x-service-env`, or
+    /// the key upper-cased when the schema does not say (decision recorded in
+    /// docs/adopting.md).
+    pub fn service_env_names(&self) -> Vec<String> {
+        if self.service_env.is_empty() {
+            vec![self.key.to_ascii_uppercase()]
+        } else {
+            self.service_env.clone()
+        }
+    }
+}
+
+/// Reads `x-service-env`: an array of 1..=[`MAX_SERVICE_ENV_NAMES`] distinct
+/// names matching `^[A-Za-z_][A-Za-z0-9_]{0,127}$` (what POSIX shells and
+/// `.env` files accept). The error never echoes an entry: a hostile schema
+/// could put anything there.
+fn service_env(prop: &Map<String, Value>) -> Result<Vec<String>, String> {
+    let Some(value) = prop.get("x-service-env") else {
+        return Ok(Vec::new());
+    };
+    let Value::Array(entries) = value else {
+        return Err("`x-service-env` must be an array of environment variable names".into());
+    };
+    if entries.is_empty() || entries.len() > MAX_SERVICE_ENV_NAMES {
+        return Err(format!(
+            "`x-service-env` must list 1 to {MAX_SERVICE_ENV_NAMES} variable names (got {})",
+            entries.len()
+        ));
+    }
+    let mut names: Vec<String> = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        let Some(name) = entry.as_str().filter(|n| valid_service_env_var(n)) else {
+            return Err(format!(
+                "`x-service-env` entry {i} is not a variable name (letters, digits and '_', not starting with a digit, at most {MAX_ENV_VAR_LEN} characters)"
+            ));
+        };
+        if names.iter().any(|n| n == name) {
+            return Err(format!("`x-service-env` entry {i} repeats an earlier name"));
+        }
+        names.push(name.to_owned());
+    }
+    Ok(names)
+}
+
+/// `^[A-Za-z_][A-Za-z0-9_]{0,127}$`: a name a service may read (services are
+/// not bound to this project's upper-case convention for `x-env`).
+pub fn valid_service_env_var(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= MAX_ENV_VAR_LEN
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The non-null JSON types of `type` and whether `null` is among them.

@@ -27,6 +27,8 @@
 //! | `writeOnly: true` + `x-secret: true` | a secret: stored encrypted, masked in every read, revealed only by the audited reveal call. Either marker alone also counts. Secrets must be strings (optionally nullable) and their default must be `null` or `""`. |
 //! | `x-complexity: "simple"` \| `"advanced"` | which view of the form shows the field; missing means simple. |
 //! | `x-env: "VAR_NAME"` | an environment variable of the config-manager (`^[A-Z][A-Z0-9_]*$`) that overrides the stored value; the field is then read-only. Which variables may be read is decided by [`EnvPolicy`] (never the service's own settings; API-registered schemas only what `CONFIG_ENV_ALLOW` allows). |
+//! | `x-service-env: ["VAR", …]` | the environment variable(s) the **service** reads the setting from (1 to 8 names matching `^[A-Za-z_][A-Za-z0-9_]{0,127}$`, no repeats; first = primary, the rest aliases). config-agent sets all of them; `import-env` maps them back to the field. Absent: the key upper-cased. Unrelated to `x-env`. |
+//! | `x-unused: true` | no code of the service reads the setting; kept so stored configurations and the service's model still fit. The form says so. |
 //! | `x-help` | longer help text for the form's tooltip; [`FieldMeta::help_text`] falls back to `description`. |
 //! | `x-type` | UI type hint where the JSON type is too coarse: `path`, `secret`, `enum` (or a plain JSON type). |
 //!
@@ -100,7 +102,9 @@ mod tests;
 
 pub use env_policy::{EnvPattern, EnvPatternError, EnvPolicy, EnvRefusal, SchemaOrigin};
 pub use error::{FieldError, SchemaError};
-pub use field::{FieldMeta, MAX_ENV_VAR_LEN, UI_TYPES};
+pub use field::{
+    valid_service_env_var, FieldMeta, MAX_ENV_VAR_LEN, MAX_SERVICE_ENV_NAMES, UI_TYPES,
+};
 pub use registry::{SchemaRegistry, BUILTIN_SCHEMAS, MAX_SCHEMA_FILE_BYTES};
 pub use service_schema::{EnvOverrides, ServiceSchema};
 pub use view::SchemaView;

@@ -155,9 +155,10 @@ impl SchemaView {
         self.field(key).is_some_and(|f| f.is_secret)
     }
 
-    /// The fields with their JSON types (what environment overrides are
-    /// parsed into), in document order.
-    pub(super) fn typed_fields(&self) -> impl Iterator<Item = (&FieldMeta, &[String])> {
+    /// The fields with their non-null JSON types (what environment overrides,
+    /// `.env` imports and schema evolution convert values into), in
+    /// document order.
+    pub fn typed_fields(&self) -> impl Iterator<Item = (&FieldMeta, &[String])> {
         self.fields
             .iter()
             .zip(self.json_types.iter().map(Vec::as_slice))

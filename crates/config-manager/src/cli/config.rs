@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use config_manager_core::manager::{ExportDocument, ImportOptions};
+use config_manager_core::manager::{ExportDocument, ImportOptions, MAX_DOTENV_BYTES};
 use serde_json::{Map, Value};
 
 use super::offline::Offline;
@@ -22,6 +22,50 @@ pub trait Backend {
     fn export(&self, include_secrets: bool, include_profiles: bool) -> CliResult<Value>;
     /// Imports a document (`POST /import`); returns the outcome.
     fn import(&self, doc: ExportDocument, options: ImportOptions) -> CliResult<Value>;
+    /// Imports a `.env` text into one service
+    /// (`POST /services/{service}/import-env`); returns the outcome with the diff.
+    fn import_env(&self, service: &str, request: EnvImport) -> CliResult<Value>;
+}
+
+/// A `config-manager import-env`.
+pub struct EnvImport {
+    pub text: String,
+    pub dry_run: bool,
+    pub reason: Option<String>,
+}
+
+/// Runs `config-manager import-env`: reads the file (or standard input for
+/// `-`), refuses more than the server accepts, and prints the outcome.
+pub fn run_import_env(
+    env_file: &Path,
+    target: Target,
+    service: &str,
+    file: &str,
+    dry_run: bool,
+    reason: Option<String>,
+) -> CliResult {
+    let bytes = read_input(file)?;
+    if bytes.len() > MAX_DOTENV_BYTES {
+        return Err(CliError::Failed(format!(
+            "{file} is larger than {MAX_DOTENV_BYTES} bytes; a .env file is a few KiB"
+        )));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| CliError::Failed(format!("{file} is not UTF-8 text")))?;
+    let backend: Box<dyn Backend> = if target.offline {
+        Box::new(Offline::open(env_file)?)
+    } else {
+        Box::new(Remote::new(env_file, target.url, target.token)?)
+    };
+    let out = backend.import_env(
+        service,
+        EnvImport {
+            text,
+            dry_run,
+            reason,
+        },
+    )?;
+    print_json(&out)
 }
 
 /// A `config set`.

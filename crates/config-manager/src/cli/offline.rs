@@ -24,13 +24,13 @@ use std::sync::Arc;
 
 use config_manager_core::change_type::ChangeType;
 use config_manager_core::manager::{
-    process_env, ExportDocument, ExportOptions, ImportOptions, Manager, ManagerError,
-    ManagerOptions, PutRequest, SecretView,
+    process_env, EnvImportRequest, ExportDocument, ExportOptions, ImportOptions, Manager,
+    ManagerError, ManagerOptions, PutRequest, SecretView,
 };
 use config_manager_core::store::{in_use_by_another_process, ExclusiveProbeError, Store};
 use serde_json::{json, Value};
 
-use super::config::{Backend, SetRequest};
+use super::config::{Backend, EnvImport, SetRequest};
 use super::{load_env, CliError, CliResult};
 use crate::settings::Settings;
 
@@ -172,6 +172,31 @@ impl Backend for Offline {
             ..options
         };
         let outcome = m.import(doc, &options).map_err(failed)?;
+        let mut out = to_json(&outcome)?;
+        if let Value::Object(o) = &mut out {
+            o.insert("success".into(), Value::Bool(true));
+            o.insert("config_epoch".into(), json!(m.epoch().as_str()));
+        }
+        Ok(out)
+    }
+
+    fn import_env(&self, service: &str, request: EnvImport) -> CliResult<Value> {
+        let m = &self.manager;
+        let name = m.resolve_service(service).map_err(failed)?;
+        let outcome = m
+            .import_env(
+                &name,
+                EnvImportRequest {
+                    text: request.text,
+                    dry_run: request.dry_run,
+                    expected_version: None,
+                    actor: OFFLINE_ACTOR.into(),
+                    reason: request
+                        .reason
+                        .or_else(|| Some("import of a .env file".to_owned())),
+                },
+            )
+            .map_err(failed)?;
         let mut out = to_json(&outcome)?;
         if let Value::Object(o) = &mut out {
             o.insert("success".into(), Value::Bool(true));

@@ -8,7 +8,7 @@ use config_manager_core::manager::{ExportDocument, ImportOptions};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::config::{Backend, SetRequest};
+use super::config::{Backend, EnvImport, SetRequest};
 use super::{default_url, CliError, CliResult};
 use crate::settings::EnvSource;
 
@@ -82,15 +82,27 @@ impl Remote {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> CliResult<Value> {
-        let url = format!("{}{path}", self.api);
-        let mut req = self
-            .http
-            .request(method.clone(), &url)
-            .header("X-API-Token", &self.token)
-            .query(query);
+        let mut req = self.request(&method, path, query);
         if let Some(body) = body {
             req = req.json(body);
         }
+        self.send(&method, path, req)
+    }
+
+    fn request(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> reqwest::RequestBuilder {
+        let url = format!("{}{path}", self.api);
+        self.http
+            .request(method.clone(), &url)
+            .header("X-API-Token", &self.token)
+            .query(query)
+    }
+
+    fn send(&self, method: &Method, path: &str, req: reqwest::RequestBuilder) -> CliResult<Value> {
         self.runtime.block_on(async {
             let resp = req.send().await.map_err(|e| {
                 CliError::Failed(format!(
@@ -109,7 +121,7 @@ impl Remote {
                 Ok(value)
             } else {
                 Err(CliError::Failed(describe_problem(
-                    &method, path, status, &value,
+                    method, path, status, &value,
                 )))
             }
         })
@@ -161,6 +173,19 @@ impl Backend for Remote {
             query.push(("reason", reason));
         }
         self.call(Method::POST, "/import", &query, Some(&body))
+    }
+
+    fn import_env(&self, service: &str, request: EnvImport) -> CliResult<Value> {
+        let path = format!("{}/import-env", service_path(service));
+        let mut query = vec![("dry_run", request.dry_run.to_string())];
+        if let Some(reason) = request.reason {
+            query.push(("reason", reason));
+        }
+        let req = self
+            .request(&Method::POST, &path, &query)
+            .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(request.text);
+        self.send(&Method::POST, &path, req)
     }
 }
 

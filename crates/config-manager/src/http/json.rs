@@ -93,3 +93,15 @@ pub fn truncate(s: &str) -> String {
         format!("{}…", s.chars().take(MAX).collect::<String>())
     }
 }
+
+/// A UTF-8 text body (a `.env` file for import-env) of at most `limit` bytes
+/// (the smaller of the server's body limit and the caller's); rejections use
+/// the problem shape (413 when too large, 400 when not UTF-8).
+pub async fn read_text(req: Request, state: &AppState, limit: usize) -> Result<String, ApiError> {
+    let limit = limit.min(state.max_body_bytes());
+    let bytes = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| ApiError::TooLarge { limit })?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| ApiError::BadRequest("the body is not UTF-8 text".into()))
+}

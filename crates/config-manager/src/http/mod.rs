@@ -5,6 +5,7 @@ pub mod access_log;
 pub mod audit;
 pub mod auth;
 pub mod configs;
+pub mod env_import;
 pub mod error;
 pub mod health;
 pub mod history;
@@ -54,6 +55,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/services/{service}/versions"),
     ("get", "/services/{service}/instances"),
     ("delete", "/services/{service}/instances/{instance_id}"),
+    ("post", "/services/{service}/import-env"),
     ("get", "/services/{service}/schema"),
     ("put", "/services/{service}/schema"),
     ("post", "/services/{service}/secrets/{key}/reveal"),
@@ -103,6 +105,10 @@ pub fn router(
         .route(
             &api("/services/{service}/instances/{instance_id}"),
             delete(instances::forget),
+        )
+        .route(
+            &api("/services/{service}/import-env"),
+            post(env_import::import_env),
         )
         .route(
             &api("/services/{service}/schema"),

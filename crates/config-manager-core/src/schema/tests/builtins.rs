@@ -21,7 +21,7 @@ fn builtins_compile_with_all_fields() {
         ]
     );
     let counts: Vec<usize> = registry.iter().map(|s| s.view().fields().len()).collect();
-    assert_eq!(counts, [5, 7, 12, 9, 20, 6]);
+    assert_eq!(counts, [28, 12, 32, 65, 23, 17]);
     for schema in registry.iter() {
         assert_eq!(schema.document()["additionalProperties"], json!(false));
         assert!(!schema.view().description().is_empty());
@@ -124,4 +124,115 @@ fn compile_from_value_orders_fields_by_map_and_from_text_by_document() {
     let from_value = ServiceSchema::compile(svc("camera"), doc).unwrap();
     assert_eq!(from_value.view().fields().len(), 2);
     assert_eq!(from_value.view().title(), "camera");
+}
+
+/// Every shipped field names the variables its service reads; no variable is
+/// claimed by two fields of one service (import-env could not map it back),
+/// and no `x-env` names a variable a TARS service reads: one `.env` reaches
+/// the manager's container too, so such an override would freeze the field.
+#[test]
+fn builtins_name_the_service_variables() {
+    let registry = SchemaRegistry::builtin().unwrap();
+    let mut service_vars = std::collections::BTreeSet::new();
+    for schema in registry.iter() {
+        let mut own = std::collections::BTreeMap::new();
+        for field in schema.view().fields() {
+            assert!(
+                !field.service_env.is_empty(),
+                "{}.{} has no x-service-env",
+                schema.name(),
+                field.key
+            );
+            for var in &field.service_env {
+                assert!(valid_service_env_var(var));
+                if let Some(other) = own.insert(var.clone(), field.key.clone()) {
+                    panic!(
+                        "{}: {var} claimed by {other} and {}",
+                        schema.name(),
+                        field.key
+                    );
+                }
+                service_vars.insert(var.clone());
+            }
+        }
+    }
+    for schema in registry.iter() {
+        for field in schema.view().fields() {
+            if let Some(var) = &field.env_var {
+                assert!(
+                    !service_vars.contains(var),
+                    "{}.{}: x-env {var} is read by a TARS service",
+                    schema.name(),
+                    field.key
+                );
+            }
+        }
+    }
+    let unused: Vec<String> = registry
+        .iter()
+        .flat_map(|s| {
+            let name = s.name().to_string();
+            s.view()
+                .fields()
+                .iter()
+                .filter(|f| f.unused)
+                .map(|f| format!("{name}.{}", f.key))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        unused,
+        [
+            "llm-worker.llm_timeout_sec",
+            "router.router_stream_boundary_regex",
+            "stt-worker.vad_threshold",
+            "stt-worker.vad_speech_pad_ms",
+            "tts-worker.volume_percent",
+            "tts-worker.tts_aggregate_by_utt",
+            "tts-worker.tts_aggregate_timeout_sec",
+        ]
+    );
+}
+
+/// Model field names are kept (nothing renamed), the variable the service
+/// reads is recorded, and defaults are the service's own.
+#[test]
+fn builtins_follow_the_services() {
+    let llm = builtin("llm-worker").view();
+    let model = llm.field("openai_model").unwrap();
+    assert_eq!(model.service_env, ["LLM_MODEL"]);
+    assert_eq!(llm.field("rag_enabled").unwrap().default, json!(false));
+    let gemini = llm.field("gemini_api_key").unwrap();
+    assert!(gemini.is_secret && gemini.nullable && gemini.default.is_null());
+    assert_eq!(
+        llm.field("openai_responses_models").unwrap().r#type,
+        "array"
+    );
+
+    let router = builtin("router").view();
+    assert_eq!(
+        router.field("router_stream_min_chars").unwrap().service_env,
+        ["ROUTER_STREAM_MIN_CHARS", "STREAM_MIN_CHARS"]
+    );
+    assert_eq!(
+        router.field("router_tts_voice").unwrap().service_env,
+        ["ROUTER_TTS_VOICE", "PIPER_VOICE"]
+    );
+
+    let stt = builtin("stt-worker").view();
+    let partials = stt.field("streaming_partials").unwrap();
+    assert_eq!(
+        (partials.r#type.as_str(), &partials.default),
+        ("integer", &json!(1))
+    );
+    assert_eq!(
+        stt.field("vad_silence_duration_ms").unwrap().service_env,
+        ["SILENCE_THRESHOLD_MS"]
+    );
+    assert_eq!(stt.field("whisper_model").unwrap().default, json!("small"));
+    // The library's own trust settings are not service settings.
+    assert!(stt.fields().iter().all(|f| !f
+        .service_env
+        .iter()
+        .any(|v| v.starts_with("CONFIG_") || v.starts_with("LKG_"))));
 }

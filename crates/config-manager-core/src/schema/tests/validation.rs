@@ -100,7 +100,7 @@ fn every_error_is_reported() {
             "volume_percent": 201,
             "tts_concurrency": "two",
             "tts_provider": "x",
-            "tts_streaming": 1,
+            "tts_streaming": true,
             "unknown_one": 1,
             "unknown_two": 2
         }),
@@ -155,8 +155,8 @@ fn with_defaults_keeps_given_values() {
     let filled = tts.view().with_defaults(&config);
     assert_eq!(filled["volume_percent"], json!(42));
     assert_eq!(filled["extra"], json!(true));
-    assert_eq!(filled["piper_voice"], json!("en_US-lessac-medium"));
-    assert_eq!(filled.len(), 21);
+    assert_eq!(filled["piper_voice"], json!("/voices/TARS.onnx"));
+    assert_eq!(filled.len(), 24);
 }
 
 #[test]
@@ -217,13 +217,81 @@ fn compile_rejects_broken_schemas() {
             json!({"type": "object", "properties": {"a": {"type": "string", "x-secret": "yes"}}}),
             "`x-secret` must be true or false",
         ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-service-env": "A"}}}),
+            "`x-service-env` must be an array",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-service-env": []}}}),
+            "must list 1 to 8 variable names (got 0)",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer",
+                "x-service-env": ["A1", "A2", "A3", "A4", "A5", "A6", "A7", "A8", "A9"]}}}),
+            "must list 1 to 8 variable names (got 9)",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-service-env": ["OK", "9LIVES"]}}}),
+            "`x-service-env` entry 1 is not a variable name",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-service-env": ["A-B"]}}}),
+            "entry 0 is not a variable name",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-service-env": [7]}}}),
+            "entry 0 is not a variable name",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-service-env": ["A", "A"]}}}),
+            "entry 1 repeats an earlier name",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer",
+                "x-service-env": ["V".repeat(129)]}}}),
+            "entry 0 is not a variable name",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-unused": "yes"}}}),
+            "`x-unused` must be true or false",
+        ),
     ];
     for (doc, want) in cases {
         let got = compile_err(doc.clone());
         assert!(got.contains(want), "{doc}: {got}");
     }
+    // A hostile x-service-env entry is never echoed.
+    let got = compile_err(
+        json!({"type": "object", "properties": {"a": {"type": "integer",
+        "x-service-env": ["$(rm -rf /)"]}}}),
+    );
+    assert!(!got.contains("rm -rf"), "{got}");
     // The key is shown, but shortened.
     let long = "k".repeat(200);
     let got = compile_err(json!({"type": "object", "properties": { long: {"type": "integer"} }}));
     assert!(got.len() < 300, "{got}");
+}
+
+#[test]
+fn service_env_and_unused_are_read() {
+    let schema = ServiceSchema::compile(
+        svc("camera"),
+        json!({"type": "object", "properties": {
+            "fps": {"type": "integer", "default": 5, "x-service-env": ["CAM_FPS", "fps_legacy", "_X"]},
+            "old": {"type": "number", "default": 1.0, "x-unused": true},
+            "plain": {"type": "string", "default": ""}
+        }}),
+    )
+    .unwrap();
+    let view = schema.view();
+    let fps = view.field("fps").unwrap();
+    assert_eq!(fps.service_env, ["CAM_FPS", "fps_legacy", "_X"]);
+    assert_eq!(fps.service_env_names(), ["CAM_FPS", "fps_legacy", "_X"]);
+    assert!(!fps.unused);
+    let old = view.field("old").unwrap();
+    assert!(old.unused);
+    assert_eq!(old.service_env_names(), ["OLD"]);
+    let json = serde_json::to_value(view.field("plain").unwrap()).unwrap();
+    assert_eq!(json["service_env"], json!([]));
+    assert_eq!(json["unused"], json!(false));
 }

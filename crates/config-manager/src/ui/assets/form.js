@@ -23,7 +23,7 @@ function freeField(key, value) {
   return {
     key, type: 'json', complexity: 'simple', description: 'Not described by a schema (JSON value).',
     help_text: '', examples: [], is_secret: false, default: null, nullable: true,
-    title: key, enum_values: null, env_var: null,
+    title: key, enum_values: null, env_var: null, service_env: [], unused: false,
   };
 }
 
@@ -227,6 +227,17 @@ export function serviceForm(data, ctx) {
         c.set = (v) => { input.value = v === null ? '' : JSON.stringify(v, null, 2); };
         break;
       default: // string, path
+        // Multi-line text (a prompt template) needs a textarea: an <input>
+        // drops the line breaks, and the form would read as changed.
+        if ([original, f.default].some((v) => typeof v === 'string' && v.includes('\n'))) {
+          input = h('textarea', {
+            id, rows: 4, spellcheck: 'false', readOnly: !canEdit, 'aria-describedby': describedBy,
+          });
+          input.value = original === null ? '' : String(original);
+          c.read = () => ({ value: input.value === '' && f.nullable ? null : input.value });
+          c.set = (v) => { input.value = v === null ? '' : String(v); };
+          break;
+        }
         input = h('input', {
           id, type: 'text', value: original === null ? '' : String(original), spellcheck: 'false',
           class: f.type === 'path' ? 'mono' : '', readOnly: !canEdit, 'aria-describedby': describedBy,
@@ -245,6 +256,7 @@ export function serviceForm(data, ctx) {
     if (f.help_text && f.help_text !== f.description) helpBits.push(h('p', {}, f.help_text));
     if (f.examples && f.examples.length) helpBits.push(h('p', {}, 'Examples: ', f.examples.map((e) => showValue(e)).join(', ')));
     if (f.env_var) helpBits.push(h('p', {}, 'Environment override: ', h('code', {}, f.env_var)));
+    if (f.service_env && f.service_env.length) helpBits.push(h('p', {}, 'The service reads: ', h('code', {}, f.service_env.join(', '))));
     if (f.type === 'path') helpBits.push(h('p', {}, 'A file system path on the machine that runs the service.'));
     helpBits.push(h('p', {}, 'Key: ', h('code', {}, f.key), ` · type ${f.type}`));
     const help = h('div', { class: 'help-pop', id: helpId, role: 'note', hidden: true }, helpBits);
@@ -270,6 +282,10 @@ export function serviceForm(data, ctx) {
       source === 'database' ? null
         : h('span', { class: `badge source-${source}`, title: SOURCE_HELP[source] || '' }, fromEnv ? 'env · read-only' : source),
       f.complexity === 'advanced' ? h('span', { class: 'badge badge-adv' }, 'advanced') : null,
+      f.unused ? h('span', {
+        class: 'badge badge-unused',
+        title: 'Kept for compatibility: no code of the service reads this setting, so changing it has no effect.',
+      }, 'not read by the service') : null,
       h('code', { class: 'key' }, f.key)),
     h('div', { class: 'field-input' },
       input, extra,
