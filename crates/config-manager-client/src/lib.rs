@@ -46,6 +46,7 @@
 //! masked, as an older publisher did) keep the value loaded over REST.
 
 mod client;
+pub mod copy;
 pub mod counters;
 pub mod mqtt_url;
 pub mod pipeline;
@@ -55,14 +56,14 @@ mod startup;
 mod mqtt;
 pub mod report;
 
-pub use client::{Client, ClientBuilder, Snapshot};
+pub use client::{Client, ClientBuilder, RunnerReport, Snapshot};
 pub use config_manager_core::applied::{AppliedReport, AppliedStatus, InstanceId};
 pub use config_manager_core::envelope::freshness::{AppliedState, FreshnessPolicy};
 pub use counters::CounterSnapshot;
 pub use mqtt::tls_config;
 pub use mqtt_url::MqttEndpoint;
 pub use pipeline::{Outcome, RejectReason};
-pub use settings::{ApiToken, ClientSettings, LkgSource, SettingsError};
+pub use settings::{ApiToken, ClientSettings, SettingsError, IGNORED_VARIABLES};
 pub use startup::ConfigSource;
 
 use thiserror::Error;
