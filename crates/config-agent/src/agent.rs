@@ -4,7 +4,7 @@
 //! signals, reaps every child (PID 1 duty), and reports what runs.
 //!
 //! Children are spawned with `std::process::Command` in a process group of
-//! their own and reaped with `waitpid(-1, WNOHANG)` on every SIGCHLD (and a
+//! their own and reaped with `waitpid(-1, WNOHANG)` (rustix `wait`; its `waitpid(None)` is pid 0, the own group only) on every SIGCHLD (and a
 //! 1 s tick, since signals coalesce), so orphans re-parented to the agent
 //! when it is PID 1 are reaped too. Signals go to the program's process
 //! group, so a shell wrapper's children get them as well.
@@ -158,7 +158,7 @@ impl Agent {
     /// Reaps every exited child; the program's status if it was among them.
     fn reap(&mut self) -> Option<WaitStatus> {
         let mut found = None;
-        while let Ok(Some((pid, status))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
+        while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
             if self.child.as_ref().is_some_and(|c| c.pid == pid) {
                 found = Some(status);
             }
@@ -355,6 +355,11 @@ impl Agent {
             );
             return;
         }
+        // A version on trial that is still running when the next one
+        // arrives did not crash: it becomes the one to roll back to.
+        if self.child.is_some() {
+            self.trial_passed();
+        }
         let rendered = self.render(&snapshot);
         if rendered.env == self.current && self.child.is_some() {
             // Nothing the program reads changed (e.g. a pinned field).
@@ -491,6 +496,10 @@ mod tests {
             std::env::var_os("PATH").as_deref()
         ));
         assert!(!command_exists("/nonexistent/x".as_ref(), None));
-        assert!(!command_exists("/etc/hostname".as_ref(), None));
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "x").unwrap();
+        assert!(!command_exists(plain.as_os_str(), None));
+        assert!(!command_exists(dir.path().as_os_str(), None));
     }
 }
