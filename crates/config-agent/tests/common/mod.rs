@@ -64,8 +64,12 @@ pub fn free_port() -> u16 {
 }
 
 /// The config-manager binary of this workspace's target directory
-/// (`cargo test --workspace` builds it; built here when missing).
+/// (`cargo test --workspace` builds it; built here when missing), or
+/// `$CONFIG_MANAGER_BIN`.
 fn manager_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("CONFIG_MANAGER_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test> → target/<profile>/config-manager
     let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
