@@ -84,7 +84,7 @@ pub struct ClientBuilder<T> {
 }
 
 impl<T: DeserializeOwned + Send + Sync + 'static> ClientBuilder<T> {
-    /// The config to run on when neither REST nor the LKG file is available.
+    /// The config to run on when neither REST nor the on-disk copy is available.
     pub fn defaults(mut self, defaults: T) -> Self {
         self.defaults = Some(defaults);
         self

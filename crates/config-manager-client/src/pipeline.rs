@@ -115,11 +115,11 @@ pub struct PipelineConfig<T> {
     pub trusted: TrustedKeys,
     pub policy: FreshnessPolicy,
     pub max_payload: usize,
-    /// The start-up config (REST, LKG or defaults).
+    /// The start-up config (REST, on-disk copy or defaults).
     pub initial: Arc<T>,
     /// Its JSON form (empty for built-in defaults).
     pub initial_raw: Map<String, Value>,
-    /// Its version and epoch, if it came from REST or the LKG file.
+    /// Its version and epoch, if it came from REST or the on-disk copy.
     pub applied: Option<AppliedState>,
     pub counters: Arc<Counters>,
 }

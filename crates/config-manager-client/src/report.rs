@@ -40,7 +40,7 @@ pub struct Reporter {
 
 impl Reporter {
     /// A reporter for the start-up config: `applied` when it is versioned
-    /// (REST or the LKG file), nothing yet on defaults.
+    /// (REST or the on-disk copy), nothing yet on defaults.
     pub fn new(
         service: ServiceName,
         instance: InstanceId,
