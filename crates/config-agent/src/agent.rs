@@ -256,6 +256,13 @@ impl Agent {
                     self.start_or_backoff(&env);
                 }
             }
+            // Asked to stop while the program was not running (backoff):
+            // nothing to wait for.
+            if self.stopping && self.child.is_none() {
+                tracing::info!("stopping while the program is not running");
+                self.client.shutdown().await;
+                return Ok(Exit::Program(128 + Signal::TERM.as_raw()));
+            }
             if let Some(status) = self.reap() {
                 if let Some(exit) = self.on_exit(status) {
                     // `offline` report, clean disconnect.
