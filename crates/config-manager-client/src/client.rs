@@ -1,6 +1,7 @@
 //! The handle a service holds: start-up, the current config, change
 //! notifications, counters and shutdown.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -9,11 +10,11 @@ use config_manager_core::applied::{applied_topic, AppliedReport};
 use config_manager_core::envelope::config_topic;
 use config_manager_core::envelope::freshness::AppliedState;
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::counters::{CounterSnapshot, Counters};
-use crate::mqtt::{self, MqttTask, Reporting};
+use crate::mqtt::{self, CopyKeeper, MqttTask, Reporting};
 use crate::pipeline::{Callback, PipelineConfig, UpdatePipeline};
 use crate::report::Reporter;
 use crate::settings::ClientSettings;
@@ -47,15 +48,43 @@ impl<T> fmt::Debug for Snapshot<T> {
     }
 }
 
+/// What a runner on top of the library (config-agent) says about the
+/// program it runs, for the applied-state reports and the on-disk copy
+/// ([`ClientBuilder::runner_reports`], [`Client::runner_report`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunnerReport {
+    /// The program started on this version: report `applied`.
+    Started(AppliedState),
+    /// The program has run this version long enough (the agent's crash
+    /// window): the on-disk copy may hold it.
+    Stable(AppliedState),
+    /// The version of the last `Started` was given up (`label`, e.g.
+    /// `crashed`): report `rejected` naming it, back to what ran before.
+    RolledBack {
+        label: String,
+        rejected_version: u64,
+    },
+    /// The program refused a version (`fields`: names of the fields at
+    /// fault, never values).
+    Rejected {
+        label: String,
+        rejected_version: Option<u64>,
+        fields: Vec<String>,
+    },
+}
+
 /// Configures and starts a [`Client`].
 pub struct ClientBuilder<T> {
     settings: ClientSettings,
     defaults: Option<T>,
     callback: Option<Arc<Callback<T>>>,
+    client_name: Option<String>,
+    pinned: BTreeMap<String, String>,
+    runner: bool,
 }
 
 impl<T: DeserializeOwned + Send + Sync + 'static> ClientBuilder<T> {
-    /// The config to run on when neither REST nor the LKG file is available.
+    /// The config to run on when neither REST nor the on-disk copy is available.
     pub fn defaults(mut self, defaults: T) -> Self {
         self.defaults = Some(defaults);
         self
@@ -77,6 +106,33 @@ impl<T: DeserializeOwned + Send + Sync + 'static> ClientBuilder<T> {
         self
     }
 
+    /// `client.name` of the applied-state reports (default
+    /// `config-manager-client`); a short token, e.g. `config-agent`.
+    pub fn client_name(mut self, name: &str) -> Self {
+        self.client_name = Some(name.to_owned());
+        self
+    }
+
+    /// Fields whose value the instance's environment holds (field key →
+    /// variable), reported as `pinned` (at most 64 entries kept).
+    pub fn pinned(mut self, pinned: BTreeMap<String, String>) -> Self {
+        self.pinned = pinned
+            .into_iter()
+            .take(config_manager_core::applied::MAX_REPORT_FIELDS)
+            .collect();
+        self
+    }
+
+    /// A runner (config-agent) reports what its program runs through
+    /// [`Client::runner_report`]: nothing is published before its first
+    /// report, an applied update is reported only once the runner says
+    /// `Started`, and the on-disk copy only takes a version the runner
+    /// called `Stable` (or the start-up one).
+    pub fn runner_reports(mut self) -> Self {
+        self.runner = true;
+        self
+    }
+
     /// Loads the start-up config and, if MQTT is configured, starts listening
     /// for updates on a background task. Needs a Tokio runtime.
     pub async fn start(self) -> Result<Client<T>, ClientError> {
@@ -84,14 +140,30 @@ impl<T: DeserializeOwned + Send + Sync + 'static> ClientBuilder<T> {
         if settings.trusted_keys.is_empty() {
             return Err(ClientError::NoTrustedKeys);
         }
+        if !settings.ignored_variables.is_empty() {
+            tracing::warn!(
+                ignored = settings.ignored_variables.join(","),
+                "these variables belong to the config-manager and are ignored by clients: a client keeps its own verified copy (CONFIG_CACHE_DIR / CONFIG_CACHE_PATH)"
+            );
+        }
         let initial = load_initial(&settings, self.defaults).await?;
         let counters = Arc::new(Counters::default());
-        let reporter = Reporter::new(
+        let mut reporter = Reporter::new(
             settings.service.clone(),
             settings.effective_instance_id(),
             initial.applied.as_ref(),
             time::OffsetDateTime::now_utc(),
         );
+        if let Some(name) = &self.client_name {
+            reporter.set_client_name(name);
+        }
+        reporter.set_pinned(self.pinned);
+        let (runner_tx, runner_rx) = if self.runner {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
         let (reports, reports_rx) = watch::channel(reporter.current().cloned());
         let (snapshots, rx) = watch::channel(Snapshot {
             config: Arc::clone(&initial.config),
@@ -122,6 +194,12 @@ impl<T: DeserializeOwned + Send + Sync + 'static> ClientBuilder<T> {
                 // PUBACK of the update it reports, waits for the broker's
                 // delayed ACK of that PUBACK (Nagle): about 40 ms per report.
                 eventloop.network_options.set_tcp_nodelay(true);
+                let copy = settings.cache_path.clone().map(|path| {
+                    let written = (initial.source == ConfigSource::OnDiskCopy)
+                        .then(|| initial.applied.clone())
+                        .flatten();
+                    CopyKeeper::spawn(path, initial.applied.clone(), written)
+                });
                 let pipeline = UpdatePipeline::new(PipelineConfig {
                     service: settings.service.clone(),
                     trusted: settings.trusted_keys.clone(),
@@ -149,13 +227,19 @@ impl<T: DeserializeOwned + Send + Sync + 'static> ClientBuilder<T> {
                         last: reports,
                         counters: Arc::clone(&counters),
                         failure_logged: false,
+                        hold: self.runner,
+                        before_started: None,
                     },
+                    copy,
+                    runner: runner_rx,
                 };
                 Some(tokio::spawn(task.run()))
             }
         };
+        let runner = if task.is_some() { runner_tx } else { None };
         Ok(Client {
             rx,
+            runner,
             reports: reports_rx,
             counters,
             connected,
@@ -169,6 +253,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> ClientBuilder<T> {
 /// also waits for it.
 pub struct Client<T> {
     rx: watch::Receiver<Snapshot<T>>,
+    runner: Option<mpsc::UnboundedSender<RunnerReport>>,
     reports: watch::Receiver<Option<AppliedReport>>,
     counters: Arc<Counters>,
     connected: Arc<AtomicBool>,
@@ -192,6 +277,9 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Client<T> {
             settings,
             defaults: None,
             callback: None,
+            client_name: None,
+            pinned: BTreeMap::new(),
+            runner: false,
         }
     }
 }
@@ -225,6 +313,15 @@ impl<T> Client<T> {
     /// MQTT nothing changes after start-up and the channel is closed.
     pub fn subscribe_reports(&self) -> watch::Receiver<Option<AppliedReport>> {
         self.reports.clone()
+    }
+
+    /// Hands a runner's report to the MQTT task (with
+    /// [`ClientBuilder::runner_reports`]; without MQTT nothing is published
+    /// and this does nothing).
+    pub fn runner_report(&self, report: RunnerReport) {
+        if let Some(tx) = &self.runner {
+            let _ = tx.send(report);
+        }
     }
 
     /// Applied / ignored / rejected-by-reason counts so far.

@@ -3,8 +3,9 @@
 //!
 //! At start-up the client loads the service's config over REST
 //! (`GET /api/config/services/<service>` with `X-API-Token`), or, when the
-//! manager is unreachable, from its HMAC-verified last-known-good cache file,
-//! or else from defaults the service supplies. It then subscribes to
+//! manager is unreachable, from its own copy of the last signed envelope it
+//! verified (`CONFIG_CACHE_DIR`/`CONFIG_CACHE_PATH`, re-verified with the
+//! public key; [`copy`]), or else from defaults the service supplies. It then subscribes to
 //! `system/config/<service>` and applies an update only if it passes every check
 //! of `contracts/README.md`: size and shape, service name, trusted Ed25519 key,
 //! checksum, signature, and the freshness/replay rule of `contracts/freshness.md`
@@ -46,6 +47,7 @@
 //! masked, as an older publisher did) keep the value loaded over REST.
 
 mod client;
+pub mod copy;
 pub mod counters;
 pub mod mqtt_url;
 pub mod pipeline;
@@ -55,14 +57,14 @@ mod startup;
 mod mqtt;
 pub mod report;
 
-pub use client::{Client, ClientBuilder, Snapshot};
+pub use client::{Client, ClientBuilder, RunnerReport, Snapshot};
 pub use config_manager_core::applied::{AppliedReport, AppliedStatus, InstanceId};
 pub use config_manager_core::envelope::freshness::{AppliedState, FreshnessPolicy};
 pub use counters::CounterSnapshot;
 pub use mqtt::tls_config;
 pub use mqtt_url::MqttEndpoint;
 pub use pipeline::{Outcome, RejectReason};
-pub use settings::{ApiToken, ClientSettings, LkgSource, SettingsError};
+pub use settings::{ApiToken, ClientSettings, SettingsError, IGNORED_VARIABLES};
 pub use startup::ConfigSource;
 
 use thiserror::Error;
@@ -70,7 +72,7 @@ use thiserror::Error;
 /// Why the client could not start.
 #[derive(Debug, Error)]
 pub enum ClientError {
-    /// Neither REST, nor the LKG file, nor defaults gave a config.
+    /// Neither REST, nor the on-disk copy, nor defaults gave a config.
     #[error("no configuration available at start-up: {0}")]
     NoInitialConfig(String),
     #[error("no trusted public key configured; every update would be rejected")]

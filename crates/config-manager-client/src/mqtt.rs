@@ -13,11 +13,14 @@
 //! `offline` itself on a clean stop before it disconnects. A report that cannot
 //! be queued is counted and retried; it never holds up config delivery.
 
+use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use config_manager_core::applied::AppliedReport;
+use config_manager_core::envelope::freshness::AppliedState;
 use rand::RngCore as _;
 use rumqttc::{
     AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration,
@@ -25,12 +28,13 @@ use rumqttc::{
 };
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
+use crate::client::RunnerReport;
 use crate::counters::Counters;
 use crate::mqtt_url::MqttEndpoint;
 use crate::pipeline::{Callback, Outcome, UpdatePipeline};
-use crate::report::Reporter;
+use crate::report::{Reporter, Running};
 use crate::startup::ConfigSource;
 use crate::{ClientError, Snapshot};
 
@@ -133,12 +137,21 @@ pub(crate) struct Reporting {
     pub pending: bool,
     /// A failure was already logged for the pending report.
     pub failure_logged: bool,
+    /// A runner on top of the library (config-agent) reports what its
+    /// program runs: nothing is published before its first
+    /// [`RunnerReport`], and applied updates are not reported by the task.
+    pub hold: bool,
+    /// With a runner: what ran before the last `Started` (for a rollback).
+    pub before_started: Option<Option<Running>>,
 }
 
 impl Reporting {
     /// Queues the current report if one is pending; counts a full queue and
     /// leaves it pending for the next turn of the loop.
     fn flush(&mut self, client: &AsyncClient) {
+        if self.hold {
+            return;
+        }
         if !self.pending || !self.publish {
             self.pending = false;
             return;
@@ -172,6 +185,99 @@ impl Reporting {
     }
 }
 
+/// Which envelope the on-disk copy may hold and the ones seen lately.
+pub(crate) struct CopyKeeper {
+    /// The last few verified payloads (applied or re-issued), newest last.
+    recent: VecDeque<(AppliedState, Arc<[u8]>)>,
+    /// The state the copy should hold: what was applied (without a runner),
+    /// or what the runner said is stable.
+    may_hold: Option<AppliedState>,
+    /// What the copy holds now (exactly).
+    written: Option<AppliedState>,
+    writer: watch::Sender<Option<Arc<[u8]>>>,
+}
+
+const RECENT_ENVELOPES: usize = 4;
+
+/// Same epoch and version, and the same checksum when both know it (a REST
+/// load has none to compare).
+fn same_version(a: &AppliedState, b: &AppliedState) -> bool {
+    a.epoch == b.epoch
+        && a.version == b.version
+        && (a.checksum.is_none() || b.checksum.is_none() || a.checksum == b.checksum)
+}
+
+impl CopyKeeper {
+    /// A keeper writing to `path` on a task of its own (blocking I/O off the
+    /// MQTT loop; writes coalesce to the newest).
+    pub(crate) fn spawn(
+        path: PathBuf,
+        may_hold: Option<AppliedState>,
+        written: Option<AppliedState>,
+    ) -> Self {
+        let (writer, mut rx) = watch::channel::<Option<Arc<[u8]>>>(None);
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let Some(payload) = rx.borrow_and_update().clone() else {
+                    continue;
+                };
+                let target = path.clone();
+                match tokio::task::spawn_blocking(move || crate::copy::write(&target, &payload))
+                    .await
+                {
+                    Ok(Ok(())) => {
+                        tracing::debug!(path = %path.display(), "wrote the on-disk copy")
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "could not write the on-disk copy")
+                    }
+                    Err(error) => tracing::warn!(%error, "could not write the on-disk copy"),
+                }
+            }
+        });
+        Self {
+            recent: VecDeque::new(),
+            may_hold,
+            written,
+            writer,
+        }
+    }
+
+    /// A payload passed verification.
+    fn seen(&mut self, state: AppliedState, payload: Arc<[u8]>) {
+        if self.recent.len() == RECENT_ENVELOPES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((state, payload));
+        self.persist();
+    }
+
+    /// The copy may hold `state` from now on.
+    pub(crate) fn allow(&mut self, state: AppliedState) {
+        self.may_hold = Some(state);
+        self.persist();
+    }
+
+    fn persist(&mut self) {
+        let Some(want) = &self.may_hold else {
+            return;
+        };
+        let Some((state, payload)) = self
+            .recent
+            .iter()
+            .rev()
+            .find(|(s, _)| same_version(s, want))
+        else {
+            return;
+        };
+        if self.written.as_ref() == Some(state) {
+            return;
+        }
+        self.written = Some(state.clone());
+        self.writer.send_replace(Some(Arc::clone(payload)));
+    }
+}
+
 /// Everything the loop needs; the loop owns it.
 pub(crate) struct MqttTask<T> {
     pub client: AsyncClient,
@@ -183,6 +289,25 @@ pub(crate) struct MqttTask<T> {
     pub connected: Arc<AtomicBool>,
     pub shutdown: watch::Receiver<bool>,
     pub reporting: Reporting,
+    pub copy: Option<CopyKeeper>,
+    /// What a runner reports (config-agent); `None` without one.
+    pub runner: Option<mpsc::UnboundedReceiver<RunnerReport>>,
+}
+
+/// The next runner report, or never when there is no runner (or it left).
+async fn next_runner_report(
+    runner: &mut Option<mpsc::UnboundedReceiver<RunnerReport>>,
+) -> RunnerReport {
+    match runner {
+        Some(rx) => match rx.recv().await {
+            Some(report) => report,
+            None => {
+                *runner = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
 }
 
 impl<T: DeserializeOwned + Send + Sync + 'static> MqttTask<T> {
@@ -203,6 +328,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> MqttTask<T> {
                         return;
                     }
                 }
+                report = next_runner_report(&mut self.runner) => self.on_runner_report(report),
                 event = self.eventloop.poll() => match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         backoff = MIN_BACKOFF;
@@ -250,9 +376,61 @@ impl<T: DeserializeOwned + Send + Sync + 'static> MqttTask<T> {
         }
     }
 
+    /// What the runner says about its program.
+    fn on_runner_report(&mut self, report: RunnerReport) {
+        let now = OffsetDateTime::now_utc();
+        self.reporting.hold = false;
+        let reporting = &mut self.reporting;
+        let r = &mut reporting.reporter;
+        let changed = match report {
+            RunnerReport::Started(state) => {
+                reporting.before_started = Some(r.running().cloned());
+                Some(r.applied(&state, now))
+            }
+            RunnerReport::Stable(state) => {
+                if let Some(copy) = &mut self.copy {
+                    copy.allow(state);
+                }
+                None
+            }
+            RunnerReport::RolledBack {
+                label,
+                rejected_version,
+            } => {
+                let back_to = reporting
+                    .before_started
+                    .take()
+                    .unwrap_or_else(|| r.running().cloned());
+                Some(r.rolled_back(back_to, &label, Some(rejected_version)))
+            }
+            RunnerReport::Rejected {
+                label,
+                rejected_version,
+                fields,
+            } => r.rejected_fields(&label, rejected_version, &fields),
+        };
+        if changed.is_some() && self.reporting.publish {
+            let will = last_will(&self.reporting.topic, &self.reporting.reporter.offline());
+            self.eventloop.mqtt_options.set_last_will(will);
+        }
+        self.reporting.changed(changed);
+        // Published now if connected (the loop flushes before each wait).
+        if self.reporting.pending {
+            self.reporting.pending = self.reporting.reporter.current().is_some();
+        }
+    }
+
     fn on_payload(&mut self, payload: &[u8]) {
         let now = OffsetDateTime::now_utc();
         let outcome = self.pipeline.handle(payload, now, self.callback.as_deref());
+        let verified = self.pipeline.take_last_verified();
+        let runner = self.runner.is_some();
+        if let (Some(copy), Some((state, bytes))) = (&mut self.copy, verified) {
+            if !runner && matches!(outcome, Outcome::Applied { .. }) {
+                copy.may_hold = Some(state.clone());
+            }
+            copy.seen(state, bytes);
+        }
         match outcome {
             Outcome::Applied { .. } => {
                 self.snapshots.send_replace(Snapshot {
@@ -260,6 +438,10 @@ impl<T: DeserializeOwned + Send + Sync + 'static> MqttTask<T> {
                     applied: self.pipeline.applied().cloned(),
                     source: ConfigSource::Mqtt,
                 });
+                // A runner reports its program's version itself.
+                if runner {
+                    return;
+                }
                 if let Some(state) = self.pipeline.applied() {
                     let report = self.reporting.reporter.applied(state, now);
                     if self.reporting.publish {

@@ -93,6 +93,10 @@ pub struct UpdatePipeline<T> {
     /// Version named by the last payload, when it parsed and was for this
     /// service (the `rejected_version` of an applied-state report).
     last_version: Option<u64>,
+    /// The last payload that passed verification and freshness (applied, or
+    /// ignored as a re-issue of what runs), with its state: what the
+    /// on-disk copy may hold.
+    last_verified: Option<(AppliedState, Arc<[u8]>)>,
 }
 
 impl<T> fmt::Debug for UpdatePipeline<T> {
@@ -111,11 +115,11 @@ pub struct PipelineConfig<T> {
     pub trusted: TrustedKeys,
     pub policy: FreshnessPolicy,
     pub max_payload: usize,
-    /// The start-up config (REST, LKG or defaults).
+    /// The start-up config (REST, on-disk copy or defaults).
     pub initial: Arc<T>,
     /// Its JSON form (empty for built-in defaults).
     pub initial_raw: Map<String, Value>,
-    /// Its version and epoch, if it came from REST or the LKG file.
+    /// Its version and epoch, if it came from REST or the on-disk copy.
     pub applied: Option<AppliedState>,
     pub counters: Arc<Counters>,
 }
@@ -132,6 +136,7 @@ impl<T: DeserializeOwned> UpdatePipeline<T> {
             raw: config.initial_raw,
             counters: config.counters,
             last_version: None,
+            last_verified: None,
         }
     }
 
@@ -150,6 +155,13 @@ impl<T: DeserializeOwned> UpdatePipeline<T> {
     /// gives as `rejected_version`.
     pub fn last_version(&self) -> Option<u64> {
         self.last_version
+    }
+
+    /// The last verified payload (signature and freshness passed; applied or
+    /// ignored as a re-issue) and its state, taken: the on-disk copy is
+    /// written from it.
+    pub fn take_last_verified(&mut self) -> Option<(AppliedState, Arc<[u8]>)> {
+        self.last_verified.take()
     }
 
     /// Runs one received payload through every check, calls `on_change` for a
@@ -192,6 +204,7 @@ impl<T: DeserializeOwned> UpdatePipeline<T> {
     ) -> Outcome {
         let reject = Outcome::Rejected;
         self.last_version = None;
+        self.last_verified = None;
         let envelope = match Envelope::parse(payload, self.max_payload) {
             Ok(e) => e,
             Err(e) => return reject(RejectReason::Parse(e)),
@@ -208,7 +221,10 @@ impl<T: DeserializeOwned> UpdatePipeline<T> {
         }
         match check_freshness(self.applied.as_ref(), &envelope, now, &self.policy) {
             Decision::Apply => {}
-            Decision::Ignore(reason) => return Outcome::Ignored(reason),
+            Decision::Ignore(reason) => {
+                self.last_verified = Some((AppliedState::of(&envelope), Arc::from(payload)));
+                return Outcome::Ignored(reason);
+            }
             Decision::Reject(r) => return reject(RejectReason::Freshness(r)),
         }
         let raw = carry_over_secrets(&envelope.config, &self.raw);
@@ -224,6 +240,7 @@ impl<T: DeserializeOwned> UpdatePipeline<T> {
         self.current = Arc::new(typed);
         self.raw = raw;
         self.applied = Some(AppliedState::of(&envelope));
+        self.last_verified = Some((AppliedState::of(&envelope), Arc::from(payload)));
         Outcome::Applied {
             version: envelope.version,
             epoch: envelope.config_epoch,

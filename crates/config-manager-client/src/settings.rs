@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use config_manager_core::applied::InstanceId;
-use config_manager_core::crypto::mac::MacKey;
 use config_manager_core::crypto::signing::{normalize_pem, TrustedKeys, VerifyingKey};
-use config_manager_core::crypto::KeyId;
 use config_manager_core::domain::ServiceName;
 use config_manager_core::envelope::freshness::FreshnessPolicy;
 use config_manager_core::envelope::DEFAULT_MAX_ENVELOPE_BYTES;
@@ -52,15 +50,17 @@ impl fmt::Debug for ApiToken {
     }
 }
 
-/// Where to find the manager's last-known-good cache and how to verify it.
-#[derive(Debug, Clone)]
-pub struct LkgSource {
-    pub path: PathBuf,
-    pub key: MacKey,
-    /// The key's id; when `None`, the id named in the file is accepted (the
-    /// HMAC still has to verify with `key`).
-    pub key_id: Option<KeyId>,
-}
+/// Variables of the manager (or of TARS' own config library) that a client
+/// does not read any more (decision 3 of issue 24): the client keeps its own
+/// verified copy instead of reading the manager's HMAC-keyed file. One shared
+/// `.env` reaches every container, so they are often present; start-up names
+/// them once in the log.
+pub const IGNORED_VARIABLES: [&str; 4] = [
+    "CONFIG_LKG_CACHE_PATH",
+    "LKG_HMAC_KEY_BASE64",
+    "LKG_HMAC_KEY_ID",
+    "CONFIG_DB_PATH",
+];
 
 /// Everything the client needs. Start from [`ClientSettings::new`] or
 /// [`ClientSettings::from_env`] and adjust fields as needed.
@@ -73,7 +73,13 @@ pub struct ClientSettings {
     pub mqtt: Option<MqttEndpoint>,
     /// Public keys whose signatures are accepted (several during a rollover).
     pub trusted_keys: TrustedKeys,
-    pub lkg: Option<LkgSource>,
+    /// The client's own copy of the last verified signed envelope
+    /// (`CONFIG_CACHE_PATH`, else `CONFIG_CACHE_DIR/<service>.json`, else the
+    /// default directory of [`crate::copy::default_dir`]); `None`: no copy.
+    pub cache_path: Option<PathBuf>,
+    /// Variables of [`IGNORED_VARIABLES`] present in the environment, logged
+    /// once at start-up (names only).
+    pub ignored_variables: Vec<&'static str>,
     pub freshness: FreshnessPolicy,
     /// Larger payloads are rejected unparsed.
     pub max_payload_bytes: usize,
@@ -95,7 +101,7 @@ pub struct ClientSettings {
 }
 
 impl ClientSettings {
-    /// Settings with defaults: no REST, no MQTT, no LKG.
+    /// Settings with defaults: no REST, no MQTT, no on-disk copy.
     pub fn new(service: ServiceName, trusted_keys: TrustedKeys) -> Self {
         Self {
             service,
@@ -103,7 +109,8 @@ impl ClientSettings {
             api_token: None,
             mqtt: None,
             trusted_keys,
-            lkg: None,
+            cache_path: None,
+            ignored_variables: Vec::new(),
             freshness: FreshnessPolicy::default(),
             max_payload_bytes: DEFAULT_MAX_ENVELOPE_BYTES,
             rest_timeout: Duration::from_secs(5),
@@ -132,7 +139,8 @@ impl ClientSettings {
     /// | `CONFIG_API_TOKEN` | token sent as `X-API-Token` |
     /// | `MQTT_URL` | `mqtt://[user:pass@]host:port` or `mqtts://…` |
     /// | `MQTT_CA_FILE` | CA PEM for `mqtts://` (default: system roots) |
-    /// | `CONFIG_LKG_CACHE_PATH`, `LKG_HMAC_KEY_BASE64`, `LKG_HMAC_KEY_ID` | LKG fallback (the id is optional) |
+    /// | `CONFIG_CACHE_DIR` | directory of the verified copies, file `<service>.json` (default `/var/lib/tars-config` when writable, else `$XDG_STATE_HOME/tars-config`, else `~/.local/state/tars-config`) |
+    /// | `CONFIG_CACHE_PATH` | the copy's file for this one service (overrides the directory) |
     /// | `CONFIG_MAX_AGE_SECS`, `CONFIG_MAX_SKEW_SECS` | freshness window (300, 60) |
     /// | `CONFIG_ACCEPT_STALE_INITIAL` | `1` to apply a stale first message |
     /// | `CONFIG_INSTANCE_ID` | this instance's id in applied-state reports (default: host name + service) |
@@ -158,19 +166,15 @@ impl ClientSettings {
             endpoint.ca_file = get("MQTT_CA_FILE").map(PathBuf::from);
             s.mqtt = Some(endpoint);
         }
-        if let Some(path) = get("CONFIG_LKG_CACHE_PATH") {
-            let key =
-                get("LKG_HMAC_KEY_BASE64").ok_or(SettingsError::Missing("LKG_HMAC_KEY_BASE64"))?;
-            let key = MacKey::from_base64(&key).map_err(|e| invalid("LKG_HMAC_KEY_BASE64", e))?;
-            let key_id = get("LKG_HMAC_KEY_ID")
-                .map(|id| KeyId::parse(id.trim()).map_err(|e| invalid("LKG_HMAC_KEY_ID", e)))
-                .transpose()?;
-            s.lkg = Some(LkgSource {
-                path: PathBuf::from(path),
-                key,
-                key_id,
-            });
-        }
+        s.cache_path = Some(match (get("CONFIG_CACHE_PATH"), get("CONFIG_CACHE_DIR")) {
+            (Some(path), _) => PathBuf::from(path.trim()),
+            (None, Some(dir)) => PathBuf::from(dir.trim()).join(format!("{}.json", s.service)),
+            (None, None) => crate::copy::default_dir(&get).join(format!("{}.json", s.service)),
+        });
+        s.ignored_variables = IGNORED_VARIABLES
+            .into_iter()
+            .filter(|name| get(name).is_some())
+            .collect();
         if let Some(v) = get("CONFIG_MAX_AGE_SECS") {
             s.freshness.max_age = Duration::from_secs(
                 v.trim()
@@ -271,6 +275,7 @@ fn pem_blocks(text: &str) -> Vec<&str> {
 mod tests {
     use super::*;
     use config_manager_core::crypto::signing::SigningKey;
+    use config_manager_core::crypto::KeyId;
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
@@ -301,10 +306,9 @@ mod tests {
             ("MQTT_URL", "mqtts://u:p@broker:8883".into()),
             ("MQTT_CA_FILE", "/etc/ca.pem".into()),
             ("CONFIG_LKG_CACHE_PATH", "/var/lib/lkg.json".into()),
-            (
-                "LKG_HMAC_KEY_BASE64",
-                MacKey::generate().to_base64().to_string(),
-            ),
+            ("LKG_HMAC_KEY_BASE64", "c2VjcmV0".into()),
+            ("CONFIG_DB_PATH", "/data/config.db".into()),
+            ("CONFIG_CACHE_DIR", "/srv/copies".into()),
             ("CONFIG_MAX_AGE_SECS", "120".into()),
             ("CONFIG_ACCEPT_STALE_INITIAL", "1".into()),
         ]))
@@ -320,7 +324,18 @@ mod tests {
         );
         assert_eq!(s.freshness.max_age, Duration::from_secs(120));
         assert!(s.freshness.accept_stale_initial);
-        assert!(s.lkg.is_some());
+        assert_eq!(
+            s.cache_path.as_deref(),
+            Some(std::path::Path::new("/srv/copies/tts-worker.json"))
+        );
+        assert_eq!(
+            s.ignored_variables,
+            [
+                "CONFIG_LKG_CACHE_PATH",
+                "LKG_HMAC_KEY_BASE64",
+                "CONFIG_DB_PATH"
+            ]
+        );
         let shown = format!("{s:?}");
         assert!(!shown.contains("tok-123"), "{shown}");
     }
@@ -367,13 +382,29 @@ mod tests {
             err.to_string().starts_with("MQTT_URL is invalid")
                 && !err.to_string().contains("secretpw")
         );
-        let err = ClientSettings::from_lookup(lookup(&[
+        // The manager's LKG variables are no error any more: ignored.
+        let s = ClientSettings::from_lookup(lookup(&[
+            ("SERVICE_NAME", "tts-worker".into()),
+            ("CONFIG_SIGNATURE_PUBLIC_KEY", a.clone()),
+            ("CONFIG_LKG_CACHE_PATH", "/x".into()),
+            ("CONFIG_CACHE_PATH", "/y/copy.json".into()),
+            ("CONFIG_CACHE_DIR", "/z".into()),
+        ]))
+        .unwrap();
+        assert_eq!(s.ignored_variables, ["CONFIG_LKG_CACHE_PATH"]);
+        assert_eq!(
+            s.cache_path.as_deref(),
+            Some(std::path::Path::new("/y/copy.json"))
+        );
+        // Without either: the default directory, named after the service.
+        let s = ClientSettings::from_lookup(lookup(&[
             ("SERVICE_NAME", "tts-worker".into()),
             ("CONFIG_SIGNATURE_PUBLIC_KEY", a),
-            ("CONFIG_LKG_CACHE_PATH", "/x".into()),
+            ("XDG_STATE_HOME", "/state".into()),
         ]))
-        .unwrap_err();
-        assert_eq!(err.to_string(), "LKG_HMAC_KEY_BASE64 is not set");
+        .unwrap();
+        let path = s.cache_path.unwrap();
+        assert!(path.ends_with("tars-config/tts-worker.json"), "{path:?}");
     }
 
     #[test]

@@ -1,19 +1,16 @@
-//! The start-up load: REST first, then the LKG file, then the caller's
-//! defaults. Each source that fails is logged with its reason and the next is
+//! The start-up load: REST first, then the client's own verified copy of the
+//! last signed envelope (`copy.rs`), then the caller's defaults. Each source that fails is logged with its reason and the next is
 //! tried, so a service starts whenever any of them works.
 
 use std::sync::Arc;
 
-use config_manager_core::crypto::mac::MacKeyRing;
-use config_manager_core::crypto::KeyId;
-use config_manager_core::domain::{Epoch, ServiceName};
+use config_manager_core::domain::Epoch;
 use config_manager_core::envelope::freshness::AppliedState;
-use config_manager_core::lkg::LkgCache;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::settings::{ClientSettings, LkgSource};
+use crate::settings::ClientSettings;
 use crate::ClientError;
 
 /// Where the config in force came from.
@@ -21,8 +18,9 @@ use crate::ClientError;
 pub enum ConfigSource {
     /// `GET /api/config/services/<service>` at start-up.
     Rest,
-    /// The manager's last-known-good cache file (HMAC verified).
-    Lkg,
+    /// The client's own copy of the last verified signed envelope
+    /// (signature checked again on load).
+    OnDiskCopy,
     /// The caller's built-in defaults.
     Defaults,
     /// A verified MQTT update.
@@ -67,16 +65,46 @@ pub(crate) async fn load_initial<T: DeserializeOwned>(
             }
         }
     }
-    if let Some(lkg) = &settings.lkg {
-        match read_lkg(service, lkg).and_then(|(raw, state)| typed(raw, state)) {
-            Ok((config, raw, applied)) => {
-                tracing::info!(%service, version = applied.version, path = %lkg.path.display(), "loaded configuration from the last-known-good cache");
-                return Ok(initial(config, raw, Some(applied), ConfigSource::Lkg));
+    if let Some(path) = &settings.cache_path {
+        let read = {
+            let (path, service, trusted, max) = (
+                path.clone(),
+                service.clone(),
+                settings.trusted_keys.clone(),
+                settings.max_payload_bytes,
+            );
+            tokio::task::spawn_blocking(move || crate::copy::read(&path, &service, &trusted, max))
+                .await
+        };
+        match read {
+            Ok(Ok(envelope)) => {
+                let state = AppliedState::of(&envelope);
+                match typed(envelope.config, state) {
+                    Ok((config, raw, applied)) => {
+                        tracing::info!(%service, version = applied.version, path = %path.display(), "loaded configuration from the verified on-disk copy");
+                        return Ok(initial(
+                            config,
+                            raw,
+                            Some(applied),
+                            ConfigSource::OnDiskCopy,
+                        ));
+                    }
+                    Err(reason) => {
+                        tracing::warn!(%service, %reason, "could not use the on-disk copy");
+                        failures.push(format!("copy: {reason}"));
+                    }
+                }
             }
-            Err(reason) => {
-                tracing::warn!(%service, %reason, "could not load configuration from the last-known-good cache");
-                failures.push(format!("LKG: {reason}"));
+            Ok(Err(crate::copy::CopyError::Io { error, .. }))
+                if error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                tracing::info!(%service, path = %path.display(), "no on-disk copy yet");
             }
+            Ok(Err(reason)) => {
+                tracing::warn!(%service, %reason, "could not use the on-disk copy");
+                failures.push(format!("copy: {reason}"));
+            }
+            Err(reason) => failures.push(format!("copy: {reason}")),
         }
     }
     match defaults {
@@ -85,7 +113,7 @@ pub(crate) async fn load_initial<T: DeserializeOwned>(
             Ok(initial(config, Map::new(), None, ConfigSource::Defaults))
         }
         None => Err(ClientError::NoInitialConfig(if failures.is_empty() {
-            "no REST URL, LKG file or defaults configured".into()
+            "no REST URL, on-disk copy or defaults configured".into()
         } else {
             failures.join("; ")
         })),
@@ -150,40 +178,4 @@ async fn fetch_rest(
         checksum: None,
     };
     Ok((body.config, state))
-}
-
-fn read_lkg(
-    service: &ServiceName,
-    source: &LkgSource,
-) -> Result<(Map<String, Value>, AppliedState), String> {
-    let key_id = match &source.key_id {
-        Some(id) => id.clone(),
-        None => key_id_in_file(&source.path)?,
-    };
-    let ring = MacKeyRing::new(key_id, source.key.clone());
-    let cache = LkgCache::read_verified(&source.path, &ring).map_err(|e| e.to_string())?;
-    let contents = cache.contents();
-    let entry = contents
-        .services
-        .get(service)
-        .ok_or_else(|| format!("{} has no entry for {service}", source.path.display()))?;
-    let state = AppliedState {
-        epoch: contents.config_epoch.clone(),
-        version: entry.version,
-        checksum: None,
-    };
-    Ok((entry.config.clone(), state))
-}
-
-/// The `key_id` a cache file names, for when the client was given the key
-/// without its id. The HMAC check that follows is what decides.
-fn key_id_in_file(path: &std::path::Path) -> Result<KeyId, String> {
-    #[derive(Deserialize)]
-    struct Head {
-        key_id: KeyId,
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_slice::<Head>(&bytes)
-        .map(|h| h.key_id)
-        .map_err(|e| format!("{}: unparseable: {e}", path.display()))
 }

@@ -1,6 +1,6 @@
 //! The client against real components: a mosquitto broker started here on a
 //! free loopback port, a minimal HTTP server standing in for the manager's REST
-//! endpoint, and real LKG files.
+//! endpoint, and real on-disk copies of verified envelopes.
 
 // Helpers outside #[test] fns are not covered by clippy.toml's allow-unwrap-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -14,15 +14,12 @@ use std::time::{Duration, Instant};
 
 use config_manager_client::{
     AppliedReport, AppliedStatus, Client, ClientError, ClientSettings, ConfigSource, InstanceId,
-    LkgSource, MqttEndpoint, Snapshot,
+    MqttEndpoint, Snapshot,
 };
 use config_manager_core::applied::parse_applied_topic;
-use config_manager_core::crypto::mac::{MacKey, MacKeyRing};
 use config_manager_core::crypto::signing::{SigningKey, TrustedKeys};
-use config_manager_core::crypto::KeyId;
 use config_manager_core::domain::{Epoch, ServiceName};
 use config_manager_core::envelope::{config_topic, Envelope};
-use config_manager_core::lkg::{LkgCache, LkgContents, LkgService};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -342,51 +339,45 @@ async fn rest_startup_sets_the_reference_version() {
     );
 }
 
-fn write_lkg(path: &Path, ring: &MacKeyRing, volume: u64) {
-    let mut contents = LkgContents::new(Epoch(EPOCH.into()), "schema-hash");
-    contents.services.insert(
-        service(),
-        LkgService {
-            version: 8,
-            updated_at: "2026-01-01T00:00:00.000Z".into(),
-            config: config(volume),
-        },
-    );
-    LkgCache::seal(contents, ring)
-        .unwrap()
-        .write_atomic(path)
-        .unwrap();
+/// Writes the client's own copy: version 8 of tts-worker signed by `key`.
+fn write_copy(path: &Path, key: &SigningKey, volume: u64) {
+    config_manager_client::copy::write(path, &signed(key, 8, volume)).unwrap();
 }
 
 #[tokio::test]
-async fn lkg_fallback_when_the_manager_is_down() {
+async fn on_disk_copy_when_the_manager_is_down() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lkg.json");
-    let mac = MacKey::generate();
-    let ring = MacKeyRing::new(KeyId::parse("lkg-1").unwrap(), mac.clone());
-    write_lkg(&path, &ring, 77);
+    let path = dir.path().join("tts-worker.json");
     let key = SigningKey::generate();
+    write_copy(&path, &key, 77);
     let down = format!("http://127.0.0.1:{}", free_port());
 
     let mut s = settings(&key);
     s.manager_url = Some(down.clone());
     s.rest_timeout = Duration::from_secs(2);
-    s.lkg = Some(LkgSource {
-        path: path.clone(),
-        key: mac.clone(),
-        key_id: None,
-    });
+    s.cache_path = Some(path.clone());
     let client = Client::<Tts>::builder(s.clone())
         .defaults(defaults())
         .start()
         .await
         .unwrap();
     let snap = client.snapshot();
-    assert_eq!(snap.source, ConfigSource::Lkg);
+    assert_eq!(snap.source, ConfigSource::OnDiskCopy);
     assert_eq!(snap.config.volume_percent, 77);
     assert_eq!(snap.applied.as_ref().unwrap().version, 8);
 
-    // One changed byte: the cache is not used, defaults are.
+    // Signed by a key the client does not trust: not used.
+    let stranger = SigningKey::generate();
+    let mut other = s.clone();
+    other.trusted_keys = TrustedKeys::from_keys([stranger.verifying_key()]);
+    let client = Client::<Tts>::builder(other)
+        .defaults(defaults())
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(client.snapshot().source, ConfigSource::Defaults);
+
+    // One changed byte: the copy is not used, defaults are.
     let text = std::fs::read_to_string(&path).unwrap().replace("77", "78");
     std::fs::write(&path, text).unwrap();
     let client = Client::<Tts>::builder(s.clone())
@@ -401,9 +392,49 @@ async fn lkg_fallback_when_the_manager_is_down() {
     let err = Client::<Tts>::builder(s).start().await.unwrap_err();
     let message = err.to_string();
     assert!(
-        message.contains("REST") && message.contains("HMAC"),
+        message.contains("REST") && message.contains("copy") && message.contains("checksum"),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_follows_applied_updates_and_serves_the_next_start() {
+    let broker = Broker::start();
+    let key = SigningKey::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copies/tts-worker.json");
+    let mut s = settings(&key);
+    s.mqtt = Some(MqttEndpoint::parse(&format!("mqtt://127.0.0.1:{}", broker.port)).unwrap());
+    s.cache_path = Some(path.clone());
+    let client = Client::<Tts>::builder(s.clone())
+        .defaults(defaults())
+        .start()
+        .await
+        .unwrap();
+    let mut rx = client.subscribe();
+    publish(broker.port, &config_topic(&service()), signed(&key, 3, 42)).await;
+    wait_for(&mut rx, |s| s.config.volume_percent == 42).await;
+    // A forged one is not written.
+    publish(broker.port, &config_topic(&service()), forged(&key, 4)).await;
+    wait_rejected(&client, 1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "no copy written");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    client.shutdown().await;
+
+    // Next start, no manager and no broker message yet: the copy.
+    let mut again = settings(&key);
+    again.cache_path = Some(path);
+    let client = Client::<Tts>::builder(again).start().await.unwrap();
+    let snap = client.snapshot();
+    assert_eq!(snap.source, ConfigSource::OnDiskCopy);
+    assert_eq!(snap.config.volume_percent, 42);
+    assert_eq!(snap.applied.unwrap().version, 3);
 }
 
 // ---- Applied-state reports (contracts/README.md, "Applied state") ----
@@ -662,7 +693,7 @@ async fn child_client_process() {
     drop(client);
 }
 
-/// A client process (`child_client_process`) that starts from an LKG file
+/// A client process (`child_client_process`) that starts from its on-disk copy
 /// (version 8) with the given instance id; killed on drop.
 struct ChildClient {
     child: Child,
@@ -672,13 +703,8 @@ struct ChildClient {
 impl ChildClient {
     fn spawn(port: u16, key: &SigningKey, instance: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let lkg = dir.path().join("lkg.json");
-        let mac = MacKey::generate();
-        write_lkg(
-            &lkg,
-            &MacKeyRing::new(KeyId::parse("lkg-1").unwrap(), mac.clone()),
-            77,
-        );
+        let copy = dir.path().join("tts-worker.json");
+        write_copy(&copy, key, 77);
         let child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
@@ -693,8 +719,7 @@ impl ChildClient {
                 key.verifying_key().to_spki_pem().unwrap(),
             )
             .env("MQTT_URL", format!("mqtt://127.0.0.1:{port}"))
-            .env("CONFIG_LKG_CACHE_PATH", &lkg)
-            .env("LKG_HMAC_KEY_BASE64", &*mac.to_base64())
+            .env("CONFIG_CACHE_PATH", &copy)
             .env("CONFIG_INSTANCE_ID", instance)
             .stdout(Stdio::null())
             .spawn()
