@@ -63,7 +63,7 @@ pub fn value() -> BoxedStrategy<Value> {
 /// An object whose member names are mostly taken from `names` (and
 /// sometimes arbitrary), with arbitrary values.
 pub fn object_over(names: &[&str]) -> BoxedStrategy<Map<String, Value>> {
-    btree_map(name_from(names), value(), 0..names.len().max(1) + 2)
+    btree_map(name_from(names), value(), 0..names.len().clamp(1, 10) + 2)
         .prop_map(|m| m.into_iter().collect())
         .boxed()
 }

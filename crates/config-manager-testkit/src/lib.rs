@@ -9,6 +9,7 @@
 
 pub mod bytes;
 pub mod json;
+pub mod schema;
 pub mod text;
 
 use std::time::{Duration, Instant};
@@ -45,7 +46,11 @@ where
     let fuzz_secs = env_u64("FUZZ_SECS");
     let batch = env_u64("PROPTEST_CASES")
         .and_then(|n| u32::try_from(n).ok())
-        .unwrap_or(if fuzz_secs.is_some() { FUZZ_BATCH } else { cases });
+        .unwrap_or(if fuzz_secs.is_some() {
+            FUZZ_BATCH
+        } else {
+            cases
+        });
     let config = Config {
         cases: batch,
         failure_persistence: None,
