@@ -27,7 +27,7 @@ use config_manager_core::schema::{SchemaRegistry, ServiceSchema};
 use config_manager_core::store::EpochFile;
 use config_manager_core::store::Store;
 use config_manager_testkit::proptest::prelude::*;
-use config_manager_testkit::{bytes, check, json, schema, text};
+use config_manager_testkit::{bytes, check, documents, json, schema, text};
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
@@ -384,70 +384,12 @@ fn manager() -> &'static (tempfile::TempDir, Manager) {
     })
 }
 
-/// An import document whose services and profiles carry generated configs.
-fn import_document() -> BoxedStrategy<Value> {
-    let service = prop_oneof![
-        3 => prop::sample::select(vec!["tts-worker", "router", "stt-worker", "llm-worker"]).prop_map(str::to_owned),
-        1 => text::service_like(),
-    ];
-    let entry = (
-        prop::option::of(json::number()),
-        json::object_over(&[
-            "volume_percent",
-            "tts_provider",
-            "eleven_api_key",
-            "piper_voice",
-        ]),
-    )
-        .prop_map(|(version, config)| {
-            let mut e = Map::new();
-            if let Some(v) = version {
-                e.insert("version".into(), v);
-            }
-            e.insert("config".into(), Value::Object(config));
-            Value::Object(e)
-        });
-    let services = prop::collection::btree_map(service, entry, 0..3);
-    let profiles = prop::option::of(prop::collection::vec(
-        (text::string(), json::value()).prop_map(
-            |(name, snapshot)| json!({"name": name, "config_snapshot": {"tts-worker": snapshot}}),
-        ),
-        0..2,
-    ));
-    let doc = (
-        services,
-        profiles,
-        prop::option::of(text::string()),
-        any::<bool>(),
-    )
-        .prop_map(|(services, profiles, epoch, secrets)| {
-            let mut doc = obj(json!({
-                "format": "config-manager-export",
-                "format_version": 1,
-                "includes_secrets": secrets,
-                "services": services,
-            }));
-            if let Some(p) = profiles {
-                doc.insert("profiles".into(), Value::from(p));
-            }
-            if let Some(e) = epoch {
-                doc.insert("config_epoch".into(), Value::from(e));
-            }
-            Value::Object(doc)
-        });
-    prop_oneof![
-        4 => doc,
-        1 => json::object_over(&["format", "format_version", "services", "profiles", "config_epoch"]).prop_map(Value::Object),
-    ]
-    .boxed()
-}
-
 #[test]
 fn import_documents() {
     check(
         "import",
         96,
-        (import_document(), any::<bool>(), any::<bool>()),
+        (documents::import(), any::<bool>(), any::<bool>()),
         |(doc, dry_run, expect_versions)| {
             let Ok(doc) = serde_json::from_value::<ExportDocument>(doc) else {
                 return Ok(());

@@ -8,6 +8,7 @@
 //! targets.
 
 pub mod bytes;
+pub mod documents;
 pub mod json;
 pub mod schema;
 pub mod text;
