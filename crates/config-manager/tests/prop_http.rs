@@ -171,18 +171,26 @@ fn write_body() -> BoxedStrategy<Value> {
         "wake_word",
         "log_level",
     ];
+    let extra = prop_oneof![
+        3 => prop::option::of(text::string()).prop_map(|reason| {
+            let mut m = serde_json::Map::new();
+            if let Some(r) = reason {
+                m.insert("reason".into(), Value::from(r));
+            }
+            m
+        }),
+        1 => json::object_over(&["config", "version", "reason", "service"]),
+    ];
     (
         json::object_over(&fields),
-        json::object_over(&["config", "version", "reason", "service"]),
+        extra,
         prop::option::of(json::number()),
     )
         .prop_map(|(config, mut extra, version)| {
             extra.insert("config".into(), Value::Object(config));
-            if let Some(v) = version {
-                extra.insert("version".into(), v);
-            } else {
-                extra.insert("version".into(), Value::from("current"));
-            }
+            // The marker "current" becomes the service's version when sent.
+            let version = version.unwrap_or_else(|| Value::from("current"));
+            extra.insert("version".into(), version);
             Value::Object(extra)
         })
         .boxed()
