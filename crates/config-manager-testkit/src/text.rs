@@ -92,8 +92,34 @@ pub fn instance_like() -> BoxedStrategy<String> {
 /// little beyond its range: years 0000-9999 (the ends weighted), months
 /// 0-13, days 0-32, hours 0-24, minutes and seconds 0-60, 0-12 fraction
 /// digits, offsets `Z`/`z` or ±00:00 to ±24:60 (±23:59 weighted), and the
-/// `T`/`t`/space separator.
+/// `T`/`t`/space separator. Half of them sit on the edges: the first and
+/// last instants of years 0000 and 9999 with extreme offsets, where a UTC
+/// conversion leaves the representable range
+/// (`9999-12-31T23:59:59-23:59`, issue 23).
 pub fn rfc3339_like() -> BoxedStrategy<String> {
+    prop_oneof![1 => rfc3339_any(), 1 => rfc3339_edge()].boxed()
+}
+
+/// Edge instants: years 0000/9999, first/last day, first/last second,
+/// offsets ±23:59 or any.
+fn rfc3339_edge() -> BoxedStrategy<String> {
+    (
+        prop::sample::select(vec![0u32, 9999]),
+        prop::sample::select(vec![(1u32, 1u32), (12, 31), (2, 29)]),
+        prop::sample::select(vec!["00:00:00", "23:59:59", "23:59:60", "23:59:59.999999999"]),
+        prop_oneof![
+            2 => prop::sample::select(vec!["+23:59", "-23:59", "Z", "-00:01", "+00:01"]).prop_map(str::to_owned),
+            1 => (prop::bool::ANY, 0u32..=23, 0u32..=59).prop_map(|(neg, h, m)| {
+                format!("{}{h:02}:{m:02}", if neg { '-' } else { '+' })
+            }),
+        ],
+    )
+        .prop_map(|(y, (mo, d), time, off)| format!("{y:04}-{mo:02}-{d:02}T{time}{off}"))
+        .boxed()
+}
+
+/// Every part drawn over (and a little beyond) its range.
+fn rfc3339_any() -> BoxedStrategy<String> {
     let year = prop_oneof![
         2 => 0u32..=9999,
         1 => prop::sample::select(vec![0u32, 1, 1969, 1970, 2038, 9998, 9999]),
@@ -126,4 +152,16 @@ pub fn rfc3339_like() -> BoxedStrategy<String> {
             format!("{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{s:02}{frac}{off}")
         })
         .boxed()
+}
+
+/// Seconds since the Unix epoch anywhere in the years -9999..=9999 (what
+/// the `time` crate holds), the ends weighted: "now" for a clock check.
+pub fn unix_seconds() -> BoxedStrategy<i64> {
+    const FIRST: i64 = -377_705_116_800;
+    const LAST: i64 = 253_402_300_799;
+    prop_oneof![
+        3 => FIRST..=LAST,
+        1 => prop::sample::select(vec![FIRST, LAST, 0, 1_767_225_600]),
+    ]
+    .boxed()
 }
