@@ -140,7 +140,10 @@ fn payload() -> BoxedStrategy<Vec<u8>> {
         &service(),
         6,
         &Epoch(EPOCH.into()),
-        json!({"volume_percent": 40, "api_key": "********"}).as_object().cloned().unwrap(),
+        json!({"volume_percent": 40, "api_key": "********"})
+            .as_object()
+            .cloned()
+            .unwrap(),
         &key(),
     )
     .unwrap();
@@ -152,10 +155,14 @@ fn payload() -> BoxedStrategy<Vec<u8>> {
             1 => Just("2026-01-01T00:00:30Z".to_owned()),
         ],
         prop_oneof![Just(6u64), Just(5), 1u64..(1 << 53)],
-        prop_oneof![Just(EPOCH.to_owned()), Just("9e2d7c41-1f3b-4a5e-8c6d-0b1a2c3d4e5f".to_owned())],
+        prop_oneof![
+            Just(EPOCH.to_owned()),
+            Just("9e2d7c41-1f3b-4a5e-8c6d-0b1a2c3d4e5f".to_owned())
+        ],
     )
         .prop_map(|(config, issued_at, version, epoch)| {
-            let Ok(mut e) = Envelope::sign(&service(), version, &Epoch(epoch), config, &key()) else {
+            let Ok(mut e) = Envelope::sign(&service(), version, &Epoch(epoch), config, &key())
+            else {
                 return Vec::new();
             };
             // Any issued_at, signed as the manager would sign it.
@@ -178,44 +185,49 @@ fn client_pipeline() {
         text::unix_seconds(),
         any::<bool>(),
     );
-    check("client_pipeline", 192, strategy, |(payloads, now, from_rest)| {
-        let now = OffsetDateTime::from_unix_timestamp(now).unwrap();
-        let applied = from_rest.then(|| AppliedState {
-            epoch: Epoch(EPOCH.into()),
-            version: 5,
-            checksum: None,
-        });
-        let mut pipeline = UpdatePipeline::new(PipelineConfig {
-            service: service(),
-            trusted: TrustedKeys::from_keys([key().verifying_key()]),
-            policy: FreshnessPolicy::default(),
-            max_payload: 4096,
-            initial: Arc::new(Tts {
-                volume_percent: 50,
-                api_key: Some("sk-real".into()),
-            }),
-            initial_raw: Map::from_iter([("volume_percent".to_owned(), Value::from(50))]),
-            applied: applied.clone(),
-            counters: Arc::new(Counters::default()),
-        });
-        let mut reporter = Reporter::new(
-            service(),
-            InstanceId::parse("robot-1").unwrap(),
-            applied.as_ref(),
-            now,
-        );
-        for p in payloads {
-            match pipeline.handle(&p, now, None) {
-                Outcome::Applied { .. } => {
-                    let state = pipeline.applied().cloned().unwrap();
-                    let _ = reporter.applied(&state, now).to_json();
+    check(
+        "client_pipeline",
+        192,
+        strategy,
+        |(payloads, now, from_rest)| {
+            let now = OffsetDateTime::from_unix_timestamp(now).unwrap();
+            let applied = from_rest.then(|| AppliedState {
+                epoch: Epoch(EPOCH.into()),
+                version: 5,
+                checksum: None,
+            });
+            let mut pipeline = UpdatePipeline::new(PipelineConfig {
+                service: service(),
+                trusted: TrustedKeys::from_keys([key().verifying_key()]),
+                policy: FreshnessPolicy::default(),
+                max_payload: 4096,
+                initial: Arc::new(Tts {
+                    volume_percent: 50,
+                    api_key: Some("sk-real".into()),
+                }),
+                initial_raw: Map::from_iter([("volume_percent".to_owned(), Value::from(50))]),
+                applied: applied.clone(),
+                counters: Arc::new(Counters::default()),
+            });
+            let mut reporter = Reporter::new(
+                service(),
+                InstanceId::parse("robot-1").unwrap(),
+                applied.as_ref(),
+                now,
+            );
+            for p in payloads {
+                match pipeline.handle(&p, now, None) {
+                    Outcome::Applied { .. } => {
+                        let state = pipeline.applied().cloned().unwrap();
+                        let _ = reporter.applied(&state, now).to_json();
+                    }
+                    Outcome::Rejected(reason) => {
+                        let _ = reporter.rejected(reason.label(), pipeline.last_version());
+                    }
+                    Outcome::Ignored(_) => {}
                 }
-                Outcome::Rejected(reason) => {
-                    let _ = reporter.rejected(reason.label(), pipeline.last_version());
-                }
-                Outcome::Ignored(_) => {}
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
 }

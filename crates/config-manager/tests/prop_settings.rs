@@ -46,7 +46,8 @@ fn settings_from_variables() {
 
 #[test]
 fn dotenv_files() {
-    let example = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.env.example")).unwrap();
+    let example =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.env.example")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(".env");
     let written = pairs().prop_map(|pairs| {
@@ -56,11 +57,7 @@ fn dotenv_files() {
         }
         text.into_bytes()
     });
-    let input = prop_oneof![
-        bytes::any_bytes(256),
-        bytes::damaged(example, 8),
-        written,
-    ];
+    let input = prop_oneof![bytes::any_bytes(256), bytes::damaged(example, 8), written,];
     check("dotenv", 192, input, |b| {
         std::fs::write(&path, &b).unwrap();
         if let Ok(env) = EnvSource::load(&path) {
