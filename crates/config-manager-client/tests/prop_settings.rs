@@ -100,7 +100,7 @@ fn environment() -> impl Strategy<Value = BTreeMap<String, String>> {
 
 #[test]
 fn client_settings_from_environment() {
-    check("client_settings", 256, environment(), |env| {
+    check("client_settings_from_environment", 256, environment(), |env| {
         if let Ok(settings) = ClientSettings::from_lookup(|name| env.get(name).cloned()) {
             let _ = settings.effective_instance_id();
             let _ = format!("{settings:?}");
@@ -111,7 +111,7 @@ fn client_settings_from_environment() {
 
 #[test]
 fn mqtt_urls() {
-    check("mqtt_url", 512, mqtt_url(), |url| {
+    check("mqtt_urls", 512, mqtt_url(), |url| {
         if let Ok(endpoint) = MqttEndpoint::parse(&url) {
             prop_assert!(!endpoint.host.is_empty());
             let _ = format!("{endpoint:?}");

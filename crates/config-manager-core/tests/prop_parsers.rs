@@ -173,7 +173,7 @@ fn envelope_near_valid() {
 #[test]
 fn rfc3339_timestamps() {
     let input = prop_oneof![3 => text::rfc3339_like(), 1 => text::string()];
-    check("rfc3339", 512, input, |raw| {
+    check("rfc3339_timestamps", 512, input, |raw| {
         if let Ok(t) = parse_rfc3339(&raw) {
             // What we accept, we can write and read back.
             let written = format_rfc3339(t);
@@ -186,7 +186,7 @@ fn rfc3339_timestamps() {
 #[test]
 fn names_and_keys() {
     let input = prop_oneof![text::service_like(), text::instance_like(), text::string()];
-    check("names", 512, (input.clone(), input), |(a, b)| {
+    check("names_and_keys", 512, (input.clone(), input), |(a, b)| {
         let service = ServiceName::parse(&a);
         let _ = InstanceId::parse(&a);
         let _ = validate_key(&a);
@@ -239,7 +239,7 @@ fn applied_reports() {
         text::string(),
     ];
     check(
-        "applied_report",
+        "applied_reports",
         256,
         (payload, topic),
         |(payload, topic)| {
@@ -259,7 +259,7 @@ fn applied_reports() {
 fn canonical_json() {
     let input = prop_oneof![3 => json::value(), 1 => json::deep(100)];
     check(
-        "canonical",
+        "canonical_json",
         512,
         (input, bytes::any_bytes(128)),
         |(value, raw)| {
@@ -302,7 +302,7 @@ fn exercise_schema(doc: &Value, config: &Value) {
 #[test]
 fn schema_documents() {
     check(
-        "schema",
+        "schema_documents",
         192,
         (schema::document(), json::value()),
         |(doc, config)| {
@@ -392,7 +392,7 @@ fn manager() -> &'static (tempfile::TempDir, Manager) {
 #[test]
 fn import_documents() {
     check(
-        "import",
+        "import_documents",
         96,
         (documents::import(), any::<bool>(), any::<bool>()),
         |(doc, dry_run, expect_versions)| {

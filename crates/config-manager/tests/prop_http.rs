@@ -242,7 +242,7 @@ fn http_schema_registration() {
         1 => service(),
     ];
     let strategy = (name, body(schema::document()), token());
-    check("http_schema", 48, strategy, |(name, body, token)| {
+    check("http_schema_registration", 48, strategy, |(name, body, token)| {
         let path = format!("/services/{}/schema", enc(&name));
         let (status, _) = h.send(Method::PUT, &path, token, Some(body))?;
         if status.is_success() {
@@ -330,7 +330,7 @@ fn http_other_bodies() {
         )
     });
     check(
-        "http_bodies",
+        "http_other_bodies",
         96,
         strategy,
         |(endpoint, body, name, svc, key, token)| {

@@ -37,7 +37,7 @@ fn pairs() -> impl Strategy<Value = Vec<(String, String)>> {
 #[test]
 fn settings_from_variables() {
     let dir = tempfile::tempdir().unwrap();
-    check("settings_env", 256, pairs(), |pairs| {
+    check("settings_from_variables", 256, pairs(), |pairs| {
         let env = EnvSource::from_pairs(pairs);
         let _ = Settings::from_env(&env, dir.path().join(".env"));
         Ok(())
@@ -58,7 +58,7 @@ fn dotenv_files() {
         text.into_bytes()
     });
     let input = prop_oneof![bytes::any_bytes(256), bytes::damaged(example, 8), written,];
-    check("dotenv", 192, input, |b| {
+    check("dotenv_files", 192, input, |b| {
         std::fs::write(&path, &b).unwrap();
         if let Ok(env) = EnvSource::load(&path) {
             let _ = Settings::from_env(&env, path.clone());
@@ -72,7 +72,7 @@ fn dotenv_files() {
 fn dotenv_quoting_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(".env");
-    check("dotenv_quote", 256, text::string(), |v| {
+    check("dotenv_quoting_round_trips", 256, text::string(), |v| {
         std::fs::write(&path, format!("CONFIG_TEST_VALUE={}\n", dotenv_quote(&v))).unwrap();
         let env = EnvSource::load(&path).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let read = env.get("CONFIG_TEST_VALUE");

@@ -14,7 +14,9 @@
 //! engine) for the one hard part, ECMAScript number formatting, and integers
 //! that a double cannot hold exactly are refused (RFC 8785 requires I-JSON, and
 //! Python's `rfc8785` refuses them too), so a value can never be signed in a form
-//! another implementation would print differently.
+//! another implementation would print differently. So are doubles whose
+//! canonical text a 64-bit parser reads back as such an integer (2^53 up to
+//! the i64/u64 range): the verifier would refuse what was signed.
 
 use std::cmp::Ordering;
 use std::fmt;
