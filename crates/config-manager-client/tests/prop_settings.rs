@@ -100,13 +100,18 @@ fn environment() -> impl Strategy<Value = BTreeMap<String, String>> {
 
 #[test]
 fn client_settings_from_environment() {
-    check("client_settings_from_environment", 256, environment(), |env| {
-        if let Ok(settings) = ClientSettings::from_lookup(|name| env.get(name).cloned()) {
-            let _ = settings.effective_instance_id();
-            let _ = format!("{settings:?}");
-        }
-        Ok(())
-    });
+    check(
+        "client_settings_from_environment",
+        256,
+        environment(),
+        |env| {
+            if let Ok(settings) = ClientSettings::from_lookup(|name| env.get(name).cloned()) {
+                let _ = settings.effective_instance_id();
+                let _ = format!("{settings:?}");
+            }
+            Ok(())
+        },
+    );
 }
 
 #[test]

@@ -242,28 +242,33 @@ fn http_schema_registration() {
         1 => service(),
     ];
     let strategy = (name, body(schema::document()), token());
-    check("http_schema_registration", 48, strategy, |(name, body, token)| {
-        let path = format!("/services/{}/schema", enc(&name));
-        let (status, _) = h.send(Method::PUT, &path, token, Some(body))?;
-        if status.is_success() {
-            // A registered schema is then read, shown and written against.
-            h.send(Method::GET, &path, token, None)?;
-            h.send(
-                Method::GET,
-                &format!("/services/{}?include_fields=true", enc(&name)),
-                token,
-                None,
-            )?;
-            let write = json!({"config": {}, "version": h.version(&name)});
-            h.send(
-                Method::PUT,
-                &format!("/services/{}", enc(&name)),
-                token,
-                Some(write.to_string().into_bytes()),
-            )?;
-        }
-        Ok(())
-    });
+    check(
+        "http_schema_registration",
+        48,
+        strategy,
+        |(name, body, token)| {
+            let path = format!("/services/{}/schema", enc(&name));
+            let (status, _) = h.send(Method::PUT, &path, token, Some(body))?;
+            if status.is_success() {
+                // A registered schema is then read, shown and written against.
+                h.send(Method::GET, &path, token, None)?;
+                h.send(
+                    Method::GET,
+                    &format!("/services/{}?include_fields=true", enc(&name)),
+                    token,
+                    None,
+                )?;
+                let write = json!({"config": {}, "version": h.version(&name)});
+                h.send(
+                    Method::PUT,
+                    &format!("/services/{}", enc(&name)),
+                    token,
+                    Some(write.to_string().into_bytes()),
+                )?;
+            }
+            Ok(())
+        },
+    );
     h.still_healthy();
 }
 
