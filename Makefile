@@ -1,6 +1,6 @@
 # config-manager developer commands. `make run` and `make test` are the two
 # commands a fresh machine needs (see README.md).
-.PHONY: run dist test test-unit test-integration test-contract test-python fmt lint check bench bench-load bench-scale bench-scale-10k bench-instructions image
+.PHONY: run dist test test-unit test-integration test-contract test-python fmt lint check fuzz bench bench-load bench-scale bench-scale-10k bench-instructions image
 
 run:
 	cargo run --release -p config-manager -- serve
@@ -37,6 +37,15 @@ lint:
 	cargo clippy -p config-manager-core --no-default-features --all-targets -- -D warnings
 
 check: lint test
+
+# Longer runs of the property tests (docs/testing.md): one target per
+# property, each stopping by itself after FUZZ_SECS seconds.
+#   make fuzz                                 every target
+#   make fuzz TARGET=envelope_near_valid FUZZ_SECS=600
+#   make fuzz TARGET=list                     the targets
+FUZZ_SECS ?= 60
+fuzz:
+	FUZZ_SECS=$(FUZZ_SECS) scripts/fuzz.sh $(TARGET)
 
 # Benchmarks (docs/performance.md): criterion micro-benchmarks, the load
 # benchmark with the issue's targets, and the 1,000-service scale run.

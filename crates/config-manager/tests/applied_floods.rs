@@ -169,7 +169,7 @@ async fn a_flood_of_new_ids_is_logged_in_aggregate_and_every_eviction_is_cleared
 /// its connection at every subscribe. The backoff used to be reset at every
 /// ConnAck, so it reconnected about twice a second forever. Now it is
 /// counted (`oversized_packet`) and the reconnects back off; a report over
-/// 4 KiB but under the limit is read, dropped as `too_large` and the
+/// 16 KiB but under the limit is read, dropped as `too_large` and the
 /// connection stays up.
 #[tokio::test]
 async fn oversized_retained_reports_are_counted_not_a_reconnect_loop() {

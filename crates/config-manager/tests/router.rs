@@ -6,40 +6,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-
 use axum::body::{to_bytes, Body};
 use axum::http::{header, Method, Request, StatusCode};
 use axum::response::Response;
 use config_manager::serve::Service;
-use config_manager::settings::{EnvSource, Settings};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-const WRITE: &str = "writer-token-0123456789";
-const READ: &str = "reader-token-0123456789";
-const TTS: &str = "tts-scoped-token-0123456789";
-/// Scoped to tts-worker with the write role: passes every role check, so
-/// only the scope rules can refuse it.
-const TTS_WRITE: &str = "tts-scoped-writer-0123456789";
-
-/// A service opened in a temp dir (kept alive by the returned guard).
-async fn open() -> (tempfile::TempDir, Service) {
-    let dir = tempfile::tempdir().unwrap();
-    let p = |name: &str| dir.path().join(name).display().to_string();
-    let mut env = EnvSource::from_pairs([
-        ("CONFIG_DB_PATH".to_owned(), p("data/config.db")),
-        ("CONFIG_LKG_CACHE_PATH".to_owned(), p("data/lkg.json")),
-        (
-            "CONFIG_API_TOKENS".to_owned(),
-            format!("writer={WRITE}:config.write,reader={READ}:config.read,tts={TTS}:config.read:tts-worker,ttsw={TTS_WRITE}:config.write:tts-worker"),
-        ),
-    ]);
-    config_manager::first_run::generate_missing(&mut env).unwrap();
-    let settings = Settings::from_env(&env, dir.path().join(".env")).unwrap();
-    let service = Service::open(Arc::new(settings)).await.unwrap();
-    (dir, service)
-}
+#[path = "common/inproc.rs"]
+mod inproc;
+use inproc::{open, READ, TTS, TTS_WRITE, WRITE};
 
 async fn call(service: &Service, req: Request<Body>) -> Response {
     config_manager::http::router(service.state().clone())

@@ -14,7 +14,9 @@
 //! engine) for the one hard part, ECMAScript number formatting, and integers
 //! that a double cannot hold exactly are refused (RFC 8785 requires I-JSON, and
 //! Python's `rfc8785` refuses them too), so a value can never be signed in a form
-//! another implementation would print differently.
+//! another implementation would print differently. So are doubles whose
+//! canonical text a 64-bit parser reads back as such an integer (2^53 up to
+//! the i64/u64 range): the verifier would refuse what was signed.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -150,7 +152,21 @@ fn write_number(n: &Number, out: &mut String) -> Result<(), CanonicalError> {
         match n.as_f64() {
             Some(f) if f.is_finite() => {
                 let mut buf = ryu_js::Buffer::new();
-                out.push_str(buf.format_finite(f));
+                let text = buf.format_finite(f);
+                // ECMAScript prints a double below 1e21 without an exponent.
+                // Where that text fits an i64/u64, verifiers read it back as
+                // an integer (serde_json, and the Python client, which
+                // mirrors it), and one beyond ±(2^53-1) is then refused
+                // (above): signing such a double, e.g. 1.66e19, would
+                // publish a message every client rejects (issue 23, found by
+                // the property tests). Refused here like the integer it
+                // reads back as; larger doubles read back as doubles.
+                if f.abs() > MAX_SAFE_INTEGER as f64
+                    && (text.parse::<u64>().is_ok() || text.parse::<i64>().is_ok())
+                {
+                    return Err(CanonicalError::IntegerOutOfRange(text.to_owned()));
+                }
+                out.push_str(text);
             }
             _ => return Err(CanonicalError::NotFinite(n.to_string())),
         }
@@ -321,8 +337,6 @@ mod tests {
             (0x8000000000000001, "-5e-324"),
             (0x7fefffffffffffff, "1.7976931348623157e+308"),
             (0xffefffffffffffff, "-1.7976931348623157e+308"),
-            (0x4340000000000000, "9007199254740992"),
-            (0xc340000000000000, "-9007199254740992"),
             (0x4430000000000000, "295147905179352830000"),
             (0x44b52d02c7e14af5, "9.999999999999997e+22"),
             (0x44b52d02c7e14af6, "1e+23"),
@@ -343,13 +357,22 @@ mod tests {
         for (bits, want) in cases {
             assert_eq!(canon_f64(*bits), *want, "bits {bits:016x}");
         }
+        // The appendix's ±2^53 print as integers a verifier reads back as
+        // integers beyond ±(2^53-1): refused like those integers.
+        for bits in [0x4340000000000000u64, 0xc340000000000000] {
+            let v = Value::Number(Number::from_f64(f64::from_bits(bits)).unwrap());
+            assert!(matches!(
+                to_canonical_bytes(&v),
+                Err(CanonicalError::IntegerOutOfRange(_))
+            ));
+        }
     }
 
     #[test]
     fn number_text_forms() {
         assert_eq!(
-            canon("[1e21, 1E-7, 0.000001, -0, -0.0, 1.0, 100, 1e20]"),
-            "[1e+21,1e-7,0.000001,0,0,1,100,100000000000000000000]"
+            canon("[1e21, 1E-7, 0.000001, -0, -0.0, 1.0, 100, 9007199254740991.0]"),
+            "[1e+21,1e-7,0.000001,0,0,1,100,9007199254740991]"
         );
         assert_eq!(
             canon("[-9007199254740991, 9007199254740991]"),
@@ -372,6 +395,46 @@ mod tests {
                 ),
                 "{text}"
             );
+        }
+    }
+
+    /// Issue 23 (property test `canonical`): the double 1.660726391161053e19
+    /// printed as `16607263911610530000`, which the verifier's own parse
+    /// reads as a u64 beyond 2^53 and refuses, so a signed config holding
+    /// it was rejected by every client. Refused when signing now, like the
+    /// integer it reads back as; doubles whose text overflows i64/u64 read
+    /// back as doubles and keep their RFC 8785 form.
+    #[test]
+    fn doubles_that_print_as_unsafe_integers_are_refused() {
+        for f in [
+            1.660726391161053e19,
+            9007199254740992.0,
+            -9007199254740992.0,
+            18446744073709549568.0,
+            -9.2e18,
+        ] {
+            let v = json!([f]);
+            assert!(
+                matches!(
+                    to_canonical_bytes(&v),
+                    Err(CanonicalError::IntegerOutOfRange(_))
+                ),
+                "{f}"
+            );
+        }
+        for f in [
+            1e20,
+            -1e19,
+            -9223372036854775808.0,
+            18446744073709551616.0,
+            1e21,
+            1.5e300,
+            9007199254740991.0,
+            0.5,
+        ] {
+            let bytes = to_canonical_bytes(&json!([f])).unwrap();
+            let back = parse_strict(&bytes).unwrap();
+            assert_eq!(to_canonical_bytes(&back).unwrap(), bytes, "{f}");
         }
     }
 

@@ -40,7 +40,7 @@ use crate::service::applied::{self as board, DropReason, Ingested, PERSIST_INTER
 use crate::service::{supervise, ServiceError};
 use crate::state::AppState;
 
-/// Largest packet read on this connection. Reports between 4 KiB and this
+/// Largest packet read on this connection. Reports between 16 KiB and this
 /// are read and dropped as `too_large` with the connection kept. Larger ones
 /// make rumqttc drop the connection before the topic is known: counted as
 /// `oversized_packet`, and the reconnect backs off (a retained one comes back
