@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config_manager_client import (
     AppliedState,
@@ -24,6 +24,7 @@ from config_manager_client import (
     TrustedKeys,
     UpdatePipeline,
     build_model,
+    fit_model,
     parse_mqtt_url,
 )
 from helpers import EPOCH_A, EPOCH_B, public_pem, sign, trusted_key
@@ -66,18 +67,42 @@ def test_no_public_key_is_a_clear_error_at_initialize(tmp_path: Path) -> None:
     run(go())
 
 
-def test_precedence_env_over_manager_over_default() -> None:
+def test_precedence_manager_over_env_over_default_and_pins() -> None:
     raw = {"volume_percent": 60, "tts_provider": "elevenlabs", "unknown_key": 1}
-    model = build_model(Tts, raw, {"VOLUME_PERCENT": "33"})
-    assert model.volume_percent == 33  # environment
-    assert model.tts_provider == "elevenlabs"  # manager
+    env = {"VOLUME_PERCENT": "33", "TTS_PROVIDER": "piper", "ELEVEN_API_KEY": "from-env"}
+    model = build_model(Tts, raw, env)
+    assert model.volume_percent == 60  # the manager wins over an inherited variable
+    assert model.tts_provider == "elevenlabs"
+    assert model.eleven_api_key == "from-env"  # absent at the manager: inherited value
     assert model.tts_streaming is False  # default
     assert build_model(Tts, {}, {"TTS_STREAMING": "true"}).tts_streaming is True
+    # CONFIG_PINNED_ENV: the listed variable keeps its inherited value, reported.
+    fit = fit_model(Tts, raw, env, frozenset({"VOLUME_PERCENT", "NOT_SET_ANYWHERE"}))
+    assert fit.instance.volume_percent == 33
+    assert fit.instance.tts_provider == "elevenlabs"
+    assert fit.pinned == {"volume_percent": "VOLUME_PERCENT"}
+    assert fit.failed == ()
+
+
+def test_fields_that_do_not_fit_take_defaults_and_are_named_never_valued() -> None:
+    raw = {"volume_percent": 150, "tts_provider": "elevenlabs", "eleven_api_key": None}
+    fit = fit_model(Tts, raw, {})
+    assert fit.failed == ("volume_percent", "eleven_api_key")
+    assert fit.instance.volume_percent == 100
+    assert fit.instance.eleven_api_key == ""
+    assert fit.instance.tts_provider == "elevenlabs"
+    with pytest.raises(ValidationError):
+        build_model(Tts, raw, {})
+    # A pinned variable whose value does not fit: the field takes its default too.
+    fit = fit_model(Tts, {}, {"VOLUME_PERCENT": "loud"}, {"VOLUME_PERCENT"})
+    assert (fit.failed, fit.pinned, fit.instance.volume_percent) == (("volume_percent",), {}, 100)
 
 
 def test_defaults_then_update_then_reissue_without_second_callback(tmp_path: Path) -> None:
     async def go() -> None:
-        library = lib(tmp_path, {"TTS_PROVIDER": "from-env"})
+        library = lib(
+            tmp_path, {"TTS_PROVIDER": "from-env", "CONFIG_PINNED_ENV": "TTS_PROVIDER"}
+        )
         await library.initialize()
         first = await library.get_config(Tts)
         assert (first.volume_percent, first.tts_provider) == (100, "from-env")
@@ -92,7 +117,10 @@ def test_defaults_then_update_then_reissue_without_second_callback(tmp_path: Pat
         out = await library.handle_payload(sign(cfg(70), version=6, issued=NOW), NOW)
         assert out.action == "apply"
         assert [c.volume_percent for c in calls] == [70]
-        assert calls[0].tts_provider == "from-env"  # env still wins over the update
+        assert calls[0].tts_provider == "from-env"  # a pinned variable wins over the update
+        assert library.pinned == {"tts_provider": "TTS_PROVIDER"}
+        assert library.last_report is not None
+        assert library.last_report["pinned"] == {"tts_provider": "TTS_PROVIDER"}
         assert (await library.get_config(Tts)).volume_percent == 70
         assert library.source is ConfigSource.MQTT
         # The periodic re-issue: new issued_at and signature, same version.
