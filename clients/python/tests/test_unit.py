@@ -100,9 +100,7 @@ def test_fields_that_do_not_fit_take_defaults_and_are_named_never_valued() -> No
 
 def test_defaults_then_update_then_reissue_without_second_callback(tmp_path: Path) -> None:
     async def go() -> None:
-        library = lib(
-            tmp_path, {"TTS_PROVIDER": "from-env", "CONFIG_PINNED_ENV": "TTS_PROVIDER"}
-        )
+        library = lib(tmp_path, {"TTS_PROVIDER": "from-env", "CONFIG_PINNED_ENV": "TTS_PROVIDER"})
         await library.initialize()
         first = await library.get_config(Tts)
         assert (first.volume_percent, first.tts_provider) == (100, "from-env")

@@ -61,6 +61,29 @@ class ConfigSource(str, Enum):  # noqa: UP042 - str-valued like TARS' enum
     MQTT = "mqtt"
 
 
+def parse_rest_config(content: bytes, service: str) -> tuple[dict[str, Any], int, str]:
+    """``config``, ``version`` and ``config_epoch`` of the manager's answer to
+    ``GET /api/config/services/<service>``; ``ValueError`` for anything else
+    (any bytes: the answer is untrusted until it parses)."""
+    try:
+        body = env.parse_strict(content)
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError("the answer is not JSON") from None
+    if not isinstance(body, dict) or body.get("service") != service:
+        raise ValueError(f"the answer is not the config of {service}")
+    config, version, epoch = body.get("config"), body.get("version"), body.get("config_epoch")
+    if (
+        not isinstance(config, dict)
+        or isinstance(version, bool)
+        or not isinstance(version, int)
+        or not 1 <= version <= env.MAX_SAFE_INTEGER
+        or not isinstance(epoch, str)
+        or not env._EPOCH.fullmatch(epoch)
+    ):
+        raise ValueError("unexpected response shape")
+    return config, version, epoch
+
+
 class ConfigLibrary:
     """Configuration of one TARS service, kept current.
 
@@ -335,18 +358,7 @@ class ConfigLibrary:
                 response = await http.get(url, headers=headers)
             if response.status_code != 200:
                 raise ValueError(f"{url} answered {response.status_code}")
-            body = response.json()
-            if not isinstance(body, dict) or body.get("service") != s.service:
-                raise ValueError(f"{url} did not return the config of {s.service}")
-            config, version, epoch = (
-                body.get("config"),
-                body.get("version"),
-                body.get("config_epoch"),
-            )
-            if not isinstance(config, dict) or not isinstance(version, int):
-                raise ValueError(f"{url}: unexpected response shape")
-            if not isinstance(epoch, str):
-                raise ValueError(f"{url}: unexpected response shape")
+            config, version, epoch = parse_rest_config(response.content, s.service)
         except (httpx.HTTPError, ValueError) as e:
             log.warning("service=%s could not load configuration over REST: %s", s.service, e)
             return None

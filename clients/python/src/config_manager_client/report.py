@@ -32,6 +32,10 @@ MAX_NAMES = 64
 
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _REASON = re.compile(r"[a-z][a-z0-9_]{0,63}")
+#: Config keys (``fields``, keys of ``pinned``) and variable names (values of
+#: ``pinned``) as decision 4 of docs/adopting.md bounds them.
+_CONFIG_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,127}")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _HOST_KEEP = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 
 Status = Literal["applied", "rejected", "offline"]
@@ -120,11 +124,24 @@ def build_report(
         "applied_at": running[1] if running else None,
         "client": {"name": CLIENT_NAME, "version": version or client_version()},
     }
-    if status == "rejected" and fields:
-        report["fields"] = list(fields)[:MAX_NAMES]
-    if status != "offline" and pinned:
-        report["pinned"] = dict(sorted(pinned.items())[:MAX_NAMES])
+    names = [f for f in dict.fromkeys(fields) if _CONFIG_KEY.fullmatch(f)][:MAX_NAMES]
+    if status == "rejected" and names:
+        report["fields"] = names
+    held = _pinned_members(pinned or {})
+    if status != "offline" and held:
+        report["pinned"] = held
     return report
+
+
+def _pinned_members(pinned: dict[str, str]) -> dict[str, str]:
+    """The ``pinned`` member: entries whose key is a config key and whose
+    value a variable name (what the manager accepts), sorted, at most 64."""
+    ok = [
+        (k, v)
+        for k, v in sorted(pinned.items())
+        if _CONFIG_KEY.fullmatch(k) and _VARIABLE.fullmatch(v)
+    ]
+    return dict(ok[:MAX_NAMES])
 
 
 @dataclass
@@ -192,8 +209,9 @@ class Reporter:
         if self.current is None:
             return None
         if self.current.get("status") != "offline":
-            if pinned:
-                self.current["pinned"] = dict(sorted(pinned.items())[:MAX_NAMES])
+            held = _pinned_members(pinned)
+            if held:
+                self.current["pinned"] = held
             else:
                 self.current.pop("pinned", None)
         return self.current
