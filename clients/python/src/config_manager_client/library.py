@@ -359,6 +359,10 @@ class ConfigLibrary:
             if response.status_code != 200:
                 raise ValueError(f"{url} answered {response.status_code}")
             config, version, epoch = parse_rest_config(response.content, s.service)
+            # A token not scoped to this service reads set secrets as the
+            # mask: not a value, so treated as absent (inherited variable or
+            # model default).
+            config = {k: v for k, v in config.items() if v != env.SECRET_MASK}
         except (httpx.HTTPError, ValueError) as e:
             log.warning("service=%s could not load configuration over REST: %s", s.service, e)
             return None
