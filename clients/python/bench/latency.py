@@ -10,6 +10,12 @@ The PATCH runs on a worker thread and is timed there; a callback that
 runs before the PATCH answer was read counts as 0.
 
     .venv-client/bin/python clients/python/bench/latency.py [--count 500] [--bin PATH]
+        [--no-quickack] [--no-nodelay]
+
+mosquitto runs on its default settings (no ``set_tcp_nodelay``), as on TARS'
+robots. ``--no-quickack`` / ``--no-nodelay`` turn off the client's
+``TCP_QUICKACK`` after each PUBACK / its ``TCP_NODELAY``, to measure what
+they are for. Figures are printed, never asserted.
 
 Default binary: target/dist/config-manager (`make dist`, the benchmark build)
 if built, else target/release, else target/debug.
@@ -46,6 +52,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def run(count: int, tmp: Path) -> None:
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
     broker = Broker(tmp).start()
     (tmp / "manager").mkdir()
     manager = Manager(tmp / "manager", broker.url).start()
@@ -117,7 +124,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--bin", help="config-manager binary")
+    parser.add_argument("--no-quickack", action="store_true", help="no TCP_QUICKACK on PUBACK")
+    parser.add_argument("--no-nodelay", action="store_true", help="no TCP_NODELAY")
     args = parser.parse_args()
+    from config_manager_client import mqtt
+
+    if args.no_quickack:
+        mqtt.quickack = lambda _sock: None
+    if args.no_nodelay:
+        mqtt.NODELAY = False
+    print(f"client TCP_QUICKACK: {not args.no_quickack}, TCP_NODELAY: {not args.no_nodelay}")
     candidates = [REPO / f"target/{p}/config-manager" for p in ("dist", "release", "debug")]
     default = next((c for c in candidates if c.exists()), candidates[-1])
     os.environ["CONFIG_MANAGER_BIN"] = str(args.bin or default)
