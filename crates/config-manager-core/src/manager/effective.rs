@@ -108,16 +108,15 @@ pub fn compose(
         }
         let env = super::policed_env(schema, ctx.env, ctx.env_policy);
         for (k, v) in env.values {
-            match (fields.is_secret(&k), view) {
-                (true, SecretView::Omitted) => {
-                    config.remove(&k);
-                }
-                (true, SecretView::Masked) => {
-                    config.insert(k.clone(), Value::String(SECRET_MASK.into()));
-                }
-                _ => {
-                    config.insert(k.clone(), v);
-                }
+            let secret = fields.is_secret(&k);
+            if secret && (view == SecretView::Omitted || v.is_null()) {
+                // Omitted from MQTT and the LKG cache; a secret the
+                // environment sets empty (`null`) has no value: absent too.
+                config.remove(&k);
+            } else if secret && view == SecretView::Masked {
+                config.insert(k.clone(), Value::String(SECRET_MASK.into()));
+            } else {
+                config.insert(k.clone(), v);
             }
             sources.insert(k.clone(), Source::Env);
             read_only_keys.push(k);
