@@ -111,10 +111,11 @@ def _writable_dir(path: Path) -> bool:
     return True
 
 
-def default_cache_dir(envmap: Mapping[str, str], system_dir: Path = SYSTEM_CACHE_DIR) -> Path:
+def default_cache_dir(envmap: Mapping[str, str], system_dir: Path | None = None) -> Path:
     """``/var/lib/tars-config`` when it exists or can be created and written
     (mount a volume there to keep the copy across container restarts), else
     ``$XDG_STATE_HOME/tars-config``, else ``~/.local/state/tars-config``."""
+    system_dir = SYSTEM_CACHE_DIR if system_dir is None else system_dir
     if _writable_dir(system_dir):
         return system_dir
     state = _get(envmap, "XDG_STATE_HOME")
@@ -126,7 +127,7 @@ def default_cache_dir(envmap: Mapping[str, str], system_dir: Path = SYSTEM_CACHE
 
 
 def default_cache_path(
-    service: str, envmap: Mapping[str, str], system_dir: Path = SYSTEM_CACHE_DIR
+    service: str, envmap: Mapping[str, str], system_dir: Path | None = None
 ) -> Path:
     """``CONFIG_CACHE_DIR/<service>.json``, the directory defaulting as
     :func:`default_cache_dir` says."""
