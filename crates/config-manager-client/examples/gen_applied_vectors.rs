@@ -289,7 +289,69 @@ fn reports() -> Vec<Value> {
     );
     let mut big = base();
     big["pad"] = json!("x".repeat(MAX_APPLIED_REPORT_BYTES));
-    r.add("larger_than_4_kib", big, "too_large", false);
+    r.add("larger_than_16_kib", big, "too_large", false);
+    // The optional members of issue 24 (decision 4).
+    r.add(
+        "pinned_fields",
+        with(json!({"pinned": {"tts_volume": "TTS_VOLUME", "log_level": "LOG_LEVEL"}})),
+        "valid",
+        true,
+    );
+    r.add(
+        "crashed_with_fields_by_the_agent",
+        with(
+            json!({"status": "rejected", "reason": "crashed", "rejected_version": 8,
+                    "fields": ["tts_volume"],
+                    "client": {"name": "config-agent", "version": "0.1.0"}}),
+        ),
+        "valid",
+        true,
+    );
+    r.add(
+        "pinned_null",
+        with(json!({"pinned": null})),
+        "invalid",
+        false,
+    );
+    r.add(
+        "pinned_bad_variable",
+        with(json!({"pinned": {"tts_volume": "TTS-VOLUME"}})),
+        "invalid",
+        false,
+    );
+    r.add(
+        "pinned_bad_key",
+        with(json!({"pinned": {"tts.volume": "TTS_VOLUME"}})),
+        "invalid",
+        false,
+    );
+    let many: serde_json::Map<String, Value> =
+        (0..65).map(|i| (format!("f{i}"), json!("V"))).collect();
+    r.add(
+        "pinned_65_entries",
+        with(json!({"pinned": many})),
+        "invalid",
+        false,
+    );
+    r.add(
+        "fields_twice",
+        with(json!({"status": "rejected", "reason": "invalid_config", "fields": ["a", "a"]})),
+        "invalid",
+        false,
+    );
+    r.add(
+        "fields_not_strings",
+        with(json!({"status": "rejected", "reason": "invalid_config", "fields": [1]})),
+        "invalid",
+        false,
+    );
+    // Valid for the JSON Schema alone: `fields` only with a rejection.
+    r.add(
+        "fields_with_applied",
+        with(json!({"fields": ["a"]})),
+        "invalid",
+        true,
+    );
     r.add_text("not_json", "{not json", "invalid", None);
     r.add_text("array", "[]", "invalid", Some(false));
     // Python's json keeps the last duplicate; the strict parser refuses it.

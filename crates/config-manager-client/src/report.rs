@@ -3,6 +3,8 @@
 //! `contracts/README.md`. Free of I/O: the MQTT task publishes what this
 //! module builds, so every rule is testable without a broker.
 
+use std::collections::BTreeMap;
+
 use config_manager_core::applied::{AppliedReport, AppliedStatus, ClientInfo, InstanceId};
 use config_manager_core::domain::{format_rfc3339, ServiceName};
 use config_manager_core::envelope::freshness::AppliedState;
@@ -14,17 +16,26 @@ pub const CLIENT_NAME: &str = "config-manager-client";
 /// The version this library reports in `client.version`.
 pub const CLIENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The version in force and when it was applied (RFC 3339).
+pub type Running = (AppliedState, String);
+
 /// What this instance runs and the last report about it. Public so the
-/// shared vectors (`contracts/vectors/applied-state.json`) can drive it.
+/// shared vectors (`contracts/vectors/applied-state.json`) and config-agent
+/// can drive it.
 #[derive(Debug, Clone)]
 pub struct Reporter {
     service: ServiceName,
     instance: InstanceId,
     /// The version in force and when it was applied (`None`: defaults).
-    running: Option<(AppliedState, String)>,
+    running: Option<Running>,
     /// The report that describes the instance now (`None` before anything
     /// was applied or refused: nothing to say yet).
     current: Option<AppliedReport>,
+    /// `client.name` of every report ([`CLIENT_NAME`] unless a runner on top
+    /// of the library, such as config-agent, names itself).
+    client_name: String,
+    /// Fields the instance's environment holds (`pinned`), in every report.
+    pinned: Option<BTreeMap<String, String>>,
 }
 
 impl Reporter {
@@ -41,6 +52,8 @@ impl Reporter {
             instance,
             running: None,
             current: None,
+            client_name: CLIENT_NAME.to_owned(),
+            pinned: None,
         };
         if let Some(state) = initial {
             reporter.applied(state, now);
@@ -50,6 +63,35 @@ impl Reporter {
 
     pub fn instance(&self) -> &InstanceId {
         &self.instance
+    }
+
+    /// Reports name `name` as `client.name` from now on (a short token of the
+    /// contract's grammar, e.g. `config-agent`); the current report is
+    /// rebuilt with it.
+    pub fn set_client_name(&mut self, name: &str) {
+        self.client_name = name.to_owned();
+        self.refresh();
+    }
+
+    /// Reports carry `pinned` (field key → variable) from now on; an empty
+    /// map leaves the member out. The caller keeps it within the contract's
+    /// bounds (64 entries, key and variable grammars).
+    pub fn set_pinned(&mut self, pinned: BTreeMap<String, String>) {
+        self.pinned = (!pinned.is_empty()).then_some(pinned);
+        self.refresh();
+    }
+
+    /// What the instance runs and since when (`None`: defaults).
+    pub fn running(&self) -> Option<&Running> {
+        self.running.as_ref()
+    }
+
+    /// Rebuilds the current report after a change of what every report says.
+    fn refresh(&mut self) {
+        if let Some(current) = &mut self.current {
+            current.client.name = self.client_name.clone();
+            current.pinned = self.pinned.clone();
+        }
     }
 
     /// The report describing the instance now, if any.
@@ -86,6 +128,50 @@ impl Reporter {
         Some(report)
     }
 
+    /// Like [`Reporter::rejected`], naming the fields that failed the
+    /// service's own validation (`fields`, names only; at most 64 kept).
+    pub fn rejected_fields(
+        &mut self,
+        label: &str,
+        rejected_version: Option<u64>,
+        fields: &[String],
+    ) -> Option<AppliedReport> {
+        let mut report = self.build(
+            AppliedStatus::Rejected,
+            Some(label.to_owned()),
+            rejected_version.filter(|v| *v >= 1),
+        );
+        let mut names: Vec<String> = fields.to_vec();
+        names.sort();
+        names.dedup();
+        names.truncate(config_manager_core::applied::MAX_REPORT_FIELDS);
+        report.fields = (!names.is_empty()).then_some(names);
+        if self.current.as_ref() == Some(&report) {
+            return None;
+        }
+        self.current = Some(report.clone());
+        Some(report)
+    }
+
+    /// A version that took effect was given up (config-agent's crash
+    /// rollback): the instance runs `back_to` again, and the `rejected`
+    /// report with `label` names `rejected_version`.
+    pub fn rolled_back(
+        &mut self,
+        back_to: Option<Running>,
+        label: &str,
+        rejected_version: Option<u64>,
+    ) -> AppliedReport {
+        self.running = back_to;
+        let report = self.build(
+            AppliedStatus::Rejected,
+            Some(label.to_owned()),
+            rejected_version.filter(|v| *v >= 1),
+        );
+        self.current = Some(report.clone());
+        report
+    }
+
     /// The `offline` form: the MQTT last will (set at connect time, with the
     /// version known then) and the report of a clean stop.
     pub fn offline(&self) -> AppliedReport {
@@ -116,9 +202,11 @@ impl Reporter {
             rejected_version,
             applied_at,
             client: ClientInfo {
-                name: CLIENT_NAME.to_owned(),
+                name: self.client_name.clone(),
                 version: CLIENT_VERSION.to_owned(),
             },
+            pinned: self.pinned.clone(),
+            fields: None,
         }
     }
 }
@@ -224,5 +312,39 @@ mod tests {
             (AppliedStatus::Offline, Some(9))
         );
         assert_eq!(offline.applied_at, applied.applied_at);
+    }
+
+    #[test]
+    fn pinned_fields_client_name_and_rollback() {
+        let mut r = reporter(Some(7));
+        r.set_client_name("config-agent");
+        r.set_pinned(BTreeMap::from([("tts_volume".into(), "TTS_VOLUME".into())]));
+        let current = valid(r.current().unwrap());
+        assert_eq!(current.client.name, "config-agent");
+        assert_eq!(current.pinned.as_ref().unwrap()["tts_volume"], "TTS_VOLUME");
+        assert_eq!(valid(&r.offline()).pinned, current.pinned);
+        let failed = r
+            .rejected_fields(
+                "invalid_config",
+                Some(8),
+                &["b".into(), "a".into(), "a".into()],
+            )
+            .unwrap();
+        assert_eq!(valid(&failed).fields, Some(vec!["a".into(), "b".into()]));
+        let before = r.running().cloned();
+        let state = AppliedState {
+            epoch: Epoch(EPOCH.into()),
+            version: 9,
+            checksum: None,
+        };
+        let _ = r.applied(&state, OffsetDateTime::UNIX_EPOCH);
+        let back = valid(&r.rolled_back(before, "crashed", Some(9)));
+        assert_eq!(
+            (back.status, back.version, back.rejected_version),
+            (AppliedStatus::Rejected, Some(7), Some(9))
+        );
+        assert_eq!(back.reason.as_deref(), Some("crashed"));
+        r.set_pinned(BTreeMap::new());
+        assert_eq!(valid(r.current().unwrap()).pinned, None);
     }
 }

@@ -13,10 +13,20 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::domain::{parse_rfc3339, Epoch, NameError, ServiceName};
+use std::collections::BTreeMap;
 
-/// Largest payload the manager reads; a valid report is well under 1 KiB.
-pub const MAX_APPLIED_REPORT_BYTES: usize = 4096;
+use crate::domain::{parse_rfc3339, validate_key, Epoch, NameError, ServiceName};
+
+/// Largest payload the manager reads. A report without `pinned`/`fields` is
+/// well under 1 KiB; 16 KiB leaves room for both lists at realistic name
+/// lengths (64 entries each) while keeping every stored report small.
+pub const MAX_APPLIED_REPORT_BYTES: usize = 16 * 1024;
+
+/// Most entries of `pinned` and of `fields` (decision 4 of issue 24).
+pub const MAX_REPORT_FIELDS: usize = 64;
+
+/// Longest environment-variable name in `pinned`.
+pub const MAX_ENV_NAME_LEN: usize = 128;
 
 /// Longest instance id (it is one MQTT topic level and a URL path segment).
 pub const MAX_INSTANCE_ID_LEN: usize = 64;
@@ -182,6 +192,42 @@ pub struct AppliedReport {
     #[serde(deserialize_with = "present")]
     pub applied_at: Option<String>,
     pub client: ClientInfo,
+    /// Optional: fields whose value the instance's environment holds
+    /// (`CONFIG_PINNED_ENV`), config key → variable name, so the operator
+    /// sees why a change does not reach them. Absent when none; never `null`.
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pinned: Option<BTreeMap<String, String>>,
+    /// Optional, only with `rejected`: the config keys that failed the
+    /// instance's own validation (names, never values). Never `null`.
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fields: Option<Vec<String>>,
+}
+
+/// An optional member that, when present, is not `null`.
+fn not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// Checks an environment-variable name: `^[A-Za-z_][A-Za-z0-9_]{0,127}$`.
+pub fn is_env_name(raw: &str) -> bool {
+    let mut chars = raw.chars();
+    raw.len() <= MAX_ENV_NAME_LEN
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A nullable member that must be present (`null` or a value).
@@ -256,6 +302,34 @@ impl AppliedReport {
         }
         if self.status == AppliedStatus::Applied && self.version.is_none() {
             return Err("an applied report names its version".into());
+        }
+        if let Some(pinned) = &self.pinned {
+            if pinned.len() > MAX_REPORT_FIELDS {
+                return Err(format!("pinned has more than {MAX_REPORT_FIELDS} entries"));
+            }
+            if pinned.keys().any(|k| validate_key(k).is_err()) {
+                return Err("pinned names a field outside the config-key grammar".into());
+            }
+            if !pinned.values().all(|v| is_env_name(v)) {
+                return Err(
+                    "pinned names a variable outside ^[A-Za-z_][A-Za-z0-9_]{0,127}$".into(),
+                );
+            }
+        }
+        if let Some(fields) = &self.fields {
+            if self.status != AppliedStatus::Rejected {
+                return Err("only a rejection has fields".into());
+            }
+            if fields.len() > MAX_REPORT_FIELDS {
+                return Err(format!("fields has more than {MAX_REPORT_FIELDS} entries"));
+            }
+            if fields.iter().any(|k| validate_key(k).is_err()) {
+                return Err("fields names a field outside the config-key grammar".into());
+            }
+            let unique: std::collections::BTreeSet<&String> = fields.iter().collect();
+            if unique.len() != fields.len() {
+                return Err("fields names a field twice".into());
+            }
         }
         // As the schema: '+' (build metadata) only in the version.
         for (what, value, plus) in [
@@ -443,6 +517,107 @@ mod tests {
         );
         assert!(invalid(AppliedReport::parse(b"\xff", &svc(), &inst())));
         assert!(invalid(AppliedReport::parse(b"[]", &svc(), &inst())));
+    }
+
+    #[test]
+    fn pinned_and_fields_round_trip() {
+        use serde_json::json;
+        let report = with(|v| {
+            v["pinned"] = json!({"tts_volume": "TTS_VOLUME", "log_level": "_LOG_LEVEL"});
+            v["fields"] = json!(["tts_volume", "voice"]);
+            v["reason"] = json!("crashed");
+        })
+        .unwrap();
+        let pinned = report.pinned.as_ref().unwrap();
+        assert_eq!(pinned["tts_volume"], "TTS_VOLUME");
+        assert_eq!(report.fields.as_deref().unwrap().len(), 2);
+        assert_eq!(report.reason.as_deref(), Some("crashed"));
+        let again = AppliedReport::parse(report.to_json().as_bytes(), &svc(), &inst()).unwrap();
+        assert_eq!(again, report);
+        // Absent members stay absent when written back.
+        let plain = with(|_| {}).unwrap();
+        assert!(!plain.to_json().contains("pinned"));
+        assert!(!plain.to_json().contains("fields"));
+        // Pinned fields with any status.
+        let applied = with(|v| {
+            v["status"] = json!("applied");
+            v["reason"] = json!(null);
+            v["rejected_version"] = json!(null);
+            v["pinned"] = json!({"a": "A"});
+        })
+        .unwrap();
+        assert_eq!(applied.pinned.unwrap().len(), 1);
+        // Exactly at the bounds.
+        let at_max: serde_json::Map<String, serde_json::Value> = (0..MAX_REPORT_FIELDS)
+            .map(|i| (format!("f{i}"), json!(format!("V{i}"))))
+            .collect();
+        assert!(with(|v| v["pinned"] = json!(at_max)).is_ok());
+        let long_var = format!("V{}", "a".repeat(MAX_ENV_NAME_LEN - 1));
+        assert!(with(|v| v["pinned"] = json!({"a": long_var})).is_ok());
+    }
+
+    #[test]
+    fn bad_pinned_and_fields_are_refused() {
+        use serde_json::json;
+        let invalid = |r: Result<AppliedReport, AppliedReportError>| {
+            matches!(r, Err(AppliedReportError::Invalid(_)))
+        };
+        // Wrong types, null.
+        for bad in [
+            json!(null),
+            json!([]),
+            json!("A"),
+            json!({"a": 1}),
+            json!({"a": null}),
+            json!({"a": ["A"]}),
+        ] {
+            assert!(invalid(with(|v| v["pinned"] = bad.clone())), "pinned {bad}");
+        }
+        for bad in [
+            json!(null),
+            json!({}),
+            json!("a"),
+            json!([1]),
+            json!([null]),
+            json!([["a"]]),
+        ] {
+            assert!(invalid(with(|v| v["fields"] = bad.clone())), "fields {bad}");
+        }
+        // Bad names.
+        for key in ["", "1a", "a-b", "a.b", "ä", "a b", &"a".repeat(129)] {
+            assert!(
+                invalid(with(|v| v["pinned"] = json!({key: "A"}))),
+                "{key:?}"
+            );
+            assert!(invalid(with(|v| v["fields"] = json!([key]))), "{key:?}");
+        }
+        let too_long_var = format!("V{}", "a".repeat(MAX_ENV_NAME_LEN));
+        for var in ["", "1A", "A-B", "A B", "A=B", "Ä", too_long_var.as_str()] {
+            assert!(
+                invalid(with(|v| v["pinned"] = json!({"a": var}))),
+                "{var:?}"
+            );
+        }
+        // Too many entries.
+        let over: serde_json::Map<String, serde_json::Value> = (0..=MAX_REPORT_FIELDS)
+            .map(|i| (format!("f{i}"), json!("V")))
+            .collect();
+        assert!(invalid(with(|v| v["pinned"] = json!(over))));
+        let over: Vec<String> = (0..=MAX_REPORT_FIELDS).map(|i| format!("f{i}")).collect();
+        assert!(invalid(with(|v| v["fields"] = json!(over))));
+        // Duplicates; fields outside a rejection.
+        assert!(invalid(with(|v| v["fields"] = json!(["a", "a"]))));
+        assert!(invalid(with(|v| {
+            v["status"] = json!("applied");
+            v["reason"] = json!(null);
+            v["rejected_version"] = json!(null);
+            v["fields"] = json!(["a"]);
+        })));
+        // Unknown members are still refused next to the new ones.
+        assert!(invalid(with(|v| {
+            v["pinned"] = json!({"a": "A"});
+            v["pinned_extra"] = json!(1);
+        })));
     }
 
     #[test]

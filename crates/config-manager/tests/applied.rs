@@ -180,9 +180,17 @@ async fn reports_show_desired_vs_applied_in_rest_and_metrics() {
     // this test sends is too.
     let validator =
         jsonschema::validator_for(&serde_json::from_str(REPORT_SCHEMA).unwrap()).unwrap();
+    // Optional members (decision 4 of issue 24): `pinned` with any status,
+    // `fields` and the `crashed` label with a rejection.
+    let mut pinned = report("a", "applied", &epoch, Some(v));
+    pinned["pinned"] = json!({"volume_percent": "TTS_VOLUME_PERCENT"});
+    let mut crashed = report("b", "rejected", &epoch, Some(v));
+    crashed["reason"] = json!("crashed");
+    crashed["fields"] = json!(["volume_percent"]);
+    crashed["client"]["name"] = json!("config-agent");
     let sent = [
-        ("a", report("a", "applied", &epoch, Some(v))),
-        ("b", report("b", "rejected", &epoch, Some(v))),
+        ("a", pinned),
+        ("b", crashed),
         ("c", report("c", "offline", &epoch, Some(v))),
         ("d", report("d", "applied", &epoch, Some(v - 1))),
         (
@@ -211,7 +219,15 @@ async fn reports_show_desired_vs_applied_in_rest_and_metrics() {
     let state = |id: &str| instance(&body, id)["state"].as_str().unwrap().to_owned();
     assert_eq!(state("a"), "in_sync");
     assert_eq!(state("b"), "rejected");
-    assert_eq!(instance(&body, "b")["reason"], "bad_signature");
+    assert_eq!(instance(&body, "b")["reason"], "crashed");
+    assert_eq!(instance(&body, "b")["fields"], json!(["volume_percent"]));
+    assert_eq!(instance(&body, "b")["client"]["name"], "config-agent");
+    assert_eq!(
+        instance(&body, "a")["pinned"],
+        json!({"volume_percent": "TTS_VOLUME_PERCENT"})
+    );
+    assert_eq!(instance(&body, "a")["fields"], json!([]));
+    assert_eq!(instance(&body, "c")["pinned"], json!({}));
     assert_eq!(instance(&body, "b")["rejected_version"], v + 1);
     assert_eq!(state("c"), "offline");
     assert_eq!(state("d"), "pending");
@@ -219,7 +235,7 @@ async fn reports_show_desired_vs_applied_in_rest_and_metrics() {
     assert!(instance(&body, "d")["pending_seconds"].as_u64().is_some());
     assert_eq!(state("e"), "pending");
     assert_eq!(instance(&body, "e")["drift"], "other_epoch");
-    assert_eq!(instance(&body, "a")["client"]["name"], "raw-test");
+    assert_eq!(instance(&body, "d")["client"]["name"], "raw-test");
     assert_eq!(
         body["summary"],
         json!({"state": "rejected", "instances": 5, "in_sync": 1, "pending": 2,
@@ -319,7 +335,7 @@ async fn bad_reports_are_dropped_counted_and_never_shown() {
     secret_reason["reason"] = json!("password is hunter2");
     let oversized = {
         let mut r = report("big", "applied", &epoch, Some(v));
-        r["client"]["name"] = json!("x".repeat(10_000));
+        r["client"]["name"] = json!("x".repeat(20_000));
         json_bytes(&r)
     };
     publish_all(

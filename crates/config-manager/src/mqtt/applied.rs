@@ -9,14 +9,14 @@
 //! (client id `<MQTT_CLIENT_ID>-applied`, clean session, no last-will): a
 //! hostile or broken publisher can at worst make *this* connection drop
 //! (a packet over [`MAX_INCOMING_PACKET`] does), never the one that
-//! publishes the signed configurations. Payloads between 4 KiB and that
+//! publishes the signed configurations. Payloads between 16 KiB and that
 //! size are read and dropped as `too_large`.
 //!
 //! # Two tasks
 //!
 //! - the **connection task** drives the event loop, subscribes after every
 //!   connect (clean session: the broker forgets subscriptions), hands each
-//!   message to [`AppliedBoard::ingest`] (parsing under 4 KiB of JSON and
+//!   message to [`AppliedBoard::ingest`] (parsing under 16 KiB of JSON and
 //!   one map update under a mutex: no I/O on this path) and clears the
 //!   retained report of instances an operator forgot;
 //! - the **persistence task** writes the dirty entries every

@@ -15,7 +15,7 @@
 //!   report is dropped and counted (`instance_limit`, `total_limit`).
 //!   Services must be
 //!   known (a schema or a stored config), so hostile service names cannot add
-//!   entries either. Each report is at most 4 KiB before parsing and much
+//!   entries either. Each report is at most 16 KiB before parsing and
 //!   less after.
 //! - **database writes**: a report only replaces the instance's entry in
 //!   memory and marks it dirty; the persistence task writes the dirty entries
@@ -82,7 +82,7 @@ pub enum DropReason {
     /// The topic is not `system/config/<service>/applied/<instance_id>` with
     /// valid levels.
     BadTopic,
-    /// Over 4 KiB.
+    /// Over 16 KiB.
     TooLarge,
     /// Not a valid report.
     Invalid,
@@ -224,6 +224,13 @@ pub struct InstanceView {
     pub rejected_version: Option<u64>,
     pub applied_at: Option<String>,
     pub client: ClientInfo,
+    /// Fields whose value the instance's environment holds
+    /// (`CONFIG_PINNED_ENV`), key → variable: a change of them in the manager
+    /// does not reach this instance. Empty when none.
+    pub pinned: BTreeMap<String, String>,
+    /// With `rejected`: the field keys that failed the instance's own
+    /// validation (names only). Empty otherwise.
+    pub fields: Vec<String>,
     /// When the manager received the report (its clock).
     pub received_at: String,
     /// Seconds since `received_at`.
@@ -790,6 +797,8 @@ fn view(
         rejected_version: r.rejected_version,
         applied_at: r.applied_at.clone(),
         client: r.client.clone(),
+        pinned: r.pinned.clone().unwrap_or_default(),
+        fields: r.fields.clone().unwrap_or_default(),
         received_at: format_rfc3339(e.received_at),
         age_seconds: secs_between(e.received_at, now),
         pending_seconds,
