@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import paho.mqtt.client as paho
 import pytest
 from pydantic import BaseModel, Field
@@ -25,6 +26,9 @@ from config_manager_client import ConfigLibrary, ConfigSource
 from harness import TTS_TOKEN, WRITE_TOKEN, Broker, Manager, MissingTool, binary_path, wait_until
 from tars_models import MODELS, TTSWorkerConfig
 
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[3] / "contracts/mqtt-applied-state.schema.json").read_text()
+)
 #: Per service, one field changed live to a value other than its default.
 CHANGES: dict[str, tuple[str, Any]] = {
     "llm-worker": ("llm_timeout_sec", 45.5),
@@ -71,6 +75,7 @@ class Reports:
         """The first report of ``instance`` for which ``pred`` holds."""
         while True:
             report = await asyncio.to_thread(self.messages.get, True, 30)
+            jsonschema.validate(report, SCHEMA, format_checker=jsonschema.FormatChecker())
             if report["instance_id"] == instance and pred(report):
                 return report
 

@@ -307,10 +307,16 @@ class ConfigLibrary:
                 config_model.__name__,
                 ", ".join(fit.failed),
             )
-            if self._reporter.not_fitting(version, self._failed_fields()) is not None:
-                self._report_pending = True
-        self._pinned_changed()
-        self._flush_report()
+            changed = self._reporter.not_fitting(version, self._failed_fields()) is not None
+        else:
+            changed = False
+        if self._reporter.set_pinned(self.pinned) is not None:
+            changed = True
+        if changed:
+            # Only a report this call changed: the start-up one goes out once,
+            # on connect (a flush here could race that and send it twice).
+            self._report_pending = True
+            self._flush_report()
         return fit.instance
 
     async def subscribe_updates(self, callback: Callback, config_model: type[T]) -> None:
@@ -337,10 +343,6 @@ class ConfigLibrary:
         for names in self._misfits.values():
             seen.extend(n for n in names if n not in seen)
         return tuple(reportable(seen))
-
-    def _pinned_changed(self) -> None:
-        if self._reporter.set_pinned(self.pinned) is not None:
-            self._report_pending = True
 
     def _require(self) -> UpdatePipeline:
         if self._pipeline is None:
