@@ -90,6 +90,32 @@ def rest_config(manager: Manager, service: str, token: str = WRITE_TOKEN) -> dic
     return dict(r.json()["config"])
 
 
+def instance_view(manager: Manager, service: str, instance: str) -> dict[str, Any] | None:
+    """The instance's entry in ``GET /services/<service>/instances``."""
+    r = manager.http.get(f"/services/{service}/instances", headers={"X-API-Token": WRITE_TOKEN})
+    r.raise_for_status()
+    for entry in r.json()["instances"]:
+        if entry["instance_id"] == instance:
+            return dict(entry)
+    return None
+
+
+async def view_until(manager: Manager, instance: str, pred: Any) -> dict[str, Any]:
+    """The instances view entry once ``pred`` holds (the manager's
+    subscriber takes the report asynchronously)."""
+    found: list[dict[str, Any]] = []
+
+    def check() -> bool:
+        entry = instance_view(manager, "tts-worker", instance)
+        if entry is not None and pred(entry):
+            found.append(entry)
+            return True
+        return False
+
+    await wait_until(check, f"instances view of {instance}")
+    return found[0]
+
+
 def cached_version(path: Path) -> int:
     try:
         return int(json.loads(path.read_text())["envelope"]["version"])
@@ -221,6 +247,9 @@ def test_value_that_does_not_fit_is_reported_and_logged_by_name(
         report = await reports.until(instance, lambda r: r["status"] == "rejected")
         assert (report["reason"], report["rejected_version"]) == ("invalid_config", bad)
         assert (report["version"], report["fields"]) == (None, ["volume_percent"])
+        entry = await view_until(manager, instance, lambda e: e["status"] == "rejected")
+        assert (entry["state"], entry["reason"]) == ("rejected", "invalid_config")
+        assert entry["fields"] == ["volume_percent"]
         logged = "\n".join(r.getMessage() for r in caplog.records)
         assert "volume_percent" in logged
         assert "187" not in logged  # names, never values
@@ -280,6 +309,10 @@ def test_pinned_field_keeps_its_inherited_value_and_is_reported(
         assert report["pinned"] == {"tts_aggregate_debounce_ms": "TTS_AGGREGATE_DEBOUNCE_MS"}
         assert seen[-1].tts_aggregate_debounce_ms == 150  # pinned: the inherited value
         assert seen[-1].piper_voice == "en_US-amy"  # not pinned: the manager wins
+        # The operator sees why the change did not take effect.
+        entry = await view_until(manager, instance, lambda e: e["version"] == version)
+        assert entry["pinned"] == {"tts_aggregate_debounce_ms": "TTS_AGGREGATE_DEBOUNCE_MS"}
+        assert entry["client"]["name"] == "tars-config-client"
         await lib.close()
         reports.stop()
 
