@@ -76,6 +76,7 @@ async def run(count: int, tmp: Path) -> None:
         await wait_until(lambda: lib.mqtt_connected, "MQTT connection")
         after_ack: list[float] = []
         after_send: list[float] = []
+        round_trip: list[float] = []
         early = 0
         version = manager.version()
         # The PATCHes run on another thread, so the acknowledgement is timed
@@ -102,6 +103,7 @@ async def run(count: int, tmp: Path) -> None:
                 early += cb < acked
                 after_ack.append(max(0.0, cb - acked) * 1000)
                 after_send.append((cb - sent) * 1000)
+                round_trip.append((acked - sent) * 1000)
         await lib.close()
         snap = lib.counters.snapshot()
         print(f"binary: {os.environ.get('CONFIG_MANAGER_BIN')}")
@@ -115,6 +117,11 @@ async def run(count: int, tmp: Path) -> None:
             f"PATCH sent -> Python callback: p50 {statistics.median(after_send):.3f} ms, "
             f"p99 {pct(after_send, 99):.3f} ms"
         )
+        print(
+            f"PATCH round trip alone: p50 {statistics.median(round_trip):.3f} ms, "
+            f"p99 {pct(round_trip, 99):.3f} ms"
+        )
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
     finally:
         manager.kill()
         broker.stop()

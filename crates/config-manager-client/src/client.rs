@@ -150,6 +150,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> ClientBuilder<T> {
                         counters: Arc::clone(&counters),
                         failure_logged: false,
                     },
+                    held_ack: None,
                 };
                 Some(tokio::spawn(task.run()))
             }
