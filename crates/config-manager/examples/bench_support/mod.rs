@@ -62,7 +62,9 @@ pub async fn start_stack(bin: &Path) -> Result<Stack, BoxError> {
     };
     std::fs::write(
         &conf,
-        format!("listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n{nodelay}"),
+        format!(
+            "listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n{nodelay}"
+        ),
     )?;
     let broker = Proc(
         Command::new(MOSQUITTO)
