@@ -10,6 +10,12 @@ The PATCH runs on a worker thread and is timed there; a callback that
 runs before the PATCH answer was read counts as 0.
 
     .venv-client/bin/python clients/python/bench/latency.py [--count 500] [--bin PATH]
+        [--no-quickack] [--no-nodelay]
+
+mosquitto runs on its default settings (no ``set_tcp_nodelay``), as on TARS'
+robots. ``--no-quickack`` / ``--no-nodelay`` turn off the client's
+``TCP_QUICKACK`` after each PUBACK / its ``TCP_NODELAY``, to measure what
+they are for. Figures are printed, never asserted.
 
 Default binary: target/dist/config-manager (`make dist`, the benchmark build)
 if built, else target/release, else target/debug.
@@ -46,6 +52,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def run(count: int, tmp: Path) -> None:
+    print(f"load average before: {os.getloadavg()[0]:.1f}")
     broker = Broker(tmp).start()
     (tmp / "manager").mkdir()
     manager = Manager(tmp / "manager", broker.url).start()
@@ -69,6 +76,7 @@ async def run(count: int, tmp: Path) -> None:
         await wait_until(lambda: lib.mqtt_connected, "MQTT connection")
         after_ack: list[float] = []
         after_send: list[float] = []
+        round_trip: list[float] = []
         early = 0
         version = manager.version()
         # The PATCHes run on another thread, so the acknowledgement is timed
@@ -95,6 +103,7 @@ async def run(count: int, tmp: Path) -> None:
                 early += cb < acked
                 after_ack.append(max(0.0, cb - acked) * 1000)
                 after_send.append((cb - sent) * 1000)
+                round_trip.append((acked - sent) * 1000)
         await lib.close()
         snap = lib.counters.snapshot()
         print(f"binary: {os.environ.get('CONFIG_MANAGER_BIN')}")
@@ -108,6 +117,11 @@ async def run(count: int, tmp: Path) -> None:
             f"PATCH sent -> Python callback: p50 {statistics.median(after_send):.3f} ms, "
             f"p99 {pct(after_send, 99):.3f} ms"
         )
+        print(
+            f"PATCH round trip alone: p50 {statistics.median(round_trip):.3f} ms, "
+            f"p99 {pct(round_trip, 99):.3f} ms"
+        )
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
     finally:
         manager.kill()
         broker.stop()
@@ -117,7 +131,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--bin", help="config-manager binary")
+    parser.add_argument("--no-quickack", action="store_true", help="no TCP_QUICKACK on PUBACK")
+    parser.add_argument("--no-nodelay", action="store_true", help="no TCP_NODELAY")
     args = parser.parse_args()
+    from config_manager_client import mqtt
+
+    if args.no_quickack:
+        mqtt.quickack = lambda _sock: None
+    if args.no_nodelay:
+        mqtt.NODELAY = False
+    print(f"client TCP_QUICKACK: {not args.no_quickack}, TCP_NODELAY: {not args.no_nodelay}")
     candidates = [REPO / f"target/{p}/config-manager" for p in ("dist", "release", "debug")]
     default = next((c for c in candidates if c.exists()), candidates[-1])
     os.environ["CONFIG_MANAGER_BIN"] = str(args.bin or default)

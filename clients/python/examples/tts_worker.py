@@ -47,7 +47,7 @@ class TTSWorkerConfig(BaseModel):
     tts_wake_cache_dir: str = "data/tts-cache"
     tts_wake_cache_max: int = 16
     eleven_api_base: str = "https://api.elevenlabs.io/v1"
-    eleven_api_key: str | None = None
+    eleven_api_key: str = ""  # as TARS declares it
     eleven_voice_id: str = ""
     eleven_model_id: str = "eleven_multilingual_v2"
     eleven_optimize_streaming: int = 0

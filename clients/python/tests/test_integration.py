@@ -29,7 +29,7 @@ class TTSWorkerConfig(BaseModel):
     volume_percent: int = 100
     tts_provider: str = "piper"
     piper_voice: str = "default"
-    eleven_api_key: str | None = None
+    eleven_api_key: str = ""  # as TARS declares it: an unset secret must fit
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import stat
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config_manager_client import (
     AppliedState,
@@ -24,8 +25,11 @@ from config_manager_client import (
     TrustedKeys,
     UpdatePipeline,
     build_model,
+    fit_model,
     parse_mqtt_url,
 )
+from config_manager_client.library import parse_rest_config
+from config_manager_client.settings import build_settings, default_cache_dir, default_cache_path
 from helpers import EPOCH_A, EPOCH_B, public_pem, sign, trusted_key
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -66,18 +70,40 @@ def test_no_public_key_is_a_clear_error_at_initialize(tmp_path: Path) -> None:
     run(go())
 
 
-def test_precedence_env_over_manager_over_default() -> None:
+def test_precedence_manager_over_env_over_default_and_pins() -> None:
     raw = {"volume_percent": 60, "tts_provider": "elevenlabs", "unknown_key": 1}
-    model = build_model(Tts, raw, {"VOLUME_PERCENT": "33"})
-    assert model.volume_percent == 33  # environment
-    assert model.tts_provider == "elevenlabs"  # manager
+    env = {"VOLUME_PERCENT": "33", "TTS_PROVIDER": "piper", "ELEVEN_API_KEY": "from-env"}
+    model = build_model(Tts, raw, env)
+    assert model.volume_percent == 60  # the manager wins over an inherited variable
+    assert model.tts_provider == "elevenlabs"
+    assert model.eleven_api_key == "from-env"  # absent at the manager: inherited value
     assert model.tts_streaming is False  # default
     assert build_model(Tts, {}, {"TTS_STREAMING": "true"}).tts_streaming is True
+    # CONFIG_PINNED_ENV: the listed variable keeps its inherited value, reported.
+    fit = fit_model(Tts, raw, env, frozenset({"VOLUME_PERCENT", "NOT_SET_ANYWHERE"}))
+    assert fit.instance.volume_percent == 33
+    assert fit.instance.tts_provider == "elevenlabs"
+    assert fit.pinned == {"volume_percent": "VOLUME_PERCENT"}
+    assert fit.failed == ()
+
+
+def test_fields_that_do_not_fit_take_defaults_and_are_named_never_valued() -> None:
+    raw = {"volume_percent": 150, "tts_provider": "elevenlabs", "eleven_api_key": None}
+    fit = fit_model(Tts, raw, {})
+    assert fit.failed == ("volume_percent", "eleven_api_key")
+    assert fit.instance.volume_percent == 100
+    assert fit.instance.eleven_api_key == ""
+    assert fit.instance.tts_provider == "elevenlabs"
+    with pytest.raises(ValidationError):
+        build_model(Tts, raw, {})
+    # A pinned variable whose value does not fit: the field takes its default too.
+    fit = fit_model(Tts, {}, {"VOLUME_PERCENT": "loud"}, {"VOLUME_PERCENT"})
+    assert (fit.failed, fit.pinned, fit.instance.volume_percent) == (("volume_percent",), {}, 100)
 
 
 def test_defaults_then_update_then_reissue_without_second_callback(tmp_path: Path) -> None:
     async def go() -> None:
-        library = lib(tmp_path, {"TTS_PROVIDER": "from-env"})
+        library = lib(tmp_path, {"TTS_PROVIDER": "from-env", "CONFIG_PINNED_ENV": "TTS_PROVIDER"})
         await library.initialize()
         first = await library.get_config(Tts)
         assert (first.volume_percent, first.tts_provider) == (100, "from-env")
@@ -92,7 +118,10 @@ def test_defaults_then_update_then_reissue_without_second_callback(tmp_path: Pat
         out = await library.handle_payload(sign(cfg(70), version=6, issued=NOW), NOW)
         assert out.action == "apply"
         assert [c.volume_percent for c in calls] == [70]
-        assert calls[0].tts_provider == "from-env"  # env still wins over the update
+        assert calls[0].tts_provider == "from-env"  # a pinned variable wins over the update
+        assert library.pinned == {"tts_provider": "TTS_PROVIDER"}
+        assert library.last_report is not None
+        assert library.last_report["pinned"] == {"tts_provider": "TTS_PROVIDER"}
         assert (await library.get_config(Tts)).volume_percent == 70
         assert library.source is ConfigSource.MQTT
         # The periodic re-issue: new issued_at and signature, same version.
@@ -263,3 +292,94 @@ def test_oversized_payloads_and_floods_are_refused_before_queueing(tmp_path: Pat
         await library.close()
 
     run(go())
+
+
+def test_cache_location_settings(tmp_path: Path) -> None:
+    system = tmp_path / "var-lib-tars-config"
+    # The system directory when it can be created and written.
+    assert default_cache_path("tts-worker", {}, system) == system / "tts-worker.json"
+    # Not writable (a file stands where a parent should be): XDG, then HOME.
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    unusable = blocked / "tars-config"
+    xdg = {"XDG_STATE_HOME": str(tmp_path / "xdg")}
+    assert default_cache_dir(xdg, unusable) == tmp_path / "xdg" / "tars-config"
+    home = {"HOME": str(tmp_path / "home")}
+    assert default_cache_dir(home, unusable) == tmp_path / "home/.local/state/tars-config"
+    # CONFIG_CACHE_DIR names the directory; CONFIG_CACHE_PATH one file and wins.
+    env = {"CONFIG_CACHE_DIR": str(tmp_path / "d")}
+    assert build_settings("stt-worker", envmap=env).cache_path == tmp_path / "d/stt-worker.json"
+    env["CONFIG_CACHE_PATH"] = str(tmp_path / "one.json")
+    assert build_settings("stt-worker", envmap=env).cache_path == tmp_path / "one.json"
+
+
+def test_pinned_env_setting() -> None:
+    s = build_settings("tts-worker", envmap={"CONFIG_PINNED_ENV": " A_1, ,LOG_LEVEL ,"})
+    assert s.pinned_env == frozenset({"A_1", "LOG_LEVEL"})
+    for bad in ("1ABC", "A-B", "A B", "X" * 129):
+        with pytest.raises(SettingsError, match="CONFIG_PINNED_ENV") as info:
+            build_settings("tts-worker", envmap={"CONFIG_PINNED_ENV": bad})
+        assert bad not in str(info.value)
+
+
+def test_ignored_tars_variables_are_named_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = {
+        "CONFIG_LKG_CACHE_PATH": "/data/secret-path-lkg.json",
+        "LKG_HMAC_KEY_BASE64": "c2VjcmV0LWhtYWMta2V5",
+        "CONFIG_DB_PATH": "/data/config.db",
+    }
+
+    async def go() -> None:
+        library = lib(tmp_path, env)
+        with caplog.at_level(logging.WARNING, logger="config_manager_client"):
+            await library.initialize()
+            await library.initialize()  # a second call does nothing
+        await library.close()
+
+    run(go())
+    lines = [r.getMessage() for r in caplog.records if "ignores" in r.getMessage()]
+    assert len(lines) == 1
+    assert "CONFIG_LKG_CACHE_PATH, LKG_HMAC_KEY_BASE64, CONFIG_DB_PATH" in lines[0]
+    assert "LKG_HMAC_KEY_ID" not in lines[0]  # only those present
+    for value in env.values():
+        assert value not in caplog.text
+
+
+def test_api_parity_with_tars_config_library(tmp_path: Path) -> None:
+    import config_manager_client
+
+    assert config_manager_client.ConfigUpdateCallback is not None
+
+    async def go() -> None:
+        library = lib(tmp_path)
+        with pytest.raises(RuntimeError):
+            await library.get_config(Tts)
+        with pytest.raises(RuntimeError):
+            await library.subscribe_updates(lambda _c: None, Tts)
+        await library.initialize()
+        first: list[int] = []
+        second: list[int] = []
+        await library.subscribe_updates(lambda c: first.append(c.volume_percent), Tts)
+        await library.subscribe_updates(lambda c: second.append(c.volume_percent), Tts)
+        out = await library.handle_payload(sign(cfg(70), version=6, issued=NOW), NOW)
+        assert out.action == "apply"
+        assert (first, second) == ([], [70])  # the second subscription replaced the first
+        await library.close()
+
+    run(go())
+
+
+def test_rest_answer_with_masked_or_missing_secret_fits_str_default(tmp_path: Path) -> None:
+    config, version, epoch = parse_rest_config(
+        json.dumps(
+            {"service": "tts-worker", "config": cfg(5), "version": 3, "config_epoch": EPOCH_A}
+        ).encode(),
+        "tts-worker",
+    )
+    assert (version, epoch) == (3, EPOCH_A)
+    assert build_model(Tts, config, {}).eleven_api_key == ""
+    for bad in (b"[]", b'{"service": "tts-worker"}', b"\xff", b"[" * 100_000):
+        with pytest.raises(ValueError):  # noqa: PT011 - the one error type of the parser
+            parse_rest_config(bad, "tts-worker")

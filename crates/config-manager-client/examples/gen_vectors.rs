@@ -468,6 +468,16 @@ fn main() {
         Some("invalid_field"),
     );
     c.add(
+        "reject_issued_at_past_year_9999_in_utc",
+        "issued_at 9999-12-31T23:59:59-23:59: valid RFC 3339, past year 9999 in UTC",
+        &edited(&v6, |o| {
+            o.insert("issued_at".into(), json!("9999-12-31T23:59:59-23:59"));
+        }),
+        rest_a5.clone(),
+        "reject",
+        Some("invalid_field"),
+    );
+    c.add(
         "reject_uppercase_checksum",
         "checksum in uppercase hex",
         &edited(&v6, |o| {

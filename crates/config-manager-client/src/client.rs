@@ -232,6 +232,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> ClientBuilder<T> {
                     },
                     copy,
                     runner: runner_rx,
+                    held_ack: None,
                 };
                 Some(tokio::spawn(task.run()))
             }

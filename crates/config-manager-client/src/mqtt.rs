@@ -58,6 +58,9 @@ pub(crate) fn options(
     let mut opts = MqttOptions::new(client_id, endpoint.host.clone(), endpoint.port);
     opts.set_keep_alive(keep_alive);
     opts.set_clean_session(true);
+    // The PUBACK of a config message is sent by the task (see
+    // `MqttTask::held_ack`), not by rumqttc on receipt.
+    opts.set_manual_acks(true);
     let incoming = max_payload.saturating_mul(4).max(1 << 20);
     opts.set_max_packet_size(incoming, 64 * 1024);
     if let Some(user) = &endpoint.username {
@@ -292,6 +295,13 @@ pub(crate) struct MqttTask<T> {
     pub copy: Option<CopyKeeper>,
     /// What a runner reports (config-agent); `None` without one.
     pub runner: Option<mpsc::UnboundedReceiver<RunnerReport>>,
+    /// The config message whose PUBACK waits for the broker's PUBACK of the
+    /// report it caused. On a broker with Nagle's algorithm on (mosquitto's
+    /// default), the broker's PUBACK stays unacknowledged until our kernel's
+    /// delayed ACK (up to 40 ms) and holds the next config message behind
+    /// it; our PUBACK, sent right when the broker's arrives, carries that
+    /// ACK at once (rumqttc gives no access to the socket for TCP_QUICKACK).
+    pub held_ack: Option<rumqttc::Publish>,
 }
 
 /// The next runner report, or never when there is no runner (or it left).
@@ -341,11 +351,20 @@ impl<T: DeserializeOwned + Send + Sync + 'static> MqttTask<T> {
                         // say again what this instance runs.
                         self.reporting.pending = self.reporting.reporter.current().is_some();
                     }
-                    Ok(Event::Incoming(Packet::Publish(publish))) if publish.topic == self.topic => {
-                        self.on_payload_guarded(&publish.payload);
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        if publish.topic == self.topic {
+                            self.on_payload_guarded(&publish.payload);
+                        }
+                        self.ack_after_report(publish);
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        if let Some(held) = self.held_ack.take() {
+                            self.ack(&held);
+                        }
                     }
                     Ok(_) => {}
                     Err(error) => {
+                        self.held_ack = None; // the session is gone with the connection
                         self.connected.store(false, Ordering::Relaxed);
                         tracing::warn!(%error, retry_in = ?backoff, "MQTT connection failed");
                         tokio::select! {
@@ -356,6 +375,33 @@ impl<T: DeserializeOwned + Send + Sync + 'static> MqttTask<T> {
                     }
                 },
             }
+        }
+    }
+
+    /// Sends the PUBACK of `publish` now, or, when the message changed the
+    /// report and the report goes out now, when the broker acknowledges the
+    /// report (see [`MqttTask::held_ack`]). A message held earlier is
+    /// acknowledged first: at most one waits.
+    fn ack_after_report(&mut self, publish: rumqttc::Publish) {
+        if let Some(previous) = self.held_ack.take() {
+            self.ack(&previous);
+        }
+        let report_now = self.reporting.pending
+            && self.reporting.publish
+            && self.connected.load(Ordering::Relaxed);
+        if report_now {
+            self.reporting.flush(&self.client);
+        }
+        if report_now && !self.reporting.pending && publish.qos != QoS::AtMostOnce {
+            self.held_ack = Some(publish);
+        } else {
+            self.ack(&publish);
+        }
+    }
+
+    fn ack(&self, publish: &rumqttc::Publish) {
+        if let Err(error) = self.client.try_ack(publish) {
+            tracing::warn!(%error, "could not queue the PUBACK of a config message");
         }
     }
 

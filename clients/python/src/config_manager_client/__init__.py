@@ -5,9 +5,10 @@ copy or model defaults, and applies only verified, fresh, signed MQTT updates
 
 from .envelope import Envelope, Rejected
 from .errors import ConfigClientError, NotInitializedError, NoTrustedKeyError, SettingsError
+from .fit import Fit, fit_model
 from .freshness import AppliedState, Decision, FreshnessPolicy, check_freshness
 from .keys import TrustedKeys, key_id, load_trusted_keys
-from .library import ConfigLibrary, ConfigSource, build_model
+from .library import ConfigLibrary, ConfigSource, ConfigUpdateCallback, build_model
 from .mqtt_url import MqttEndpoint, parse_mqtt_url
 from .pipeline import Counters, Outcome, UpdatePipeline
 from .report import Reporter, build_report, default_instance_id, parse_instance_id
@@ -17,9 +18,11 @@ __all__ = [
     "ConfigClientError",
     "ConfigLibrary",
     "ConfigSource",
+    "ConfigUpdateCallback",
     "Counters",
     "Decision",
     "Envelope",
+    "Fit",
     "FreshnessPolicy",
     "MqttEndpoint",
     "NoTrustedKeyError",
@@ -34,6 +37,7 @@ __all__ = [
     "build_report",
     "check_freshness",
     "default_instance_id",
+    "fit_model",
     "key_id",
     "load_trusted_keys",
     "parse_instance_id",

@@ -57,15 +57,29 @@ def read(path: Path, service: str, trusted: TrustedKeys) -> env.Envelope:
     """The verified envelope in ``path``; raises :class:`envelope.Rejected`
     (label ``cache_*`` or the envelope check that failed) or ``OSError``."""
     data = path.read_bytes()
+    return parse(data, str(path), service, trusted)
+
+
+def parse(data: bytes, name: str, service: str, trusted: TrustedKeys) -> env.Envelope:
+    """The verified envelope in the bytes of a cache file; raises only
+    :class:`envelope.Rejected` (the file is untrusted input: any content,
+    deep nesting or out-of-range timestamps included, is a rejection)."""
     try:
         doc = env.parse_strict(data)
     except (UnicodeDecodeError, ValueError):
-        raise env.Rejected("cache_unreadable", f"{path} is not JSON") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or "envelope" not in doc:
-        raise env.Rejected("cache_unreadable", f"{path} is not a cache file of format {FORMAT}")
-    payload = json.dumps(doc["envelope"], ensure_ascii=False).encode()
+        raise env.Rejected("cache_unreadable", f"{name} is not JSON") from None
+    if (
+        not isinstance(doc, dict)
+        or doc.get("format") != FORMAT
+        or not isinstance(doc.get("envelope"), dict)
+    ):
+        raise env.Rejected("cache_unreadable", f"{name} is not a cache file of format {FORMAT}")
+    try:
+        payload = json.dumps(doc["envelope"], ensure_ascii=False).encode()
+    except (ValueError, RecursionError, UnicodeEncodeError):
+        raise env.Rejected("cache_unreadable", f"{name} holds no envelope") from None
     envelope = env.parse(payload, max(len(payload), env.DEFAULT_MAX_PAYLOAD_BYTES))
     if envelope.service != service:
-        raise env.Rejected("wrong_service", f"{path} holds the config of {envelope.service}")
+        raise env.Rejected("wrong_service", f"{name} holds the config of {envelope.service}")
     env.verify(envelope, trusted)
     return envelope

@@ -115,7 +115,11 @@ def config_checksum(config: dict[str, Any]) -> str:
 
 def parse_rfc3339(raw: str) -> datetime | None:
     """An RFC 3339 timestamp as an aware UTC datetime (fractions beyond
-    microseconds are truncated), or ``None``."""
+    microseconds are truncated), or ``None``; never raises. A valid timestamp
+    whose UTC time falls outside years 1-9999 (``9999-12-31T23:59:59-23:59``)
+    has no ``datetime`` and is ``None`` too, as on the Rust side."""
+    if not isinstance(raw, str):
+        return None
     m = _RFC3339.fullmatch(raw)
     if m is None:
         return None
@@ -129,7 +133,10 @@ def parse_rfc3339(raw: str) -> datetime | None:
         offset = timedelta(hours=int(m.group(10)), minutes=int(m.group(11)))
         if int(m.group(10)) > 23 or int(m.group(11)) > 59:
             return None
-        t = t - offset if m.group(9) == "+" else t + offset
+        try:
+            t = t - offset if m.group(9) == "+" else t + offset
+        except OverflowError:
+            return None
     return t
 
 
@@ -166,15 +173,22 @@ def _no_constant(raw: str) -> Any:
 
 def parse_strict(payload: bytes) -> Any:
     """JSON as RFC 8259 allows it and the Rust side parses it: UTF-8 only,
-    no duplicate names, no NaN/Infinity, no numbers beyond the double range."""
+    no duplicate names, no NaN/Infinity, no numbers beyond the double range.
+    Raises only ``UnicodeDecodeError`` or ``ValueError`` (nesting too deep
+    for the interpreter's stack included)."""
     text = payload.decode("utf-8")
-    value = json.loads(
-        text,
-        object_pairs_hook=_no_duplicates,
-        parse_float=_finite_float,
-        parse_int=_integer,
-        parse_constant=_no_constant,
-    )
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_float=_finite_float,
+            parse_int=_integer,
+            parse_constant=_no_constant,
+        )
+    except RecursionError:
+        # Nesting deeper than the interpreter's stack: refused like any other
+        # malformed text, so callers catch one error type.
+        raise ValueError("JSON nested too deeply") from None
     if _SURROGATE_ESCAPE.search(text):
         # Python accepts a lone surrogate escape ("\ud800"); it is no Unicode
         # text, and serde_json refuses it. Checked only when one may be there.
@@ -204,7 +218,7 @@ def parse(payload: bytes, max_len: int = DEFAULT_MAX_PAYLOAD_BYTES) -> Envelope:
         )
     try:
         obj = parse_strict(payload)
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+    except (UnicodeDecodeError, ValueError) as e:
         raise Rejected("not_json", f"payload is not valid JSON: {e}") from None
     if not isinstance(obj, dict):
         raise Rejected("not_object", "payload is not a JSON object")

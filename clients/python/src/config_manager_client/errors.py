@@ -19,5 +19,6 @@ class NoTrustedKeyError(SettingsError):
     ``initialize()`` fails instead of silently ignoring updates."""
 
 
-class NotInitializedError(ConfigClientError):
-    """A method that needs ``initialize()`` was called before it."""
+class NotInitializedError(ConfigClientError, RuntimeError):
+    """A method that needs ``initialize()`` was called before it. A
+    ``RuntimeError``, as TARS' library raises there."""

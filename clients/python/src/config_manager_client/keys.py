@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -62,7 +63,7 @@ class TrustedKeys:
         for block in _BLOCK.findall(text):
             try:
                 key = load_pem_public_key(block.encode())
-            except ValueError:
+            except (ValueError, TypeError, UnsupportedAlgorithm):
                 raise SettingsError(f"{origin}: not a valid PEM public key") from None
             if not isinstance(key, Ed25519PublicKey):
                 raise SettingsError(f"{origin}: the key is not an Ed25519 key")

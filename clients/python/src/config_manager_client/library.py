@@ -3,11 +3,14 @@
 its signed MQTT updates.
 
 Start-up: REST (``GET /api/config/services/<service>``), else the service's
-own verified on-disk copy, else model defaults. Values: environment variable
-``FIELD.upper()`` > manager > model default. Live updates pass every check of
-``contracts/README.md`` and ``contracts/freshness.md``, then validate against
-every model the service asked for and go through its callbacks; any failure
-keeps the previous config in force.
+own verified on-disk copy, else model defaults. Values (docs/adopting.md): the
+manager's value > inherited variable ``FIELD.upper()`` > model default, except
+that a variable listed in ``CONFIG_PINNED_ENV`` keeps its inherited value
+(reported as ``pinned``); keys the model does not declare are left out. Live
+updates pass every check of ``contracts/README.md`` and
+``contracts/freshness.md``, then validate against every model the service asked
+for and go through its callbacks; any failure keeps the previous config in
+force and is reported.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,19 +33,23 @@ from pydantic import BaseModel, ValidationError
 from . import cache
 from . import envelope as env
 from .errors import NotInitializedError, SettingsError
+from .fit import Fit, build_model, failing_keys, fit_model, reportable
 from .freshness import AppliedState
 from .keys import TrustedKeys, load_trusted_keys
 from .mqtt import MqttSubscriber, default_client_id
 from .pipeline import Counters, Outcome, UpdatePipeline
 from .report import Reporter, encode
-from .settings import ClientSettings, build_settings
+from .settings import ClientSettings, build_settings, warn_ignored
 
 log = logging.getLogger("config_manager_client")
 
 T = TypeVar("T", bound=BaseModel)
 #: Payloads waiting for verification; more are dropped (and counted).
 MAX_QUEUED = 256
-Callback = Callable[[Any], None] | Callable[[Any], Awaitable[None]]
+#: What ``subscribe_updates`` takes: called with the new model instance, sync
+#: or async (the name TARS' quickstart imports).
+ConfigUpdateCallback = Callable[[Any], None] | Callable[[Any], Awaitable[None]]
+Callback = ConfigUpdateCallback
 
 
 class ConfigSource(str, Enum):  # noqa: UP042 - str-valued like TARS' enum
@@ -55,37 +61,27 @@ class ConfigSource(str, Enum):  # noqa: UP042 - str-valued like TARS' enum
     MQTT = "mqtt"
 
 
-def _env_value(raw: str) -> Any:
-    """An environment override: JSON arrays/objects are parsed, anything else
-    is given to pydantic as the string (its lax mode converts numbers and
-    booleans)."""
-    text = raw.strip()
-    if text[:1] in ("[", "{"):
-        try:
-            return json.loads(text)
-        except ValueError:
-            return raw
-    return raw
-
-
-def build_model(
-    model: type[T], raw: Mapping[str, Any], environ: Mapping[str, str] = os.environ
-) -> T:
-    """``model`` from the manager's values, with environment variables named
-    ``FIELD.upper()`` taking precedence and model defaults filling the rest.
-    Keys the model does not declare are left out, so models that forbid extra
-    members work. Raises ``ValidationError``."""
-    data: dict[str, Any] = {}
-    for name, info in model.model_fields.items():
-        key = info.alias or name
-        if name in raw:
-            data[key] = raw[name]
-        elif key in raw:
-            data[key] = raw[key]
-        override = environ.get(name.upper())
-        if override is not None:
-            data[key] = _env_value(override)
-    return model.model_validate(data)
+def parse_rest_config(content: bytes, service: str) -> tuple[dict[str, Any], int, str]:
+    """``config``, ``version`` and ``config_epoch`` of the manager's answer to
+    ``GET /api/config/services/<service>``; ``ValueError`` for anything else
+    (any bytes: the answer is untrusted until it parses)."""
+    try:
+        body = env.parse_strict(content)
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError("the answer is not JSON") from None
+    if not isinstance(body, dict) or body.get("service") != service:
+        raise ValueError(f"the answer is not the config of {service}")
+    config, version, epoch = body.get("config"), body.get("version"), body.get("config_epoch")
+    if (
+        not isinstance(config, dict)
+        or isinstance(version, bool)
+        or not isinstance(version, int)
+        or not 1 <= version <= env.MAX_SAFE_INTEGER
+        or not isinstance(epoch, str)
+        or not env._EPOCH.fullmatch(epoch)
+    ):
+        raise ValueError("unexpected response shape")
+    return config, version, epoch
 
 
 class ConfigLibrary:
@@ -129,7 +125,12 @@ class ConfigLibrary:
         self._subscriber: MqttSubscriber | None = None
         self._source = ConfigSource.DEFAULTS
         self._models: dict[type[BaseModel], BaseModel] = {}
-        self._callbacks: list[tuple[Callback, type[BaseModel]]] = []
+        #: One callback per model: subscribing again with a model replaces it.
+        self._callbacks: dict[type[BaseModel], Callback] = {}
+        #: Per model, the config keys that did not fit the config in force.
+        self._misfits: dict[type[BaseModel], tuple[str, ...]] = {}
+        #: Per model, the fields held by the environment (CONFIG_PINNED_ENV).
+        self._pinned: dict[type[BaseModel], dict[str, str]] = {}
         self._queue: asyncio.Queue[bytes | None] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._cached: tuple[str, int, str] | None = None
@@ -201,6 +202,7 @@ class ConfigLibrary:
         if self._pipeline is not None:
             return
         self._trusted = load_trusted_keys(self._key_text, self._environ)
+        warn_ignored(self.settings.service, self.settings.ignored)
         s = self.settings
         raw: dict[str, Any] = {}
         applied: AppliedState | None = None
@@ -280,37 +282,68 @@ class ConfigLibrary:
 
     # ------------------------------------------------------------------ API
     async def get_config(self, config_model: type[T]) -> T:
-        """The current config as ``config_model``. If the manager's values do
-        not fit the model, the error is logged and the model is built from
-        environment and defaults (the service still starts)."""
+        """The current config as ``config_model``. Fields whose value does not
+        fit the model take their default (the service still starts); the log
+        names them (never their values) and the applied-state report says
+        ``rejected`` / ``invalid_config`` with those ``fields``. Raises
+        ``RuntimeError`` (:class:`NotInitializedError`) before
+        :meth:`initialize`."""
         pipeline = self._require()
         cached = self._models.get(config_model)
         if isinstance(cached, config_model):
             return cached
-        try:
-            instance = build_model(config_model, pipeline.raw, self._environ)
-        except ValidationError as e:
+        fit = fit_model(config_model, pipeline.raw, self._environ, self.settings.pinned_env)
+        self._models[config_model] = fit.instance
+        self._pinned[config_model] = fit.pinned
+        if fit.failed:
+            self._misfits[config_model] = fit.failed
+            version = pipeline.applied.version if pipeline.applied else None
             log.error(
-                "service=%s config from %s does not fit %s (%d errors); using defaults",
+                "service=%s config version %s from %s does not fit %s: fields %s; "
+                "they run on the model's defaults",
                 self.settings.service,
+                version if version is not None else "-",
                 self._source.value,
                 config_model.__name__,
-                e.error_count(),
+                ", ".join(fit.failed),
             )
-            instance = build_model(config_model, {}, self._environ)
-            self._source = ConfigSource.DEFAULTS
-        self._models[config_model] = instance
-        return instance
+            changed = self._reporter.not_fitting(version, self._failed_fields()) is not None
+        else:
+            changed = False
+        if self._reporter.set_pinned(self.pinned) is not None:
+            changed = True
+        if changed:
+            # Only a report this call changed: the start-up one goes out once,
+            # on connect (a flush here could race that and send it twice).
+            self._report_pending = True
+            self._flush_report()
+        return fit.instance
 
     async def subscribe_updates(self, callback: Callback, config_model: type[T]) -> None:
         """Calls ``callback(new_config)`` (sync or async) for every applied
         update. If it raises, the update is refused and the previous config
-        stays in force."""
+        stays in force. Subscribing again with the same model replaces the
+        callback (as TARS' library does)."""
         self._require()
         await self.get_config(config_model)
-        self._callbacks.append((callback, config_model))
+        self._callbacks[config_model] = callback
+
+    @property
+    def pinned(self) -> dict[str, str]:
+        """Config key → variable: the fields the environment holds
+        (``CONFIG_PINNED_ENV``), as reported."""
+        out: dict[str, str] = {}
+        for p in self._pinned.values():
+            out.update(p)
+        return out
 
     # ------------------------------------------------------------- internals
+    def _failed_fields(self) -> tuple[str, ...]:
+        seen: list[str] = []
+        for names in self._misfits.values():
+            seen.extend(n for n in names if n not in seen)
+        return tuple(reportable(seen))
+
     def _require(self) -> UpdatePipeline:
         if self._pipeline is None:
             raise NotInitializedError("call await initialize() first")
@@ -327,18 +360,11 @@ class ConfigLibrary:
                 response = await http.get(url, headers=headers)
             if response.status_code != 200:
                 raise ValueError(f"{url} answered {response.status_code}")
-            body = response.json()
-            if not isinstance(body, dict) or body.get("service") != s.service:
-                raise ValueError(f"{url} did not return the config of {s.service}")
-            config, version, epoch = (
-                body.get("config"),
-                body.get("version"),
-                body.get("config_epoch"),
-            )
-            if not isinstance(config, dict) or not isinstance(version, int):
-                raise ValueError(f"{url}: unexpected response shape")
-            if not isinstance(epoch, str):
-                raise ValueError(f"{url}: unexpected response shape")
+            config, version, epoch = parse_rest_config(response.content, s.service)
+            # A token not scoped to this service reads set secrets as the
+            # mask: not a value, so treated as absent (inherited variable or
+            # model default).
+            config = {k: v for k, v in config.items() if v != env.SECRET_MASK}
         except (httpx.HTTPError, ValueError) as e:
             log.warning("service=%s could not load configuration over REST: %s", s.service, e)
             return None
@@ -404,7 +430,11 @@ class ConfigLibrary:
         """Runs one payload through every check, the models and the callbacks;
         commits it only if all succeed. Public for tests and replays."""
         pipeline = self._require()
-        outcome = pipeline.check(payload, now)
+        try:
+            outcome = pipeline.check(payload, now)
+        except Exception as e:  # a bug, never an input: still one counted rejection
+            log.exception("service=%s failed to check an update", self.settings.service)
+            outcome = Outcome("reject", "internal_error", f"check failed: {type(e).__name__}")
         if outcome.action == "apply":
             outcome = await self._apply(pipeline, outcome)
         pipeline.record(outcome)
@@ -429,7 +459,7 @@ class ConfigLibrary:
             version = outcome.version
             if version is None and outcome.envelope is not None:
                 version = outcome.envelope.version
-            if self._reporter.rejected(outcome.reason, version) is None:
+            if self._reporter.rejected(outcome.reason, version, outcome.fields) is None:
                 return
         else:
             return
@@ -469,24 +499,47 @@ class ConfigLibrary:
 
     async def _apply(self, pipeline: UpdatePipeline, outcome: Outcome) -> Outcome:
         assert outcome.config is not None
-        models: dict[type[BaseModel], BaseModel] = {}
-        wanted = list(self._models) + [m for _, m in self._callbacks if m not in self._models]
+        fits: dict[type[BaseModel], Fit[BaseModel]] = {}
+        wanted = list(self._models) + [m for m in self._callbacks if m not in self._models]
+        failed: list[str] = []
         for model in wanted:
             try:
-                models[model] = build_model(model, outcome.config, self._environ)
+                fit = fit_model(model, outcome.config, self._environ, self.settings.pinned_env)
             except ValidationError as e:
-                detail = f"config does not fit {model.__name__}: {e.error_count()} errors"
-                return Outcome("reject", "invalid_config", detail, outcome.envelope)
-        for callback, model in self._callbacks:
+                failed.extend(k for k in failing_keys(e) if k not in failed)
+                continue
+            fits[model] = fit
+            failed.extend(k for k in fit.failed if k not in failed)
+        if failed:
+            names = ", ".join(failed)
+            version = outcome.envelope.version if outcome.envelope else "-"
+            log.error(
+                "service=%s update to version %s does not fit the model: fields %s",
+                self.settings.service,
+                version,
+                names,
+            )
+            detail = f"config does not fit the model: fields {names}"
+            return Outcome(
+                "reject",
+                "invalid_config",
+                detail,
+                outcome.envelope,
+                fields=tuple(reportable(failed)),
+            )
+        for model, callback in self._callbacks.items():
             try:
-                result = callback(models[model])
+                result = callback(fits[model].instance)
                 if inspect.isawaitable(result):
                     await result
             except Exception as e:
                 detail = f"on-change callback failed: {type(e).__name__}: {e}"
                 return Outcome("reject", "callback_failed", detail, outcome.envelope)
         pipeline.commit(outcome)
-        self._models = models
+        self._models = {m: f.instance for m, f in fits.items()}
+        self._pinned = {m: f.pinned for m, f in fits.items()}
+        self._misfits = {}
+        self._reporter.set_pinned(self.pinned)
         self._source = ConfigSource.MQTT
         return outcome
 
@@ -510,4 +563,10 @@ class ConfigLibrary:
             )
 
 
-__all__ = ["ConfigLibrary", "ConfigSource", "SettingsError", "build_model"]
+__all__ = [
+    "ConfigLibrary",
+    "ConfigSource",
+    "ConfigUpdateCallback",
+    "SettingsError",
+    "build_model",
+]

@@ -35,6 +35,8 @@ class Outcome:
     #: The version the payload named when it parsed as an envelope for this
     #: service, authentic or not (a rejection report's ``rejected_version``).
     version: int | None = None
+    #: With ``invalid_config``: the config keys that did not fit (no values).
+    fields: tuple[str, ...] = ()
 
 
 @dataclass

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any, Literal
@@ -27,9 +27,15 @@ from .freshness import AppliedState
 CLIENT_NAME = "tars-config-client"
 #: Longest instance id (one MQTT topic level, one URL path segment).
 MAX_INSTANCE_ID_LEN = 64
+#: Most entries in ``fields`` and in ``pinned`` (the manager's bound).
+MAX_NAMES = 64
 
 _INSTANCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _REASON = re.compile(r"[a-z][a-z0-9_]{0,63}")
+#: Config keys (``fields``, keys of ``pinned``) and variable names (values of
+#: ``pinned``) as decision 4 of docs/adopting.md bounds them.
+_CONFIG_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,127}")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _HOST_KEEP = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 
 Status = Literal["applied", "rejected", "offline"]
@@ -97,9 +103,15 @@ def build_report(
     reason: str | None = None,
     rejected_version: int | None = None,
     version: str | None = None,
+    fields: list[str] | tuple[str, ...] = (),
+    pinned: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One report as a JSON object (every member of the schema, in its order)."""
-    return {
+    """One report as a JSON object (every required member of the schema, in
+    its order). The optional ``fields`` (with ``rejected``: the config keys
+    that did not fit, never values) and ``pinned`` (config key → the variable
+    holding it, ``CONFIG_PINNED_ENV``) are added only when not empty, at most
+    64 entries each."""
+    report: dict[str, Any] = {
         "service": service,
         "instance_id": instance_id,
         "config_epoch": running[0].epoch if running else None,
@@ -112,6 +124,24 @@ def build_report(
         "applied_at": running[1] if running else None,
         "client": {"name": CLIENT_NAME, "version": version or client_version()},
     }
+    names = [f for f in dict.fromkeys(fields) if _CONFIG_KEY.fullmatch(f)][:MAX_NAMES]
+    if status == "rejected" and names:
+        report["fields"] = names
+    held = _pinned_members(pinned or {})
+    if status != "offline" and held:
+        report["pinned"] = held
+    return report
+
+
+def _pinned_members(pinned: dict[str, str]) -> dict[str, str]:
+    """The ``pinned`` member: entries whose key is a config key and whose
+    value a variable name (what the manager accepts), sorted, at most 64."""
+    ok = [
+        (k, v)
+        for k, v in sorted(pinned.items())
+        if _CONFIG_KEY.fullmatch(k) and _VARIABLE.fullmatch(v)
+    ]
+    return dict(ok[:MAX_NAMES])
 
 
 @dataclass
@@ -125,6 +155,8 @@ class Reporter:
     #: The report describing the instance now; ``None`` until something was
     #: applied or refused (the contract publishes nothing before that).
     current: dict[str, Any] | None = None
+    #: Config key → variable, fields held by the environment (every report).
+    pinned: dict[str, str] = field(default_factory=dict)
 
     @property
     def topic(self) -> str:
@@ -133,10 +165,14 @@ class Reporter:
     def applied(self, state: AppliedState, now: datetime) -> dict[str, Any]:
         """A version took effect (start-up load or update)."""
         self.running = (state, _iso(now))
-        self.current = build_report(self.service, self.instance_id, "applied", self.running)
+        self.current = build_report(
+            self.service, self.instance_id, "applied", self.running, pinned=self.pinned
+        )
         return self.current
 
-    def rejected(self, label: str, rejected_version: int | None) -> dict[str, Any] | None:
+    def rejected(
+        self, label: str, rejected_version: int | None, fields: tuple[str, ...] = ()
+    ) -> dict[str, Any] | None:
         """An update was refused; the instance keeps what it runs. ``None``
         when this says exactly what the last report said (a repeat or a flood
         of the same refused update): nothing new to publish."""
@@ -149,11 +185,36 @@ class Reporter:
             self.running,
             reason=label,
             rejected_version=rejected_version,
+            fields=fields,
+            pinned=self.pinned,
         )
         if report == self.current:
             return None
         self.current = report
         return report
+
+    def not_fitting(self, version: int | None, fields: tuple[str, ...]) -> dict[str, Any] | None:
+        """The start-up config does not fit the service's model: the failing
+        fields run on their defaults, so the instance does not run that
+        version (``rejected``, ``invalid_config``, nothing running)."""
+        self.running = None
+        return self.rejected("invalid_config", version, fields)
+
+    def set_pinned(self, pinned: dict[str, str]) -> dict[str, Any] | None:
+        """Records the pinned fields; the current report again when that
+        changed it (``None`` otherwise)."""
+        if pinned == self.pinned:
+            return None
+        self.pinned = dict(pinned)
+        if self.current is None:
+            return None
+        if self.current.get("status") != "offline":
+            held = _pinned_members(pinned)
+            if held:
+                self.current["pinned"] = held
+            else:
+                self.current.pop("pinned", None)
+        return self.current
 
     def offline(self) -> dict[str, Any]:
         """The last will (what runs when it is set) and the clean-stop report."""

@@ -8,17 +8,30 @@ the environment (read once, at construction).
 | ``MQTT_URL`` | ``mqtt://[user:pass@]host:port`` or ``mqtts://…`` | none (no live updates) |
 | ``MQTT_CA_FILE`` | CA PEM for ``mqtts://`` | system roots |
 | ``CONFIG_SIGNATURE_PUBLIC_KEY`` / ``_B64`` | trusted key(s), see :mod:`keys` | required |
-| ``CONFIG_CACHE_PATH`` | on-disk copy | ``$XDG_STATE_HOME/tars-config-client/<svc>.json`` |
+| ``CONFIG_CACHE_DIR`` | directory of the on-disk copy ``<svc>.json`` | see below |
+| ``CONFIG_CACHE_PATH`` | this one service's on-disk copy (overrides the dir) | none |
+| ``CONFIG_PINNED_ENV`` | comma-separated variables that win over the manager | none |
 | ``CONFIG_MAX_AGE_SECS`` / ``CONFIG_MAX_SKEW_SECS`` | freshness window | 300 / 60 |
 | ``CONFIG_ACCEPT_STALE_INITIAL`` | ``1``: apply a stale first message | 0 |
 | ``CONFIG_MAX_PAYLOAD_BYTES`` | larger payloads are refused unparsed | 262144 |
 | ``CONFIG_INSTANCE_ID`` | id in applied-state reports | host name + ``-`` + service |
 | ``CONFIG_REPORT_APPLIED`` | ``0``: publish no applied-state reports (and no will) | 1 |
+
+``CONFIG_CACHE_DIR`` defaults to ``/var/lib/tars-config`` if it exists or can be
+created and written (mount a volume there), else ``$XDG_STATE_HOME/tars-config``,
+else ``~/.local/state/tars-config``.
+
+TARS' ``CONFIG_LKG_CACHE_PATH``, ``LKG_HMAC_KEY_BASE64``, ``LKG_HMAC_KEY_ID``
+and ``CONFIG_DB_PATH`` (the manager's files and the key that seals them) are
+not read: when present, one warning at start names them (docs/adopting.md).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,6 +42,24 @@ from .errors import SettingsError
 from .freshness import FreshnessPolicy
 from .mqtt_url import MqttEndpoint, parse_mqtt_url
 from .report import default_instance_id, host_name, parse_instance_id
+
+log = logging.getLogger("config_manager_client")
+
+#: The manager's (and old TARS library's) variables a client no longer reads.
+IGNORED_VARIABLES = (
+    "CONFIG_LKG_CACHE_PATH",
+    "LKG_HMAC_KEY_BASE64",
+    "LKG_HMAC_KEY_ID",
+    "CONFIG_DB_PATH",
+)
+#: The default cache directory: a volume mounted here survives a container
+#: restart (decision 3 of docs/adopting.md).
+SYSTEM_CACHE_DIR = Path("/var/lib/tars-config")
+#: Cache directory name under the user's state directory.
+CACHE_DIR_NAME = "tars-config"
+#: Most variables in ``CONFIG_PINNED_ENV``.
+MAX_PINNED = 64
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 _FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
@@ -49,6 +80,10 @@ class ClientSettings:
     instance_id: str = ""
     #: Publish applied-state reports and an ``offline`` last will.
     report_applied: bool = True
+    #: Variables whose inherited value wins over the manager's.
+    pinned_env: frozenset[str] = frozenset()
+    #: TARS/manager variables present in the environment and not read.
+    ignored: tuple[str, ...] = ()
 
 
 def _get(envmap: Mapping[str, str], name: str) -> str | None:
@@ -65,9 +100,69 @@ def _secs(envmap: Mapping[str, str], name: str, default: int) -> timedelta:
     return timedelta(seconds=int(raw))
 
 
-def default_cache_path(service: str, envmap: Mapping[str, str]) -> Path:
-    base = _get(envmap, "XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "tars-config-client" / f"{service}.json"
+def _writable_dir(path: Path) -> bool:
+    """``path`` exists or can be created, and a file can be created in it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+def default_cache_dir(envmap: Mapping[str, str], system_dir: Path | None = None) -> Path:
+    """``/var/lib/tars-config`` when it exists or can be created and written
+    (mount a volume there to keep the copy across container restarts), else
+    ``$XDG_STATE_HOME/tars-config``, else ``~/.local/state/tars-config``."""
+    system_dir = SYSTEM_CACHE_DIR if system_dir is None else system_dir
+    if _writable_dir(system_dir):
+        return system_dir
+    state = _get(envmap, "XDG_STATE_HOME")
+    if state is not None:
+        return Path(state) / CACHE_DIR_NAME
+    home = _get(envmap, "HOME")
+    base = Path(home) if home is not None else Path.home()
+    return base / ".local" / "state" / CACHE_DIR_NAME
+
+
+def default_cache_path(
+    service: str, envmap: Mapping[str, str], system_dir: Path | None = None
+) -> Path:
+    """``CONFIG_CACHE_DIR/<service>.json``, the directory defaulting as
+    :func:`default_cache_dir` says."""
+    configured = _get(envmap, "CONFIG_CACHE_DIR")
+    directory = Path(configured) if configured else default_cache_dir(envmap, system_dir)
+    return directory / f"{service}.json"
+
+
+def parse_pinned(raw: str | None) -> frozenset[str]:
+    """``CONFIG_PINNED_ENV``: comma-separated variable names (blanks around
+    names and empty items ignored); :class:`SettingsError` for a bad name."""
+    if raw is None:
+        return frozenset()
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    for n in names:
+        if not _VARIABLE.fullmatch(n):
+            raise SettingsError(
+                "CONFIG_PINNED_ENV is invalid: expected comma-separated variable names "
+                "([A-Za-z_][A-Za-z0-9_]*, at most 128 characters)"
+            )
+    if len(set(names)) > MAX_PINNED:
+        raise SettingsError(f"CONFIG_PINNED_ENV is invalid: at most {MAX_PINNED} names")
+    return frozenset(names)
+
+
+def warn_ignored(service: str, ignored: tuple[str, ...]) -> None:
+    """The one start-up line naming the TARS variables this client ignores."""
+    if ignored:
+        log.warning(
+            "service=%s ignores %s: this client never opens the manager's database or "
+            "LKG file and needs no shared HMAC key; it keeps its own verified copy "
+            "(CONFIG_CACHE_DIR / CONFIG_CACHE_PATH, see docs/adopting.md)",
+            service,
+            ", ".join(ignored),
+        )
 
 
 def build_settings(
@@ -101,6 +196,8 @@ def build_settings(
     if not max_payload.isdigit() or int(max_payload) < 1024:
         raise SettingsError("CONFIG_MAX_PAYLOAD_BYTES is invalid: expected bytes >= 1024")
     cache = cache_path or _get(envmap, "CONFIG_CACHE_PATH")
+    pinned = parse_pinned(_get(envmap, "CONFIG_PINNED_ENV"))
+    ignored = tuple(v for v in IGNORED_VARIABLES if v in envmap)
     return ClientSettings(
         service=service,
         manager_url=url.rstrip("/") if url else None,
@@ -115,4 +212,6 @@ def build_settings(
         max_payload_bytes=int(max_payload),
         instance_id=instance,
         report_applied=_FLAGS[report],
+        pinned_env=pinned,
+        ignored=ignored,
     )

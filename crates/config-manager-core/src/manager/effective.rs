@@ -14,12 +14,13 @@ use crate::schema::{EnvPolicy, FieldMeta, ServiceSchema};
 /// How secret values appear in an effective configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretView {
-    /// `"********"` when set, `null` when not: every API read and the UI.
+    /// `"********"` when set, absent when not: every API read and the UI.
     Masked,
     /// Left out entirely: MQTT payloads and the LKG cache. A service fetches its
     /// secrets over authenticated REST.
     Omitted,
-    /// Decrypted: the reveal call and service-scoped tokens only.
+    /// Decrypted (absent when not set): the reveal call and service-scoped
+    /// tokens only.
     Revealed,
 }
 
@@ -89,32 +90,33 @@ pub fn compose(
     if let (Some(schema), Some(fields)) = (ctx.schema, &fields) {
         if view != SecretView::Omitted {
             for key in fields.secret_keys() {
-                let value = match (state.sealed_secrets.get(key), view) {
-                    (None, _) => Value::Null,
-                    (Some(_), SecretView::Masked) => Value::String(SECRET_MASK.into()),
-                    (Some(sealed), _) => open_secret(ctx.secrets, &state.service, key, sealed)?,
+                // An unset secret is absent from `config` (decision 2 of
+                // docs/adopting.md): `null` would fail a service model that
+                // declares `str = ""`, while an absent key lets the model's
+                // default apply. `sources` still says `default`.
+                let Some(sealed) = state.sealed_secrets.get(key) else {
+                    sources.insert(key.to_owned(), Source::Default);
+                    continue;
                 };
-                let source = if value.is_null() {
-                    Source::Default
-                } else {
-                    Source::Database
+                let value = match view {
+                    SecretView::Masked => Value::String(SECRET_MASK.into()),
+                    _ => open_secret(ctx.secrets, &state.service, key, sealed)?,
                 };
-                sources.insert(key.to_owned(), source);
+                sources.insert(key.to_owned(), Source::Database);
                 config.insert(key.to_owned(), value);
             }
         }
         let env = super::policed_env(schema, ctx.env, ctx.env_policy);
         for (k, v) in env.values {
-            match (fields.is_secret(&k), view) {
-                (true, SecretView::Omitted) => {
-                    config.remove(&k);
-                }
-                (true, SecretView::Masked) => {
-                    config.insert(k.clone(), Value::String(SECRET_MASK.into()));
-                }
-                _ => {
-                    config.insert(k.clone(), v);
-                }
+            let secret = fields.is_secret(&k);
+            if secret && (view == SecretView::Omitted || v.is_null()) {
+                // Omitted from MQTT and the LKG cache; a secret the
+                // environment sets empty (`null`) has no value: absent too.
+                config.remove(&k);
+            } else if secret && view == SecretView::Masked {
+                config.insert(k.clone(), Value::String(SECRET_MASK.into()));
+            } else {
+                config.insert(k.clone(), v);
             }
             sources.insert(k.clone(), Source::Env);
             read_only_keys.push(k);

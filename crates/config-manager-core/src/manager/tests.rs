@@ -94,6 +94,41 @@ fn validation_names_every_failing_field() {
     );
 }
 
+/// Decision 2 (docs/adopting.md): a secret without a value is absent from
+/// every view (`null` would fail a service model declaring `str = ""`); an
+/// environment override that sets it empty is no value either.
+#[test]
+fn unset_secret_is_absent_from_every_view() {
+    let (_d, m) = open_with_env(&[]);
+    let s = svc("llm-worker");
+    for view in [
+        SecretView::Masked,
+        SecretView::Omitted,
+        SecretView::Revealed,
+    ] {
+        let c = m.get_effective(&s, view, false).unwrap();
+        assert!(
+            !c.config.contains_key("openai_api_key"),
+            "{view:?}: {:?}",
+            c.config
+        );
+        assert!(c.config.contains_key("openai_model"));
+    }
+    let (_d, m) = open_with_env(&[("TARS_OPENAI_API_KEY", "")]);
+    for view in [
+        SecretView::Masked,
+        SecretView::Omitted,
+        SecretView::Revealed,
+    ] {
+        let c = m.get_effective(&s, view, false).unwrap();
+        assert!(
+            !c.config.contains_key("openai_api_key"),
+            "{view:?}: {:?}",
+            c.config
+        );
+    }
+}
+
 #[test]
 fn secrets_are_encrypted_masked_and_revealable() {
     let (_d, m) = open_with_env(&[]);

@@ -42,9 +42,10 @@ pub struct Stack {
     _broker: Proc,
 }
 
-/// Starts mosquitto (with `set_tcp_nodelay`, as docs/mqtt.md recommends)
-/// and the manager `bin` with a writer token, and waits until the manager
-/// is connected to the broker.
+/// Starts mosquitto (with `set_tcp_nodelay`, as docs/mqtt.md recommends;
+/// `BENCH_MOSQUITTO_DEFAULTS=1` leaves mosquitto on its defaults, as on TARS'
+/// robots) and the manager `bin` with a writer token, and waits until the
+/// manager is connected to the broker.
 pub async fn start_stack(bin: &Path) -> Result<Stack, BoxError> {
     if !Path::new(MOSQUITTO).exists() {
         return Err(format!("{MOSQUITTO} not found: apt-get install -y mosquitto").into());
@@ -52,9 +53,18 @@ pub async fn start_stack(bin: &Path) -> Result<Stack, BoxError> {
     let dir = tempfile::tempdir()?;
     let mqtt_port = free_port()?;
     let conf = dir.path().join("mosquitto.conf");
+    let defaults = std::env::var("BENCH_MOSQUITTO_DEFAULTS").is_ok_and(|v| v == "1");
+    let nodelay = if defaults {
+        eprintln!("mosquitto on its default settings (no set_tcp_nodelay)");
+        ""
+    } else {
+        "set_tcp_nodelay true\n"
+    };
     std::fs::write(
         &conf,
-        format!("listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"),
+        format!(
+            "listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n{nodelay}"
+        ),
     )?;
     let broker = Proc(
         Command::new(MOSQUITTO)
