@@ -19,6 +19,7 @@ mod filter;
 mod history;
 mod meta;
 mod migrations;
+mod page;
 pub mod private_file;
 mod profiles;
 mod replication;
@@ -44,6 +45,7 @@ pub use exclusive::{in_use_by_another_process, ExclusiveProbeError};
 pub use history::{HistoryEntry, HistoryFilter, KeyChange};
 pub use meta::{EpochInfo, SchemaVersion};
 pub use migrations::LATEST_MIGRATION;
+pub use page::{JsonPage, PAGE_BYTE_BUDGET};
 pub use profiles::{Profile, ProfileSummary};
 pub use secrets::{SecretChange, StoredSecret};
 
