@@ -6,8 +6,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::page::JsonPage;
 use super::history::{insert_history, HistoryContext, KeyChange};
+use super::page::JsonPage;
 use super::secrets::{apply_secret_change, SecretChange};
 use super::{audit, NewAudit, Result, Store, StoreError};
 use crate::audit::{AuditAction, AuditOutcome};
