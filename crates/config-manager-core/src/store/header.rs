@@ -47,11 +47,14 @@ pub(super) struct HeaderReader {
     wal: PathBuf,
 }
 
+/// (device, inode) -> the shared descriptor, while any store holds it.
+type Descriptors = HashMap<(u64, u64), Weak<File>>;
+
 /// Open descriptors by file identity: a second store on the same file (a
 /// recovery reopening it) shares the first one's, so dropping the old store
 /// never closes a descriptor while the new one's connections hold locks.
-fn registry() -> &'static Mutex<HashMap<(u64, u64), Weak<File>>> {
-    static REGISTRY: OnceLock<Mutex<HashMap<(u64, u64), Weak<File>>>> = OnceLock::new();
+fn registry() -> &'static Mutex<Descriptors> {
+    static REGISTRY: OnceLock<Mutex<Descriptors>> = OnceLock::new();
     REGISTRY.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
