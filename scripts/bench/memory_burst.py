@@ -147,7 +147,15 @@ def main() -> int:
     ap.add_argument("--value-kb", type=int, default=240, help="size of each value, kB")
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--idle-wait", type=int, default=20, help="quiet seconds before idle RSS")
     ap.add_argument("--settle", type=int, default=60, help="seconds to watch RSS after")
+    ap.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment of the service (e.g. MALLOC_ARENA_MAX=2); repeatable",
+    )
     ap.add_argument("--max-seconds", type=int, default=900, help="cap on the whole run")
     args = ap.parse_args()
     if not (1 <= args.concurrency <= 256 and 1 <= args.rounds <= 20 and 1 <= args.count <= 2000):
@@ -168,6 +176,11 @@ def main() -> int:
         "CONFIG_API_TOKENS": f"bench={TOKEN}:config.write",
         "RUST_LOG": "warn",
     }
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            ap.error(f"--env wants NAME=VALUE, got {item!r}")
+        env[name] = value
     log = open(f"{work}/server.log", "wb")
     proc = subprocess.Popen([args.bin], cwd=work, env=env, stdout=log, stderr=log)
     api = Api(port)
@@ -176,8 +189,12 @@ def main() -> int:
         started = time.monotonic()
         build_data_set(api, args.count, args.value_kb * 1000)
         build_s = time.monotonic() - started
-        time.sleep(2)
+        # Idle = steady state with the background work running (the monitor,
+        # the LKG re-verification every 5 ticks), not the moment after the
+        # last PATCH.
+        time.sleep(args.idle_wait)
         idle = status_kib(proc.pid, "VmRSS")
+        idle_anon = status_kib(proc.pid, "RssAnon")
         hwm_before = status_kib(proc.pid, "VmHWM")
         paths = ["/history?limit=1000", f"/services/{SERVICE}/versions?limit=1000"]
         requests = failures = largest = 0
@@ -191,9 +208,12 @@ def main() -> int:
         for _ in range(max(1, args.settle // 5)):
             time.sleep(5)
             samples.append(status_kib(proc.pid, "VmRSS"))
+        anon = status_kib(proc.pid, "RssAnon")
+        file_backed = status_kib(proc.pid, "RssFile")
         settled = samples[-1]
         out = {
             "binary": args.bin,
+            "env": args.env,
             "data_set": f"{args.count} x {args.value_kb} kB",
             "concurrency": args.concurrency,
             "rounds": args.rounds,
@@ -204,8 +224,11 @@ def main() -> int:
             "burst_seconds": round(burst_s, 1),
             "hwm_before_burst_mib": round(hwm_before / 1024, 1),
             "idle_rss_mib": round(idle / 1024, 1),
+            "idle_anon_mib": round(idle_anon / 1024, 1),
             "peak_rss_mib": round(peak / 1024, 1),
             "settled_rss_mib": [round(s / 1024, 1) for s in samples],
+            "settled_anon_mib": round(anon / 1024, 1),
+            "settled_file_mib": round(file_backed / 1024, 1),
             "peak_under_256_mib": peak < 256 * 1024,
             "settled_within_20pct_of_idle": settled <= idle * 1.2,
         }
