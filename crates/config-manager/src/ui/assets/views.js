@@ -182,7 +182,18 @@ function diffSection(ctx, initial) {
   const out = h('div', { id: 'diff-out', class: 'table-wrap' });
   let versions = [];
   async function loadVersions() {
-    try { versions = (await api.get(`/services/${seg(svc.value)}/versions?limit=500`)).versions; } catch (e) {
+    // Pages are cut by size too (a page stops at its byte budget): follow
+    // next_before_version up to 500 versions.
+    try {
+      versions = [];
+      let before = null;
+      do {
+        const q = before === null ? '' : `&before_version=${before}`;
+        const page = await api.get(`/services/${seg(svc.value)}/versions?limit=${500 - versions.length}${q}`);
+        versions.push(...page.versions);
+        before = page.next_before_version;
+      } while (before !== null && before !== undefined && versions.length < 500);
+    } catch (e) {
       replace(out, h('p', { class: 'error-text' }, `Could not load versions: ${e.message}`)); return;
     }
     const opts = () => versions.map((v) => h('option', { value: String(v.version) },
