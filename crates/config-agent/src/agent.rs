@@ -412,7 +412,7 @@ impl Agent {
         let share = received.elapsed().saturating_sub(stopped_for);
         tracing::info!(
             version = state.version,
-            agent_share_us = share.as_micros() as u64,
+            agent_share_us = u64::try_from(share.as_micros()).unwrap_or(u64::MAX),
             "restarted for the new version"
         );
         self.trial = Some((state.clone(), Instant::now()));
