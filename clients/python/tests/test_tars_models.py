@@ -36,7 +36,7 @@ CHANGES: dict[str, tuple[str, Any]] = {
     "router": ("router_stream_max_chars", 321),
     "stt-worker": ("vad_threshold", 0.75),
     "tts-worker": ("tts_aggregate_debounce_ms", 250),
-    "wake-activation": ("wake_detection_threshold", 0.55),
+    "wake-activation": ("wake_detection_threshold", 0.65),
 }
 
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::filter::Filtered;
+use super::page::JsonPage;
 use super::{Result, Store};
 pub use crate::audit::{AuditAction, AuditOutcome};
 use crate::domain::now_rfc3339;
@@ -113,6 +114,28 @@ impl Store {
 
     /// Audit entries matching `filter`, newest first.
     pub fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let mut out = Vec::new();
+        self.each_audit(filter, filter.limit, |e| {
+            out.push(e);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// One page of `GET /audit`, serialized into `page` entry by entry
+    /// (see [`JsonPage`]; `filter.limit` is ignored for the page's own).
+    pub fn audit_page(&self, filter: &AuditFilter, page: &mut JsonPage) -> Result<()> {
+        self.each_audit(filter, page.fetch_limit(), |e| Ok(page.push(e.id, &e)?))
+    }
+
+    /// Calls `f` with each entry matching `filter`, newest first, at most
+    /// `limit`, until `f` returns `false`.
+    fn each_audit(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+        mut f: impl FnMut(AuditEntry) -> Result<bool>,
+    ) -> Result<()> {
         let mut q = Filtered::new(
             "SELECT id, at, actor, action, target, outcome, detail FROM audit_log WHERE 1=1",
         );
@@ -122,29 +145,26 @@ impl Store {
             .text(" AND at >= ?", filter.start.as_ref())
             .text(" AND at <= ?", filter.end.as_ref())
             .integer(" AND id < ?", filter.before_id);
-        let (sql, args) = q.newest_first(filter.limit);
+        let (sql, args) = q.newest_first(limit);
         self.read(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
-                Ok((
-                    r.get::<_, Option<String>>(6)?,
-                    AuditEntry {
-                        id: r.get(0)?,
-                        at: r.get(1)?,
-                        actor: r.get(2)?,
-                        action: r.get(3)?,
-                        target: r.get(4)?,
-                        outcome: r.get(5)?,
-                        detail: None,
-                    },
-                ))
-            })?;
-            rows.map(|r| {
-                let (detail, mut e) = r?;
-                e.detail = detail.map(|s| serde_json::from_str(&s)).transpose()?;
-                Ok(e)
-            })
-            .collect()
+            let mut rows = stmt.query(params_from_iter(args.iter()))?;
+            while let Some(r) = rows.next()? {
+                let detail: Option<String> = r.get(6)?;
+                let entry = AuditEntry {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    target: r.get(4)?,
+                    outcome: r.get(5)?,
+                    detail: detail.map(|s| serde_json::from_str(&s)).transpose()?,
+                };
+                if !f(entry)? {
+                    break;
+                }
+            }
+            Ok(())
         })
     }
 }

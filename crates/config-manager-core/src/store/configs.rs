@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::history::{insert_history, HistoryContext, KeyChange};
+use super::page::JsonPage;
 use super::secrets::{apply_secret_change, SecretChange};
 use super::{audit, NewAudit, Result, Store, StoreError};
 use crate::audit::{AuditAction, AuditOutcome};
@@ -159,13 +160,50 @@ impl Store {
         service: &ServiceName,
         limit: u32,
     ) -> Result<Vec<VersionSnapshot>> {
+        let mut out = Vec::new();
+        self.each_config_version(service, None, limit, |v| {
+            out.push(v);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// One page of `GET /services/{s}/versions`: the versions below
+    /// `before_version` (all when `None`), newest first, serialized into
+    /// `page` one at a time (see [`JsonPage`]), keyed by version.
+    pub fn config_versions_page(
+        &self,
+        service: &ServiceName,
+        before_version: Option<i64>,
+        page: &mut JsonPage,
+    ) -> Result<()> {
+        self.each_config_version(service, before_version, page.fetch_limit(), |v| {
+            Ok(page.push(v.version, &v)?)
+        })
+    }
+
+    /// Calls `f` with each version of `service` below `before` (newest
+    /// first, at most `limit`) until `f` returns `false`.
+    fn each_config_version(
+        &self,
+        service: &ServiceName,
+        before: Option<i64>,
+        limit: u32,
+        mut f: impl FnMut(VersionSnapshot) -> Result<bool>,
+    ) -> Result<()> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT service, version, config, config_epoch, created_at, created_by, change_reason
-                 FROM config_versions WHERE service = ?1 ORDER BY version DESC LIMIT ?2",
+                 FROM config_versions WHERE service = ?1 AND (?2 IS NULL OR version < ?2)
+                 ORDER BY version DESC LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![service.as_str(), limit], snapshot_from_row)?;
-            rows.map(|r| r?).collect()
+            let mut rows = stmt.query(params![service.as_str(), before, limit])?;
+            while let Some(r) = rows.next()? {
+                if !f(snapshot_from_row(r)??)? {
+                    break;
+                }
+            }
+            Ok(())
         })
     }
 

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::filter::Filtered;
+use super::page::JsonPage;
 use super::{Result, Store, StoreError};
 
 use crate::change_type::ChangeType;
@@ -90,6 +91,30 @@ pub(super) fn insert_history(
 impl Store {
     /// History entries matching `filter`, newest first.
     pub fn list_history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryEntry>> {
+        let mut out = Vec::new();
+        self.each_history(filter, filter.limit, |e| {
+            out.push(e);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// One page of `GET /history`: the entries matching `filter` (newest
+    /// first, `filter.limit` ignored for the page's own), serialized into
+    /// `page` one at a time until it is full, so the request never holds
+    /// more than the page and one entry.
+    pub fn history_page(&self, filter: &HistoryFilter, page: &mut JsonPage) -> Result<()> {
+        self.each_history(filter, page.fetch_limit(), |e| Ok(page.push(e.id, &e)?))
+    }
+
+    /// Calls `f` with each entry matching `filter`, newest first, at most
+    /// `limit`, until `f` returns `false`.
+    fn each_history(
+        &self,
+        filter: &HistoryFilter,
+        limit: u32,
+        mut f: impl FnMut(HistoryEntry) -> Result<bool>,
+    ) -> Result<()> {
         let mut q = Filtered::new(
             "SELECT id, service, key, old_value, new_value, version, config_epoch, changed_at, changed_by, change_reason, change_type
              FROM history WHERE 1=1",
@@ -100,35 +125,34 @@ impl Store {
             .text(" AND changed_at <= ?", filter.end.as_ref())
             .integer(" AND id < ?", filter.before_id)
             .integer(" AND id = ?", filter.id);
-        let (sql, args) = q.newest_first(filter.limit);
+        let (sql, args) = q.newest_first(limit);
         self.read(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params_from_iter(args.iter()), |r| {
-                Ok((
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    HistoryEntry {
-                        id: r.get(0)?,
-                        service: r.get(1)?,
-                        key: r.get(2)?,
-                        old_value: None,
-                        new_value: None,
-                        version: r.get(5)?,
-                        config_epoch: r.get(6)?,
-                        changed_at: r.get(7)?,
-                        changed_by: r.get(8)?,
-                        change_reason: r.get(9)?,
-                        change_type: r.get(10)?,
-                    },
-                ))
-            })?;
-            rows.map(|r| {
-                let (old, new, mut e) = r?;
-                e.old_value = old.map(|s| serde_json::from_str(&s)).transpose()?;
-                e.new_value = new.map(|s| serde_json::from_str(&s)).transpose()?;
-                Ok(e)
-            })
-            .collect()
+            let mut rows = stmt.query(params_from_iter(args.iter()))?;
+            while let Some(r) = rows.next()? {
+                let json = |i| -> Result<Option<Value>> {
+                    Ok(r.get::<_, Option<String>>(i)?
+                        .map(|s| serde_json::from_str(&s))
+                        .transpose()?)
+                };
+                let entry = HistoryEntry {
+                    id: r.get(0)?,
+                    service: r.get(1)?,
+                    key: r.get(2)?,
+                    old_value: json(3)?,
+                    new_value: json(4)?,
+                    version: r.get(5)?,
+                    config_epoch: r.get(6)?,
+                    changed_at: r.get(7)?,
+                    changed_by: r.get(8)?,
+                    change_reason: r.get(9)?,
+                    change_type: r.get(10)?,
+                };
+                if !f(entry)? {
+                    break;
+                }
+            }
+            Ok(())
         })
     }
 

@@ -16,9 +16,11 @@ mod epoch_file;
 mod error;
 mod exclusive;
 mod filter;
+mod header;
 mod history;
 mod meta;
 mod migrations;
+mod page;
 pub mod private_file;
 mod profiles;
 mod replication;
@@ -26,7 +28,7 @@ mod schemas;
 mod secrets;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -44,6 +46,7 @@ pub use exclusive::{in_use_by_another_process, ExclusiveProbeError};
 pub use history::{HistoryEntry, HistoryFilter, KeyChange};
 pub use meta::{EpochInfo, SchemaVersion};
 pub use migrations::LATEST_MIGRATION;
+pub use page::{JsonPage, PAGE_BYTE_BUDGET};
 pub use profiles::{Profile, ProfileSummary};
 pub use secrets::{SecretChange, StoredSecret};
 
@@ -71,6 +74,12 @@ pub struct Store {
     /// [`ITEMS_CHANGE_LOG`] entries), so the search index reloads only
     /// those services instead of the whole table.
     items_changes: Mutex<std::collections::VecDeque<(u64, Vec<String>)>>,
+    /// Reads the file's and the WAL's headers ([`header`]). Declared after
+    /// the connections so it is dropped after them.
+    header: Option<header::HeaderReader>,
+    /// Set once the headers were found damaged: the WAL is then never
+    /// checkpointed into the database (not at shutdown, not on close).
+    damaged: AtomicBool,
 }
 
 /// Generations whose changed services [`Store::items_changed_since`] can
@@ -100,14 +109,7 @@ impl Store {
             .map_err(|e| StoreError::Other(format!("{}: {e}", path.display())))?;
         let mut writer = open_connection(path, false)?;
         migrations::apply(&mut writer)?;
-        Ok(Self {
-            path: path.to_owned(),
-            identity: file_identity(path).ok().flatten(),
-            writer: Mutex::new(writer),
-            readers: ReaderPool::new(path.to_owned()),
-            items_generation: AtomicU64::new(0),
-            items_changes: Mutex::default(),
-        })
+        Ok(Self::with_writer(path, writer))
     }
 
     /// Opens an existing database without creating or migrating it (for
@@ -118,14 +120,21 @@ impl Store {
         }
         let writer = open_connection(path, false)?;
         migrations::check(&writer)?;
-        Ok(Self {
+        Ok(Self::with_writer(path, writer))
+    }
+
+    fn with_writer(path: &Path, writer: Connection) -> Self {
+        let identity = file_identity(path).ok().flatten();
+        Self {
             path: path.to_owned(),
-            identity: file_identity(path).ok().flatten(),
+            identity,
             writer: Mutex::new(writer),
             readers: ReaderPool::new(path.to_owned()),
             items_generation: AtomicU64::new(0),
             items_changes: Mutex::default(),
-        })
+            header: header::HeaderReader::open(path, identity),
+            damaged: AtomicBool::new(false),
+        }
     }
 
     /// Path of the database file.
@@ -184,8 +193,10 @@ impl Store {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         // A commit into a deleted or replaced file would be acknowledged and
-        // then lost: refuse it (the transaction rolls back on drop).
+        // then lost: refuse it (the transaction rolls back on drop). So would
+        // one appended to a WAL whose header was overwritten.
         self.check_file()?;
+        self.check_headers(&tx)?;
         tx.commit()?;
         Ok(out)
     }
@@ -216,12 +227,47 @@ impl Store {
 
     /// Whether a write lock can be taken right now (without writing): the
     /// health monitor's probe for a database locked by another process.
+    /// While it holds the lock it also checks the database and WAL headers
+    /// (see [`header`]): nothing can append to or restart the WAL then.
     pub fn probe_writable(&self, timeout: Duration) -> Result<()> {
         let conn = self.lock_writer();
         conn.busy_timeout(timeout)?;
-        let result = conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;");
+        let result = conn
+            .execute_batch("BEGIN IMMEDIATE;")
+            .map_err(StoreError::from);
+        let checked = result.and_then(|()| {
+            let checked = self.check_headers(&conn);
+            conn.execute_batch("ROLLBACK;")?;
+            checked
+        });
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        result.map_err(StoreError::from)
+        checked
+    }
+
+    /// The header check ([`header`]) with the write lock held on `conn`
+    /// (the writer). Damage marks the store so the WAL is never
+    /// checkpointed into the database: after a restart the database then
+    /// fails to open as it should, instead of taking in the overwritten
+    /// frames, and the acknowledged writes are served from the
+    /// last-known-good journal.
+    fn check_headers(&self, conn: &Connection) -> Result<()> {
+        let Some(header) = &self.header else {
+            return Ok(());
+        };
+        let checked = header.check();
+        if let Err(StoreError::Corrupt(_)) = &checked {
+            self.damaged.store(true, Ordering::Release);
+            conn.set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
+            )?;
+        }
+        checked
+    }
+
+    /// Whether the headers were found damaged (see [`Store::probe_writable`]).
+    pub fn is_damaged(&self) -> bool {
+        self.damaged.load(Ordering::Acquire)
     }
 
     /// Runs `f` on a pooled read-only connection, inside one read transaction
@@ -255,6 +301,9 @@ impl Store {
     /// the first problem. Also fails when the file was deleted or replaced under us.
     pub fn integrity_check(&self) -> Result<()> {
         self.check_file()?;
+        if let Some(header) = &self.header {
+            header.check()?;
+        }
         let conn = open_connection(&self.path, true)?;
         let result: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
         if result != "ok" {
@@ -265,8 +314,14 @@ impl Store {
     }
 
     /// Checkpoints the WAL into the main file (used on graceful shutdown).
+    /// Does nothing once the headers were found damaged: copying an
+    /// overwritten WAL into the database would hide the damage and keep
+    /// garbage pages.
     pub fn checkpoint(&self) -> Result<()> {
         let conn = self.lock_writer();
+        if self.is_damaged() {
+            return Ok(());
+        }
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
         Ok(())
     }

@@ -1,15 +1,15 @@
 //! `GET /audit`: who did what, for writers.
 
 use axum::extract::State;
-use axum::Json;
+use axum::response::Response;
 use config_manager_core::store::AuditFilter;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::auth::{Unscoped, UnscopedUse};
-use super::error::{ApiError, ApiResult};
+use super::error::ApiResult;
 use super::history::timestamp;
 use super::json::ApiQuery;
+use super::paging::{new_page, page_limit, page_response};
 use crate::auth::Role;
 use crate::state::AppState;
 
@@ -32,18 +32,14 @@ impl UnscopedUse for ReadAuditLog {
     const REFUSAL: &'static str = "service-scoped tokens cannot read the audit log";
 }
 
-/// `GET /audit`
+/// `GET /audit`: one page, cut by `limit` and by the page's byte budget,
+/// like `GET /history`.
 pub async fn list(
     State(state): State<AppState>,
     _: Unscoped<ReadAuditLog>,
     ApiQuery(q): ApiQuery<AuditQuery>,
-) -> ApiResult<Json<Value>> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadRequest(
-            "limit must be between 1 and 1000".into(),
-        ));
-    }
+) -> ApiResult<Response> {
+    let limit = page_limit(q.limit)?;
     let filter = AuditFilter {
         actor: q.actor,
         action: q.action,
@@ -61,13 +57,12 @@ pub async fn list(
         before_id: q.before_id,
         limit,
     };
-    let entries = state
-        .run(move |m| Ok(m.store().list_audit(&filter)?))
+    let page = state
+        .run(move |m| {
+            let mut page = new_page("entries", limit);
+            m.store().audit_page(&filter, &mut page)?;
+            Ok(page)
+        })
         .await?;
-    let next = (entries.len() == limit as usize)
-        .then(|| entries.last().map(|e| e.id))
-        .flatten();
-    Ok(Json(
-        json!({ "entries": entries, "total_returned": entries.len(), "next_before_id": next }),
-    ))
+    Ok(page_response(page, "next_before_id"))
 }

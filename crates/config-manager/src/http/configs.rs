@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 use super::auth::{RequireRead, ScopedRead, ScopedWrite, Unscoped, UnscopedUse};
 use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiPath, ApiQuery};
+use super::paging::{new_page, page_response, MAX_PAGE_LIMIT};
 use crate::auth::Role;
 use crate::read_cache::Cached;
 use crate::service::applied::{desired_from_fallback, desired_from_manager};
@@ -299,22 +300,30 @@ pub fn check_reason(reason: Option<String>) -> ApiResult<Option<String>> {
 pub struct VersionsQuery {
     #[serde(default)]
     limit: Option<u32>,
+    /// Keyset paging: pass the `next_before_version` of the previous page.
+    #[serde(default)]
+    before_version: Option<i64>,
 }
 
-/// `GET /services/{service}/versions`: every stored version, newest first.
+/// `GET /services/{service}/versions`: the stored versions, newest first,
+/// one page cut by `limit` (clamped to 1..=1000) and by the page's byte
+/// budget (`next_before_version` continues it).
 pub async fn versions(
     State(state): State<AppState>,
     ScopedRead { service, .. }: ScopedRead,
     ApiQuery(q): ApiQuery<VersionsQuery>,
-) -> ApiResult<Json<Value>> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let versions = state
+) -> ApiResult<Response> {
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE_LIMIT);
+    let before = q.before_version;
+    let page = state
         .run(move |m| {
             let name = m.resolve_service(&service)?;
-            Ok(m.store().list_config_versions(&name, limit)?)
+            let mut page = new_page("versions", limit);
+            m.store().config_versions_page(&name, before, &mut page)?;
+            Ok(page)
         })
         .await?;
-    Ok(Json(json!({ "versions": versions })))
+    Ok(page_response(page, "next_before_version"))
 }
 
 /// `GET /services/{service}/schema`: the service's JSON Schema.

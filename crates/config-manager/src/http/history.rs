@@ -1,6 +1,7 @@
 //! `/history` and restores (history entries, point in time).
 
 use axum::extract::State;
+use axum::response::Response;
 use axum::Json;
 use config_manager_core::domain::{format_rfc3339, parse_rfc3339};
 use config_manager_core::store::HistoryFilter;
@@ -13,11 +14,12 @@ use super::auth::{
 use super::configs::check_reason;
 use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiQuery};
+use super::paging::{new_page, page_limit, page_response};
 use crate::auth::Role;
 use crate::state::AppState;
 
 /// Most history entries one page may return.
-pub const MAX_HISTORY_LIMIT: u32 = 1000;
+pub const MAX_HISTORY_LIMIT: u32 = super::paging::MAX_PAGE_LIMIT;
 
 #[derive(Deserialize)]
 pub struct HistoryQuery {
@@ -37,18 +39,14 @@ pub fn timestamp(raw: &str, what: &str) -> ApiResult<String> {
         .map_err(|_| ApiError::BadRequest(format!("{what} must be an RFC 3339 timestamp")))
 }
 
-/// `GET /history`
+/// `GET /history`: one page, cut by `limit` and by the page's byte budget
+/// (`next_before_id` continues it; `truncated` says the budget cut it).
 pub async fn list(
     State(state): State<AppState>,
     RequireRead(caller): RequireRead,
     ApiQuery(q): ApiQuery<HistoryQuery>,
-) -> ApiResult<Json<Value>> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be between 1 and {MAX_HISTORY_LIMIT}"
-        )));
-    }
+) -> ApiResult<Response> {
+    let limit = page_limit(q.limit)?;
     check_scope_filter(&state, &caller, q.service.as_deref()).await?;
     let filter = HistoryFilter {
         service: q.service,
@@ -67,17 +65,14 @@ pub async fn list(
         id: None,
         limit,
     };
-    let entries = state
-        .run(move |m| Ok(m.store().list_history(&filter)?))
+    let page = state
+        .run(move |m| {
+            let mut page = new_page("entries", limit);
+            m.store().history_page(&filter, &mut page)?;
+            Ok(page)
+        })
         .await?;
-    let next = (entries.len() == limit as usize)
-        .then(|| entries.last().map(|e| e.id))
-        .flatten();
-    Ok(Json(json!({
-        "entries": entries,
-        "total_returned": entries.len(),
-        "next_before_id": next,
-    })))
+    Ok(page_response(page, "next_before_id"))
 }
 
 #[derive(Deserialize)]

@@ -14,6 +14,7 @@ pub mod json;
 pub mod keys;
 pub mod metrics;
 pub mod openapi;
+pub mod paging;
 pub mod profiles;
 pub mod rebuild;
 pub mod search;

@@ -944,7 +944,7 @@ mod tests {
             drop("system/config/tts-worker/applied", b"{}"),
             DropReason::BadTopic
         );
-        assert_eq!(drop(&topic("a"), &vec![b' '; 5000]), DropReason::TooLarge);
+        assert_eq!(drop(&topic("a"), &vec![b' '; 20_000]), DropReason::TooLarge);
         assert_eq!(drop(&topic("a"), b"{nope"), DropReason::Invalid);
         assert_eq!(
             drop(&topic("b"), &report("a", "applied", Some(1))),

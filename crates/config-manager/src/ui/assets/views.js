@@ -226,12 +226,24 @@ function diffSection(ctx, initial) {
   let versions = [];
   let fields = new Map();
   let secretVersions = []; // [{key, version}] of history entries that changed a secret
+  /** Up to 500 versions; pages are cut by size too, so follow next_before_version. */
+  async function allVersions(service) {
+    const list = [];
+    let before = null;
+    do {
+      const q = before === null ? '' : `&before_version=${before}`;
+      const page = await api.get(`/services/${seg(service)}/versions?limit=${500 - list.length}${q}`);
+      list.push(...page.versions);
+      before = page.next_before_version;
+    } while (before !== null && before !== undefined && list.length < 500);
+    return list;
+  }
   async function loadVersions(selected) {
     replace(out, h('p', { class: 'muted' }, 'Loading versions…'));
     const service = svc.value;
     try {
-      const [v, meta] = await Promise.all([api.get(`/services/${seg(service)}/versions?limit=500`), fieldsOf(service)]);
-      versions = v.versions;
+      const [v, meta] = await Promise.all([allVersions(service), fieldsOf(service)]);
+      versions = v;
       fields = meta;
       const secrets = [...fields.values()].filter((f) => f.is_secret).map((f) => f.key);
       const hist = await Promise.all(secrets.map((k) => api.get(`/history?service=${seg(service)}&key=${seg(k)}&limit=1000`).catch(() => ({ entries: [] }))));
