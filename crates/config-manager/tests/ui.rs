@@ -119,10 +119,11 @@ async fn operator_journey_in_chromium() {
     .await;
     login(&b, &s, WRITE_TOKEN).await;
     assert_eq!(b.text("#who").await, "writer · write");
-    // One tab per service, each with a health dot; the cog is there.
+    // One tab per service, each with the state of its instances (none
+    // report here); the cog is there.
     let tabs = b
         .js(
-            "return [...document.querySelectorAll('#tabs [role=tab]')].map(t => t.dataset.service + ':' + t.querySelector('.dot').className)",
+            "return [...document.querySelectorAll('#tabs [role=tab]')].map(t => t.dataset.service + ':' + t.querySelector('.sync-dot').dataset.state)",
             json!([]),
         )
         .await;
@@ -133,7 +134,7 @@ async fn operator_journey_in_chromium() {
         .map(|v| v.as_str().unwrap())
         .collect();
     assert_eq!(tabs.len(), 7, "{tabs:?}");
-    assert!(tabs.contains(&"tts-worker:dot dot-ok"), "{tabs:?}");
+    assert!(tabs.contains(&"tts-worker:no_reports"), "{tabs:?}");
     b.find("#settings-link").await;
 
     // --- change a simple value; the server stored it.
@@ -245,9 +246,10 @@ async fn operator_journey_in_chromium() {
     b.click("#advanced-toggle").await;
     let advanced = visible_fields(&b).await;
     assert!(advanced > simple, "advanced {advanced} > simple {simple}");
-    assert_eq!(advanced, 23);
+    // 23 fields, 5 of them ElevenLabs' (shown when it is the provider).
+    assert_eq!(advanced, 18);
     b.js(
-        "document.querySelector('#field-eleven_api_base').scrollIntoView({block: 'start'})",
+        "document.querySelector('#field-tts_streaming').scrollIntoView({block: 'start'})",
         json!([]),
     )
     .await;
@@ -323,9 +325,13 @@ async fn operator_journey_in_chromium() {
     )
     .await;
     b.screenshot("history").await;
-    b.click("#history-rows tr:first-child button").await;
+    b.click("#history-rows tr:first-child td:last-child button")
+        .await;
     let text = dialog_open(&b).await;
-    assert!(text.contains("Restore from history?"), "{text}");
+    assert!(
+        text.contains("Restore in tts-worker?") && text.contains("Volume (%)"),
+        "{text}"
+    );
     b.click("#dialog [data-action=yes]").await;
     b.wait_js(
         "the restored row",
@@ -369,7 +375,12 @@ async fn operator_journey_in_chromium() {
     b.screenshot("settings").await;
 
     // --- a secret: masked, revealed only with a reason, and audited.
-    patch_tts(&s, json!({"eleven_api_key": "sk-ui-test-secret-0001"})).await;
+    // ElevenLabs' fields show while it is the provider.
+    patch_tts(
+        &s,
+        json!({"eleven_api_key": "sk-ui-test-secret-0001", "tts_provider": "elevenlabs"}),
+    )
+    .await;
     go_hash(&b, "#/service/tts-worker").await;
     wait_form(&b, "tts-worker").await;
     let page = b.js("return document.body.innerText", json!([])).await;
@@ -591,9 +602,10 @@ async fn operator_journey_in_chromium() {
         "served from the last-known-good cache"
     );
     assert_eq!(
-        b.js("return [document.querySelector('#save-button').disabled, document.querySelector('#tab-tts-worker .dot').className, !!document.querySelector('#reveal-eleven_api_key:not([hidden])')]", json!([]))
+        b.js("return [document.querySelector('#save-button').disabled, !document.querySelector('#banner-readonly').hidden, !!document.querySelector('#reveal-eleven_api_key:not([hidden])')]", json!([]))
             .await,
-        json!([true, "dot dot-readonly", false])
+        json!([true, true, false]),
+        "the banner says read-only (the tab's indicator is the instances')"
     );
     b.screenshot("fallback").await;
 

@@ -171,13 +171,22 @@ async fn session_cookie_and_csrf_rules() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    // The ended session is simply not there: 200 {"authenticated": false},
+    // no error status (the page asks on every load; issue 26).
     let r = http
         .get(format!("{root}ui/session"))
         .header("Cookie", &cookie)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"authenticated": false}));
+    let r = http.get(format!("{root}ui/session")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"authenticated": false}));
     let (_, audit) = s.get("/audit?action=session.", Some(WRITE_TOKEN)).await;
     let actions: Vec<String> = audit["entries"]
         .as_array()

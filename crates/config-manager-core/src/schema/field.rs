@@ -26,6 +26,25 @@ pub const MAX_ENV_VAR_LEN: usize = 128;
 /// primary name and a few legacy aliases, not a dumping ground.
 pub const MAX_SERVICE_ENV_NAMES: usize = 8;
 
+/// Longest `x-group` section title, in characters.
+pub const MAX_GROUP_CHARS: usize = 60;
+
+/// Most values one `x-show-when` `equals` list may give.
+pub const MAX_SHOW_WHEN_VALUES: usize = 16;
+
+/// `x-show-when`: the form shows the field only while another field of the
+/// same service has one of these values. Display only: a hidden field keeps
+/// its value and is saved as-is, and validation never looks at it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShowWhen {
+    /// The key of the controlling field (a property of the same schema that
+    /// has no `x-show-when` of its own).
+    pub field: String,
+    /// The values that show the field (a single value in the schema is read
+    /// as a list of one).
+    pub equals: Vec<Value>,
+}
+
 /// Everything known about one top-level setting of a service.
 ///
 /// Serialized as-is into the API's schema/field listings, so the web UI can
@@ -65,6 +84,12 @@ pub struct FieldMeta {
     /// `x-unused: true`: no code of the service reads this setting; it is kept
     /// so that stored configurations and the service's config model still fit.
     pub unused: bool,
+    /// `x-group`: the title of the form section this field is shown in
+    /// ("Voice", "Secrets"); `None` puts it in the unnamed first section.
+    pub group: Option<String>,
+    /// `x-show-when`: the form shows this field only while another field has
+    /// one of the listed values (display only, see [`ShowWhen`]).
+    pub show_when: Option<ShowWhen>,
     pub enum_values: Option<Vec<Value>>,
     pub minimum: Option<f64>,
     pub maximum: Option<f64>,
@@ -190,6 +215,8 @@ pub(crate) fn parse_field(
 
     let service_env = service_env(prop).map_err(fail)?;
     let unused = opt_bool(prop, "x-unused").map_err(fail)?.unwrap_or(false);
+    let group = group(prop).map_err(fail)?;
+    let show_when = show_when(key, prop).map_err(fail)?;
 
     let has_default = prop.contains_key("default");
     let default = prop.get("default").cloned().unwrap_or(Value::Null);
@@ -229,6 +256,8 @@ pub(crate) fn parse_field(
         env_var: env_var.map(str::to_owned),
         service_env,
         unused,
+        group,
+        show_when,
         enum_values,
         minimum: prop.get("minimum").and_then(Value::as_f64),
         maximum: prop.get("maximum").and_then(Value::as_f64),
@@ -287,6 +316,110 @@ fn service_env(prop: &Map<String, Value>) -> Result<Vec<String>, String> {
         names.push(name.to_owned());
     }
     Ok(names)
+}
+
+/// Reads `x-group`: a section title of 1..=[`MAX_GROUP_CHARS`] characters
+/// with no control characters and not only blanks.
+fn group(prop: &Map<String, Value>) -> Result<Option<String>, String> {
+    let Some(title) = opt_str(prop, "x-group")? else {
+        return Ok(None);
+    };
+    if title.trim().is_empty()
+        || title.chars().count() > MAX_GROUP_CHARS
+        || title.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "`x-group` must be a section title of 1 to {MAX_GROUP_CHARS} characters without control characters"
+        ));
+    }
+    Ok(Some(title.to_owned()))
+}
+
+/// Reads the form of `x-show-when`: `{"field": "<key>", "equals": <value or
+/// array of 1..=MAX_SHOW_WHEN_VALUES values>}` and nothing else. That the
+/// field exists (and its values fit it) is checked with the whole schema
+/// in [`check_show_when`].
+fn show_when(key: &str, prop: &Map<String, Value>) -> Result<Option<ShowWhen>, String> {
+    const FORM: &str = "`x-show-when` must be an object {\"field\": \"<key>\", \"equals\": <value or array of values>}";
+    let Some(value) = prop.get("x-show-when") else {
+        return Ok(None);
+    };
+    let Value::Object(obj) = value else {
+        return Err(FORM.into());
+    };
+    if obj.len() != 2 || !obj.contains_key("field") || !obj.contains_key("equals") {
+        return Err(format!("{FORM}, with exactly those two members"));
+    }
+    let Some(field) = obj.get("field").and_then(Value::as_str) else {
+        return Err("`x-show-when.field` must be the key of another field".into());
+    };
+    if validate_key(field).is_err() {
+        return Err("`x-show-when.field` is not a valid key".into());
+    }
+    if field == key {
+        return Err("`x-show-when.field` names the field itself".into());
+    }
+    let equals = match obj.get("equals") {
+        Some(Value::Array(values)) => values.clone(),
+        Some(single) => vec![single.clone()],
+        None => Vec::new(),
+    };
+    if equals.is_empty() || equals.len() > MAX_SHOW_WHEN_VALUES {
+        return Err(format!(
+            "`x-show-when.equals` must give 1 to {MAX_SHOW_WHEN_VALUES} values (got {})",
+            equals.len()
+        ));
+    }
+    if equals.iter().any(|v| v.is_array() || v.is_object()) {
+        return Err(
+            "`x-show-when.equals` values must be strings, numbers, booleans or null".into(),
+        );
+    }
+    Ok(Some(ShowWhen {
+        field: field.to_owned(),
+        equals,
+    }))
+}
+
+/// The checks of `x-show-when` that need every field: the controlling field
+/// exists, is not itself conditional (no chains or cycles to untangle), and
+/// each value is one it can take (a member of its `enum`, of its type).
+/// Returns the reason for the first broken rule, naming the dependent key.
+pub(crate) fn check_show_when(fields: &[FieldMeta]) -> Result<(), String> {
+    for f in fields {
+        let Some(cond) = &f.show_when else { continue };
+        let why =
+            |reason: &str| format!("property {:?}: `x-show-when` {reason}", shown_key(&f.key));
+        let Some(target) = fields.iter().find(|t| t.key == cond.field) else {
+            return Err(why("names a field the schema does not have"));
+        };
+        if target.show_when.is_some() {
+            return Err(why("names a field that has an `x-show-when` of its own"));
+        }
+        if target.is_secret {
+            return Err(why("names a secret (its value is never shown to the form)"));
+        }
+        for v in &cond.equals {
+            let fits = match &target.enum_values {
+                Some(values) => values.contains(v),
+                None => match v {
+                    Value::Null => target.nullable,
+                    Value::Bool(_) => target.r#type == "boolean",
+                    Value::Number(n) => match target.r#type.as_str() {
+                        "integer" => n.is_i64() || n.is_u64(),
+                        "number" => true,
+                        _ => false,
+                    },
+                    Value::String(_) => matches!(target.r#type.as_str(), "string" | "path"),
+                    _ => false,
+                },
+            };
+            if !fits {
+                return Err(why("lists a value the controlling field cannot take"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `^[A-Za-z_][A-Za-z0-9_]{0,127}$`: a name a service may read (services are

@@ -29,6 +29,8 @@
 //! | `x-env: "VAR_NAME"` | an environment variable of the config-manager (`^[A-Z][A-Z0-9_]*$`) that overrides the stored value; the field is then read-only. Which variables may be read is decided by [`EnvPolicy`] (never the service's own settings; API-registered schemas only what `CONFIG_ENV_ALLOW` allows). |
 //! | `x-service-env: ["VAR", …]` | the environment variable(s) the **service** reads the setting from (1 to 8 names matching `^[A-Za-z_][A-Za-z0-9_]{0,127}$`, no repeats; first = primary, the rest aliases). config-agent sets all of them; `import-env` maps them back to the field. Absent: the key upper-cased. Unrelated to `x-env`. |
 //! | `x-unused: true` | no code of the service reads the setting; kept so stored configurations and the service's model still fit. The form says so. |
+//! | `x-group: "Voice"` | the title of the form section the field is shown in (1 to 60 characters, no control characters). Fields without it come first, in an unnamed section. Display only. |
+//! | `x-show-when: {"field": "tts_provider", "equals": "elevenlabs"}` | the form shows the field only while the named field has that value (or one of an array of 1 to 16 values). The named field must exist, be neither secret nor conditional itself, and be able to take each value. Display only: a hidden field keeps its value, is saved as-is and is validated as always. |
 //! | `x-help` | longer help text for the form's tooltip; [`FieldMeta::help_text`] falls back to `description`. |
 //! | `x-type` | UI type hint where the JSON type is too coarse: `path`, `secret`, `enum` (or a plain JSON type). |
 //!
@@ -103,7 +105,8 @@ mod tests;
 pub use env_policy::{EnvPattern, EnvPatternError, EnvPolicy, EnvRefusal, SchemaOrigin};
 pub use error::{FieldError, SchemaError};
 pub use field::{
-    valid_service_env_var, FieldMeta, MAX_ENV_VAR_LEN, MAX_SERVICE_ENV_NAMES, UI_TYPES,
+    valid_service_env_var, FieldMeta, ShowWhen, MAX_ENV_VAR_LEN, MAX_GROUP_CHARS,
+    MAX_SERVICE_ENV_NAMES, MAX_SHOW_WHEN_VALUES, UI_TYPES,
 };
 pub use registry::{SchemaRegistry, BUILTIN_SCHEMAS, MAX_SCHEMA_FILE_BYTES};
 pub use service_schema::{EnvOverrides, ServiceSchema};

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use super::error::{FieldError, SchemaError};
-use super::field::{parse_field, FieldMeta, ParsedField};
+use super::field::{check_show_when, parse_field, FieldMeta, ParsedField};
 
 /// The derived view of one service schema (see the module docs). Obtained
 /// with [`super::ServiceSchema::view`]; immutable, shared behind an `Arc`.
@@ -94,6 +94,8 @@ impl SchemaView {
             fields.push(meta);
             json_types.push(types);
         }
+
+        check_show_when(&fields).map_err(|reason| SchemaError::invalid(service, reason))?;
 
         let root = doc.as_object();
         let text = |keyword: &str| root.and_then(|r| r.get(keyword)).and_then(Value::as_str);

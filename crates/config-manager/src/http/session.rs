@@ -137,6 +137,7 @@ fn clear_cookie(secure: bool) -> String {
 /// stays in the HttpOnly cookie).
 fn session_json(info: &SessionInfo) -> serde_json::Value {
     json!({
+        "authenticated": true,
         "name": info.caller.name,
         "role": info.caller.role.as_str(),
         "can_write": info.caller.role >= crate::auth::Role::Write,
@@ -256,11 +257,17 @@ pub async fn login(
 
 /// `GET /ui/session`: who the cookie belongs to, and its CSRF token (so a
 /// reloaded page can carry on without keeping the token in storage).
-pub async fn current(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let info = cookie_value(&headers)
-        .and_then(|id| state.sessions().lookup(&id))
-        .ok_or(ApiError::Unauthorized)?;
-    Ok(no_store(Json(session_json(&info)).into_response()))
+///
+/// No session (no cookie, or an expired or unknown one) is an ordinary
+/// answer here, `200 {"authenticated": false}`, not a 401: the page asks on
+/// every fresh load, and an error status put a red 401 in the browser's
+/// console each time (issue 26). The answer reveals nothing a 401 did not.
+pub async fn current(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let body = match cookie_value(&headers).and_then(|id| state.sessions().lookup(&id)) {
+        Some(info) => session_json(&info),
+        None => json!({ "authenticated": false }),
+    };
+    no_store(Json(body).into_response())
 }
 
 /// `POST /ui/logout`: ends the session (CSRF token required, like every

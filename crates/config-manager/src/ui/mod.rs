@@ -61,6 +61,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("assets/dom.js"),
     },
     Asset {
+        path: "/ui/assets/diff.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("assets/diff.js"),
+    },
+    Asset {
         path: "/ui/assets/form.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("assets/form.js"),

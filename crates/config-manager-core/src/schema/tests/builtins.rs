@@ -236,3 +236,58 @@ fn builtins_follow_the_services() {
         .iter()
         .any(|v| v.starts_with("CONFIG_") || v.starts_with("LKG_"))));
 }
+
+/// Every shipped field sits in a form section (`x-group`), and the fields of
+/// one provider or backend show only while it is chosen (`x-show-when`).
+#[test]
+fn builtins_have_sections_and_provider_conditions() {
+    let registry = SchemaRegistry::builtin().unwrap();
+    for schema in registry.iter() {
+        for field in schema.view().fields() {
+            assert!(
+                field.group.is_some(),
+                "{}.{} has no x-group",
+                schema.name(),
+                field.key
+            );
+        }
+    }
+    let tts = builtin("tts-worker");
+    let view = tts.view();
+    for key in [
+        "eleven_api_key",
+        "eleven_voice_id",
+        "eleven_api_base",
+        "eleven_model_id",
+        "eleven_optimize_streaming",
+    ] {
+        let cond = view.field(key).unwrap().show_when.clone().unwrap();
+        assert_eq!(cond.field, "tts_provider");
+        assert_eq!(cond.equals, vec![Value::from("elevenlabs")]);
+        assert_eq!(
+            view.field(key).unwrap().group.as_deref(),
+            Some("ElevenLabs")
+        );
+    }
+    let piper = view
+        .field("piper_voice")
+        .unwrap()
+        .show_when
+        .clone()
+        .unwrap();
+    assert_eq!(piper.equals, vec![Value::from("piper")]);
+    let stt = builtin("stt-worker");
+    let stt = stt.view();
+    for (key, backend) in [
+        ("whisper_model", "whisper"),
+        ("ws_url", "ws"),
+        ("openai_api_key", "openai"),
+        ("openai_stt_model", "openai"),
+    ] {
+        let cond = stt.field(key).unwrap().show_when.clone().unwrap();
+        assert_eq!(
+            (cond.field.as_str(), cond.equals),
+            ("stt_backend", vec![Value::from(backend)])
+        );
+    }
+}

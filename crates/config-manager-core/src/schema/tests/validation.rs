@@ -1,6 +1,6 @@
 //! Validation errors and compile-time rejection of broken schemas.
 
-use serde_json::{json, Map};
+use serde_json::{json, Map, Value};
 
 use super::*;
 
@@ -255,6 +255,99 @@ fn compile_rejects_broken_schemas() {
             json!({"type": "object", "properties": {"a": {"type": "integer", "x-unused": "yes"}}}),
             "`x-unused` must be true or false",
         ),
+        // x-group: a short section title.
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-group": 7}}}),
+            "`x-group` must be a string",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-group": "  "}}}),
+            "`x-group` must be a section title of 1 to 60 characters",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-group": "G".repeat(61)}}}),
+            "`x-group` must be a section title",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-group": "a\nb"}}}),
+            "without control characters",
+        ),
+        // x-show-when: its form, then what it names.
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-show-when": "b"}}}),
+            "`x-show-when` must be an object",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-show-when": {"field": "b"}}}}),
+            "with exactly those two members",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer",
+                "x-show-when": {"field": "b", "equals": 1, "not": true}}}}),
+            "with exactly those two members",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-show-when": {"field": 3, "equals": 1}}}}),
+            "`x-show-when.field` must be the key of another field",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-show-when": {"field": "B C", "equals": 1}}}}),
+            "`x-show-when.field` is not a valid key",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-show-when": {"field": "a", "equals": 1}}}}),
+            "names the field itself",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-show-when": {"field": "b", "equals": []}}},
+                "b": {"type": "integer"}}),
+            "must give 1 to 16 values (got 0)",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer",
+                "x-show-when": {"field": "b", "equals": (0..17).collect::<Vec<_>>()}}, "b": {"type": "integer"}}}),
+            "must give 1 to 16 values (got 17)",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer",
+                "x-show-when": {"field": "b", "equals": [{"x": 1}]}}, "b": {"type": "object"}}}),
+            "values must be strings, numbers, booleans or null",
+        ),
+        (
+            json!({"type": "object", "properties": {"a": {"type": "integer", "x-show-when": {"field": "nope", "equals": 1}}}}),
+            "names a field the schema does not have",
+        ),
+        (
+            json!({"type": "object", "properties": {
+                "a": {"type": "integer", "x-show-when": {"field": "b", "equals": 1}},
+                "b": {"type": "integer", "x-show-when": {"field": "c", "equals": true}},
+                "c": {"type": "boolean"}}}),
+            "has an `x-show-when` of its own",
+        ),
+        (
+            json!({"type": "object", "properties": {
+                "a": {"type": "integer", "x-show-when": {"field": "k", "equals": ""}},
+                "k": {"type": "string", "writeOnly": true}}}),
+            "names a secret",
+        ),
+        (
+            json!({"type": "object", "properties": {
+                "a": {"type": "integer", "x-show-when": {"field": "p", "equals": ["piper", "espeak"]}},
+                "p": {"type": "string", "enum": ["piper", "elevenlabs"]}}}),
+            "lists a value the controlling field cannot take",
+        ),
+        (
+            json!({"type": "object", "properties": {
+                "a": {"type": "integer", "x-show-when": {"field": "b", "equals": "yes"}},
+                "b": {"type": "boolean"}}}),
+            "lists a value the controlling field cannot take",
+        ),
+        (
+            json!({"type": "object", "properties": {
+                "a": {"type": "integer", "x-show-when": {"field": "n", "equals": 1.5}},
+                "n": {"type": "integer"}}}),
+            "lists a value the controlling field cannot take",
+        ),
     ];
     for (doc, want) in cases {
         let got = compile_err(doc.clone());
@@ -294,4 +387,58 @@ fn service_env_and_unused_are_read() {
     let json = serde_json::to_value(view.field("plain").unwrap()).unwrap();
     assert_eq!(json["service_env"], json!([]));
     assert_eq!(json["unused"], json!(false));
+}
+
+/// `x-group` and `x-show-when` in their good forms reach [`FieldMeta`] (and
+/// so the API's field listings and the form); a single `equals` value is a
+/// list of one.
+#[test]
+fn groups_and_show_when_are_read_into_field_meta() {
+    let schema = ServiceSchema::compile(
+        svc("svc"),
+        json!({"type": "object", "properties": {
+            "provider": {"type": "string", "enum": ["piper", "elevenlabs"], "default": "piper", "x-group": "Voice"},
+            "voice_id": {"type": "string", "default": "", "x-group": "Voice",
+                "x-show-when": {"field": "provider", "equals": "elevenlabs"}},
+            "stream": {"type": "boolean", "default": true},
+            "chunk": {"type": "integer", "default": 1, "x-show-when": {"field": "stream", "equals": [true]}},
+            "level": {"type": ["integer", "null"], "default": null,
+                "x-show-when": {"field": "chunk", "equals": [1, 2, null]}}
+        }}),
+    );
+    // `level` names a conditional field: refused, with the dependent key named.
+    let err = schema.unwrap_err().to_string();
+    assert!(
+        err.contains("\"level\"") && err.contains("of its own"),
+        "{err}"
+    );
+    let schema = ServiceSchema::compile(
+        svc("svc"),
+        json!({"type": "object", "properties": {
+            "provider": {"type": "string", "enum": ["piper", "elevenlabs"], "default": "piper", "x-group": "Voice"},
+            "voice_id": {"type": "string", "default": "", "x-group": "Voice",
+                "x-show-when": {"field": "provider", "equals": "elevenlabs"}},
+            "n": {"type": ["integer", "null"], "default": null},
+            "m": {"type": "integer", "default": 1, "x-show-when": {"field": "n", "equals": [1, null]}}
+        }}),
+    )
+    .unwrap();
+    let view = schema.view();
+    let provider = view.field("provider").unwrap();
+    assert_eq!(provider.group.as_deref(), Some("Voice"));
+    assert_eq!(provider.show_when, None);
+    let voice = view.field("voice_id").unwrap();
+    assert_eq!(
+        serde_json::to_value(voice.show_when.as_ref().unwrap()).unwrap(),
+        json!({"field": "provider", "equals": ["elevenlabs"]})
+    );
+    assert_eq!(
+        view.field("m").unwrap().show_when.as_ref().unwrap().equals,
+        vec![json!(1), Value::Null]
+    );
+    assert_eq!(view.field("n").unwrap().group, None);
+    // Display only: a value the condition hides still validates as always.
+    assert!(schema
+        .validate(&json!({"provider": "piper", "voice_id": "abc", "n": 2, "m": 5}))
+        .is_ok());
 }

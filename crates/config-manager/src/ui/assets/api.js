@@ -63,10 +63,15 @@ export async function health() {
   return resp.json();
 }
 
-/** The current session, or null when not logged in. */
+/**
+ * The current session, or null when not logged in. The server answers 200
+ * {"authenticated": false} without a session (no 401 in the console on
+ * every fresh load); a 401 from an older server means the same.
+ */
 export async function currentSession() {
   try {
     const { data } = await request('GET', '/ui/session');
+    if (!data || data.authenticated === false) return null;
     csrfToken = data.csrf_token;
     return data;
   } catch (e) {

@@ -10,7 +10,7 @@ import { h, $, $$, replace, toast, confirmDialog } from './dom.js';
 import { api, health as fetchHealth, currentSession, login, logout, setUnauthorizedHandler, seg } from './api.js';
 import { serviceForm } from './form.js';
 import { renderSearch, renderHistory, renderAudit, renderSettings } from './views.js';
-import { arrivalText, instancesPanel, instancesSummary, updateSyncDots } from './instances.js';
+import { adoptionList, arrivalText, instancesPanel, instancesSummary, updateSyncDots } from './instances.js';
 
 const HEALTH_EVERY_MS = 10000;
 
@@ -189,21 +189,14 @@ function renderTabs() {
     role: 'tab', id: `tab-${s}`, href: `#/service/${seg(s)}`, 'aria-selected': 'false', tabindex: '-1',
     'aria-controls': 'service-panel', dataset: { service: s },
   },
-  h('span', { class: 'dot', 'aria-hidden': 'true' }),
-  h('span', { class: 'tab-label' }, s),
   h('span', { class: 'sync-dot', 'aria-hidden': 'true' }),
+  h('span', { class: 'tab-label' }, s),
+  h('span', { class: 'dot dot-error', 'aria-hidden': 'true', hidden: true }, '!'),
   h('span', { class: 'dirty-mark', 'aria-hidden': 'true', hidden: true }, '•'),
   h('span', { class: 'visually-hidden tab-state' }),
   h('span', { class: 'visually-hidden sync-state' }))));
 }
 
-/** Health of one service's tab: failed load > read-only (mode or cache) > healthy. */
-function serviceHealth(name) {
-  if (state.loadErrors.has(name)) return ['error', 'failed to load'];
-  if (!state.health) return ['unknown', 'status unknown'];
-  if (state.health.operational_mode !== 'normal' || state.fromCache.has(name)) return ['readonly', 'read-only'];
-  return ['ok', 'healthy'];
-}
 
 function updateTabs() {
   const tabs = $$('#tabs [role=tab]');
@@ -214,15 +207,18 @@ function updateTabs() {
     t.setAttribute('aria-selected', String(selected));
     t.tabIndex = -1;
     if (selected) focusable = t;
-    const [cls, text] = serviceHealth(name);
-    t.querySelector('.dot').className = `dot dot-${cls}`;
+    // The tab's indicator tells what the service's instances run (set by
+    // updateSyncDots); the manager's own read-only state is the banner's.
+    // Only a failed load adds a mark of its own here.
+    const failed = state.loadErrors.has(name);
+    t.querySelector('.dot').hidden = !failed;
     const dirty = selected && state.dirty;
     t.querySelector('.dirty-mark').hidden = !dirty;
-    replace(t.querySelector('.tab-state'), `, ${text}${dirty ? ', unsaved changes' : ''}`);
-    t.title = `${name}: ${text}`;
+    replace(t.querySelector('.tab-state'), `${failed ? ', failed to load' : ''}${dirty ? ', unsaved changes' : ''}`);
   }
   (focusable || tabs[0] || {}).tabIndex = 0;
   updateSyncDots(tabs, state.applied);
+  for (const t of tabs) if (state.loadErrors.has(t.dataset.service)) t.title += ' · failed to load';
   keepTabInView();
 }
 
@@ -397,8 +393,10 @@ async function loadService(name, opts) {
   state.form.el.setAttribute('role', 'tabpanel');
   state.form.el.setAttribute('aria-labelledby', `tab-${name}`);
   const summary = h('p', { id: 'instances-summary', class: 'instances-summary' });
+  const notes = h('div', { id: 'adoption', class: 'adoption' });
   const head = state.form.el.querySelector('.service-head');
-  if (head) head.append(summary);
+  if (head) head.append(summary, notes);
+  const titles = Object.fromEntries((res.data.fields || []).map((f) => [f.key, f.title || f.key]));
   replace(m, state.form.el);
   if (state.instances) state.instances.stop();
   // After a save, follow the change to the instances: at the Save button in
@@ -407,8 +405,12 @@ async function loadService(name, opts) {
   const form = state.form;
   state.instances = instancesPanel(name, {
     follow: saved,
+    titles,
     onData: (data) => {
       replace(summary, instancesSummary(data));
+      // What the adoption work reports, in the header and on the field rows.
+      replace(notes, adoptionList(data, titles));
+      if (state.form === form) form.showInstanceNotes(data);
       if (saved && state.form === form) {
         const a = arrivalText(opts.savedVersion, data, state.health);
         form.showArrival(a.text, a.kind);

@@ -73,6 +73,12 @@ export function validate(f, value) {
   }
 }
 
+/** "TTS provider is elevenlabs" for an `x-show-when` (`titles`: the form's fields). */
+function showWhenText(cond, titleOf) {
+  const values = cond.equals.map((v) => (v === true ? 'on' : v === false ? 'off' : v === null ? '(none)' : String(v)));
+  return `${titleOf ? titleOf(cond.field) : cond.field} is ${values.join(' or ')}`;
+}
+
 /** Text describing the accepted range or length, for the hint line. */
 function constraintText(f) {
   const parts = [];
@@ -99,6 +105,7 @@ export function serviceForm(data, ctx) {
   const readOnlyKeys = new Set(data.read_only_keys || []);
   const fields = (data.fields || []).slice();
   const known = new Set(fields.map((f) => f.key));
+  const titleOf = (k) => (fields.find((x) => x.key === k) || {}).title || k;
   for (const key of Object.keys(data.config)) if (!known.has(key)) fields.push(freeField(key, data.config[key]));
   let editable = ctx.canWrite && ctx.writable;
   // A save refused because the manager turned read-only: the message stays
@@ -116,9 +123,14 @@ export function serviceForm(data, ctx) {
   });
 
   const rows = fields.map((f) => buildRow(f));
+  // Keys shown although their condition is off: the operator asked for
+  // them (a search result, a link), so they stay until the form is rebuilt.
+  const forced = new Set();
+  let advancedOn = ctx.advanced;
+  const sections = groupRows(rows);
   const shownCount = h('p', { class: 'muted', id: 'field-count' });
   const form = h('form', { id: 'service-form', novalidate: true, onsubmit: (ev) => { ev.preventDefault(); save(); } },
-    h('div', { class: 'fields' }, rows.map((r) => r.row)),
+    sections.map((sec) => sec.el),
     problems,
     h('div', { class: 'save-bar' },
       h('label', { for: 'change-reason' }, 'Reason'),
@@ -140,6 +152,65 @@ export function serviceForm(data, ctx) {
   setAdvanced(ctx.advanced);
   if (ctx.flash) showStatus(ctx.flash, 'ok');
   refresh();
+
+  /**
+   * Sections from the schema's `x-group`, in the order each first appears;
+   * fields without one come first, unnamed. A named section is a fieldset
+   * with its legend (a group screen readers announce).
+   */
+  function groupRows(list) {
+    const byName = new Map();
+    for (const c of list) {
+      const name = c.f.group || '';
+      if (!byName.has(name)) byName.set(name, []);
+      byName.get(name).push(c);
+    }
+    if (byName.size === 1 && byName.has('')) {
+      return [{ name: '', rows: list, el: h('div', { class: 'fields' }, list.map((c) => c.row)) }];
+    }
+    const named = [...byName.entries()].sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : 0));
+    return named.map(([name, members], i) => {
+      const fieldsEl = h('div', { class: 'fields' }, members.map((c) => c.row));
+      const el = name === ''
+        ? h('div', { class: 'section section-unnamed' }, fieldsEl)
+        : h('fieldset', { class: 'section', id: `section-${i}`, dataset: { group: name } }, h('legend', {}, name), fieldsEl);
+      return { name, rows: members, el };
+    });
+  }
+
+  /** The value a control holds now (the original while it does not parse). */
+  function currentValue(key) {
+    const c = controls.get(key);
+    if (!c) return undefined;
+    const r = c.read();
+    return r.error ? c.original : r.value;
+  }
+
+  /**
+   * Shows and hides rows: the simple view hides advanced fields, and a field
+   * with `x-show-when` shows only while its controlling field (as edited
+   * now) has one of the listed values. Display only: a hidden field keeps
+   * its value and is saved as-is.
+   */
+  function applyVisibility() {
+    let shown = 0;
+    let conditional = 0;
+    for (const c of controls.values()) {
+      const cond = c.f.show_when;
+      const off = Boolean(cond) && !forced.has(c.f.key)
+        && !cond.equals.some((v) => same(v, currentValue(cond.field)));
+      const hide = (!advancedOn && c.f.complexity === 'advanced') || off;
+      c.row.hidden = hide;
+      c.row.dataset.condition = cond ? (off ? 'off' : 'on') : '';
+      if (!hide) shown += 1;
+      else if (off && (advancedOn || c.f.complexity !== 'advanced')) conditional += 1;
+    }
+    for (const sec of sections) sec.el.hidden = sec.rows.every((c) => c.row.hidden);
+    const cond = conditional ? ` ${conditional} more appl${conditional === 1 ? 'ies' : 'y'} only with other choices above.` : '';
+    replace(shownCount, advancedOn
+      ? `Showing ${shown} of ${controls.size} settings.${cond}`
+      : `Showing ${shown} of ${controls.size} settings (simple view; switch on Advanced for the rest).${cond}`);
+  }
 
   function buildRow(f) {
     const id = `f-${f.key}`;
@@ -272,6 +343,10 @@ export function serviceForm(data, ctx) {
     help.addEventListener('keydown', (ev) => { if (ev.key === 'Escape') { help.hidden = true; helpButton.focus(); } });
 
     const desc = [f.description, constraintText(f)].filter(Boolean).join(' · ');
+    const noteId = `n-${f.key}`;
+    const notes = h('p', { class: 'instance-note', id: noteId, hidden: true });
+    input.setAttribute('aria-describedby', `${describedBy} ${noteId}`);
+    const when = f.show_when ? h('p', { class: 'field-cond muted' }, `Applies when ${showWhenText(f.show_when, titleOf)}.`) : null;
     const row = h('div', {
       class: `field field-${f.type}${f.complexity === 'advanced' ? ' field-advanced' : ''}`,
       id: `field-${f.key}`, dataset: { key: f.key, complexity: f.complexity },
@@ -290,11 +365,14 @@ export function serviceForm(data, ctx) {
     h('div', { class: 'field-input' },
       input, extra,
       h('p', { class: 'field-desc', id: descId }, desc, fromEnv && f.env_var ? ` · set by ${f.env_var}` : ''),
+      when,
+      notes,
       // After the input, so Tab goes from one input to the next (issue 26).
       helpButton,
       help,
       errorEl));
     c.row = row;
+    c.notes = notes;
     controls.set(f.key, c);
     return c;
   }
@@ -317,6 +395,7 @@ export function serviceForm(data, ctx) {
 
   function refresh() {
     const { changes, invalid } = collect();
+    applyVisibility();
     for (const c of controls.values()) {
       replace(c.errorEl, c.error || '');
       c.row.classList.toggle('invalid', Boolean(c.error));
@@ -443,20 +522,33 @@ export function serviceForm(data, ctx) {
   }
 
   function setAdvanced(on) {
-    let shown = 0;
+    advancedOn = on;
+    applyVisibility();
+  }
+
+  /**
+   * Notes from the instances' reports on the field rows: a field pinned by
+   * an instance's environment, a field an instance rejected.
+   */
+  function showInstanceNotes(data) {
+    const list = (data && data.instances) || [];
     for (const c of controls.values()) {
-      const hide = !on && c.f.complexity === 'advanced';
-      c.row.hidden = hide;
-      if (!hide) shown += 1;
+      const bits = [];
+      const pinned = list.filter((i) => i.pinned && i.pinned[c.f.key]);
+      if (pinned.length) bits.push(`pinned on ${pinned.map((i) => `${i.instance_id} by ${i.pinned[c.f.key]}`).join(', ')}: that instance keeps its own value`);
+      const failed = list.filter((i) => i.state === 'rejected' && (i.fields || []).includes(c.f.key));
+      if (failed.length) bits.push(`rejected by ${failed.map((i) => `${i.instance_id} (${i.reason || 'no reason given'})`).join(', ')}`);
+      c.notes.hidden = !bits.length;
+      replace(c.notes, bits.join(' · '));
+      c.row.classList.toggle('pinned', pinned.length > 0);
+      c.row.classList.toggle('rejected-field', failed.length > 0);
     }
-    replace(shownCount, on
-      ? `All ${controls.size} settings.`
-      : `Showing ${shown} of ${controls.size} settings (simple view; switch on Advanced for the rest).`);
   }
 
   function focusField(key) {
     const c = controls.get(key);
     if (!c) return false;
+    if (c.f.show_when) { forced.add(key); applyVisibility(); }
     if (c.row.hidden) ctx.requestAdvanced();
     c.row.classList.add('highlight');
     setTimeout(() => c.row.classList.remove('highlight'), 2500);
@@ -469,6 +561,7 @@ export function serviceForm(data, ctx) {
     el,
     setWritable,
     showArrival,
+    showInstanceNotes,
     focusStatus: () => status.focus({ preventScroll: true }),
     isDirty: () => Object.keys(collect().changes).length > 0,
     setAdvanced,

@@ -19,6 +19,59 @@ const WORDS = {
   no_reports: 'no reports',
 };
 
+/**
+ * The shape of each state (a glyph in a coloured badge): colour is never the
+ * only carrier, and the words go in the title and the screen-reader text.
+ */
+const GLYPHS = {
+  in_sync: '✓',
+  pending: '◔',
+  rejected: '✕',
+  offline: '○',
+  no_reports: '–',
+};
+
+/** Who runs an instance, by its `client.name` (decisions-adoption 4). */
+const RUNNERS = {
+  'config-agent': 'config-agent (launcher)',
+  'config-manager-client': 'Rust library',
+  'tars-config-client': 'Python library',
+};
+
+/** The words of one instance's runner. */
+export function runnerText(client) {
+  const name = client && client.name;
+  return RUNNERS[name] || (name ? `${name} (library)` : 'unknown');
+}
+
+/** The badge of a sync state: glyph, colour class, state in `data-state`. */
+export function syncBadge(state, title) {
+  return h('span', { class: `sync-dot sync-${state}`, 'aria-hidden': 'true', dataset: { state }, title }, GLYPHS[state] || '?');
+}
+
+/**
+ * The notes of what the adoption work reports, one per fact, in words:
+ * fields pinned by an instance's environment, versions rolled back because
+ * the program crashed, the fields an `invalid_config` rejection names.
+ * `titles`: key → field title, when known.
+ */
+export function adoptionNotes(data, titles) {
+  const title = (k) => (titles && titles[k]) || k;
+  const notes = [];
+  for (const i of (data && data.instances) || []) {
+    for (const [key, env] of Object.entries(i.pinned || {})) {
+      notes.push({ kind: 'pinned', key, text: `${title(key)} is pinned on ${i.instance_id} by ${env}` });
+    }
+    if (i.state === 'rejected' && i.reason === 'crashed') {
+      notes.push({ kind: 'crashed', text: `${i.instance_id} rolled back version ${i.rejected_version ?? '?'}: the program crashed` });
+    }
+    if (i.state === 'rejected' && (i.fields || []).length) {
+      notes.push({ kind: 'fields', text: `${i.instance_id} rejected ${i.fields.map(title).join(', ')}` });
+    }
+  }
+  return notes;
+}
+
 /** The text of one service's sync dot. */
 export function syncText(summary) {
   if (!summary) return 'no reports';
@@ -28,18 +81,26 @@ export function syncText(summary) {
   return `${word} (${summary.in_sync} of ${summary.reachable} applied)`;
 }
 
-/** Sets the sync dot of each tab from GET /services' `applied`. */
+/**
+ * Sets the indicator of each tab from GET /services' `applied`: it says what
+ * the service's instances run (issue 26: the old green dot described the
+ * manager's own data, and every tab was green with no worker running). No
+ * report is never green. The manager's read-only state is the banner's.
+ */
 export function updateSyncDots(tabs, applied) {
   for (const t of tabs) {
     const summary = (applied || {})[t.dataset.service];
     const dot = t.querySelector('.sync-dot');
     if (!dot) continue;
     const state = summary ? summary.state : 'no_reports';
+    const words = state === 'no_reports' ? 'no instance has reported' : `instances ${syncText(summary)}`;
     dot.className = `sync-dot sync-${state}`;
     dot.dataset.state = state;
-    dot.title = `instances: ${syncText(summary)}`;
+    dot.textContent = GLYPHS[state] || '?';
+    dot.title = `${t.dataset.service}: ${words}`;
+    t.dataset.sync = state;
     const sr = t.querySelector('.sync-state');
-    if (sr) sr.textContent = `, instances ${syncText(summary)}`;
+    if (sr) sr.textContent = `, ${words}`;
   }
 }
 
@@ -56,7 +117,7 @@ function stateCell(i) {
   if (i.state === 'pending' && i.drift === 'ahead') text += ' (ahead of the database)';
   else if (i.state === 'pending' && i.drift === 'other_epoch') text += ' (older epoch)';
   else if (i.state === 'pending' && i.pending_seconds != null) text += ` for ${i.pending_seconds} s`;
-  return h('td', {}, h('span', { class: `sync-dot sync-${i.state}`, 'aria-hidden': 'true' }), ' ', text);
+  return h('td', {}, syncBadge(i.state), ' ', text);
 }
 
 function progressText(summary) {
@@ -104,6 +165,23 @@ export function instancesSummary(data) {
   return `Instances: ${words.join('; ')}.`;
 }
 
+/** The header's list of adoption notes (pinned fields, crash roll-backs, failing fields). */
+export function adoptionList(data, titles) {
+  const notes = adoptionNotes(data, titles);
+  if (!notes.length) return null;
+  return h('ul', { class: 'adoption-notes', id: 'adoption-notes' },
+    notes.map((n) => h('li', { class: `note-${n.kind}`, dataset: { kind: n.kind } }, n.text)));
+}
+
+/** The rejection cell: a crash roll-back and the failing fields in words. */
+function rejectionText(i, titles) {
+  if (!i.reason) return '';
+  const v = i.rejected_version ? ` (version ${i.rejected_version})` : '';
+  if (i.reason === 'crashed') return `rolled back version ${i.rejected_version ?? '?'}: the program crashed`;
+  const fields = (i.fields || []).map((k) => (titles && titles[k]) || k);
+  return `${i.reason}${v}${fields.length ? `: ${fields.join(', ')}` : ''}`;
+}
+
 /**
  * The instances panel of a service. `follow`: a save just happened; poll
  * until every reachable instance is in sync or FOLLOW_MS passed.
@@ -120,6 +198,8 @@ export function instancesPanel(service, opts) {
   let stopped = false;
   const until = Date.now() + FOLLOW_MS;
 
+  const title = (k) => (opts.titles && opts.titles[k]) || k;
+
   function render(data) {
     const list = data.instances || [];
     const desired = data.desired ? `version ${data.desired.version}` : 'no stored version';
@@ -135,14 +215,16 @@ export function instancesPanel(service, opts) {
         h('th', { scope: 'col' }, 'Applied version'),
         h('th', { scope: 'col' }, 'Reported'),
         h('th', { scope: 'col' }, 'Rejection'),
-        h('th', { scope: 'col' }, 'Client'))),
+        h('th', { scope: 'col' }, 'Pinned by its environment'),
+        h('th', { scope: 'col' }, 'Runner'))),
       h('tbody', {}, list.map((i) => h('tr', { dataset: { instance: i.instance_id, state: i.state } },
         h('td', { class: 'mono' }, i.instance_id),
         stateCell(i),
         h('td', {}, i.version == null ? '–' : String(i.version)),
         h('td', { title: i.received_at }, age(i.age_seconds)),
-        h('td', {}, i.reason ? `${i.reason}${i.rejected_version ? ` (version ${i.rejected_version})` : ''}` : ''),
-        h('td', { class: 'muted' }, `${i.client.name} ${i.client.version}`)))))));
+        h('td', { class: 'rejection' }, rejectionText(i, opts.titles)),
+        h('td', { class: 'pinned' }, Object.entries(i.pinned || {}).map(([k, env]) => `${title(k)} by ${env}`).join('; ')),
+        h('td', { class: 'runner', title: `${i.client.name} ${i.client.version}` }, runnerText(i.client))))))));
   }
 
   async function load() {

@@ -6,6 +6,7 @@
 
 import { h, $, replace, showValue, timeEl, localToIso, toast, confirmDialog } from './dom.js';
 import { api, seg } from './api.js';
+import { fieldsOf, fieldName, changeRows, confirmChange, isMask, forgetFields } from './diff.js';
 
 /** Search results; `advanced` decides the complexity filter (simple view finds simple fields only). */
 export async function renderSearch(main, query, ctx) {
@@ -49,34 +50,41 @@ export async function renderHistory(main, params, ctx) {
   const tbody = h('tbody', { id: 'history-rows' });
   const more = h('button', { type: 'button', id: 'history-more', hidden: true }, 'Load older entries');
   const restoreSelected = h('button', { type: 'button', id: 'restore-selected', disabled: true }, 'Restore selected…');
-  const info = h('p', { class: 'muted', role: 'status', id: 'history-info' });
+  const info = h('p', { class: 'muted', role: 'status', id: 'history-info' }, 'Loading history…');
+  // The values written at first start are one row per setting of every
+  // service: hidden unless asked for, so history opens on real changes.
+  const seeds = h('input', { type: 'checkbox', id: 'hist-seed', onchange: () => load(false) });
   let nextBefore = null;
+  const loaded = new Map(); // id → entry
+  forgetFields();
 
   const filterForm = h('form', { class: 'filters', id: 'history-filters', onsubmit: (ev) => { ev.preventDefault(); load(false); } },
     h('div', {}, h('label', { for: 'hist-service' }, 'Service'), f.service),
     h('div', {}, h('label', { for: 'hist-key' }, 'Key'), f.key),
     h('div', {}, h('label', { for: 'hist-from' }, 'From'), f.from),
     h('div', {}, h('label', { for: 'hist-to' }, 'To'), f.to),
+    h('div', { class: 'check' }, seeds, h('label', { for: 'hist-seed' }, 'Show the values written at first start')),
     h('div', { class: 'filter-actions' }, h('button', { type: 'submit', class: 'primary' }, 'Apply filters')));
 
+  const diff = diffSection(ctx, params.get('service') || ctx.services[0]);
   replace(main,
     h('h1', {}, 'History'),
     filterForm,
-    h('div', { class: 'table-wrap' }, h('table', { class: 'data', id: 'history-table' },
+    h('div', { class: 'table-wrap' }, h('table', { class: 'data stack', id: 'history-table' },
       h('caption', { class: 'visually-hidden' }, 'Changes, newest first'),
       h('thead', {}, h('tr', {},
         h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Select')),
-        ['When', 'Service', 'Key', 'Old → new', 'Who', 'Why', 'Kind', 'Restore'].map((t) => h('th', { scope: 'col' }, t)))),
+        ['When', 'Service', 'Setting', 'Old → new', 'Who', 'Why', 'Kind', 'Restore'].map((t) => h('th', { scope: 'col' }, t)))),
       tbody)),
     h('div', { class: 'row-actions' }, more, restoreSelected, info),
     pointInTimeSection(ctx, canWrite),
-    diffSection(ctx, params.get('service') || ctx.services[0]));
+    diff.el);
 
   restoreSelected.onclick = async () => {
     const picked = Array.from(tbody.querySelectorAll('input[type=checkbox]:checked'));
     const services = new Set(picked.map((c) => c.dataset.service));
     if (services.size !== 1) { toast('Pick entries of one service.', 'error'); return; }
-    await restoreEntries([...services][0], picked.map((c) => Number(c.dataset.id)), picked.map((c) => c.dataset.key));
+    await restoreEntries([...services][0], picked.map((c) => loaded.get(Number(c.dataset.id))).filter(Boolean));
   };
   more.onclick = () => load(true);
   tbody.addEventListener('change', () => {
@@ -84,13 +92,29 @@ export async function renderHistory(main, params, ctx) {
     restoreSelected.disabled = !canWrite || picked.length === 0 || new Set(picked.map((c) => c.dataset.service)).size !== 1;
   });
 
-  async function restoreEntries(service, ids, keys) {
-    const ok = await confirmDialog(
-      'Restore from history?',
-      [h('p', {}, `Put back the old value of ${keys.map((k) => `“${k}”`).join(', ')} in ${service}.`),
-        h('p', { class: 'muted' }, 'This saves a new version; history is never rewritten.')],
-      'Restore');
+  /**
+   * Restores entries after showing what changes (field titles, now → after);
+   * an entry identical to the current value writes nothing and says so.
+   */
+  async function restoreEntries(service, entries) {
+    let current;
+    let fields;
+    try {
+      [current, fields] = await Promise.all([api.get(`/services/${seg(service)}`), fieldsOf(service)]);
+    } catch (e) { toast(`Could not read ${service}: ${e.message}`, 'error'); return; }
+    const after = {};
+    // The oldest picked entry of a key decides (its old value is what that key goes back to).
+    for (const e of [...entries].sort((a, b) => b.id - a.id)) after[e.key] = e.old_value;
+    const rows = changeRows(service, fields, current.config || {}, after);
+    const ok = await confirmChange({
+      title: `Restore in ${service}?`,
+      rows,
+      intro: `Put back the old value${entries.length === 1 ? '' : 's'} from history.`,
+      nothingText: 'Nothing to restore: identical to the current configuration.',
+      confirmLabel: 'Restore',
+    });
     if (!ok) return;
+    const ids = entries.map((e) => e.id);
     try {
       const r = await api.send('POST', '/history/restore', { service, history_entries: ids, reason: 'restored from the history view' });
       toast(`Restored ${r.keys_restored.join(', ')} in ${service}: version ${r.new_version}.`);
@@ -111,33 +135,45 @@ export async function renderHistory(main, params, ctx) {
     if (to) q.set('end_date', to);
     if (append && nextBefore) q.set('before_id', String(nextBefore));
     let res;
+    replace(info, 'Loading history…');
     try { res = await api.get(`/history?${q}`); } catch (e) { replace(info, `Could not load history: ${e.message}`); return; }
-    if (!append) tbody.replaceChildren();
+    if (!append) { tbody.replaceChildren(); loaded.clear(); hiddenSeeds = 0; }
+    const metas = new Map(await Promise.all([...new Set(res.entries.map((e) => e.service))]
+      .map(async (s) => [s, await fieldsOf(s)])));
     for (const e of res.entries) {
-      const secret = e.old_value === '********' || e.new_value === '********';
+      if (e.change_type === 'seed' && !seeds.checked) { hiddenSeeds += 1; continue; }
+      loaded.set(e.id, e);
+      const field = (metas.get(e.service) || new Map()).get(e.key);
+      const secret = isMask(e.old_value) || isMask(e.new_value) || Boolean(field && field.is_secret);
       tbody.append(h('tr', { dataset: { id: e.id, key: e.key, service: e.service } },
-        h('td', {}, h('input', {
+        h('td', { dataset: { label: 'Select' } }, h('input', {
           type: 'checkbox', 'aria-label': `Select ${e.service} ${e.key} change ${e.id}`,
           disabled: !canWrite || secret, dataset: { id: e.id, key: e.key, service: e.service },
         })),
-        h('td', {}, timeEl(e.changed_at)),
-        h('td', {}, h('a', { href: `#/service/${seg(e.service)}/${seg(e.key)}` }, e.service)),
-        h('td', {}, h('code', {}, e.key)),
-        h('td', { class: 'change' }, h('code', { class: 'old' }, showValue(e.old_value)), ' → ', h('code', { class: 'new' }, showValue(e.new_value))),
-        h('td', {}, e.changed_by),
-        h('td', {}, e.change_reason || ''),
-        h('td', {}, `${e.change_type} · v${e.version}`),
-        h('td', {},
+        h('td', { dataset: { label: 'When' } }, timeEl(e.changed_at)),
+        h('td', { dataset: { label: 'Service' } }, h('a', { href: `#/service/${seg(e.service)}/${seg(e.key)}` }, e.service)),
+        h('td', { class: 'setting', dataset: { label: 'Setting' } }, fieldName(e.key, field)),
+        h('td', { class: 'change', dataset: { label: 'Old → new' } }, secret
+          ? h('span', { class: 'secret-change' }, 'changed (secret values are never shown)')
+          : [h('code', { class: 'old' }, showValue(e.old_value)), ' → ', h('code', { class: 'new' }, showValue(e.new_value))]),
+        h('td', { dataset: { label: 'Who' } }, e.changed_by),
+        h('td', { dataset: { label: 'Why' } }, e.change_reason || ''),
+        h('td', { dataset: { label: 'Kind' } }, `${e.change_type} · `,
+          h('button', { type: 'button', class: 'link', 'aria-label': `Compare version ${e.version} of ${e.service} with the one before`,
+            onclick: () => diff.compare(e.service, e.version) }, `v${e.version}`)),
+        h('td', { dataset: { label: 'Restore' } },
           h('button', {
             type: 'button', class: 'small', disabled: !canWrite || secret,
             'aria-label': `Restore old value of ${e.key} (change ${e.id})`,
-            onclick: () => restoreEntries(e.service, [e.id], [e.key]),
+            onclick: () => restoreEntries(e.service, [e]),
           }, 'Restore'))));
     }
     nextBefore = res.next_before_id;
     more.hidden = !nextBefore;
-    replace(info, tbody.children.length ? `${tbody.children.length} entries shown.` : 'No changes match these filters.');
+    const seedNote = hiddenSeeds ? ` ${hiddenSeeds} value${hiddenSeeds === 1 ? '' : 's'} written at first start hidden (tick “Show the values written at first start”).` : '';
+    replace(info, (tbody.children.length ? `${tbody.children.length} entries shown.` : 'No changes match these filters.') + seedNote);
   }
+  let hiddenSeeds = 0;
   await load(false);
 }
 
@@ -174,25 +210,44 @@ function pointInTimeSection(ctx, canWrite) {
     h('div', { class: 'filter-actions' }, go)));
 }
 
+/**
+ * Compare two versions of a service. Opens on the version before the newest
+ * against the newest; choosing a right-hand version moves the left one to
+ * the version before it. Fields by title; a secret changed between the two
+ * (known from history, its value never) says "changed".
+ * Returns {el, compare(service, version)}.
+ */
 function diffSection(ctx, initial) {
   const svc = serviceSelect('diff-service', ctx.services, initial);
   const a = h('select', { id: 'diff-a' });
   const b = h('select', { id: 'diff-b' });
   const onlyChanges = h('input', { type: 'checkbox', id: 'diff-only', checked: true });
-  const out = h('div', { id: 'diff-out', class: 'table-wrap' });
+  const out = h('div', { id: 'diff-out', class: 'table-wrap' }, h('p', { class: 'muted' }, 'Loading versions…'));
   let versions = [];
-  async function loadVersions() {
-    // Pages are cut by size too (a page stops at its byte budget): follow
-    // next_before_version up to 500 versions.
+  let fields = new Map();
+  let secretVersions = []; // [{key, version}] of history entries that changed a secret
+  /** Up to 500 versions; pages are cut by size too, so follow next_before_version. */
+  async function allVersions(service) {
+    const list = [];
+    let before = null;
+    do {
+      const q = before === null ? '' : `&before_version=${before}`;
+      const page = await api.get(`/services/${seg(service)}/versions?limit=${500 - list.length}${q}`);
+      list.push(...page.versions);
+      before = page.next_before_version;
+    } while (before !== null && before !== undefined && list.length < 500);
+    return list;
+  }
+  async function loadVersions(selected) {
+    replace(out, h('p', { class: 'muted' }, 'Loading versions…'));
+    const service = svc.value;
     try {
-      versions = [];
-      let before = null;
-      do {
-        const q = before === null ? '' : `&before_version=${before}`;
-        const page = await api.get(`/services/${seg(svc.value)}/versions?limit=${500 - versions.length}${q}`);
-        versions.push(...page.versions);
-        before = page.next_before_version;
-      } while (before !== null && before !== undefined && versions.length < 500);
+      const [v, meta] = await Promise.all([allVersions(service), fieldsOf(service)]);
+      versions = v;
+      fields = meta;
+      const secrets = [...fields.values()].filter((f) => f.is_secret).map((f) => f.key);
+      const hist = await Promise.all(secrets.map((k) => api.get(`/history?service=${seg(service)}&key=${seg(k)}&limit=1000`).catch(() => ({ entries: [] }))));
+      secretVersions = hist.flatMap((r) => r.entries.map((e) => ({ key: e.key, version: e.version })));
     } catch (e) {
       replace(out, h('p', { class: 'error-text' }, `Could not load versions: ${e.message}`)); return;
     }
@@ -200,36 +255,56 @@ function diffSection(ctx, initial) {
       `v${v.version} · ${new Date(v.created_at).toLocaleString()} · ${v.created_by}`));
     replace(a, opts());
     replace(b, opts());
-    b.value = versions[0] ? String(versions[0].version) : '';
-    a.value = versions[1] ? String(versions[1].version) : b.value;
+    const pick = selected != null && versions.some((v) => v.version === selected) ? selected : (versions[0] || {}).version;
+    b.value = pick == null ? '' : String(pick);
+    previousOf();
     show();
+  }
+  /** The left version becomes the one just before the right one. */
+  function previousOf() {
+    const i = versions.findIndex((v) => String(v.version) === b.value);
+    const prev = versions[i + 1];
+    a.value = prev ? String(prev.version) : b.value;
   }
   function show() {
     const va = versions.find((v) => String(v.version) === a.value);
     const vb = versions.find((v) => String(v.version) === b.value);
     if (!va || !vb) { replace(out, h('p', { class: 'muted' }, 'No versions.')); return; }
-    const keys = [...new Set([...Object.keys(va.config), ...Object.keys(vb.config)])].sort();
+    if (versions.length === 1) {
+      replace(out, h('p', { id: 'diff-single' }, `${svc.value} has one version so far (v${vb.version}): there is nothing to compare it with.`));
+      return;
+    }
+    const lo = Math.min(va.version, vb.version);
+    const hi = Math.max(va.version, vb.version);
+    const secretChanged = new Set(secretVersions.filter((e) => e.version > lo && e.version <= hi).map((e) => e.key));
+    const keys = [...new Set([...Object.keys(va.config), ...Object.keys(vb.config), ...secretChanged])];
+    const order = [...fields.keys()];
+    keys.sort((x, y) => ((order.indexOf(x) + 1 || 1e9) - (order.indexOf(y) + 1 || 1e9)) || x.localeCompare(y));
     const rows = keys.map((k) => {
+      const f = fields.get(k);
+      const secret = Boolean(f && f.is_secret);
       const x = va.config[k];
       const y = vb.config[k];
-      const changed = JSON.stringify(x) !== JSON.stringify(y);
+      const changed = secret ? secretChanged.has(k) : JSON.stringify(x) !== JSON.stringify(y);
       if (onlyChanges.checked && !changed) return null;
-      return h('tr', { class: changed ? 'diff-changed' : '' },
-        h('th', { scope: 'row' }, h('code', {}, k)),
-        h('td', {}, h('code', {}, k in va.config ? showValue(x) : '(absent)')),
-        h('td', {}, h('code', {}, k in vb.config ? showValue(y) : '(absent)')));
+      const cell = (v, cfg) => h('code', {}, k in cfg ? showValue(v) : '(absent)');
+      return h('tr', { class: changed ? 'diff-changed' : '', dataset: { key: k } },
+        h('th', { scope: 'row', dataset: { label: 'Setting' } }, fieldName(k, f)),
+        secret
+          ? h('td', { colspan: 2, class: 'secret-change', dataset: { label: 'Change' } }, changed ? 'changed (secret values are never shown)' : 'unchanged')
+          : [h('td', { dataset: { label: `v${va.version}` } }, cell(x, va.config)), h('td', { dataset: { label: `v${vb.version}` } }, cell(y, vb.config))]);
     }).filter(Boolean);
-    replace(out, h('table', { class: 'data diff', id: 'diff-table' },
+    replace(out, h('table', { class: 'data diff stack', id: 'diff-table' },
       h('caption', {}, `${svc.value}: version ${va.version} (left) and ${vb.version} (right)`),
-      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Key'), h('th', { scope: 'col' }, `v${va.version}`), h('th', { scope: 'col' }, `v${vb.version}`))),
-      h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 3 }, 'No differences.')))));
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Setting'), h('th', { scope: 'col' }, `v${va.version}`), h('th', { scope: 'col' }, `v${vb.version}`))),
+      h('tbody', {}, rows.length ? rows : h('tr', {}, h('td', { colspan: 3 }, va.version === vb.version ? 'The same version on both sides.' : 'No differences.')))));
   }
-  svc.onchange = loadVersions;
+  svc.onchange = () => loadVersions();
   a.onchange = show;
-  b.onchange = show;
+  b.onchange = () => { previousOf(); show(); };
   onlyChanges.onchange = show;
   loadVersions();
-  return h('section', { class: 'card', 'aria-labelledby': 'diff-title' },
+  const el = h('section', { class: 'card', id: 'diff', 'aria-labelledby': 'diff-title' },
     h('h2', { id: 'diff-title' }, 'Compare versions'),
     h('div', { class: 'filters' },
       h('div', {}, h('label', { for: 'diff-service' }, 'Service'), svc),
@@ -237,6 +312,16 @@ function diffSection(ctx, initial) {
       h('div', {}, h('label', { for: 'diff-b' }, 'Right version'), b),
       h('div', { class: 'check' }, onlyChanges, h('label', { for: 'diff-only' }, 'Only differences'))),
     out);
+  return {
+    el,
+    /** Shows `version` of `service` against the version before it. */
+    async compare(service, version) {
+      svc.value = service;
+      await loadVersions(version);
+      el.scrollIntoView({ block: 'start' });
+      b.focus({ preventScroll: true });
+    },
+  };
 }
 
 /** Audit log (writers): who did what, when; filterable. */
@@ -385,10 +470,36 @@ export async function renderSettings(main, ctx) {
           onclick: () => remove(p.profile_name) }, 'Delete…'))))
       : h('tr', {}, h('td', { colspan: 5 }, 'No profiles yet.')));
   }
+  /**
+   * Activates a profile after showing what changes in every service (a key
+   * the profile does not hold goes back to its default); nothing to change
+   * writes nothing.
+   */
   async function activate(name) {
-    const ok = await confirmDialog(`Activate profile “${name}”?`,
-      [h('p', {}, 'Every service is set to the values saved in this profile, in one step. Each changed service gets a new version and is notified.'),
-        h('p', { class: 'muted' }, 'Unsaved edits in open forms are not part of this.')], 'Activate', 'danger');
+    let rows = [];
+    try {
+      const profile = await api.get(`/profiles/${seg(name)}`);
+      const parts = await Promise.all(Object.entries(profile.config_snapshot || {}).map(async ([service, snap]) => {
+        const [current, fields] = await Promise.all([api.get(`/services/${seg(service)}`), fieldsOf(service)]);
+        const after = {};
+        for (const [key, f] of fields) {
+          if (f.is_secret) continue; // profiles hold no secrets; activation keeps them
+          if (key in snap) after[key] = snap[key];
+          else if (f.has_default) after[key] = f.default;
+        }
+        for (const key of Object.keys(snap)) if (!fields.has(key)) after[key] = snap[key];
+        return changeRows(service, fields, current.config || {}, after);
+      }));
+      rows = parts.flat();
+    } catch (e) { toast(`Could not read the profile: ${e.message}`, 'error'); return; }
+    const ok = await confirmChange({
+      title: `Activate profile “${name}”?`,
+      rows,
+      withService: true,
+      intro: 'Every service is set to the values saved in this profile, in one step; each changed service gets a new version and is notified. Unsaved edits in open forms are not part of this.',
+      nothingText: `Nothing to change: every service already has the values of “${name}”.`,
+      confirmLabel: 'Activate',
+    });
     if (!ok) return;
     try {
       const r = await api.send('PUT', `/profiles/${seg(name)}/activate`);
