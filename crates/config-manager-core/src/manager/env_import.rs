@@ -628,7 +628,7 @@ mod tests {
             ONLINE_ANNOUNCE_TEXT=System online.\n\
             ROUTER_WAKE_ACK_CHOICES=Hmm?|Huh?|Yes?\n\
             COUGH_SUSPICIOUS_PHRASES=thank you,hello,okay,hi\n\
-            RAG_PROMPT_TEMPLATE=Context:\\n{context}\\n\\nUser: {user}\n\
+            RAG_PROMPT_TEMPLATE=Hello:\\n{a}\\n\\nB: {b}\n\
             ROUTER_WAKE_REPROMPT_TEXT=\n\
             LLM_MODEL=gpt-4o-mini   # the model\n\
             TAB=a\t#b\n\
@@ -645,10 +645,7 @@ mod tests {
         assert_eq!(vars["ROUTER_WAKE_ACK_CHOICES"], "Hmm?|Huh?|Yes?");
         assert_eq!(vars["COUGH_SUSPICIOUS_PHRASES"], "thank you,hello,okay,hi");
         // Unquoted: no escapes, the backslash stays.
-        assert_eq!(
-            vars["RAG_PROMPT_TEMPLATE"],
-            "Context:\\n{context}\\n\\nUser: {user}"
-        );
+        assert_eq!(vars["RAG_PROMPT_TEMPLATE"], "Hello:\\n{a}\\n\\nB: {b}");
         assert_eq!(vars["ROUTER_WAKE_REPROMPT_TEXT"], "");
         assert_eq!(vars["LLM_MODEL"], "gpt-4o-mini");
         assert_eq!(vars["TAB"], "a");
