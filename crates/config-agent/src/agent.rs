@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::cli::{RenderFormat, RunArgs};
 use crate::render::{render, FieldMap, Rendered};
+use crate::secrets::SecretSource;
 
 /// Backoff of restarts after an exit that is not a crash of a new version.
 const MIN_BACKOFF: Duration = Duration::from_secs(1);
@@ -52,6 +53,8 @@ pub struct Agent {
     inherited: Vec<(OsString, OsString)>,
     inherited_names: BTreeSet<String>,
     client: Client<Map<String, Value>>,
+    /// Reads each new version's secrets over REST (envelopes carry none).
+    secrets: Option<SecretSource>,
     child: Option<Child>,
     /// What the running program got from the agent.
     current: Env,
@@ -71,6 +74,7 @@ pub struct Start {
     pub args: RunArgs,
     pub fields: FieldMap,
     pub client: Client<Map<String, Value>>,
+    pub secrets: Option<SecretSource>,
 }
 
 impl Agent {
@@ -86,6 +90,7 @@ impl Agent {
             inherited,
             inherited_names,
             client: start.client,
+            secrets: start.secrets,
             child: None,
             current: Env::new(),
             good: None,
@@ -98,13 +103,17 @@ impl Agent {
     }
 
     fn render(&self, snapshot: &Snapshot<Map<String, Value>>) -> Rendered {
+        self.render_config(&snapshot.config, snapshot.source)
+    }
+
+    fn render_config(&self, config: &Map<String, Value>, source: ConfigSource) -> Rendered {
         let inherited = |v: &str| self.inherited_names.contains(v);
         let r = render(
-            &snapshot.config,
+            config,
             &self.fields,
             &self.args.pinned_env.0,
             &inherited,
-            snapshot.source == ConfigSource::Defaults,
+            source == ConfigSource::Defaults,
         );
         if !r.unrenderable.is_empty() {
             tracing::warn!(
@@ -342,6 +351,35 @@ impl Agent {
         }
     }
 
+    /// The update's configuration with the secrets of its version read over
+    /// REST (the envelope has none); on failure the secrets carried over
+    /// from before stay.
+    async fn with_secrets(
+        &self,
+        snapshot: &Snapshot<Map<String, Value>>,
+        state: &AppliedState,
+    ) -> Map<String, Value> {
+        let mut config = (*snapshot.config).clone();
+        let Some(source) = &self.secrets else {
+            return config;
+        };
+        if self.fields.secret_keys().next().is_none() {
+            return config;
+        }
+        match source
+            .fetch(&self.fields, state.epoch.as_str(), state.version)
+            .await
+        {
+            Ok(secrets) => config.extend(secrets),
+            Err(reason) => tracing::warn!(
+                version = state.version,
+                %reason,
+                "could not read the new version's secrets: the program keeps the ones it has"
+            ),
+        }
+        config
+    }
+
     async fn on_update(
         &mut self,
         snapshot: Snapshot<Map<String, Value>>,
@@ -367,7 +405,8 @@ impl Agent {
         if self.child.is_some() {
             self.trial_passed();
         }
-        let rendered = self.render(&snapshot);
+        let config = self.with_secrets(&snapshot, &state).await;
+        let rendered = self.render_config(&config, snapshot.source);
         if rendered.env == self.current && self.child.is_some() {
             // Nothing the program reads changed (e.g. a pinned field).
             tracing::info!(

@@ -11,6 +11,7 @@ mod agent;
 mod cli;
 mod render;
 mod schema;
+mod secrets;
 
 use std::process::ExitCode;
 
@@ -109,6 +110,7 @@ async fn run(args: RunArgs) -> ExitCode {
             "pinned by CONFIG_PINNED_ENV: these keep their inherited value"
         );
     }
+    let secrets = secrets::SecretSource::new(&settings);
     let client = Client::<Map<String, Value>>::builder(settings)
         .defaults(fields.defaults())
         .client_name(CLIENT_NAME)
@@ -124,6 +126,7 @@ async fn run(args: RunArgs) -> ExitCode {
         args,
         fields,
         client,
+        secrets,
     });
     match agent.run().await {
         Ok(Exit::Program(code)) => ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),

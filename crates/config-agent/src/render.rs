@@ -120,6 +120,14 @@ impl FieldMap {
         self.fields.is_empty()
     }
 
+    /// Keys of the secret fields (`x-secret` or `writeOnly`).
+    pub fn secret_keys(&self) -> impl Iterator<Item = &str> {
+        self.fields
+            .values()
+            .filter(|f| f.secret)
+            .map(|f| f.key.as_str())
+    }
+
     /// The schema's defaults, secrets left out (a default secret is empty:
     /// setting it would hide the inherited one).
     pub fn defaults(&self) -> Map<String, Value> {

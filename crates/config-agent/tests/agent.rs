@@ -10,6 +10,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{AgentEnv, AgentProc, Broker, Manager, SECRET, SERVICE, WAIT};
+
+/// A secret changed while the agent runs.
+const NEW_SECRET: &str = "rotated-secret-9876543210";
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -202,6 +205,18 @@ async fn start_change_pin_forgery_crash_rollback_and_stop() {
     .await;
     assert_eq!(agent.starts().len(), 5, "{:?}", agent.starts());
 
+    // A change of a secret alone (as the web UI saves it): the envelope
+    // carries no secrets, so the agent reads the version's secrets over
+    // REST and restarts the program with the new one.
+    let v_secret = m.patch(json!({"api_key": NEW_SECRET})).await;
+    let starts = agent.wait_starts(6).await;
+    assert_eq!(starts[5]["DEMO_API_KEY"], NEW_SECRET);
+    assert_eq!(starts[5]["DEMO_VOLUME"], "140");
+    next_report(&mut reports, |r| {
+        r["status"] == "applied" && r["version"] == v_secret
+    })
+    .await;
+
     // SIGTERM is forwarded; the agent exits with the program's status and
     // says offline.
     agent.signal("TERM");
@@ -210,7 +225,7 @@ async fn start_change_pin_forgery_crash_rollback_and_stop() {
 
     // Never a value in the agent's log.
     let log = agent.log_text();
-    for value in [SECRET, "thank you", "WARNING"] {
+    for value in [SECRET, NEW_SECRET, "thank you", "WARNING"] {
         assert!(!log.contains(value), "{value} in the log:\n{log}");
     }
     assert!(log.contains("DEMO_VOLUME"), "names are logged:\n{log}");

@@ -21,8 +21,8 @@ use config_manager_core::domain::{
 use config_manager_core::envelope::freshness::{check_freshness, AppliedState, FreshnessPolicy};
 use config_manager_core::envelope::{config_checksum, Envelope};
 use config_manager_core::lkg::{journal_path, LkgCache, LkgContents, LkgService};
+use config_manager_core::manager::{parse_dotenv, Manager, ManagerOptions};
 use config_manager_core::manager::{ExportDocument, ImportOptions};
-use config_manager_core::manager::{Manager, ManagerOptions};
 use config_manager_core::schema::{SchemaRegistry, ServiceSchema};
 use config_manager_core::store::EpochFile;
 use config_manager_core::store::Store;
@@ -524,6 +524,29 @@ fn epoch_file() {
         std::fs::write(&path, &b).unwrap();
         if let Ok(file) = EpochFile::read(&path) {
             let _ = file.write_atomic(&dir.path().join("copy.json"));
+        }
+        Ok(())
+    });
+}
+
+/// A `.env` in the shape of TARS' stock one (compose `env_file` syntax).
+const ENV_TEXT: &str = "# comment\nONLINE_ANNOUNCE_TEXT=System online.\nexport A=1  # note\nB='x # y'\nC=\"a\\nb\\\"c\"\nD=\"multi\nline\"\nE=$$literal\nF=${SUB}\nONLY_NAME\n";
+
+#[test]
+fn dotenv_text() {
+    let input = prop_oneof![
+        text::string(),
+        bytes::damaged(ENV_TEXT.as_bytes().to_vec(), 6)
+            .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+        // Any single-quoted value reads back unchanged (a CR before a line
+        // end is dropped: CRLF files read as LF ones, as in compose).
+        text::string().prop_map(|v| format!("K='{}'\n", v.replace(['\'', '\r'], ""))),
+    ];
+    check("dotenv_text", 512, input, |text| {
+        let parsed = parse_dotenv(&text);
+        if let Some(quoted) = text.strip_prefix("K='").and_then(|t| t.strip_suffix("'\n")) {
+            let vars = parsed.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(vars.get("K").map(String::as_str), Some(quoted));
         }
         Ok(())
     });

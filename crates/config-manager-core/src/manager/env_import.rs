@@ -3,12 +3,13 @@
 //! the key upper-cased), so an installation that configured its services by
 //! environment moves to the manager without changing a value.
 //!
-//! - The text is parsed with `dotenvy` from memory (the process environment
-//!   is neither read nor changed). dotenvy expands `$NAME`/`${NAME}` from
-//!   the *process* environment first, which here is the manager's own (keys,
-//!   tokens): a mapped variable whose value uses substitution is refused
-//!   (422 naming it) instead of importing something of the manager's. Single
-//!   quotes (`'...'`) keep a `$` literal.
+//! - The text is parsed with Docker Compose's `env_file` rules (the TARS
+//!   `.env` is written for them: unquoted values with spaces, inline
+//!   comments), from memory: the process environment is neither read nor
+//!   changed. Compose would expand `$NAME`/`${NAME}` in unquoted and
+//!   double-quoted values; import-env cannot know those values, so a mapped
+//!   variable whose value uses substitution is refused (422 naming it).
+//!   Single quotes (`'...'`) and `$$` keep a `$` literal.
 //! - Each value is converted by the field's JSON type the way the TARS code
 //!   parses it: integers and numbers as Python's `int()`/`float()` read them
 //!   (finite numbers only), booleans `1/true/yes/on` and `0/false/no/off`,
@@ -150,8 +151,14 @@ impl Manager {
         let Some(schema) = self.schemas.get(service.as_str()) else {
             return Err(ManagerError::UnknownService(service.to_string()));
         };
-        let vars = parse_dotenv(&req.text)?;
-        let substituted = substituting_keys(&req.text);
+        let parsed = parse_env_file(&req.text)?;
+        let substituted: BTreeSet<String> = parsed
+            .iter()
+            .filter(|(_, v)| v.substitutes)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let vars: BTreeMap<String, String> =
+            parsed.into_iter().map(|(k, v)| (k, v.value)).collect();
         let view = schema.view();
 
         // Variable -> (field position, rank among that field's names).
@@ -328,90 +335,182 @@ impl Manager {
 /// The variables of a `.env` text (the last definition of a name wins, as in
 /// shells and compose). Errors name the line, never its content.
 pub fn parse_dotenv(text: &str) -> Result<BTreeMap<String, String>> {
+    Ok(parse_env_file(text)?
+        .into_iter()
+        .map(|(k, v)| (k, v.value))
+        .collect())
+}
+
+/// One value of a `.env` text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EnvFileValue {
+    value: String,
+    /// The value (unquoted or double-quoted) holds a `$NAME`/`${NAME}` that
+    /// compose would expand; import-env does not expand it.
+    substitutes: bool,
+}
+
+/// Parses a `.env` text with Docker Compose's `env_file` rules, the format
+/// the TARS `.env` is written for (its compose file passes it to every
+/// container): `NAME=value` lines, optional `export `, `#` comment lines;
+/// an unquoted value runs to the end of the line (spaces included, no
+/// escapes, an inline comment starts at a whitespace-preceded `#`, trailing
+/// whitespace dropped); `'...'` is literal; `"..."` knows `\n \r \t \\ \" \$`;
+/// both quotes may span lines. A line holding only a name (compose takes
+/// it from the shell) sets nothing. Nothing is expanded: values that
+/// would be are marked instead. The process environment is neither read
+/// nor changed.
+fn parse_env_file(text: &str) -> Result<BTreeMap<String, EnvFileValue>> {
+    let bad = |line: usize| {
+        ManagerError::BadRequest(format!(
+            "the .env text is not valid dotenv syntax on line {line} (expected NAME=value; a quoted value must be closed and followed by nothing but a comment)"
+        ))
+    };
     let mut vars = BTreeMap::new();
-    for item in dotenvy::from_read_iter(text.as_bytes()) {
-        match item {
-            Ok((key, value)) => {
-                vars.insert(key, value);
-                if vars.len() > MAX_DOTENV_VARIABLES {
-                    return Err(ManagerError::BadRequest(format!(
-                        "the .env text defines more than {MAX_DOTENV_VARIABLES} variables"
-                    )));
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let number = i.saturating_add(1);
+        let line = lines[i].strip_suffix('\r').unwrap_or(lines[i]);
+        i = i.saturating_add(1);
+        let t = line.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let t = t.strip_prefix("export ").map_or(t, str::trim_start);
+        let (key, rest) = match t.split_once('=') {
+            Some((k, v)) => (k.trim_end(), Some(v.trim_start())),
+            None => (t.trim_end(), None),
+        };
+        let key_ok = !key.is_empty()
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !key_ok {
+            return Err(bad(number));
+        }
+        let Some(rest) = rest else {
+            continue;
+        };
+        let parsed = match rest.chars().next() {
+            Some(q @ ('\'' | '"')) => {
+                // The quoted text may continue on the following lines.
+                let mut body = rest[1..].to_owned();
+                loop {
+                    if let Some((value, tail)) = close_quote(&body, q) {
+                        let tail = tail.trim_start();
+                        if !(tail.is_empty() || tail.starts_with('#')) {
+                            return Err(bad(number));
+                        }
+                        break value;
+                    }
+                    let Some(next) = lines.get(i) else {
+                        return Err(bad(number));
+                    };
+                    body.push('\n');
+                    body.push_str(next.strip_suffix('\r').unwrap_or(next));
+                    i = i.saturating_add(1);
                 }
             }
-            Err(dotenvy::Error::LineParse(line, _)) => {
-                let first = line.lines().next().unwrap_or("");
-                let at = text
-                    .lines()
-                    .position(|l| !first.is_empty() && l.trim_end() == first.trim_end())
-                    .map_or_else(String::new, |n| format!(" on line {}", n.saturating_add(1)));
-                return Err(ManagerError::BadRequest(format!(
-                    "the .env text is not valid dotenv syntax{at} (expected NAME=value; quote values with spaces or special characters)"
-                )));
+            _ => {
+                let mut end = rest.len();
+                let mut prev_space = false;
+                for (at, c) in rest.char_indices() {
+                    if c == '#' && prev_space {
+                        end = at;
+                        break;
+                    }
+                    prev_space = c.is_whitespace();
+                }
+                unquoted_value(rest[..end].trim_end())
             }
-            Err(_) => {
-                return Err(ManagerError::BadRequest(
-                    "the .env text cannot be read".into(),
-                ))
-            }
+        };
+        vars.insert(key.to_owned(), parsed);
+        if vars.len() > MAX_DOTENV_VARIABLES {
+            return Err(ManagerError::BadRequest(format!(
+                "the .env text defines more than {MAX_DOTENV_VARIABLES} variables"
+            )));
         }
     }
     Ok(vars)
 }
 
-/// Names whose value contains a `$` that dotenvy would expand (outside
-/// single quotes, not escaped). Errs on the side of finding one: a false
-/// positive only refuses a value with a clear message.
-fn substituting_keys(text: &str) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    let mut key = String::new();
-    // The quote a value left open at the end of a line.
-    let mut open: Option<char> = None;
-    for line in text.lines() {
-        let value = match open {
-            Some(_) => line,
-            None => {
-                let t = line.trim_start();
-                if t.is_empty() || t.starts_with('#') {
-                    continue;
+/// The value of a quoted text whose opening quote `q` is already consumed,
+/// and what follows the closing quote; `None` while it is not closed.
+fn close_quote(body: &str, q: char) -> Option<(EnvFileValue, &str)> {
+    if q == '\'' {
+        let (value, tail) = body.split_once('\'')?;
+        return Some((
+            EnvFileValue {
+                value: value.to_owned(),
+                substitutes: false,
+            },
+            tail,
+        ));
+    }
+    let mut value = String::new();
+    let mut substitutes = false;
+    let mut chars = body.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '"' => {
+                return Some((
+                    EnvFileValue { value, substitutes },
+                    &body[at.saturating_add(1)..],
+                ));
+            }
+            '\\' => match chars.next() {
+                Some((_, 'n')) => value.push('\n'),
+                Some((_, 'r')) => value.push('\r'),
+                Some((_, 't')) => value.push('\t'),
+                Some((_, e @ ('\\' | '"' | '$'))) => value.push(e),
+                Some((_, other)) => {
+                    value.push('\\');
+                    value.push(other);
                 }
-                let t = t.strip_prefix("export ").unwrap_or(t);
-                let Some((k, v)) = t.split_once('=') else {
-                    continue;
-                };
-                key = k.trim().to_owned();
-                v
-            }
-        };
-        let mut chars = value.chars().peekable();
-        let mut escaped = false;
-        let mut prev_space = open.is_none();
-        while let Some(c) = chars.next() {
-            if escaped {
-                escaped = false;
-                prev_space = false;
-                continue;
-            }
-            match (open, c) {
-                (Some('\''), '\'') => open = None,
-                (Some('\''), _) => {}
-                (_, '\\') => escaped = true,
-                (Some('"'), '"') => open = None,
-                (None, '\'' | '"') => open = Some(c),
-                (None, '#') if prev_space => break,
-                (_, '$')
-                    if chars
-                        .peek()
-                        .is_some_and(|n| *n == '{' || n.is_ascii_alphanumeric() || *n == '_') =>
-                {
-                    found.insert(key.clone());
+                None => value.push('\\'),
+            },
+            '$' => {
+                match chars.peek() {
+                    Some((_, '$')) => {
+                        // `$$` is compose's literal `$`.
+                        chars.next();
+                    }
+                    Some((_, n)) if starts_substitution(*n) => substitutes = true,
+                    _ => {}
                 }
-                _ => {}
+                value.push('$');
             }
-            prev_space = c.is_whitespace();
+            other => value.push(other),
         }
     }
-    found
+    None
+}
+
+/// Whether `c` after a `$` makes it a substitution (`${...}`, `$NAME`).
+fn starts_substitution(c: char) -> bool {
+    c == '{' || c == '_' || c.is_ascii_alphanumeric()
+}
+
+/// An unquoted value: `$$` is a literal `$`; any other `$NAME`/`${` marks
+/// a substitution compose would expand.
+fn unquoted_value(raw: &str) -> EnvFileValue {
+    let mut value = String::with_capacity(raw.len());
+    let mut substitutes = false;
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' {
+            match chars.peek() {
+                Some('$') => {
+                    chars.next();
+                }
+                Some(n) if starts_substitution(*n) => substitutes = true,
+                _ => {}
+            }
+        }
+        value.push(c);
+    }
+    EnvFileValue { value, substitutes }
 }
 
 /// `raw` as the field's JSON type, read the way the TARS services read
@@ -501,11 +600,80 @@ fn shown_name(name: &str) -> String {
 mod tests {
     use super::*;
 
+    fn substituting(text: &str) -> Vec<String> {
+        parse_env_file(text)
+            .unwrap()
+            .into_iter()
+            .filter(|(_, v)| v.substitutes)
+            .map(|(k, _)| k)
+            .collect()
+    }
+
     #[test]
     fn substitution_is_found_outside_single_quotes() {
-        let text = "A=$HOME\nB='$HOME'\nC=\"${X}\"\nD=\\$HOME\nE=cost # $5 note\nF=\"multi\n$LINE\"\nG=plain\nexport H=${Y}\nI=5$\n";
-        let found = substituting_keys(text);
-        assert_eq!(found.into_iter().collect::<Vec<_>>(), ["A", "C", "F", "H"]);
+        let text = "A=$HOME\nB='$HOME'\nC=\"${X}\"\nD=$$HOME\nE=cost # $5 note\nF=\"multi\n$LINE\"\nG=plain\nexport H=${Y}\nI=5$\nJ=\"\\$HOME\"\n";
+        assert_eq!(substituting(text), ["A", "C", "F", "H"]);
+        let vars = parse_dotenv(text).unwrap();
+        assert_eq!(vars["D"], "$HOME");
+        assert_eq!(vars["E"], "cost");
+        assert_eq!(vars["F"], "multi\n$LINE");
+        assert_eq!(vars["J"], "$HOME");
+    }
+
+    /// The lines of a stock TARS `.env` (compose `env_file` syntax) read as
+    /// compose passes them to the container.
+    #[test]
+    fn compose_env_file_syntax_as_the_tars_env_uses_it() {
+        let text = "# comment\n\
+            ONLINE_ANNOUNCE_TEXT=System online.\n\
+            ROUTER_WAKE_ACK_CHOICES=Hmm?|Huh?|Yes?\n\
+            COUGH_SUSPICIOUS_PHRASES=thank you,hello,okay,hi\n\
+            RAG_PROMPT_TEMPLATE=Hello:\\n{a}\\n\\nB: {b}\n\
+            ROUTER_WAKE_REPROMPT_TEXT=\n\
+            LLM_MODEL=gpt-4o-mini   # the model\n\
+            TAB=a\t#b\n\
+            HASH=a#b\n\
+            SPACED = padded value  \n\
+            CRLF=x\r\n\
+            DQ=\"a\\tb\\\"c\\nd\"  # note\n\
+            SQ='a\\nb # not a comment'\n\
+            ML='line1\nline2'\n\
+            ONLY_A_NAME\n\
+            dotted.name-1=ok\n";
+        let vars = parse_dotenv(text).unwrap();
+        assert_eq!(vars["ONLINE_ANNOUNCE_TEXT"], "System online.");
+        assert_eq!(vars["ROUTER_WAKE_ACK_CHOICES"], "Hmm?|Huh?|Yes?");
+        assert_eq!(vars["COUGH_SUSPICIOUS_PHRASES"], "thank you,hello,okay,hi");
+        // Unquoted: no escapes, the backslash stays.
+        assert_eq!(vars["RAG_PROMPT_TEMPLATE"], "Hello:\\n{a}\\n\\nB: {b}");
+        assert_eq!(vars["ROUTER_WAKE_REPROMPT_TEXT"], "");
+        assert_eq!(vars["LLM_MODEL"], "gpt-4o-mini");
+        assert_eq!(vars["TAB"], "a");
+        assert_eq!(vars["HASH"], "a#b");
+        assert_eq!(vars["SPACED"], "padded value");
+        assert_eq!(vars["CRLF"], "x");
+        assert_eq!(vars["DQ"], "a\tb\"c\nd");
+        assert_eq!(vars["SQ"], "a\\nb # not a comment");
+        assert_eq!(vars["ML"], "line1\nline2");
+        assert!(!vars.contains_key("ONLY_A_NAME"));
+        assert_eq!(vars["dotted.name-1"], "ok");
+        assert_eq!(vars.len(), 14);
+    }
+
+    #[test]
+    fn bad_env_file_lines_name_the_line() {
+        for (text, line) in [
+            ("A=1\nB='secret-unclosed\n", 2),
+            ("A=\"x\" trailing-secret\n", 1),
+            ("A=1\n\nthis is not dotenv hunter2\n", 3),
+            ("=value-secret\n", 1),
+            ("A B=secret\n", 1),
+            ("A=\"unclosed\\\"\n", 1),
+        ] {
+            let err = parse_dotenv(text).unwrap_err().to_string();
+            assert!(err.contains(&format!("line {line}")), "{text:?}: {err}");
+            assert!(!err.contains("secret") && !err.contains("hunter2"), "{err}");
+        }
     }
 
     #[test]
