@@ -42,6 +42,8 @@ pub async fn run(state: AppState, interval: Duration, shutdown: CancellationToke
     // The full check runs every tick while it is cheap (a small database),
     // otherwise every FULL_CHECK_EVERY ticks.
     let mut full_check_cost = Duration::ZERO;
+    // The LKG file as last verified: unchanged files are not parsed again.
+    let mut lkg_verified: Option<FileStamp> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -60,7 +62,7 @@ pub async fn run(state: AppState, interval: Duration, shutdown: CancellationToke
             if let Ok(Err(e)) = checked {
                 enter_fallback(&state, status_of(&e), &e.to_string()).await;
             } else if tick % LKG_CHECK_EVERY == 0 {
-                verify_lkg(&state).await;
+                verify_lkg(&state, &mut lkg_verified).await;
             }
         } else if status.mode == config_manager_core::health::OperationalMode::ReadOnlyFallback
             && !(status.database_status == DatabaseStatus::SchemaMismatch && manager.is_some())
@@ -88,11 +90,22 @@ pub async fn run(state: AppState, interval: Duration, shutdown: CancellationToke
 /// Re-verifies the LKG file; one that no longer verifies (altered, replaced
 /// by another epoch's cache) is reported and rewritten from the healthy
 /// database, so fallback never depends on a bad file.
-async fn verify_lkg(state: &AppState) {
+///
+/// A file whose identity, size and change time are those of the last
+/// successful verification is not parsed again: re-parsing a journal of
+/// large values every few seconds kept tens of MB of allocator memory busy
+/// on an idle service (docs/performance.md, "Memory per request"). The change
+/// time (ctime) moves on every write and cannot be set back by a process.
+async fn verify_lkg(state: &AppState, verified: &mut Option<FileStamp>) {
     let lkg = state.lkg().clone();
     let Some(epoch) = state.expected_epoch() else {
         return;
     };
+    let stamp = FileStamp::of(lkg.path());
+    if stamp.is_some() && stamp == *verified {
+        return;
+    }
+    *verified = None;
     let result = tokio::task::spawn_blocking(move || {
         lkg.load().map_err(|e| e.to_string()).and_then(|c| {
             if c.contents().config_epoch == epoch {
@@ -106,6 +119,9 @@ async fn verify_lkg(state: &AppState) {
         })
     })
     .await;
+    if let Ok(Ok(())) = result {
+        *verified = stamp;
+    }
     if let Ok(Err(problem)) = result {
         tracing::warn!(%problem, "last-known-good cache failed verification; rewriting it from the database");
         state.status().update(|s| {
@@ -162,4 +178,38 @@ fn reopen(
         config_manager_core::manager::ManagerError::Store(s) => s,
         other => StoreError::Other(other.to_string()),
     })
+}
+
+/// What identifies one version of a file: device, inode, size, and change
+/// and modification times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    ctime: (i64, i64),
+    mtime: (i64, i64),
+}
+
+impl FileStamp {
+    /// `None` when the file cannot be looked at (it is verified then).
+    fn of(path: &std::path::Path) -> Option<Self> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(path).ok()?;
+            Some(Self {
+                dev: m.dev(),
+                ino: m.ino(),
+                len: m.len(),
+                ctime: (m.ctime(), m.ctime_nsec()),
+                mtime: (m.mtime(), m.mtime_nsec()),
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            None
+        }
+    }
 }
