@@ -151,7 +151,7 @@ mod tests {
         Envelope::sign(
             &ServiceName::parse(service).unwrap(),
             2,
-            &Epoch("5b0c3f0e-8a51-4c8e-9a43-7f6d2b1e0a01".into()),
+            &Epoch::parse("5b0c3f0e-8a51-4c8e-9a43-7f6d2b1e0a01").unwrap(),
             config,
             key,
         )

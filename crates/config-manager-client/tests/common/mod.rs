@@ -153,7 +153,7 @@ pub fn signed(key: &SigningKey, version: u64, volume: u64) -> Vec<u8> {
     Envelope::sign(
         &service(),
         version,
-        &Epoch(EPOCH.into()),
+        &Epoch::parse(EPOCH).unwrap(),
         config(volume),
         key,
     )
@@ -326,7 +326,7 @@ pub fn assert_report(
     assert_eq!(report.client.name, "config-manager-client");
     assert_eq!(report.service, service());
     assert_eq!(
-        report.config_epoch.as_ref().map(|e| e.0.as_str()),
+        report.config_epoch.as_ref().map(|e| e.as_str()),
         version.map(|_| EPOCH)
     );
 }

@@ -412,7 +412,7 @@ mod tests {
 
     fn contents() -> LkgContents {
         let mut c = LkgContents::new(
-            Epoch("550e8400-e29b-41d4-a716-446655440000".into()),
+            Epoch::parse("550e8400-e29b-41d4-a716-446655440000").unwrap(),
             "abc123",
         );
         c.services.insert(
