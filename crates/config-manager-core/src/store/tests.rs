@@ -223,3 +223,28 @@ fn a_file_that_exists_but_cannot_be_opened_is_unavailable_not_missing() {
     let e = Store::open_existing(&gone).unwrap_err();
     assert!(matches!(e, StoreError::Missing(_)), "{e:?}");
 }
+
+#[test]
+fn unknown_words_in_audit_rows_are_errors_naming_them() {
+    let (_dir, store) = open();
+    store
+        .write(|tx| {
+            tx.execute(
+                "INSERT INTO audit_log (at, actor, action, target, outcome, detail)
+                 VALUES ('2026-01-01T00:00:00.000Z', 'x', 'config.teleport', NULL, 'ok', NULL)",
+                [],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    let filter = AuditFilter {
+        limit: 10,
+        ..AuditFilter::default()
+    };
+    let err = store.list_audit(&filter).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("unknown audit action 'config.teleport'"),
+        "{err}"
+    );
+}

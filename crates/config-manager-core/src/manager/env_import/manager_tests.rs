@@ -143,7 +143,7 @@ fn apply_writes_one_import_version_with_the_secret_encrypted_and_audits() {
     assert_eq!(
         writes
             .iter()
-            .filter(|e| e.action == "config.import")
+            .filter(|e| e.action.as_str() == "config.import")
             .count(),
         1
     );
@@ -216,7 +216,7 @@ fn bad_values_name_the_variable_and_write_nothing() {
             ..Default::default()
         })
         .unwrap();
-    assert!(audit.iter().all(|e| e.outcome == "refused"));
+    assert!(audit.iter().all(|e| e.outcome.as_str() == "refused"));
 }
 
 #[test]
