@@ -66,6 +66,16 @@ impl ServiceName {
     }
 }
 
+/// Read-only access as text (a checked name is a valid `&str` wherever one
+/// is taken); the name cannot be changed through it.
+impl std::ops::Deref for ServiceName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for ServiceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -118,6 +128,15 @@ pub fn display_key(raw: &str) -> String {
 impl rusqlite::ToSql for ServiceName {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         self.0.to_sql()
+    }
+}
+
+/// A name read back from the database is checked like any other.
+#[cfg(feature = "store")]
+impl rusqlite::types::FromSql for ServiceName {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        ServiceName::parse(text).map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
     }
 }
 

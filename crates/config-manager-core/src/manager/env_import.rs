@@ -87,7 +87,7 @@ pub struct EnvImportSkip {
 /// What an import found and did.
 #[derive(Debug, Clone, Serialize)]
 pub struct EnvImportOutcome {
-    pub service: String,
+    pub service: ServiceName,
     pub dry_run: bool,
     /// Whether a new version was stored.
     pub written: bool,
@@ -313,7 +313,7 @@ impl Manager {
             (outcome.changed, outcome.stored.version)
         };
         Ok(EnvImportOutcome {
-            service: service.to_string(),
+            service: service.clone(),
             dry_run: req.dry_run,
             written,
             version,

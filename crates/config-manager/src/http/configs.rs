@@ -158,7 +158,11 @@ async fn write(
     ApiJson(body): ApiJson<PutBody>,
     merge: bool,
 ) -> ApiResult<Response> {
-    if body.service.as_deref().is_some_and(|s| s != service) {
+    if body
+        .service
+        .as_deref()
+        .is_some_and(|s| s != service.as_str())
+    {
         return Err(ApiError::BadRequest(
             "the body's service does not match the URL".into(),
         ));
@@ -374,6 +378,7 @@ pub async fn put_schema(
         .map_err(|_| ApiError::BadRequest("schema must be UTF-8 JSON".into()))?;
     let name = config_manager_core::domain::ServiceName::parse(&service)
         .map_err(|e| ApiError::BadRequest(format!("invalid service name: {e}")))?;
+    let changed = name.clone();
     let actor = caller.name.clone();
     let (manager, version) = state
         .run(move |m| {
@@ -383,7 +388,7 @@ pub async fn put_schema(
         })
         .await?;
     state.replace_manager(manager);
-    state.notify_changed(std::slice::from_ref(&service)).await;
+    state.notify_changed(std::slice::from_ref(&changed)).await;
     Ok(Json(json!({
         "success": true,
         "service": service,

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
-use config_manager_core::domain::{format_rfc3339, parse_rfc3339};
+use config_manager_core::domain::{format_rfc3339, parse_rfc3339, ServiceName};
 use config_manager_core::store::HistoryFilter;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -155,11 +155,11 @@ pub async fn point_in_time(
             Ok(m.restore_at(service.as_ref(), &at_for_restore, &actor, reason)?)
         })
         .await?;
-    let services: Vec<String> = changed.iter().map(|c| c.service.clone()).collect();
+    let services: Vec<ServiceName> = changed.iter().map(|c| c.service.clone()).collect();
     state.notify_changed(&services).await;
     let versions: serde_json::Map<String, Value> = changed
         .iter()
-        .map(|c| (c.service.clone(), json!(c.version)))
+        .map(|c| (c.service.to_string(), json!(c.version)))
         .collect();
     Ok(Json(json!({
         "success": true,

@@ -100,7 +100,8 @@ pub async fn activate(
     let (changed, epoch) = state
         .run(move |m| Ok((m.activate_profile(&name, &actor)?, m.epoch().to_string())))
         .await?;
-    let services: Vec<String> = changed.iter().map(|c| c.service.clone()).collect();
+    let services: Vec<config_manager_core::domain::ServiceName> =
+        changed.iter().map(|c| c.service.clone()).collect();
     state.notify_changed(&services).await;
     Ok(Json(json!({
         "success": true,

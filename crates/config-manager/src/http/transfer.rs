@@ -124,7 +124,7 @@ pub async fn import(
         .run(move |m| Ok((m.import(doc, &options)?, m.epoch().to_string())))
         .await?;
     if !outcome.dry_run {
-        let changed: Vec<String> = outcome
+        let changed: Vec<config_manager_core::domain::ServiceName> = outcome
             .services_updated
             .iter()
             .map(|s| s.service.clone())

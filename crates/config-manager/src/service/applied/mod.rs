@@ -460,9 +460,9 @@ impl AppliedBoard {
     /// Services that just got a schema or a stored config: known from now on,
     /// so a client that registers its schema and reports right after is not
     /// dropped while the list waits for its next refresh.
-    pub fn add_known(&self, services: &[String]) {
+    pub fn add_known(&self, services: &[ServiceName]) {
         if let Some(known) = &mut self.lock().known {
-            known.extend(services.iter().cloned());
+            known.extend(services.iter().map(|s| s.to_string()));
         }
     }
 

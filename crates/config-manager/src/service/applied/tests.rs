@@ -125,7 +125,7 @@ fn bad_input_is_dropped_and_counted() {
     let counted: u64 = board.dropped().iter().map(|(_, n)| n).sum();
     assert_eq!(counted, 5);
     // A service that just got a schema is known at once.
-    board.add_known(&["ghost".to_owned()]);
+    board.add_known(&[ServiceName::parse("ghost").unwrap()]);
     assert_eq!(
         board.ingest("system/config/ghost/applied/a", other.as_bytes()),
         Ingested::Stored
