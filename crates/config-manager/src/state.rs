@@ -266,8 +266,11 @@ impl AppState {
     /// After a commit: refreshes the LKG cache (before the change is
     /// acknowledged, so a rebuild never loses it) and tells the sink (MQTT).
     /// A failing cache write does not fail the request: the change is in the
-    /// database; health reports the stale cache.
-    pub async fn notify_changed(&self, services: &[ServiceName]) {
+    /// database; health reports the stale cache. Called by the write path
+    /// (`service::changes`: `write_blocking`, `install_manager`) and the
+    /// mode machine, never by a front end (a test checks `http/`, `ui/`,
+    /// `cli/`).
+    pub(crate) async fn notify_changed(&self, services: &[ServiceName]) {
         if services.is_empty() {
             return;
         }

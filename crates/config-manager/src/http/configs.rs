@@ -171,7 +171,7 @@ async fn write(
     let reason = check_reason(body.reason)?;
     let actor = caller.name.clone();
     let (outcome, epoch) = state
-        .run(move |m| {
+        .write(move |m| {
             let name = m.resolve_service(&service)?;
             if etag_epoch
                 .as_deref()
@@ -195,11 +195,6 @@ async fn write(
             Ok((outcome, m.epoch().to_string()))
         })
         .await?;
-    if outcome.changed {
-        state
-            .notify_changed(std::slice::from_ref(&outcome.stored.service))
-            .await;
-    }
     let etag = etag(&epoch, outcome.stored.version);
     let mut resp = Json(json!({
         "success": true,
@@ -378,7 +373,7 @@ pub async fn put_schema(
         .map_err(|_| ApiError::BadRequest("schema must be UTF-8 JSON".into()))?;
     let name = config_manager_core::domain::ServiceName::parse(&service)
         .map_err(|e| ApiError::BadRequest(format!("invalid service name: {e}")))?;
-    let changed = name.clone();
+    let registered = name.clone();
     let actor = caller.name.clone();
     let (manager, version) = state
         .run(move |m| {
@@ -387,8 +382,7 @@ pub async fn put_schema(
             Ok((next, version))
         })
         .await?;
-    state.replace_manager(manager);
-    state.notify_changed(std::slice::from_ref(&changed)).await;
+    state.install_manager(manager, &registered).await;
     Ok(Json(json!({
         "success": true,
         "service": service,
