@@ -486,7 +486,7 @@ fn builder() -> Vec<Value> {
     let t0 = datetime!(2026-01-15 09:30:00.120 UTC);
     let t1 = datetime!(2026-01-15 09:31:05.007 UTC);
     let state = |version| AppliedState {
-        epoch: Epoch(EPOCH.into()),
+        epoch: Epoch::parse(EPOCH).unwrap(),
         version,
         checksum: None,
     };

@@ -68,7 +68,7 @@ fn sign(
     Envelope::sign_at(
         &ServiceName::parse(service).unwrap(),
         version,
-        &Epoch(epoch.into()),
+        &Epoch::parse(epoch).unwrap(),
         config,
         issued,
         key,

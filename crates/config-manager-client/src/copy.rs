@@ -11,7 +11,6 @@
 //! atomically (temporary file in the same directory with mode 0600, `fsync`,
 //! rename, directory `fsync`).
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use config_manager_core::crypto::signing::TrustedKeys;
@@ -96,39 +95,9 @@ pub fn write(path: &Path, payload: &[u8]) -> Result<(), CopyError> {
 /// it over `path` and syncs the directory. Creates the directory (0700)
 /// when missing. Blocking.
 pub fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "copy".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(body)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        return result;
-    }
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
+    config_manager_core::fs::atomic::AtomicWriter::default()
+        .create_dirs(0o700)
+        .write(path, body)?;
     Ok(())
 }
 
@@ -182,7 +151,7 @@ mod tests {
         Envelope::sign(
             &ServiceName::parse(service).unwrap(),
             2,
-            &Epoch("5b0c3f0e-8a51-4c8e-9a43-7f6d2b1e0a01".into()),
+            &Epoch::parse("5b0c3f0e-8a51-4c8e-9a43-7f6d2b1e0a01").unwrap(),
             config,
             key,
         )

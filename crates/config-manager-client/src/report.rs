@@ -220,7 +220,7 @@ mod tests {
 
     fn reporter(initial: Option<u64>) -> Reporter {
         let state = initial.map(|version| AppliedState {
-            epoch: Epoch(EPOCH.into()),
+            epoch: Epoch::parse(EPOCH).unwrap(),
             version,
             checksum: None,
         });
@@ -248,7 +248,7 @@ mod tests {
         let report = valid(r.current().unwrap());
         assert_eq!(report.status, AppliedStatus::Applied);
         assert_eq!(report.version, Some(7));
-        assert_eq!(report.config_epoch, Some(Epoch(EPOCH.into())));
+        assert_eq!(report.config_epoch, Some(Epoch::parse(EPOCH).unwrap()));
         assert_eq!(
             report.applied_at.as_deref(),
             Some("1970-01-01T00:00:00.000Z")
@@ -292,7 +292,7 @@ mod tests {
         let mut r = reporter(Some(7));
         let _ = r.rejected("replay", Some(3));
         let state = AppliedState {
-            epoch: Epoch(EPOCH.into()),
+            epoch: Epoch::parse(EPOCH).unwrap(),
             version: 9,
             checksum: None,
         };
@@ -333,7 +333,7 @@ mod tests {
         assert_eq!(valid(&failed).fields, Some(vec!["a".into(), "b".into()]));
         let before = r.running().cloned();
         let state = AppliedState {
-            epoch: Epoch(EPOCH.into()),
+            epoch: Epoch::parse(EPOCH).unwrap(),
             version: 9,
             checksum: None,
         };

@@ -117,7 +117,7 @@ fn health() -> HealthStatus {
         status: ManagerStatus::Online,
         database_status: DatabaseStatus::Healthy,
         operational_mode: OperationalMode::Normal,
-        config_epoch: Epoch::generate(),
+        config_epoch: Some(Epoch::generate()),
         schema_version: 3,
         lkg_cache_valid: true,
         litestream_status: LitestreamStatus::Healthy,

@@ -144,7 +144,7 @@ fn payload() -> BoxedStrategy<Vec<u8>> {
     let valid = Envelope::sign(
         &service(),
         6,
-        &Epoch(EPOCH.into()),
+        &Epoch::parse(EPOCH).unwrap(),
         json!({"volume_percent": 40, "api_key": "********"})
             .as_object()
             .cloned()
@@ -166,8 +166,13 @@ fn payload() -> BoxedStrategy<Vec<u8>> {
         ],
     )
         .prop_map(|(config, issued_at, version, epoch)| {
-            let Ok(mut e) = Envelope::sign(&service(), version, &Epoch(epoch), config, &key())
-            else {
+            let Ok(mut e) = Envelope::sign(
+                &service(),
+                version,
+                &Epoch::parse(&epoch).unwrap(),
+                config,
+                &key(),
+            ) else {
                 return Vec::new();
             };
             // Any issued_at, signed as the manager would sign it.
@@ -197,7 +202,7 @@ fn client_pipeline() {
         |(payloads, now, from_rest)| {
             let now = OffsetDateTime::from_unix_timestamp(now).unwrap();
             let applied = from_rest.then(|| AppliedState {
-                epoch: Epoch(EPOCH.into()),
+                epoch: Epoch::parse(EPOCH).unwrap(),
                 version: 5,
                 checksum: None,
             });

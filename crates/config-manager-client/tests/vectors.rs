@@ -31,7 +31,7 @@ fn applied(v: &Value) -> Option<AppliedState> {
         return None;
     }
     Some(AppliedState {
-        epoch: Epoch(v["epoch"].as_str().unwrap().into()),
+        epoch: Epoch::parse(v["epoch"].as_str().unwrap()).unwrap(),
         version: v["version"].as_u64().unwrap(),
         checksum: v["checksum"].as_str().map(str::to_owned),
     })
@@ -220,7 +220,7 @@ fn applied_state_builder_sequences() {
         v
     };
     for seq in doc["builder"].as_array().unwrap() {
-        let epoch = Epoch(seq["epoch"].as_str().unwrap().into());
+        let epoch = Epoch::parse(seq["epoch"].as_str().unwrap()).unwrap();
         let state = |v: &Value| AppliedState {
             epoch: epoch.clone(),
             version: v.as_u64().unwrap(),

@@ -271,11 +271,6 @@ impl AppliedReport {
 
     /// The rules the JSON shape alone does not express.
     fn check(&self) -> Result<(), String> {
-        if let Some(epoch) = &self.config_epoch {
-            if uuid::Uuid::try_parse(epoch.as_str()).is_err() {
-                return Err("config_epoch is not a UUID".into());
-            }
-        }
         if self.version == Some(0) || self.rejected_version == Some(0) {
             return Err("versions start at 1".into());
         }

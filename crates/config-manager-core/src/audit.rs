@@ -1,12 +1,15 @@
 //! The words of audit rows: what was done (`action`) and how it ended
 //! (`outcome`). Closed sets with one spelling each, used by every writer of
 //! audit rows; the strings are the ones stored so far, so existing rows,
-//! filters (`?action=config.`) and API output are unchanged. Reading keeps
-//! plain strings (a database may hold words of another release).
+//! filters (`?action=config.`) and API output are unchanged. Rows are read
+//! back as these enums; an unknown word is an error naming it
+//! ([`UnknownWord`]).
 
 use serde::{Serialize, Serializer};
 
-use crate::change_type::ChangeType;
+#[cfg(feature = "store")]
+use crate::change_type::from_sql_by_parse;
+use crate::change_type::{ChangeType, UnknownWord};
 
 /// What an audit row records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,6 +36,36 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
+    /// Every action but the `config.*` ones (those are
+    /// [`AuditAction::Config`] of each [`ChangeType`]).
+    const OTHERS: [AuditAction; 15] = [
+        AuditAction::ConfigExport,
+        AuditAction::ConfigImportDryRun,
+        AuditAction::ConfigImportEnv,
+        AuditAction::SchemaRegister,
+        AuditAction::ProfileSave,
+        AuditAction::ProfileSecretsRemoved,
+        AuditAction::ProfileDelete,
+        AuditAction::SecretReveal,
+        AuditAction::AccessDenied,
+        AuditAction::SessionLogin,
+        AuditAction::SessionLogout,
+        AuditAction::DatabaseRebuild,
+        AuditAction::DatabaseRestore,
+        AuditAction::EpochFileMismatch,
+        AuditAction::InstanceForget,
+    ];
+
+    /// The action whose stored word is `word`.
+    pub fn parse(word: &str) -> Result<Self, UnknownWord> {
+        ChangeType::ALL
+            .into_iter()
+            .map(AuditAction::Config)
+            .chain(Self::OTHERS)
+            .find(|a| a.as_str() == word)
+            .ok_or_else(|| UnknownWord::new("audit action", word))
+    }
+
     /// The stored word.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -81,6 +114,24 @@ pub enum AuditOutcome {
 }
 
 impl AuditOutcome {
+    /// Every outcome.
+    pub const ALL: [AuditOutcome; 6] = [
+        AuditOutcome::Ok,
+        AuditOutcome::Denied,
+        AuditOutcome::Refused,
+        AuditOutcome::Error,
+        AuditOutcome::Forced,
+        AuditOutcome::Rewritten,
+    ];
+
+    /// The outcome whose stored word is `word`.
+    pub fn parse(word: &str) -> Result<Self, UnknownWord> {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.as_str() == word)
+            .ok_or_else(|| UnknownWord::new("audit outcome", word))
+    }
+
     /// The stored word.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -111,6 +162,8 @@ macro_rules! display_and_serialize {
 }
 
 display_and_serialize!(AuditAction, AuditOutcome);
+#[cfg(feature = "store")]
+from_sql_by_parse!(AuditAction, AuditOutcome);
 
 #[cfg(test)]
 mod tests {
@@ -129,5 +182,54 @@ mod tests {
         ] {
             assert_eq!(AuditAction::Config(c).as_str(), format!("config.{c}"));
         }
+    }
+
+    #[test]
+    fn every_word_reads_back_as_itself() {
+        let actions: Vec<AuditAction> = ChangeType::ALL
+            .into_iter()
+            .map(AuditAction::Config)
+            .chain(AuditAction::OTHERS)
+            .collect();
+        for a in &actions {
+            // A new variant must join `OTHERS` (this match stops compiling).
+            match a {
+                AuditAction::Config(_)
+                | AuditAction::ConfigExport
+                | AuditAction::ConfigImportDryRun
+                | AuditAction::ConfigImportEnv
+                | AuditAction::SchemaRegister
+                | AuditAction::ProfileSave
+                | AuditAction::ProfileSecretsRemoved
+                | AuditAction::ProfileDelete
+                | AuditAction::SecretReveal
+                | AuditAction::AccessDenied
+                | AuditAction::SessionLogin
+                | AuditAction::SessionLogout
+                | AuditAction::DatabaseRebuild
+                | AuditAction::DatabaseRestore
+                | AuditAction::EpochFileMismatch
+                | AuditAction::InstanceForget => {}
+            }
+            assert_eq!(AuditAction::parse(a.as_str()), Ok(*a));
+        }
+        assert_eq!(actions.len(), 22);
+        for o in AuditOutcome::ALL {
+            assert_eq!(AuditOutcome::parse(o.as_str()), Ok(o));
+        }
+        for c in ChangeType::ALL {
+            assert_eq!(ChangeType::parse(c.as_str()), Ok(c));
+        }
+    }
+
+    #[test]
+    fn unknown_words_are_errors_naming_them() {
+        let e = AuditAction::parse("config.teleport").unwrap_err();
+        assert_eq!(e.to_string(), "unknown audit action 'config.teleport'");
+        let e = AuditOutcome::parse("OK").unwrap_err();
+        assert_eq!(e.to_string(), "unknown audit outcome 'OK'");
+        let e = ChangeType::parse("up\ndate").unwrap_err();
+        assert_eq!(e.to_string(), "unknown change type 'up\\ndate'");
+        assert!(AuditAction::parse("").is_err());
     }
 }

@@ -2,8 +2,48 @@
 //! rows and the suffix of the `config.*` audit action. A closed set, so a
 //! typo cannot write a word no filter or reader knows; the strings are the
 //! ones stored since the first release (rows and API output are unchanged).
+//! Read back as the enum too: an unknown word in a row is an error naming it
+//! ([`UnknownWord`]); these are our own words, so one is a bug or a database
+//! of another release, never something to pass on silently.
 
 use serde::{Serialize, Serializer};
+use thiserror::Error;
+
+/// A stored word that is not one of ours (a change type, audit action or
+/// outcome). Names the kind and the word, escaped and cut short.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("unknown {kind} '{word}'")]
+pub struct UnknownWord {
+    pub kind: &'static str,
+    pub word: String,
+}
+
+impl UnknownWord {
+    /// The error for `word` of `kind`.
+    pub fn new(kind: &'static str, word: &str) -> Self {
+        Self {
+            kind,
+            word: crate::domain::display_key(word),
+        }
+    }
+}
+
+/// Reads a closed set of words from a text column (store feature).
+#[cfg(feature = "store")]
+macro_rules! from_sql_by_parse {
+    ($($t:ty),*) => {$(
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                <$t>::parse(value.as_str()?)
+                    .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+            }
+        }
+    )*};
+}
+#[cfg(feature = "store")]
+pub(crate) use from_sql_by_parse;
 
 /// What made a configuration change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,6 +65,25 @@ pub enum ChangeType {
 }
 
 impl ChangeType {
+    /// Every change type.
+    pub const ALL: [ChangeType; 7] = [
+        ChangeType::Update,
+        ChangeType::Schema,
+        ChangeType::Rebuild,
+        ChangeType::Restore,
+        ChangeType::Profile,
+        ChangeType::Seed,
+        ChangeType::Import,
+    ];
+
+    /// The change type whose stored word is `word`.
+    pub fn parse(word: &str) -> Result<Self, UnknownWord> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str() == word)
+            .ok_or_else(|| UnknownWord::new("change type", word))
+    }
+
     /// The stored word.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,6 +97,9 @@ impl ChangeType {
         }
     }
 }
+
+#[cfg(feature = "store")]
+from_sql_by_parse!(ChangeType);
 
 impl std::fmt::Display for ChangeType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

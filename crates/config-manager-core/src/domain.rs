@@ -66,6 +66,16 @@ impl ServiceName {
     }
 }
 
+/// Read-only access as text (a checked name is a valid `&str` wherever one
+/// is taken); the name cannot be changed through it.
+impl std::ops::Deref for ServiceName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for ServiceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -121,6 +131,15 @@ impl rusqlite::ToSql for ServiceName {
     }
 }
 
+/// A name read back from the database is checked like any other.
+#[cfg(feature = "store")]
+impl rusqlite::types::FromSql for ServiceName {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        ServiceName::parse(text).map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+    }
+}
+
 #[cfg(feature = "store")]
 impl rusqlite::ToSql for Epoch {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -128,11 +147,29 @@ impl rusqlite::ToSql for Epoch {
     }
 }
 
+/// An epoch read back from the database is checked like any other: a row
+/// that is not a UUID is an error naming the value, not a silent epoch.
+#[cfg(feature = "store")]
+impl rusqlite::types::FromSql for Epoch {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        Epoch::parse(text).map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+    }
+}
+
 /// A configuration epoch: a UUID that changes whenever the database is rebuilt,
-/// so a version number is only meaningful together with its epoch.
+/// so a version number is only meaningful together with its epoch. The field
+/// is private: every `Epoch` is a UUID ([`Epoch::parse`], [`Epoch::generate`],
+/// or deserialized through the same check).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Epoch(pub String);
+#[serde(try_from = "String", into = "String")]
+pub struct Epoch(String);
+
+/// A value that is not a configuration epoch (a UUID). Names the value,
+/// escaped and cut short (it may be hostile input; an epoch is no secret).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("'{0}' is not a UUID")]
+pub struct EpochError(String);
 
 impl Epoch {
     /// A fresh random epoch.
@@ -140,8 +177,32 @@ impl Epoch {
         Self(uuid::Uuid::new_v4().to_string())
     }
 
+    /// Checks that `raw` is a UUID (any form the `uuid` crate reads; the
+    /// envelope additionally requires the hyphenated one) and keeps it as
+    /// written: signatures cover the exact text.
+    pub fn parse(raw: &str) -> Result<Self, EpochError> {
+        if raw.len() > 45 || uuid::Uuid::try_parse(raw).is_err() {
+            return Err(EpochError(display_key(raw)));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for Epoch {
+    type Error = EpochError;
+
+    fn try_from(raw: String) -> Result<Self, EpochError> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<Epoch> for String {
+    fn from(epoch: Epoch) -> Self {
+        epoch.0
     }
 }
 
@@ -226,6 +287,45 @@ pub fn parse_rfc3339(raw: &str) -> Result<time::OffsetDateTime, TimestampError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epochs_are_uuids_kept_as_written() {
+        let raw = "550e8400-E29B-41d4-a716-446655440000";
+        assert_eq!(Epoch::parse(raw).map(|e| e.to_string()), Ok(raw.to_owned()));
+        assert!(Epoch::parse(Epoch::generate().as_str()).is_ok());
+        for bad in ["", "e1", "550e8400-e29b-41d4-a716-44665544000", "x\n\"'"] {
+            let err = Epoch::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("is not a UUID"), "{err}");
+        }
+        // The value is named, escaped and cut short.
+        let err = Epoch::parse("e1\nforged").unwrap_err().to_string();
+        assert_eq!(err, "'e1\\nforged' is not a UUID");
+        let long = "a".repeat(500);
+        assert!(Epoch::parse(&long).unwrap_err().to_string().len() < 60);
+    }
+
+    #[test]
+    fn deserializing_an_epoch_checks_it() {
+        let ok: Epoch = serde_json::from_str("\"550e8400-e29b-41d4-a716-446655440000\"").unwrap();
+        assert_eq!(
+            serde_json::to_string(&ok).unwrap(),
+            "\"550e8400-e29b-41d4-a716-446655440000\""
+        );
+        let err = serde_json::from_str::<Epoch>("\"e1\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'e1' is not a UUID"), "{err}");
+    }
+
+    #[cfg(feature = "store")]
+    #[test]
+    fn an_epoch_row_that_is_not_a_uuid_is_an_error() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let read = |v: &str| conn.query_row("SELECT ?1", [v], |r| r.get::<_, Epoch>(0));
+        assert!(read("550e8400-e29b-41d4-a716-446655440000").is_ok());
+        let err = read("e1").unwrap_err().to_string();
+        assert!(err.contains("'e1' is not a UUID"), "{err}");
+    }
 
     #[test]
     fn out_of_range_timestamps_are_errors_not_panics() {

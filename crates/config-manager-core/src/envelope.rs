@@ -289,9 +289,10 @@ impl Envelope {
             return Err(invalid("checksum", "must be 64 lowercase hex characters"));
         }
         let config_epoch = string("config_epoch", config_epoch)?;
-        if config_epoch.len() != 36 || uuid::Uuid::parse_str(&config_epoch).is_err() {
-            return Err(invalid("config_epoch", "must be a hyphenated UUID"));
-        }
+        let config_epoch = Epoch::parse(&config_epoch)
+            .ok()
+            .filter(|_| config_epoch.len() == 36)
+            .ok_or_else(|| invalid("config_epoch", "must be a hyphenated UUID"))?;
         let issued_at = string("issued_at", issued_at)?;
         if parse_rfc3339(&issued_at).is_err() {
             return Err(invalid("issued_at", "must be an RFC 3339 timestamp"));
@@ -304,7 +305,7 @@ impl Envelope {
             service,
             config,
             checksum,
-            config_epoch: Epoch(config_epoch),
+            config_epoch,
             issued_at,
             key_id,
             signature,

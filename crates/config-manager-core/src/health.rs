@@ -141,7 +141,10 @@ pub struct HealthStatus {
     pub status: ManagerStatus,
     pub database_status: DatabaseStatus,
     pub operational_mode: OperationalMode,
-    pub config_epoch: Epoch,
+    /// The epoch of the data served; `None` (`""` on the wire) when neither
+    /// a database nor a last-known-good cache says which.
+    #[serde(with = "epoch_or_empty")]
+    pub config_epoch: Option<Epoch>,
     /// Version number of the loaded service schemas (≥ 1).
     pub schema_version: u32,
     /// Whether the last-known-good cache verified (HMAC) at its last check.
@@ -189,6 +192,28 @@ impl HealthStatus {
     }
 }
 
+/// `Option<Epoch>` as the health payload has always carried it: the epoch,
+/// or `""` when unknown.
+mod epoch_or_empty {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::domain::Epoch;
+
+    pub fn serialize<S: Serializer>(epoch: &Option<Epoch>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(epoch.as_ref().map_or("", Epoch::as_str))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Epoch>, D::Error> {
+        let raw = String::deserialize(d)?;
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        Epoch::parse(&raw)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,7 +248,7 @@ mod tests {
             status: ManagerStatus::Online,
             database_status: DatabaseStatus::Healthy,
             operational_mode: OperationalMode::Normal,
-            config_epoch: Epoch("550e8400-e29b-41d4-a716-446655440000".into()),
+            config_epoch: Some(Epoch::parse("550e8400-e29b-41d4-a716-446655440000").unwrap()),
             schema_version: 1,
             lkg_cache_valid: true,
             litestream_status: LitestreamStatus::Disabled,

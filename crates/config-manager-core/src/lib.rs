@@ -12,6 +12,7 @@ pub mod change_type;
 pub mod crypto;
 pub mod domain;
 pub mod envelope;
+pub mod fs;
 pub mod health;
 pub mod lkg;
 #[cfg(feature = "store")]

@@ -51,7 +51,7 @@ fn valid_envelope() -> Map<String, Value> {
     let e = Envelope::sign(
         &ServiceName::parse("tts-worker").unwrap(),
         7,
-        &Epoch(EPOCH.into()),
+        &Epoch::parse(EPOCH).unwrap(),
         obj(json!({"volume_percent": 40, "api_key": "********"})),
         &key(),
     )
@@ -94,7 +94,7 @@ fn envelope_path(bytes: &[u8], now: OffsetDateTime, policy: &FreshnessPolicy) {
         let _ = e.verify(&trusted());
         let _ = e.issued_at_time();
         let applied = AppliedState {
-            epoch: Epoch(EPOCH.into()),
+            epoch: Epoch::parse(EPOCH).unwrap(),
             version: 5,
             checksum: None,
         };
@@ -419,7 +419,7 @@ fn mac_ring() -> MacKeyRing {
 }
 
 fn lkg_contents() -> LkgContents {
-    let mut c = LkgContents::new(Epoch(EPOCH.into()), "hash");
+    let mut c = LkgContents::new(Epoch::parse(EPOCH).unwrap(), "hash");
     for (name, volume) in [("tts-worker", 50), ("router", 0)] {
         c.services.insert(
             ServiceName::parse(name).unwrap(),

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use config_manager_core::crypto::mac::MacKeyRing;
+use config_manager_core::domain::ServiceName;
 use config_manager_core::lkg::{AppendError, LkgAppender, LkgCache, LkgError};
 use config_manager_core::manager::{Manager, ManagerError};
 
@@ -81,7 +82,11 @@ impl LkgFile {
     /// After a commit that changed `services`: journals their current
     /// entries, or writes a new snapshot when the journal cannot take them
     /// (blocking). Returns which it did.
-    pub fn update(&self, manager: &Manager, services: &[String]) -> Result<Written, RefreshError> {
+    pub fn update(
+        &self,
+        manager: &Manager,
+        services: &[ServiceName],
+    ) -> Result<Written, RefreshError> {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let continues = writer.as_ref().is_some_and(|w| {
             w.epoch() == manager.epoch()

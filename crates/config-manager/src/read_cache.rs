@@ -12,6 +12,7 @@ use std::sync::RwLock;
 
 use axum::body::Bytes;
 use axum::http::HeaderValue;
+use config_manager_core::domain::ServiceName;
 
 /// One cached response: body and `ETag`, both shared by reference count, so
 /// a hit copies nothing.
@@ -102,7 +103,7 @@ impl ReadCache {
     }
 
     /// Drops the entries of `services`.
-    pub fn invalidate(&self, services: &[String]) {
+    pub fn invalidate(&self, services: &[ServiceName]) {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         inner.generation += 1;
         for service in services {
@@ -169,7 +170,7 @@ mod tests {
         cache.insert(g, "a", false, cached(5));
         cache.insert(g, "b", false, cached(7));
         assert_eq!(cache.bytes(), 32);
-        cache.invalidate(&["a".to_owned()]);
+        cache.invalidate(&[ServiceName::parse("a").unwrap()]);
         assert_eq!(cache.bytes(), 7);
         assert!(cache.get("a", true).is_none());
         // A read from before the invalidation is not inserted.

@@ -100,8 +100,8 @@ fn prepare(env_file: PathBuf) -> Result<(Settings, Vec<String>), ExitCode> {
 
 /// Loads the schemas: built-ins plus `CONFIG_SCHEMA_DIR`.
 pub fn load_schemas(settings: &Settings) -> anyhow::Result<SchemaRegistry> {
-    config_manager_core::schema::cache::set_capacity(settings.schema_cache_size);
     let mut schemas = SchemaRegistry::builtin().context("built-in schemas")?;
+    schemas.set_cache_capacity(settings.schema_cache_size);
     if let Some(dir) = &settings.schema_dir {
         // Parsed, not compiled: validators and field metadata are built
         // when first needed (and kept in a bounded cache), so start-up time

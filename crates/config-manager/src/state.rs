@@ -3,7 +3,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use config_manager_core::domain::Epoch;
+use config_manager_core::domain::{Epoch, ServiceName};
 use config_manager_core::health::{DatabaseStatus, OperationalMode};
 use config_manager_core::manager::{FallbackView, Manager, ManagerOptions};
 use config_manager_core::schema::SchemaRegistry;
@@ -19,14 +19,14 @@ use crate::status::StatusBoard;
 /// the LKG writer listen here). Must not block.
 pub trait ChangeSink: Send + Sync {
     /// `services` changed in the database.
-    fn configs_changed(&self, services: &[String]);
+    fn configs_changed(&self, services: &[ServiceName]);
 }
 
 /// A sink that ignores changes (no MQTT configured, tests).
 pub struct NoSink;
 
 impl ChangeSink for NoSink {
-    fn configs_changed(&self, _services: &[String]) {}
+    fn configs_changed(&self, _services: &[ServiceName]) {}
 }
 
 struct Inner {
@@ -266,8 +266,11 @@ impl AppState {
     /// After a commit: refreshes the LKG cache (before the change is
     /// acknowledged, so a rebuild never loses it) and tells the sink (MQTT).
     /// A failing cache write does not fail the request: the change is in the
-    /// database; health reports the stale cache.
-    pub async fn notify_changed(&self, services: &[String]) {
+    /// database; health reports the stale cache. Called by the write path
+    /// (`service::changes`: `write_blocking`, `install_manager`) and the
+    /// mode machine, never by a front end (a test checks `http/`, `ui/`,
+    /// `cli/`).
+    pub(crate) async fn notify_changed(&self, services: &[ServiceName]) {
         if services.is_empty() {
             return;
         }
@@ -286,7 +289,7 @@ impl AppState {
 
     /// Journals the changed services' entries in the LKG cache (a new
     /// snapshot when the journal cannot take them) and records its validity.
-    async fn update_lkg(&self, services: &[String]) {
+    async fn update_lkg(&self, services: &[ServiceName]) {
         let lkg = self.inner.lkg.clone();
         let Some(manager) = self.manager() else {
             return;

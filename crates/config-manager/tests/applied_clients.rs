@@ -247,7 +247,7 @@ async fn publish_forged(s: &Server, broker: &Broker, version: u64) {
     let (_, current) = s.get("/services/tts-worker", Some(WRITE_TOKEN)).await;
     let mut config = current["config"].as_object().unwrap().clone();
     config.remove("eleven_api_key");
-    let epoch = Epoch(current["config_epoch"].as_str().unwrap().to_owned());
+    let epoch = Epoch::parse(current["config_epoch"].as_str().unwrap()).unwrap();
     let forged = Envelope::sign(
         &ServiceName::parse("tts-worker").unwrap(),
         version,

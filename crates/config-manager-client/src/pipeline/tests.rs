@@ -46,7 +46,7 @@ fn pipeline() -> (UpdatePipeline<Tts>, Arc<Counters>) {
             .unwrap()
             .clone(),
         applied: Some(AppliedState {
-            epoch: Epoch(EPOCH.into()),
+            epoch: Epoch::parse(EPOCH).unwrap(),
             version: 5,
             checksum: None,
         }),
@@ -66,7 +66,7 @@ fn envelope_at(epoch: &str, version: u64, volume: u64, issued: OffsetDateTime) -
     Envelope::sign_at(
         &service(),
         version,
-        &Epoch(epoch.into()),
+        &Epoch::parse(epoch).unwrap(),
         config(volume),
         issued,
         &key(),
@@ -133,7 +133,7 @@ fn valid_update_is_applied_and_callback_called_once() {
         outcome,
         Outcome::Applied {
             version: 6,
-            epoch: Epoch(EPOCH.into())
+            epoch: Epoch::parse(EPOCH).unwrap()
         }
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -201,7 +201,7 @@ fn wrong_key_is_rejected() {
     let e = Envelope::sign_at(
         &service(),
         6,
-        &Epoch(EPOCH.into()),
+        &Epoch::parse(EPOCH).unwrap(),
         config(80),
         NOW,
         &intruder,
@@ -333,7 +333,15 @@ fn oversized_and_non_json_payloads_are_rejected() {
     let (mut p, _) = pipeline();
     let mut big = config(80);
     big.insert("padding".into(), json!("x".repeat(5000)));
-    let e = Envelope::sign_at(&service(), 6, &Epoch(EPOCH.into()), big, NOW, &key()).unwrap();
+    let e = Envelope::sign_at(
+        &service(),
+        6,
+        &Epoch::parse(EPOCH).unwrap(),
+        big,
+        NOW,
+        &key(),
+    )
+    .unwrap();
     assert_rejected(&mut p, &bytes(&e), "oversized");
     assert_rejected(&mut p, b"volume=100", "not_json");
     assert_rejected(&mut p, b"\xff\xfe\x00", "not_json");
@@ -345,7 +353,15 @@ fn oversized_and_non_json_payloads_are_rejected() {
 fn message_for_another_service_is_rejected() {
     let (mut p, _) = pipeline();
     let other = ServiceName::parse("stt-worker").unwrap();
-    let e = Envelope::sign_at(&other, 6, &Epoch(EPOCH.into()), config(80), NOW, &key()).unwrap();
+    let e = Envelope::sign_at(
+        &other,
+        6,
+        &Epoch::parse(EPOCH).unwrap(),
+        config(80),
+        NOW,
+        &key(),
+    )
+    .unwrap();
     assert_rejected(&mut p, &bytes(&e), "wrong_service");
 }
 
@@ -354,7 +370,15 @@ fn config_that_does_not_fit_the_type_is_rejected() {
     let (mut p, _) = pipeline();
     let mut bad = config(80);
     bad.insert("volume_percent".into(), json!("loud"));
-    let e = Envelope::sign_at(&service(), 6, &Epoch(EPOCH.into()), bad, NOW, &key()).unwrap();
+    let e = Envelope::sign_at(
+        &service(),
+        6,
+        &Epoch::parse(EPOCH).unwrap(),
+        bad,
+        NOW,
+        &key(),
+    )
+    .unwrap();
     assert_rejected(&mut p, &bytes(&e), "invalid_config");
 }
 
@@ -410,7 +434,7 @@ fn omitted_secret_keeps_the_rest_value() {
     let e = Envelope::sign_at(
         &service(),
         6,
-        &Epoch(EPOCH.into()),
+        &Epoch::parse(EPOCH).unwrap(),
         without_secret,
         NOW,
         &key(),

@@ -225,7 +225,7 @@ mod tests {
         Envelope::sign_at(
             &ServiceName::parse("tts-worker").unwrap(),
             version,
-            &Epoch(epoch.into()),
+            &Epoch::parse(epoch).unwrap(),
             config,
             issued,
             &SigningKey::from_seed(&[7; 32]),

@@ -31,7 +31,7 @@ fn example_envelope() -> Envelope {
     Envelope::sign_at(
         &ServiceName::parse("tts-worker").unwrap(),
         7,
-        &Epoch("550e8400-e29b-41d4-a716-446655440000".into()),
+        &Epoch::parse("550e8400-e29b-41d4-a716-446655440000").unwrap(),
         example_config(),
         datetime!(2026-01-15 09:30:00 UTC),
         &example_key(),

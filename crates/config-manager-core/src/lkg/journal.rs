@@ -376,7 +376,7 @@ impl LkgAppender {
         if !self.created {
             // The first append created the file: its directory entry must
             // survive a power cut too.
-            super::sync_dir(super::parent_dir(&self.journal))?;
+            crate::fs::atomic::sync_parent_dir(&self.journal)?;
             self.created = true;
         }
         Ok(())

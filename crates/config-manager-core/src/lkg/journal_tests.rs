@@ -33,7 +33,7 @@ fn entry(version: u64, volume: i64) -> LkgService {
 }
 
 fn contents(epoch: &str) -> LkgContents {
-    let mut c = LkgContents::new(Epoch(epoch.into()), "hash");
+    let mut c = LkgContents::new(Epoch::parse(epoch).unwrap(), "hash");
     c.services.insert(name("tts-worker"), entry(1, 50));
     c.services.insert(name("router"), entry(1, 0));
     c
@@ -203,7 +203,7 @@ fn a_single_service_rolled_back_by_a_forged_record_is_refused() {
     let keys = ring();
     let (path, w) = journaled(dir.path(), &keys);
     let mut l = lines(&path);
-    let epoch = Epoch(EPOCH.into());
+    let epoch = Epoch::parse(EPOCH).unwrap();
     let (line, _) = forge_line(
         keys.current_key(),
         w.records() + 1,
@@ -250,7 +250,7 @@ fn records_of_another_epoch_are_refused() {
     let keys = ring();
     let (path, w) = journaled(dir.path(), &keys);
     let mut l = lines(&path);
-    let other = Epoch("11111111-e29b-41d4-a716-446655440000".into());
+    let other = Epoch::parse("11111111-e29b-41d4-a716-446655440000").unwrap();
     let (line, _) = forge_line(
         keys.current_key(),
         w.records() + 1,
@@ -295,7 +295,7 @@ fn a_journal_sealed_with_another_key_is_refused() {
     let (line, _) = forge_line(
         other.current_key(),
         1,
-        &Epoch(EPOCH.into()),
+        &Epoch::parse(EPOCH).unwrap(),
         &name("tts-worker"),
         Some(entry(9, 90)),
         &snapshot_hmac(&path),

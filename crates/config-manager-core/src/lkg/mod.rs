@@ -68,10 +68,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use rand::RngCore as _;
+use crate::fs::atomic::sync_parent_dir;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -361,10 +361,11 @@ impl LkgCache {
             let path = path.to_path_buf();
             move |source| LkgError::Io { path, source }
         };
-        write_file_atomic(path, &bytes).map_err(io_error(path))?;
+        crate::fs::atomic::write_atomic(path, &bytes)
+            .map_err(|e| io_error(path)(e.without_path()))?;
         let journal = journal_path(path);
         match fs::remove_file(&journal) {
-            Ok(()) => sync_dir(parent_dir(path)).map_err(io_error(&journal)),
+            Ok(()) => sync_parent_dir(path).map_err(io_error(&journal)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_error(&journal)(e)),
         }
@@ -396,59 +397,6 @@ fn to_object(
     }
 }
 
-/// Temp file + fsync + rename + directory fsync, with mode 0600 on Unix.
-fn write_file_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = parent_dir(path);
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?
-        .to_string_lossy();
-    let tmp = dir.join(format!(
-        ".{name}.tmp-{}-{:016x}",
-        std::process::id(),
-        rand::rngs::OsRng.next_u64()
-    ));
-    let result = write_and_rename(&tmp, path, bytes);
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    sync_dir(dir)
-}
-
-fn write_and_rename(tmp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(tmp, path)
-}
-
-/// The directory holding `path` (`.` for a bare file name).
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
-}
-
 #[cfg(test)]
 mod journal_tests;
 
@@ -464,7 +412,7 @@ mod tests {
 
     fn contents() -> LkgContents {
         let mut c = LkgContents::new(
-            Epoch("550e8400-e29b-41d4-a716-446655440000".into()),
+            Epoch::parse("550e8400-e29b-41d4-a716-446655440000").unwrap(),
             "abc123",
         );
         c.services.insert(

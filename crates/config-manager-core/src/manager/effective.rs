@@ -167,7 +167,7 @@ impl Manager {
             BTreeMap::new()
         };
         Ok(ServiceState {
-            service: stored.service,
+            service: stored.service.to_string(),
             stored: stored.config,
             sealed_secrets,
             version: stored.version,

@@ -95,7 +95,7 @@ impl Manager {
                     reset_fields(&mut candidate, &errors, view.defaults());
                     if schema.validate(&Value::Object(candidate.clone())).is_err() {
                         report.mismatches.push(SchemaMismatch {
-                            service: stored.service.clone(),
+                            service: stored.service.to_string(),
                             errors,
                         });
                         continue;
@@ -107,7 +107,7 @@ impl Manager {
                 }
                 Err(errors) => {
                     report.mismatches.push(SchemaMismatch {
-                        service: stored.service.clone(),
+                        service: stored.service.to_string(),
                         errors,
                     });
                     continue;
@@ -117,10 +117,10 @@ impl Manager {
                 continue;
             }
             if errors.is_empty() {
-                report.upgraded.push(stored.service.clone());
+                report.upgraded.push(stored.service.to_string());
             } else {
                 report.reset.push(SchemaMismatch {
-                    service: stored.service.clone(),
+                    service: stored.service.to_string(),
                     errors,
                 });
             }

@@ -261,7 +261,7 @@ impl Manager {
             .store
             .list_configs()?
             .into_iter()
-            .map(|c| c.service)
+            .map(|c| c.service.to_string())
             .collect();
         let writes: Vec<ConfigWrite> = self
             .schemas
@@ -350,12 +350,16 @@ impl Manager {
 
     /// Every known service: those with a schema and those with stored config.
     pub fn list_services(&self) -> Result<Vec<String>> {
-        let mut names: BTreeSet<String> = self
-            .schemas
-            .names()
+        Ok(self
+            .service_names()?
             .into_iter()
             .map(|n| n.to_string())
-            .collect();
+            .collect())
+    }
+
+    /// [`Manager::list_services`] as typed names (for change notices).
+    pub fn service_names(&self) -> Result<Vec<ServiceName>> {
+        let mut names: BTreeSet<ServiceName> = self.schemas.names().into_iter().collect();
         names.extend(self.store.list_configs()?.into_iter().map(|c| c.service));
         Ok(names.into_iter().collect())
     }

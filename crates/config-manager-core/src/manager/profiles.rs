@@ -59,7 +59,7 @@ impl Manager {
                     Some(schema) => strip_secrets(&schema.view(), c.config),
                     None => c.config,
                 };
-                (c.service, Value::Object(config))
+                (c.service.to_string(), Value::Object(config))
             })
             .collect();
         Ok(self

@@ -13,7 +13,7 @@ use crate::store::{ConfigWrite, StoredConfig};
 /// What a restore changed.
 #[derive(Debug, Clone, Serialize)]
 pub struct RestoreOutcome {
-    pub service: String,
+    pub service: ServiceName,
     pub keys_restored: Vec<String>,
     pub new_version: i64,
 }
@@ -73,7 +73,7 @@ impl Manager {
             },
         )?;
         Ok(RestoreOutcome {
-            service: service.to_string(),
+            service: service.clone(),
             keys_restored: keys,
             new_version: outcome.stored.version,
         })

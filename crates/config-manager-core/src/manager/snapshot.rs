@@ -31,10 +31,8 @@ impl Manager {
                 .insert(s.key, s.ciphertext);
         }
         for c in self.store.list_configs()? {
-            let Ok(name) = ServiceName::parse(&c.service) else {
-                continue;
-            };
-            let secrets = sealed.remove(&c.service).unwrap_or_default();
+            let name = c.service.clone();
+            let secrets = sealed.remove(c.service.as_str()).unwrap_or_default();
             contents.services.insert(name, self.lkg_entry(c, secrets));
         }
         Ok(contents)
@@ -45,18 +43,15 @@ impl Manager {
     /// a write, O(changed services).
     pub fn lkg_entries(
         &self,
-        services: &[String],
+        services: &[ServiceName],
     ) -> Result<Vec<(ServiceName, Option<LkgService>)>> {
         let mut out = Vec::with_capacity(services.len());
-        for service in services {
-            let Ok(name) = ServiceName::parse(service) else {
-                continue;
-            };
-            let entry = match self.store.get_config(&name) {
+        for name in services {
+            let entry = match self.store.get_config(name) {
                 Ok(c) => {
                     let secrets = self
                         .store
-                        .list_secrets(Some(&name))?
+                        .list_secrets(Some(name))?
                         .into_iter()
                         .map(|s| (s.key, s.ciphertext))
                         .collect();
@@ -65,7 +60,7 @@ impl Manager {
                 Err(crate::store::StoreError::NotFound(_)) => None,
                 Err(e) => return Err(e.into()),
             };
-            out.push((name, entry));
+            out.push((name.clone(), entry));
         }
         Ok(out)
     }

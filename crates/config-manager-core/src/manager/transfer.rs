@@ -126,7 +126,7 @@ pub struct ImportOutcome {
 /// A service an import changed.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImportedService {
-    pub service: String,
+    pub service: ServiceName,
     /// The new version (in a dry run: the current one).
     pub version: i64,
 }
@@ -169,7 +169,7 @@ impl Manager {
             let mut config = stored.config;
             self.export_secrets(&name, options.include_secrets, &mut config)?;
             services.insert(
-                stored.service,
+                stored.service.to_string(),
                 ExportedService {
                     version: Some(stored.version),
                     config,
@@ -444,7 +444,7 @@ impl Manager {
                 unchanged.push(w.service.to_string());
             } else {
                 updated.push(ImportedService {
-                    service: w.service.to_string(),
+                    service: w.service.clone(),
                     version: current.map_or(0, |c| c.version),
                 });
             }
@@ -485,7 +485,7 @@ fn outcome(
 ) -> ImportOutcome {
     let services_unchanged = requested
         .into_iter()
-        .filter(|s| !changed.iter().any(|c| &c.service == s))
+        .filter(|s| !changed.iter().any(|c| c.service.as_str() == s.as_str()))
         .collect();
     ImportOutcome {
         services_updated: changed

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::ServiceName;
 
+use super::cache::SchemaCache;
 use super::error::SchemaError;
 use super::service_schema::ServiceSchema;
 
@@ -51,6 +52,9 @@ pub struct SchemaRegistry {
     /// Schemas loaded by [`SchemaRegistry::load_dir_deferred`] whose
     /// validator-based checks have not run yet, with their files.
     pending: Arc<Vec<(ServiceName, PathBuf)>>,
+    /// The validators and views of the most recently used schemas, shared
+    /// by this registry's clones (see [`SchemaCache`]).
+    cache: Arc<SchemaCache>,
 }
 
 impl SchemaRegistry {
@@ -205,8 +209,27 @@ impl SchemaRegistry {
         Ok(names)
     }
 
-    /// Adds a schema, replacing any schema of the same service.
-    pub fn register(&mut self, schema: ServiceSchema) {
+    /// For how many schemas the validator and view are kept (at least one;
+    /// the service sets `CONFIG_SCHEMA_CACHE_SIZE`); the least recently used
+    /// beyond it are evicted now. Applies to this registry and its clones.
+    pub fn set_cache_capacity(&self, capacity: usize) {
+        self.cache.set_capacity(capacity);
+    }
+
+    /// For how many schemas the validator and view are kept.
+    pub fn cache_capacity(&self) -> usize {
+        self.cache.capacity()
+    }
+
+    /// The cache of this registry's validators and views.
+    pub fn cache(&self) -> &Arc<SchemaCache> {
+        &self.cache
+    }
+
+    /// Adds a schema, replacing any schema of the same service. What is
+    /// cached for it moves into this registry's cache.
+    pub fn register(&mut self, mut schema: ServiceSchema) {
+        schema.attach_cache(&self.cache);
         Arc::make_mut(&mut self.schemas)
             .insert(schema.name().as_str().to_owned(), Arc::new(schema));
         self.hash = OnceLock::new();

@@ -190,6 +190,12 @@ impl ServiceSchema {
         Self { origin, ..self }
     }
 
+    /// Moves this schema's cached validator and view into `cache` (the
+    /// registry's, on registration).
+    pub(super) fn attach_cache(&mut self, cache: &Arc<super::cache::SchemaCache>) {
+        self.cached.attach(cache);
+    }
+
     /// This schema's place in the cache (tests).
     #[cfg(test)]
     pub(super) fn cache_slot(&self) -> &Slot {
@@ -220,7 +226,7 @@ impl ServiceSchema {
 
     /// The field metadata, defaults, title and description of this schema,
     /// derived from the document when not cached. Fetch it once per
-    /// operation: each call looks it up in the process-wide cache.
+    /// operation: each call looks it up in the registry's cache.
     pub fn view(&self) -> Arc<SchemaView> {
         self.cached.view(|| self.derive_view())
     }

@@ -205,7 +205,7 @@ mod tests {
         // One row: the second forget removed nothing and wrote no audit row.
         let forgets: Vec<_> = audit
             .iter()
-            .filter(|e| e.action == "instance.forget")
+            .filter(|e| e.action.as_str() == "instance.forget")
             .map(|e| e.target.as_deref())
             .collect();
         assert_eq!(forgets, [Some("tts-worker/a")]);

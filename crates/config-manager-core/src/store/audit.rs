@@ -27,9 +27,10 @@ pub struct AuditEntry {
     pub id: i64,
     pub at: String,
     pub actor: String,
-    pub action: String,
+    /// Read back as the enum: a word we do not know fails the read, naming it.
+    pub action: AuditAction,
     pub target: Option<String>,
-    pub outcome: String,
+    pub outcome: AuditOutcome,
     pub detail: Option<Value>,
 }
 

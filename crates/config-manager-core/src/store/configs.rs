@@ -18,7 +18,7 @@ use crate::domain::{now_rfc3339, Epoch, ServiceName};
 /// values live in the secrets table).
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredConfig {
-    pub service: String,
+    pub service: ServiceName,
     pub config: Map<String, Value>,
     pub version: i64,
     pub config_epoch: String,
@@ -308,7 +308,7 @@ fn save_one(tx: &Transaction<'_>, w: &ConfigWrite, epoch: &str, now: &str) -> Re
         now,
     )?;
     Ok(StoredConfig {
-        service: w.service.to_string(),
+        service: w.service.clone(),
         config: w.config.clone(),
         version,
         config_epoch: epoch.to_owned(),
@@ -379,7 +379,7 @@ fn parse_object(text: &str) -> Result<Map<String, Value>> {
 fn stored_from_row(r: &Row<'_>) -> rusqlite::Result<Result<StoredConfig>> {
     let text: String = r.get(1)?;
     let base = (
-        r.get::<_, String>(0)?,
+        r.get::<_, ServiceName>(0)?,
         r.get::<_, i64>(2)?,
         r.get::<_, String>(3)?,
         r.get::<_, String>(4)?,

@@ -17,7 +17,6 @@
 //! after a restore, atomically (temp file, fsync, rename, fsync of the
 //! directory) so a crash never leaves half a file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -179,20 +178,7 @@ impl EpochFile {
         };
         let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| fail(e.into()))?;
         bytes.push(b'\n');
-        let mut tmp_name = path.as_os_str().to_owned();
-        tmp_name.push(format!(".tmp-{}", std::process::id()));
-        let tmp = PathBuf::from(tmp_name);
-        let written = (|| {
-            let mut file = super::private_file::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            sync_parent_dir(path)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written.map_err(fail)
+        crate::fs::atomic::write_atomic(path, &bytes).map_err(|e| fail(e.without_path()))
     }
 
     /// Every field where this file disagrees with `identity` (empty when
@@ -298,7 +284,7 @@ pub fn inspect_database(path: &Path) -> Result<DatabaseIdentity, StoreError> {
             [],
             |r| {
                 Ok(EpochInfo {
-                    config_epoch: Epoch(r.get(0)?),
+                    config_epoch: r.get(0)?,
                     created_at: r.get(1)?,
                     previous_epoch: r.get(2)?,
                     reason: r.get(3)?,
@@ -311,23 +297,6 @@ pub fn inspect_database(path: &Path) -> Result<DatabaseIdentity, StoreError> {
         epoch,
         schema_version,
     })
-}
-
-/// fsyncs the directory holding `path`, so a rename survives power loss.
-pub fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        std::fs::File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        Ok(())
-    }
 }
 
 #[cfg(test)]

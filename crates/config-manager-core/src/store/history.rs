@@ -32,7 +32,8 @@ pub struct HistoryEntry {
     pub changed_at: String,
     pub changed_by: String,
     pub change_reason: Option<String>,
-    pub change_type: String,
+    /// Read back as the enum: a word we do not know fails the read, naming it.
+    pub change_type: ChangeType,
 }
 
 /// History query. All filters are optional and combine with AND.

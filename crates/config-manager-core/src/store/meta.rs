@@ -34,7 +34,7 @@ impl Store {
                 [],
                 |r| {
                     Ok(EpochInfo {
-                        config_epoch: Epoch(r.get(0)?),
+                        config_epoch: r.get(0)?,
                         created_at: r.get(1)?,
                         previous_epoch: r.get(2)?,
                         reason: r.get(3)?,

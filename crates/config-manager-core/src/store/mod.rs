@@ -38,8 +38,8 @@ pub use applied::{AppliedChange, CurrentVersion, StoredApplied};
 pub use audit::{AuditEntry, AuditFilter, NewAudit};
 pub use configs::{ConfigItem, ConfigWrite, StoredConfig, VersionSnapshot};
 pub use epoch_file::{
-    epoch_file_path, inspect_database, sync_parent_dir, DatabaseIdentity, EpochDiscrepancy,
-    EpochFile, EpochFileError, LastRebuild, EPOCH_FILE_FORMAT, EPOCH_FILE_VERSION,
+    epoch_file_path, inspect_database, DatabaseIdentity, EpochDiscrepancy, EpochFile,
+    EpochFileError, LastRebuild, EPOCH_FILE_FORMAT, EPOCH_FILE_VERSION,
 };
 pub use error::{Result, StoreError};
 pub use exclusive::{in_use_by_another_process, ExclusiveProbeError};

@@ -17,8 +17,11 @@ fn svc(name: &str) -> ServiceName {
     ServiceName::parse(name).unwrap()
 }
 
+const E1: &str = "0c1d2e3f-4a5b-4c6d-8e7f-001122334455";
+const E2: &str = "9f8e7d6c-5b4a-4c3d-9e2f-554433221100";
+
 fn e1() -> Epoch {
-    Epoch("e1".into())
+    Epoch::parse(E1).unwrap()
 }
 
 fn write(service: &str, config: Value, expected: Option<i64>) -> ConfigWrite {
@@ -38,7 +41,7 @@ fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("sub/config.db")).unwrap();
     store
-        .init_epoch(&crate::domain::Epoch("e1".into()), None, "test")
+        .init_epoch(&crate::domain::Epoch::parse(E1).unwrap(), None, "test")
         .unwrap();
     (dir, store)
 }
@@ -51,9 +54,9 @@ fn wal_mode_and_migrations() {
     drop(store);
     // Reopening applies nothing new and keeps the epoch.
     let store = Store::open(&dir.path().join("sub/config.db")).unwrap();
-    assert_eq!(store.get_epoch().unwrap().config_epoch.as_str(), "e1");
+    assert_eq!(store.get_epoch().unwrap().config_epoch.as_str(), E1);
     assert!(matches!(
-        store.init_epoch(&crate::domain::Epoch("e2".into()), None, "x"),
+        store.init_epoch(&crate::domain::Epoch::parse(E2).unwrap(), None, "x"),
         Err(StoreError::AlreadyExists(_))
     ));
 }
@@ -197,10 +200,13 @@ fn renew_epoch_records_the_previous_one_and_keeps_the_data() {
         .save_config(&write("svc", json!({"a": 1}), None), &e1())
         .unwrap();
     let info = store
-        .renew_epoch(&crate::domain::Epoch("e2".into()), "restore --new-epoch")
+        .renew_epoch(
+            &crate::domain::Epoch::parse(E2).unwrap(),
+            "restore --new-epoch",
+        )
         .unwrap();
-    assert_eq!(info.config_epoch.as_str(), "e2");
-    assert_eq!(info.previous_epoch.as_deref(), Some("e1"));
+    assert_eq!(info.config_epoch.as_str(), E2);
+    assert_eq!(info.previous_epoch.as_deref(), Some(E1));
     assert_eq!(store.get_config(&svc("svc")).unwrap().version, 1);
 }
 
@@ -216,4 +222,29 @@ fn a_file_that_exists_but_cannot_be_opened_is_unavailable_not_missing() {
     let gone = dir.path().join("gone.db");
     let e = Store::open_existing(&gone).unwrap_err();
     assert!(matches!(e, StoreError::Missing(_)), "{e:?}");
+}
+
+#[test]
+fn unknown_words_in_audit_rows_are_errors_naming_them() {
+    let (_dir, store) = open();
+    store
+        .write(|tx| {
+            tx.execute(
+                "INSERT INTO audit_log (at, actor, action, target, outcome, detail)
+                 VALUES ('2026-01-01T00:00:00.000Z', 'x', 'config.teleport', NULL, 'ok', NULL)",
+                [],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    let filter = AuditFilter {
+        limit: 10,
+        ..AuditFilter::default()
+    };
+    let err = store.list_audit(&filter).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("unknown audit action 'config.teleport'"),
+        "{err}"
+    );
 }

@@ -10,7 +10,6 @@
 //! reads as a double-quoted scalar: no value can change the file's structure.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -467,26 +466,8 @@ pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
             std::fs::create_dir_all(dir)?;
         }
     }
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = PathBuf::from(tmp_name);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let result = (|| {
-        let mut file = options.open(&tmp)?;
-        file.write_all(contents.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    config_manager_core::fs::atomic::write_atomic(path, contents.as_bytes())?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -36,9 +36,10 @@ use std::time::{Duration, Instant};
 
 use config_manager_core::audit::{AuditAction, AuditOutcome};
 use config_manager_core::domain::{now_rfc3339, Epoch};
+use config_manager_core::fs::atomic::sync_parent_dir;
 use config_manager_core::store::{
-    epoch_file_path, inspect_database, sync_parent_dir, DatabaseIdentity, EpochFile,
-    EpochFileError, NewAudit, Store, StoreError, LATEST_MIGRATION,
+    epoch_file_path, inspect_database, DatabaseIdentity, EpochFile, EpochFileError, NewAudit,
+    Store, StoreError, LATEST_MIGRATION,
 };
 use serde::Serialize;
 use time::OffsetDateTime;

@@ -19,9 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use config_manager_core::domain::format_rfc3339;
-use config_manager_core::store::{
-    epoch_file_path, inspect_database, sync_parent_dir, EpochFile, StoreError,
-};
+use config_manager_core::fs::atomic::{temp_target, AtomicWriteError, AtomicWriter};
+use config_manager_core::store::{epoch_file_path, inspect_database, EpochFile, StoreError};
 use rusqlite::{Connection, OpenFlags};
 use thiserror::Error;
 use time::macros::format_description;
@@ -112,10 +111,8 @@ pub fn take_snapshot(s: &SnapshotSettings) -> Result<SnapshotFile, SnapshotError
         .map_err(|e| SnapshotError::Copy(e.to_string()))?;
     let name = format!("{}-{stamp}.db", stem(&s.db_path));
     let path = s.dir.join(&name);
-    let tmp = s.dir.join(format!(".{name}.tmp"));
-    let result = write_checked_copy(s, &tmp, &path);
+    let result = write_checked_copy(s, &path);
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
         let _ = std::fs::remove_file(epoch_file_path(&path));
     }
     result?;
@@ -123,13 +120,17 @@ pub fn take_snapshot(s: &SnapshotSettings) -> Result<SnapshotFile, SnapshotError
     Ok(SnapshotFile { path, taken_at })
 }
 
-fn write_checked_copy(s: &SnapshotSettings, tmp: &Path, path: &Path) -> Result<(), SnapshotError> {
+fn write_checked_copy(s: &SnapshotSettings, path: &Path) -> Result<(), SnapshotError> {
     if !s.db_path.exists() {
         return Err(SnapshotError::Copy(format!(
             "{} does not exist",
             s.db_path.display()
         )));
     }
+    // An empty owner-only (0600) temporary file beside the snapshot, which
+    // `VACUUM INTO` accepts as its target; dropped (removed) on any failure.
+    let pending = AtomicWriter::default().begin(path).map_err(write_err)?;
+    let tmp = pending.temp_path().to_owned();
     let conn = Connection::open_with_flags(
         &s.db_path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -140,18 +141,7 @@ fn write_checked_copy(s: &SnapshotSettings, tmp: &Path, path: &Path) -> Result<(
     conn.execute("VACUUM INTO ?1", [tmp.to_string_lossy()])
         .map_err(|e| SnapshotError::Copy(e.to_string()))?;
     drop(conn);
-    let write_err = |source| SnapshotError::Write {
-        path: tmp.to_owned(),
-        source,
-    };
-    // VACUUM INTO creates the file under the umask: owner-only, like the
-    // database (the service's umask already ensures it; other callers too).
-    config_manager_core::store::private_file::restrict(tmp).map_err(write_err)?;
-    // VACUUM INTO does not promise an fsync of its output.
-    std::fs::File::open(tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(write_err)?;
-    let identity = inspect_database(tmp).map_err(SnapshotError::Invalid)?;
+    let identity = inspect_database(&tmp).map_err(SnapshotError::Invalid)?;
     // The metadata first: a metadata file without its snapshot is harmless,
     // a snapshot without metadata would be refused by `restore`.
     EpochFile::for_identity(&identity)
@@ -160,9 +150,16 @@ fn write_checked_copy(s: &SnapshotSettings, tmp: &Path, path: &Path) -> Result<(
             path: epoch_file_path(path),
             source: std::io::Error::other(e.to_string()),
         })?;
-    std::fs::rename(tmp, path).map_err(write_err)?;
-    sync_parent_dir(path).map_err(write_err)?;
-    Ok(())
+    // VACUUM INTO does not promise an fsync of its output; `commit` does one
+    // before the rename.
+    pending.commit().map_err(write_err)
+}
+
+fn write_err(e: AtomicWriteError) -> SnapshotError {
+    SnapshotError::Write {
+        path: e.path.clone(),
+        source: e.without_path(),
+    }
 }
 
 /// Removes temp files of snapshots interrupted by a crash.
@@ -170,7 +167,10 @@ fn remove_leftovers(dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.ends_with(".db.tmp") {
+            // `.<name>.db.tmp` is the form before the shared atomic writer.
+            let ours = temp_target(&name).is_some_and(|t| t.ends_with(".db"))
+                || (name.starts_with('.') && name.ends_with(".db.tmp"));
+            if ours {
                 let _ = std::fs::remove_file(entry.path());
             }
         }

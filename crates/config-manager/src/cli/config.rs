@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
+use config_manager_core::fs::atomic::AtomicWriter;
 use config_manager_core::manager::{ExportDocument, ImportOptions, MAX_DOTENV_BYTES};
 use serde_json::{Map, Value};
 
@@ -196,36 +197,32 @@ fn write_stdout(bytes: &[u8]) -> CliResult {
         .map_err(|e| CliError::Failed(format!("cannot write standard output: {e}")))
 }
 
-/// Writes an export file; with secrets it is created mode 0600 (before any
-/// byte is written) and an existing file is refused rather than exposed.
+/// Writes an export file atomically (`config_manager_core::fs::atomic`);
+/// with secrets it is mode 0600 from creation and an existing file is
+/// refused rather than exposed.
 fn write_private_file(path: &Path, bytes: &[u8], secret: bool) -> CliResult {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if secret {
-        options.create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
+    let writer = AtomicWriter::default();
+    let writer = if secret {
+        writer.no_clobber()
     } else {
-        options.create(true).truncate(true);
-    }
-    let mut file = options.open(path).map_err(|e| {
+        writer.mode(EXPORT_MODE)
+    };
+    writer.write(path, bytes).map_err(|e| {
+        let refused = secret && e.source.kind() == std::io::ErrorKind::AlreadyExists;
         CliError::Failed(format!(
-            "cannot create {}: {e}{}",
-            path.display(),
-            if secret && e.kind() == std::io::ErrorKind::AlreadyExists {
+            "{e}{}",
+            if refused {
                 " (an export with secrets never overwrites a file)"
             } else {
                 ""
             }
         ))
-    })?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))
+    })
 }
+
+/// The mode of an export without secrets: that of any new file (0666 less
+/// the process umask), as before the export became atomic.
+const EXPORT_MODE: u32 = 0o666;
 
 #[cfg(test)]
 mod tests {

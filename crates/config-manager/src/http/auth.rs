@@ -14,6 +14,7 @@ use super::session::{self, SessionCheck};
 use crate::auth::{Caller, Role};
 use crate::state::AppState;
 use config_manager_core::audit::{AuditAction, AuditOutcome};
+use config_manager_core::domain::ServiceName;
 
 /// Header carrying the API token.
 pub const TOKEN_HEADER: &str = "x-api-token";
@@ -175,8 +176,9 @@ impl NeededRole for WriteRole {
 /// audited). A handler taking it cannot forget the scope check.
 pub struct ScopedService<R: NeededRole> {
     pub caller: Caller,
-    /// The `{service}` path parameter, as sent (resolved by the manager).
-    pub service: String,
+    /// The `{service}` path parameter, checked against the service-name
+    /// grammar (whether the service is known is the manager's to say).
+    pub service: ServiceName,
     _role: PhantomData<R>,
 }
 
@@ -198,7 +200,15 @@ impl<R: NeededRole> FromRequestParts<AppState> for ScopedService<R> {
             .find(|(name, _)| *name == "service")
             .map(|(_, value)| value.to_owned())
             .ok_or_else(|| ApiError::Internal("route has no {service} parameter".into()))?;
+        // The scope first, as before the name was typed: a scoped token
+        // asking for another (even malformed) name is a 403, audited.
         check_scope(state, &caller, &service).await?;
+        let service = ServiceName::parse(&service).map_err(|e| {
+            ApiError::from(config_manager_core::manager::ManagerError::InvalidName {
+                what: "service name",
+                reason: e.to_string(),
+            })
+        })?;
         Ok(Self {
             caller,
             service,

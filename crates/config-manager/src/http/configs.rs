@@ -158,7 +158,11 @@ async fn write(
     ApiJson(body): ApiJson<PutBody>,
     merge: bool,
 ) -> ApiResult<Response> {
-    if body.service.as_deref().is_some_and(|s| s != service) {
+    if body
+        .service
+        .as_deref()
+        .is_some_and(|s| s != service.as_str())
+    {
         return Err(ApiError::BadRequest(
             "the body's service does not match the URL".into(),
         ));
@@ -167,7 +171,7 @@ async fn write(
     let reason = check_reason(body.reason)?;
     let actor = caller.name.clone();
     let (outcome, epoch) = state
-        .run(move |m| {
+        .write(move |m| {
             let name = m.resolve_service(&service)?;
             if etag_epoch
                 .as_deref()
@@ -191,11 +195,6 @@ async fn write(
             Ok((outcome, m.epoch().to_string()))
         })
         .await?;
-    if outcome.changed {
-        state
-            .notify_changed(std::slice::from_ref(&outcome.stored.service))
-            .await;
-    }
     let etag = etag(&epoch, outcome.stored.version);
     let mut resp = Json(json!({
         "success": true,
@@ -374,6 +373,7 @@ pub async fn put_schema(
         .map_err(|_| ApiError::BadRequest("schema must be UTF-8 JSON".into()))?;
     let name = config_manager_core::domain::ServiceName::parse(&service)
         .map_err(|e| ApiError::BadRequest(format!("invalid service name: {e}")))?;
+    let registered = name.clone();
     let actor = caller.name.clone();
     let (manager, version) = state
         .run(move |m| {
@@ -382,8 +382,7 @@ pub async fn put_schema(
             Ok((next, version))
         })
         .await?;
-    state.replace_manager(manager);
-    state.notify_changed(std::slice::from_ref(&service)).await;
+    state.install_manager(manager, &registered).await;
     Ok(Json(json!({
         "success": true,
         "service": service,

@@ -53,16 +53,11 @@ pub async fn import_env(
         reason,
     };
     let (outcome, epoch) = state
-        .run(move |m| {
+        .write(move |m| {
             let name = m.resolve_service(&service)?;
             Ok((m.import_env(&name, request)?, m.epoch().to_string()))
         })
         .await?;
-    if outcome.written {
-        state
-            .notify_changed(std::slice::from_ref(&outcome.service))
-            .await;
-    }
     Ok(Json(json!({
         "success": true,
         "config_epoch": epoch,

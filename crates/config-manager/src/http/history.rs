@@ -16,6 +16,7 @@ use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiQuery};
 use super::paging::{new_page, page_limit, page_response};
 use crate::auth::Role;
+use crate::service::Changes as _;
 use crate::state::AppState;
 
 /// Most history entries one page may return.
@@ -99,14 +100,11 @@ pub async fn restore(
     let reason = check_reason(body.reason)?;
     let actor = caller.name.clone();
     let outcome = state
-        .run(move |m| {
+        .write(move |m| {
             let name = m.resolve_service(&body.service)?;
             Ok(m.restore_history(&name, &body.history_entries, &actor, reason)?)
         })
         .await?;
-    state
-        .notify_changed(std::slice::from_ref(&outcome.service))
-        .await;
     Ok(Json(json!({
         "success": true,
         "service": outcome.service,
@@ -146,7 +144,7 @@ pub async fn point_in_time(
     let actor = caller.name.clone();
     let at_for_restore = at.clone();
     let changed = state
-        .run(move |m| {
+        .write(move |m| {
             let service = body
                 .service
                 .as_deref()
@@ -155,16 +153,14 @@ pub async fn point_in_time(
             Ok(m.restore_at(service.as_ref(), &at_for_restore, &actor, reason)?)
         })
         .await?;
-    let services: Vec<String> = changed.iter().map(|c| c.service.clone()).collect();
-    state.notify_changed(&services).await;
     let versions: serde_json::Map<String, Value> = changed
         .iter()
-        .map(|c| (c.service.clone(), json!(c.version)))
+        .map(|c| (c.service.to_string(), json!(c.version)))
         .collect();
     Ok(Json(json!({
         "success": true,
         "timestamp": at,
-        "services_restored": services,
+        "services_restored": changed.changed_services(),
         "new_versions": versions,
     })))
 }

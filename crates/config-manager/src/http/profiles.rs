@@ -10,6 +10,7 @@ use super::auth::{Unscoped, UnscopedUse};
 use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiPath};
 use crate::auth::Role;
+use crate::service::Changes as _;
 use crate::state::AppState;
 
 /// Longest accepted profile description.
@@ -98,13 +99,11 @@ pub async fn activate(
 ) -> ApiResult<Json<Value>> {
     let actor = caller.name.clone();
     let (changed, epoch) = state
-        .run(move |m| Ok((m.activate_profile(&name, &actor)?, m.epoch().to_string())))
+        .write(move |m| Ok((m.activate_profile(&name, &actor)?, m.epoch().to_string())))
         .await?;
-    let services: Vec<String> = changed.iter().map(|c| c.service.clone()).collect();
-    state.notify_changed(&services).await;
     Ok(Json(json!({
         "success": true,
-        "services_updated": services,
+        "services_updated": changed.changed_services(),
         "config_epoch": epoch,
     })))
 }

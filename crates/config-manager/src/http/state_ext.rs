@@ -6,6 +6,7 @@
 use config_manager_core::manager::{FallbackView, Manager};
 
 use super::error::ApiResult;
+use crate::service::Changes;
 use crate::state::{AppState, Served};
 
 impl AppState {
@@ -17,6 +18,17 @@ impl AppState {
         F: FnOnce(&Manager) -> ApiResult<T> + Send + 'static,
     {
         self.run_blocking(f).await
+    }
+
+    /// [`AppState::write_blocking`] for handlers: [`AppState::run`] that
+    /// notifies the services the outcome changed. Every configuration write
+    /// goes through it; no handler calls `notify_changed` itself.
+    pub async fn write<T, F>(&self, f: F) -> ApiResult<T>
+    where
+        T: Changes + Send + 'static,
+        F: FnOnce(&Manager) -> ApiResult<T> + Send + 'static,
+    {
+        self.write_blocking(f).await
     }
 
     /// [`AppState::read_or_cached`] for handlers: the database, else the

@@ -121,16 +121,8 @@ pub async fn import(
         reason: check_reason(q.reason)?,
     };
     let (outcome, epoch) = state
-        .run(move |m| Ok((m.import(doc, &options)?, m.epoch().to_string())))
+        .write(move |m| Ok((m.import(doc, &options)?, m.epoch().to_string())))
         .await?;
-    if !outcome.dry_run {
-        let changed: Vec<String> = outcome
-            .services_updated
-            .iter()
-            .map(|s| s.service.clone())
-            .collect();
-        state.notify_changed(&changed).await;
-    }
     Ok(Json(json!({
         "success": true,
         "dry_run": outcome.dry_run,

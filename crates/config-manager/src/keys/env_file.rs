@@ -1,8 +1,7 @@
 //! Editing the `.env` file in place for key rotations: replaces or appends
 //! `KEY="value"` lines, keeps every other line as it was, and writes the new
-//! file atomically with mode 0600 (temp file, fsync, rename).
+//! file atomically with mode 0600 (`config_manager_core::fs::atomic`).
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::first_run::dotenv_quote;
@@ -39,30 +38,7 @@ pub fn set_vars(path: &Path, updates: &[(&str, String)]) -> std::io::Result<()> 
             lines.push(format!("{k}={}", dotenv_quote(v)));
         }
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("env")
-    ));
-    {
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).write(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp)?;
-        file.write_all((lines.join("\n") + "\n").as_bytes())?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    config_manager_core::fs::atomic::write_atomic(path, (lines.join("\n") + "\n").as_bytes())?;
     Ok(())
 }
 

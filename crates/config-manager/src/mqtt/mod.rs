@@ -516,6 +516,10 @@ mod tests {
         let publisher = Publisher::new(Some(&s)).unwrap();
         assert!(publisher.is_configured());
         // Never blocks, whatever the broker does.
-        publisher.sink().configs_changed(&["tts-worker".into()]);
+        publisher
+            .sink()
+            .configs_changed(&[
+                config_manager_core::domain::ServiceName::parse("tts-worker").unwrap(),
+            ]);
     }
 }

@@ -2,7 +2,6 @@
 //! the meaning of store errors for the database status. Shared by the HTTP
 //! handler, the MQTT health publisher and the mode machine.
 
-use config_manager_core::domain::Epoch;
 use config_manager_core::health::{DatabaseStatus, HealthStatus, ManagerStatus};
 use config_manager_core::store::StoreError;
 
@@ -15,12 +14,11 @@ pub fn snapshot(state: &AppState) -> HealthStatus {
     // Without a database: the epoch of the data being served (the cache's),
     // else the one expected; schema version 0 = unknown.
     let config_epoch = match &manager {
-        Some(m) => m.epoch().clone(),
+        Some(m) => Some(m.epoch().clone()),
         None => state
             .fallback()
             .map(|v| v.epoch().clone())
-            .or_else(|| state.expected_epoch())
-            .unwrap_or_else(|| Epoch(String::new())),
+            .or_else(|| state.expected_epoch()),
     };
     let schema_version = manager.as_ref().map_or(0, |m| m.schema_version());
     let mut h = HealthStatus {

@@ -4,9 +4,11 @@
 //! `http`, `cli` or `ui` (those are front ends that call into it).
 
 pub mod applied;
+pub mod changes;
 pub mod error;
 pub mod guard;
 pub mod health;
 pub mod supervise;
 
+pub use changes::Changes;
 pub use error::{DatabaseFault, ServiceError, ServiceFailure};

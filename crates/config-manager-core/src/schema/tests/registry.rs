@@ -264,7 +264,7 @@ fn measure_registry_memory() {
         rss_kib() - b,
         took.as_secs_f64() * 1e3,
         took.as_secs_f64() * 1e6 / r.len().max(1) as f64,
-        super::super::cache::capacity()
+        r.cache_capacity()
     );
     drop(views);
     // Last: freed memory is reused, not returned, so each figure needs fresh pages.
