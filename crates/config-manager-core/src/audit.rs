@@ -58,12 +58,11 @@ impl AuditAction {
 
     /// The action whose stored word is `word`.
     pub fn parse(word: &str) -> Result<Self, UnknownWord> {
-        ChangeType::ALL
+        let all = ChangeType::ALL
             .into_iter()
             .map(AuditAction::Config)
-            .chain(Self::OTHERS)
-            .find(|a| a.as_str() == word)
-            .ok_or_else(|| UnknownWord::new("audit action", word))
+            .chain(Self::OTHERS);
+        UnknownWord::find("audit action", all, Self::as_str, word)
     }
 
     /// The stored word.
@@ -126,10 +125,7 @@ impl AuditOutcome {
 
     /// The outcome whose stored word is `word`.
     pub fn parse(word: &str) -> Result<Self, UnknownWord> {
-        Self::ALL
-            .into_iter()
-            .find(|o| o.as_str() == word)
-            .ok_or_else(|| UnknownWord::new("audit outcome", word))
+        UnknownWord::find("audit outcome", Self::ALL, Self::as_str, word)
     }
 
     /// The stored word.
@@ -171,15 +167,7 @@ mod tests {
 
     #[test]
     fn config_actions_are_config_dot_change_type() {
-        for c in [
-            ChangeType::Update,
-            ChangeType::Schema,
-            ChangeType::Rebuild,
-            ChangeType::Restore,
-            ChangeType::Profile,
-            ChangeType::Seed,
-            ChangeType::Import,
-        ] {
+        for c in ChangeType::ALL {
             assert_eq!(AuditAction::Config(c).as_str(), format!("config.{c}"));
         }
     }

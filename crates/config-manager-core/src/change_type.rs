@@ -26,6 +26,19 @@ impl UnknownWord {
             word: crate::domain::display_key(word),
         }
     }
+
+    /// The member of `all` whose stored word (`as_str`) is `word`, else
+    /// the error naming it as a `kind`.
+    pub(crate) fn find<T: Copy>(
+        kind: &'static str,
+        all: impl IntoIterator<Item = T>,
+        as_str: fn(T) -> &'static str,
+        word: &str,
+    ) -> Result<T, Self> {
+        all.into_iter()
+            .find(|t| as_str(*t) == word)
+            .ok_or_else(|| Self::new(kind, word))
+    }
 }
 
 /// Reads a closed set of words from a text column (store feature).
@@ -78,10 +91,7 @@ impl ChangeType {
 
     /// The change type whose stored word is `word`.
     pub fn parse(word: &str) -> Result<Self, UnknownWord> {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.as_str() == word)
-            .ok_or_else(|| UnknownWord::new("change type", word))
+        UnknownWord::find("change type", Self::ALL, Self::as_str, word)
     }
 
     /// The stored word.
