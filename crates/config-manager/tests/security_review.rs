@@ -92,6 +92,19 @@ async fn connect_from(source: [u8; 4], port: u16) -> TcpStream {
         .unwrap()
 }
 
+/// `GET /health` is answered (200, or 503 by mode) within [`WAIT`].
+async fn health_answers(s: &Server, what: &str) {
+    let resp = tokio::time::timeout(WAIT, s.http.get(s.url("/health")).send())
+        .await
+        .unwrap_or_else(|_| panic!("{what}"))
+        .unwrap();
+    assert!(
+        resp.status().is_success() || resp.status().as_u16() == 503,
+        "{}",
+        resp.status()
+    );
+}
+
 /// Whether the server closed `conn` (EOF or reset within [`WAIT`]) without
 /// an answer; `false` when it is still open after a short look.
 async fn closed_by_server(conn: &mut TcpStream, look: Duration) -> bool {
@@ -147,15 +160,7 @@ async fn one_address_cannot_hold_every_connection_slot() {
 
     // 127.0.0.1 shares loopback's budget with 127.0.0.2; it is served by
     // closing an idle connection.
-    let resp = tokio::time::timeout(WAIT, s.http.get(s.url("/health")).send())
-        .await
-        .expect("a request gets through at the per-address cap")
-        .unwrap();
-    assert!(
-        resp.status().is_success() || resp.status().as_u16() == 503,
-        "{}",
-        resp.status()
-    );
+    health_answers(&s, "a request gets through at the per-address cap").await;
     drop(held);
 }
 
@@ -196,15 +201,7 @@ async fn many_loopback_addresses_with_partial_heads_share_one_budget() {
         still_open <= 16,
         "loopback holds at most its share: {still_open}"
     );
-    let resp = tokio::time::timeout(WAIT, s.http.get(s.url("/health")).send())
-        .await
-        .expect("a normal request is answered")
-        .unwrap();
-    assert!(
-        resp.status().is_success() || resp.status().as_u16() == 503,
-        "{}",
-        resp.status()
-    );
+    health_answers(&s, "a normal request is answered").await;
 }
 
 /// Issue 23, finding 3: at the per-address cap a new connection was reset
@@ -241,15 +238,11 @@ async fn idle_keep_alive_connections_are_shed_for_a_new_request() {
         held.push(c);
     }
     for _ in 0..5 {
-        let resp = tokio::time::timeout(WAIT, s.http.get(s.url("/health")).send())
-            .await
-            .expect("a new request gets through past 300 idle keep-alive connections")
-            .unwrap();
-        assert!(
-            resp.status().is_success() || resp.status().as_u16() == 503,
-            "{}",
-            resp.status()
-        );
+        health_answers(
+            &s,
+            "a new request gets through past 300 idle keep-alive connections",
+        )
+        .await;
     }
     drop(held);
 }

@@ -20,28 +20,19 @@ mod ui_support;
 use common::{Server, READ_TOKEN, WRITE_TOKEN};
 use harness::Browser;
 use serde_json::json;
-use ui_support::{base, patch_tts, tts};
+use ui_support::{base, break_database, patch_tts, tts};
 
 const LKG_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const ENTER: &str = "\u{E007}";
 
 /// Logs in through the form and waits for the first service form.
 async fn login(b: &Browser, s: &Server, token: &str) {
-    b.goto(&base(s)).await;
-    b.find("#login-token").await;
-    b.type_into("#login-token", token).await;
-    b.click("#login-submit").await;
-    b.wait_js(
-        "the first service form",
-        "return document.querySelector('#service-form') && document.querySelector('#service-title').textContent",
-    )
-    .await;
+    b.login(&base(s), token).await;
 }
 
 /// Opens a service tab by clicking it and waits for its form.
 async fn open_service(b: &Browser, name: &str) {
-    b.click(&format!("#tab-{name}")).await;
-    wait_form(b, name).await;
+    b.open_service(name).await;
 }
 
 async fn wait_form(b: &Browser, name: &str) {
@@ -562,28 +553,7 @@ async fn operator_journey_in_chromium() {
     assert_eq!(tts(&s).await["config"]["volume_percent"], 80);
 
     // --- read-only fallback: the database breaks; a red banner, no saving.
-    let db = s.db_path();
-    for path in [db.clone(), db.with_extension("db-wal")] {
-        if let Ok(meta) = std::fs::metadata(&path) {
-            let len = meta.len().max(4096) as usize;
-            std::fs::write(
-                &path,
-                (0..len)
-                    .map(|i| (i * 7919 % 251) as u8)
-                    .collect::<Vec<u8>>(),
-            )
-            .unwrap();
-        }
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let (_, h) = s.get("/health", None).await;
-        if h["operational_mode"] == "read-only-fallback" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no fallback: {h}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    break_database(&s).await;
     b.click("#logout-button").await;
     login(&b, &s, WRITE_TOKEN).await; // logging in works in fallback too
     open_service(&b, "tts-worker").await;

@@ -15,7 +15,7 @@ use common::{Server, WRITE_TOKEN};
 use harness::Browser;
 use mqtt_support::Broker;
 use serde_json::json;
-use ui_support::{base, publish_reports, report, tts};
+use ui_support::{base, break_database, publish_reports, report, tts};
 
 /// Contrast ratio (WCAG 2) of an element's text on the first non-transparent
 /// background behind it, for every element `css` matches: the lowest.
@@ -48,35 +48,14 @@ async fn contrast(b: &Browser, css: &str) -> f64 {
         .unwrap_or_else(|| panic!("nothing visible matches {css}"))
 }
 
-async fn login(b: &Browser, s: &Server) {
-    b.goto(&base(s)).await;
-    b.find("#login-token").await;
-    b.type_into("#login-token", WRITE_TOKEN).await;
-    b.click("#login-submit").await;
-    b.wait_js(
-        "the first service form",
-        "return !!document.querySelector('#service-form')",
-    )
-    .await;
-}
-
-async fn open_tts(b: &Browser) {
-    b.click("#tab-tts-worker").await;
-    b.wait_js(
-        "the tts-worker form",
-        "return document.querySelector('#service-title')?.textContent === 'tts-worker' && !!document.querySelector('#service-form')",
-    )
-    .await;
-}
-
 /// Issue 26, points 1 and 10: typed search text was white on a white box,
 /// and there was no dark mode. Text keeps 4.5:1 in both schemes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_is_readable_in_light_and_dark_mode() {
     let s = Server::start().await;
     let b = Browser::start(1280, 800).await;
-    login(&b, &s).await;
-    open_tts(&b).await;
+    b.login(&base(&s), WRITE_TOKEN).await;
+    b.open_service("tts-worker").await;
     b.type_into("#search-input", "volume").await;
     for scheme in ["light", "dark"] {
         b.emulate_color_scheme(scheme).await;
@@ -130,8 +109,8 @@ async fn a_save_shows_the_change_arriving_per_instance_at_the_save_button() {
     )
     .await;
     let b = Browser::start(1280, 800).await;
-    login(&b, &s).await;
-    open_tts(&b).await;
+    b.login(&base(&s), WRITE_TOKEN).await;
+    b.open_service("tts-worker").await;
     b.wait_js(
         "the header's instance line",
         "return document.querySelector('#instances-summary')?.textContent.includes('All 2 instances in sync')",
@@ -185,8 +164,8 @@ async fn a_save_shows_the_change_arriving_per_instance_at_the_save_button() {
 async fn without_a_broker_a_save_says_no_instance_can_confirm() {
     let s = Server::start().await;
     let b = Browser::start(1280, 800).await;
-    login(&b, &s).await;
-    open_tts(&b).await;
+    b.login(&base(&s), WRITE_TOKEN).await;
+    b.open_service("tts-worker").await;
     b.type_into("#f-volume_percent", "62").await;
     b.click("#save-button").await;
     b.wait_js(
@@ -218,8 +197,8 @@ async fn the_phone_layout_keeps_save_on_screen_with_instances_reporting() {
     .await;
     let b = Browser::start(390, 844).await;
     b.set_viewport(390, 844).await;
-    login(&b, &s).await;
-    open_tts(&b).await;
+    b.login(&base(&s), WRITE_TOKEN).await;
+    b.open_service("tts-worker").await;
     b.wait_js(
         "the instances table",
         "return document.querySelectorAll('#instances-table tbody tr').length === 2",
@@ -255,32 +234,11 @@ async fn the_phone_layout_keeps_save_on_screen_with_instances_reporting() {
 async fn a_save_refused_in_read_only_mode_says_so_and_disables_save() {
     let s = Server::start_with(vec![("CONFIG_MONITOR_INTERVAL_MS".into(), "100".into())]).await;
     let b = Browser::start(1280, 800).await;
-    login(&b, &s).await;
-    open_tts(&b).await;
+    b.login(&base(&s), WRITE_TOKEN).await;
+    b.open_service("tts-worker").await;
     b.type_into("#f-volume_percent", "64").await;
     // The database breaks while the edit is open.
-    let db = s.db_path();
-    for path in [db.clone(), db.with_extension("db-wal")] {
-        if let Ok(meta) = std::fs::metadata(&path) {
-            let len = meta.len().max(4096) as usize;
-            std::fs::write(
-                &path,
-                (0..len)
-                    .map(|i| (i * 7919 % 251) as u8)
-                    .collect::<Vec<u8>>(),
-            )
-            .unwrap();
-        }
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (_, h) = s.get("/health", None).await;
-        if h["operational_mode"] == "read-only-fallback" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no fallback: {h}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    break_database(&s).await;
     b.click("#save-button").await;
     let status = b
         .wait_js(

@@ -18,27 +18,6 @@ use mqtt_support::Broker;
 use serde_json::{json, Value};
 use ui_support::{base, patch_tts, publish_reports, report, tts};
 
-async fn login(b: &Browser, s: &Server) {
-    b.goto(&base(s)).await;
-    b.find("#login-token").await;
-    b.type_into("#login-token", WRITE_TOKEN).await;
-    b.click("#login-submit").await;
-    b.wait_js(
-        "the first service form",
-        "return !!document.querySelector('#service-form')",
-    )
-    .await;
-}
-
-async fn open_tts(b: &Browser) {
-    b.click("#tab-tts-worker").await;
-    b.wait_js(
-        "the tts-worker form",
-        "return document.querySelector('#service-title')?.textContent === 'tts-worker' && !!document.querySelector('#service-form')",
-    )
-    .await;
-}
-
 async fn go(b: &Browser, hash: &str) {
     b.js(&format!("location.hash = {}", json!(hash)), json!([]))
         .await;
@@ -83,7 +62,7 @@ async fn the_tab_indicator_describes_the_instances_never_green_without_reports()
     )
     .await;
     let b = Browser::start(1280, 800).await;
-    login(&b, &s).await;
+    b.login(&base(&s), WRITE_TOKEN).await;
     b.wait_js(
         "tts-worker in sync",
         "return document.querySelector('#tab-tts-worker .sync-dot')?.dataset.state === 'in_sync'",
@@ -156,7 +135,7 @@ async fn a_restore_shows_what_changes_and_an_identical_one_writes_nothing() {
     let s = Server::start().await;
     let v_changed = patch_tts(&s, json!({"volume_percent": 70})).await;
     let b = Browser::start(1280, 800).await;
-    login(&b, &s).await;
+    b.login(&base(&s), WRITE_TOKEN).await;
     go(&b, "#/history?service=tts-worker").await;
     b.wait_js(
         "the change in history",
@@ -248,7 +227,7 @@ async fn activating_a_profile_shows_what_changes_first() {
     assert_eq!(status, 201, "{body}");
     let v = patch_tts(&s, json!({"volume_percent": 55, "tts_concurrency": 2})).await;
     let b = Browser::start(1280, 800).await;
-    login(&b, &s).await;
+    b.login(&base(&s), WRITE_TOKEN).await;
     go(&b, "#/settings").await;
     b.click("#profile-rows [data-action=activate]").await;
     let text = dialog_text(&b).await;
@@ -286,7 +265,7 @@ async fn history_compares_versions_with_secrets_and_fits_a_phone() {
     .await;
     let b = Browser::start(390, 844).await;
     b.set_viewport(390, 844).await;
-    login(&b, &s).await;
+    b.login(&base(&s), WRITE_TOKEN).await;
     // "Loading…" while history loads (the history call held back 1 s).
     b.js(
         "const f = window.fetch; window.fetch = (u, o) => String(u).includes('/history?') \
@@ -375,8 +354,8 @@ async fn history_compares_versions_with_secrets_and_fits_a_phone() {
 async fn the_form_has_sections_and_hides_fields_of_another_provider() {
     let s = Server::start().await;
     let b = Browser::start(1280, 800).await;
-    login(&b, &s).await;
-    open_tts(&b).await;
+    b.login(&base(&s), WRITE_TOKEN).await;
+    b.open_service("tts-worker").await;
     b.click("#advanced-toggle").await;
     let legends = b
         .js(
@@ -495,8 +474,8 @@ async fn pinned_fields_crash_rollbacks_failing_fields_and_runners_are_shown() {
     )
     .await;
     let b = Browser::start(1280, 800).await;
-    login(&b, &s).await;
-    open_tts(&b).await;
+    b.login(&base(&s), WRITE_TOKEN).await;
+    b.open_service("tts-worker").await;
     b.click("#advanced-toggle").await;
     let notes = b
         .wait_js(

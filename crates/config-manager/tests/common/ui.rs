@@ -76,3 +76,30 @@ pub async fn publish_reports(port: u16, reports: Vec<(&str, Vec<u8>)>) {
         }
     }
 }
+
+/// Overwrites the database and its WAL with noise and waits until health
+/// says read-only fallback.
+pub async fn break_database(s: &Server) {
+    let db = s.db_path();
+    for path in [db.clone(), db.with_extension("db-wal")] {
+        if let Ok(meta) = std::fs::metadata(&path) {
+            let len = meta.len().max(4096) as usize;
+            std::fs::write(
+                &path,
+                (0..len)
+                    .map(|i| (i * 7919 % 251) as u8)
+                    .collect::<Vec<u8>>(),
+            )
+            .unwrap();
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, h) = s.get("/health", None).await;
+        if h["operational_mode"] == "read-only-fallback" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no fallback: {h}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

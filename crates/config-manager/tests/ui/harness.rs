@@ -203,6 +203,32 @@ impl Browser {
         .await;
     }
 
+    /// Logs in through the form at `base` and waits for the first service
+    /// form.
+    pub async fn login(&self, base: &str, token: &str) {
+        self.goto(base).await;
+        self.find("#login-token").await;
+        self.type_into("#login-token", token).await;
+        self.click("#login-submit").await;
+        self.wait_js(
+            "the first service form",
+            "return !!document.querySelector('#service-title')?.textContent && !!document.querySelector('#service-form')",
+        )
+        .await;
+    }
+
+    /// Opens a service's tab by clicking it and waits for its form.
+    pub async fn open_service(&self, name: &str) {
+        self.click(&format!("#tab-{name}")).await;
+        self.wait_js(
+            &format!("the {name} form"),
+            &format!(
+                "return document.querySelector('#service-title')?.textContent === '{name}' && !!document.querySelector('#service-form')"
+            ),
+        )
+        .await;
+    }
+
     pub async fn goto(&self, url: &str) {
         self.cmd("POST", "/url", Some(json!({ "url": url }))).await;
     }
