@@ -17,8 +17,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::first_run;
-use crate::settings::EnvSource;
+use config_manager_service::first_run;
+use config_manager_service::settings::EnvSource;
 
 /// Centralized configuration service for TARS.
 ///
@@ -311,7 +311,7 @@ fn rotate_master(env_file: &std::path::Path) -> CliResult {
     let stamp = config_manager_core::domain::now_rfc3339();
     let new_id = format!("master-{}", &stamp[..19].replace(['-', ':', 'T'], ""));
     let new_key = config_manager_core::crypto::secret_box::MasterKey::generate().to_base64();
-    crate::keys::env_file::set_vars(
+    config_manager_service::keys::env_file::set_vars(
         env_file,
         &[
             ("CONFIG_MASTER_KEY_PREVIOUS_BASE64", current.clone()),

@@ -1,22 +1,10 @@
-//! The config-manager service: settings and first run, the HTTP API, and the
-//! wiring that starts and stops everything. `main.rs` only parses the command
-//! line and calls into here.
+//! The config-manager binary's front ends on the service layer
+//! (`config-manager-service`): the HTTP API (`http`), the web UI (`ui`), the
+//! command line (`cli`), logging, and `serve`, which starts and stops
+//! everything. `main.rs` only parses the command line and calls into here.
 
-pub mod auth;
-pub mod backup;
 pub mod cli;
-pub mod first_run;
 pub mod http;
-pub mod keys;
-pub mod lkg;
 pub mod logging;
-pub mod metrics;
-pub mod modes;
-pub mod mqtt;
-pub mod read_cache;
 pub mod serve;
-pub mod service;
-pub mod settings;
-pub mod state;
-pub mod status;
 pub mod ui;

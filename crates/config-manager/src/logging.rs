@@ -31,7 +31,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::settings::LogFormat;
+use config_manager_service::settings::LogFormat;
 
 /// The filter used when `RUST_LOG` is unset or invalid.
 pub const DEFAULT_FILTER: &str = "info";

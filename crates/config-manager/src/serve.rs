@@ -13,12 +13,12 @@ use config_manager_core::schema::SchemaRegistry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::first_run;
-use crate::modes::startup::Opened;
-use crate::service::supervise;
-use crate::settings::{EnvSource, Settings};
-use crate::state::{AppState, ChangeSink, DatabaseSetup};
-use crate::status::StatusBoard;
+use config_manager_service::first_run;
+use config_manager_service::modes::startup::Opened;
+use config_manager_service::settings::{EnvSource, Settings};
+use config_manager_service::state::{AppState, ChangeSink, DatabaseSetup};
+use config_manager_service::status::StatusBoard;
+use config_manager_service::supervise;
 
 /// Entry point of `serve`; returns the process exit code.
 pub fn main(env_file: PathBuf) -> ExitCode {
@@ -153,7 +153,7 @@ async fn run(settings: Arc<Settings>) -> anyhow::Result<()> {
 /// or read-only fallback entered) and the MQTT publisher, not started yet.
 pub struct Service {
     state: AppState,
-    publisher: crate::mqtt::Publisher,
+    publisher: config_manager_service::mqtt::Publisher,
 }
 
 impl Service {
@@ -182,10 +182,12 @@ async fn open_service(settings: Arc<Settings>) -> anyhow::Result<Service> {
     let setup = DatabaseSetup { schemas, options };
     let opened = {
         let (s, setup) = (settings.clone(), setup.clone());
-        tokio::task::spawn_blocking(move || crate::modes::startup::open(&s, &setup))
-            .await
-            .context("opening the database")?
-            .with_context(|| format!("cannot open the database {}", settings.db_path.display()))?
+        tokio::task::spawn_blocking(move || {
+            config_manager_service::modes::startup::open(&s, &setup)
+        })
+        .await
+        .context("opening the database")?
+        .with_context(|| format!("cannot open the database {}", settings.db_path.display()))?
     };
     let (manager, fault) = match opened {
         Opened::Ready(m) => (Some(m), None),
@@ -206,7 +208,7 @@ async fn open_service(settings: Arc<Settings>) -> anyhow::Result<Service> {
     }
     // Built before the state (which holds its sink), started after; it never
     // waits for the broker, so start-up does not depend on MQTT.
-    let publisher = crate::mqtt::Publisher::new(settings.mqtt.as_ref())?;
+    let publisher = config_manager_service::mqtt::Publisher::new(settings.mqtt.as_ref())?;
     let sink: Arc<dyn ChangeSink> = publisher.sink();
     let state = AppState::new(
         manager,
@@ -218,12 +220,14 @@ async fn open_service(settings: Arc<Settings>) -> anyhow::Result<Service> {
     );
     match &fault {
         // Nothing is written: the cache on disk is what reads come from.
-        Some(fault) => crate::modes::startup::start_without_database(&state, fault).await,
+        Some(fault) => {
+            config_manager_service::modes::startup::start_without_database(&state, fault).await
+        }
         None => {
-            crate::backup::record_epoch_file(&state).await;
+            config_manager_service::backup::record_epoch_file(&state).await;
             report_existing_lkg(&state).await;
             state.refresh_lkg().await;
-            crate::mqtt::applied::load(&state).await;
+            config_manager_service::mqtt::applied::load(&state).await;
         }
     }
     Ok(Service { state, publisher })
@@ -247,21 +251,25 @@ pub async fn serve_with_listener(
     let monitor = {
         let (st, interval, stop) = (state.clone(), settings.monitor_interval, shutdown.clone());
         supervise::spawn("monitor", &state, shutdown.clone(), move || {
-            crate::modes::monitor::run(st.clone(), interval, stop.clone())
+            config_manager_service::modes::monitor::run(st.clone(), interval, stop.clone())
         })
     };
     let rotation = {
         let (st, stop) = (state.clone(), shutdown.clone());
         supervise::spawn_job("key rotation", &state, shutdown.clone(), move || {
-            crate::keys::rotation::run(st.clone(), stop.clone())
+            config_manager_service::keys::rotation::run(st.clone(), stop.clone())
         })
     };
     // Litestream and/or local snapshots; failures only show in health.
-    let backup = crate::backup::BackupService::start(&settings.backup, &state, shutdown.clone());
+    let backup = config_manager_service::backup::BackupService::start(
+        &settings.backup,
+        &state,
+        shutdown.clone(),
+    );
     let guard = {
         let (st, stop) = (state.clone(), shutdown.clone());
         supervise::spawn("audit guard", &state, shutdown.clone(), move || {
-            crate::service::guard::run(st.clone(), stop.clone())
+            config_manager_service::guard::run(st.clone(), stop.clone())
         })
     };
     crate::http::server::serve(

@@ -183,9 +183,9 @@ async fn a_wiped_bucket_becomes_restorable_again() {
 /// `NotRestorable`; one that does not answer is a plain check failure.
 #[tokio::test]
 async fn bucket_probe_tells_restorable_from_unrestorable() {
-    use config_manager::backup::config::{render_config, write_private, BackupSettings};
-    use config_manager::backup::control::{BucketProbe, CheckError};
-    use config_manager::settings::EnvSource;
+    use config_manager_service::backup::config::{render_config, write_private, BackupSettings};
+    use config_manager_service::backup::control::{BucketProbe, CheckError};
+    use config_manager_service::settings::EnvSource;
 
     let tmp = tempfile::tempdir().unwrap();
     let s3 = S3::start(tmp.path()).await;

@@ -11,13 +11,13 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use common::{Server, READ_TOKEN, WRITE_TOKEN};
-use config_manager::settings::EnvSource;
 use config_manager_core::crypto::mac::{MacKey, MacKeyRing};
 use config_manager_core::crypto::signing::SigningKey;
 use config_manager_core::crypto::KeyId;
 use config_manager_core::domain::{Epoch, ServiceName};
 use config_manager_core::envelope::Envelope;
 use config_manager_core::lkg::{LkgCache, LkgContents, LkgService};
+use config_manager_service::settings::EnvSource;
 use serde_json::{json, Value};
 
 /// A CLI process with a clean environment.

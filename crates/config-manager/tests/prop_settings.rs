@@ -5,8 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use config_manager::first_run::dotenv_quote;
-use config_manager::settings::{EnvSource, Settings, ALL_VARIABLES};
+use config_manager_service::first_run::dotenv_quote;
+use config_manager_service::settings::{EnvSource, Settings, ALL_VARIABLES};
 use config_manager_testkit::proptest::prelude::*;
 use config_manager_testkit::{bytes, check, json, text};
 

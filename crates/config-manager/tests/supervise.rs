@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use config_manager::serve::Service;
-use config_manager::service::{health, supervise};
-use config_manager::settings::{EnvSource, Settings};
+use config_manager_service::settings::{EnvSource, Settings};
+use config_manager_service::{health, supervise};
 use tokio_util::sync::CancellationToken;
 
 async fn open() -> (tempfile::TempDir, Service) {
@@ -20,7 +20,7 @@ async fn open() -> (tempfile::TempDir, Service) {
         ("CONFIG_DB_PATH".to_owned(), p("data/config.db")),
         ("CONFIG_LKG_CACHE_PATH".to_owned(), p("data/lkg.json")),
     ]);
-    config_manager::first_run::generate_missing(&mut env).unwrap();
+    config_manager_service::first_run::generate_missing(&mut env).unwrap();
     let settings = Settings::from_env(&env, dir.path().join(".env")).unwrap();
     let service = Service::open(Arc::new(settings)).await.unwrap();
     (dir, service)

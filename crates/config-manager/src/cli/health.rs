@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{default_url, CliError, CliResult};
-use crate::settings::EnvSource;
+use config_manager_service::settings::EnvSource;
 
 /// Exit 0 when `GET /api/config/health` answers 200.
 pub fn check(url: Option<String>, env_file: &Path) -> CliResult {

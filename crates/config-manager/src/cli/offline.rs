@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 
 use super::config::{Backend, EnvImport, SetRequest};
 use super::{load_env, CliError, CliResult};
-use crate::settings::Settings;
+use config_manager_service::settings::Settings;
 
 /// Audit identity of offline changes.
 pub const OFFLINE_ACTOR: &str = "cli-offline";

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::config::{Backend, EnvImport, SetRequest};
 use super::{default_url, CliError, CliResult};
-use crate::settings::EnvSource;
+use config_manager_service::settings::EnvSource;
 
 /// How long one request may take (an import of many services included).
 const TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,4 +1,4 @@
-//! `config-manager restore`: the command line of [`crate::backup::restore`]
+//! `config-manager restore`: the command line of [`config_manager_service::backup::restore`]
 //! (arguments, exit codes, the printed summary).
 
 use std::path::{Path, PathBuf};
@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::{CliError, CliResult};
-use crate::backup::restore::{RestoreError, RestoreOptions, RestoreRecord};
+use config_manager_service::backup::restore::{RestoreError, RestoreOptions, RestoreRecord};
 
 /// Arguments of `config-manager restore`.
 #[derive(Debug, Args)]
@@ -62,7 +62,7 @@ impl From<RestoreError> for CliError {
 
 /// Runs `config-manager restore` and prints what it did.
 pub fn run(env_file: &Path, args: RestoreArgs) -> CliResult {
-    let outcome = crate::backup::restore::restore(env_file, &args.into())?;
+    let outcome = config_manager_service::backup::restore::restore(env_file, &args.into())?;
     print_summary(&outcome.record, outcome.in_place);
     Ok(())
 }

@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 
 use super::config::{print_json, read_input};
 use super::{load_env, CliError, CliResult};
-use crate::settings::EnvSource;
+use config_manager_service::settings::EnvSource;
 
 /// `verify-lkg FILE`
 pub fn lkg(env_file: &Path, file: &Path) -> CliResult {

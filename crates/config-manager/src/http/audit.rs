@@ -1,5 +1,6 @@
 //! `GET /audit`: who did what, for writers.
 
+use crate::http::ApiState;
 use axum::extract::State;
 use axum::response::Response;
 use config_manager_core::store::AuditFilter;
@@ -10,8 +11,8 @@ use super::error::ApiResult;
 use super::history::timestamp;
 use super::json::ApiQuery;
 use super::paging::{new_page, page_limit, page_response};
-use crate::auth::Role;
-use crate::state::AppState;
+use config_manager_service::auth::Role;
+use config_manager_service::state::AppState;
 
 #[derive(Deserialize)]
 pub struct AuditQuery {

@@ -11,10 +11,10 @@ use axum::http::request::Parts;
 use super::denials::DenialKey;
 use super::error::ApiError;
 use super::session::{self, SessionCheck};
-use crate::auth::{Caller, Role};
-use crate::state::AppState;
 use config_manager_core::audit::{AuditAction, AuditOutcome};
 use config_manager_core::domain::ServiceName;
+use config_manager_service::auth::{Caller, Role};
+use config_manager_service::state::AppState;
 
 /// Header carrying the API token.
 pub const TOKEN_HEADER: &str = "x-api-token";

@@ -1,5 +1,6 @@
 //! `/services`: list, read and write service configurations.
 
+use crate::http::ApiState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -13,10 +14,10 @@ use super::auth::{RequireRead, ScopedRead, ScopedWrite, Unscoped, UnscopedUse};
 use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiPath, ApiQuery};
 use super::paging::{new_page, page_response, MAX_PAGE_LIMIT};
-use crate::auth::Role;
-use crate::read_cache::Cached;
-use crate::service::applied::{desired_from_fallback, desired_from_manager};
-use crate::state::{AppState, Served};
+use config_manager_service::applied::{desired_from_fallback, desired_from_manager};
+use config_manager_service::auth::Role;
+use config_manager_service::read_cache::Cached;
+use config_manager_service::state::{AppState, Served};
 
 /// Longest accepted change reason.
 pub const MAX_REASON_LEN: usize = 500;
@@ -96,8 +97,7 @@ pub async fn get(
             .map_err(|e| ApiError::Internal(format!("cannot serialize a config: {e}")))?;
         let hit = Cached {
             body: body.into(),
-            etag: HeaderValue::from_str(&etag)
-                .map_err(|_| ApiError::Internal("a config's ETag is not a header value".into()))?,
+            etag: etag.into(),
         };
         state
             .read_cache()
@@ -249,7 +249,11 @@ fn cached_response(hit: Cached) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    headers.insert(header::ETAG, hit.etag);
+    // The tag is checked once more as a header value (a few dozen bytes);
+    // one that is not is left out rather than failing the read.
+    if let Ok(etag) = HeaderValue::from_maybe_shared(hit.etag) {
+        headers.insert(header::ETAG, etag);
+    }
     with_source(resp, Served::Database)
 }
 

@@ -5,6 +5,7 @@
 //! version was written, notifies like every write (MQTT publish, LKG cache,
 //! read cache).
 
+use crate::http::ApiState;
 use axum::extract::{Request, State};
 use axum::Json;
 use config_manager_core::manager::{EnvImportRequest, MAX_DOTENV_BYTES};
@@ -15,7 +16,7 @@ use super::auth::ScopedWrite;
 use super::configs::check_reason;
 use super::error::{ApiError, ApiResult};
 use super::json::{read_text, ApiQuery};
-use crate::state::AppState;
+use config_manager_service::state::AppState;
 
 #[derive(Deserialize)]
 pub struct ImportEnvQuery {

@@ -10,8 +10,8 @@ use config_manager_core::schema::FieldError;
 use config_manager_core::store::StoreError;
 use serde::Serialize;
 
-pub use crate::service::DatabaseFault;
-use crate::service::{ServiceError, ServiceFailure};
+pub use config_manager_service::DatabaseFault;
+use config_manager_service::{ServiceError, ServiceFailure};
 
 /// Every error a handler can return.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use config_manager_core::health::{HealthStatus, OperationalMode};
 
-pub use crate::service::health::{snapshot, status_of};
-use crate::state::AppState;
+pub use config_manager_service::health::{snapshot, status_of};
+use config_manager_service::state::AppState;
 
 /// `GET /health`: 200 when the service is healthy and in normal mode, 503
 /// otherwise (same body), so load balancers and probes can use the code.

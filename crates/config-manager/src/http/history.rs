@@ -1,5 +1,6 @@
 //! `/history` and restores (history entries, point in time).
 
+use crate::http::ApiState;
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
@@ -15,9 +16,9 @@ use super::configs::check_reason;
 use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiQuery};
 use super::paging::{new_page, page_limit, page_response};
-use crate::auth::Role;
-use crate::service::Changes as _;
-use crate::state::AppState;
+use config_manager_service::auth::Role;
+use config_manager_service::state::AppState;
+use config_manager_service::Changes as _;
 
 /// Most history entries one page may return.
 pub const MAX_HISTORY_LIMIT: u32 = super::paging::MAX_PAGE_LIMIT;

@@ -1,6 +1,7 @@
 //! `/services/{service}/instances`: desired vs applied, what every running
 //! instance of a service says it runs (`service::applied`).
 
+use crate::http::ApiState;
 use axum::extract::State;
 use axum::Json;
 use config_manager_core::applied::InstanceId;
@@ -9,8 +10,8 @@ use serde_json::{json, Value};
 use super::auth::{ScopedRead, ScopedWrite};
 use super::error::{ApiError, ApiResult};
 use super::json::ApiPath;
-use crate::service::applied::{desired_of_fallback, desired_of_manager, Summary};
-use crate::state::AppState;
+use config_manager_service::applied::{desired_of_fallback, desired_of_manager, Summary};
+use config_manager_service::state::AppState;
 
 /// `GET /services/{service}/instances`: each instance's report and sync
 /// state against the desired (current) version, and their summary. The

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::state::AppState;
+use config_manager_service::state::AppState;
 
 /// A JSON request body.
 pub struct ApiJson<T>(pub T);

@@ -1,14 +1,15 @@
 //! `GET /keys/status`: the master key in use, how many secrets each key
 //! seals, re-encryption progress, and secrets no configured key can open.
 
+use crate::http::ApiState;
 use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::auth::{Unscoped, UnscopedUse};
 use super::error::ApiResult;
-use crate::auth::Role;
-use crate::state::AppState;
+use config_manager_service::auth::Role;
+use config_manager_service::state::AppState;
 
 /// Reading the key status: read role, unscoped tokens only.
 pub enum ReadKeyStatus {}

@@ -1,6 +1,6 @@
 //! The HTTP side of the metrics: the layer that counts every request by its
 //! route template, and `GET /metrics`. The registry itself
-//! ([`crate::metrics::Metrics`]) knows nothing of axum.
+//! ([`config_manager_service::metrics::Metrics`]) knows nothing of axum.
 
 use std::time::Instant;
 
@@ -8,8 +8,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::metrics::CONTENT_TYPE;
-use crate::state::AppState;
+use config_manager_service::metrics::{RequestMethod, CONTENT_TYPE};
+use config_manager_service::state::AppState;
 
 /// Layer counting every request by its matched route template. It is added
 /// with `Router::layer`, so it runs after routing and `MatchedPath` is known.
@@ -98,9 +98,9 @@ where
         let this = self.project();
         let resp = std::task::ready!(this.inner.poll(cx))?;
         this.state.metrics().observe_request(
-            this.method,
+            RequestMethod::from_token(this.method.as_str()),
             this.route.as_ref().map(MatchedPath::as_str),
-            resp.status(),
+            resp.status().as_u16(),
             this.started.elapsed(),
         );
         std::task::Poll::Ready(Ok(resp))

@@ -22,10 +22,11 @@ pub mod secrets;
 pub mod server;
 pub mod session;
 mod state_ext;
+pub use state_ext::ApiState;
 pub mod transfer;
 
 /// Moved to `auth` (they know no HTTP); re-exported for the handlers.
-pub use crate::auth::{denials, login_limit};
+pub use config_manager_service::auth::{denials, login_limit};
 
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::state::AppState;
+use config_manager_service::state::AppState;
 use error::ApiError;
 
 /// Prefix of every API route.
@@ -143,7 +144,10 @@ pub fn router(
         // The web UI: its session calls and the embedded page (`/`, `/ui/*`).
         .merge(session::router())
         .merge(crate::ui::router())
-        .route(crate::metrics::METRICS_PATH, get(metrics::scrape))
+        .route(
+            config_manager_service::metrics::METRICS_PATH,
+            get(metrics::scrape),
+        )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(TimeoutLayer::with_status_code(

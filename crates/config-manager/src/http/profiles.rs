@@ -1,5 +1,6 @@
 //! `/profiles`: named snapshots of every service, activated atomically.
 
+use crate::http::ApiState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -9,9 +10,9 @@ use serde_json::{json, Value};
 use super::auth::{Unscoped, UnscopedUse};
 use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiPath};
-use crate::auth::Role;
-use crate::service::Changes as _;
-use crate::state::AppState;
+use config_manager_service::auth::Role;
+use config_manager_service::state::AppState;
+use config_manager_service::Changes as _;
 
 /// Longest accepted profile description.
 pub const MAX_DESCRIPTION_LEN: usize = 1000;

@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use super::auth::{audit_denial, Unscoped, UnscopedUse};
 use super::error::{ApiError, ApiResult};
 use super::json::ApiJson;
-use crate::auth::Role;
-use crate::state::AppState;
+use config_manager_service::auth::Role;
+use config_manager_service::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,11 +43,11 @@ pub async fn rebuild(
         audit_denial(&state, &caller.name, "rebuild", "wrong rebuild token").await;
         return Err(ApiError::Forbidden("wrong rebuild token".into()));
     }
-    let tombstone = crate::modes::rebuild(
+    let tombstone = config_manager_service::modes::rebuild(
         &state,
         "manual rebuild requested over the API",
         &caller.name,
-        crate::modes::RebuildTrigger::Manual,
+        config_manager_service::modes::RebuildTrigger::Manual,
     )
     .await?;
     Ok((

@@ -1,5 +1,6 @@
 //! `POST /search`: keyword search across every service.
 
+use crate::http::ApiState;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -10,7 +11,7 @@ use serde_json::json;
 use super::auth::RequireRead;
 use super::error::{ApiError, ApiResult};
 use super::json::ApiJson;
-use crate::state::AppState;
+use config_manager_service::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,6 +1,7 @@
 //! `POST /services/{service}/secrets/{key}/reveal`: one secret in clear text,
 //! for writers, with a justification that goes to the audit log.
 
+use crate::http::ApiState;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +13,7 @@ use super::auth::ScopedWrite;
 use super::configs::check_reason;
 use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiPath};
-use crate::state::AppState;
+use config_manager_service::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

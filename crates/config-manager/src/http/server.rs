@@ -56,8 +56,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::auth::AddressKey;
-pub use crate::settings::ServerLimits;
+use config_manager_service::auth::AddressKey;
+pub use config_manager_service::settings::ServerLimits;
 
 /// Every open connection, for the caps: per address key, and which one to
 /// close when a cap is reached.

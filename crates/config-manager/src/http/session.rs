@@ -32,11 +32,11 @@ use serde_json::json;
 use super::denials::DenialKey;
 use super::error::{ApiError, ApiResult};
 use super::json::ApiJson;
-pub use crate::auth::sessions::{
+pub use config_manager_service::auth::sessions::{
     SessionInfo, SessionStore, IDLE_TIMEOUT, MAX_LIFETIME, MAX_SESSIONS, MAX_SESSIONS_PER_IDENTITY,
 };
-use crate::auth::Caller;
-use crate::state::AppState;
+use config_manager_service::auth::Caller;
+use config_manager_service::state::AppState;
 
 /// Name of the session cookie.
 pub const COOKIE_NAME: &str = "cm_session";
@@ -140,7 +140,7 @@ fn session_json(info: &SessionInfo) -> serde_json::Value {
         "authenticated": true,
         "name": info.caller.name,
         "role": info.caller.role.as_str(),
-        "can_write": info.caller.role >= crate::auth::Role::Write,
+        "can_write": info.caller.role >= config_manager_service::auth::Role::Write,
         "csrf_token": info.csrf,
         "expires_at": info.expires_at,
         "idle_timeout_seconds": IDLE_TIMEOUT.as_secs(),

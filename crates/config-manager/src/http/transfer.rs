@@ -8,6 +8,7 @@
 //! before the document is returned, so an unaudited secret export cannot
 //! happen.
 
+use crate::http::ApiState;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -20,8 +21,8 @@ use super::auth::{audit_denial, Unscoped, UnscopedUse};
 use super::configs::check_reason;
 use super::error::{ApiError, ApiResult};
 use super::json::{ApiJson, ApiQuery};
-use crate::auth::Role;
-use crate::state::AppState;
+use config_manager_service::auth::Role;
+use config_manager_service::state::AppState;
 
 /// Export/import (read role): unscoped tokens only.
 pub enum ExportAll {}

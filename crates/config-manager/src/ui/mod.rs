@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tower_http::compression::CompressionLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::state::AppState;
+use config_manager_service::state::AppState;
 
 /// The Content-Security-Policy of every UI response.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use config_manager::serve::Service;
-use config_manager::settings::{EnvSource, Settings};
+use config_manager_service::settings::{EnvSource, Settings};
 
 pub const WRITE: &str = "writer-token-0123456789";
 pub const READ: &str = "reader-token-0123456789";
@@ -28,7 +28,7 @@ pub async fn open() -> (tempfile::TempDir, Service) {
             format!("writer={WRITE}:config.write,reader={READ}:config.read,tts={TTS}:config.read:tts-worker,ttsw={TTS_WRITE}:config.write:tts-worker"),
         ),
     ]);
-    config_manager::first_run::generate_missing(&mut env).unwrap();
+    config_manager_service::first_run::generate_missing(&mut env).unwrap();
     let settings = Settings::from_env(&env, dir.path().join(".env")).unwrap();
     let service = Service::open(Arc::new(settings)).await.unwrap();
     (dir, service)

@@ -10,16 +10,16 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use axum::body::Bytes;
-use axum::http::HeaderValue;
+use bytes::Bytes;
 use config_manager_core::domain::ServiceName;
 
-/// One cached response: body and `ETag`, both shared by reference count, so
-/// a hit copies nothing.
+/// One cached response: the JSON body and its entity tag (the quoted
+/// validator text, as the `ETag` header carries it), both shared by
+/// reference count, so a hit copies nothing.
 #[derive(Clone)]
 pub struct Cached {
     pub body: Bytes,
-    pub etag: HeaderValue,
+    pub etag: Bytes,
 }
 
 /// Default bound of the cached bodies' total size. Six services' answers
@@ -140,7 +140,7 @@ mod tests {
     fn cached(len: usize) -> Cached {
         Cached {
             body: Bytes::from(vec![b'x'; len]),
-            etag: HeaderValue::from_static("\"1\""),
+            etag: Bytes::from_static(b"\"1\""),
         }
     }
 

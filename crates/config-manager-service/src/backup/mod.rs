@@ -34,9 +34,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{BackupSettings, LitestreamMode};
 
-use crate::service::supervise;
 use crate::state::AppState;
 use crate::status::StatusBoard;
+use crate::supervise;
 
 /// State of one backup part.
 #[derive(Debug, Clone)]

@@ -233,9 +233,9 @@ pub struct Settings {
     /// Connection limits of the HTTP server (`http::server`).
     pub http_limits: ServerLimits,
     /// Login rate limit and audit aggregation/retention (`http::guard`).
-    pub guard: crate::service::guard::GuardSettings,
+    pub guard: crate::guard::GuardSettings,
     /// Caps of the applied-state board (`service::applied`).
-    pub applied_limits: crate::service::applied::AppliedLimits,
+    pub applied_limits: crate::applied::AppliedLimits,
     /// `CONFIG_SCHEMA_CACHE_SIZE`: for how many schemas the compiled
     /// validator and the field metadata are kept (least recently used
     /// evicted; see `config_manager_core::schema::cache`).
@@ -381,7 +381,7 @@ impl Settings {
                 65_535,
             )?,
         };
-        let guard = crate::service::guard::GuardSettings {
+        let guard = crate::guard::GuardSettings {
             login_max_failures: env.ranged("CONFIG_LOGIN_MAX_FAILURES", 10, 1, 100_000)?,
             login_window: env.duration(
                 "CONFIG_LOGIN_WINDOW_SECS",
@@ -400,16 +400,16 @@ impl Settings {
             audit_retention_days: env.ranged("CONFIG_AUDIT_RETENTION_DAYS", 90, 0, 36_500)?,
             audit_max_rows: env.ranged("CONFIG_AUDIT_MAX_ROWS", 100_000, 0, 100_000_000)?,
         };
-        let applied_limits = crate::service::applied::AppliedLimits {
+        let applied_limits = crate::applied::AppliedLimits {
             max_per_service: env.ranged(
                 "CONFIG_APPLIED_MAX_INSTANCES_PER_SERVICE",
-                crate::service::applied::DEFAULT_MAX_PER_SERVICE,
+                crate::applied::DEFAULT_MAX_PER_SERVICE,
                 1,
                 10_000,
             )?,
             max_total: env.ranged(
                 "CONFIG_APPLIED_MAX_INSTANCES",
-                crate::service::applied::DEFAULT_MAX_TOTAL,
+                crate::applied::DEFAULT_MAX_TOTAL,
                 1,
                 1_000_000,
             )?,

@@ -10,8 +10,8 @@ use config_manager_core::manager::{
 };
 use config_manager_core::store::StoredConfig;
 
-use super::ServiceFailure;
 use crate::state::AppState;
+use crate::ServiceFailure;
 
 /// The services whose stored configuration a committed write changed (none
 /// for a dry run or a write that changed nothing).

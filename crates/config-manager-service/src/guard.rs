@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
+use crate::ServiceError;
 
 /// How often the audit log is pruned (also once at start-up).
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
@@ -56,7 +57,9 @@ async fn prune(state: &AppState, settings: &GuardSettings) {
         return;
     }
     let result = state
-        .run(move |m| Ok(m.store().prune_audit(cutoff.as_deref(), max_rows)?))
+        .run_blocking(move |m| -> Result<usize, ServiceError> {
+            Ok(m.store().prune_audit(cutoff.as_deref(), max_rows)?)
+        })
         .await;
     match result {
         Ok(0) => {}

@@ -7,7 +7,7 @@ use config_manager_core::health::DatabaseStatus;
 use config_manager_core::manager::ManagerError;
 use config_manager_core::store::StoreError;
 
-use super::health::status_of;
+use crate::health::status_of;
 
 /// A database fault seen by an operation: what it means for the database
 /// status, and the cause (logged, never sent to clients).

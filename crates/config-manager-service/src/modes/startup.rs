@@ -26,8 +26,8 @@ use config_manager_core::store::{
 
 use super::load_fallback;
 use super::rebuild::{rebuild_files, RebuildTrigger};
+use crate::health::status_of;
 use crate::lkg::LkgFile;
-use crate::service::health::status_of;
 use crate::settings::Settings;
 use crate::state::{AppState, DatabaseSetup};
 

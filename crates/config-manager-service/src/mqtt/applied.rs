@@ -23,7 +23,7 @@
 //!   [`PERSIST_INTERVAL`] in one transaction on the blocking pool, and
 //!   re-reads the known services and desired versions when they changed.
 //!
-//! [`AppliedBoard`]: crate::service::applied::AppliedBoard
+//! [`AppliedBoard`]: crate::applied::AppliedBoard
 
 use std::time::Duration;
 
@@ -36,9 +36,9 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::{MqttError, MqttSettings};
-use crate::service::applied::{self as board, DropReason, Ingested, PERSIST_INTERVAL};
-use crate::service::{supervise, ServiceError};
+use crate::applied::{self as board, DropReason, Ingested, PERSIST_INTERVAL};
 use crate::state::AppState;
+use crate::{supervise, ServiceError};
 
 /// Largest packet read on this connection. Reports between 16 KiB and this
 /// are read and dropped as `too_large` with the connection kept. Larger ones

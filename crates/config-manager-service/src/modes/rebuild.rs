@@ -24,8 +24,8 @@ use config_manager_core::store::{NewAudit, Store, StoreError};
 use serde::Serialize;
 
 use super::republish_all;
-use crate::service::ServiceError;
 use crate::state::AppState;
+use crate::ServiceError;
 
 /// Who asked for the rebuild.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -226,7 +226,7 @@ fn confirm_broken(db_path: &Path) -> Result<(), ServiceError> {
             tracing::warn!(error = %e, "automatic rebuild refused: the database could not be checked; it was not moved");
             Err(ServiceError::Unavailable(format!(
                 "automatic rebuild refused: the database could not be checked ({})",
-                crate::service::health::status_of(&e).public_cause()
+                crate::health::status_of(&e).public_cause()
             )))
         }
     }

@@ -19,8 +19,8 @@ use config_manager_core::health::{DatabaseStatus, OperationalMode};
 use config_manager_core::lkg::LkgContents;
 use config_manager_core::manager::{FallbackView, Manager};
 
-use crate::service::ServiceError;
 use crate::state::AppState;
+use crate::ServiceError;
 
 pub use rebuild::{rebuild, RebuildTrigger};
 

@@ -114,7 +114,7 @@ fn fallback_view(
 /// The health message as JSON: online (`offline_event = None`) or its
 /// offline form, for the last-will and the shutdown message.
 pub fn health_payload(state: &AppState, offline_event: Option<&str>) -> Vec<u8> {
-    let health = crate::service::health::snapshot(state);
+    let health = crate::health::snapshot(state);
     let health = match offline_event {
         Some(event) => health.to_offline(event),
         None => health,

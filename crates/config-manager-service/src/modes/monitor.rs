@@ -18,7 +18,7 @@ use config_manager_core::store::{epoch_file_path, EpochFile, Store, StoreError, 
 use tokio_util::sync::CancellationToken;
 
 use super::{enter_fallback, recover};
-use crate::service::health::status_of;
+use crate::health::status_of;
 use crate::state::{AppState, DatabaseSetup};
 
 /// How long the recovery probe (in fallback) waits for a lock: short, a

@@ -11,9 +11,9 @@ use config_manager_core::schema::SchemaRegistry;
 use crate::auth::sessions::SessionStore;
 use crate::lkg::LkgFile;
 use crate::metrics::Metrics;
-use crate::service::{ServiceError, ServiceFailure};
 use crate::settings::Settings;
 use crate::status::StatusBoard;
+use crate::{ServiceError, ServiceFailure};
 
 /// Told about every committed change, after the commit (the MQTT publisher and
 /// the LKG writer listen here). Must not block.
@@ -57,7 +57,7 @@ struct Inner {
     started: Instant,
     metrics: Metrics,
     /// The latest applied-state report of every instance (issue 19).
-    applied: crate::service::applied::AppliedBoard,
+    applied: crate::applied::AppliedBoard,
 }
 
 /// What opening a database needs besides the file.
@@ -128,7 +128,7 @@ impl AppState {
                 ),
                 started: Instant::now(),
                 metrics: Metrics::new(),
-                applied: crate::service::applied::AppliedBoard::new(applied_limits),
+                applied: crate::applied::AppliedBoard::new(applied_limits),
             }),
         }
     }
@@ -255,7 +255,7 @@ impl AppState {
     }
 
     /// What every instance says it runs (desired vs applied).
-    pub fn applied(&self) -> &crate::service::applied::AppliedBoard {
+    pub fn applied(&self) -> &crate::applied::AppliedBoard {
         &self.inner.applied
     }
 

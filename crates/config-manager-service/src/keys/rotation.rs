@@ -13,8 +13,8 @@ use config_manager_core::manager::KeyCensus;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::ServiceError;
 use crate::state::AppState;
+use crate::ServiceError;
 
 /// State of the rotation job.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -25,8 +25,8 @@ use config_manager_core::domain::now_rfc3339;
 use config_manager_core::store::NewAudit;
 use serde_json::{json, Value};
 
-use crate::service::ServiceError;
 use crate::state::AppState;
+use crate::ServiceError;
 
 /// Most distinct keys per window; refusals beyond it share one overflow row.
 pub const MAX_KEYS: usize = 1000;
