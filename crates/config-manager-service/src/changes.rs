@@ -121,31 +121,4 @@ mod tests {
         assert!(import(true).changed_services().is_empty());
         assert_eq!((import(false), "epoch").changed_services(), router);
     }
-
-    /// The rule of this module, checked on the sources: the front ends
-    /// write through `write`/`write_blocking`, never by calling
-    /// `notify_changed` themselves.
-    #[test]
-    fn no_front_end_calls_notify_changed() {
-        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut stack = vec![src.join("http"), src.join("ui"), src.join("cli")];
-        let mut offenders = Vec::new();
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if path.extension().is_some_and(|e| e == "rs") {
-                    let text = std::fs::read_to_string(&path).unwrap();
-                    if text.contains(".notify_changed(") {
-                        offenders.push(path.display().to_string());
-                    }
-                }
-            }
-        }
-        assert!(offenders.is_empty(), "{offenders:?}");
-    }
 }

@@ -281,7 +281,7 @@ impl Metrics {
         let task_restarts = Family::<TaskLabels, Counter>::default();
         registry.register(
             "task_restarts",
-            "Background tasks restarted after ending unexpectedly (service::supervise), by task",
+            "Background tasks restarted after ending unexpectedly (supervise), by task",
             task_restarts.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();

@@ -234,7 +234,7 @@ pub struct Settings {
     pub http_limits: ServerLimits,
     /// Login rate limit and audit aggregation/retention (`http::guard`).
     pub guard: crate::guard::GuardSettings,
-    /// Caps of the applied-state board (`service::applied`).
+    /// Caps of the applied-state board (`applied`).
     pub applied_limits: crate::applied::AppliedLimits,
     /// `CONFIG_SCHEMA_CACHE_SIZE`: for how many schemas the compiled
     /// validator and the field metadata are kept (least recently used

@@ -267,9 +267,9 @@ impl AppState {
     /// acknowledged, so a rebuild never loses it) and tells the sink (MQTT).
     /// A failing cache write does not fail the request: the change is in the
     /// database; health reports the stale cache. Called by the write path
-    /// (`service::changes`: `write_blocking`, `install_manager`) and the
-    /// mode machine, never by a front end (a test checks `http/`, `ui/`,
-    /// `cli/`).
+    /// (`changes`: `write_blocking`, `install_manager`) and the mode
+    /// machine; crate-private, so no front end (HTTP, UI, CLI: other
+    /// crates) can call it.
     pub(crate) async fn notify_changed(&self, services: &[ServiceName]) {
         if services.is_empty() {
             return;

@@ -29,7 +29,7 @@ pub struct Status {
     /// Progress of the master-key re-encryption job.
     pub rotation: crate::keys::rotation::RotationStatus,
     /// Background tasks that ended unexpectedly and are being restarted
-    /// (`service::supervise`).
+    /// (`supervise`).
     pub degraded_tasks: std::collections::BTreeSet<&'static str>,
 }
 

@@ -247,7 +247,7 @@ pub async fn serve_with_listener(
     let mqtt = publisher.start(state.clone());
     let shutdown = CancellationToken::new();
     // Background tasks are supervised: one that ends unexpectedly is
-    // restarted with backoff and named in health (service::supervise).
+    // restarted with backoff and named in health (supervise).
     let monitor = {
         let (st, interval, stop) = (state.clone(), settings.monitor_interval, shutdown.clone());
         supervise::spawn("monitor", &state, shutdown.clone(), move || {

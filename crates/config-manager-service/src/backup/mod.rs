@@ -192,7 +192,7 @@ impl BackupService {
             settings.snapshots.is_some(),
         );
         let mut tasks = Vec::new();
-        // Supervised (service::supervise): a task that ends unexpectedly is
+        // Supervised (supervise): a task that ends unexpectedly is
         // restarted with backoff and named in health.
         if litestream {
             let (st, stop) = (state.clone(), shutdown.clone());

@@ -63,7 +63,7 @@ pub struct RunningApplied {
 }
 
 /// Starts the subscriber for `settings` (the manager's broker). Both tasks
-/// are supervised (`service::supervise`): one that ends unexpectedly is
+/// are supervised (`supervise`): one that ends unexpectedly is
 /// restarted, the connection task on a new MQTT connection.
 pub fn start(settings: &MqttSettings, state: AppState) -> Result<RunningApplied, MqttError> {
     let options = options(settings)?;

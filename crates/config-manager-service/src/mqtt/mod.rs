@@ -251,7 +251,7 @@ impl Publisher {
         let (publisher_stop, publisher_stop_rx) = watch::channel(false);
         let cancel = CancellationToken::new();
         // The connection and publisher tasks run as one supervised pair
-        // (service::supervise): if either ends unexpectedly, both restart on
+        // (supervise): if either ends unexpectedly, both restart on
         // a new connection, and the pending changes in the queue are kept.
         let first = std::sync::Mutex::new(Some((c.client, c.eventloop)));
         let (options, queue, reissue) = (c.options, c.queue, c.settings.reissue_interval);

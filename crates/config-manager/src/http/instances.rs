@@ -1,5 +1,5 @@
 //! `/services/{service}/instances`: desired vs applied, what every running
-//! instance of a service says it runs (`service::applied`).
+//! instance of a service says it runs (`applied`).
 
 use crate::http::ApiState;
 use axum::extract::State;
