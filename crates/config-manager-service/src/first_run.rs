@@ -6,11 +6,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use base64::Engine;
 use config_manager_core::crypto::mac::MacKey;
 use config_manager_core::crypto::secret_box::MasterKey;
 use config_manager_core::crypto::signing::{normalize_pem, KeyPairPem, SigningKey};
-use rand::RngCore;
 use zeroize::Zeroizing;
 
 use crate::settings::EnvSource;
@@ -36,13 +34,6 @@ impl Generated {
     pub fn names(&self) -> Vec<&'static str> {
         self.values.iter().map(|(k, _)| *k).collect()
     }
-}
-
-/// A random token of 32 bytes, URL-safe base64 without padding.
-pub fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Fills in every missing key in `env` and returns what was generated.
@@ -96,12 +87,15 @@ pub fn generate_missing(env: &mut EnvSource) -> Result<Generated, String> {
         (Some(_), Some(_)) => {}
     }
     if env.get("REBUILD_TOKEN").is_none() {
-        values.push(("REBUILD_TOKEN", Zeroizing::new(random_token())));
+        values.push(("REBUILD_TOKEN", Zeroizing::new(crate::auth::random_token())));
     }
     if env.get("CONFIG_API_TOKENS").is_none() {
         values.push((
             "CONFIG_API_TOKENS",
-            Zeroizing::new(format!("admin={}:config.write", random_token())),
+            Zeroizing::new(format!(
+                "admin={}:config.write",
+                crate::auth::random_token()
+            )),
         ));
         created_token = true;
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::denials::DenialKey;
 use crate::state::AppState;
 use crate::ServiceError;
 
@@ -37,14 +38,64 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
         }
         if state.denials().window_over() {
-            state.denials().flush(&state).await;
+            flush_denials(&state).await;
         }
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep(tick) => {}
         }
     }
-    state.denials().flush(&state).await;
+    flush_denials(&state).await;
+}
+
+/// Counts one refused request; the first of its kind in the window is
+/// written to the audit log now. A failing audit write is logged, not fatal.
+pub async fn record_denial(state: &AppState, key: DenialKey, target: Option<String>) {
+    let Some(first) = state.denials().count(key, target) else {
+        return;
+    };
+    let entry = first.entry().clone();
+    let result = state
+        .run_blocking(move |m| {
+            m.store()
+                .record_audit_returning_id(&entry)
+                .map_err(ServiceError::from)
+        })
+        .await;
+    match result {
+        Ok(id) => state.denials().first_written(first, id),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not record a refused request in the audit log")
+        }
+    }
+}
+
+/// Ends the denial window: writes the final counts (updating each first
+/// row, or adding one where it is missing).
+async fn flush_denials(state: &AppState) {
+    let pending = state.denials().end_window();
+    if pending.is_empty() {
+        return;
+    }
+    let result = state
+        .run_blocking(move |m| -> Result<(), ServiceError> {
+            let store = m.store();
+            for (id, entry) in &pending {
+                let updated = match (id, &entry.detail) {
+                    (Some(id), Some(d)) => store.update_audit_detail(*id, d)?,
+                    _ => false,
+                };
+                // A row pruned meanwhile: record the count anew.
+                if !updated {
+                    store.record_audit(entry)?;
+                }
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not write the counts of refused requests to the audit log");
+    }
 }
 
 async fn prune(state: &AppState, settings: &GuardSettings) {

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod modes;
 pub mod mqtt;
 pub mod read_cache;
+pub mod runner;
 pub mod settings;
 pub mod state;
 pub mod status;

@@ -1,13 +1,13 @@
 //! Prometheus metrics, served at `GET /metrics` (OpenMetrics text format).
 //!
 //! Built on `prometheus-client` (the Prometheus project's Rust client): the
-//! registry lives in [`AppState`](crate::state::AppState) rather than in a global recorder, so every
+//! registry lives in the application state rather than in a global recorder, so every
 //! test server and every in-process router has its own numbers.
 //!
 //! Two kinds of metrics:
 //! - **Events**, counted where they happen: HTTP requests (by method, matched
 //!   route template and status), database operations (every
-//!   [`AppState::run_blocking`](crate::state::AppState::run_blocking)), committed configuration changes, MQTT publishes and
+//!   `AppState::run_blocking`), committed configuration changes, MQTT publishes and
 //!   LKG writes (the publisher and the LKG writer call [`Metrics::mqtt_publish`]
 //!   and [`Metrics::lkg_write`]).
 //! - **State**, read from the [`StatusBoard`](crate::status::StatusBoard) at
@@ -449,8 +449,9 @@ impl Metrics {
         self.mqtt_connected.set(i64::from(status.mqtt_connected));
         self.lkg_valid.set(i64::from(status.lkg_cache_valid));
         let rotation = &status.rotation;
-        self.key_rotation_active
-            .set(i64::from(rotation.state == "running"));
+        self.key_rotation_active.set(i64::from(
+            rotation.state == crate::status::RotationState::Running,
+        ));
         self.key_rotation_remaining
             .set(i64::try_from(rotation.pending).unwrap_or(i64::MAX));
         self.key_rotation_unavailable
@@ -609,8 +610,8 @@ mod tests {
         let status = Status {
             mode: OperationalMode::ReadOnlyFallback,
             last_backup: Some("2020-01-01T00:00:00Z".into()),
-            rotation: crate::keys::rotation::RotationStatus {
-                state: "running".into(),
+            rotation: crate::status::RotationStatus {
+                state: crate::status::RotationState::Running,
                 pending: 7,
                 unavailable: vec!["tts-worker/eleven_api_key".into()],
                 ..Default::default()

@@ -4,7 +4,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use config_manager_core::domain::{Epoch, ServiceName};
-use config_manager_core::health::{DatabaseStatus, OperationalMode};
+use config_manager_core::health::OperationalMode;
 use config_manager_core::manager::{FallbackView, Manager, ManagerOptions};
 use config_manager_core::schema::SchemaRegistry;
 
@@ -67,24 +67,8 @@ pub struct DatabaseSetup {
     pub options: ManagerOptions,
 }
 
-/// Where a read was served from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Served {
-    Database,
-    LkgCache,
-}
-
-impl Served {
-    /// Value of the `X-Config-Source` response header.
-    pub fn header_value(self) -> &'static str {
-        match self {
-            Served::Database => "database",
-            Served::LkgCache => "lkg-cache",
-        }
-    }
-}
-
-/// Shared state of the HTTP layer.
+/// The state every front end and background task shares: one cloneable
+/// value (an `Arc`).
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
@@ -323,27 +307,6 @@ impl AppState {
         self.inner.status.update(|s| s.lkg_cache_valid = ok);
     }
 
-    /// Runs blocking database work on the blocking pool, never on the executor.
-    /// Refused ([`ServiceError::ReadOnly`]) outside normal mode; a database
-    /// fault switches the service to read-only fallback. Generic over the
-    /// error type so each front end keeps its own (the HTTP layer wraps this
-    /// as `AppState::run` returning `ApiResult`).
-    pub async fn run_blocking<T, E, F>(&self, f: F) -> Result<T, E>
-    where
-        T: Send + 'static,
-        E: ServiceFailure,
-        F: FnOnce(&Manager) -> Result<T, E> + Send + 'static,
-    {
-        if !self.is_normal() {
-            return Err(ServiceError::ReadOnly.into());
-        }
-        let result = self.run_blocking_unchecked(f).await;
-        if let Some(fault) = result.as_ref().err().and_then(|e| e.database_fault()) {
-            crate::modes::report_fault(self, fault.status, &fault.cause).await;
-        }
-        result
-    }
-
     /// Like [`AppState::run_blocking`] in every mode (for the mode machinery
     /// itself).
     pub async fn run_blocking_unchecked<T, E, F>(&self, f: F) -> Result<T, E>
@@ -364,38 +327,6 @@ impl AppState {
         let failed = matches!(&result, Err(e) if e.is_server_failure());
         self.inner.metrics.observe_db(started.elapsed(), !failed);
         result
-    }
-
-    /// A read that keeps answering through a database failure: from the
-    /// database in normal mode, from the verified LKG cache in fallback, and
-    /// from the cache right away when the database read itself fails.
-    pub async fn read_or_cached<T, E, D, L>(&self, db: D, lkg: L) -> Result<(T, Served), E>
-    where
-        T: Send + 'static,
-        E: ServiceFailure,
-        D: FnOnce(&Manager) -> Result<T, E> + Send + 'static,
-        L: FnOnce(&FallbackView) -> Result<T, E> + Send + 'static,
-    {
-        let status = self.inner.status.get();
-        if status.mode == OperationalMode::Normal {
-            match self.run_blocking(db).await {
-                Err(e) if e.wants_cache() => {}
-                other => return other.map(|v| (v, Served::Database)),
-            }
-        } else if status.database_status == DatabaseStatus::SchemaMismatch
-            && self.manager().is_some()
-        {
-            // The database is fine, only writes are refused.
-            return self
-                .run_blocking_unchecked(db)
-                .await
-                .map(|v| (v, Served::Database));
-        }
-        let view = self.fallback().ok_or(ServiceError::NoFallback)?;
-        tokio::task::spawn_blocking(move || lkg(&view))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("blocking task failed: {e}")))?
-            .map(|v| (v, Served::LkgCache))
     }
 }
 

@@ -3,7 +3,35 @@
 //! endpoint reads it and the MQTT publisher watches it for changes.
 
 use config_manager_core::health::{DatabaseStatus, LitestreamStatus, OperationalMode};
+use serde::Serialize;
 use tokio::sync::watch;
+
+/// Where the master-key rotation job is (`keys::rotation` runs it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RotationState {
+    /// Nothing to re-seal (or the job has not counted yet).
+    #[default]
+    Idle,
+    Running,
+    Done,
+    /// The database is not writable; the job waits for normal mode.
+    Waiting,
+}
+
+/// Progress of the master-key rotation job, as `GET /keys/status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RotationStatus {
+    pub state: RotationState,
+    pub current_key_id: String,
+    pub total: usize,
+    /// Secrets re-sealed by this run.
+    pub resealed: usize,
+    /// Secrets still sealed with a previous key.
+    pub pending: usize,
+    /// Secrets no configured key can open.
+    pub unavailable: Vec<String>,
+}
 
 /// What the service knows about itself right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +55,7 @@ pub struct Status {
     /// Why the service is degraded; safe to show (no paths with secrets, no values).
     pub err: Option<String>,
     /// Progress of the master-key re-encryption job.
-    pub rotation: crate::keys::rotation::RotationStatus,
+    pub rotation: RotationStatus,
     /// Background tasks that ended unexpectedly and are being restarted
     /// (`supervise`).
     pub degraded_tasks: std::collections::BTreeSet<&'static str>,

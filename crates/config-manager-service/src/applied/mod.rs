@@ -205,7 +205,7 @@ impl Inner {
     }
 }
 
-/// The board. One per process, in the [`AppState`](crate::state::AppState).
+/// The board. One per process, held by the application state.
 pub struct AppliedBoard {
     limits: AppliedLimits,
     inner: Mutex<Inner>,

@@ -25,9 +25,6 @@ use config_manager_core::domain::now_rfc3339;
 use config_manager_core::store::NewAudit;
 use serde_json::{json, Value};
 
-use crate::state::AppState;
-use crate::ServiceError;
-
 /// Most distinct keys per window; refusals beyond it share one overflow row.
 pub const MAX_KEYS: usize = 1000;
 
@@ -108,6 +105,20 @@ fn audit_entry(key: &DenialKey, agg: &Aggregate, window: Duration) -> NewAudit {
     }
 }
 
+/// A refusal that opened its key's window: its audit row is written now.
+pub struct FirstDenial {
+    key: DenialKey,
+    entry: NewAudit,
+    generation: u64,
+}
+
+impl FirstDenial {
+    /// The audit row to write.
+    pub fn entry(&self) -> &NewAudit {
+        &self.entry
+    }
+}
+
 impl DenialLog {
     pub fn new(window: Duration) -> Self {
         Self {
@@ -126,59 +137,50 @@ impl DenialLog {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts one refusal; the first of its key in this window is written to
-    /// the audit log now. A failing audit write is logged, not fatal.
-    pub async fn record(&self, state: &AppState, key: DenialKey, target: Option<String>) {
+    /// Counts one refusal. The first of its key in this window comes back
+    /// as a [`FirstDenial`] for the caller to write to the audit log now
+    /// (`guard::record_denial`), then to hand to [`DenialLog::first_written`].
+    pub fn count(&self, key: DenialKey, target: Option<String>) -> Option<FirstDenial> {
         let now = now_rfc3339();
-        let first = {
-            let mut w = self.lock();
-            let key = if w.entries.contains_key(&key) || w.entries.len() < MAX_KEYS {
-                key
-            } else {
-                overflow_key(key.action, key.outcome)
-            };
-            match w.entries.get_mut(&key) {
-                Some(agg) => {
-                    agg.count += 1;
-                    agg.last_at = now;
-                    None
-                }
-                None => {
-                    let agg = Aggregate {
-                        row_id: None,
-                        count: 1,
-                        written: 1,
-                        target,
-                        first_at: now.clone(),
-                        last_at: now,
-                    };
-                    let entry = audit_entry(&key, &agg, self.window);
-                    w.entries.insert(key.clone(), agg);
-                    Some((key, entry, w.generation))
-                }
-            }
+        let mut w = self.lock();
+        let key = if w.entries.contains_key(&key) || w.entries.len() < MAX_KEYS {
+            key
+        } else {
+            overflow_key(key.action, key.outcome)
         };
-        let Some((key, entry, generation)) = first else {
-            return;
-        };
-        let result = state
-            .run_blocking(move |m| {
-                m.store()
-                    .record_audit_returning_id(&entry)
-                    .map_err(ServiceError::from)
-            })
-            .await;
-        match result {
-            Ok(id) => {
-                let mut w = self.lock();
-                if w.generation == generation {
-                    if let Some(agg) = w.entries.get_mut(&key) {
-                        agg.row_id = Some(id);
-                    }
-                }
+        match w.entries.get_mut(&key) {
+            Some(agg) => {
+                agg.count += 1;
+                agg.last_at = now;
+                None
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not record a refused request in the audit log")
+            None => {
+                let agg = Aggregate {
+                    row_id: None,
+                    count: 1,
+                    written: 1,
+                    target,
+                    first_at: now.clone(),
+                    last_at: now,
+                };
+                let entry = audit_entry(&key, &agg, self.window);
+                w.entries.insert(key.clone(), agg);
+                Some(FirstDenial {
+                    key,
+                    entry,
+                    generation: w.generation,
+                })
+            }
+        }
+    }
+
+    /// Remembers the audit row of a first refusal, so the window's final
+    /// count updates it (unless the window ended meanwhile).
+    pub fn first_written(&self, first: FirstDenial, row_id: i64) {
+        let mut w = self.lock();
+        if w.generation == first.generation {
+            if let Some(agg) = w.entries.get_mut(&first.key) {
+                agg.row_id = Some(row_id);
             }
         }
     }
@@ -188,10 +190,10 @@ impl DenialLog {
         self.lock().started.elapsed() >= self.window
     }
 
-    /// Ends the window: writes the final counts (updating each row, or adding
-    /// one when its first insert failed or had not returned yet) and starts
-    /// a new window.
-    pub async fn flush(&self, state: &AppState) {
+    /// Ends the window and starts a new one. Returns the rows to write for
+    /// the final counts: an update of the first row where it has an id, else
+    /// a new row (its first insert failed or had not returned yet).
+    pub fn end_window(&self) -> Vec<(Option<i64>, NewAudit)> {
         let entries = {
             let mut w = self.lock();
             w.generation += 1;
@@ -199,7 +201,7 @@ impl DenialLog {
             std::mem::take(&mut w.entries)
         };
         let window = self.window;
-        let pending: Vec<(Option<i64>, NewAudit)> = entries
+        entries
             .into_iter()
             .filter(|(_, agg)| agg.count > agg.written)
             .map(|(key, mut agg)| {
@@ -210,28 +212,6 @@ impl DenialLog {
                 }
                 (agg.row_id, audit_entry(&key, &agg, window))
             })
-            .collect();
-        if pending.is_empty() {
-            return;
-        }
-        let result = state
-            .run_blocking(move |m| -> Result<(), ServiceError> {
-                let store = m.store();
-                for (id, entry) in &pending {
-                    let updated = match (id, &entry.detail) {
-                        (Some(id), Some(d)) => store.update_audit_detail(*id, d)?,
-                        _ => false,
-                    };
-                    // A row pruned meanwhile: record the count anew.
-                    if !updated {
-                        store.record_audit(entry)?;
-                    }
-                }
-                Ok(())
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not write the counts of refused requests to the audit log");
-        }
+            .collect()
     }
 }

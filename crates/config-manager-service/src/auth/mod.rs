@@ -6,8 +6,10 @@
 pub mod address_key;
 pub mod denials;
 pub mod login_limit;
+pub mod random_token;
 pub mod sessions;
 pub mod tokens;
 
 pub use address_key::AddressKey;
+pub use random_token::random_token;
 pub use tokens::{Caller, Role, TokenTable};

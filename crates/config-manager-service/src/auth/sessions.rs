@@ -79,8 +79,8 @@ impl SessionStore {
     /// Starts a session; returns its id (for the cookie) and what the page
     /// needs.
     pub fn create(&self, caller: Caller) -> (String, SessionInfo) {
-        let id = crate::first_run::random_token();
-        let csrf = crate::first_run::random_token();
+        let id = crate::auth::random_token();
+        let csrf = crate::auth::random_token();
         let now = Instant::now();
         let lifetime = time::Duration::try_from(MAX_LIFETIME).unwrap_or(time::Duration::HOUR);
         let expires_at = format_rfc3339(time::OffsetDateTime::now_utc() + lifetime);

@@ -10,31 +10,16 @@
 use std::time::Duration;
 
 use config_manager_core::manager::KeyCensus;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
+use crate::status::{RotationState, RotationStatus};
 use crate::ServiceError;
 
-/// State of the rotation job.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct RotationStatus {
-    /// `idle` (nothing to do), `running`, `done`, or `waiting` (database not writable).
-    pub state: String,
-    pub current_key_id: String,
-    pub total: usize,
-    /// Secrets re-sealed by this run.
-    pub resealed: usize,
-    /// Secrets still sealed with a previous key.
-    pub pending: usize,
-    /// Secrets no configured key can open.
-    pub unavailable: Vec<String>,
-}
-
 impl RotationStatus {
-    fn from_census(state: &str, census: &KeyCensus, resealed: usize) -> Self {
+    fn from_census(state: RotationState, census: &KeyCensus, resealed: usize) -> Self {
         Self {
-            state: state.into(),
+            state,
             current_key_id: census.current_key_id.clone(),
             total: census.total,
             resealed,
@@ -55,13 +40,13 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
             "secrets sealed with a key that is not configured (or a wrong key): they are unavailable until that key is configured again"
         );
     }
-    let publish = |word: &str, census: &KeyCensus, resealed: usize| {
+    let publish = |word: RotationState, census: &KeyCensus, resealed: usize| {
         state
             .status()
             .update(|s| s.rotation = RotationStatus::from_census(word, census, resealed));
     };
     if census.pending == 0 {
-        publish("idle", &census, 0);
+        publish(RotationState::Idle, &census, 0);
         return;
     }
     tracing::info!(pending = census.pending, key_id = %census.current_key_id, "re-encrypting secrets under the current master key");
@@ -70,7 +55,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
     loop {
         progress.pending = census.pending.saturating_sub(resealed);
         progress.current = census.current + resealed;
-        publish("running", &progress, resealed);
+        publish(RotationState::Running, &progress, resealed);
         let batch = state.settings().rotation_batch;
         match state
             .run_blocking(move |m| m.reseal_batch(batch).map_err(ServiceError::from))
@@ -90,7 +75,7 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         return;
     };
     tracing::info!(resealed, pending = last.pending, key_id = %last.current_key_id, "master-key rotation finished; once pending is 0 the previous key can be removed");
-    publish("done", &last, resealed);
+    publish(RotationState::Done, &last, resealed);
 }
 
 /// The key census, waiting while the database is not writable.
@@ -105,7 +90,7 @@ async fn census_when_writable(state: &AppState, shutdown: &CancellationToken) ->
                 tracing::debug!(error = %e, "rotation waits for a writable database");
                 state
                     .status()
-                    .update(|s| s.rotation.state = "waiting".into());
+                    .update(|s| s.rotation.state = RotationState::Waiting);
                 tokio::select! {
                     () = shutdown.cancelled() => return None,
                     () = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -150,7 +150,7 @@ pub async fn audit_denial_from(
         reason,
         outcome: AuditOutcome::Denied,
     };
-    state.denials().record(state, key, Some(target)).await;
+    config_manager_service::guard::record_denial(state, key, Some(target)).await;
 }
 
 /// The role an authorization extractor demands, at the type level.

@@ -17,7 +17,8 @@ use super::paging::{new_page, page_response, MAX_PAGE_LIMIT};
 use config_manager_service::applied::{desired_from_fallback, desired_from_manager};
 use config_manager_service::auth::Role;
 use config_manager_service::read_cache::Cached;
-use config_manager_service::state::{AppState, Served};
+use config_manager_service::runner::Served;
+use config_manager_service::state::AppState;
 
 /// Longest accepted change reason.
 pub const MAX_REASON_LEN: usize = 500;
@@ -263,10 +264,8 @@ pub const CONFIG_SOURCE: HeaderName = HeaderName::from_static("x-config-source")
 /// Marks where a read came from: `X-Config-Source: database` or `lkg-cache`
 /// (read-only fallback).
 pub fn with_source(mut resp: Response, served: Served) -> Response {
-    resp.headers_mut().insert(
-        CONFIG_SOURCE,
-        HeaderValue::from_static(served.header_value()),
-    );
+    resp.headers_mut()
+        .insert(CONFIG_SOURCE, HeaderValue::from_static(served.as_str()));
     resp
 }
 

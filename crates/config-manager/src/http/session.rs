@@ -164,7 +164,7 @@ async fn login_denied(state: &AppState, source: Option<IpAddr>, actor: &str, rea
         reason,
         outcome: AuditOutcome::Denied,
     };
-    state.denials().record(state, key, None).await;
+    config_manager_service::guard::record_denial(state, key, None).await;
 }
 
 /// Audits a successful login or logout, aggregated like denials (one row per
@@ -184,7 +184,7 @@ async fn session_event(
         reason,
         outcome: AuditOutcome::Ok,
     };
-    state.denials().record(state, key, None).await;
+    config_manager_service::guard::record_denial(state, key, None).await;
 }
 
 /// Body of `POST /ui/login`.

@@ -7,7 +7,8 @@
 use config_manager_core::manager::{FallbackView, Manager};
 
 use super::error::ApiResult;
-use config_manager_service::state::{AppState, Served};
+use config_manager_service::runner::Served;
+use config_manager_service::state::AppState;
 use config_manager_service::Changes;
 
 /// Handler-facing runs on the [`AppState`].
