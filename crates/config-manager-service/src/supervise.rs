@@ -40,28 +40,18 @@ where
     supervise(task, Lifetime::UntilShutdown, state, shutdown, make)
 }
 
-/// Like [`spawn`] for a job that runs to completion (the master-key
-/// re-encryption): returning is its normal end; only a panic restarts it.
-pub fn spawn_job<F, Fut>(
-    task: &'static str,
-    state: &AppState,
-    shutdown: CancellationToken,
-    make: F,
-) -> JoinHandle<()>
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    supervise(task, Lifetime::ToCompletion, state, shutdown, make)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Lifetime {
+/// How a supervised task is meant to end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Lives until shutdown: returning early is a failure and restarts it.
     UntilShutdown,
+    /// A job that runs to completion (the master-key re-encryption):
+    /// returning is its normal end; only a panic restarts it.
     ToCompletion,
 }
 
-fn supervise<F, Fut>(
+/// [`spawn`] with the task's [`Lifetime`] chosen.
+pub fn supervise<F, Fut>(
     task: &'static str,
     lifetime: Lifetime,
     state: &AppState,

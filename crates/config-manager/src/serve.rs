@@ -18,7 +18,7 @@ use config_manager_service::modes::startup::Opened;
 use config_manager_service::settings::{EnvSource, Settings};
 use config_manager_service::state::{AppState, ChangeSink, DatabaseSetup};
 use config_manager_service::status::StatusBoard;
-use config_manager_service::supervise;
+use config_manager_service::supervise::{self, Lifetime};
 
 /// Entry point of `serve`; returns the process exit code.
 pub fn main(env_file: PathBuf) -> ExitCode {
@@ -256,9 +256,13 @@ pub async fn serve_with_listener(
     };
     let rotation = {
         let (st, stop) = (state.clone(), shutdown.clone());
-        supervise::spawn_job("key rotation", &state, shutdown.clone(), move || {
-            config_manager_service::keys::rotation::run(st.clone(), stop.clone())
-        })
+        supervise::supervise(
+            "key rotation",
+            Lifetime::ToCompletion,
+            &state,
+            shutdown.clone(),
+            move || config_manager_service::keys::rotation::run(st.clone(), stop.clone()),
+        )
     };
     // Litestream and/or local snapshots; failures only show in health.
     let backup = config_manager_service::backup::BackupService::start(

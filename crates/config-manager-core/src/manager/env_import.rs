@@ -30,13 +30,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
 use super::{Manager, ManagerError, PutRequest, Result, SecretView};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::change_type::ChangeType;
 use crate::domain::ServiceName;
-use crate::schema::{valid_service_env_var, FieldError, FieldMeta};
+use crate::schema::{parse_integer, parse_number, valid_service_env_var, FieldError, FieldMeta};
 
 /// Largest accepted `.env` text (bytes): a real one is a few KiB.
 pub const MAX_DOTENV_BYTES: usize = 256 * 1024;
@@ -534,16 +534,8 @@ fn convert(meta: &FieldMeta, types: &[String], raw: &str) -> std::result::Result
                 "0" | "false" | "no" | "off" => Some(Value::Bool(false)),
                 _ => None,
             },
-            "integer" => trimmed
-                .parse::<i64>()
-                .map(Value::from)
-                .or_else(|_| trimmed.parse::<u64>().map(Value::from))
-                .ok(),
-            "number" => trimmed
-                .parse::<f64>()
-                .ok()
-                .and_then(Number::from_f64)
-                .map(Value::Number),
+            "integer" => parse_integer(trimmed),
+            "number" => parse_number(trimmed),
             "array" => Some(Value::Array(
                 raw.split(',')
                     .map(str::trim)

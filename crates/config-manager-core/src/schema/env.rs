@@ -57,16 +57,8 @@ fn parse_as(ty: &str, raw: &str) -> Option<Value> {
     let trimmed = raw.trim();
     match ty {
         "boolean" => parse_bool(trimmed).map(Value::Bool),
-        "integer" => trimmed
-            .parse::<i64>()
-            .map(Value::from)
-            .or_else(|_| trimmed.parse::<u64>().map(Value::from))
-            .ok(),
-        "number" => trimmed
-            .parse::<f64>()
-            .ok()
-            .and_then(Number::from_f64)
-            .map(Value::Number),
+        "integer" => parse_integer(trimmed),
+        "number" => parse_number(trimmed),
         "array" => serde_json::from_str::<Value>(trimmed)
             .ok()
             .filter(Value::is_array),
@@ -79,6 +71,24 @@ fn parse_as(ty: &str, raw: &str) -> Option<Value> {
 }
 
 /// The boolean spellings operators use in `.env` files.
+/// A whole number of JSON's range (`i64`, else `u64`), as a variable's text.
+pub(crate) fn parse_integer(trimmed: &str) -> Option<Value> {
+    trimmed
+        .parse::<i64>()
+        .map(Value::from)
+        .or_else(|_| trimmed.parse::<u64>().map(Value::from))
+        .ok()
+}
+
+/// A finite number (JSON has no NaN or infinity), as a variable's text.
+pub(crate) fn parse_number(trimmed: &str) -> Option<Value> {
+    trimmed
+        .parse::<f64>()
+        .ok()
+        .and_then(Number::from_f64)
+        .map(Value::Number)
+}
+
 pub(crate) fn parse_bool(raw: &str) -> Option<bool> {
     match raw.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" => Some(true),

@@ -97,6 +97,7 @@ mod service_schema;
 mod view;
 /// For the manager's search rows (built with the `store` feature).
 #[cfg(feature = "store")]
+pub(crate) use env::{parse_integer, parse_number};
 pub(crate) use service_schema::json_type_name;
 
 #[cfg(test)]

@@ -117,34 +117,11 @@ impl SchemaRegistry {
             .iter()
             .filter_map(|(name, path)| self.get(name.as_str()).map(|s| (s, path)))
             .collect();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(checks.len() / 16)
-            .max(1);
-        let chunk = checks.len().div_ceil(threads).max(1);
-        let results: Vec<Result<(), SchemaError>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = checks
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|(schema, path)| {
-                                schema.check().map_err(|source| SchemaError::InFile {
-                                    path: (*path).clone(),
-                                    source: Box::new(source),
-                                })
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| {
-                    w.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
+        let results = parallel_map(&checks, |(schema, path)| {
+            schema.check().map_err(|source| SchemaError::InFile {
+                path: (*path).clone(),
+                source: Box::new(source),
+            })
         });
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
         Ok(checks.len())
@@ -169,30 +146,8 @@ impl SchemaRegistry {
         }
         paths.sort();
 
-        // Compiling is CPU-bound (docs/performance.md has the cost), so large
-        // directories are compiled on every core; errors are still reported
-        // for the first bad file in name order.
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(paths.len() / 16)
-            .max(1);
-        let chunk = paths.len().div_ceil(threads).max(1);
-        let results: Vec<Result<ServiceSchema, SchemaError>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = paths
-                .chunks(chunk)
-                .map(|part| {
-                    scope
-                        .spawn(move || part.iter().map(|p| load_file(p, check)).collect::<Vec<_>>())
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| {
-                    w.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
-        });
+        // Errors are reported for the first bad file in name order.
+        let results = parallel_map(&paths, |p| load_file(p, check));
         let loaded = results.into_iter().collect::<Result<Vec<_>, _>>()?;
         let names = loaded.iter().map(|s| s.name().clone()).collect();
         for schema in loaded {
@@ -394,6 +349,31 @@ fn write_sorted(value: &Value, out: &mut Vec<u8>) {
 /// or null into a `Vec` cannot fail (no I/O, no non-string map keys).
 fn write_scalar<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(out, value);
+}
+
+/// `f` over `items`, in order. Compiling and checking schemas is CPU-bound
+/// (docs/performance.md has the cost), so sets of more than 16 run on every
+/// core in contiguous chunks; a panic in a worker is re-raised here.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len() / 16)
+        .max(1);
+    let chunk = items.len().div_ceil(threads).max(1);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -278,20 +278,7 @@ pub fn inspect_database(path: &Path) -> Result<DatabaseIdentity, StoreError> {
             "not a config-manager database (no epoch table)".into(),
         ));
     }
-    let epoch = conn
-        .query_row(
-            "SELECT config_epoch, created_at, previous_epoch, reason FROM epoch WHERE id = 1",
-            [],
-            |r| {
-                Ok(EpochInfo {
-                    config_epoch: r.get(0)?,
-                    created_at: r.get(1)?,
-                    previous_epoch: r.get(2)?,
-                    reason: r.get(3)?,
-                })
-            },
-        )
-        .optional()?
+    let epoch = super::meta::read_epoch_row(&conn)?
         .ok_or_else(|| StoreError::Corrupt("database has no epoch".into()))?;
     Ok(DatabaseIdentity {
         epoch,

@@ -1,7 +1,7 @@
 //! The database's identity: its epoch and the recorded versions of the service
 //! schemas it was written against.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::{Result, Store, StoreError};
@@ -25,24 +25,28 @@ pub struct SchemaVersion {
     pub detail: Option<String>,
 }
 
+/// The epoch row of an open database (`None`: never initialised). Shared
+/// by the store and the read-only inspection of a file (`epoch_file`).
+pub(crate) fn read_epoch_row(conn: &Connection) -> rusqlite::Result<Option<EpochInfo>> {
+    conn.query_row(
+        "SELECT config_epoch, created_at, previous_epoch, reason FROM epoch WHERE id = 1",
+        [],
+        |r| {
+            Ok(EpochInfo {
+                config_epoch: r.get(0)?,
+                created_at: r.get(1)?,
+                previous_epoch: r.get(2)?,
+                reason: r.get(3)?,
+            })
+        },
+    )
+    .optional()
+}
+
 impl Store {
     /// The database's epoch, or `None` for a database that was never initialised.
     pub fn find_epoch(&self) -> Result<Option<EpochInfo>> {
-        self.read(|c| {
-            Ok(c.query_row(
-                "SELECT config_epoch, created_at, previous_epoch, reason FROM epoch WHERE id = 1",
-                [],
-                |r| {
-                    Ok(EpochInfo {
-                        config_epoch: r.get(0)?,
-                        created_at: r.get(1)?,
-                        previous_epoch: r.get(2)?,
-                        reason: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?)
-        })
+        self.read(|c| Ok(read_epoch_row(c)?))
     }
 
     /// The epoch, failing when the database has none (it was never initialised).
