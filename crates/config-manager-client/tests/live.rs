@@ -124,11 +124,7 @@ async fn on_disk_copy_when_the_manager_is_down() {
     s.manager_url = Some(down.clone());
     s.rest_timeout = Duration::from_secs(2);
     s.cache_path = Some(path.clone());
-    let client = Client::<Tts>::builder(s.clone())
-        .defaults(defaults())
-        .start()
-        .await
-        .unwrap();
+    let client = start_with_defaults(s.clone()).await;
     let snap = client.snapshot();
     assert_eq!(snap.source, ConfigSource::OnDiskCopy);
     assert_eq!(snap.config.volume_percent, 77);
@@ -138,21 +134,13 @@ async fn on_disk_copy_when_the_manager_is_down() {
     let stranger = SigningKey::generate();
     let mut other = s.clone();
     other.trusted_keys = TrustedKeys::from_keys([stranger.verifying_key()]);
-    let client = Client::<Tts>::builder(other)
-        .defaults(defaults())
-        .start()
-        .await
-        .unwrap();
+    let client = start_with_defaults(other).await;
     assert_eq!(client.snapshot().source, ConfigSource::Defaults);
 
     // One changed byte: the copy is not used, defaults are.
     let text = std::fs::read_to_string(&path).unwrap().replace("77", "78");
     std::fs::write(&path, text).unwrap();
-    let client = Client::<Tts>::builder(s.clone())
-        .defaults(defaults())
-        .start()
-        .await
-        .unwrap();
+    let client = start_with_defaults(s.clone()).await;
     assert_eq!(client.snapshot().source, ConfigSource::Defaults);
     assert_eq!(*client.current(), defaults());
 
@@ -174,11 +162,7 @@ async fn the_copy_follows_applied_updates_and_serves_the_next_start() {
     let mut s = settings(&key);
     s.mqtt = Some(MqttEndpoint::parse(&format!("mqtt://127.0.0.1:{}", broker.port)).unwrap());
     s.cache_path = Some(path.clone());
-    let client = Client::<Tts>::builder(s.clone())
-        .defaults(defaults())
-        .start()
-        .await
-        .unwrap();
+    let client = start_with_defaults(s.clone()).await;
     let mut rx = client.subscribe();
     publish(broker.port, &config_topic(&service()), signed(&key, 3, 42)).await;
     wait_for(&mut rx, |s| s.config.volume_percent == 42).await;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Server, READ_TOKEN, TTS_TOKEN, WRITE_TOKEN};
+use common::{Server, READ_TOKEN, REBUILD_TOKEN, TTS_TOKEN, WRITE_TOKEN};
 use serde_json::{json, Value};
 
 const TTS: &str = "/services/tts-worker";
@@ -88,10 +88,8 @@ async fn put_patch_and_optimistic_locking() {
     let s = Server::start().await;
     // PATCH one key.
     let (status, body) = s
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
+        .patch_config(
+            "tts-worker",
             &json!({"config": {"volume_percent": 40}, "version": 1, "reason": "quieter"}),
         )
         .await;
@@ -102,53 +100,35 @@ async fn put_patch_and_optimistic_locking() {
     assert_eq!(got["config"]["volume_percent"], 40);
     // Stale version → 409 with the current version.
     let (status, body) = s
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
+        .patch_config(
+            "tts-worker",
             &json!({"config": {"volume_percent": 41}, "version": 1}),
         )
         .await;
     assert_eq!(status, 409);
     assert_eq!(body["current_version"], 2);
     // If-Match works instead of a body version; a stale one conflicts.
-    let resp = s
-        .http
-        .patch(s.url(TTS))
-        .header("X-API-Token", WRITE_TOKEN)
-        .header("If-Match", "\"2-another-epoch\"")
-        .json(&json!({"config": {"volume_percent": 42}}))
-        .send()
-        .await
-        .unwrap();
+    let patch_if_match = |etag: String| {
+        s.http
+            .patch(s.url(TTS))
+            .header("X-API-Token", WRITE_TOKEN)
+            .header("If-Match", etag)
+            .json(&json!({"config": {"volume_percent": 42}}))
+            .send()
+    };
+    let resp = patch_if_match("\"2-another-epoch\"".into()).await.unwrap();
     assert_eq!(resp.status(), 409, "an ETag of another epoch is stale");
-    let (_, current) = s.get(TTS, Some(READ_TOKEN)).await;
-    let etag = format!("\"2-{}\"", current["config_epoch"].as_str().unwrap());
-    let resp = s
-        .http
-        .patch(s.url(TTS))
-        .header("X-API-Token", WRITE_TOKEN)
-        .header("If-Match", etag)
-        .json(&json!({"config": {"volume_percent": 42}}))
-        .send()
-        .await
-        .unwrap();
+    let (epoch, _) = s.desired("tts-worker").await;
+    let resp = patch_if_match(format!("\"2-{epoch}\"")).await.unwrap();
     assert_eq!(resp.status(), 200);
     let (status, _) = s
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": 43}}),
-        )
+        .patch_config("tts-worker", &json!({"config": {"volume_percent": 43}}))
         .await;
     assert_eq!(status, 428, "a write without a version is refused");
     // PUT replaces: keys not sent go back to their defaults.
     let (status, _) = s
-        .send(
-            "PUT",
-            TTS,
-            Some(WRITE_TOKEN),
+        .put_config(
+            "tts-worker",
             &json!({"service": "tts-worker", "config": {"tts_streaming": 1}, "version": 3}),
         )
         .await;
@@ -158,10 +138,8 @@ async fn put_patch_and_optimistic_locking() {
     assert_eq!(got["config"]["tts_streaming"], 1);
     // Body service must match the URL.
     let (status, _) = s
-        .send(
-            "PUT",
-            TTS,
-            Some(WRITE_TOKEN),
+        .put_config(
+            "tts-worker",
             &json!({"service": "router", "config": {}, "version": 4}),
         )
         .await;
@@ -172,12 +150,7 @@ async fn put_patch_and_optimistic_locking() {
 async fn validation_errors_name_each_field() {
     let s = Server::start().await;
     let (status, body) = s
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": 1000, "tts_streaming": "yes", "nope": 1, "tts_provider": "espeak"}, "version": 1}),
-        )
+        .patch_config("tts-worker", &json!({"config": {"volume_percent": 1000, "tts_streaming": "yes", "nope": 1, "tts_provider": "espeak"}, "version": 1}))
         .await;
     assert_eq!(status, 422, "{body}");
     let pointers: Vec<&str> = body["errors"]
@@ -238,16 +211,8 @@ async fn malformed_requests_get_problem_details() {
         "{{\"config\": {{\"piper_voice\": \"{}\"}}, \"version\": 1}}",
         "x".repeat(400 * 1024)
     );
-    let resp = s
-        .http
-        .patch(s.url(TTS))
-        .header("X-API-Token", WRITE_TOKEN)
-        .header("content-type", "application/json")
-        .body(big)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 413);
+    let (status, _) = s.send_raw("PATCH", TTS, big).await;
+    assert_eq!(status, 413);
     assert_eq!(s.version("tts-worker").await, 1);
 }
 
@@ -312,13 +277,8 @@ async fn tokens_roles_scopes_and_audit() {
     // Audit: readers cannot read it; writers see denials and changes by name.
     let (status, _) = s.get("/audit", Some(READ_TOKEN)).await;
     assert_eq!(status, 403);
-    s.send(
-        "PATCH",
-        TTS,
-        Some(WRITE_TOKEN),
-        &json!({"config": {"volume_percent": 2}, "version": 1}),
-    )
-    .await;
+    s.patch_ok("tts-worker", json!({"volume_percent": 2}), 1)
+        .await;
     let (status, body) = s.get("/audit?limit=100", Some(WRITE_TOKEN)).await;
     assert_eq!(status, 200);
     let entries = body["entries"].as_array().unwrap();
@@ -407,15 +367,8 @@ async fn search_finds_fields_with_scores_and_filters() {
 async fn secrets_masked_revealed_with_reason_and_scoped() {
     let s = Server::start().await;
     let secret = "el-secret-value-123456";
-    let (status, body) = s
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
-            &json!({"config": {"eleven_api_key": secret}, "version": 1}),
-        )
+    s.patch_ok("tts-worker", json!({"eleven_api_key": secret}), 1)
         .await;
-    assert_eq!(status, 200, "{body}");
     let (_, got) = s.get(TTS, Some(READ_TOKEN)).await;
     assert_eq!(got["config"]["eleven_api_key"], "********");
     let (_, scoped) = s.get(TTS, Some(TTS_TOKEN)).await;
@@ -433,15 +386,10 @@ async fn secrets_masked_revealed_with_reason_and_scoped() {
         )
         .await;
     assert_eq!(status, 403);
-    let (status, _) = s.send("POST", reveal, Some(WRITE_TOKEN), &json!({})).await;
+    let (status, _) = s.post(reveal, &json!({})).await;
     assert_eq!(status, 400, "reason required");
     let (status, body) = s
-        .send(
-            "POST",
-            reveal,
-            Some(WRITE_TOKEN),
-            &json!({"reason": "rotate vendor key"}),
-        )
+        .post(reveal, &json!({"reason": "rotate vendor key"}))
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["value"], secret);
@@ -465,37 +413,12 @@ async fn secrets_masked_revealed_with_reason_and_scoped() {
 
 #[tokio::test]
 async fn rebuild_requires_the_rebuild_token() {
-    let s = Server::start_with(vec![(
-        "REBUILD_TOKEN".into(),
-        "rebuild-token-0123456789".into(),
-    )])
-    .await;
-    let (status, _) = s
-        .send(
-            "POST",
-            "/rebuild",
-            Some(WRITE_TOKEN),
-            &json!({"token": "wrong-token"}),
-        )
-        .await;
+    let s = Server::start_with(vec![("REBUILD_TOKEN".into(), REBUILD_TOKEN.into())]).await;
+    let (status, _) = s.rebuild(WRITE_TOKEN, "wrong-token").await;
     assert_eq!(status, 403);
-    let (status, _) = s
-        .send(
-            "POST",
-            "/rebuild",
-            Some(READ_TOKEN),
-            &json!({"token": "rebuild-token-0123456789"}),
-        )
-        .await;
+    let (status, _) = s.rebuild(READ_TOKEN, REBUILD_TOKEN).await;
     assert_eq!(status, 403);
-    let (status, body) = s
-        .send(
-            "POST",
-            "/rebuild",
-            Some(WRITE_TOKEN),
-            &json!({"token": "rebuild-token-0123456789"}),
-        )
-        .await;
+    let (status, body) = s.rebuild(WRITE_TOKEN, REBUILD_TOKEN).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["tombstone"]["seed_source"], "lkg");
 }
@@ -588,15 +511,7 @@ async fn schemas_can_be_registered_over_the_api() {
         ["speed", "grip"],
         "field order of the document is kept"
     );
-    let (status, _) = s
-        .send(
-            "PATCH",
-            "/services/arm-controller",
-            Some(WRITE_TOKEN),
-            &json!({"config": {"speed": 90}, "version": 1}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    s.patch_ok("arm-controller", json!({"speed": 90}), 1).await;
     // A schema the stored values do not satisfy is refused, naming the field.
     let tighter = schema.replace("\"maximum\":100", "\"maximum\":50");
     let resp = put_schema("arm-controller", &tighter, WRITE_TOKEN)

@@ -16,7 +16,7 @@ async fn history_filters_paging_and_restore() {
     let s = Server::start().await;
     for (v, vol) in [(1, 10), (2, 20), (3, 30)] {
         let (status, _) = s
-            .send("PATCH", TTS, Some(WRITE_TOKEN), &json!({"config": {"volume_percent": vol}, "version": v, "reason": format!("set {vol}")}))
+            .patch_config("tts-worker", &json!({"config": {"volume_percent": vol}, "version": v, "reason": format!("set {vol}")}))
             .await;
         assert_eq!(status, 200);
     }
@@ -55,10 +55,8 @@ async fn history_filters_paging_and_restore() {
     // Restore the entry that set 30: volume goes back to 20 as a new version.
     let id = entries[0]["id"].as_i64().unwrap();
     let (status, body) = s
-        .send(
-            "POST",
+        .post(
             "/history/restore",
-            Some(WRITE_TOKEN),
             &json!({"service": "tts-worker", "history_entries": [id], "reason": "undo"}),
         )
         .await;
@@ -74,19 +72,15 @@ async fn history_filters_paging_and_restore() {
     assert_eq!(h["entries"][0]["change_reason"], "undo");
     // Bad restores.
     let (status, _) = s
-        .send(
-            "POST",
+        .post(
             "/history/restore",
-            Some(WRITE_TOKEN),
             &json!({"service": "router", "history_entries": [id]}),
         )
         .await;
     assert_eq!(status, 400, "entry of another service");
     let (status, _) = s
-        .send(
-            "POST",
+        .post(
             "/history/restore",
-            Some(WRITE_TOKEN),
             &json!({"service": "tts-worker", "history_entries": [999999]}),
         )
         .await;
@@ -105,35 +99,18 @@ async fn history_filters_paging_and_restore() {
 #[tokio::test]
 async fn point_in_time_restore_of_all_services() {
     let s = Server::start().await;
-    s.send(
-        "PATCH",
-        TTS,
-        Some(WRITE_TOKEN),
-        &json!({"config": {"volume_percent": 10}, "version": 1}),
-    )
-    .await;
+    s.patch_ok("tts-worker", json!({"volume_percent": 10}), 1)
+        .await;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let mid = config_manager_core::domain::now_rfc3339();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    s.send(
-        "PATCH",
-        TTS,
-        Some(WRITE_TOKEN),
-        &json!({"config": {"volume_percent": 90}, "version": 2}),
-    )
-    .await;
-    s.send(
-        "PATCH",
-        "/services/router",
-        Some(WRITE_TOKEN),
-        &json!({"config": {"router_wake_window_sec": 5.0}, "version": 1}),
-    )
-    .await;
+    s.patch_ok("tts-worker", json!({"volume_percent": 90}), 2)
+        .await;
+    s.patch_ok("router", json!({"router_wake_window_sec": 5.0}), 1)
+        .await;
     let (status, body) = s
-        .send(
-            "POST",
+        .post(
             "/restore",
-            Some(WRITE_TOKEN),
             &json!({"timestamp": mid, "reason": "bad evening"}),
         )
         .await;
@@ -155,7 +132,7 @@ async fn point_in_time_restore_of_all_services() {
         json!({"timestamp": "last week"}),
         json!({"timestamp": mid, "service": "../x"}),
     ] {
-        let (status, _) = s.send("POST", "/restore", Some(WRITE_TOKEN), &bad).await;
+        let (status, _) = s.post("/restore", &bad).await;
         assert_eq!(status, 400, "{bad}");
     }
 }
@@ -164,23 +141,16 @@ async fn point_in_time_restore_of_all_services() {
 async fn profiles_save_activate_delete() {
     let s = Server::start().await;
     let (status, body) = s
-        .send(
-            "POST",
+        .post(
             "/profiles",
-            Some(WRITE_TOKEN),
             &json!({"profile_name": "day", "description": "normal"}),
         )
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["profile_name"], "day");
     assert!(body["config_snapshot"]["tts-worker"].is_object());
-    s.send(
-        "PATCH",
-        TTS,
-        Some(WRITE_TOKEN),
-        &json!({"config": {"volume_percent": 5}, "version": 1}),
-    )
-    .await;
+    s.patch_ok("tts-worker", json!({"volume_percent": 5}), 1)
+        .await;
     let (status, body) = s
         .send(
             "PUT",
@@ -205,14 +175,7 @@ async fn profiles_save_activate_delete() {
     let (status, _) = s.get("/profiles/day", Some(READ_TOKEN)).await;
     assert_eq!(status, 200);
     for bad in ["", "../etc", &"p".repeat(101) as &str, "a/b"] {
-        let (status, _) = s
-            .send(
-                "POST",
-                "/profiles",
-                Some(WRITE_TOKEN),
-                &json!({"profile_name": bad}),
-            )
-            .await;
+        let (status, _) = s.post("/profiles", &json!({"profile_name": bad})).await;
         assert_eq!(status, 400, "{bad:?}");
     }
     let (status, _) = s

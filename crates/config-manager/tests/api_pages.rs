@@ -31,16 +31,7 @@ async fn service_with_large_values(s: &Server) -> Vec<String> {
     let mut values = Vec::new();
     for i in 0..WRITES {
         let value = format!("{i:02}{}", "v".repeat(VALUE_LEN));
-        let version = s.version("blob-store").await;
-        let (status, body) = s
-            .send(
-                "PATCH",
-                "/services/blob-store",
-                Some(WRITE_TOKEN),
-                &json!({"config": {"data": value}, "version": version}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
+        s.patch_latest("blob-store", json!({"data": value})).await;
         values.push(value);
     }
     values

@@ -13,7 +13,7 @@ mod mqtt_support;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, READ_TOKEN, TTS_TOKEN, WRITE_TOKEN};
+use common::{metric, Server, READ_TOKEN, TTS_TOKEN, WRITE_TOKEN};
 use mqtt_support::{Broker, Subscriber};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::{json, Value};
@@ -133,48 +133,12 @@ fn count(body: &Value) -> usize {
     body["instances"].as_array().map_or(0, Vec::len)
 }
 
-async fn desired(s: &Server) -> (String, i64) {
-    let (_, body) = s.get("/services/tts-worker", Some(WRITE_TOKEN)).await;
-    (
-        body["config_epoch"].as_str().unwrap().to_owned(),
-        body["version"].as_i64().unwrap(),
-    )
-}
-
-async fn patch(s: &Server, version: i64, volume: i64) -> i64 {
-    let (status, body) = s
-        .send(
-            "PATCH",
-            "/services/tts-worker",
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": volume}, "version": version}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["version"].as_i64().unwrap()
-}
-
-async fn metrics(s: &Server) -> String {
-    reqwest::get(format!("http://127.0.0.1:{}/metrics", s.port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
-}
-
 #[tokio::test]
 async fn reports_show_desired_vs_applied_in_rest_and_metrics() {
     let broker = Broker::start();
     let s = start(&broker, &[]).await;
-    let (epoch, v1) = desired(&s).await;
-    let v = patch(&s, v1, 101).await;
+    let (epoch, v1) = s.desired(TTS).await;
+    let v = s.patch_ok(TTS, json!({"volume_percent": 101}), v1).await;
     assert!(v >= 2);
     // The example of the contract is valid against its schema, and what
     // this test sends is too.
@@ -252,7 +216,7 @@ async fn reports_show_desired_vs_applied_in_rest_and_metrics() {
 
     // A write makes the in-sync instance pending until it reports the new
     // version; the rejected one turns in sync when it applies it.
-    let v2 = patch(&s, v, 102).await;
+    let v2 = s.patch_ok(TTS, json!({"volume_percent": 102}), v).await;
     let body = instances(&s, TTS).await;
     assert_eq!(instance(&body, "a")["state"], "pending");
     assert_eq!(instance(&body, "a")["drift"], "behind");
@@ -283,7 +247,7 @@ async fn reports_show_desired_vs_applied_in_rest_and_metrics() {
     // second of the write), no instance ids as labels.
     let deadline = Instant::now() + WAIT;
     loop {
-        let text = metrics(&s).await;
+        let text = s.metrics().await;
         if metric(&text, "config_manager_applied_instances{state=\"in_sync\"}") == 2.0 {
             assert_eq!(
                 metric(&text, "config_manager_applied_instances{state=\"offline\"}"),
@@ -325,7 +289,7 @@ async fn reports_show_desired_vs_applied_in_rest_and_metrics() {
 async fn bad_reports_are_dropped_counted_and_never_shown() {
     let broker = Broker::start();
     let s = start(&broker, &[]).await;
-    let (epoch, v) = desired(&s).await;
+    let (epoch, v) = s.desired(TTS).await;
     let good = report("good", "applied", &epoch, Some(v));
     let mut mismatch = report("other", "applied", &epoch, Some(v));
     mismatch["instance_id"] = json!("not-the-topic");
@@ -356,7 +320,7 @@ async fn bad_reports_are_dropped_counted_and_never_shown() {
     let body = wait_instances(&s, TTS, |b| count(b) >= 1).await;
     assert_eq!(count(&body), 1, "{body:#}");
     assert_eq!(instance(&body, "good")["state"], "in_sync");
-    let text = metrics(&s).await;
+    let text = s.metrics().await;
     let dropped = |reason: &str| {
         metric(
             &text,
@@ -378,7 +342,7 @@ async fn bad_reports_are_dropped_counted_and_never_shown() {
 async fn state_survives_a_manager_restart_and_forget_clears_it() {
     let mut broker = Broker::start();
     let mut s = start(&broker, &[]).await;
-    let (epoch, v) = desired(&s).await;
+    let (epoch, v) = s.desired(TTS).await;
     publish_all(
         broker.port,
         vec![
@@ -501,7 +465,7 @@ async fn at_the_cap_a_new_instance_replaces_the_longest_offline_one() {
         &[("CONFIG_APPLIED_MAX_INSTANCES_PER_SERVICE", "2")],
     )
     .await;
-    let (epoch, v) = desired(&s).await;
+    let (epoch, v) = s.desired(TTS).await;
     let send = |id: &str, status: &str| {
         (
             topic(TTS, id),
@@ -544,7 +508,7 @@ async fn at_the_cap_a_new_instance_replaces_the_longest_offline_one() {
     assert_eq!(count(&instances(&s, TTS).await), 2);
     assert_eq!(
         metric(
-            &metrics(&s).await,
+            &s.metrics().await,
             "config_manager_applied_instances_evicted_total"
         ),
         1.0
@@ -555,7 +519,7 @@ async fn at_the_cap_a_new_instance_replaces_the_longest_offline_one() {
 async fn wait_metric(s: &Server, series: &str, value: f64) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let text = metrics(s).await;
+        let text = s.metrics().await;
         if metric(&text, series) >= value {
             return;
         }
@@ -582,7 +546,7 @@ async fn a_flood_of_reports_is_bounded_and_the_manager_stays_responsive() {
         &[("CONFIG_APPLIED_MAX_INSTANCES_PER_SERVICE", "50")],
     )
     .await;
-    let (epoch, v) = desired(&s).await;
+    let (epoch, v) = s.desired(TTS).await;
     let pid = s.child.as_ref().unwrap().id();
     let rss_before = rss_kb(pid);
     // 20,000 reports from 1,000 instance ids (20 rounds over the ids).
@@ -609,7 +573,7 @@ async fn a_flood_of_reports_is_bounded_and_the_manager_stays_responsive() {
     let text = {
         let deadline = Instant::now() + WAIT;
         loop {
-            let text = metrics(&s).await;
+            let text = s.metrics().await;
             let kept = metric(&text, "config_manager_applied_reports_received_total");
             let refused = metric(
                 &text,
@@ -664,5 +628,5 @@ async fn a_flood_of_reports_is_bounded_and_the_manager_stays_responsive() {
         "RSS grew from {rss_before} kB to {rss_after} kB"
     );
     // Still answering writes.
-    patch(&s, v, 103).await;
+    s.patch_ok(TTS, json!({"volume_percent": 103}), v).await;
 }

@@ -227,20 +227,6 @@ fn all(body: &Value, ids: &[&str], state: &str, version: i64) -> bool {
     })
 }
 
-async fn patch_volume(s: &Server, volume: i64) -> i64 {
-    let v = s.version("tts-worker").await;
-    let (status, body) = s
-        .send(
-            "PATCH",
-            "/services/tts-worker",
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": volume}, "version": v}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["version"].as_i64().unwrap()
-}
-
 /// Publishes a config signed with a key no service trusts (not retained:
 /// the manager's retained message stays).
 async fn publish_forged(s: &Server, broker: &Broker, version: u64) {
@@ -278,7 +264,7 @@ async fn publish_forged(s: &Server, broker: &Broker, version: u64) {
 #[tokio::test]
 async fn real_clients_report_applied_rejected_and_offline() {
     let broker = Broker::start();
-    let s = Server::start_with(vec![("MQTT_URL".into(), broker.url())]).await;
+    let s = Server::start_with_mqtt(broker.url()).await;
     let v1 = s.version("tts-worker").await;
     let ids = ["rust-a", "rust-b", "py-c"];
 
@@ -301,13 +287,17 @@ async fn real_clients_report_applied_rejected_and_offline() {
     assert_eq!(body["summary"]["state"], "in_sync");
 
     // An update every instance applies.
-    let v2 = patch_volume(&s, 120).await;
+    let v2 = s
+        .patch_latest("tts-worker", json!({"volume_percent": 120}))
+        .await;
     wait_until(&s, "all three apply v2", |b| all(b, &ids, "in_sync", v2)).await;
     assert_eq!(rust_a.current().volume_percent.0, 120);
 
     // Valid for the manager, invalid for the services' own models (Rust A
     // and Python C refuse a volume over 150; Rust B takes any object).
-    let v3 = patch_volume(&s, 180).await;
+    let v3 = s
+        .patch_latest("tts-worker", json!({"volume_percent": 180}))
+        .await;
     let body = wait_until(&s, "model-invalid update", |b| {
         all(b, &["rust-a", "py-c"], "rejected", v2) && all(b, &["rust-b"], "in_sync", v3)
     })

@@ -10,7 +10,7 @@ mod mqtt_support;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, WRITE_TOKEN};
+use common::{metric, Server};
 use mqtt_support::{Broker, Subscriber};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::json;
@@ -70,21 +70,9 @@ async fn publish_retained(port: u16, messages: Vec<(String, Vec<u8>)>) {
     ) {}
 }
 
-async fn metric(s: &Server, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", s.port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
-}
-
 async fn wait_metric(s: &Server, series: &str, at_least: f64) {
     let deadline = Instant::now() + WAIT;
-    while metric(s, series).await < at_least {
+    while metric(&s.metrics().await, series) < at_least {
         assert!(
             Instant::now() < deadline,
             "{series} < {at_least}\n{}",
@@ -92,14 +80,6 @@ async fn wait_metric(s: &Server, series: &str, at_least: f64) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn desired(s: &Server) -> (String, i64) {
-    let (_, body) = s.get("/services/tts-worker", Some(WRITE_TOKEN)).await;
-    (
-        body["config_epoch"].as_str().unwrap().to_owned(),
-        body["version"].as_i64().unwrap(),
-    )
 }
 
 /// The retained reports of tts-worker the broker holds now.
@@ -127,7 +107,7 @@ async fn a_flood_of_new_ids_is_logged_in_aggregate_and_every_eviction_is_cleared
         ),
     ])
     .await;
-    let (epoch, v) = desired(&s).await;
+    let (epoch, v) = s.desired("tts-worker").await;
     let messages = (0..1000)
         .map(|i| {
             let id = format!("gone-{i}");
@@ -174,7 +154,7 @@ async fn a_flood_of_new_ids_is_logged_in_aggregate_and_every_eviction_is_cleared
 #[tokio::test]
 async fn oversized_retained_reports_are_counted_not_a_reconnect_loop() {
     let broker = Broker::start();
-    let s = Server::start_with(vec![("MQTT_URL".into(), broker.url())]).await;
+    let s = Server::start_with_mqtt(broker.url()).await;
     publish_retained(broker.port, vec![(topic("big"), vec![b'x'; 300 * 1024])]).await;
     wait_metric(
         &s,
@@ -184,10 +164,9 @@ async fn oversized_retained_reports_are_counted_not_a_reconnect_loop() {
     .await;
     assert_eq!(
         metric(
-            &s,
+            &s.metrics().await,
             "config_manager_applied_reports_dropped_total{reason=\"oversized_packet\"}"
-        )
-        .await,
+        ),
         0.0,
         "a 300 KiB report does not break the connection"
     );
@@ -195,9 +174,9 @@ async fn oversized_retained_reports_are_counted_not_a_reconnect_loop() {
     publish_retained(broker.port, vec![(topic("huge"), vec![b'x'; 5 << 20])]).await;
     let series = "config_manager_applied_reports_dropped_total{reason=\"oversized_packet\"}";
     wait_metric(&s, series, 1.0).await;
-    let first = metric(&s, series).await;
+    let first = metric(&s.metrics().await, series);
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let reconnects = metric(&s, series).await - first;
+    let reconnects = metric(&s.metrics().await, series) - first;
     // Backoff 0.5, 1, 2, 4 s: at most four more in 8 s (it was ~16).
     assert!(
         reconnects <= 5.0,

@@ -16,12 +16,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use backup_support::{
-    backup_env, cli, epoch_file, history, inspect, litestream_pid, parse_time, power_loss,
-    put_blobs, read_json, remove_database, set_volume, signal, text, tool, volume,
-    wait_backup_after, wait_health, BUCKET, REBUILD_TOKEN, S3, TTS,
+    backup_env, epoch_file, history, inspect, litestream_pid, parse_time, power_loss, put_blobs,
+    read_json, remove_database, set_volume, signal, tool, volume, wait_backup_after, wait_health,
+    BUCKET, S3, TTS,
 };
-use common::{free_port, Server, READ_TOKEN, WRITE_TOKEN};
-use serde_json::{json, Value};
+use common::{cli, free_port, text, Server, READ_TOKEN, REBUILD_TOKEN, WRITE_TOKEN};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 #[tokio::test]
@@ -279,14 +279,7 @@ async fn killed_litestream_is_restarted_and_a_rebuild_keeps_replicating() {
     wait_backup_after(&s, t).await;
 
     // A rebuild replaces the database file: Litestream follows the new file.
-    let (status, body) = s
-        .send(
-            "POST",
-            "/rebuild",
-            Some(WRITE_TOKEN),
-            &json!({"token": REBUILD_TOKEN}),
-        )
-        .await;
+    let (status, body) = s.rebuild(WRITE_TOKEN, REBUILD_TOKEN).await;
     assert_eq!(status, 202, "{body}");
     let h = wait_health(&s, "rebuilt", 20, |h| {
         h["operational_mode"] == "normal" && h["config_epoch"] != old_epoch.as_str()

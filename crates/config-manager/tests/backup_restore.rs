@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use backup_support::{
-    backup_env, cli, epoch_file, history, put_blobs, read_json, remove_database, set_volume, text,
-    volume, wait_backup_after, wait_health, S3,
+    backup_env, epoch_file, history, put_blobs, read_json, remove_database, set_volume, volume,
+    wait_backup_after, wait_health, S3,
 };
-use common::{Server, WRITE_TOKEN};
+use common::{cli, restore_record, text, Server, WRITE_TOKEN};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -136,15 +136,7 @@ async fn restore_refuses_missing_or_mismatched_epoch_metadata_unless_forced() {
         "{}",
         text(&out)
     );
-    let record = std::fs::read_dir(s.path("data"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.to_string_lossy().contains(".restore-") && p.extension().is_some_and(|x| x == "json")
-        })
-        .expect("restore record");
-    let record = read_json(&record);
+    let record = restore_record(&s);
     assert_eq!(record["forced"], true);
     assert!(
         record["risks"][0]

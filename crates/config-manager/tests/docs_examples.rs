@@ -125,16 +125,12 @@ fn markers_and_extraction() {
 async fn every_curl_example_in_docs_works_against_the_binary() {
     let server = Server::start().await;
     // State the examples assume: a secret to reveal.
-    let version = server.version("tts-worker").await;
-    let (status, body) = server
-        .send(
-            "PATCH",
-            "/services/tts-worker",
-            Some(WRITE_TOKEN),
-            &json!({"config": {"eleven_api_key": "el-doc-example-key"}, "version": version}),
+    server
+        .patch_latest(
+            "tts-worker",
+            json!({"eleven_api_key": "el-doc-example-key"}),
         )
         .await;
-    assert_eq!(status, 200, "{body}");
 
     let examples = all_examples();
     assert!(

@@ -9,9 +9,10 @@ mod common;
 #[path = "common/mqtt.rs"]
 mod mqtt_support;
 
+use std::process::Output;
 use std::time::Duration;
 
-use common::{Server, READ_TOKEN, TTS_TOKEN, WRITE_TOKEN};
+use common::{cli, success_json, text, Server, READ_TOKEN, TTS_TOKEN, WRITE_TOKEN};
 use mqtt_support::{Broker, Subscriber};
 use serde_json::{json, Value};
 
@@ -25,13 +26,13 @@ fn tts_env() -> String {
     )
 }
 
-async fn import(s: &Server, service: &str, query: &str, token: &str, body: String) -> (u16, Value) {
+async fn import(s: &Server, service: &str, query: &str, token: &str, body: &str) -> (u16, Value) {
     let resp = s
         .http
         .post(s.url(&format!("/services/{service}/import-env{query}")))
         .header("X-API-Token", token)
         .header("content-type", "text/plain")
-        .body(body)
+        .body(body.to_owned())
         .send()
         .await
         .unwrap();
@@ -42,11 +43,11 @@ async fn import(s: &Server, service: &str, query: &str, token: &str, body: Strin
 async fn dry_run_then_apply_writes_one_version_and_publishes_it() {
     let broker = Broker::start();
     let mut live = Subscriber::connect(broker.port, "system/config/tts-worker").await;
-    let s = Server::start_with(vec![("MQTT_URL".into(), broker.url())]).await;
+    let s = Server::start_with_mqtt(broker.url()).await;
     let before = s.version("tts-worker").await;
 
     // Dry run: the diff, nothing written.
-    let (status, dry) = import(&s, "tts-worker", "?dry_run=true", WRITE_TOKEN, tts_env()).await;
+    let (status, dry) = import(&s, "tts-worker", "?dry_run=true", WRITE_TOKEN, &tts_env()).await;
     assert_eq!(status, 200, "{dry}");
     assert_eq!(
         (dry["dry_run"].clone(), dry["written"].clone()),
@@ -81,7 +82,7 @@ async fn dry_run_then_apply_writes_one_version_and_publishes_it() {
     assert_eq!(acks["variable"], "ROUTER_WAKE_ACK_CHOICES");
 
     // Apply: one new version, published signed on MQTT like every write.
-    let (status, done) = import(&s, "tts-worker", "?reason=adopt", WRITE_TOKEN, tts_env()).await;
+    let (status, done) = import(&s, "tts-worker", "?reason=adopt", WRITE_TOKEN, &tts_env()).await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["written"], json!(true));
     let version = done["version"].as_i64().unwrap();
@@ -127,9 +128,38 @@ async fn bad_inputs_are_refused_and_write_nothing() {
     let s = Server::start().await;
     let before = s.version("tts-worker").await;
 
-    // Unknown service.
-    let (status, body) = import(&s, "camera", "", WRITE_TOKEN, "A=1\n".into()).await;
-    assert_eq!(status, 404, "{body}");
+    // Refusals that say no more than their status: an unknown service, an
+    // oversized body, `$`-substitution (it would read the manager's own
+    // environment), a read-only token, bad query values, a stale version.
+    let huge = format!("PIPER_VOICE={}\n", "x".repeat(300 * 1024));
+    let stale = format!("?version={}", before + 7);
+    for (service, query, token, text, want) in [
+        ("camera", "", WRITE_TOKEN, "A=1\n", 404),
+        ("tts-worker", "", WRITE_TOKEN, huge.as_str(), 413),
+        (
+            "llm-worker",
+            "",
+            WRITE_TOKEN,
+            "LLM_MODEL=${CONFIG_MASTER_KEY}\n",
+            422,
+        ),
+        ("tts-worker", "?dry_run=true", READ_TOKEN, "A=1\n", 403),
+        ("tts-worker", "?version=-1", WRITE_TOKEN, "A=1\n", 400),
+        ("tts-worker", "?dry_run=maybe", WRITE_TOKEN, "A=1\n", 400),
+        (
+            "tts-worker",
+            stale.as_str(),
+            WRITE_TOKEN,
+            "TTS_STREAMING=1\n",
+            409,
+        ),
+    ] {
+        let (status, body) = import(&s, service, query, token, text).await;
+        assert_eq!(status, want, "{service}{query}: {body}");
+    }
+    // Another service's token may not import either.
+    let (status, _) = import(&s, "llm-worker", "?dry_run=true", TTS_TOKEN, "A=1\n").await;
+    assert!(status == 403 || status == 401, "{status}");
 
     // Bad dotenv syntax: the line, never its content.
     let (status, body) = import(
@@ -137,16 +167,11 @@ async fn bad_inputs_are_refused_and_write_nothing() {
         "tts-worker",
         "",
         WRITE_TOKEN,
-        "TTS_STREAMING=1\nELEVEN_API_KEY='hunter2-unclosed\n".into(),
+        "TTS_STREAMING=1\nELEVEN_API_KEY='hunter2-unclosed\n",
     )
     .await;
     assert_eq!(status, 400, "{body}");
     assert!(!body.to_string().contains("hunter2"));
-
-    // Oversized body.
-    let huge = format!("PIPER_VOICE={}\n", "x".repeat(300 * 1024));
-    let (status, body) = import(&s, "tts-worker", "", WRITE_TOKEN, huge).await;
-    assert_eq!(status, 413, "{body}");
 
     // A value that fails validation: 422 naming the variable, nothing written.
     let (status, body) = import(
@@ -154,7 +179,7 @@ async fn bad_inputs_are_refused_and_write_nothing() {
         "tts-worker",
         "",
         WRITE_TOKEN,
-        "PIPER_VOICE=/voices/x.onnx\nTTS_CONCURRENCY=50\nTTS_STREAMING=yes\n".into(),
+        "PIPER_VOICE=/voices/x.onnx\nTTS_CONCURRENCY=50\nTTS_STREAMING=yes\n",
     )
     .await;
     assert_eq!(status, 422, "{body}");
@@ -183,23 +208,12 @@ async fn bad_inputs_are_refused_and_write_nothing() {
         "llm-worker",
         "",
         WRITE_TOKEN,
-        "OPENAI_API_KEY=sk-short\n".into(),
+        "OPENAI_API_KEY=sk-short\n",
     )
     .await;
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("OPENAI_API_KEY"));
     assert!(!body.to_string().contains("sk-short"));
-
-    // $-substitution would read the manager's own environment.
-    let (status, body) = import(
-        &s,
-        "llm-worker",
-        "",
-        WRITE_TOKEN,
-        "LLM_MODEL=${CONFIG_MASTER_KEY}\n".into(),
-    )
-    .await;
-    assert_eq!(status, 422, "{body}");
 
     // Not UTF-8.
     let resp = s
@@ -212,49 +226,17 @@ async fn bad_inputs_are_refused_and_write_nothing() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
 
-    // Read-only and other-service tokens may not import.
-    let (status, _) = import(
-        &s,
-        "tts-worker",
-        "?dry_run=true",
-        READ_TOKEN,
-        "A=1\n".into(),
-    )
-    .await;
-    assert_eq!(status, 403);
-    let (status, _) = import(&s, "llm-worker", "?dry_run=true", TTS_TOKEN, "A=1\n".into()).await;
-    assert!(status == 403 || status == 401, "{status}");
-    // Bad query values.
-    let (status, _) = import(&s, "tts-worker", "?version=-1", WRITE_TOKEN, "A=1\n".into()).await;
-    assert_eq!(status, 400);
-    let (status, _) = import(
-        &s,
-        "tts-worker",
-        "?dry_run=maybe",
-        WRITE_TOKEN,
-        "A=1\n".into(),
-    )
-    .await;
-    assert_eq!(status, 400);
-    // A stale version: 409.
-    let (status, _) = import(
-        &s,
-        "tts-worker",
-        &format!("?version={}", before + 7),
-        WRITE_TOKEN,
-        "TTS_STREAMING=1\n".into(),
-    )
-    .await;
-    assert_eq!(status, 409);
-
     assert_eq!(s.version("tts-worker").await, before);
     assert_eq!(s.version("llm-worker").await, 1);
 }
 
-fn run(s: &Server, args: &[&str]) -> std::process::Output {
-    let mut cmd = s.command();
-    cmd.args(args);
-    cmd.output().unwrap()
+/// `config-manager import-env` against the running service `s` with the
+/// write token, then `args`.
+fn import_remote(s: &Server, args: &[&str]) -> Output {
+    let base = format!("http://127.0.0.1:{}", s.port);
+    let mut all = vec!["import-env", "--url", &base, "--token", WRITE_TOKEN];
+    all.extend_from_slice(args);
+    cli(s, &all)
 }
 
 #[tokio::test]
@@ -266,118 +248,39 @@ async fn cli_import_env_remote_and_offline() {
         "RAG_ENABLED=1\nLLM_MAX_TOKENS=512\nMQTT_URL=mqtt://x\n",
     )
     .unwrap();
-    let base = format!("http://127.0.0.1:{}", s.port);
+    let file = file.to_str().unwrap();
 
-    let out = run(
-        &s,
-        &[
-            "import-env",
-            "--url",
-            &base,
-            "--token",
-            WRITE_TOKEN,
-            "--service",
-            "llm-worker",
-            file.to_str().unwrap(),
-            "--dry-run",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dry: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = import_remote(&s, &["--service", "llm-worker", file, "--dry-run"]);
+    let dry = success_json(&out);
     assert_eq!(dry["written"], json!(false));
     assert_eq!(dry["changes"].as_array().unwrap().len(), 2);
     assert_eq!(dry["ignored"], json!(["MQTT_URL"]));
 
-    let out = run(
-        &s,
-        &[
-            "import-env",
-            "--url",
-            &base,
-            "--token",
-            WRITE_TOKEN,
-            "--service",
-            "llm-worker",
-            file.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = import_remote(&s, &["--service", "llm-worker", file]);
+    assert!(out.status.success(), "{}", text(&out));
     let (_, cfg) = s.get("/services/llm-worker", Some(READ_TOKEN)).await;
     assert_eq!(cfg["config"]["llm_max_tokens"], json!(512));
     assert_eq!(cfg["config"]["rag_enabled"], json!(true));
 
     // A bad value: exit 1, the variable named on stderr.
-    std::fs::write(&file, "LLM_MAX_TOKENS=lots\n").unwrap();
-    let out = run(
-        &s,
-        &[
-            "import-env",
-            "--url",
-            &base,
-            "--token",
-            WRITE_TOKEN,
-            "--service",
-            "llm-worker",
-            file.to_str().unwrap(),
-        ],
-    );
+    std::fs::write(file, "LLM_MAX_TOKENS=lots\n").unwrap();
+    let out = import_remote(&s, &["--service", "llm-worker", file]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("LLM_MAX_TOKENS"));
     // Missing file / missing --service: errors, not panics.
-    let out = run(
-        &s,
-        &[
-            "import-env",
-            "--url",
-            &base,
-            "--token",
-            WRITE_TOKEN,
-            "--service",
-            "llm-worker",
-            "/nonexistent.env",
-        ],
-    );
+    let out = import_remote(&s, &["--service", "llm-worker", "/nonexistent.env"]);
     assert_eq!(out.status.code(), Some(1));
-    let out = run(
-        &s,
-        &[
-            "import-env",
-            "--url",
-            &base,
-            "--token",
-            WRITE_TOKEN,
-            file.to_str().unwrap(),
-        ],
-    );
+    let out = import_remote(&s, &[file]);
     assert_eq!(out.status.code(), Some(2));
 
     // Offline, on the database file once the service stopped.
     s.terminate();
-    std::fs::write(&file, "ROUTER_STREAM_MIN_CHARS=75\n").unwrap();
-    let out = run(
+    std::fs::write(file, "ROUTER_STREAM_MIN_CHARS=75\n").unwrap();
+    let out = cli(
         &s,
-        &[
-            "import-env",
-            "--offline",
-            "--service",
-            "router",
-            file.to_str().unwrap(),
-        ],
+        &["import-env", "--offline", "--service", "router", file],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let done = success_json(&out);
     assert_eq!(done["written"], json!(true));
     assert_eq!(done["changes"][0]["new"], json!(75));
 }

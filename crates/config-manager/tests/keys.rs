@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, READ_TOKEN, WRITE_TOKEN};
+use common::{Server, READ_TOKEN};
 use serde_json::{json, Map, Value};
 
 const KEY_A: &str = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=";
@@ -86,15 +86,8 @@ async fn master_key_rotation_of_1000_secrets_survives_sigkill_and_resumes() {
         let config: Map<String, Value> = (0..FIELDS)
             .map(|f| (format!("s{f:02}"), Value::String(secret_value(sv, f))))
             .collect();
-        let (status, body) = s
-            .send(
-                "PATCH",
-                &format!("/services/vault-{sv:02}"),
-                Some(WRITE_TOKEN),
-                &json!({"config": config, "version": 1}),
-            )
+        s.patch_ok(&format!("vault-{sv:02}"), Value::Object(config), 1)
             .await;
-        assert_eq!(status, 200, "{body}");
     }
     let st = key_status(&s).await;
     assert_eq!(st["secrets_total"], SERVICES * FIELDS);
@@ -135,11 +128,10 @@ async fn master_key_rotation_of_1000_secrets_survives_sigkill_and_resumes() {
     assert_eq!(st["secrets_current"], SERVICES * FIELDS, "{st}");
     for (sv, f) in [(0, 0), (7, 13), (19, 49)] {
         let (status, body) = s
-            .send(
-                "POST",
-                &format!("/services/vault-{sv:02}/secrets/s{f:02}/reveal"),
-                Some(WRITE_TOKEN),
-                &json!({"reason": "rotation check"}),
+            .reveal(
+                &format!("vault-{sv:02}"),
+                &format!("s{f:02}"),
+                "rotation check",
             )
             .await;
         assert_eq!(status, 200, "{body}");
@@ -161,15 +153,12 @@ async fn a_wrong_master_key_is_a_named_degraded_state() {
         ("CONFIG_MASTER_KEY_ID".into(), "key-a".into()),
     ])
     .await;
-    let (status, _) = s
-        .send(
-            "PATCH",
-            "/services/llm-worker",
-            Some(WRITE_TOKEN),
-            &json!({"config": {"openai_api_key": "sk-0123456789abcdef"}, "version": 1}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    s.patch_ok(
+        "llm-worker",
+        json!({"openai_api_key": "sk-0123456789abcdef"}),
+        1,
+    )
+    .await;
     s.terminate();
     // Same id, different key material.
     set_env(&mut s, "CONFIG_MASTER_KEY_BASE64", KEY_C);
@@ -183,14 +172,7 @@ async fn a_wrong_master_key_is_a_named_degraded_state() {
     let (status, body) = s.get("/services/llm-worker", Some(READ_TOKEN)).await;
     assert_eq!(status, 200);
     assert_eq!(body["config"]["openai_api_key"], "********");
-    let (status, body) = s
-        .send(
-            "POST",
-            "/services/llm-worker/secrets/openai_api_key/reveal",
-            Some(WRITE_TOKEN),
-            &json!({"reason": "check"}),
-        )
-        .await;
+    let (status, body) = s.reveal("llm-worker", "openai_api_key", "check").await;
     assert_eq!(status, 503, "{body}");
     assert!(body["detail"]
         .as_str()
@@ -201,14 +183,7 @@ async fn a_wrong_master_key_is_a_named_degraded_state() {
     s.terminate();
     set_env(&mut s, "CONFIG_MASTER_KEY_BASE64", KEY_A);
     s.spawn().await;
-    let (_, body) = s
-        .send(
-            "POST",
-            "/services/llm-worker/secrets/openai_api_key/reveal",
-            Some(WRITE_TOKEN),
-            &json!({"reason": "check"}),
-        )
-        .await;
+    let (_, body) = s.reveal("llm-worker", "openai_api_key", "check").await;
     assert_eq!(body["value"], "sk-0123456789abcdef");
 }
 
@@ -244,27 +219,16 @@ async fn lkg_hmac_key_rotation_reseals_the_cache() {
 async fn cli_rotate_master_then_status_shows_completion() {
     // Keys come from the generated .env file (first run), as in production.
     let mut s = Server::start().await;
-    let (status, _) = s
-        .send(
-            "PATCH",
-            "/services/llm-worker",
-            Some(WRITE_TOKEN),
-            &json!({"config": {"openai_api_key": "sk-rotate-me-0123456789"}, "version": 1}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    s.patch_ok(
+        "llm-worker",
+        json!({"openai_api_key": "sk-rotate-me-0123456789"}),
+        1,
+    )
+    .await;
     s.terminate();
     let before = std::fs::read_to_string(s.path(".env")).unwrap();
-    let out = s
-        .command()
-        .args(["keys", "rotate-master"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::cli(&s, &["keys", "rotate-master"]);
+    assert!(out.status.success(), "{}", common::text(&out));
     let after = std::fs::read_to_string(s.path(".env")).unwrap();
     assert!(after.contains("CONFIG_MASTER_KEY_PREVIOUS_BASE64="));
     assert_ne!(before, after);
@@ -286,20 +250,8 @@ async fn cli_rotate_master_then_status_shows_completion() {
         .env("CONFIG_API_TOKEN", READ_TOKEN)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown = common::success_json(&out);
     assert_eq!(shown["secrets_pending"], 0);
-    let (_, body) = s
-        .send(
-            "POST",
-            "/services/llm-worker/secrets/openai_api_key/reveal",
-            Some(WRITE_TOKEN),
-            &json!({"reason": "check"}),
-        )
-        .await;
+    let (_, body) = s.reveal("llm-worker", "openai_api_key", "check").await;
     assert_eq!(body["value"], "sk-rotate-me-0123456789");
 }

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use common::{Server, READ_TOKEN, WRITE_TOKEN};
+use common::{Server, READ_TOKEN};
 use serde_json::json;
 
 #[tokio::test]
@@ -103,15 +103,8 @@ async fn no_tokens_configured_generates_a_write_token() {
 #[tokio::test]
 async fn acknowledged_write_survives_sigkill() {
     let mut s = Server::start().await;
-    let (status, _) = s
-        .send(
-            "PATCH",
-            "/services/tts-worker",
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": 33}, "version": 1}),
-        )
+    s.patch_ok("tts-worker", json!({"volume_percent": 33}), 1)
         .await;
-    assert_eq!(status, 200);
     s.kill9();
     s.spawn().await;
     let (_, got) = s.get("/services/tts-worker", Some(READ_TOKEN)).await;
@@ -128,10 +121,8 @@ async fn concurrent_writes_with_one_version_exactly_one_wins() {
         for i in 0..10 {
             let s = s.clone();
             tasks.push(tokio::spawn(async move {
-                s.send(
-                    "PATCH",
-                    "/services/tts-worker",
-                    Some(WRITE_TOKEN),
+                s.patch_config(
+                    "tts-worker",
                     &json!({"config": {"volume_percent": round * 10 + i}, "version": version}),
                 )
                 .await
@@ -162,10 +153,8 @@ async fn parallel_readers_and_writers_lose_nothing() {
                     let v = s.version("tts-worker").await;
                     let value = 1 + w * 20 + i;
                     let (status, body) = s
-                        .send(
-                            "PATCH",
-                            "/services/tts-worker",
-                            Some(WRITE_TOKEN),
+                        .patch_config(
+                            "tts-worker",
                             &json!({"config": {"volume_percent": value}, "version": v}),
                         )
                         .await;

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Server, READ_TOKEN, WRITE_TOKEN};
+use common::{free_port, Server, READ_TOKEN};
 use config_manager_client::{ApiToken, Client, ClientSettings, ConfigSource, MqttEndpoint};
 use config_manager_core::crypto::signing::VerifyingKey;
 use config_manager_core::domain::ServiceName;
@@ -92,18 +92,10 @@ async fn wait_mqtt_connected(s: &Server, want: bool) -> Value {
     }
 }
 
+/// Writes `config` over the current version; the new version as the
+/// messages carry it.
 async fn write(s: &Server, service: &str, config: Value) -> u64 {
-    let version = s.version(service).await;
-    let (status, body) = s
-        .send(
-            "PATCH",
-            &format!("/services/{service}"),
-            Some(WRITE_TOKEN),
-            &json!({"config": config, "version": version}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["version"].as_u64().expect("version")
+    u64::try_from(s.patch_latest(service, config).await).expect("version")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,12 +115,7 @@ async fn put_publishes_a_signed_retained_message_and_never_a_secret() {
 
     // PUT → a QoS 1 message with the new version, valid and signed.
     let (status, body) = s
-        .send(
-            "PUT",
-            "/services/tts-worker",
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": 55, "tts_aggregate_timeout_sec": 2.5}, "version": start.version}),
-        )
+        .put_config("tts-worker", &json!({"config": {"volume_percent": 55, "tts_aggregate_timeout_sec": 2.5}, "version": start.version}))
         .await;
     assert_eq!(status, 200, "{body}");
     let new_version = body["version"].as_u64().unwrap();

@@ -26,19 +26,6 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-async fn metrics(s: &Server) -> String {
-    let resp = s
-        .http
-        .get(format!("http://127.0.0.1:{}/metrics", s.port))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
-    resp.text().await.unwrap()
-}
-
 #[tokio::test]
 async fn metrics_after_known_traffic_use_route_templates() {
     let s = Server::start().await;
@@ -63,19 +50,12 @@ async fn metrics_after_known_traffic_use_route_templates() {
             .unwrap();
         assert_eq!(resp.status(), 404);
     }
-    let (status, _) = s
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": 33}, "version": 1}),
-        )
+    s.patch_ok("tts-worker", json!({"volume_percent": 33}), 1)
         .await;
-    assert_eq!(status, 200);
     let (status, _) = s.get("/services", None).await;
     assert_eq!(status, 401);
 
-    let text = metrics(&s).await;
+    let text = s.metrics().await;
     let route = "/api/config/services/{service}";
     assert_eq!(
         sample(
@@ -172,7 +152,7 @@ async fn metrics_after_known_traffic_use_route_templates() {
     assert!(text.contains("config_manager_build_info{version=\""));
     assert!(text.ends_with("# EOF\n"));
     // No token is needed, and the scrape itself is counted.
-    let text = metrics(&s).await;
+    let text = s.metrics().await;
     assert!(sample(
         &text,
         "config_manager_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"200\"}"
@@ -297,19 +277,15 @@ async fn json_log_lines_parse_and_carry_the_request_id() {
 async fn exercise_every_endpoint(s: &Server) {
     let bogus = "bogus-token-that-is-unknown-0000";
     let (status, body) = s
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
+        .patch_config(
+            "tts-worker",
             &json!({"config": {"eleven_api_key": SECRET, "volume_percent": 999}, "version": 1}),
         )
         .await;
     assert_eq!(status, 422, "{body}");
     let (status, body) = s
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
+        .patch_config(
+            "tts-worker",
             &json!({"config": {"eleven_api_key": SECRET}, "version": 1, "reason": "key"}),
         )
         .await;
@@ -323,7 +299,7 @@ async fn exercise_every_endpoint(s: &Server) {
         .await;
     assert_eq!(status, 200);
     assert!(doc.to_string().contains(SECRET));
-    let (status, body) = s.send("POST", "/import", Some(WRITE_TOKEN), &doc).await;
+    let (status, body) = s.post("/import", &doc).await;
     assert_eq!(status, 200, "{body}");
     for (method, path) in config_manager::http::ROUTES {
         let concrete = path
@@ -357,14 +333,7 @@ async fn exercise_every_endpoint(s: &Server) {
                 .await;
         }
     }
-    let (status, _) = s
-        .send(
-            "POST",
-            "/rebuild",
-            Some(WRITE_TOKEN),
-            &json!({"token": "wrong-but-long-token"}),
-        )
-        .await;
+    let (status, _) = s.rebuild(WRITE_TOKEN, "wrong-but-long-token").await;
     assert_eq!(status, 403);
     let resp = s
         .http
@@ -569,29 +538,17 @@ async fn sigterm_during_a_write_burst_loses_no_acknowledged_write() {
 #[tokio::test]
 async fn export_import_round_trip_equals_the_original() {
     let a = Server::start().await;
-    let (status, body) = a
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": 42, "eleven_api_key": SECRET}, "version": 1}),
-        )
+    a.patch_ok(
+        "tts-worker",
+        json!({"volume_percent": 42, "eleven_api_key": SECRET}),
+        1,
+    )
+    .await;
+    a.patch_ok("router", json!({"router_stream_max_chars": 321}), 1)
         .await;
-    assert_eq!(status, 200, "{body}");
     let (status, _) = a
-        .send(
-            "PATCH",
-            "/services/router",
-            Some(WRITE_TOKEN),
-            &json!({"config": {"router_stream_max_chars": 321}, "version": 1}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (status, _) = a
-        .send(
-            "POST",
+        .post(
             "/profiles",
-            Some(WRITE_TOKEN),
             &json!({"profile_name": "night", "description": "quiet"}),
         )
         .await;
@@ -637,14 +594,7 @@ async fn export_import_round_trip_equals_the_original() {
 
     // Into a fresh service with other keys: the same configuration comes out.
     let b = Server::start().await;
-    let (status, out) = b
-        .send(
-            "POST",
-            "/import?reason=migrate",
-            Some(WRITE_TOKEN),
-            &original,
-        )
-        .await;
+    let (status, out) = b.post("/import?reason=migrate", &original).await;
     assert_eq!(status, 200, "{out}");
     let updated: Vec<&str> = out["services_updated"]
         .as_array()
@@ -678,9 +628,7 @@ async fn export_import_round_trip_equals_the_original() {
     assert_eq!(got["config"]["eleven_api_key"], SECRET);
 
     // Importing the same document again changes nothing.
-    let (status, out) = b
-        .send("POST", "/import", Some(WRITE_TOKEN), &original)
-        .await;
+    let (status, out) = b.post("/import", &original).await;
     assert_eq!(status, 200);
     assert_eq!(out["services_updated"], json!([]));
 
@@ -689,7 +637,7 @@ async fn export_import_round_trip_equals_the_original() {
     bad["services"]["router"]["config"]["router_stream_max_chars"] = json!(5);
     bad["services"]["tts-worker"]["config"]["volume_percent"] = json!(999);
     let before = b.version("router").await;
-    let (status, problem) = b.send("POST", "/import", Some(WRITE_TOKEN), &bad).await;
+    let (status, problem) = b.post("/import", &bad).await;
     assert_eq!(status, 422, "{problem}");
     let pointers: Vec<&str> = problem["errors"]
         .as_array()
@@ -702,41 +650,18 @@ async fn export_import_round_trip_equals_the_original() {
 
     // Dry run reports without writing; stale versions conflict.
     bad["services"]["tts-worker"]["config"]["volume_percent"] = json!(7);
-    let (status, out) = b
-        .send("POST", "/import?dry_run=true", Some(WRITE_TOKEN), &bad)
-        .await;
+    let (status, out) = b.post("/import?dry_run=true", &bad).await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(out["dry_run"], true);
     assert_eq!(b.version("router").await, before);
     // Optimistic locking over the whole document: someone changes tts-worker
     // after the export, so an import that expects the exported versions fails.
-    let (status, _) = a
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": 43}, "version": 2}),
-        )
+    a.patch_ok("tts-worker", json!({"volume_percent": 43}), 2)
         .await;
-    assert_eq!(status, 200);
-    let (status, problem) = a
-        .send(
-            "POST",
-            "/import?expect_versions=true",
-            Some(WRITE_TOKEN),
-            &original,
-        )
-        .await;
+    let (status, problem) = a.post("/import?expect_versions=true", &original).await;
     assert_eq!(status, 409, "{problem}");
     assert_eq!(problem["current_version"], 3);
-    let (status, _) = b
-        .send(
-            "POST",
-            "/import?expect_versions=true",
-            Some(WRITE_TOKEN),
-            &original,
-        )
-        .await;
+    let (status, _) = b.post("/import?expect_versions=true", &original).await;
     assert_eq!(
         status, 400,
         "versions of another database's epoch mean nothing"

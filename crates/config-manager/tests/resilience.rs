@@ -8,12 +8,15 @@ mod common;
 #[path = "common/faults.rs"]
 mod faults;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Server, READ_TOKEN, WRITE_TOKEN};
+use common::{
+    break_database, garble, garble_database, wait_fallback, Server, READ_TOKEN, REBUILD_TOKEN,
+    WRITE_TOKEN,
+};
 use faults::*;
 use serde_json::{json, Value};
 
@@ -70,12 +73,7 @@ async fn garbage_database_falls_back_without_failed_reads_then_rebuild_keeps_dat
     let readers = ReaderLoop::start(&s);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let fault_at = Instant::now();
-    garble(&s.db_path());
-    garble(&s.db_path().with_extension("db-wal"));
-    let h = wait_health(&s, "fallback", |h| {
-        h["operational_mode"] == "read-only-fallback"
-    })
-    .await;
+    let h = break_database(&s).await;
     let switch_time = fault_at.elapsed();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (failed, total) = readers.finish().await;
@@ -90,14 +88,7 @@ async fn garbage_database_falls_back_without_failed_reads_then_rebuild_keeps_dat
     assert_fallback_serves_and_refuses(&s, 42).await;
 
     // Rebuild by token: new epoch, data kept, broken file kept.
-    let (status, body) = s
-        .send(
-            "POST",
-            "/rebuild",
-            Some(WRITE_TOKEN),
-            &json!({"token": "rebuild-token-0123456789"}),
-        )
-        .await;
+    let (status, body) = s.rebuild(WRITE_TOKEN, REBUILD_TOKEN).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["tombstone"]["seed_source"], "lkg");
     assert_eq!(body["tombstone"]["old_epoch"], old_epoch.as_str());
@@ -160,10 +151,7 @@ async fn deleted_database_enters_fallback_and_comes_back_when_restored() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", s.db_path().display()));
     }
-    let h = wait_health(&s, "fallback", |h| {
-        h["operational_mode"] == "read-only-fallback"
-    })
-    .await;
+    let h = wait_fallback(&s).await;
     assert_eq!(h["database_status"], "missing");
     assert_fallback_serves_and_refuses(&s, 64).await;
     // A write during the outage never reaches the deleted file.
@@ -217,18 +205,7 @@ async fn tampered_lkg_is_reported_never_used_and_rewritten() {
     let tampered = text.replacen("\"volume_percent\": ", "\"volume_percent\": 1", 1);
     assert_ne!(tampered, text);
     std::fs::write(&lkg_path, tampered).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !s
-        .log()
-        .contains("last-known-good cache failed verification")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "tampering not reported:\n{}",
-            s.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_log(&s, "last-known-good cache failed verification").await;
     // Rewritten from the database: valid again, with the true value.
     wait_health(&s, "lkg valid", |h| h["lkg_cache_valid"] == true).await;
     let rewritten = String::from_utf8(std::fs::read(&lkg_path).unwrap()).unwrap();
@@ -239,12 +216,7 @@ async fn tampered_lkg_is_reported_never_used_and_rewritten() {
     let mut unsigned = v.clone();
     unsigned.as_object_mut().unwrap().remove("hmac");
     std::fs::write(&lkg_path, serde_json::to_vec(&unsigned).unwrap()).unwrap();
-    garble(&s.db_path());
-    garble(&s.db_path().with_extension("db-wal"));
-    let h = wait_health(&s, "fallback", |h| {
-        h["operational_mode"] == "read-only-fallback"
-    })
-    .await;
+    let h = break_database(&s).await;
     assert_eq!(h["lkg_cache_valid"], false, "{h}");
     let (status, body) = s.get(TTS, Some(READ_TOKEN)).await;
     assert_eq!(status, 503, "an unverified cache is never served: {body}");
@@ -280,13 +252,9 @@ async fn tampered_lkg_journal_is_never_served() {
     let tampered = text.replacen("\"volume_percent\":40", "\"volume_percent\":41", 1);
     assert_ne!(tampered, text);
     std::fs::write(journal(&s), &tampered).unwrap();
-    garble(&s.db_path());
-    garble(&s.db_path().with_extension("db-wal"));
+    garble_database(&s);
     s.spawn().await;
-    let h = wait_health(&s, "fallback", |h| {
-        h["operational_mode"] == "read-only-fallback"
-    })
-    .await;
+    let h = wait_fallback(&s).await;
     assert_eq!(h["lkg_cache_valid"], false, "{h}");
     assert!(
         h["err"]
@@ -337,12 +305,7 @@ async fn crash_between_commit_and_lkg_append_is_repaired_at_start_up() {
     let (status, body) = s.get(TTS, Some(READ_TOKEN)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["config"]["volume_percent"], 33, "the commit survived");
-    garble(&s.db_path());
-    garble(&s.db_path().with_extension("db-wal"));
-    wait_health(&s, "fallback", |h| {
-        h["operational_mode"] == "read-only-fallback"
-    })
-    .await;
+    break_database(&s).await;
     let (status, body) = s.get(TTS, Some(READ_TOKEN)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -362,22 +325,9 @@ async fn lkg_from_another_epoch_is_not_used() {
     // Swap the file in atomically, so the monitor never reads a half-copied file.
     std::fs::copy(b.path("data/lkg.json"), a.path("data/lkg.tmp")).unwrap();
     std::fs::rename(a.path("data/lkg.tmp"), a.path("data/lkg.json")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !a.log().contains("from epoch") {
-        assert!(
-            Instant::now() < deadline,
-            "foreign cache not reported:\n{}",
-            a.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_log(&a, "from epoch").await;
     wait_health(&a, "lkg valid", |h| h["lkg_cache_valid"] == true).await;
-    garble(&a.db_path());
-    garble(&a.db_path().with_extension("db-wal"));
-    wait_health(&a, "fallback", |h| {
-        h["operational_mode"] == "read-only-fallback"
-    })
-    .await;
+    break_database(&a).await;
     let (status, body) = a.get(TTS, Some(READ_TOKEN)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -402,8 +352,9 @@ fn write_schema(dir: &Path, max: u64, extra_field: bool) {
     .unwrap();
 }
 
-#[tokio::test]
-async fn compatible_schema_change_is_applied_and_recorded() {
+/// A service restarted over a schema directory holding arm-controller's
+/// schema (maximum 100, no extra field); the service and the directory.
+async fn start_with_arm_schema() -> (Server, PathBuf) {
     let mut s = Server::start_with(vec![]).await;
     let dir = s.path("schemas");
     write_schema(&dir, 100, false);
@@ -411,18 +362,16 @@ async fn compatible_schema_change_is_applied_and_recorded() {
         .push(("CONFIG_SCHEMA_DIR".into(), dir.display().to_string()));
     s.terminate();
     s.spawn().await;
+    (s, dir)
+}
+
+#[tokio::test]
+async fn compatible_schema_change_is_applied_and_recorded() {
+    let (mut s, dir) = start_with_arm_schema().await;
     let (_, c) = s.get("/services/arm-controller", Some(READ_TOKEN)).await;
     assert_eq!(c["config"]["speed"], 5);
     let v = c["version"].as_i64().unwrap();
-    let (status, _) = s
-        .send(
-            "PATCH",
-            "/services/arm-controller",
-            Some(WRITE_TOKEN),
-            &json!({"config": {"speed": 80}, "version": v}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    s.patch_ok("arm-controller", json!({"speed": 80}), v).await;
     // New field with a default: applied, recorded in history.
     write_schema(&dir, 100, true);
     s.terminate();
@@ -440,21 +389,8 @@ async fn compatible_schema_change_is_applied_and_recorded() {
 
 #[tokio::test]
 async fn incompatible_schema_change_is_read_only_with_a_report_or_reset_with_auto_rebuild() {
-    let mut s = Server::start_with(vec![]).await;
-    let dir = s.path("schemas");
-    write_schema(&dir, 100, false);
-    s.extra_env
-        .push(("CONFIG_SCHEMA_DIR".into(), dir.display().to_string()));
-    s.terminate();
-    s.spawn().await;
-    let v = s.version("arm-controller").await;
-    s.send(
-        "PATCH",
-        "/services/arm-controller",
-        Some(WRITE_TOKEN),
-        &json!({"config": {"speed": 80}, "version": v}),
-    )
-    .await;
+    let (mut s, dir) = start_with_arm_schema().await;
+    s.patch_latest("arm-controller", json!({"speed": 80})).await;
     // Tighten the maximum below the stored value.
     write_schema(&dir, 50, false);
     s.terminate();
@@ -471,15 +407,7 @@ async fn incompatible_schema_change_is_read_only_with_a_report_or_reset_with_aut
     let (status, c) = s.get("/services/arm-controller", Some(READ_TOKEN)).await;
     assert_eq!(status, 200, "reads keep working");
     assert_eq!(c["config"]["speed"], 80);
-    let (status, _) = s
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": 1}, "version": 1}),
-        )
-        .await;
-    assert_eq!(status, 503);
+    s.assert_writes_refused().await;
     // With ALLOW_AUTO_REBUILD=1 only the failing field is reset.
     s.extra_env.push(("ALLOW_AUTO_REBUILD".into(), "1".into()));
     s.terminate();
@@ -533,10 +461,8 @@ async fn overwriting_the_start_of_database_and_wal_is_caught_and_no_acknowledged
         let key = KEYS[i % KEYS.len()];
         let value = format!("save-{i}");
         let (status, body) = s
-            .send(
-                "PATCH",
-                TTS,
-                Some(WRITE_TOKEN),
+            .patch_config(
+                "tts-worker",
                 &json!({"config": {key: value}, "version": version}),
             )
             .await;
@@ -553,10 +479,7 @@ async fn overwriting_the_start_of_database_and_wal_is_caught_and_no_acknowledged
         }
     }
     assert!(refused > 0, "every save was acknowledged after the fault");
-    let h = wait_health(&s, "fallback", |h| {
-        h["operational_mode"] == "read-only-fallback"
-    })
-    .await;
+    let h = wait_fallback(&s).await;
     assert_eq!(h["database_status"], "corrupted", "{h}");
     assert!(s.log().contains("damaged"), "{}", s.log());
 
@@ -578,14 +501,7 @@ async fn overwriting_the_start_of_database_and_wal_is_caught_and_no_acknowledged
     check(&got, "the cache after a restart");
 
     // A rebuild seeds a new database from that copy: nothing acknowledged lost.
-    let (status, body) = s
-        .send(
-            "POST",
-            "/rebuild",
-            Some(WRITE_TOKEN),
-            &json!({"token": "rebuild-token-0123456789"}),
-        )
-        .await;
+    let (status, body) = s.rebuild(WRITE_TOKEN, REBUILD_TOKEN).await;
     assert_eq!(status, 202, "{body}");
     wait_health(&s, "normal", |h| h["operational_mode"] == "normal").await;
     let (_, got) = s.get(TTS, Some(READ_TOKEN)).await;
@@ -604,10 +520,7 @@ async fn the_monitor_finds_an_overwritten_database_header_without_any_write() {
     }
     overwrite_first_8k(&s.db_path());
     overwrite_first_8k(&s.db_path().with_extension("db-wal"));
-    let h = common::wait_health_within(&s, "fallback", 30, |h| {
-        h["operational_mode"] == "read-only-fallback"
-    })
-    .await;
+    let h = wait_fallback(&s).await;
     assert_eq!(h["database_status"], "corrupted", "{h}");
     assert_fallback_serves_and_refuses(&s, 20).await;
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{free_port, Server, READ_TOKEN, WRITE_TOKEN};
+use common::{free_port, wait_fallback, Server, READ_TOKEN};
 use faults::*;
 use serde_json::{json, Value};
 
@@ -139,10 +139,8 @@ fn fill(dir: &Path) -> PathBuf {
 
 async fn put_blob(s: &Server, name: &str) -> (u16, Value) {
     let blob = "b".repeat(200 * 1024);
-    s.send(
-        "PUT",
-        &format!("/services/{name}"),
-        Some(WRITE_TOKEN),
+    s.put_config(
+        name,
         &json!({"service": name, "config": {"blob": blob}, "version": 0}),
     )
     .await
@@ -224,10 +222,7 @@ async fn unreadable_database_falls_back_then_recovers_when_permissions_are_fixed
 
     // While running.
     chmod(&s.db_path(), 0o000);
-    let h = wait_health(&s, "unavailable", |h| {
-        h["operational_mode"] == "read-only-fallback"
-    })
-    .await;
+    let h = wait_fallback(&s).await;
     assert_eq!(h["database_status"], "unavailable", "{h}");
     assert_fallback_serves_and_refuses(&s, 81).await;
     chmod(&s.db_path(), 0o600);

@@ -12,10 +12,9 @@ mod faults;
 mod mqtt_support;
 
 use std::path::PathBuf;
-use std::process::Output;
 use std::time::Duration;
 
-use common::{Server, READ_TOKEN, WRITE_TOKEN};
+use common::{cli, garble, restore_record, text, Server, READ_TOKEN};
 use config_manager_core::envelope::freshness::{
     check_freshness, AppliedState, Decision, FreshnessPolicy,
 };
@@ -23,7 +22,7 @@ use config_manager_core::envelope::{Envelope, DEFAULT_MAX_ENVELOPE_BYTES};
 use config_manager_core::health::HEALTH_TOPIC;
 use faults::*;
 use mqtt_support::{env_public_key, trusted, Broker, Subscriber};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Starts a service, writes `volume`, stops it cleanly (the WAL is
 /// checkpointed into the file) and keeps a copy of the database; returns
@@ -37,19 +36,6 @@ async fn prepared(extra: &[(&str, &str)], volume: i64) -> (Server, PathBuf, Stri
     let copy = s.path("good-copy.db");
     std::fs::copy(s.db_path(), &copy).unwrap();
     (s, copy, epoch)
-}
-
-fn cli(s: &Server, args: &[&str]) -> Output {
-    s.command().args(args).output().expect("run config-manager")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[tokio::test]
@@ -136,15 +122,7 @@ async fn without_a_valid_cache_startup_answers_no_fallback_and_stays_up() {
         body["type"].as_str().unwrap().ends_with("no-fallback"),
         "{body}"
     );
-    let (status, _) = s
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": 1}, "version": 1}),
-        )
-        .await;
-    assert_eq!(status, 503);
+    s.assert_writes_refused().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_alive(&mut s);
     assert_eq!(
@@ -342,15 +320,8 @@ async fn restore_with_new_epoch_gives_the_restored_database_a_fresh_epoch() {
     let applied = AppliedState::of(&applied);
     assert_eq!(s.terminate(), Some(0));
 
-    let out = cli(
-        &s,
-        &[
-            "restore",
-            "--snapshot",
-            snapshot.to_str().unwrap(),
-            "--new-epoch",
-        ],
-    );
+    let snapshot = snapshot.to_str().unwrap();
+    let out = cli(&s, &["restore", "--snapshot", snapshot, "--new-epoch"]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("new epoch"), "{}", text(&out));
@@ -387,15 +358,7 @@ async fn restore_with_new_epoch_gives_the_restored_database_a_fresh_epoch() {
         Decision::Apply
     );
     // The restore record names the backup's epoch as the previous one.
-    let record = std::fs::read_dir(s.path("data"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.to_string_lossy().contains(".restore-") && p.extension().is_some_and(|x| x == "json")
-        })
-        .unwrap();
-    let record: Value = serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+    let record = restore_record(&s);
     assert_eq!(record["backup_epoch"], old_epoch.as_str());
     assert_eq!(record["config_epoch"], new_epoch.as_str());
     // Writes continue in the new epoch.

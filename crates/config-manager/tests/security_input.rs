@@ -42,17 +42,6 @@ fn pointers(body: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn patch(s: &Server, path: &str, config: Value) -> (u16, Value) {
-    let version = s.version(path.trim_start_matches("/services/")).await;
-    s.send(
-        "PATCH",
-        path,
-        Some(WRITE_TOKEN),
-        &json!({"config": config, "version": version}),
-    )
-    .await
-}
-
 // ---- finding 1: x-env ------------------------------------------------------
 
 /// A write-role caller registers a schema whose `x-env` names the service's
@@ -178,7 +167,7 @@ async fn imported_profiles_are_validated_and_never_hold_secrets() {
             "../evil": {"x": 1},
         }}]),
     );
-    let (status, body) = s.send("POST", "/import", Some(WRITE_TOKEN), &hostile).await;
+    let (status, body) = s.post("/import", &hostile).await;
     assert_eq!(status, 422, "{body}");
     let got = pointers(&body);
     assert!(
@@ -214,7 +203,7 @@ async fn imported_profiles_are_validated_and_never_hold_secrets() {
             json!({}),
             json!([{"name": "p", "config_snapshot": snapshot}]),
         );
-        let (status, body) = s.send("POST", "/import", Some(WRITE_TOKEN), &doc).await;
+        let (status, body) = s.post("/import", &doc).await;
         assert_eq!(status, 422, "{snapshot}: {body}");
         assert_eq!(pointers(&body), [pointer], "{body}");
     }
@@ -222,7 +211,7 @@ async fn imported_profiles_are_validated_and_never_hold_secrets() {
         json!({}),
         json!([{"name": "quiet", "config_snapshot": {"tts-worker": {"volume_percent": 10}}}]),
     );
-    let (status, body) = s.send("POST", "/import", Some(WRITE_TOKEN), &good).await;
+    let (status, body) = s.post("/import", &good).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["profiles_saved"], json!(["quiet"]));
 }
@@ -233,8 +222,8 @@ async fn imported_profiles_are_validated_and_never_hold_secrets() {
 #[tokio::test]
 async fn stored_profile_secrets_are_removed_and_activation_keeps_secrets() {
     let mut s = Server::start().await;
-    let (status, body) = patch(&s, TTS, json!({"eleven_api_key": "real-vendor-key"})).await;
-    assert_eq!(status, 200, "{body}");
+    s.patch_latest("tts-worker", json!({"eleven_api_key": "real-vendor-key"}))
+        .await;
     s.terminate();
     let store = Store::open(&s.db_path()).unwrap();
     let snapshot: Map<String, Value> = serde_json::from_value(json!({
@@ -278,12 +267,7 @@ async fn stored_profile_secrets_are_removed_and_activation_keeps_secrets() {
     let (_, got) = s.get(TTS, Some(READ_TOKEN)).await;
     assert_eq!(got["config"]["volume_percent"], 33);
     let (status, revealed) = s
-        .send(
-            "POST",
-            "/services/tts-worker/secrets/eleven_api_key/reveal",
-            Some(WRITE_TOKEN),
-            &json!({"reason": "check activation kept it"}),
-        )
+        .reveal("tts-worker", "eleven_api_key", "check activation kept it")
         .await;
     assert_eq!(status, 200, "{revealed}");
     assert_eq!(revealed["value"], "real-vendor-key");
@@ -296,8 +280,8 @@ async fn stored_profile_secrets_are_removed_and_activation_keeps_secrets() {
 #[tokio::test]
 async fn dry_run_import_says_nothing_about_secret_values_and_is_audited() {
     let s = Server::start().await;
-    let (status, _) = patch(&s, TTS, json!({"eleven_api_key": "the-right-key"})).await;
-    assert_eq!(status, 200);
+    s.patch_latest("tts-worker", json!({"eleven_api_key": "the-right-key"}))
+        .await;
     let guess = |value: &str| {
         document(
             json!({"tts-worker": {"config": {"eleven_api_key": value}}}),
@@ -306,14 +290,7 @@ async fn dry_run_import_says_nothing_about_secret_values_and_is_audited() {
     };
     let mut answers = Vec::new();
     for value in ["the-right-key", "a-wrong-guess"] {
-        let (status, body) = s
-            .send(
-                "POST",
-                "/import?dry_run=true",
-                Some(WRITE_TOKEN),
-                &guess(value),
-            )
-            .await;
+        let (status, body) = s.post("/import?dry_run=true", &guess(value)).await;
         assert_eq!(status, 200, "{body}");
         answers.push(body);
     }
@@ -330,10 +307,8 @@ async fn dry_run_import_says_nothing_about_secret_values_and_is_audited() {
         );
     }
     let (status, _) = s
-        .send(
-            "POST",
+        .post(
             "/import?dry_run=true",
-            Some(WRITE_TOKEN),
             &document(json!({"../x": {"config": {}}}), json!([])),
         )
         .await;
@@ -391,7 +366,7 @@ async fn hostile_keys_are_refused_on_every_write_path() {
             assert!(!message.contains('\u{0}'), "control characters escaped");
         }
         let doc = document(json!({"loose": {"config": config}}), json!([]));
-        let (status, body) = s.send("POST", "/import", Some(WRITE_TOKEN), &doc).await;
+        let (status, body) = s.post("/import", &doc).await;
         assert_eq!(status, 422, "import: {body}");
         assert!(
             pointers(&body)[0].starts_with("/services/loose/config/"),
@@ -401,7 +376,7 @@ async fn hostile_keys_are_refused_on_every_write_path() {
             json!({}),
             json!([{"name": "p", "config_snapshot": {"loose": config}}]),
         );
-        let (status, body) = s.send("POST", "/import", Some(WRITE_TOKEN), &doc).await;
+        let (status, body) = s.post("/import", &doc).await;
         assert_eq!(status, 422, "profile: {body}");
         assert!(
             pointers(&body)[0].starts_with("/profiles/0/config_snapshot/loose/"),
@@ -429,7 +404,7 @@ async fn hostile_keys_are_refused_on_every_write_path() {
 async fn integer_fields_store_integers_and_rest_matches_mqtt() {
     let broker = Broker::start();
     let mut live = Subscriber::connect(broker.port, "system/config/tts-worker").await;
-    let s = Server::start_with(vec![("MQTT_URL".into(), broker.url())]).await;
+    let s = Server::start_with_mqtt(broker.url()).await;
     let key = env_public_key(&s.path(".env"));
     let version = s.version("tts-worker").await;
     let (status, body) = s
@@ -441,16 +416,7 @@ async fn integer_fields_store_integers_and_rest_matches_mqtt() {
         .await;
     assert_eq!(status, 200, "{body}");
     let new_version = body["version"].as_u64().unwrap();
-    let raw = s
-        .http
-        .get(s.url(TTS))
-        .header("X-API-Token", READ_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let raw = s.get_text(TTS, READ_TOKEN).await;
     assert!(
         raw.contains(r#""volume_percent":60,"#) || raw.contains(r#""volume_percent":60}"#),
         "{raw}"
@@ -482,16 +448,7 @@ async fn integer_fields_store_integers_and_rest_matches_mqtt() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let raw = s
-        .http
-        .get(s.url("/services/signed"))
-        .header("X-API-Token", READ_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let raw = s.get_text("/services/signed", READ_TOKEN).await;
     assert!(raw.contains(r#""offset":0"#), "{raw}");
     let rest: Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(rest["config"]["offset"].as_i64(), Some(0), "{raw}");
@@ -521,12 +478,7 @@ async fn oversized_configs_are_refused_at_write_time() {
     let over = "x".repeat(300_000);
 
     let (status, body) = s
-        .send(
-            "PUT",
-            "/services/big",
-            Some(WRITE_TOKEN),
-            &json!({"config": {"blob": over}, "version": 1}),
-        )
+        .put_config("big", &json!({"config": {"blob": over}, "version": 1}))
         .await;
     assert_eq!(status, 422, "{body}");
     assert!(
@@ -538,23 +490,18 @@ async fn oversized_configs_are_refused_at_write_time() {
     );
     assert_eq!(s.version("big").await, 1, "nothing stored");
     let doc = document(json!({"big": {"config": {"blob": over}}}), json!([]));
-    let (status, _) = s.send("POST", "/import", Some(WRITE_TOKEN), &doc).await;
+    let (status, _) = s.post("/import", &doc).await;
     assert_eq!(status, 422);
     let doc = document(
         json!({}),
         json!([{"name": "huge", "config_snapshot": {"big": {"blob": over}}}]),
     );
-    let (status, body) = s.send("POST", "/import", Some(WRITE_TOKEN), &doc).await;
+    let (status, body) = s.post("/import", &doc).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(s.version("big").await, 1);
 
     let (status, body) = s
-        .send(
-            "PUT",
-            "/services/big",
-            Some(WRITE_TOKEN),
-            &json!({"config": {"blob": at_limit}, "version": 1}),
-        )
+        .put_config("big", &json!({"config": {"blob": at_limit}, "version": 1}))
         .await;
     assert_eq!(status, 200, "{body}");
     let msg = live

@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Server, READ_TOKEN, WRITE_TOKEN};
+use common::{Server, READ_TOKEN, REBUILD_TOKEN, WRITE_TOKEN};
 use serde_json::{json, Value};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -447,7 +447,6 @@ async fn bad_logins_are_rate_limited_per_address_and_audited_aggregated() {
     }
 }
 
-const REBUILD_TOKEN: &str = "rebuild-token-0123456789";
 const TTS_WRITE_TOKEN: &str = "tts-write-scoped-token-0123456789";
 
 #[tokio::test]
@@ -473,14 +472,7 @@ async fn a_scoped_write_token_cannot_rebuild_the_database() {
         .await;
     assert_eq!(status, 200);
     // ...but may not rebuild everything, even with the rebuild token.
-    let (status, body) = s
-        .send(
-            "POST",
-            "/rebuild",
-            Some(TTS_WRITE_TOKEN),
-            &json!({"token": REBUILD_TOKEN}),
-        )
-        .await;
+    let (status, body) = s.rebuild(TTS_WRITE_TOKEN, REBUILD_TOKEN).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["type"], "urn:config-manager:problem:forbidden");
     let moved: Vec<String> = std::fs::read_dir(s.path("data"))
@@ -498,14 +490,7 @@ async fn a_scoped_write_token_cannot_rebuild_the_database() {
         "service-scoped token"
     );
     // An unscoped write token still can.
-    let (status, body) = s
-        .send(
-            "POST",
-            "/rebuild",
-            Some(WRITE_TOKEN),
-            &json!({"token": REBUILD_TOKEN}),
-        )
-        .await;
+    let (status, body) = s.rebuild(WRITE_TOKEN, REBUILD_TOKEN).await;
     assert_eq!(status, 202, "{body}");
 }
 
@@ -530,15 +515,8 @@ async fn database_and_companion_files_are_owner_only_under_umask_022() {
         ("BACKUP_SNAPSHOT_INTERVAL", "1s"),
     ]))
     .await;
-    let (status, _) = s
-        .send(
-            "PATCH",
-            "/services/tts-worker",
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": 7}, "version": 1}),
-        )
+    s.patch_ok("tts-worker", json!({"volume_percent": 7}), 1)
         .await;
-    assert_eq!(status, 200);
     // A snapshot with its metadata.
     let snaps = s.path("snaps");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -555,24 +533,10 @@ async fn database_and_companion_files_are_owner_only_under_umask_022() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // A rebuild moves the database aside and writes a tombstone.
-    let (status, body) = s
-        .send(
-            "POST",
-            "/rebuild",
-            Some(WRITE_TOKEN),
-            &json!({"token": REBUILD_TOKEN}),
-        )
-        .await;
+    let (status, body) = s.rebuild(WRITE_TOKEN, REBUILD_TOKEN).await;
     assert_eq!(status, 202, "{body}");
-    let (status, _) = s
-        .send(
-            "PATCH",
-            "/services/tts-worker",
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": 8}, "version": s.version("tts-worker").await}),
-        )
+    s.patch_latest("tts-worker", json!({"volume_percent": 8}))
         .await;
-    assert_eq!(status, 200);
     let data = s.path("data");
     let mut checked = Vec::new();
     for entry in std::fs::read_dir(&data).unwrap().flatten() {

@@ -33,10 +33,8 @@ async fn schema_defaults_cannot_push_a_config_past_the_publish_limit() {
     let (status, body) = s.put_schema("grow", v1).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = s
-        .send(
-            "PATCH",
-            "/services/grow",
-            Some(WRITE_TOKEN),
+        .patch_config(
+            "grow",
             &json!({"config": {"notes": "n".repeat(200_000)}, "version": 1}),
         )
         .await;
@@ -258,34 +256,10 @@ async fn idle_keep_alive_connections_are_shed_for_a_new_request() {
 #[tokio::test]
 async fn a_reader_logging_in_in_a_loop_cannot_grow_the_audit_log() {
     let mut s = Server::start().await;
-    let root = format!("http://127.0.0.1:{}", s.port);
     let rounds = 300;
     for _ in 0..rounds {
-        let r = s
-            .http
-            .post(format!("{root}/ui/login"))
-            .json(&json!({"token": common::READ_TOKEN}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let cookie = r
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .unwrap()
-            .to_owned();
-        let body: Value = r.json().await.unwrap();
-        let csrf = body["csrf_token"].as_str().unwrap().to_owned();
-        let r = s
-            .http
-            .post(format!("{root}/ui/logout"))
-            .header("Cookie", &cookie)
-            .header("X-CSRF-Token", &csrf)
-            .send()
-            .await
-            .unwrap();
+        let (cookie, csrf) = s.ui_login(common::READ_TOKEN).await;
+        let r = s.ui_logout(&cookie, Some(&csrf)).await;
         assert_eq!(r.status(), 204);
     }
     for action in ["session.login", "session.logout"] {
@@ -404,16 +378,7 @@ async fn integer_fields_store_integers_through_defaults_and_huge_values() {
     let schema = r#"{"type":"object","properties":{"n":{"type":"integer","default":60.0},"m":{"type":"integer","default":-0.0}}}"#;
     let (status, body) = s.put_schema("ints", schema).await;
     assert_eq!(status, 200, "{body}");
-    let raw = s
-        .http
-        .get(s.url("/services/ints"))
-        .header("X-API-Token", WRITE_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let raw = s.get_text("/services/ints", WRITE_TOKEN).await;
     assert!(
         raw.contains(r#""n":60"#) && !raw.contains("60.0") && raw.contains(r#""m":0"#),
         "{raw}"
@@ -421,35 +386,17 @@ async fn integer_fields_store_integers_through_defaults_and_huge_values() {
     assert!(!raw.contains(r#""m":-0"#), "{raw}");
 
     // A whole float no integer type holds.
-    let put = |body: String| {
-        let s = &s;
-        async move {
-            let resp = s
-                .http
-                .patch(s.url("/services/ints"))
-                .header("X-API-Token", WRITE_TOKEN)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            common::into_parts(resp).await
-        }
-    };
-    let (status, body) = put(r#"{"version":1,"config":{"n":1e300}}"#.into()).await;
+    let (status, body) = s
+        .send_raw(
+            "PATCH",
+            "/services/ints",
+            r#"{"version":1,"config":{"n":1e300}}"#.into(),
+        )
+        .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"][0]["pointer"], "/n", "{body}");
     let doc = r#"{"format":"config-manager-export","format_version":1,"services":{},"profiles":[{"name":"p","config_snapshot":{"ints":{"n":1e300}}}]}"#;
-    let resp = s
-        .http
-        .post(s.url("/import"))
-        .header("X-API-Token", WRITE_TOKEN)
-        .header("content-type", "application/json")
-        .body(doc)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = common::into_parts(resp).await;
+    let (status, body) = s.send_raw("POST", "/import", doc.into()).await;
     assert_eq!(status, 422, "{body}");
     let (_, current) = s.get("/services/ints", Some(WRITE_TOKEN)).await;
     assert_eq!(current["version"], 1);

@@ -17,10 +17,10 @@ mod harness;
 #[path = "common/ui.rs"]
 mod ui_support;
 
-use common::{Server, READ_TOKEN, WRITE_TOKEN};
+use common::{break_database, Server, READ_TOKEN, WRITE_TOKEN};
 use harness::Browser;
 use serde_json::json;
-use ui_support::{base, break_database, patch_tts, tts};
+use ui_support::{base, tts};
 
 const LKG_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const ENTER: &str = "\u{E007}";
@@ -35,16 +35,6 @@ async fn open_service(b: &Browser, name: &str) {
     b.open_service(name).await;
 }
 
-async fn wait_form(b: &Browser, name: &str) {
-    b.wait_js(
-        &format!("the {name} form"),
-        &format!(
-            "return document.querySelector('#service-title')?.textContent === '{name}' && !!document.querySelector('#service-form')"
-        ),
-    )
-    .await;
-}
-
 async fn visible_fields(b: &Browser) -> u64 {
     b.js(
         "return [...document.querySelectorAll('#service-form .field')].filter(r => !r.hidden).length",
@@ -53,22 +43,6 @@ async fn visible_fields(b: &Browser) -> u64 {
     .await
     .as_u64()
     .unwrap()
-}
-
-async fn dialog_open(b: &Browser) -> String {
-    b.wait_js(
-        "the dialog",
-        "const d = document.querySelector('#dialog'); return d.open && d.innerText",
-    )
-    .await
-    .as_str()
-    .unwrap()
-    .to_owned()
-}
-
-/// Same-page navigation (hash change), as a click on a link would do.
-async fn go_hash(b: &Browser, hash: &str) {
-    b.js("location.hash = arguments[0]", json!([hash])).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,7 +261,7 @@ async fn operator_journey_in_chromium() {
     b.screenshot("search").await;
     b.click("#search-results a[href=\"#/service/tts-worker/tts_aggregate_debounce_ms\"]")
         .await;
-    wait_form(&b, "tts-worker").await;
+    b.wait_form("tts-worker").await;
     b.wait_js(
         "focus on the field",
         "return document.activeElement?.id === 'f-tts_aggregate_debounce_ms'",
@@ -296,7 +270,8 @@ async fn operator_journey_in_chromium() {
     b.click("#advanced-toggle").await;
 
     // --- history shows the change; restoring the entry brings 100 back.
-    go_hash(&b, "#/history?service=tts-worker&key=volume_percent").await;
+    b.go("#/history?service=tts-worker&key=volume_percent")
+        .await;
     let row = b
         .wait_js(
             "the history row",
@@ -318,7 +293,7 @@ async fn operator_journey_in_chromium() {
     b.screenshot("history").await;
     b.click("#history-rows tr:first-child td:last-child button")
         .await;
-    let text = dialog_open(&b).await;
+    let text = b.dialog_text().await;
     assert!(
         text.contains("Restore in tts-worker?") && text.contains("Volume (%)"),
         "{text}"
@@ -338,22 +313,23 @@ async fn operator_journey_in_chromium() {
     )
     .await;
     b.click("#pit-restore").await;
-    let text = dialog_open(&b).await;
+    let text = b.dialog_text().await;
     assert!(text.contains("Restore to a point in time?"), "{text}");
     b.click("#dialog [data-action=cancel]").await;
     assert_eq!(tts(&s).await["config"]["volume_percent"], 100);
 
     // --- profiles: save the current state, change it, activate (confirmed).
-    go_hash(&b, "#/settings").await;
+    b.go("#/settings").await;
     b.find("#profile-name").await;
     b.type_into("#profile-name", "evening").await;
     b.type_into("#profile-desc", "quiet evening settings").await;
     b.click("#profile-save").await;
     b.find("#profile-rows tr[data-name=evening]").await;
-    patch_tts(&s, json!({"volume_percent": 30})).await;
+    s.patch_latest("tts-worker", json!({"volume_percent": 30}))
+        .await;
     b.click("#profile-rows tr[data-name=evening] [data-action=activate]")
         .await;
-    let text = dialog_open(&b).await;
+    let text = b.dialog_text().await;
     assert!(text.contains("Activate profile “evening”?"), "{text}");
     b.screenshot("profile-activate").await;
     b.click("#dialog [data-action=yes]").await;
@@ -367,17 +343,16 @@ async fn operator_journey_in_chromium() {
 
     // --- a secret: masked, revealed only with a reason, and audited.
     // ElevenLabs' fields show while it is the provider.
-    patch_tts(
-        &s,
+    s.patch_latest(
+        "tts-worker",
         json!({"eleven_api_key": "sk-ui-test-secret-0001", "tts_provider": "elevenlabs"}),
     )
     .await;
-    go_hash(&b, "#/service/tts-worker").await;
-    wait_form(&b, "tts-worker").await;
+    b.go_to_service("tts-worker").await;
     let page = b.js("return document.body.innerText", json!([])).await;
     assert!(!page.as_str().unwrap().contains("sk-ui-test-secret-0001"));
     b.click("#reveal-eleven_api_key").await;
-    let text = dialog_open(&b).await;
+    let text = b.dialog_text().await;
     assert!(text.contains("Reason"), "{text}");
     b.type_into("#dialog-input", "ab").await;
     assert_eq!(
@@ -410,14 +385,13 @@ async fn operator_journey_in_chromium() {
     );
 
     // --- conflict: someone else saves while the form is open.
-    go_hash(&b, "#/service/router").await;
-    wait_form(&b, "router").await;
-    go_hash(&b, "#/service/tts-worker").await;
-    wait_form(&b, "tts-worker").await;
-    patch_tts(&s, json!({"volume_percent": 80})).await;
+    b.go_to_service("router").await;
+    b.go_to_service("tts-worker").await;
+    s.patch_latest("tts-worker", json!({"volume_percent": 80}))
+        .await;
     b.type_into("#f-volume_percent", "90").await;
     b.click("#save-button").await;
-    let text = dialog_open(&b).await;
+    let text = b.dialog_text().await;
     assert!(text.contains("Someone else saved first"), "{text}");
     assert!(text.contains("volume_percent"), "lists my change: {text}");
     b.screenshot("conflict").await;
@@ -444,7 +418,7 @@ async fn operator_journey_in_chromium() {
         .await;
     assert_eq!(prevented, true);
     b.click("#tab-router").await;
-    let text = dialog_open(&b).await;
+    let text = b.dialog_text().await;
     assert!(text.contains("Leave without saving?"), "{text}");
     b.click("#dialog [data-action=cancel]").await;
     // The dialog's promise settles after the click returns; then the hash is
@@ -476,10 +450,10 @@ async fn operator_journey_in_chromium() {
         "tab-ui-lab"
     );
     b.press(ENTER).await;
-    wait_form(&b, "ui-lab").await;
+    b.wait_form("ui-lab").await;
 
     // --- audit view (writers): the reveal and the denial are there.
-    go_hash(&b, "#/audit").await;
+    b.go("#/audit").await;
     b.type_into("#audit-action", "secret.reveal").await;
     b.send_keys("#audit-action", ENTER).await;
     b.wait_js(
@@ -497,8 +471,7 @@ async fn operator_journey_in_chromium() {
     b.screenshot("audit").await;
 
     // --- a narrow window still works: fields stack, the tabs scroll.
-    go_hash(&b, "#/service/tts-worker").await;
-    wait_form(&b, "tts-worker").await;
+    b.go_to_service("tts-worker").await;
     b.set_viewport(500, 800).await; // Chromium's smallest window
     let layout = b
         .js(
@@ -617,19 +590,11 @@ async fn hostile_schema_pattern_does_not_freeze_the_form() {
     let schema = json!({"type": "object", "additionalProperties": false, "properties": {
         "word": {"type": "string", "pattern": "^(a+)+$", "default": "a", "title": "Word"}
     }});
-    let resp = s
-        .http
-        .put(s.url("/services/redos-lab/schema"))
-        .header("X-API-Token", WRITE_TOKEN)
-        .json(&schema)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let (status, body) = s.put_schema("redos-lab", &schema.to_string()).await;
+    assert_eq!(status, 200, "{body}");
     let b = Browser::start(1280, 800).await;
     login(&b, &s, WRITE_TOKEN).await;
-    go_hash(&b, "#/service/redos-lab").await;
-    wait_form(&b, "redos-lab").await;
+    b.go_to_service("redos-lab").await;
     let hostile = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!";
     // A frozen tab never answers WebDriver: bound the wait generously.
     let responsive = tokio::time::timeout(std::time::Duration::from_secs(120), async {

@@ -17,7 +17,7 @@ use common::{Server, WRITE_TOKEN};
 use harness::Browser;
 use mqtt_support::Broker;
 use serde_json::{json, Value};
-use ui_support::{base, publish_reports as publish, report, tts};
+use ui_support::{base, publish_states, tts};
 
 async fn sync_dot(b: &Browser, service: &str) -> Value {
     b.js(
@@ -30,21 +30,14 @@ async fn sync_dot(b: &Browser, service: &str) -> Value {
 #[tokio::test]
 async fn tabs_show_sync_dots_and_the_service_page_follows_a_save_to_its_instances() {
     let broker = Broker::start();
-    let s = Server::start_with(vec![("MQTT_URL".into(), broker.url())]).await;
-    let current = tts(&s).await;
-    let epoch = current["config_epoch"].as_str().unwrap().to_owned();
-    let v = current["version"].as_i64().unwrap();
-    publish(
+    let s = Server::start_with_mqtt(broker.url()).await;
+    let (epoch, v) = s.desired("tts-worker").await;
+    publish_states(
         broker.port,
-        vec![
-            (
-                "robot-1-tts-worker",
-                report("robot-1-tts-worker", &epoch, v, "applied"),
-            ),
-            (
-                "robot-2-tts-worker",
-                report("robot-2-tts-worker", &epoch, v, "applied"),
-            ),
+        &epoch,
+        &[
+            ("robot-1-tts-worker", v, "applied"),
+            ("robot-2-tts-worker", v, "applied"),
         ],
     )
     .await;
@@ -129,12 +122,10 @@ async fn tabs_show_sync_dots_and_the_service_page_follows_a_save_to_its_instance
     );
     let v2 = tts(&s).await["version"].as_i64().unwrap();
     assert_eq!(v2, v + 1);
-    publish(
+    publish_states(
         broker.port,
-        vec![(
-            "robot-1-tts-worker",
-            report("robot-1-tts-worker", &epoch, v2, "applied"),
-        )],
+        &epoch,
+        &[("robot-1-tts-worker", v2, "applied")],
     )
     .await;
     b.wait_js(
@@ -148,12 +139,10 @@ async fn tabs_show_sync_dots_and_the_service_page_follows_a_save_to_its_instance
     )
     .await;
     b.screenshot("instances-arriving").await;
-    publish(
+    publish_states(
         broker.port,
-        vec![(
-            "robot-2-tts-worker",
-            report("robot-2-tts-worker", &epoch, v2, "applied"),
-        )],
+        &epoch,
+        &[("robot-2-tts-worker", v2, "applied")],
     )
     .await;
     b.wait_js(
@@ -164,12 +153,10 @@ async fn tabs_show_sync_dots_and_the_service_page_follows_a_save_to_its_instance
 
     // A rejection shows its reason, and the tab's dot turns to rejected
     // (the list is re-read after a save and with the health poll).
-    publish(
+    publish_states(
         broker.port,
-        vec![(
-            "robot-2-tts-worker",
-            report("robot-2-tts-worker", &epoch, v2, "rejected"),
-        )],
+        &epoch,
+        &[("robot-2-tts-worker", v2, "rejected")],
     )
     .await;
     b.js("location.reload()", json!([])).await;

@@ -9,7 +9,7 @@ mod ui_support;
 
 use common::{Server, READ_TOKEN, TTS_TOKEN, WRITE_TOKEN};
 use serde_json::{json, Value};
-use ui_support::{base, patch_tts, tts};
+use ui_support::{base, tts};
 
 fn cookie_of(resp: &reqwest::Response) -> String {
     resp.headers()
@@ -128,15 +128,11 @@ async fn session_cookie_and_csrf_rules() {
     assert_eq!(r.status(), 200);
     assert_eq!(tts(&s).await["config"]["volume_percent"], 61);
     // API-token requests need no CSRF token (scripts keep working).
-    patch_tts(&s, json!({"volume_percent": 62})).await;
+    s.patch_latest("tts-worker", json!({"volume_percent": 62}))
+        .await;
 
     // A read-role session cannot write even with its CSRF token.
-    let r = post_login(READ_TOKEN).send().await.unwrap();
-    let reader_cookie = cookie_of(&r).split(';').next().unwrap().to_owned();
-    let reader_csrf = r.json::<Value>().await.unwrap()["csrf_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (reader_cookie, reader_csrf) = s.ui_login(READ_TOKEN).await;
     let r = http
         .patch(s.url("/services/tts-worker"))
         .header("Cookie", &reader_cookie)
@@ -148,20 +144,8 @@ async fn session_cookie_and_csrf_rules() {
     assert_eq!(r.status(), 403);
 
     // Logout needs the CSRF token, ends the session and clears the cookie.
-    let r = http
-        .post(format!("{root}ui/logout"))
-        .header("Cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = http
-        .post(format!("{root}ui/logout"))
-        .header("Cookie", &cookie)
-        .header("X-CSRF-Token", &csrf)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(s.ui_logout(&cookie, None).await.status(), 403);
+    let r = s.ui_logout(&cookie, Some(&csrf)).await;
     assert_eq!(r.status(), 204);
     assert!(cookie_of(&r).contains("Max-Age=0"));
     let r = http

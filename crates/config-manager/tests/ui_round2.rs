@@ -11,11 +11,11 @@ mod mqtt_support;
 #[path = "common/ui.rs"]
 mod ui_support;
 
-use common::{Server, WRITE_TOKEN};
+use common::{break_database, Server, WRITE_TOKEN};
 use harness::Browser;
 use mqtt_support::Broker;
 use serde_json::json;
-use ui_support::{base, break_database, publish_reports, report, tts};
+use ui_support::{base, publish_states};
 
 /// Contrast ratio (WCAG 2) of an element's text on the first non-transparent
 /// background behind it, for every element `css` matches: the lowest.
@@ -96,16 +96,12 @@ async fn text_is_readable_in_light_and_dark_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_shows_the_change_arriving_per_instance_at_the_save_button() {
     let broker = Broker::start();
-    let s = Server::start_with(vec![("MQTT_URL".into(), broker.url())]).await;
-    let current = tts(&s).await;
-    let epoch = current["config_epoch"].as_str().unwrap().to_owned();
-    let v = current["version"].as_i64().unwrap();
-    publish_reports(
+    let s = Server::start_with_mqtt(broker.url()).await;
+    let (epoch, v) = s.desired("tts-worker").await;
+    publish_states(
         broker.port,
-        vec![
-            ("robot-1", report("robot-1", &epoch, v, "applied")),
-            ("robot-2", report("robot-2", &epoch, v, "applied")),
-        ],
+        &epoch,
+        &[("robot-1", v, "applied"), ("robot-2", v, "applied")],
     )
     .await;
     let b = Browser::start(1280, 800).await;
@@ -124,12 +120,10 @@ async fn a_save_shows_the_change_arriving_per_instance_at_the_save_button() {
         &format!("return document.querySelector('#save-status')?.textContent.startsWith('Saved version {v2} · applied by 0 of 2')"),
     )
     .await;
-    publish_reports(
+    publish_states(
         broker.port,
-        vec![
-            ("robot-1", report("robot-1", &epoch, v2, "applied")),
-            ("robot-2", report("robot-2", &epoch, v, "rejected")),
-        ],
+        &epoch,
+        &[("robot-1", v2, "applied"), ("robot-2", v, "rejected")],
     )
     .await;
     let status = b
@@ -182,17 +176,13 @@ async fn without_a_broker_a_save_says_no_instance_can_confirm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_phone_layout_keeps_save_on_screen_with_instances_reporting() {
     let broker = Broker::start();
-    let s = Server::start_with(vec![("MQTT_URL".into(), broker.url())]).await;
-    let current = tts(&s).await;
-    let epoch = current["config_epoch"].as_str().unwrap().to_owned();
-    let v = current["version"].as_i64().unwrap();
+    let s = Server::start_with_mqtt(broker.url()).await;
+    let (epoch, v) = s.desired("tts-worker").await;
     let long = "robot-with-a-rather-long-instance-name-7";
-    publish_reports(
+    publish_states(
         broker.port,
-        vec![
-            (long, report(long, &epoch, v, "applied")),
-            ("robot-2", report("robot-2", &epoch, v, "rejected")),
-        ],
+        &epoch,
+        &[(long, v, "applied"), ("robot-2", v, "rejected")],
     )
     .await;
     let b = Browser::start(390, 844).await;

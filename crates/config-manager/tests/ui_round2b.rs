@@ -15,13 +15,8 @@ mod ui_support;
 use common::{Server, WRITE_TOKEN};
 use harness::Browser;
 use mqtt_support::Broker;
-use serde_json::{json, Value};
-use ui_support::{base, patch_tts, publish_reports, report, tts};
-
-async fn go(b: &Browser, hash: &str) {
-    b.js(&format!("location.hash = {}", json!(hash)), json!([]))
-        .await;
-}
+use serde_json::json;
+use ui_support::{base, publish_reports, publish_states, report_with, tts};
 
 /// Whether the element is rendered (takes space on the page).
 async fn shown(b: &Browser, css: &str) -> bool {
@@ -33,18 +28,6 @@ async fn shown(b: &Browser, css: &str) -> bool {
         == true
 }
 
-/// Waits for the open dialog and returns its text.
-async fn dialog_text(b: &Browser) -> String {
-    b.wait_js(
-        "the dialog",
-        "const d = document.querySelector('#dialog'); return d.open && d.innerText",
-    )
-    .await
-    .as_str()
-    .unwrap()
-    .to_owned()
-}
-
 /// Issue 26, point 5: the green tab dot described the manager's own data;
 /// with no worker running every tab was green. The indicator now says what
 /// the instances run, by shape, colour and words, and no report is never
@@ -52,15 +35,9 @@ async fn dialog_text(b: &Browser) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tab_indicator_describes_the_instances_never_green_without_reports() {
     let broker = Broker::start();
-    let s = Server::start_with(vec![("MQTT_URL".into(), broker.url())]).await;
-    let current = tts(&s).await;
-    let epoch = current["config_epoch"].as_str().unwrap().to_owned();
-    let v = current["version"].as_i64().unwrap();
-    publish_reports(
-        broker.port,
-        vec![("robot-1", report("robot-1", &epoch, v, "applied"))],
-    )
-    .await;
+    let s = Server::start_with_mqtt(broker.url()).await;
+    let (epoch, v) = s.desired("tts-worker").await;
+    publish_states(broker.port, &epoch, &[("robot-1", v, "applied")]).await;
     let b = Browser::start(1280, 800).await;
     b.login(&base(&s), WRITE_TOKEN).await;
     b.wait_js(
@@ -103,11 +80,7 @@ async fn the_tab_indicator_describes_the_instances_never_green_without_reports()
         }
     }
     // A rejection changes shape and colour, and says so.
-    publish_reports(
-        broker.port,
-        vec![("robot-1", report("robot-1", &epoch, v, "rejected"))],
-    )
-    .await;
+    publish_states(broker.port, &epoch, &[("robot-1", v, "rejected")]).await;
     b.js("window.dispatchEvent(new Event('focus'))", json!([]))
         .await;
     let rejected = b
@@ -133,10 +106,12 @@ async fn the_tab_indicator_describes_the_instances_never_green_without_reports()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_shows_what_changes_and_an_identical_one_writes_nothing() {
     let s = Server::start().await;
-    let v_changed = patch_tts(&s, json!({"volume_percent": 70})).await;
+    let v_changed = s
+        .patch_latest("tts-worker", json!({"volume_percent": 70}))
+        .await;
     let b = Browser::start(1280, 800).await;
     b.login(&base(&s), WRITE_TOKEN).await;
-    go(&b, "#/history?service=tts-worker").await;
+    b.go("#/history?service=tts-worker").await;
     b.wait_js(
         "the change in history",
         "return document.querySelector('#history-rows tr[data-key=volume_percent]')",
@@ -168,7 +143,7 @@ async fn a_restore_shows_what_changes_and_an_identical_one_writes_nothing() {
     // Restore: the dialog shows the change before anything is written.
     b.click("#history-rows tr[data-key=volume_percent] td:last-child button")
         .await;
-    let text = dialog_text(&b).await;
+    let text = b.dialog_text().await;
     assert!(text.contains("1 setting will change"), "{text}");
     let row = b
         .js(
@@ -200,7 +175,7 @@ async fn a_restore_shows_what_changes_and_an_identical_one_writes_nothing() {
     .await;
     b.click("#history-rows tr[data-key=volume_percent]:last-child td:last-child button")
         .await;
-    let text = dialog_text(&b).await;
+    let text = b.dialog_text().await;
     assert!(
         text.contains("Nothing to restore: identical to the current configuration"),
         "{text}"
@@ -216,21 +191,19 @@ async fn a_restore_shows_what_changes_and_an_identical_one_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activating_a_profile_shows_what_changes_first() {
     let s = Server::start().await;
-    let (status, body) = s
-        .send(
-            "POST",
-            "/profiles",
-            Some(WRITE_TOKEN),
-            &json!({"profile_name": "quiet"}),
+    let (status, body) = s.post("/profiles", &json!({"profile_name": "quiet"})).await;
+    assert_eq!(status, 201, "{body}");
+    let v = s
+        .patch_latest(
+            "tts-worker",
+            json!({"volume_percent": 55, "tts_concurrency": 2}),
         )
         .await;
-    assert_eq!(status, 201, "{body}");
-    let v = patch_tts(&s, json!({"volume_percent": 55, "tts_concurrency": 2})).await;
     let b = Browser::start(1280, 800).await;
     b.login(&base(&s), WRITE_TOKEN).await;
-    go(&b, "#/settings").await;
+    b.go("#/settings").await;
     b.click("#profile-rows [data-action=activate]").await;
-    let text = dialog_text(&b).await;
+    let text = b.dialog_text().await;
     assert!(text.contains("2 settings will change"), "{text}");
     let rows = b
         .js(
@@ -257,10 +230,12 @@ async fn activating_a_profile_shows_what_changes_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_compares_versions_with_secrets_and_fits_a_phone() {
     let s = Server::start().await;
-    patch_tts(&s, json!({"eleven_api_key": "sk-history-secret-0042"})).await;
-    let last = patch_tts(
-        &s,
-        json!({"online_announce_text": "a rather long start-up phrase that would push the old and new values off a phone screen"}),
+    s.patch_latest(
+        "tts-worker",
+        json!({"eleven_api_key": "sk-history-secret-0042"}),
+    )
+    .await;
+    let last = s.patch_latest("tts-worker", json!({"online_announce_text": "a rather long start-up phrase that would push the old and new values off a phone screen"}),
     )
     .await;
     let b = Browser::start(390, 844).await;
@@ -273,7 +248,7 @@ async fn history_compares_versions_with_secrets_and_fits_a_phone() {
         json!([]),
     )
     .await;
-    go(&b, "#/history?service=tts-worker").await;
+    b.go("#/history?service=tts-worker").await;
     let loading = b
         .wait_js(
             "the loading text",
@@ -407,17 +382,6 @@ async fn the_form_has_sections_and_hides_fields_of_another_provider() {
     b.quit().await;
 }
 
-/// An applied-state report of tts-worker's `instance` with the adoption
-/// members (decisions-adoption 4).
-fn adoption_report(instance: &str, epoch: &str, version: i64, extra: Value) -> Vec<u8> {
-    let mut v: Value =
-        serde_json::from_slice(&report(instance, epoch, version, "applied")).unwrap();
-    for (k, x) in extra.as_object().unwrap() {
-        v[k] = x.clone();
-    }
-    v.to_string().into_bytes()
-}
-
 /// What the adoption work reports, where the operator looks: a field
 /// pinned by an instance's environment (header, instances table and the
 /// field row), a version rolled back because the program crashed, the
@@ -426,51 +390,36 @@ fn adoption_report(instance: &str, epoch: &str, version: i64, extra: Value) -> V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pinned_fields_crash_rollbacks_failing_fields_and_runners_are_shown() {
     let broker = Broker::start();
-    let s = Server::start_with(vec![("MQTT_URL".into(), broker.url())]).await;
-    let current = tts(&s).await;
-    let epoch = current["config_epoch"].as_str().unwrap().to_owned();
-    let v = current["version"].as_i64().unwrap();
+    let s = Server::start_with_mqtt(broker.url()).await;
+    let (epoch, v) = s.desired("tts-worker").await;
+    // The adoption members of the contract (decisions-adoption 4): the
+    // runner, pinned fields, a crash rollback, the fields a rejection names.
+    let agent = json!({"name": "config-agent", "version": "0.1.0"});
+    let reports = [
+        (
+            "robot-2",
+            "applied",
+            json!({"client": agent, "pinned": {"tts_aggregate_debounce_ms": "TTS_AGGREGATE_DEBOUNCE_MS"}}),
+        ),
+        (
+            "robot-3",
+            "rejected",
+            json!({"client": agent, "reason": "crashed"}),
+        ),
+        (
+            "robot-4",
+            "rejected",
+            json!({"client": {"name": "tars-config-client", "version": "0.3.0"}, "fields": ["volume_percent"]}),
+        ),
+    ];
     publish_reports(
         broker.port,
-        vec![
-            (
-                "robot-2",
-                adoption_report(
-                    "robot-2",
-                    &epoch,
-                    v,
-                    json!({
-                        "client": {"name": "config-agent", "version": "0.1.0"},
-                        "pinned": {"tts_aggregate_debounce_ms": "TTS_AGGREGATE_DEBOUNCE_MS"},
-                    }),
-                ),
-            ),
-            (
-                "robot-3",
-                adoption_report(
-                    "robot-3",
-                    &epoch,
-                    v,
-                    json!({
-                        "client": {"name": "config-agent", "version": "0.1.0"},
-                        "status": "rejected", "reason": "crashed", "rejected_version": v + 1,
-                    }),
-                ),
-            ),
-            (
-                "robot-4",
-                adoption_report(
-                    "robot-4",
-                    &epoch,
-                    v,
-                    json!({
-                        "client": {"name": "tars-config-client", "version": "0.3.0"},
-                        "status": "rejected", "reason": "invalid_config", "rejected_version": v + 1,
-                        "fields": ["volume_percent"],
-                    }),
-                ),
-            ),
-        ],
+        reports
+            .iter()
+            .map(|(instance, status, extra)| {
+                (*instance, report_with(instance, &epoch, v, status, extra))
+            })
+            .collect(),
     )
     .await;
     let b = Browser::start(1280, 800).await;

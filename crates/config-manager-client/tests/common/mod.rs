@@ -41,6 +41,15 @@ pub fn defaults() -> Tts {
     }
 }
 
+/// A started client of [`Tts`] with [`defaults`] as its last resort.
+pub async fn start_with_defaults(settings: ClientSettings) -> Client<Tts> {
+    Client::<Tts>::builder(settings)
+        .defaults(defaults())
+        .start()
+        .await
+        .unwrap()
+}
+
 /// A mosquitto child process on a free port, killed on drop.
 pub struct Broker {
     pub child: Child,

@@ -4,18 +4,17 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::common::{free_port, Server, READ_TOKEN, WRITE_TOKEN};
+use crate::common::{free_port, Server, READ_TOKEN, REBUILD_TOKEN};
 
 pub const TTS: &str = "/services/tts-worker";
 pub const BUCKET: &str = "cfgbackup";
-pub const REBUILD_TOKEN: &str = "rebuild-token-0123456789";
 
 /// A test tool: from its variable (set by `scripts/test-deps.sh`) or the
 /// project venv; otherwise the test fails saying how to install it.
@@ -233,12 +232,7 @@ pub async fn wait_backup_after(s: &Server, t: OffsetDateTime) -> Value {
 pub async fn set_volume(s: &Server, volume: i64) -> OffsetDateTime {
     let v = s.version("tts-worker").await;
     let (status, body) = s
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": volume}, "version": v, "reason": format!("volume {volume}")}),
-        )
+        .patch_config("tts-worker", &json!({"config": {"volume_percent": volume}, "version": v, "reason": format!("volume {volume}")}))
         .await;
     assert_eq!(status, 200, "{body}");
     OffsetDateTime::now_utc()
@@ -255,10 +249,8 @@ pub async fn put_blobs(s: &Server, names: impl Iterator<Item = String>, fill: ch
     let blob = fill.to_string().repeat(200 * 1024);
     for name in names {
         let (status, body) = s
-            .send(
-                "PUT",
-                &format!("/services/{name}"),
-                Some(WRITE_TOKEN),
+            .put_config(
+                &name,
                 &json!({"service": name, "config": {"blob": blob}, "version": 0}),
             )
             .await;
@@ -272,20 +264,6 @@ pub async fn history(s: &Server) -> Value {
         .await;
     assert_eq!(status, 200, "{body}");
     body["entries"].clone()
-}
-
-/// Runs the CLI with the server's environment.
-pub fn cli(s: &Server, args: &[&str]) -> Output {
-    s.command().args(args).output().expect("run config-manager")
-}
-
-pub fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Direct children of a process (over all its threads).

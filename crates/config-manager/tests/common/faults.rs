@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::common::{Server, READ_TOKEN, WRITE_TOKEN};
+use crate::common::{Server, READ_TOKEN, REBUILD_TOKEN};
 
 pub const TTS: &str = "/services/tts-worker";
 pub const LKG_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -18,10 +18,7 @@ pub const LKG_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 pub fn fast_monitor(extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = vec![
         ("CONFIG_MONITOR_INTERVAL_MS".to_owned(), "100".to_owned()),
-        (
-            "REBUILD_TOKEN".to_owned(),
-            "rebuild-token-0123456789".to_owned(),
-        ),
+        ("REBUILD_TOKEN".to_owned(), REBUILD_TOKEN.to_owned()),
         ("LKG_HMAC_KEY_BASE64".to_owned(), LKG_KEY.to_owned()),
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -72,27 +69,10 @@ pub async fn wait_log(s: &Server, needle: &str) {
     }
 }
 
+/// Sets tts-worker's volume (which must succeed); returns the new version.
 pub async fn set_volume(s: &Server, volume: i64) -> i64 {
-    let v = s.version("tts-worker").await;
-    let (status, body) = s
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": volume}, "version": v}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["version"].as_i64().unwrap()
-}
-
-/// Overwrites a file with junk of at least one page.
-pub fn garble(path: &Path) {
-    if let Ok(meta) = std::fs::metadata(path) {
-        let len = meta.len().max(4096) as usize;
-        let junk: Vec<u8> = (0..len).map(|i| (i * 7919 % 251) as u8).collect();
-        std::fs::write(path, junk).unwrap();
-    }
+    s.patch_latest("tts-worker", json!({"volume_percent": volume}))
+        .await
 }
 
 /// Removes the database and its `-wal`/`-shm`.
@@ -142,19 +122,7 @@ pub async fn assert_fallback_serves_and_refuses(s: &Server, volume: i64) {
         body["config"]["volume_percent"], volume,
         "the last acknowledged write is served"
     );
-    let (status, body) = s
-        .send(
-            "PATCH",
-            TTS,
-            Some(WRITE_TOKEN),
-            &json!({"config": {"volume_percent": 1}, "version": 1}),
-        )
-        .await;
-    assert_eq!(status, 503, "{body}");
-    assert!(
-        body["type"].as_str().unwrap().ends_with("read-only"),
-        "{body}"
-    );
+    s.assert_writes_refused().await;
 }
 
 /// Health is 503 in read-only fallback with `database_status`; returns it.

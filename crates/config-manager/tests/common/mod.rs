@@ -1,17 +1,27 @@
 //! Shared harness of the process tests: a real `config-manager` binary on a
 //! free port with its own temporary directory, driven over HTTP.
+//!
+//! The requests the tests repeat have one helper each, so a test states
+//! only what it changes and checks: config writes ([`Server::patch_config`],
+//! [`Server::put_config`], and [`Server::patch_ok`] /
+//! [`Server::patch_latest`] for a write that must succeed), the read-only
+//! probe ([`Server::assert_writes_refused`], [`wait_fallback`],
+//! [`break_database`]), rebuild, reveal, metrics, UI login and logout, and
+//! the command line ([`cli`], [`text`], [`success_json`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 pub const WRITE_TOKEN: &str = "writer-token-0123456789";
 pub const READ_TOKEN: &str = "reader-token-0123456789";
 pub const TTS_TOKEN: &str = "tts-scoped-token-0123456789";
+/// The rebuild token of the services that enable `POST /rebuild`.
+pub const REBUILD_TOKEN: &str = "rebuild-token-0123456789";
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -48,6 +58,11 @@ impl Server {
         };
         s.spawn().await;
         s
+    }
+
+    /// Starts a service that publishes to the broker at `mqtt_url`.
+    pub async fn start_with_mqtt(mqtt_url: String) -> Self {
+        Self::start_with(vec![("MQTT_URL".into(), mqtt_url)]).await
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -198,6 +213,172 @@ impl Server {
         .await
     }
 
+    /// `POST path` with the write token and a JSON `body`.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send("POST", path, Some(WRITE_TOKEN), body).await
+    }
+
+    /// `PATCH /services/{service}` with the write token and `body` (a
+    /// `{"config": …, "version": …}` document, with or without a reason).
+    pub async fn patch_config(&self, service: &str, body: &Value) -> (u16, Value) {
+        self.send(
+            "PATCH",
+            &format!("/services/{service}"),
+            Some(WRITE_TOKEN),
+            body,
+        )
+        .await
+    }
+
+    /// `PUT /services/{service}` with the write token and `body`.
+    pub async fn put_config(&self, service: &str, body: &Value) -> (u16, Value) {
+        self.send(
+            "PUT",
+            &format!("/services/{service}"),
+            Some(WRITE_TOKEN),
+            body,
+        )
+        .await
+    }
+
+    /// PATCHes `config` over `version` of `service`, which must succeed;
+    /// returns the new version.
+    pub async fn patch_ok(&self, service: &str, config: Value, version: i64) -> i64 {
+        let (status, body) = self
+            .patch_config(service, &json!({"config": config, "version": version}))
+            .await;
+        assert_eq!(status, 200, "PATCH {service} at version {version}: {body}");
+        body["version"].as_i64().expect("version")
+    }
+
+    /// PATCHes `config` over the current version of `service` (read first),
+    /// which must succeed; returns the new version.
+    pub async fn patch_latest(&self, service: &str, config: Value) -> i64 {
+        let version = self.version(service).await;
+        self.patch_ok(service, config, version).await
+    }
+
+    /// A write is refused with 503 `read-only` (the service is not in normal
+    /// mode; reads may still be served).
+    pub async fn assert_writes_refused(&self) {
+        let (status, body) = self
+            .patch_config(
+                "tts-worker",
+                &json!({"config": {"volume_percent": 1}, "version": 1}),
+            )
+            .await;
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body["type"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("read-only")),
+            "{body}"
+        );
+    }
+
+    /// `POST /rebuild` as the holder of `token`, with `rebuild_token` in the
+    /// body.
+    pub async fn rebuild(&self, token: &str, rebuild_token: &str) -> (u16, Value) {
+        self.send(
+            "POST",
+            "/rebuild",
+            Some(token),
+            &json!({ "token": rebuild_token }),
+        )
+        .await
+    }
+
+    /// Reveals secret `key` of `service` with the write token, giving
+    /// `reason`.
+    pub async fn reveal(&self, service: &str, key: &str, reason: &str) -> (u16, Value) {
+        self.send(
+            "POST",
+            &format!("/services/{service}/secrets/{key}/reveal"),
+            Some(WRITE_TOKEN),
+            &json!({ "reason": reason }),
+        )
+        .await
+    }
+
+    /// The body of a GET as the server wrote it (to check number formatting,
+    /// which a parsed `Value` hides); the status must be 200.
+    pub async fn get_text(&self, path: &str, token: &str) -> String {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .header("X-API-Token", token)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.text().await.expect("body")
+    }
+
+    /// The config epoch and version of `service`.
+    pub async fn desired(&self, service: &str) -> (String, i64) {
+        let (status, body) = self
+            .get(&format!("/services/{service}"), Some(WRITE_TOKEN))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        (
+            body["config_epoch"].as_str().expect("epoch").to_owned(),
+            body["version"].as_i64().expect("version"),
+        )
+    }
+
+    /// Logs in to the web UI with `token`, which must succeed; returns the
+    /// session cookie (`name=value`) and its CSRF token.
+    pub async fn ui_login(&self, token: &str) -> (String, String) {
+        let resp = self
+            .http
+            .post(format!("http://127.0.0.1:{}/ui/login", self.port))
+            .json(&json!({ "token": token }))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(resp.status(), 200);
+        let cookie = resp
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .expect("session cookie")
+            .to_owned();
+        let body: Value = resp.json().await.expect("session");
+        let csrf = body["csrf_token"].as_str().expect("csrf token").to_owned();
+        (cookie, csrf)
+    }
+
+    /// `POST /ui/logout` with the session `cookie` and, when given, a CSRF
+    /// token.
+    pub async fn ui_logout(&self, cookie: &str, csrf: Option<&str>) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("http://127.0.0.1:{}/ui/logout", self.port))
+            .header("Cookie", cookie);
+        if let Some(csrf) = csrf {
+            req = req.header("X-CSRF-Token", csrf);
+        }
+        req.send().await.expect("logout")
+    }
+
+    /// The text of `GET /metrics` (200, OpenMetrics).
+    pub async fn metrics(&self) -> String {
+        let resp = self
+            .http
+            .get(format!("http://127.0.0.1:{}/metrics", self.port))
+            .send()
+            .await
+            .expect("metrics");
+        assert_eq!(resp.status(), 200);
+        let ct = resp.headers()["content-type"]
+            .to_str()
+            .expect("content type")
+            .to_owned();
+        assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+        resp.text().await.expect("metrics text")
+    }
+
     /// Audit entries matching `query` (e.g. `action=session.login&outcome=ok`).
     pub async fn audit_entries(&self, query: &str) -> Vec<Value> {
         let (status, body) = self
@@ -243,6 +424,78 @@ pub async fn wait_health_within(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Polls health until the service says read-only fallback (30 s at most);
+/// returns that health.
+pub async fn wait_fallback(s: &Server) -> Value {
+    wait_health_within(s, "read-only fallback", 30, |h| {
+        h["operational_mode"] == "read-only-fallback"
+    })
+    .await
+}
+
+/// Overwrites a file with junk of at least one page.
+pub fn garble(path: &Path) {
+    if let Ok(meta) = std::fs::metadata(path) {
+        let len = meta.len().max(4096) as usize;
+        let junk: Vec<u8> = (0..len).map(|i| (i * 7919 % 251) as u8).collect();
+        std::fs::write(path, junk).expect("garble");
+    }
+}
+
+/// Overwrites the database and its WAL with junk.
+pub fn garble_database(s: &Server) {
+    garble(&s.db_path());
+    garble(&s.db_path().with_extension("db-wal"));
+}
+
+/// Overwrites the database and its WAL with junk and waits until health
+/// says read-only fallback; returns that health.
+pub async fn break_database(s: &Server) -> Value {
+    garble_database(s);
+    wait_fallback(s).await
+}
+
+/// The value of `series` (its name and labels) in a metrics text.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+}
+
+/// The record a restore left beside the database (`*.restore-*.json`).
+pub fn restore_record(s: &Server) -> Value {
+    let path = std::fs::read_dir(s.path("data"))
+        .expect("data directory")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.to_string_lossy().contains(".restore-") && p.extension().is_some_and(|x| x == "json")
+        })
+        .expect("restore record");
+    serde_json::from_slice(&std::fs::read(path).expect("read the record")).expect("JSON record")
+}
+
+/// Runs the command line with the service's environment.
+pub fn cli(s: &Server, args: &[&str]) -> Output {
+    s.command().args(args).output().expect("run config-manager")
+}
+
+/// What a command printed, for failure messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The command succeeded; returns its standard output as JSON.
+pub fn success_json(out: &Output) -> Value {
+    assert!(out.status.success(), "{}", text(out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(out)))
 }
 
 pub async fn into_parts(resp: reqwest::Response) -> (u16, Value) {

@@ -167,37 +167,30 @@ fn make_certificates(dir: &Path) {
         "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
     )
     .unwrap();
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
+    // A new P-256 key in `key` and a request for it in `out` (with `-x509`,
+    // a self-signed certificate), plus `extra`.
+    let new_key = |key: &str, out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        openssl(&args);
+    };
+    new_key(
         "ca.key",
-        "-out",
         "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=config-manager test CA",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
+        &["-x509", "-days", "2", "-subj", "/CN=config-manager test CA"],
+    );
+    new_key("server.key", "server.csr", &["-subj", "/CN=127.0.0.1"]);
     openssl(&[
         "x509",
         "-req",

@@ -1,5 +1,6 @@
-//! REST helpers of the web UI tests (`ui.rs`, `ui_http.rs`): the page's
-//! address and tts-worker's config read and patched with the write token.
+//! REST and MQTT helpers of the web UI tests (`ui*.rs`): the page's
+//! address, tts-worker's config read with the write token, applied-state
+//! reports and their publishing.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{json, Value};
@@ -16,23 +17,21 @@ pub async fn tts(s: &Server) -> Value {
     body
 }
 
-pub async fn patch_tts(s: &Server, config: Value) -> i64 {
-    let v = s.version("tts-worker").await;
-    let (status, body) = s
-        .send(
-            "PATCH",
-            "/services/tts-worker",
-            Some(WRITE_TOKEN),
-            &json!({"config": config, "version": v}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["version"].as_i64().unwrap()
-}
-
 /// An applied-state report of tts-worker's `instance` (a rejected one says
 /// `invalid_config` for the next version).
 pub fn report(instance: &str, epoch: &str, version: i64, status: &str) -> Vec<u8> {
+    report_with(instance, epoch, version, status, &json!({}))
+}
+
+/// [`report`] with the members of `extra` set over it (the contract's
+/// optional members, another client or reason).
+pub fn report_with(
+    instance: &str,
+    epoch: &str,
+    version: i64,
+    status: &str,
+    extra: &Value,
+) -> Vec<u8> {
     let mut v = json!({
         "service": "tts-worker",
         "instance_id": instance,
@@ -48,7 +47,20 @@ pub fn report(instance: &str, epoch: &str, version: i64, status: &str) -> Vec<u8
         v["reason"] = json!("invalid_config");
         v["rejected_version"] = json!(version + 1);
     }
+    for (k, x) in extra.as_object().into_iter().flatten() {
+        v[k] = x.clone();
+    }
     v.to_string().into_bytes()
+}
+
+/// Publishes a [`report`] of tts-worker per `(instance, version, status)`
+/// with [`publish_reports`].
+pub async fn publish_states(port: u16, epoch: &str, states: &[(&str, i64, &str)]) {
+    let reports = states
+        .iter()
+        .map(|&(instance, version, status)| (instance, report(instance, epoch, version, status)))
+        .collect();
+    publish_reports(port, reports).await;
 }
 
 /// Publishes retained QoS 1 reports of tts-worker's instances and waits for
@@ -74,32 +86,5 @@ pub async fn publish_reports(port: u16, reports: Vec<(&str, Vec<u8>)>) {
         if let Event::Incoming(Packet::PubAck(_)) = eventloop.poll().await.unwrap() {
             acked += 1;
         }
-    }
-}
-
-/// Overwrites the database and its WAL with noise and waits until health
-/// says read-only fallback.
-pub async fn break_database(s: &Server) {
-    let db = s.db_path();
-    for path in [db.clone(), db.with_extension("db-wal")] {
-        if let Ok(meta) = std::fs::metadata(&path) {
-            let len = meta.len().max(4096) as usize;
-            std::fs::write(
-                &path,
-                (0..len)
-                    .map(|i| (i * 7919 % 251) as u8)
-                    .collect::<Vec<u8>>(),
-            )
-            .unwrap();
-        }
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (_, h) = s.get("/health", None).await;
-        if h["operational_mode"] == "read-only-fallback" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no fallback: {h}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

@@ -220,6 +220,11 @@ impl Browser {
     /// Opens a service's tab by clicking it and waits for its form.
     pub async fn open_service(&self, name: &str) {
         self.click(&format!("#tab-{name}")).await;
+        self.wait_form(name).await;
+    }
+
+    /// Waits until the page shows the form of service `name`.
+    pub async fn wait_form(&self, name: &str) {
         self.wait_js(
             &format!("the {name} form"),
             &format!(
@@ -227,6 +232,29 @@ impl Browser {
             ),
         )
         .await;
+    }
+
+    /// Same-page navigation (a hash change), as a click on a link does.
+    pub async fn go(&self, hash: &str) {
+        self.js("location.hash = arguments[0]", json!([hash])).await;
+    }
+
+    /// Navigates to service `name`'s page and waits for its form.
+    pub async fn go_to_service(&self, name: &str) {
+        self.go(&format!("#/service/{name}")).await;
+        self.wait_form(name).await;
+    }
+
+    /// Waits for the open dialog and returns its text.
+    pub async fn dialog_text(&self) -> String {
+        self.wait_js(
+            "the dialog",
+            "const d = document.querySelector('#dialog'); return d.open && d.innerText",
+        )
+        .await
+        .as_str()
+        .expect("dialog text")
+        .to_owned()
     }
 
     pub async fn goto(&self, url: &str) {
