@@ -24,22 +24,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// (and the backoff starts over).
 pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 
-/// Runs `make()` as a task named `task` that should live until `shutdown`,
-/// restarting it whenever it ends (returns or panics) before that. The
-/// returned handle ends once the current run ends after `shutdown`.
-pub fn spawn<F, Fut>(
-    task: &'static str,
-    state: &AppState,
-    shutdown: CancellationToken,
-    make: F,
-) -> JoinHandle<()>
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    supervise(task, Lifetime::UntilShutdown, state, shutdown, make)
-}
-
 /// How a supervised task is meant to end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lifetime {
@@ -50,8 +34,10 @@ pub enum Lifetime {
     ToCompletion,
 }
 
-/// [`spawn`] with the task's [`Lifetime`] chosen.
-pub fn supervise<F, Fut>(
+/// Runs `make()` as a task named `task`, restarting it whenever it ends
+/// before it should (see [`Lifetime`]; a panic always counts). The returned
+/// handle ends once the current run ends after `shutdown`.
+pub fn spawn<F, Fut>(
     task: &'static str,
     lifetime: Lifetime,
     state: &AppState,

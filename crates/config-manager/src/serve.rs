@@ -170,15 +170,23 @@ impl Service {
     }
 }
 
-async fn open_service(settings: Arc<Settings>) -> anyhow::Result<Service> {
-    let schemas = load_schemas(&settings)?;
-    let options = ManagerOptions {
+/// How the settings open a database: unknown services, environment
+/// overrides and their policy, the master keys, automatic schema fixes.
+/// The same for `serve` and the CLI's `--offline` commands, so opening the
+/// file offline behaves like a start.
+pub fn manager_options(settings: &Settings) -> ManagerOptions {
+    ManagerOptions {
         allow_unknown_services: settings.allow_unknown_services,
         env: process_env(),
         env_policy: Arc::new(settings.env_policy()),
         secrets: Some(Arc::new(settings.master_keys.clone())),
         auto_fix_schema: settings.allow_auto_rebuild,
-    };
+    }
+}
+
+async fn open_service(settings: Arc<Settings>) -> anyhow::Result<Service> {
+    let schemas = load_schemas(&settings)?;
+    let options = manager_options(&settings);
     let setup = DatabaseSetup { schemas, options };
     let opened = {
         let (s, setup) = (settings.clone(), setup.clone());
@@ -250,13 +258,17 @@ pub async fn serve_with_listener(
     // restarted with backoff and named in health (supervise).
     let monitor = {
         let (st, interval, stop) = (state.clone(), settings.monitor_interval, shutdown.clone());
-        supervise::spawn("monitor", &state, shutdown.clone(), move || {
-            config_manager_service::modes::monitor::run(st.clone(), interval, stop.clone())
-        })
+        supervise::spawn(
+            "monitor",
+            Lifetime::UntilShutdown,
+            &state,
+            shutdown.clone(),
+            move || config_manager_service::modes::monitor::run(st.clone(), interval, stop.clone()),
+        )
     };
     let rotation = {
         let (st, stop) = (state.clone(), shutdown.clone());
-        supervise::supervise(
+        supervise::spawn(
             "key rotation",
             Lifetime::ToCompletion,
             &state,
@@ -272,9 +284,13 @@ pub async fn serve_with_listener(
     );
     let guard = {
         let (st, stop) = (state.clone(), shutdown.clone());
-        supervise::spawn("audit guard", &state, shutdown.clone(), move || {
-            config_manager_service::guard::run(st.clone(), stop.clone())
-        })
+        supervise::spawn(
+            "audit guard",
+            Lifetime::UntilShutdown,
+            &state,
+            shutdown.clone(),
+            move || config_manager_service::guard::run(st.clone(), stop.clone()),
+        )
     };
     crate::http::server::serve(
         listener,

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use config_manager::serve::Service;
+use config_manager_service::health;
 use config_manager_service::settings::{EnvSource, Settings};
-use config_manager_service::{health, supervise};
+use config_manager_service::supervise::{self, Lifetime};
 use tokio_util::sync::CancellationToken;
 
 async fn open() -> (tempfile::TempDir, Service) {
@@ -35,15 +36,21 @@ async fn a_task_that_panics_is_restarted_counted_and_named_in_health() {
     let shutdown = CancellationToken::new();
     let task = {
         let (runs, stop) = (runs.clone(), shutdown.clone());
-        supervise::spawn("test task", &state, shutdown.clone(), move || {
-            let (runs, stop) = (runs.clone(), stop.clone());
-            async move {
-                if runs.fetch_add(1, Ordering::SeqCst) == 0 {
-                    panic!("the first run dies");
+        supervise::spawn(
+            "test task",
+            Lifetime::UntilShutdown,
+            &state,
+            shutdown.clone(),
+            move || {
+                let (runs, stop) = (runs.clone(), stop.clone());
+                async move {
+                    if runs.fetch_add(1, Ordering::SeqCst) == 0 {
+                        panic!("the first run dies");
+                    }
+                    stop.cancelled().await;
                 }
-                stop.cancelled().await;
-            }
-        })
+            },
+        )
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while runs.load(Ordering::SeqCst) < 2 {

@@ -36,7 +36,7 @@ pub use config::{BackupSettings, LitestreamMode};
 
 use crate::state::AppState;
 use crate::status::StatusBoard;
-use crate::supervise;
+use crate::supervise::{self, Lifetime};
 
 /// State of one backup part.
 #[derive(Debug, Clone)]
@@ -198,6 +198,7 @@ impl BackupService {
             let (st, stop) = (state.clone(), shutdown.clone());
             tasks.push(supervise::spawn(
                 "litestream checkpoints",
+                Lifetime::UntilShutdown,
                 state,
                 shutdown.clone(),
                 move || leave_checkpoints_to_litestream(st.clone(), stop.clone()),
@@ -209,6 +210,7 @@ impl BackupService {
             );
             tasks.push(supervise::spawn(
                 "litestream supervisor",
+                Lifetime::UntilShutdown,
                 state,
                 shutdown.clone(),
                 move || supervisor::run(ls.clone(), rep.clone(), stop.clone()),
@@ -216,9 +218,13 @@ impl BackupService {
         }
         if let Some(s) = &settings.snapshots {
             let (snap, stop) = (s.clone(), shutdown.clone());
-            tasks.push(supervise::spawn("snapshots", state, shutdown, move || {
-                snapshot::run(snap.clone(), reporter.clone(), stop.clone())
-            }));
+            tasks.push(supervise::spawn(
+                "snapshots",
+                Lifetime::UntilShutdown,
+                state,
+                shutdown,
+                move || snapshot::run(snap.clone(), reporter.clone(), stop.clone()),
+            ));
         }
         Self { tasks }
     }

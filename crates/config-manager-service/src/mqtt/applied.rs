@@ -38,7 +38,8 @@ use tokio_util::sync::CancellationToken;
 use super::{MqttError, MqttSettings};
 use crate::applied::{self as board, DropReason, Ingested, PERSIST_INTERVAL};
 use crate::state::AppState;
-use crate::{supervise, ServiceError};
+use crate::supervise::{self, Lifetime};
+use crate::ServiceError;
 
 /// Largest packet read on this connection. Reports between 16 KiB and this
 /// are read and dropped as `too_large` with the connection kept. Larger ones
@@ -73,6 +74,7 @@ pub fn start(settings: &MqttSettings, state: AppState) -> Result<RunningApplied,
         let (st, stop) = (state.clone(), stop_rx.clone());
         supervise::spawn(
             "applied-state subscriber",
+            Lifetime::UntilShutdown,
             &state,
             cancel.clone(),
             move || {
@@ -95,6 +97,7 @@ pub fn start(settings: &MqttSettings, state: AppState) -> Result<RunningApplied,
         let (st, stop) = (state.clone(), stop_rx);
         supervise::spawn(
             "applied-state persistence",
+            Lifetime::UntilShutdown,
             &state,
             cancel.clone(),
             move || run_persistence(st.clone(), stop.clone()),

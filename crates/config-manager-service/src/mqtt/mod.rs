@@ -256,18 +256,24 @@ impl Publisher {
         let first = std::sync::Mutex::new(Some((c.client, c.eventloop)));
         let (options, queue, reissue) = (c.options, c.queue, c.settings.reissue_interval);
         let st = state.clone();
-        let pair = crate::supervise::spawn("mqtt publisher", &state, cancel.clone(), move || {
-            let reuse = first.lock().unwrap_or_else(|p| p.into_inner()).take();
-            let (client, eventloop) = reuse.unwrap_or_else(|| new_client(&options));
-            run_pair(
-                client,
-                eventloop,
-                st.clone(),
-                queue.clone(),
-                publisher_stop_rx.clone(),
-                reissue,
-            )
-        });
+        let pair = crate::supervise::spawn(
+            "mqtt publisher",
+            crate::supervise::Lifetime::UntilShutdown,
+            &state,
+            cancel.clone(),
+            move || {
+                let reuse = first.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let (client, eventloop) = reuse.unwrap_or_else(|| new_client(&options));
+                run_pair(
+                    client,
+                    eventloop,
+                    st.clone(),
+                    queue.clone(),
+                    publisher_stop_rx.clone(),
+                    reissue,
+                )
+            },
+        );
         RunningPublisher {
             applied,
             tasks: Some(Tasks {

@@ -20,12 +20,11 @@
 //! to the LKG cache when the service next starts.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use config_manager_core::change_type::ChangeType;
 use config_manager_core::manager::{
-    process_env, EnvImportRequest, ExportDocument, ExportOptions, ImportOptions, Manager,
-    ManagerError, ManagerOptions, PutRequest, SecretView,
+    EnvImportRequest, ExportDocument, ExportOptions, ImportOptions, Manager, ManagerError,
+    PutRequest, SecretView,
 };
 use config_manager_core::store::{in_use_by_another_process, ExclusiveProbeError, Store};
 use serde_json::{json, Value};
@@ -63,14 +62,7 @@ impl Offline {
             crate::serve::load_schemas(&settings).map_err(|e| CliError::Usage(format!("{e:#}")))?;
         let store = Store::open_existing(db)
             .map_err(|e| CliError::Failed(format!("opening {}: {e}", db.display())))?;
-        let options = ManagerOptions {
-            allow_unknown_services: settings.allow_unknown_services,
-            env: process_env(),
-            env_policy: Arc::new(settings.env_policy()),
-            secrets: Some(Arc::new(settings.master_keys.clone())),
-            // As `serve` does, so opening the file offline behaves like a start.
-            auto_fix_schema: settings.allow_auto_rebuild,
-        };
+        let options = crate::serve::manager_options(&settings);
         let manager = Manager::open(store, schemas, options).map_err(failed)?;
         Ok(Self { manager })
     }
