@@ -402,7 +402,7 @@ async fn measure_replication_lag_and_restore_time() {
     let tmp = tempfile::tempdir().unwrap();
     let s3 = S3::start(tmp.path()).await;
     let mut env = backup_env(&s3, "measure/config.db", &[]);
-    env.retain(|(k, _)| k != "LITESTREAM_SYNC_INTERVAL" && k != "LITESTREAM_CHECK_INTERVAL");
+    env.retain(|(k, _)| k != "LITESTREAM_SYNC_INTERVAL" && k != "LITESTREAM_CHECK_INTERVAL_MS");
     env.push(("CONFIG_ALLOW_UNKNOWN_SERVICES".into(), "1".into()));
     env.push(("CONFIG_MAX_BODY_BYTES".into(), "1048576".into()));
     let mut s = Server::start_with(env).await;
