@@ -1,6 +1,6 @@
 # config-manager developer commands. `make run` and `make test` are the two
 # commands a fresh machine needs (see README.md).
-.PHONY: run dist test test-unit test-integration test-contract test-python fmt lint check fuzz bench bench-load bench-scale bench-scale-10k bench-instructions image
+.PHONY: run dist test test-unit test-integration test-contract test-python fmt lint check settings-docs fuzz bench bench-load bench-scale bench-scale-10k bench-instructions image
 
 run:
 	cargo run --release -p config-manager -- serve
@@ -37,6 +37,13 @@ lint:
 	cargo clippy -p config-manager-core --no-default-features --all-targets -- -D warnings
 
 check: lint test
+
+# Rewrite .env.example and the settings tables in docs/operations.md and
+# docs/backup.md from the settings table
+# (crates/config-manager-service/src/settings/table.rs). The same test without
+# UPDATE_SETTINGS_DOCS fails when they differ.
+settings-docs:
+	UPDATE_SETTINGS_DOCS=1 cargo test -p config-manager-service --lib settings::render
 
 # Longer runs of the property tests (docs/testing.md): one target per
 # property, each stopping by itself after FUZZ_SECS seconds.

@@ -13,17 +13,9 @@ use crate::ServiceError;
 /// How often the audit log is pruned (also once at start-up).
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 
-/// From `CONFIG_LOGIN_*` and `CONFIG_AUDIT_*` (see `.env.example`).
-#[derive(Debug, Clone, Copy)]
-pub struct GuardSettings {
-    pub login_max_failures: u32,
-    pub login_window: Duration,
-    pub denial_window: Duration,
-    /// 0: no age limit.
-    pub audit_retention_days: u32,
-    /// 0: no row limit.
-    pub audit_max_rows: u64,
-}
+/// From `CONFIG_LOGIN_*` and `CONFIG_AUDIT_*`; parsed with the other
+/// settings (`crate::settings::limits`).
+pub use crate::settings::GuardSettings;
 
 /// Runs until `shutdown`: flushes the denial counters at the end of each
 /// window and prunes the audit log every [`PRUNE_EVERY`]; flushes once more

@@ -18,6 +18,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use config_manager_service::first_run;
+use config_manager_service::settings::table::{
+    CONFIG_API_TOKEN, CONFIG_ENV_FILE, CONFIG_MANAGER_PORT, CONFIG_MANAGER_URL,
+    CONFIG_MASTER_KEY_BASE64, CONFIG_MASTER_KEY_ID, CONFIG_MASTER_KEY_PREVIOUS_BASE64,
+    CONFIG_MASTER_KEY_PREVIOUS_ID,
+};
 use config_manager_service::settings::EnvSource;
 
 /// Centralized configuration service for TARS.
@@ -28,7 +33,7 @@ use config_manager_service::settings::EnvSource;
 #[command(name = "config-manager", version, about, long_about)]
 pub struct Cli {
     /// The `.env` file read at start-up (and written on first run).
-    #[arg(long, global = true, env = "CONFIG_ENV_FILE", default_value = ".env")]
+    #[arg(long, global = true, env = CONFIG_ENV_FILE.name, default_value = CONFIG_ENV_FILE.default_text())]
     pub env_file: PathBuf,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -132,7 +137,7 @@ pub struct Target {
     #[arg(
         long,
         global = true,
-        env = "CONFIG_MANAGER_URL",
+        env = CONFIG_MANAGER_URL.name,
         conflicts_with = "offline"
     )]
     pub url: Option<String>,
@@ -141,7 +146,7 @@ pub struct Target {
     #[arg(
         long,
         global = true,
-        env = "CONFIG_API_TOKEN",
+        env = CONFIG_API_TOKEN.name,
         hide_env_values = true,
         conflicts_with = "offline"
     )]
@@ -285,39 +290,36 @@ fn generate_keys() -> CliResult {
 /// `keys rotate-master`: moves the current master key to the previous slot and
 /// writes a new current key, in the .env file.
 fn rotate_master(env_file: &std::path::Path) -> CliResult {
-    let file_vars: std::collections::BTreeMap<String, String> = dotenvy::from_path_iter(env_file)
-        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", env_file.display())))?
-        .filter_map(Result::ok)
-        .collect();
+    let file_vars =
+        EnvSource::load_file_only(env_file).map_err(|e| CliError::Usage(e.to_string()))?;
     let current = file_vars
-        .get("CONFIG_MASTER_KEY_BASE64")
-        .filter(|v| !v.is_empty())
+        .get(CONFIG_MASTER_KEY_BASE64)
+        .map(str::to_owned)
         .ok_or_else(|| {
             CliError::Usage(format!(
                 "{} has no CONFIG_MASTER_KEY_BASE64 (if the key comes from the environment, rotate it there)",
                 env_file.display()
             ))
         })?;
-    config_manager_core::crypto::secret_box::MasterKey::from_base64(current).map_err(|e| {
+    config_manager_core::crypto::secret_box::MasterKey::from_base64(&current).map_err(|e| {
         CliError::Usage(format!(
             "the current CONFIG_MASTER_KEY_BASE64 is invalid: {e}"
         ))
     })?;
     let current_id = file_vars
-        .get("CONFIG_MASTER_KEY_ID")
-        .cloned()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "master-1".into());
+        .text(CONFIG_MASTER_KEY_ID)
+        .unwrap_or("master-1")
+        .to_owned();
     let stamp = config_manager_core::domain::now_rfc3339();
     let new_id = format!("master-{}", &stamp[..19].replace(['-', ':', 'T'], ""));
     let new_key = config_manager_core::crypto::secret_box::MasterKey::generate().to_base64();
     config_manager_service::keys::env_file::set_vars(
         env_file,
         &[
-            ("CONFIG_MASTER_KEY_PREVIOUS_BASE64", current.clone()),
-            ("CONFIG_MASTER_KEY_PREVIOUS_ID", current_id.clone()),
-            ("CONFIG_MASTER_KEY_BASE64", new_key.to_string()),
-            ("CONFIG_MASTER_KEY_ID", new_id.clone()),
+            (CONFIG_MASTER_KEY_PREVIOUS_BASE64.name, current.clone()),
+            (CONFIG_MASTER_KEY_PREVIOUS_ID.name, current_id.clone()),
+            (CONFIG_MASTER_KEY_BASE64.name, new_key.to_string()),
+            (CONFIG_MASTER_KEY_ID.name, new_id.clone()),
         ],
     )
     .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", env_file.display())))?;
@@ -349,6 +351,9 @@ fn load_env(env_file: &std::path::Path) -> CliResult<EnvSource> {
 
 /// `http://127.0.0.1:$CONFIG_MANAGER_PORT` (port from the environment or .env).
 fn default_url(env: &EnvSource) -> String {
-    let port = env.get("CONFIG_MANAGER_PORT").unwrap_or("8081").trim();
+    let port = match env.get(CONFIG_MANAGER_PORT) {
+        Some(port) => port.trim().to_owned(),
+        None => CONFIG_MANAGER_PORT.default_int().to_string(),
+    };
     format!("http://127.0.0.1:{port}")
 }

@@ -31,9 +31,10 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use config_manager_service::settings::table::RUST_LOG;
 use config_manager_service::settings::LogFormat;
 
-/// The filter used when `RUST_LOG` is unset or invalid.
+/// The filter used when `RUST_LOG` is unset or invalid (the table's default).
 pub const DEFAULT_FILTER: &str = "info";
 
 /// Keeps the log writer thread alive; dropping it flushes what is pending.
@@ -45,8 +46,10 @@ pub struct LogGuard {
 /// Installs the global subscriber (stderr, through the writer thread).
 /// Calling it twice is harmless: the second call keeps the first subscriber.
 pub fn init_logging(format: LogFormat) -> LogGuard {
+    // RUST_LOG comes from the process environment only (the settings table
+    // says so), read by tracing under the table's name.
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+        EnvFilter::try_from_env(RUST_LOG.name).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     // Without a writer thread (the system refused one) lines go straight
     // to stderr.
     let (writer, guard) = match batch::batched(std::io::stderr()) {

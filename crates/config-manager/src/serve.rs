@@ -95,6 +95,7 @@ fn prepare(env_file: PathBuf) -> Result<(Settings, Vec<String>), ExitCode> {
         }
     }
     let settings = Settings::from_env(&env, env_file).map_err(|e| fail(e.to_string()))?;
+    notes.extend(settings.deprecations.iter().cloned());
     Ok((settings, notes))
 }
 

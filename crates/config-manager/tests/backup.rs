@@ -386,6 +386,38 @@ async fn without_settings_backups_are_disabled_and_the_epoch_file_is_written() {
     );
 }
 
+/// A deprecated duration name still works: `BACKUP_SNAPSHOT_INTERVAL=1s` (a
+/// Go duration, the old form) takes a snapshot every second, and the log
+/// warns about the name once, naming `BACKUP_SNAPSHOT_INTERVAL_SECS`.
+#[tokio::test]
+async fn a_deprecated_duration_name_still_works_with_one_warning() {
+    let s = Server::start_with(vec![
+        ("BACKUP_SNAPSHOT_DIR".into(), "snaps".into()),
+        ("BACKUP_SNAPSHOT_INTERVAL".into(), "1s".into()),
+    ])
+    .await;
+    let first = wait_health(&s, "a first snapshot", 30, |h| {
+        parse_time(&h["last_backup"]).is_some()
+    })
+    .await;
+    let first = parse_time(&first["last_backup"]).unwrap();
+    wait_health(&s, "a second snapshot a second later", 30, |h| {
+        parse_time(&h["last_backup"]).is_some_and(|t| t > first)
+    })
+    .await;
+    let log = s.log();
+    assert_eq!(
+        log.matches("BACKUP_SNAPSHOT_INTERVAL is deprecated")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log.contains("set BACKUP_SNAPSHOT_INTERVAL_SECS instead"),
+        "{log}"
+    );
+}
+
 /// Replication lag (commit acknowledged → its transaction listed in the
 /// bucket) with the default 1 s sync interval, and the restore time of a
 /// 10 MB database. Prints the figures for docs/backup.md.
@@ -395,7 +427,7 @@ async fn measure_replication_lag_and_restore_time() {
     let tmp = tempfile::tempdir().unwrap();
     let s3 = S3::start(tmp.path()).await;
     let mut env = backup_env(&s3, "measure/config.db", &[]);
-    env.retain(|(k, _)| k != "LITESTREAM_SYNC_INTERVAL" && k != "LITESTREAM_CHECK_INTERVAL");
+    env.retain(|(k, _)| k != "LITESTREAM_SYNC_INTERVAL" && k != "LITESTREAM_CHECK_INTERVAL_MS");
     env.push(("CONFIG_ALLOW_UNKNOWN_SERVICES".into(), "1".into()));
     env.push(("CONFIG_MAX_BODY_BYTES".into(), "1048576".into()));
     let mut s = Server::start_with(env).await;

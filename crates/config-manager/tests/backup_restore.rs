@@ -169,7 +169,7 @@ async fn restore_refuses_missing_or_mismatched_epoch_metadata_unless_forced() {
 async fn local_snapshots_are_checked_rotated_and_restorable() {
     let mut s = Server::start_with(vec![
         ("BACKUP_SNAPSHOT_DIR".into(), "snaps".into()),
-        ("BACKUP_SNAPSHOT_INTERVAL".into(), "1s".into()),
+        ("BACKUP_SNAPSHOT_INTERVAL_SECS".into(), "1".into()),
         ("BACKUP_SNAPSHOT_KEEP".into(), "3".into()),
     ])
     .await;

@@ -17,7 +17,7 @@ use config_manager_core::crypto::KeyId;
 use config_manager_core::domain::{Epoch, ServiceName};
 use config_manager_core::envelope::Envelope;
 use config_manager_core::lkg::{LkgCache, LkgContents, LkgService};
-use config_manager_service::settings::EnvSource;
+use config_manager_service::settings::{table, EnvSource};
 use serde_json::{json, Value};
 
 /// A CLI process with a clean environment.
@@ -316,7 +316,7 @@ async fn verify_lkg_and_verify_message() {
 
     // An LKG cache sealed with the service's HMAC key verifies; a changed
     // value does not.
-    let key = MacKey::from_base64(env.get("LKG_HMAC_KEY_BASE64").unwrap()).unwrap();
+    let key = MacKey::from_base64(env.get(table::LKG_HMAC_KEY_BASE64).unwrap()).unwrap();
     let ring = MacKeyRing::new(KeyId::parse("lkg-1").unwrap(), key);
     let mut contents = LkgContents::new(Epoch::generate(), "schema-hash");
     let mut config = serde_json::Map::new();
@@ -355,7 +355,7 @@ async fn verify_lkg_and_verify_message() {
 
     // A message signed with the service's key verifies, from a file or stdin.
     let signing =
-        SigningKey::from_pkcs8_pem(env.get("CONFIG_SIGNATURE_PRIVATE_KEY").unwrap()).unwrap();
+        SigningKey::from_pkcs8_pem(env.get(table::CONFIG_SIGNATURE_PRIVATE_KEY).unwrap()).unwrap();
     let mut config = serde_json::Map::new();
     config.insert("volume_percent".into(), json!(70));
     let envelope = Envelope::sign(

@@ -276,7 +276,7 @@ async fn restore_with_new_epoch_gives_the_restored_database_a_fresh_epoch() {
     let broker = Broker::start();
     let mut s = Server::start_with(fast_monitor(&[
         ("BACKUP_SNAPSHOT_DIR", "snaps"),
-        ("BACKUP_SNAPSHOT_INTERVAL", "1s"),
+        ("BACKUP_SNAPSHOT_INTERVAL_SECS", "1"),
         ("MQTT_URL", &broker.url()),
     ]))
     .await;

@@ -512,7 +512,7 @@ async fn database_and_companion_files_are_owner_only_under_umask_022() {
     let s = Server::start_with(env(&[
         ("REBUILD_TOKEN", REBUILD_TOKEN),
         ("BACKUP_SNAPSHOT_DIR", "snaps"),
-        ("BACKUP_SNAPSHOT_INTERVAL", "1s"),
+        ("BACKUP_SNAPSHOT_INTERVAL_SECS", "1"),
     ]))
     .await;
     s.patch_ok("tts-worker", json!({"volume_percent": 7}), 1)

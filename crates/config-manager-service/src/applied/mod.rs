@@ -54,32 +54,14 @@ pub use views::{
 /// versions the metrics use are refreshed after a change).
 pub const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Default of `CONFIG_APPLIED_MAX_INSTANCES_PER_SERVICE`.
-pub const DEFAULT_MAX_PER_SERVICE: usize = 64;
-
-/// Default of `CONFIG_APPLIED_MAX_INSTANCES`.
-pub const DEFAULT_MAX_TOTAL: usize = 4096;
+/// The board's caps and their defaults are settings (`CONFIG_APPLIED_*`,
+/// parsed in `crate::settings::limits`).
+pub use crate::settings::limits::{AppliedLimits, DEFAULT_MAX_PER_SERVICE, DEFAULT_MAX_TOTAL};
 
 /// Pending forget requests waiting for the MQTT task (each clears one
 /// retained topic); beyond this, a forget still works but its retained
 /// message is left for the next one.
 const MAX_CLEAR_REQUESTS: usize = 1024;
-
-/// The caps of the board (settings).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AppliedLimits {
-    pub max_per_service: usize,
-    pub max_total: usize,
-}
-
-impl Default for AppliedLimits {
-    fn default() -> Self {
-        Self {
-            max_per_service: DEFAULT_MAX_PER_SERVICE,
-            max_total: DEFAULT_MAX_TOTAL,
-        }
-    }
-}
 
 /// Why a report was not kept: the `reason` label of the dropped-reports
 /// counter (a closed set, so the metric's cardinality is fixed).

@@ -93,6 +93,8 @@ pub struct RestoreOutcome {
     pub record: RestoreRecord,
     /// Whether `CONFIG_DB_PATH` itself was replaced (not `output`).
     pub in_place: bool,
+    /// One warning per deprecated variable name the settings used.
+    pub warnings: Vec<String>,
 }
 
 /// What a restore did; written next to the database and into the audit log.
@@ -160,7 +162,11 @@ pub fn restore(env_file: &Path, args: &RestoreOptions) -> RestoreResult<RestoreO
     // Only the staging directory is removed: everything in it is ours.
     let _ = std::fs::remove_dir_all(&staging);
     let record = result?;
-    Ok(RestoreOutcome { record, in_place })
+    Ok(RestoreOutcome {
+        record,
+        in_place,
+        warnings: env.deprecations(),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -1,6 +1,6 @@
 //! Local snapshots: the backup for robots without S3.
 //!
-//! Every `BACKUP_SNAPSHOT_INTERVAL` the database is copied with `VACUUM
+//! Every `BACKUP_SNAPSHOT_INTERVAL_SECS` the database is copied with `VACUUM
 //! INTO` over a read-only connection. It reads one consistent snapshot (a
 //! WAL reader: writers are never blocked) and writes a compact, standalone
 //! file. Each copy is fsynced and checked (`PRAGMA integrity_check`, epoch

@@ -27,7 +27,7 @@
 //! sidecar) is checked through its control socket, and the bucket through a
 //! private config file (`.litestream-check.yml`, never the sidecar's).
 //!
-//! In both modes, every `LITESTREAM_CHECK_INTERVAL` the checks of
+//! In both modes, every `LITESTREAM_CHECK_INTERVAL_MS` the checks of
 //! [`super::control`] run; `litestream_status` is `healthy` only when the
 //! last check proved that every transaction committed before it could be
 //! restored from the bucket, and `last_backup` is the time that check

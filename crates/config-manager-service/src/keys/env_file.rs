@@ -50,14 +50,14 @@ mod tests {
     fn replaces_and_appends_keeping_other_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(".env");
-        std::fs::write(&path, "# comment\nA=\"1\"\nB=2\n# A=old comment\n").unwrap();
-        set_vars(&path, &[("A", "x\ny".into()), ("C", "3".into())]).unwrap();
+        std::fs::write(&path, "# comment\nMQTT_URL=\"1\"\nB=2\n# MQTT_URL=old\n").unwrap();
+        set_vars(&path, &[("MQTT_URL", "x\ny".into()), ("C", "3".into())]).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text,
-            "# comment\nA=\"x\\ny\"\nB=2\n# A=old comment\nC=\"3\"\n"
+            "# comment\nMQTT_URL=\"x\\ny\"\nB=2\n# MQTT_URL=old\nC=\"3\"\n"
         );
-        let env = crate::settings::EnvSource::load(&path).unwrap();
-        assert_eq!(env.get("A"), Some("x\ny"));
+        let env = crate::settings::EnvSource::load_file_only(&path).unwrap();
+        assert_eq!(env.get(crate::settings::table::MQTT_URL), Some("x\ny"));
     }
 }

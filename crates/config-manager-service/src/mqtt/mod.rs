@@ -48,36 +48,20 @@ mod publisher;
 mod queue;
 mod source;
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use config_manager_client::mqtt_url::MqttUrlError;
-use config_manager_client::MqttEndpoint;
-use rand::RngCore as _;
 use rumqttc::{AsyncClient, EventLoop, MqttOptions, TlsConfiguration, Transport};
 use thiserror::Error;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::settings::{EnvSource, SettingsError};
+pub use crate::settings::mqtt::{MqttSettings, KEEP_ALIVE};
 use crate::state::{AppState, ChangeSink, NoSink};
 
 pub use queue::ChangeQueue;
-
-/// Keep-alive of the broker connection; see the module docs.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// Default interval of the periodic re-issue (`MQTT_REISSUE_SECS`).
-pub const DEFAULT_REISSUE: Duration = Duration::from_secs(60);
-
-/// Longest accepted re-issue interval. Services accept a message of another
-/// epoch (or their first one) only while it is younger than their `max_age`
-/// (5 minutes by default), so the retained copy must be re-signed well within
-/// that: 240 s leaves a minute for delivery and clock differences.
-pub const MAX_REISSUE: Duration = Duration::from_secs(240);
 
 /// Requests the MQTT client buffers before `publish` waits. Small on purpose:
 /// the publisher coalesces changes itself, so a deep buffer would only hold
@@ -89,65 +73,6 @@ const CHANNEL_CAPACITY: usize = 64;
 /// they reach the client (rumqttc would drop the connection instead).
 const MAX_OUTGOING_PACKET: usize =
     config_manager_core::envelope::DEFAULT_MAX_ENVELOPE_BYTES + 4 * 1024;
-
-/// The MQTT part of the settings, validated at start-up.
-#[derive(Debug, Clone)]
-pub struct MqttSettings {
-    /// Broker address and credentials (`Debug` hides the password).
-    pub endpoint: MqttEndpoint,
-    pub client_id: String,
-    pub keep_alive: Duration,
-    /// How often every retained config is re-signed and republished.
-    pub reissue_interval: Duration,
-}
-
-impl MqttSettings {
-    /// Reads `MQTT_URL` (no URL: publishing is off), `MQTT_CA_FILE`,
-    /// `MQTT_CLIENT_ID` and `MQTT_REISSUE_SECS`. Errors name the variable and
-    /// never echo a password.
-    pub fn from_env(env: &EnvSource) -> Result<Option<Self>, SettingsError> {
-        let Some(url) = env.get("MQTT_URL") else {
-            return Ok(None);
-        };
-        let mut endpoint = MqttEndpoint::parse(url).map_err(|e: MqttUrlError| SettingsError {
-            var: "MQTT_URL",
-            reason: e.to_string(),
-        })?;
-        endpoint.ca_file = env.get("MQTT_CA_FILE").map(|p| PathBuf::from(p.trim()));
-        if endpoint.ca_file.is_some() && !endpoint.tls {
-            return Err(SettingsError {
-                var: "MQTT_CA_FILE",
-                reason: "is only used with an mqtts:// MQTT_URL".into(),
-            });
-        }
-        let client_id = match env.get("MQTT_CLIENT_ID").map(str::trim) {
-            None => format!("config-manager-{:08x}", rand::rngs::OsRng.next_u32()),
-            Some(id) if id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) => {
-                id.to_owned()
-            }
-            Some(_) => {
-                return Err(SettingsError {
-                    var: "MQTT_CLIENT_ID",
-                    reason: "must be 1 to 128 printable ASCII characters without spaces".into(),
-                })
-            }
-        };
-        // At most MAX_REISSUE: below the services' 300 s freshness window.
-        let reissue_interval = env.duration(
-            "MQTT_REISSUE_SECS",
-            DEFAULT_REISSUE.as_secs(),
-            1,
-            MAX_REISSUE.as_secs(),
-            Duration::from_secs,
-        )?;
-        Ok(Some(Self {
-            endpoint,
-            client_id,
-            keep_alive: KEEP_ALIVE,
-            reissue_interval,
-        }))
-    }
-}
 
 /// Why the publisher could not be set up. Broker outages are not errors: the
 /// publisher keeps retrying in the background.
@@ -441,6 +366,7 @@ pub(crate) fn connection_options(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::EnvSource;
 
     fn env(pairs: &[(&str, &str)]) -> EnvSource {
         EnvSource::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
@@ -451,55 +377,6 @@ mod tests {
         assert!(MqttSettings::from_env(&env(&[])).unwrap().is_none());
         let publisher = Publisher::new(None).unwrap();
         assert!(!publisher.is_configured());
-    }
-
-    #[test]
-    fn url_and_defaults() {
-        let s = MqttSettings::from_env(&env(&[("MQTT_URL", "mqtt://u:pw@broker:1884")]))
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (s.endpoint.host.as_str(), s.endpoint.port),
-            ("broker", 1884)
-        );
-        assert_eq!(s.reissue_interval, DEFAULT_REISSUE);
-        assert_eq!(s.keep_alive, KEEP_ALIVE);
-        assert!(s.client_id.starts_with("config-manager-"));
-        assert!(!format!("{s:?}").contains("pw"));
-    }
-
-    #[test]
-    fn explicit_values_and_errors_name_the_variable() {
-        let s = MqttSettings::from_env(&env(&[
-            ("MQTT_URL", "mqtt://broker"),
-            ("MQTT_CLIENT_ID", "cm-main"),
-            ("MQTT_REISSUE_SECS", "30"),
-        ]))
-        .unwrap()
-        .unwrap();
-        assert_eq!(s.client_id, "cm-main");
-        assert_eq!(s.reissue_interval, Duration::from_secs(30));
-
-        let err = |pairs: &[(&str, &str)]| MqttSettings::from_env(&env(pairs)).unwrap_err();
-        let e = err(&[("MQTT_URL", "http://u:secretpw@h")]);
-        assert_eq!(e.var, "MQTT_URL");
-        assert!(!e.to_string().contains("secretpw"));
-        assert_eq!(
-            err(&[("MQTT_URL", "mqtt://h"), ("MQTT_REISSUE_SECS", "300")]).var,
-            "MQTT_REISSUE_SECS"
-        );
-        assert_eq!(
-            err(&[("MQTT_URL", "mqtt://h"), ("MQTT_REISSUE_SECS", "0")]).var,
-            "MQTT_REISSUE_SECS"
-        );
-        assert_eq!(
-            err(&[("MQTT_URL", "mqtt://h"), ("MQTT_CLIENT_ID", "a b")]).var,
-            "MQTT_CLIENT_ID"
-        );
-        assert_eq!(
-            err(&[("MQTT_URL", "mqtt://h"), ("MQTT_CA_FILE", "/ca.pem")]).var,
-            "MQTT_CA_FILE"
-        );
     }
 
     #[test]

@@ -50,6 +50,9 @@ impl Offline {
                 "--offline needs the service's settings and keys ({e}); run the CLI where the service's .env is, or pass --env-file"
             ))
         })?;
+        for warning in &settings.deprecations {
+            eprintln!("config-manager: warning: {warning}");
+        }
         let db = &settings.db_path;
         if !db.exists() {
             return Err(CliError::Usage(format!(

@@ -63,6 +63,9 @@ impl From<RestoreError> for CliError {
 /// Runs `config-manager restore` and prints what it did.
 pub fn run(env_file: &Path, args: RestoreArgs) -> CliResult {
     let outcome = config_manager_service::backup::restore::restore(env_file, &args.into())?;
+    for warning in &outcome.warnings {
+        eprintln!("config-manager: warning: {warning}");
+    }
     print_summary(&outcome.record, outcome.in_place);
     Ok(())
 }

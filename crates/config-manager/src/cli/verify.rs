@@ -8,15 +8,17 @@
 
 use std::path::Path;
 
-use config_manager_core::crypto::mac::{MacKey, MacKeyRing};
+use config_manager_core::crypto::mac::MacKeyRing;
 use config_manager_core::crypto::signing::{SigningKey, TrustedKeys, VerifyingKey};
-use config_manager_core::crypto::KeyId;
 use config_manager_core::envelope::{Envelope, DEFAULT_MAX_ENVELOPE_BYTES};
 use config_manager_core::lkg::LkgCache;
 use serde_json::{json, Map, Value};
 
 use super::config::{print_json, read_input};
 use super::{load_env, CliError, CliResult};
+use config_manager_service::settings::table::{
+    CONFIG_SIGNATURE_PRIVATE_KEY, CONFIG_SIGNATURE_PUBLIC_KEY,
+};
 use config_manager_service::settings::EnvSource;
 
 /// `verify-lkg FILE`
@@ -45,26 +47,10 @@ pub fn lkg(env_file: &Path, file: &Path) -> CliResult {
     }))
 }
 
-/// The LKG HMAC key ring from `LKG_HMAC_KEY_*` (current and previous).
+/// The LKG HMAC key ring from `LKG_HMAC_KEY_*` (current and previous),
+/// read as the service reads it.
 fn lkg_keys(env: &EnvSource) -> CliResult<MacKeyRing> {
-    let key = |var: &'static str| -> CliResult<MacKey> {
-        let raw = env
-            .get(var)
-            .ok_or_else(|| CliError::Usage(format!("{var} is not set")))?;
-        MacKey::from_base64(raw.trim()).map_err(|e| CliError::Usage(format!("{var}: {e}")))
-    };
-    let id = |var: &'static str, default: &str| -> CliResult<KeyId> {
-        let raw = env.get(var).unwrap_or(default).trim();
-        KeyId::parse(raw).map_err(|e| CliError::Usage(format!("{var}: {e}")))
-    };
-    let mut ring = MacKeyRing::new(id("LKG_HMAC_KEY_ID", "lkg-1")?, key("LKG_HMAC_KEY_BASE64")?);
-    if env.get("LKG_HMAC_KEY_PREVIOUS_BASE64").is_some() {
-        ring = ring.with_previous(
-            id("LKG_HMAC_KEY_PREVIOUS_ID", "")?,
-            key("LKG_HMAC_KEY_PREVIOUS_BASE64")?,
-        );
-    }
-    Ok(ring)
+    config_manager_service::settings::lkg_keys(env).map_err(|e| CliError::Usage(e.to_string()))
 }
 
 /// `verify-message FILE|- [--public-key PEM_FILE]`
@@ -103,11 +89,11 @@ pub fn message(env_file: &Path, file: &str, public_key: Option<&Path>) -> CliRes
 /// The trusted key from CONFIG_SIGNATURE_PUBLIC_KEY, else derived from
 /// CONFIG_SIGNATURE_PRIVATE_KEY.
 fn key_from_env(env: &EnvSource) -> CliResult<VerifyingKey> {
-    if let Some(pem) = env.get("CONFIG_SIGNATURE_PUBLIC_KEY") {
+    if let Some(pem) = env.get(CONFIG_SIGNATURE_PUBLIC_KEY) {
         return VerifyingKey::from_spki_pem(pem)
             .map_err(|e| CliError::Usage(format!("CONFIG_SIGNATURE_PUBLIC_KEY: {e}")));
     }
-    if let Some(pem) = env.get("CONFIG_SIGNATURE_PRIVATE_KEY") {
+    if let Some(pem) = env.get(CONFIG_SIGNATURE_PRIVATE_KEY) {
         return SigningKey::from_pkcs8_pem(pem)
             .map(|k| k.verifying_key())
             .map_err(|e| CliError::Usage(format!("CONFIG_SIGNATURE_PRIVATE_KEY: {e}")));

@@ -193,7 +193,7 @@ pub fn backup_env(s3: &S3, path: &str, extra: &[(&str, &str)]) -> Vec<(String, S
         ("LITESTREAM_ACCESS_KEY_ID", "test"),
         ("LITESTREAM_SECRET_ACCESS_KEY", "test"),
         ("LITESTREAM_SYNC_INTERVAL", "200ms"),
-        ("LITESTREAM_CHECK_INTERVAL", "500ms"),
+        ("LITESTREAM_CHECK_INTERVAL_MS", "500"),
         // Set on these machines and fatal to Litestream 0.5 (recipes §2):
         // the manager must keep it out of the child's environment.
         ("AWS_CA_BUNDLE", "/nonexistent/ca-bundle.pem"),
