@@ -102,14 +102,10 @@ mod tests {
     use super::*;
     use crate::settings::EnvSource;
 
-    fn env(pairs: &[(&str, &str)]) -> EnvSource {
-        EnvSource::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-    }
-
     #[test]
     fn config_quotes_every_value_and_holds_no_secret() {
         let mut s = BackupSettings::from_env(
-            &env(&[
+            &EnvSource::of(&[
                 ("LITESTREAM_BUCKET", "tars-config"),
                 ("LITESTREAM_ACCESS_KEY_ID", "AKIAEXAMPLE"),
                 ("LITESTREAM_SECRET_ACCESS_KEY", "very-secret"),

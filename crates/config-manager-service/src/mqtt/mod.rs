@@ -368,20 +368,18 @@ mod tests {
     use super::*;
     use crate::settings::EnvSource;
 
-    fn env(pairs: &[(&str, &str)]) -> EnvSource {
-        EnvSource::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-    }
-
     #[test]
     fn no_url_means_disabled() {
-        assert!(MqttSettings::from_env(&env(&[])).unwrap().is_none());
+        assert!(MqttSettings::from_env(&EnvSource::of(&[]))
+            .unwrap()
+            .is_none());
         let publisher = Publisher::new(None).unwrap();
         assert!(!publisher.is_configured());
     }
 
     #[test]
     fn tls_with_an_unreadable_ca_file_fails_at_setup() {
-        let s = MqttSettings::from_env(&env(&[
+        let s = MqttSettings::from_env(&EnvSource::of(&[
             ("MQTT_URL", "mqtts://broker"),
             ("MQTT_CA_FILE", "/nonexistent/ca.pem"),
         ]))
@@ -392,7 +390,7 @@ mod tests {
 
     #[test]
     fn configured_publisher_gives_a_queue_sink() {
-        let s = MqttSettings::from_env(&env(&[("MQTT_URL", "mqtt://127.0.0.1:1")]))
+        let s = MqttSettings::from_env(&EnvSource::of(&[("MQTT_URL", "mqtt://127.0.0.1:1")]))
             .unwrap()
             .unwrap();
         let publisher = Publisher::new(Some(&s)).unwrap();

@@ -339,13 +339,9 @@ mod tests {
 
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> EnvSource {
-        EnvSource::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-    }
-
     #[test]
     fn unset_means_disabled() {
-        let s = BackupSettings::from_env(&env(&[]), Path::new("data/config.db")).unwrap();
+        let s = BackupSettings::from_env(&EnvSource::of(&[]), Path::new("data/config.db")).unwrap();
         assert_eq!(s.litestream.mode, LitestreamMode::Disabled);
         assert!(s.litestream.replica.is_none() && s.snapshots.is_none());
     }
@@ -353,7 +349,7 @@ mod tests {
     #[test]
     fn bucket_means_supervised_with_defaults() {
         let s = BackupSettings::from_env(
-            &env(&[
+            &EnvSource::of(&[
                 ("LITESTREAM_BUCKET", "tars-config"),
                 ("LITESTREAM_ENDPOINT", "http://minio:9000/"),
             ]),
@@ -409,8 +405,8 @@ mod tests {
             ),
         ];
         for (pairs, var) in cases {
-            let err =
-                BackupSettings::from_env(&env(pairs), Path::new("data/config.db")).unwrap_err();
+            let err = BackupSettings::from_env(&EnvSource::of(pairs), Path::new("data/config.db"))
+                .unwrap_err();
             assert_eq!(err.var, *var, "{pairs:?}");
         }
     }
@@ -419,7 +415,7 @@ mod tests {
     fn long_socket_paths_are_refused() {
         let long = format!("/{}/config.db", "d".repeat(120));
         let err = BackupSettings::from_env(
-            &env(&[("LITESTREAM_BUCKET", "tars-config")]),
+            &EnvSource::of(&[("LITESTREAM_BUCKET", "tars-config")]),
             Path::new(&long),
         )
         .unwrap_err();
@@ -449,7 +445,7 @@ mod tests {
     #[test]
     fn deprecated_duration_names() {
         let db = Path::new("data/config.db");
-        let old = env(&[
+        let old = EnvSource::of(&[
             ("LITESTREAM_BUCKET", "tars-config"),
             ("LITESTREAM_CHECK_INTERVAL", "500ms"),
             ("BACKUP_SNAPSHOT_DIR", "snapshots"),
@@ -466,7 +462,7 @@ mod tests {
         BackupSettings::from_env(&old, db).unwrap();
         assert_eq!(old.deprecations().len(), 2);
 
-        let new = env(&[
+        let new = EnvSource::of(&[
             ("LITESTREAM_BUCKET", "tars-config"),
             ("LITESTREAM_CHECK_INTERVAL_MS", "500"),
             ("BACKUP_SNAPSHOT_DIR", "snapshots"),
@@ -478,7 +474,7 @@ mod tests {
         assert!(new.deprecations().is_empty());
 
         let defaults = BackupSettings::from_env(
-            &env(&[
+            &EnvSource::of(&[
                 ("LITESTREAM_BUCKET", "tars-config"),
                 ("BACKUP_SNAPSHOT_DIR", "s"),
             ]),
@@ -523,8 +519,8 @@ mod tests {
                 ("BACKUP_SNAPSHOT_DIR", "snapshots"),
                 (*var, *value),
             ];
-            let err =
-                BackupSettings::from_env(&env(&pairs), Path::new("data/config.db")).unwrap_err();
+            let err = BackupSettings::from_env(&EnvSource::of(&pairs), Path::new("data/config.db"))
+                .unwrap_err();
             assert_eq!(err.var, *var, "{var}={value}");
             assert!(err.reason.contains(expected), "{var}={value}: {err}");
             if value.len() >= 3 {
@@ -547,8 +543,8 @@ mod tests {
                 ("BACKUP_SNAPSHOT_DIR", "snapshots"),
             ];
             all.extend(pairs);
-            let err =
-                BackupSettings::from_env(&env(&all), Path::new("data/config.db")).unwrap_err();
+            let err = BackupSettings::from_env(&EnvSource::of(&all), Path::new("data/config.db"))
+                .unwrap_err();
             assert_eq!(err.var, pairs[0].0);
             assert!(err.reason.contains(pairs[1].0), "{err}");
         }

@@ -89,6 +89,12 @@ impl EnvSource {
         }
     }
 
+    /// [`EnvSource::from_pairs`] of borrowed pairs, for the unit tests.
+    #[cfg(test)]
+    pub(crate) fn of(pairs: &[(&str, &str)]) -> Self {
+        Self::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
     /// A value by name; empty values count as unset.
     fn lookup(&self, name: &'static str) -> Option<&str> {
         self.looked_up

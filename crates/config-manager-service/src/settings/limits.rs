@@ -99,13 +99,9 @@ impl AppliedLimits {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> EnvSource {
-        EnvSource::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-    }
-
     #[test]
     fn defaults_come_from_the_table() {
-        let none = env(&[]);
+        let none = EnvSource::of(&[]);
         assert_eq!(
             AppliedLimits::from_env(&none).unwrap(),
             AppliedLimits::default()
@@ -133,7 +129,7 @@ mod tests {
             ("CONFIG_AUDIT_DENIAL_WINDOW_SECS", "-1"),
             ("CONFIG_AUDIT_RETENTION_DAYS", "36501"),
         ] {
-            let e = env(&[(var, value)]);
+            let e = EnvSource::of(&[(var, value)]);
             let err = ServerLimits::from_env(&e)
                 .err()
                 .or_else(|| GuardSettings::from_env(&e).err())

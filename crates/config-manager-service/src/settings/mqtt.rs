@@ -76,13 +76,9 @@ impl MqttSettings {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> EnvSource {
-        EnvSource::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-    }
-
     #[test]
     fn url_and_defaults() {
-        let s = MqttSettings::from_env(&env(&[("MQTT_URL", "mqtt://u:pw@broker:1884")]))
+        let s = MqttSettings::from_env(&EnvSource::of(&[("MQTT_URL", "mqtt://u:pw@broker:1884")]))
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -97,7 +93,7 @@ mod tests {
 
     #[test]
     fn explicit_values_and_errors_name_the_variable() {
-        let s = MqttSettings::from_env(&env(&[
+        let s = MqttSettings::from_env(&EnvSource::of(&[
             ("MQTT_URL", "mqtt://broker"),
             ("MQTT_CLIENT_ID", "cm-main"),
             ("MQTT_REISSUE_SECS", "30"),
@@ -107,7 +103,8 @@ mod tests {
         assert_eq!(s.client_id, "cm-main");
         assert_eq!(s.reissue_interval, Duration::from_secs(30));
 
-        let err = |pairs: &[(&str, &str)]| MqttSettings::from_env(&env(pairs)).unwrap_err();
+        let err =
+            |pairs: &[(&str, &str)]| MqttSettings::from_env(&EnvSource::of(pairs)).unwrap_err();
         let e = err(&[("MQTT_URL", "http://u:secretpw@h")]);
         assert_eq!(e.var, "MQTT_URL");
         assert!(!e.to_string().contains("secretpw"));

@@ -1,14 +1,10 @@
 use super::table::{Source, SETTINGS};
 use super::*;
 
-fn env(pairs: &[(&str, &str)]) -> EnvSource {
-    EnvSource::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-}
-
 /// A complete environment: first run's keys, MQTT and both backup kinds on,
 /// and a key rotation in progress (so the previous keys and ids are read).
 fn full_env() -> EnvSource {
-    let mut env = env(&[
+    let mut env = EnvSource::of(&[
         (
             "CONFIG_API_TOKENS",
             "admin=0123456789abcdef0123:config.write",
@@ -68,7 +64,7 @@ fn every_setting_has_a_reader() {
 
 #[test]
 fn errors_name_the_variable_not_the_value() {
-    let env = env(&[("CONFIG_MASTER_KEY_BASE64", "sekrit-but-bad")]);
+    let env = EnvSource::of(&[("CONFIG_MASTER_KEY_BASE64", "sekrit-but-bad")]);
     let err = Settings::from_env(&env, PathBuf::from(".env")).unwrap_err();
     assert_eq!(err.var, "CONFIG_MASTER_KEY_BASE64");
     assert!(!err.to_string().contains("sekrit"));
