@@ -232,7 +232,7 @@ const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Serves `service` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets in-flight requests finish (idle connections close at
 /// once) and returns when every connection is gone.
-pub async fn serve<S>(
+pub async fn serve<S, B>(
     listener: TcpListener,
     service: S,
     limits: ServerLimits,
@@ -240,13 +240,15 @@ pub async fn serve<S>(
 ) where
     S: tower::Service<
             axum::extract::Request,
-            Response = axum::response::Response,
+            Response = axum::http::Response<B>,
             Error = Infallible,
             Future: Send,
         > + Clone
         + Send
         + Sync
         + 'static,
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (fitted, warning) = fit_to_file_limit(limits.max_connections, soft_file_limit());
     if let Some(warning) = warning {
@@ -411,7 +413,7 @@ impl Drop for InFlight {
     }
 }
 
-async fn serve_connection<S>(
+async fn serve_connection<S, B>(
     stream: TcpStream,
     peer: SocketAddr,
     service: S,
@@ -422,12 +424,14 @@ async fn serve_connection<S>(
 ) where
     S: tower::Service<
             axum::extract::Request,
-            Response = axum::response::Response,
+            Response = axum::http::Response<B>,
             Error = Infallible,
             Future: Send,
         > + Clone
         + Send
         + 'static,
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let io = TokioIo::new(Watched {
         inner: stream,
