@@ -115,7 +115,7 @@ for ((r = 0; r < ROUNDS; r++)); do
         "http://127.0.0.1:${PORT[$name]}$(path_of "$ep")" | grep '^WRK ')"
       c1="$(cpu_ticks "$pid")"
       cpu="$(echo "$line" | awk -v d=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" \
-        '{split($3, r, "="); printf "cpu_us=%.1f", d / hz / r[2] * 1e6}')"
+        '{split($2, n, "="); printf "cpu_us=%.1f", d / hz / n[2] * 1e6}')"
       load="$(cut -d' ' -f1 /proc/loadavg)"
       echo "$r ${line#WRK } $cpu load=$load" >>"$WORK/$name.$ep"
       echo "   round $r $ep $name: ${line#WRK } $cpu load $load" >&2
