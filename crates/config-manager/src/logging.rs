@@ -40,7 +40,6 @@ pub const DEFAULT_FILTER: &str = "info";
 #[must_use = "logs are flushed when the guard drops: keep it for the process's life"]
 pub struct LogGuard {
     _writer: Option<batch::BatchGuard>,
-    _appender: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 /// Installs the global subscriber (stderr, through the writer thread).
@@ -50,25 +49,9 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     // Without a writer thread (the system refused one) lines go straight
     // to stderr.
-    // THROWAWAY: `REQPATH_STD` words `fmt` (tracing-subscriber's formatter),
-    // `writer` (lines written straight to stderr), `appender`
-    // (tracing-appender's non_blocking, lossless).
-    let v = std::env::var("REQPATH_STD").unwrap_or_default();
-    let has = |w: &str| v.split(',').any(|x| x == w);
-    let mut appender = None;
-    let (writer, guard) = if has("writer") {
-        (BoxMakeWriter::new(std::io::stderr), None)
-    } else if has("appender") {
-        let (nb, g) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-            .lossy(false)
-            .finish(std::io::stderr());
-        appender = Some(g);
-        (BoxMakeWriter::new(nb), None)
-    } else {
-        match batch::batched(std::io::stderr()) {
-            Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
-            Err(_) => (BoxMakeWriter::new(std::io::stderr), None),
-        }
+    let (writer, guard) = match batch::batched(std::io::stderr()) {
+        Ok((writer, guard)) => (BoxMakeWriter::new(writer), Some(guard)),
+        Err(_) => (BoxMakeWriter::new(std::io::stderr), None),
     };
     let fmt = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -83,20 +66,13 @@ pub fn init_logging(format: LogFormat) -> LogGuard {
         LogFormat::Text if std::io::stderr().is_terminal() => {
             tracing_subscriber::fmt::layer().with_writer(writer).boxed()
         }
-        LogFormat::Text if has("fmt") => tracing_subscriber::fmt::layer()
-            .with_ansi(false)
-            .with_writer(writer)
-            .boxed(),
         LogFormat::Text => text::layer(writer).boxed(),
     };
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(fmt)
         .try_init();
-    LogGuard {
-        _writer: guard,
-        _appender: appender,
-    }
+    LogGuard { _writer: guard }
 }
 
 /// A log writer whose bytes a test can read.

@@ -264,24 +264,13 @@ pub async fn serve_with_listener(
             crate::service::guard::run(st.clone(), stop.clone())
         })
     };
-    let std = crate::http::std_variant::from_env();
-    if std.access {
-        crate::http::server::serve(
-            listener,
-            crate::http::std_variant::router_std_access(state.clone(), std),
-            settings.http_limits,
-            shutdown_on,
-        )
-        .await;
-    } else {
-        crate::http::server::serve(
-            listener,
-            crate::http::router(state.clone()),
-            settings.http_limits,
-            shutdown_on,
-        )
-        .await;
-    }
+    crate::http::server::serve(
+        listener,
+        crate::http::router(state.clone()),
+        settings.http_limits,
+        shutdown_on,
+    )
+    .await;
     tracing::info!("shutting down");
     shutdown.cancel();
     // Final counts of refused requests, before the database closes.

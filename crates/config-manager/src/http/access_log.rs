@@ -129,7 +129,7 @@ where
 
 /// Whether a client-sent id is kept: 1 to [`MAX_CLIENT_ID_LEN`] bytes of
 /// visible ASCII (so it is safe to log and to echo).
-pub(crate) fn acceptable(id: &HeaderValue) -> bool {
+fn acceptable(id: &HeaderValue) -> bool {
     let bytes = id.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= MAX_CLIENT_ID_LEN

@@ -232,7 +232,7 @@ const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Serves `service` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets in-flight requests finish (idle connections close at
 /// once) and returns when every connection is gone.
-pub async fn serve<S, B>(
+pub async fn serve<S>(
     listener: TcpListener,
     service: S,
     limits: ServerLimits,
@@ -240,15 +240,13 @@ pub async fn serve<S, B>(
 ) where
     S: tower::Service<
             axum::extract::Request,
-            Response = axum::http::Response<B>,
+            Response = axum::response::Response,
             Error = Infallible,
             Future: Send,
         > + Clone
         + Send
         + Sync
         + 'static,
-    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (fitted, warning) = fit_to_file_limit(limits.max_connections, soft_file_limit());
     if let Some(warning) = warning {
@@ -413,7 +411,7 @@ impl Drop for InFlight {
     }
 }
 
-async fn serve_connection<S, B>(
+async fn serve_connection<S>(
     stream: TcpStream,
     peer: SocketAddr,
     service: S,
@@ -424,14 +422,12 @@ async fn serve_connection<S, B>(
 ) where
     S: tower::Service<
             axum::extract::Request,
-            Response = axum::http::Response<B>,
+            Response = axum::response::Response,
             Error = Infallible,
             Future: Send,
         > + Clone
         + Send
         + 'static,
-    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let io = TokioIo::new(Watched {
         inner: stream,
