@@ -1,4 +1,5 @@
-//! Request ids, the `request` span and the access log, as one middleware.
+//! Request ids, the `request` span and the access log, from tower-http's
+//! `SetRequestId`, `Trace` and `PropagateRequestId` layers ([`wrap`]).
 //!
 //! Every request gets an id — the client's `X-Request-Id` when it is short
 //! printable ASCII, else a new UUID — which is returned in the response and
@@ -7,20 +8,23 @@
 //! When the response is ready, one access line (`status`, `latency_us`) is
 //! logged at `info` (`error` for a 5xx) under the target [`ACCESS_TARGET`].
 //!
-//! This replaces tower-http's `SetRequestId`, `Trace` and `PropagateRequestId`
-//! layers: together they cost a cached GET about a quarter of its CPU
-//! (docs/performance.md) — a UUID formatted through `Display`, the id copied
-//! into the request and the response, the span entered again for every poll
-//! of the response body. Here the id is formatted once on the stack, shared
-//! by reference count, and the body is passed through untouched.
+//! A middleware of our own doing the same was at most a few per cent faster
+//! end to end (docs/performance.md, "Request path: own code vs the
+//! standard"), so only the span, the line and the id rule are ours.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Instant;
+use std::convert::Infallible;
+use std::time::Duration;
 
-use axum::http::{HeaderValue, Request, Response};
-use tracing::instrument::{Instrument, Instrumented};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::response::Response;
+use tower::ServiceBuilder;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
 
 use super::REQUEST_ID;
 
@@ -31,100 +35,86 @@ pub const ACCESS_TARGET: &str = "config_manager::access";
 /// Longest client-sent request id that is kept (longer ones are replaced).
 pub const MAX_CLIENT_ID_LEN: usize = 128;
 
-/// The layer; see the module documentation.
-#[derive(Clone, Copy, Default)]
-pub struct AccessLogLayer;
-
-impl<S> tower::Layer<S> for AccessLogLayer {
-    type Service = AccessLog<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        AccessLog { inner }
-    }
-}
-
-/// The service of [`AccessLogLayer`].
-#[derive(Clone)]
-pub struct AccessLog<S> {
+/// `inner` inside the request-id and trace layers (outermost first: an
+/// unacceptable client id dropped, the id set, the span and access line,
+/// the id copied to the response).
+pub fn wrap<S>(
     inner: S,
-}
-
-impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for AccessLog<S>
+) -> impl tower::Service<Request, Response = Response, Error = Infallible, Future: Send>
+       + Clone
+       + Send
+       + Sync
+       + 'static
 where
-    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>>,
-    S::Error: std::fmt::Display,
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
 {
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = AccessLogFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let started = Instant::now();
-        let id = match req.headers().get(REQUEST_ID).filter(|v| acceptable(v)) {
-            Some(client) => client.clone(),
-            None => new_request_id(),
-        };
-        let span = tracing::info_span!(
-            "request",
-            method = %req.method(),
-            path = %req.uri().path(),
-            request_id = %id.to_str().unwrap_or("-"),
-        );
-        let response = span.in_scope(|| self.inner.call(req));
-        AccessLogFuture {
-            inner: response.instrument(span),
-            id: Some(id),
-            started,
-        }
-    }
+    ServiceBuilder::new()
+        // The trace layer wraps the body to poll it inside the span; the
+        // server and the tests take axum's body.
+        .map_response(into_axum_body)
+        .map_request(drop_unacceptable_id)
+        .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span as fn(&Request) -> Span)
+                .on_request(())
+                .on_response(access_line as fn(&Response, Duration, &Span))
+                // The access line already says 5xx at `error`.
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .service(inner)
 }
 
-pin_project_lite::pin_project! {
-    /// The response future of [`AccessLog`]: the inner future inside the
-    /// `request` span, then the access line and the `X-Request-Id` header.
-    pub struct AccessLogFuture<F> {
-        #[pin]
-        inner: Instrumented<F>,
-        id: Option<HeaderValue>,
-        started: Instant,
-    }
-}
-
-impl<F, B, E> Future for AccessLogFuture<F>
+fn into_axum_body<B>(resp: axum::http::Response<B>) -> Response
 where
-    F: Future<Output = Result<Response<B>, E>>,
-    E: std::fmt::Display,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
-    type Output = Result<Response<B>, E>;
+    resp.map(Body::new)
+}
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let result = std::task::ready!(this.inner.as_mut().poll(cx));
-        let latency_us = u64::try_from(this.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let _entered = this.inner.span().enter();
-        Poll::Ready(match result {
-            Ok(mut resp) => {
-                let status = resp.status().as_u16();
-                if status >= 500 {
-                    tracing::error!(target: ACCESS_TARGET, status, latency_us, "finished processing request");
-                } else {
-                    tracing::info!(target: ACCESS_TARGET, status, latency_us, "finished processing request");
-                }
-                if let Some(id) = this.id.take() {
-                    resp.headers_mut().insert(REQUEST_ID, id);
-                }
-                Ok(resp)
-            }
-            Err(e) => {
-                tracing::error!(target: ACCESS_TARGET, error = %e, latency_us, "request failed");
-                Err(e)
-            }
-        })
+/// The `request` span; the id is set by then.
+fn request_span(req: &Request) -> Span {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id = %id,
+    )
+}
+
+/// The access line, logged inside the request's span.
+fn access_line(resp: &Response, latency: Duration, _span: &Span) {
+    let status = resp.status().as_u16();
+    let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    if status >= 500 {
+        tracing::error!(target: ACCESS_TARGET, status, latency_us, "finished processing request");
+    } else {
+        tracing::info!(target: ACCESS_TARGET, status, latency_us, "finished processing request");
     }
+}
+
+/// Removes a client-sent id that is not kept, so a new one is generated.
+fn drop_unacceptable_id(mut req: Request) -> Request {
+    if req
+        .headers()
+        .get(REQUEST_ID)
+        .is_some_and(|v| !acceptable(v))
+    {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    req
 }
 
 /// Whether a client-sent id is kept: 1 to [`MAX_CLIENT_ID_LEN`] bytes of
@@ -136,8 +126,18 @@ fn acceptable(id: &HeaderValue) -> bool {
         && bytes.iter().all(|b| b.is_ascii_graphic())
 }
 
-/// A random (v4) UUID from the thread-local generator — no `getrandom`
-/// system call per request — formatted without going through `Display`.
+/// Random (v4) UUIDs from the thread-local generator: tower-http's
+/// `MakeRequestUuid` asks the kernel for randomness on every request.
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        Some(RequestId::new(new_request_id()))
+    }
+}
+
+/// A random (v4) UUID, formatted without going through `Display`.
 fn new_request_id() -> HeaderValue {
     let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     let mut buf = uuid::Uuid::encode_buffer();
@@ -150,25 +150,23 @@ fn new_request_id() -> HeaderValue {
 mod tests {
     use super::*;
     use crate::logging::capture::Capture;
-    use axum::body::Body;
     use axum::http::StatusCode;
-    use tower::{Layer, ServiceExt};
+    use tower::ServiceExt;
 
     /// Runs one request with `client_id` through the layer over a handler
     /// answering `status`; returns the response's id and the log.
     fn run(status: StatusCode, client_id: Option<&str>) -> (String, String) {
         let capture = Capture::default();
-        let service =
-            AccessLogLayer.layer(tower::service_fn(move |_req: Request<Body>| async move {
-                tracing::info!("inside the handler");
-                Ok::<_, std::convert::Infallible>(
-                    Response::builder()
-                        .status(status)
-                        .body(Body::empty())
-                        .unwrap_or_default(),
-                )
-            }));
-        let mut req = Request::builder().uri("/api/config/health");
+        let service = wrap(tower::service_fn(move |_req: Request| async move {
+            tracing::info!("inside the handler");
+            Ok::<_, std::convert::Infallible>(
+                axum::http::Response::builder()
+                    .status(status)
+                    .body(Body::empty())
+                    .unwrap_or_default(),
+            )
+        }));
+        let mut req = axum::http::Request::builder().uri("/api/config/health");
         if let Some(id) = client_id {
             req = req.header(REQUEST_ID, id);
         }

@@ -155,22 +155,26 @@ pub fn router(
             Duration::from_secs(30),
         ))
         // Outside the timeout so timed-out requests are counted too.
-        .layer(metrics::TrackRequestsLayer::new(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_requests,
+        ))
         .with_state(state);
     // Everything that does not depend on the route wraps the router once
     // (outermost first), so a request pays for each layer once instead of a
     // boxed clone per layer (docs/performance.md).
-    ServiceBuilder::new()
-        // Request id, `request` span and access line (see `access_log`).
-        .layer(access_log::AccessLogLayer)
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-cache"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(DefaultBodyLimit::max(limit))
-        .service(routes)
+    // Request id, `request` span and access line outermost (see `access_log`).
+    access_log::wrap(
+        ServiceBuilder::new()
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(DefaultBodyLimit::max(limit))
+            .service(routes),
+    )
 }
