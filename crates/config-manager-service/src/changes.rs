@@ -73,7 +73,7 @@ impl<T: Changes, U> Changes for (T, U) {
 
 impl AppState {
     /// [`AppState::run_blocking`] for writes: after the commit, the services
-    /// the outcome names are notified ([`AppState::notify_changed`]) before
+    /// the outcome names are notified (`AppState::notify_changed`) before
     /// the caller gets the outcome (so before any response is sent).
     pub async fn write_blocking<T, E, F>(&self, f: F) -> Result<T, E>
     where

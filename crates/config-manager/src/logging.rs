@@ -12,8 +12,8 @@
 //! ([`crate::http::access_log`]).
 //!
 //! Lines are formatted on the thread that logs them — text lines by the lean
-//! formatter in [`text`] unless stderr is a terminal — and written to stderr
-//! in batches by one writer thread ([`batch`]).
+//! formatter in `text` unless stderr is a terminal — and written to stderr
+//! in batches by one writer thread (`batch`).
 //!
 //! What never reaches a log line: tokens (only the token's *name* is logged),
 //! secret values, keys, request bodies and query strings. Spans record

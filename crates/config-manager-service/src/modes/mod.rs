@@ -5,7 +5,7 @@
 //!   verified last-known-good cache, writes get 503.
 //! - The monitor returns to normal by itself once the database checks out
 //!   again (it reopens the file, so a restored file is picked up).
-//! - A rebuild ([`rebuild`]) moves the broken file aside, creates a new
+//! - A rebuild ([`rebuild()`]) moves the broken file aside, creates a new
 //!   database with a new epoch and seeds it from the cache.
 //!
 //! Transitions are serialized by `AppState::transition_lock`, and every one is

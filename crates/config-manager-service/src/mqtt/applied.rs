@@ -16,7 +16,7 @@
 //!
 //! - the **connection task** drives the event loop, subscribes after every
 //!   connect (clean session: the broker forgets subscriptions), hands each
-//!   message to [`AppliedBoard::ingest`] (parsing under 16 KiB of JSON and
+//!   message to [`AppliedBoard::ingest`](crate::applied::AppliedBoard::ingest) (parsing under 16 KiB of JSON and
 //!   one map update under a mutex: no I/O on this path) and clears the
 //!   retained report of instances an operator forgot;
 //! - the **persistence task** writes the dirty entries every

@@ -6,7 +6,7 @@
 //!
 //! Three parts, so that no API request ever waits for the broker:
 //!
-//! - [`ChangeQueue`] is the [`ChangeSink`](crate::state::ChangeSink) the HTTP
+//! - [`ChangeQueue`] is the [`ChangeSink`] the HTTP
 //!   layer calls after each commit. It only records *which* services changed
 //!   (a set, so a long outage costs one entry per service, not one per write)
 //!   and wakes the publisher. It never blocks and never fails.

@@ -18,10 +18,10 @@
 //! (`LITESTREAM_SYNC_INTERVAL`, `LITESTREAM_RETENTION`), which are written
 //! into its configuration file as Go duration strings (`1s`, `168h`) and so
 //! keep Litestream's form. A variable renamed to follow the rule keeps its
-//! old name as a deprecated alias ([`Setting::alias`]), read when the new
+//! old name as a deprecated alias (`Setting::alias`), read when the new
 //! name is unset, with one warning.
 //!
-//! A new setting is one entry in [`table!`]'s list; its handle (a constant of
+//! A new setting is one entry in `table!`'s list; its handle (a constant of
 //! the same name) is what the parser passes to `EnvSource`.
 
 use std::fmt;
