@@ -35,6 +35,8 @@ lint:
 	# client library uses it with no features).
 	cargo clippy -p config-manager-core --no-default-features --features schema --all-targets -- -D warnings
 	cargo clippy -p config-manager-core --no-default-features --all-targets -- -D warnings
+	# Doc comments' links resolve (a moved module leaves broken ones behind).
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
 check: lint test
 

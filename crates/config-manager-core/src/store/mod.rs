@@ -228,7 +228,7 @@ impl Store {
     /// Whether a write lock can be taken right now (without writing): the
     /// health monitor's probe for a database locked by another process.
     /// While it holds the lock it also checks the database and WAL headers
-    /// (see [`header`]): nothing can append to or restart the WAL then.
+    /// (see the `header` module): nothing can append to or restart the WAL then.
     pub fn probe_writable(&self, timeout: Duration) -> Result<()> {
         let conn = self.lock_writer();
         conn.busy_timeout(timeout)?;
