@@ -21,7 +21,7 @@ use super::display_key;
 /// A configuration version: a non-negative integer (see the module
 /// documentation). The field is private, so every `Version` went through
 /// [`Version::new`] or a check equivalent to it (deserialization, database
-/// rows, [`Version::next`]).
+/// rows, [`Version::next`]). `Default` is [`Version::NONE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
 #[serde(transparent)]
 pub struct Version(i64);
