@@ -15,6 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use config_manager_client::{AppliedState, Client, ConfigSource, RunnerReport, Snapshot};
+use config_manager_core::domain::{Epoch, Version};
 use rustix::process::{Pid, Signal, WaitOptions, WaitStatus};
 use serde_json::{Map, Value};
 use tokio::signal::unix::{signal, Signal as SignalStream, SignalKind};
@@ -63,7 +64,7 @@ pub struct Agent {
     /// A version on trial: restarted for it at that instant.
     trial: Option<(AppliedState, Instant)>,
     /// Versions rolled back (epoch, version): not tried again.
-    refused: Vec<(String, u64)>,
+    refused: Vec<(Epoch, Version)>,
     backoff: Duration,
     restart_at: Option<tokio::time::Instant>,
     stopping: bool,
@@ -315,9 +316,8 @@ impl Agent {
         }
         if let Some((state, at)) = self.trial.take() {
             if at.elapsed() < self.args.crash_window() {
-                tracing::error!(code, version = state.version, "the program exited within the crash window after a restart for a new version: rolling back");
-                self.refused
-                    .push((state.epoch.as_str().to_owned(), state.version));
+                tracing::error!(code, version = state.version.get(), "the program exited within the crash window after a restart for a new version: rolling back");
+                self.refused.push((state.epoch.clone(), state.version));
                 self.client.runner_report(RunnerReport::RolledBack {
                     label: CRASHED.into(),
                     rejected_version: state.version,
@@ -343,7 +343,7 @@ impl Agent {
     fn trial_passed(&mut self) {
         if let Some((state, _)) = self.trial.take() {
             tracing::info!(
-                version = state.version,
+                version = state.version.get(),
                 "the program runs the new version past the crash window"
             );
             self.good = Some((self.current.clone(), Some(state.clone())));
@@ -372,7 +372,7 @@ impl Agent {
         {
             Ok(secrets) => config.extend(secrets),
             Err(reason) => tracing::warn!(
-                version = state.version,
+                version = state.version.get(),
                 %reason,
                 "could not read the new version's secrets: the program keeps the ones it has"
             ),
@@ -392,10 +392,10 @@ impl Agent {
         if self
             .refused
             .iter()
-            .any(|(e, v)| e == state.epoch.as_str() && *v == state.version)
+            .any(|(e, v)| *e == state.epoch && *v == state.version)
         {
             tracing::info!(
-                version = state.version,
+                version = state.version.get(),
                 "ignoring a version that was rolled back"
             );
             return;
@@ -410,7 +410,7 @@ impl Agent {
         if rendered.env == self.current && self.child.is_some() {
             // Nothing the program reads changed (e.g. a pinned field).
             tracing::info!(
-                version = state.version,
+                version = state.version.get(),
                 "new version; the program's environment is unchanged"
             );
             self.good = Some((rendered.env, Some(state.clone())));
@@ -421,7 +421,7 @@ impl Agent {
         }
         let changed: Vec<&str> = changed_names(&self.current, &rendered.env);
         tracing::info!(
-            version = state.version,
+            version = state.version.get(),
             variables = changed.join(","),
             "new version changes the program's environment"
         );
@@ -450,7 +450,7 @@ impl Agent {
         }
         let share = received.elapsed().saturating_sub(stopped_for);
         tracing::info!(
-            version = state.version,
+            version = state.version.get(),
             agent_share_us = u64::try_from(share.as_micros()).unwrap_or(u64::MAX),
             "restarted for the new version"
         );
@@ -461,7 +461,7 @@ impl Agent {
 
 /// Says where the start-up configuration came from.
 fn describe_source(snapshot: &Snapshot<Map<String, Value>>, no_schema: bool) {
-    let version = snapshot.applied.as_ref().map(|a| a.version);
+    let version = snapshot.applied.as_ref().map(|a| a.version.get());
     match snapshot.source {
         ConfigSource::Rest => tracing::info!(?version, "configuration from the config-manager"),
         ConfigSource::OnDiskCopy => tracing::warn!(?version, "the config-manager is unreachable: starting from the verified on-disk copy"),

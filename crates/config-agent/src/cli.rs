@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use config_manager_core::domain::ServiceName;
 use rustix::process::Signal;
 
 #[derive(Debug, Parser)]
@@ -42,7 +43,7 @@ pub enum RenderFormat {
 pub struct RunArgs {
     /// The service's name (the schema and config of the manager).
     #[arg(long, env = "SERVICE_NAME", value_parser = parse_service)]
-    pub service: String,
+    pub service: ServiceName,
 
     /// Signal that asks the program to stop (name like TERM or SIGTERM, or a number).
     #[arg(long, env = "CONFIG_AGENT_STOP_SIGNAL", default_value = "TERM", value_parser = parse_signal)]
@@ -98,10 +99,8 @@ impl RunArgs {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PinnedEnv(pub BTreeSet<String>);
 
-fn parse_service(raw: &str) -> Result<String, String> {
-    config_manager_core::domain::ServiceName::parse(raw.trim())
-        .map(|s| s.to_string())
-        .map_err(|e| format!("not a service name: {e}"))
+fn parse_service(raw: &str) -> Result<ServiceName, String> {
+    ServiceName::parse(raw.trim()).map_err(|e| format!("not a service name: {e}"))
 }
 
 fn parse_pinned(raw: &str) -> Result<PinnedEnv, String> {

@@ -78,7 +78,7 @@ async fn run(args: RunArgs) -> ExitCode {
     let service = args.service.clone();
     let settings = match ClientSettings::from_lookup(|name| {
         if name == "SERVICE_NAME" {
-            return Some(service.clone());
+            return Some(service.to_string());
         }
         std::env::var(name).ok().filter(|v| !v.trim().is_empty())
     }) {

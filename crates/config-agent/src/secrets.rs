@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use config_manager_client::{ApiToken, ClientSettings};
+use config_manager_core::domain::{ServiceName, Version};
 use serde_json::{Map, Value};
 
 use crate::render::FieldMap;
@@ -23,7 +24,7 @@ pub struct SecretSource {
     http: reqwest::Client,
     url: String,
     token: ApiToken,
-    service: String,
+    service: ServiceName,
 }
 
 impl SecretSource {
@@ -43,7 +44,7 @@ impl SecretSource {
                 settings.service
             ),
             token,
-            service: settings.service.to_string(),
+            service: settings.service.clone(),
         })
     }
 
@@ -52,7 +53,7 @@ impl SecretSource {
         &self,
         fields: &FieldMap,
         epoch: &str,
-        version: u64,
+        version: Version,
     ) -> Result<Map<String, Value>, String> {
         let response = self
             .http
@@ -85,16 +86,19 @@ impl SecretSource {
 /// secret the agent can use.
 pub fn secrets_of(
     body: &Value,
-    service: &str,
+    service: &ServiceName,
     epoch: &str,
-    version: u64,
+    version: Version,
     fields: &FieldMap,
 ) -> Result<Map<String, Value>, String> {
-    if body.get("service").and_then(Value::as_str) != Some(service) {
+    if body.get("service").and_then(Value::as_str) != Some(service.as_str()) {
         return Err("the answer is for another service".into());
     }
     let same = body.get("config_epoch").and_then(Value::as_str) == Some(epoch)
-        && body.get("version").and_then(Value::as_u64) == Some(version);
+        && body
+            .get("version")
+            .and_then(|v| serde_json::from_value::<Version>(v.clone()).ok())
+            == Some(version);
     if !same {
         return Err("the manager holds another version by now".into());
     }
@@ -119,6 +123,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn svc(name: &str) -> ServiceName {
+        ServiceName::parse(name).unwrap()
+    }
+
+    fn v(n: i64) -> Version {
+        Version::new(n).unwrap()
+    }
+
     fn fields() -> FieldMap {
         FieldMap::from_schema(&json!({"properties": {
             "model": {"type": "string"},
@@ -131,7 +143,7 @@ mod tests {
     fn only_secret_fields_of_the_same_version_are_taken() {
         let body = json!({"service": "llm-worker", "config_epoch": "e1", "version": 4,
             "config": {"model": "from-rest", "api_key": "sk-new"}});
-        let got = secrets_of(&body, "llm-worker", "e1", 4, &fields()).unwrap();
+        let got = secrets_of(&body, &svc("llm-worker"), "e1", v(4), &fields()).unwrap();
         // `other_key` is absent: unset on the manager, so null.
         assert_eq!(
             got,
@@ -141,21 +153,21 @@ mod tests {
                 .clone()
         );
         // Another version, epoch or service: nothing.
-        assert!(secrets_of(&body, "llm-worker", "e1", 5, &fields()).is_err());
-        assert!(secrets_of(&body, "llm-worker", "e2", 4, &fields()).is_err());
-        assert!(secrets_of(&body, "router", "e1", 4, &fields()).is_err());
+        assert!(secrets_of(&body, &svc("llm-worker"), "e1", v(5), &fields()).is_err());
+        assert!(secrets_of(&body, &svc("llm-worker"), "e2", v(4), &fields()).is_err());
+        assert!(secrets_of(&body, &svc("router"), "e1", v(4), &fields()).is_err());
         assert!(secrets_of(
             &json!({"service": "llm-worker", "config_epoch": "e1", "version": 4}),
-            "llm-worker",
+            &svc("llm-worker"),
             "e1",
-            4,
+            v(4),
             &fields()
         )
         .is_err());
         // A masked secret (token without the service's scope) is not used.
         let masked = json!({"service": "llm-worker", "config_epoch": "e1", "version": 4,
             "config": {"api_key": config_manager_core::domain::SECRET_MASK}});
-        let got = secrets_of(&masked, "llm-worker", "e1", 4, &fields()).unwrap();
+        let got = secrets_of(&masked, &svc("llm-worker"), "e1", v(4), &fields()).unwrap();
         assert!(!got.contains_key("api_key"));
     }
 }

@@ -20,7 +20,7 @@ use config_manager_core::applied::{
     applied_topic, parse_applied_topic, AppliedReport, AppliedReportError, InstanceId,
     MAX_APPLIED_REPORT_BYTES,
 };
-use config_manager_core::domain::{Epoch, ServiceName};
+use config_manager_core::domain::{Epoch, ServiceName, Version};
 use config_manager_core::envelope::freshness::AppliedState;
 use serde_json::{json, Value};
 use time::macros::datetime;
@@ -485,9 +485,10 @@ fn builder() -> Vec<Value> {
     let instance = InstanceId::parse(INSTANCE).unwrap();
     let t0 = datetime!(2026-01-15 09:30:00.120 UTC);
     let t1 = datetime!(2026-01-15 09:31:05.007 UTC);
-    let state = |version| AppliedState {
+    let v = |n: i64| Version::new(n).unwrap();
+    let state = |version: i64| AppliedState {
         epoch: Epoch::parse(EPOCH).unwrap(),
-        version,
+        version: v(version),
         checksum: None,
     };
     let strip = |r: Option<AppliedReport>| match r {
@@ -505,7 +506,11 @@ fn builder() -> Vec<Value> {
         json!({"event": "start", "version": 5, "at": "2026-01-15T09:30:00.120Z",
         "report": strip(r.current().cloned())}),
     ];
-    for (label, version) in [("replay", Some(4)), ("replay", Some(4)), ("not_json", None)] {
+    for (label, version) in [
+        ("replay", Some(v(4))),
+        ("replay", Some(v(4))),
+        ("not_json", None),
+    ] {
         steps.push(
             json!({"event": "rejected", "reason": label, "rejected_version": version,
             "report": strip(r.rejected(label, version))}),
@@ -524,11 +529,11 @@ fn builder() -> Vec<Value> {
     steps.push(json!({"event": "offline", "report": strip(Some(r.offline()))}));
     steps.push(
         json!({"event": "rejected", "reason": "unknown_key", "rejected_version": 3,
-        "report": strip(r.rejected("unknown_key", Some(3)))}),
+        "report": strip(r.rejected("unknown_key", Some(v(3))))}),
     );
     steps.push(
         json!({"event": "rejected", "reason": "stale", "rejected_version": 0,
-        "report": strip(r.rejected("stale", Some(0)))}),
+        "report": strip(r.rejected("stale", Some(Version::NONE)))}),
     );
     sequences.push(json!({"name": "defaults_start_up", "epoch": EPOCH, "steps": steps}));
     sequences

@@ -13,7 +13,7 @@
 use base64::Engine as _;
 use config_manager_core::crypto::canonical::object_to_canonical_bytes;
 use config_manager_core::crypto::signing::SigningKey;
-use config_manager_core::domain::{format_rfc3339, Epoch, ServiceName};
+use config_manager_core::domain::{format_rfc3339, Epoch, ServiceName, Version};
 use config_manager_core::envelope::{config_checksum, Envelope};
 use serde_json::{json, Map, Value};
 use time::macros::datetime;
@@ -67,7 +67,7 @@ fn sign(
 ) -> Envelope {
     Envelope::sign_at(
         &ServiceName::parse(service).unwrap(),
-        version,
+        Version::try_from(version).unwrap(),
         &Epoch::parse(epoch).unwrap(),
         config,
         issued,

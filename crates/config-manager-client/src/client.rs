@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use config_manager_core::applied::{applied_topic, AppliedReport};
+use config_manager_core::domain::Version;
 use config_manager_core::envelope::config_topic;
 use config_manager_core::envelope::freshness::AppliedState;
 use serde::de::DeserializeOwned;
@@ -62,13 +63,13 @@ pub enum RunnerReport {
     /// `crashed`): report `rejected` naming it, back to what ran before.
     RolledBack {
         label: String,
-        rejected_version: u64,
+        rejected_version: Version,
     },
     /// The program refused a version (`fields`: names of the fields at
     /// fault, never values).
     Rejected {
         label: String,
-        rejected_version: Option<u64>,
+        rejected_version: Option<Version>,
         fields: Vec<String>,
     },
 }

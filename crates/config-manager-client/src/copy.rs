@@ -142,7 +142,7 @@ fn writable_dir(dir: &Path) -> bool {
 mod tests {
     use super::*;
     use config_manager_core::crypto::signing::SigningKey;
-    use config_manager_core::domain::Epoch;
+    use config_manager_core::domain::{Epoch, Version};
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt as _;
 
@@ -150,7 +150,7 @@ mod tests {
         let config = json!({"volume": 3}).as_object().unwrap().clone();
         Envelope::sign(
             &ServiceName::parse(service).unwrap(),
-            2,
+            Version::new(2).unwrap(),
             &Epoch::parse("5b0c3f0e-8a51-4c8e-9a43-7f6d2b1e0a01").unwrap(),
             config,
             key,
@@ -172,7 +172,7 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let env = read(&path, &svc, &trusted, 1 << 20).unwrap();
-        assert_eq!(env.version, 2);
+        assert_eq!(env.version.get(), 2);
 
         // Another service's copy.
         let other = ServiceName::parse("stt-worker").unwrap();

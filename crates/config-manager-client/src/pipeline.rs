@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use config_manager_core::crypto::signing::TrustedKeys;
-use config_manager_core::domain::{Epoch, ServiceName, SECRET_MASK};
+use config_manager_core::domain::{Epoch, ServiceName, Version, SECRET_MASK};
 use config_manager_core::envelope::freshness::{
     check_freshness, AppliedState, Decision, FreshnessPolicy, IgnoreReason, Rejection,
 };
@@ -74,7 +74,7 @@ impl RejectReason {
 /// What happened to one payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Applied { version: u64, epoch: Epoch },
+    Applied { version: Version, epoch: Epoch },
     Ignored(IgnoreReason),
     Rejected(RejectReason),
 }
@@ -92,7 +92,7 @@ pub struct UpdatePipeline<T> {
     counters: Arc<Counters>,
     /// Version named by the last payload, when it parsed and was for this
     /// service (the `rejected_version` of an applied-state report).
-    last_version: Option<u64>,
+    last_version: Option<Version>,
     /// The last payload that passed verification and freshness (applied, or
     /// ignored as a re-issue of what runs), with its state: what the
     /// on-disk copy may hold.
@@ -153,7 +153,7 @@ impl<T: DeserializeOwned> UpdatePipeline<T> {
     /// The version the last handled payload named, if it parsed as an
     /// envelope for this service (authentic or not): what a rejection report
     /// gives as `rejected_version`.
-    pub fn last_version(&self) -> Option<u64> {
+    pub fn last_version(&self) -> Option<Version> {
         self.last_version
     }
 
@@ -177,7 +177,7 @@ impl<T: DeserializeOwned> UpdatePipeline<T> {
         match &outcome {
             Outcome::Applied { version, epoch } => {
                 self.counters.record_applied();
-                tracing::info!(service = %self.service, version, epoch = %epoch, "applied configuration update");
+                tracing::info!(service = %self.service, version = version.get(), epoch = %epoch, "applied configuration update");
             }
             Outcome::Ignored(reason) => {
                 self.counters.record_ignored();

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use config_manager_core::applied::{AppliedReport, AppliedStatus, ClientInfo, InstanceId};
-use config_manager_core::domain::{format_rfc3339, ServiceName};
+use config_manager_core::domain::{format_rfc3339, ServiceName, Version};
 use config_manager_core::envelope::freshness::AppliedState;
 use time::OffsetDateTime;
 
@@ -114,12 +114,12 @@ impl Reporter {
     pub fn rejected(
         &mut self,
         label: &str,
-        rejected_version: Option<u64>,
+        rejected_version: Option<Version>,
     ) -> Option<AppliedReport> {
         let report = self.build(
             AppliedStatus::Rejected,
             Some(label.to_owned()),
-            rejected_version.filter(|v| *v >= 1),
+            rejected_version.filter(|v| *v >= Version::FIRST),
         );
         if self.current.as_ref() == Some(&report) {
             return None;
@@ -133,13 +133,13 @@ impl Reporter {
     pub fn rejected_fields(
         &mut self,
         label: &str,
-        rejected_version: Option<u64>,
+        rejected_version: Option<Version>,
         fields: &[String],
     ) -> Option<AppliedReport> {
         let mut report = self.build(
             AppliedStatus::Rejected,
             Some(label.to_owned()),
-            rejected_version.filter(|v| *v >= 1),
+            rejected_version.filter(|v| *v >= Version::FIRST),
         );
         let mut names: Vec<String> = fields.to_vec();
         names.sort();
@@ -160,13 +160,13 @@ impl Reporter {
         &mut self,
         back_to: Option<Running>,
         label: &str,
-        rejected_version: Option<u64>,
+        rejected_version: Option<Version>,
     ) -> AppliedReport {
         self.running = back_to;
         let report = self.build(
             AppliedStatus::Rejected,
             Some(label.to_owned()),
-            rejected_version.filter(|v| *v >= 1),
+            rejected_version.filter(|v| *v >= Version::FIRST),
         );
         self.current = Some(report.clone());
         report
@@ -182,7 +182,7 @@ impl Reporter {
         &self,
         status: AppliedStatus,
         reason: Option<String>,
-        rejected_version: Option<u64>,
+        rejected_version: Option<Version>,
     ) -> AppliedReport {
         let (config_epoch, version, applied_at) = match &self.running {
             Some((state, at)) => (
@@ -218,7 +218,11 @@ mod tests {
 
     const EPOCH: &str = "5b0c3f0e-8a51-4c8e-9a43-7f6d2b1e0a01";
 
-    fn reporter(initial: Option<u64>) -> Reporter {
+    fn v(n: i64) -> Version {
+        Version::new(n).unwrap()
+    }
+
+    fn reporter(initial: Option<Version>) -> Reporter {
         let state = initial.map(|version| AppliedState {
             epoch: Epoch::parse(EPOCH).unwrap(),
             version,
@@ -244,10 +248,10 @@ mod tests {
 
     #[test]
     fn start_up_on_a_versioned_config_is_applied() {
-        let r = reporter(Some(7));
+        let r = reporter(Some(v(7)));
         let report = valid(r.current().unwrap());
         assert_eq!(report.status, AppliedStatus::Applied);
-        assert_eq!(report.version, Some(7));
+        assert_eq!(report.version, Some(v(7)));
         assert_eq!(report.config_epoch, Some(Epoch::parse(EPOCH).unwrap()));
         assert_eq!(
             report.applied_at.as_deref(),
@@ -264,43 +268,43 @@ mod tests {
         let offline = valid(&r.offline());
         assert_eq!(offline.status, AppliedStatus::Offline);
         assert_eq!((offline.version, offline.applied_at), (None, None));
-        let rejected = valid(&r.rejected("bad_signature", Some(3)).unwrap());
+        let rejected = valid(&r.rejected("bad_signature", Some(v(3))).unwrap());
         assert_eq!(rejected.status, AppliedStatus::Rejected);
         assert_eq!(rejected.version, None);
         assert_eq!(rejected.reason.as_deref(), Some("bad_signature"));
-        assert_eq!(rejected.rejected_version, Some(3));
+        assert_eq!(rejected.rejected_version, Some(v(3)));
     }
 
     #[test]
     fn rejection_keeps_the_running_version_and_repeats_are_not_republished() {
-        let mut r = reporter(Some(7));
-        let report = valid(&r.rejected("invalid_config", Some(8)).unwrap());
-        assert_eq!(report.version, Some(7));
-        assert_eq!(report.rejected_version, Some(8));
-        assert!(r.rejected("invalid_config", Some(8)).is_none());
+        let mut r = reporter(Some(v(7)));
+        let report = valid(&r.rejected("invalid_config", Some(v(8))).unwrap());
+        assert_eq!(report.version, Some(v(7)));
+        assert_eq!(report.rejected_version, Some(v(8)));
+        assert!(r.rejected("invalid_config", Some(v(8))).is_none());
         let other = r.rejected("not_json", None).unwrap();
         assert_eq!(valid(&other).rejected_version, None);
         // A version 0 is never reported (the contract's versions start at 1).
         assert_eq!(
-            valid(&r.rejected("stale", Some(0)).unwrap()).rejected_version,
+            valid(&r.rejected("stale", Some(v(0))).unwrap()).rejected_version,
             None
         );
     }
 
     #[test]
     fn applied_update_then_offline_names_the_new_version() {
-        let mut r = reporter(Some(7));
-        let _ = r.rejected("replay", Some(3));
+        let mut r = reporter(Some(v(7)));
+        let _ = r.rejected("replay", Some(v(3)));
         let state = AppliedState {
             epoch: Epoch::parse(EPOCH).unwrap(),
-            version: 9,
+            version: v(9),
             checksum: None,
         };
         let later = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(61);
         let applied = valid(&r.applied(&state, later));
         assert_eq!(
             (applied.status, applied.version, applied.reason),
-            (AppliedStatus::Applied, Some(9), None)
+            (AppliedStatus::Applied, Some(v(9)), None)
         );
         assert_eq!(
             applied.applied_at.as_deref(),
@@ -309,14 +313,14 @@ mod tests {
         let offline = valid(&r.offline());
         assert_eq!(
             (offline.status, offline.version),
-            (AppliedStatus::Offline, Some(9))
+            (AppliedStatus::Offline, Some(v(9)))
         );
         assert_eq!(offline.applied_at, applied.applied_at);
     }
 
     #[test]
     fn pinned_fields_client_name_and_rollback() {
-        let mut r = reporter(Some(7));
+        let mut r = reporter(Some(v(7)));
         r.set_client_name("config-agent");
         r.set_pinned(BTreeMap::from([("tts_volume".into(), "TTS_VOLUME".into())]));
         let current = valid(r.current().unwrap());
@@ -326,7 +330,7 @@ mod tests {
         let failed = r
             .rejected_fields(
                 "invalid_config",
-                Some(8),
+                Some(v(8)),
                 &["b".into(), "a".into(), "a".into()],
             )
             .unwrap();
@@ -334,14 +338,14 @@ mod tests {
         let before = r.running().cloned();
         let state = AppliedState {
             epoch: Epoch::parse(EPOCH).unwrap(),
-            version: 9,
+            version: v(9),
             checksum: None,
         };
         let _ = r.applied(&state, OffsetDateTime::UNIX_EPOCH);
-        let back = valid(&r.rolled_back(before, "crashed", Some(9)));
+        let back = valid(&r.rolled_back(before, "crashed", Some(v(9))));
         assert_eq!(
             (back.status, back.version, back.rejected_version),
-            (AppliedStatus::Rejected, Some(7), Some(9))
+            (AppliedStatus::Rejected, Some(v(7)), Some(v(9)))
         );
         assert_eq!(back.reason.as_deref(), Some("crashed"));
         r.set_pinned(BTreeMap::new());

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use config_manager_core::domain::Epoch;
+use config_manager_core::domain::{Epoch, Version};
 use config_manager_core::envelope::freshness::AppliedState;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -40,7 +40,7 @@ pub(crate) struct Initial<T> {
 struct RestConfig {
     service: String,
     config: Map<String, Value>,
-    version: u64,
+    version: Version,
     config_epoch: Epoch,
 }
 
@@ -56,7 +56,7 @@ pub(crate) async fn load_initial<T: DeserializeOwned>(
             .and_then(|(raw, state)| typed(raw, state))
         {
             Ok((config, raw, applied)) => {
-                tracing::info!(%service, version = applied.version, "loaded configuration from the config-manager");
+                tracing::info!(%service, version = applied.version.get(), "loaded configuration from the config-manager");
                 return Ok(initial(config, raw, Some(applied), ConfigSource::Rest));
             }
             Err(reason) => {
@@ -81,7 +81,7 @@ pub(crate) async fn load_initial<T: DeserializeOwned>(
                 let state = AppliedState::of(&envelope);
                 match typed(envelope.config, state) {
                     Ok((config, raw, applied)) => {
-                        tracing::info!(%service, version = applied.version, path = %path.display(), "loaded configuration from the verified on-disk copy");
+                        tracing::info!(%service, version = applied.version.get(), path = %path.display(), "loaded configuration from the verified on-disk copy");
                         return Ok(initial(
                             config,
                             raw,

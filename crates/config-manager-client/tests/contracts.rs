@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use config_manager_core::crypto::signing::SigningKey;
-use config_manager_core::domain::{Epoch, ServiceName};
+use config_manager_core::domain::{Epoch, ServiceName, Version};
 use config_manager_core::envelope::Envelope;
 use config_manager_core::health::{
     DatabaseStatus, HealthStatus, LitestreamStatus, ManagerStatus, OperationalMode,
@@ -44,7 +44,7 @@ fn assert_valid(v: &jsonschema::Validator, instance: &Value) {
 fn signed() -> Value {
     let e = Envelope::sign(
         &ServiceName::parse("llm-worker").unwrap(),
-        12,
+        Version::new(12).unwrap(),
         &Epoch::generate(),
         json!({"llm_provider": "openai", "openai_api_key": "********", "nested": {"a": [1, 2.5, null]}})
             .as_object()

@@ -45,12 +45,12 @@ async fn late_joiner_gets_retained_config_then_live_updates_and_refuses_forgerie
 
     let snap = wait_for(&mut rx, |s| s.source == ConfigSource::Mqtt).await;
     assert_eq!(snap.config.volume_percent, 30);
-    assert_eq!(snap.applied.as_ref().unwrap().version, 3);
+    assert_eq!(snap.applied.as_ref().unwrap().version.get(), 3);
     assert!(client.is_mqtt_connected());
 
     publish(broker.port, &topic, signed(&key, 4, 40)).await;
     let snap = wait_for(&mut rx, |s| {
-        s.applied.as_ref().is_some_and(|a| a.version == 4)
+        s.applied.as_ref().is_some_and(|a| a.version.get() == 4)
     })
     .await;
     assert_eq!(snap.config.volume_percent, 40);
@@ -86,7 +86,7 @@ async fn rest_startup_sets_the_reference_version() {
     let snap = client.snapshot();
     assert_eq!(snap.source, ConfigSource::Rest);
     assert_eq!(snap.config.volume_percent, 55);
-    assert_eq!(snap.applied.as_ref().unwrap().version, 5);
+    assert_eq!(snap.applied.as_ref().unwrap().version.get(), 5);
 
     // The retained v4 is older than what REST gave: rejected as a replay.
     wait_rejected(&client, 1).await;
@@ -128,7 +128,7 @@ async fn on_disk_copy_when_the_manager_is_down() {
     let snap = client.snapshot();
     assert_eq!(snap.source, ConfigSource::OnDiskCopy);
     assert_eq!(snap.config.volume_percent, 77);
-    assert_eq!(snap.applied.as_ref().unwrap().version, 8);
+    assert_eq!(snap.applied.as_ref().unwrap().version.get(), 8);
 
     // Signed by a key the client does not trust: not used.
     let stranger = SigningKey::generate();
@@ -186,7 +186,7 @@ async fn the_copy_follows_applied_updates_and_serves_the_next_start() {
     let snap = client.snapshot();
     assert_eq!(snap.source, ConfigSource::OnDiskCopy);
     assert_eq!(snap.config.volume_percent, 42);
-    assert_eq!(snap.applied.unwrap().version, 3);
+    assert_eq!(snap.applied.unwrap().version.get(), 3);
 }
 
 // ---- Applied-state reports (contracts/README.md, "Applied state") ----

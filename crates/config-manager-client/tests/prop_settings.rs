@@ -15,7 +15,7 @@ use config_manager_client::report::Reporter;
 use config_manager_client::{AppliedState, ClientSettings, FreshnessPolicy, MqttEndpoint, Outcome};
 use config_manager_core::applied::InstanceId;
 use config_manager_core::crypto::signing::{SigningKey, TrustedKeys};
-use config_manager_core::domain::{Epoch, ServiceName};
+use config_manager_core::domain::{Epoch, ServiceName, Version};
 use config_manager_core::envelope::Envelope;
 use config_manager_testkit::proptest::prelude::*;
 use config_manager_testkit::{bytes, check, json, text};
@@ -143,7 +143,7 @@ fn service() -> ServiceName {
 fn payload() -> BoxedStrategy<Vec<u8>> {
     let valid = Envelope::sign(
         &service(),
-        6,
+        Version::new(6).unwrap(),
         &Epoch::parse(EPOCH).unwrap(),
         json!({"volume_percent": 40, "api_key": "********"})
             .as_object()
@@ -168,7 +168,7 @@ fn payload() -> BoxedStrategy<Vec<u8>> {
         .prop_map(|(config, issued_at, version, epoch)| {
             let Ok(mut e) = Envelope::sign(
                 &service(),
-                version,
+                Version::try_from(version).unwrap(),
                 &Epoch::parse(&epoch).unwrap(),
                 config,
                 &key(),
@@ -203,7 +203,7 @@ fn client_pipeline() {
             let now = OffsetDateTime::from_unix_timestamp(now).unwrap();
             let applied = from_rest.then(|| AppliedState {
                 epoch: Epoch::parse(EPOCH).unwrap(),
-                version: 5,
+                version: Version::new(5).unwrap(),
                 checksum: None,
             });
             let mut pipeline = UpdatePipeline::new(PipelineConfig {

@@ -32,7 +32,7 @@ fn applied(v: &Value) -> Option<AppliedState> {
     }
     Some(AppliedState {
         epoch: Epoch::parse(v["epoch"].as_str().unwrap()).unwrap(),
-        version: v["version"].as_u64().unwrap(),
+        version: serde_json::from_value(v["version"].clone()).unwrap(),
         checksum: v["checksum"].as_str().map(str::to_owned),
     })
 }
@@ -223,7 +223,7 @@ fn applied_state_builder_sequences() {
         let epoch = Epoch::parse(seq["epoch"].as_str().unwrap()).unwrap();
         let state = |v: &Value| AppliedState {
             epoch: epoch.clone(),
-            version: v.as_u64().unwrap(),
+            version: serde_json::from_value(v.clone()).unwrap(),
             checksum: None,
         };
         let at = |v: &Value| parse_rfc3339(v.as_str().unwrap()).unwrap();
@@ -253,7 +253,7 @@ fn applied_state_builder_sequences() {
                 ),
                 "rejected" => reporter.as_mut().unwrap().rejected(
                     step["reason"].as_str().unwrap(),
-                    step["rejected_version"].as_u64(),
+                    serde_json::from_value(step["rejected_version"].clone()).unwrap(),
                 ),
                 "offline" => Some(reporter.as_ref().unwrap().offline()),
                 other => panic!("unknown event {other}"),

@@ -28,7 +28,7 @@ use config_manager_core::crypto::key_id::KeyId;
 use config_manager_core::crypto::mac::{MacKey, MacKeyRing};
 use config_manager_core::crypto::secret_box::{MasterKey, SecretKeyRing};
 use config_manager_core::crypto::signing::SigningKey;
-use config_manager_core::domain::{Epoch, ServiceName};
+use config_manager_core::domain::{Epoch, ServiceName, Version};
 use config_manager_core::lkg::{LkgCache, LkgContents};
 use config_manager_core::manager::{Manager, ManagerOptions, PutRequest, SecretView};
 use config_manager_core::schema::{SchemaRegistry, ServiceSchema};
@@ -128,7 +128,7 @@ fn open_manager(dir: &Path, schemas: SchemaRegistry, options: ManagerOptions) ->
     Manager::open(store, schemas, options).unwrap()
 }
 
-fn patch(config: Value, version: i64) -> PutRequest {
+fn patch(config: Value, version: Version) -> PutRequest {
     PutRequest {
         config: config.as_object().cloned().unwrap(),
         expected_version: Some(version),

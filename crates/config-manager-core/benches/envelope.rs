@@ -17,7 +17,7 @@
 use std::hint::black_box;
 
 use config_manager_core::crypto::signing::{SigningKey, TrustedKeys};
-use config_manager_core::domain::{Epoch, ServiceName};
+use config_manager_core::domain::{Epoch, ServiceName, Version};
 use config_manager_core::envelope::{Envelope, DEFAULT_MAX_ENVELOPE_BYTES};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::{json, Map, Value};
@@ -55,9 +55,10 @@ fn bench(c: &mut Criterion) {
     let trusted = TrustedKeys::from_keys([key.verifying_key()]);
     let service = ServiceName::parse("tts-worker").unwrap();
     let epoch = Epoch::generate();
+    let version = Version::new(7).unwrap();
 
     for (name, config) in [("tts-worker", tts_defaults()), ("200-fields", large())] {
-        let payload = Envelope::sign(&service, 7, &epoch, config.clone(), &key)
+        let payload = Envelope::sign(&service, version, &epoch, config.clone(), &key)
             .unwrap()
             .to_json_bytes()
             .unwrap();
@@ -66,7 +67,8 @@ fn bench(c: &mut Criterion) {
         group.bench_function("sign+serialize", |b| {
             b.iter(|| {
                 let envelope =
-                    Envelope::sign(&service, 7, &epoch, black_box(config.clone()), &key).unwrap();
+                    Envelope::sign(&service, version, &epoch, black_box(config.clone()), &key)
+                        .unwrap();
                 black_box(envelope.to_json_bytes().unwrap())
             })
         });
@@ -82,7 +84,7 @@ fn bench(c: &mut Criterion) {
         println!("envelope/{name}: payload {} bytes", payload.len());
     }
 
-    let message = Envelope::sign(&service, 7, &epoch, tts_defaults(), &key)
+    let message = Envelope::sign(&service, version, &epoch, tts_defaults(), &key)
         .unwrap()
         .signed_bytes()
         .unwrap();

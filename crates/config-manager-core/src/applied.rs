@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use std::collections::BTreeMap;
 
-use crate::domain::{parse_rfc3339, validate_key, Epoch, NameError, ServiceName};
+use crate::domain::{parse_rfc3339, validate_key, Epoch, NameError, ServiceName, Version};
 
 /// Largest payload the manager reads. A report without `pinned`/`fields` is
 /// well under 1 KiB; 16 KiB leaves room for both lists at realistic name
@@ -182,13 +182,13 @@ pub struct AppliedReport {
     #[serde(deserialize_with = "present")]
     pub config_epoch: Option<Epoch>,
     #[serde(deserialize_with = "present")]
-    pub version: Option<u64>,
+    pub version: Option<Version>,
     pub status: AppliedStatus,
     /// The client's rejection label with `Rejected`; never a value or a secret.
     #[serde(deserialize_with = "present")]
     pub reason: Option<String>,
     #[serde(deserialize_with = "present")]
-    pub rejected_version: Option<u64>,
+    pub rejected_version: Option<Version>,
     #[serde(deserialize_with = "present")]
     pub applied_at: Option<String>,
     pub client: ClientInfo,
@@ -271,7 +271,7 @@ impl AppliedReport {
 
     /// The rules the JSON shape alone does not express.
     fn check(&self) -> Result<(), String> {
-        if self.version == Some(0) || self.rejected_version == Some(0) {
+        if self.version == Some(Version::NONE) || self.rejected_version == Some(Version::NONE) {
             return Err("versions start at 1".into());
         }
         if self.version.is_some() != self.config_epoch.is_some() {
@@ -389,8 +389,8 @@ mod tests {
     fn the_contract_example_parses_and_round_trips() {
         let report = AppliedReport::parse(EXAMPLE.as_bytes(), &svc(), &inst()).unwrap();
         assert_eq!(report.status, AppliedStatus::Rejected);
-        assert_eq!(report.version, Some(7));
-        assert_eq!(report.rejected_version, Some(8));
+        assert_eq!(report.version.map(Version::get), Some(7));
+        assert_eq!(report.rejected_version.map(Version::get), Some(8));
         let again = AppliedReport::parse(report.to_json().as_bytes(), &svc(), &inst()).unwrap();
         assert_eq!(again, report);
     }

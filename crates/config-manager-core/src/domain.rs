@@ -6,6 +6,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod version;
+
+pub use version::{Version, VersionError};
+
 /// Longest accepted service name. Service names become MQTT topic levels, URL path
 /// segments and file names, so they are kept short and plain.
 pub const MAX_SERVICE_NAME_LEN: usize = 64;
@@ -76,6 +80,27 @@ impl std::ops::Deref for ServiceName {
     }
 }
 
+/// Looks a name up by its text in maps keyed by `ServiceName` (equality,
+/// order and hash are those of the text).
+impl std::borrow::Borrow<str> for ServiceName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Compares with text as the text does.
+impl PartialEq<str> for ServiceName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ServiceName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 impl fmt::Display for ServiceName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -131,12 +156,29 @@ impl rusqlite::ToSql for ServiceName {
     }
 }
 
-/// A name read back from the database is checked like any other.
+/// A service name read back from the database that is not one: a row
+/// written by something else than this program, or a bug. Unlike
+/// [`NameError`] (client input, never echoed) it names the value, escaped
+/// and cut short, so the operator can find the row.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("stored service name '{value}' is invalid: {reason}")]
+pub struct StoredNameError {
+    pub value: String,
+    pub reason: NameError,
+}
+
+/// A name read back from the database is checked like any other; one that
+/// fails the grammar fails the read ([`StoredNameError`]).
 #[cfg(feature = "store")]
 impl rusqlite::types::FromSql for ServiceName {
     fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
         let text = value.as_str()?;
-        ServiceName::parse(text).map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+        ServiceName::parse(text).map_err(|reason| {
+            rusqlite::types::FromSqlError::Other(Box::new(StoredNameError {
+                value: display_key(text),
+                reason,
+            }))
+        })
     }
 }
 
@@ -325,6 +367,21 @@ mod tests {
         assert!(read("550e8400-e29b-41d4-a716-446655440000").is_ok());
         let err = read("e1").unwrap_err().to_string();
         assert!(err.contains("'e1' is not a UUID"), "{err}");
+    }
+
+    #[cfg(feature = "store")]
+    #[test]
+    fn a_service_row_outside_the_grammar_fails_the_read_naming_it() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let read = |v: &str| conn.query_row("SELECT ?1", [v], |r| r.get::<_, ServiceName>(0));
+        assert_eq!(read("tts-worker").unwrap().as_str(), "tts-worker");
+        let err = read("Bad\nName").unwrap_err().to_string();
+        assert!(
+            err.contains("stored service name 'Bad\\nName' is invalid: must start with"),
+            "{err}"
+        );
+        let err = read(&"x".repeat(500)).unwrap_err().to_string();
+        assert!(err.len() < 250, "the value is cut short: {err}");
     }
 
     #[test]

@@ -38,7 +38,7 @@ use crate::crypto::canonical::{self, CanonicalError, MAX_SAFE_INTEGER};
 use crate::crypto::mac::constant_time_eq;
 use crate::crypto::signing::{decode_signature, SignatureError, SigningKey, TrustedKeys};
 use crate::crypto::KeyId;
-use crate::domain::{format_rfc3339, parse_rfc3339, Epoch, ServiceName};
+use crate::domain::{format_rfc3339, parse_rfc3339, Epoch, ServiceName, Version};
 
 /// Topic prefix of configuration updates; the full topic is
 /// `system/config/<service>`.
@@ -86,7 +86,7 @@ pub fn config_checksum(config: &Map<String, Value>) -> Result<String, CanonicalE
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum EnvelopeError {
     #[error("config version must be between 1 and 2^53-1, got {0}")]
-    InvalidVersion(u64),
+    InvalidVersion(Version),
     #[error("config has no canonical JSON form: {0}")]
     Canonical(#[from] CanonicalError),
 }
@@ -133,8 +133,9 @@ pub enum VerifyError {
 /// [`Envelope::verify`].
 #[derive(Clone, PartialEq, Serialize)]
 pub struct Envelope {
-    /// The configuration's version, ≥ 1, monotonic within `config_epoch`.
-    pub version: u64,
+    /// The configuration's version, ≥ 1 and at most 2^53-1 (JSON numbers
+    /// beyond are not exact everywhere), monotonic within `config_epoch`.
+    pub version: Version,
     pub service: ServiceName,
     /// The full effective configuration (secrets masked).
     pub config: Map<String, Value>,
@@ -154,7 +155,7 @@ impl Envelope {
     /// Signs `config` as `version` of `service` in `epoch`, issued now.
     pub fn sign(
         service: &ServiceName,
-        version: u64,
+        version: Version,
         epoch: &Epoch,
         config: Map<String, Value>,
         key: &SigningKey,
@@ -172,13 +173,14 @@ impl Envelope {
     /// Like [`Envelope::sign`] with an explicit issue time (tests, re-issue).
     pub fn sign_at(
         service: &ServiceName,
-        version: u64,
+        version: Version,
         epoch: &Epoch,
         config: Map<String, Value>,
         issued_at: OffsetDateTime,
         key: &SigningKey,
     ) -> Result<Self, EnvelopeError> {
-        if version == 0 || version > MAX_SAFE_INTEGER {
+        // A version is never negative: its magnitude is the number.
+        if version == Version::NONE || version.get().unsigned_abs() > MAX_SAFE_INTEGER {
             return Err(EnvelopeError::InvalidVersion(version));
         }
         let mut envelope = Self {
@@ -212,7 +214,7 @@ impl Envelope {
     /// The envelope as a JSON object.
     pub fn to_object(&self) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert("version".into(), Value::from(self.version));
+        m.insert("version".into(), Value::from(self.version.get()));
         m.insert("service".into(), Value::from(self.service.as_str()));
         m.insert("config".into(), Value::Object(self.config.clone()));
         m.insert("checksum".into(), Value::from(self.checksum.as_str()));
@@ -267,7 +269,9 @@ impl Envelope {
         let signature = take("signature")?;
 
         let version = match version.as_u64() {
-            Some(v) if (1..=MAX_SAFE_INTEGER).contains(&v) => v,
+            Some(v @ 1..=MAX_SAFE_INTEGER) => {
+                Version::try_from(v).map_err(|e| invalid("version", e.to_string()))?
+            }
             _ => {
                 return Err(invalid(
                     "version",

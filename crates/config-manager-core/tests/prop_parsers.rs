@@ -16,7 +16,8 @@ use config_manager_core::crypto::secret_box::{MasterKey, SecretKeyRing};
 use config_manager_core::crypto::signing::{SigningKey, TrustedKeys};
 use config_manager_core::crypto::KeyId;
 use config_manager_core::domain::{
-    display_key, format_rfc3339, parse_rfc3339, validate_key, Epoch, ServiceName,
+    display_key, format_rfc3339, parse_rfc3339, validate_key, Epoch, ServiceName, Version,
+    VersionError,
 };
 use config_manager_core::envelope::freshness::{check_freshness, AppliedState, FreshnessPolicy};
 use config_manager_core::envelope::{config_checksum, Envelope};
@@ -50,7 +51,7 @@ fn obj(v: Value) -> Map<String, Value> {
 fn valid_envelope() -> Map<String, Value> {
     let e = Envelope::sign(
         &ServiceName::parse("tts-worker").unwrap(),
-        7,
+        Version::new(7).unwrap(),
         &Epoch::parse(EPOCH).unwrap(),
         obj(json!({"volume_percent": 40, "api_key": "********"})),
         &key(),
@@ -95,7 +96,7 @@ fn envelope_path(bytes: &[u8], now: OffsetDateTime, policy: &FreshnessPolicy) {
         let _ = e.issued_at_time();
         let applied = AppliedState {
             epoch: Epoch::parse(EPOCH).unwrap(),
-            version: 5,
+            version: Version::new(5).unwrap(),
             checksum: None,
         };
         let _ = check_freshness(Some(&applied), &e, now, policy);
@@ -195,6 +196,45 @@ fn names_and_keys() {
         if let Ok(service) = service {
             let id = InstanceId::default_for(&b, &service);
             prop_assert!(InstanceId::parse(id.as_str()).is_ok(), "{id:?}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn versions() {
+    // JSON of every type (edge integers included) and text of any kind.
+    let input = (json::value(), text::string(), any::<i64>());
+    check("versions", 512, input, |(value, raw, n)| {
+        // From JSON: exactly the integers 0..=i64::MAX, and they write back
+        // as the same integer.
+        let parsed = serde_json::from_value::<Version>(value.clone());
+        let expected = value.as_i64().filter(|n| *n >= 0);
+        prop_assert_eq!(parsed.as_ref().ok().map(|v| v.get()), expected);
+        if let Ok(v) = parsed {
+            prop_assert_eq!(serde_json::to_value(v).unwrap(), value);
+        }
+        // From text (ETags, query strings): the same rule.
+        match raw.parse::<Version>() {
+            Ok(v) => prop_assert_eq!(Some(v.get()), raw.parse::<i64>().ok()),
+            Err(e) => prop_assert!(raw.parse::<i64>().map_or(true, |n| n < 0), "{e}"),
+        }
+        // From a number: negatives refused naming the number; `next` is
+        // checked at the top instead of wrapping.
+        match Version::new(n) {
+            Ok(v) => {
+                prop_assert!(n >= 0);
+                match v.next() {
+                    Ok(next) => prop_assert_eq!(next.get(), n + 1),
+                    Err(e) => prop_assert_eq!(e, VersionError::Exhausted(i64::MAX)),
+                }
+                let text = v.to_string();
+                prop_assert_eq!(text.parse::<Version>(), Ok(v));
+            }
+            Err(e) => {
+                prop_assert!(n < 0);
+                prop_assert!(e.to_string().contains(&n.to_string()), "{e}");
+            }
         }
         Ok(())
     });
@@ -424,7 +464,7 @@ fn lkg_contents() -> LkgContents {
         c.services.insert(
             ServiceName::parse(name).unwrap(),
             LkgService {
-                version: 3,
+                version: Version::new(3).unwrap(),
                 updated_at: "2026-01-15T09:30:00.000Z".into(),
                 config: obj(json!({"volume_percent": volume})),
             },
@@ -486,7 +526,7 @@ fn lkg_journal() {
             .append(vec![(
                 ServiceName::parse("tts-worker").unwrap(),
                 Some(LkgService {
-                    version: v,
+                    version: Version::new(v).unwrap(),
                     updated_at: "2026-01-15T09:31:00.000Z".into(),
                     config: obj(json!({"volume_percent": v})),
                 }),

@@ -105,9 +105,9 @@ mod tests {
         ImportOutcome {
             services_updated: vec![ImportedService {
                 service: ServiceName::parse("router").unwrap(),
-                version: 2,
+                version: config_manager_core::domain::Version::new(2).unwrap(),
             }],
-            services_unchanged: vec!["tts-worker".into()],
+            services_unchanged: vec![ServiceName::parse("tts-worker").unwrap()],
             profiles_saved: Vec::new(),
             secrets_written: Vec::new(),
             dry_run,

@@ -33,7 +33,7 @@ pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 struct Inner {
     generation: u64,
     /// Per service: the answer without and with `include_fields`.
-    entries: HashMap<String, [Option<Cached>; 2]>,
+    entries: HashMap<ServiceName, [Option<Cached>; 2]>,
     /// Total length of the cached bodies.
     bytes: usize,
 }
@@ -71,7 +71,7 @@ impl ReadCache {
             .generation
     }
 
-    pub fn get(&self, service: &str, include_fields: bool) -> Option<Cached> {
+    pub fn get(&self, service: &ServiceName, include_fields: bool) -> Option<Cached> {
         self.inner
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -81,7 +81,13 @@ impl ReadCache {
     }
 
     /// Inserts unless something was invalidated since `generation` was read.
-    pub fn insert(&self, generation: u64, service: &str, include_fields: bool, value: Cached) {
+    pub fn insert(
+        &self,
+        generation: u64,
+        service: &ServiceName,
+        include_fields: bool,
+        value: Cached,
+    ) {
         let size = value.body.len();
         if size > self.max_bytes / 16 {
             return;
@@ -90,7 +96,7 @@ impl ReadCache {
         if inner.generation != generation {
             return;
         }
-        let replaced = inner.entries.entry(service.to_owned()).or_default()
+        let replaced = inner.entries.entry(service.clone()).or_default()
             [usize::from(include_fields)]
         .replace(value);
         inner.bytes = inner.bytes + size - replaced.map_or(0, |c| c.body.len());
@@ -126,7 +132,7 @@ impl ReadCache {
 }
 
 impl Inner {
-    fn remove(&mut self, service: &str) {
+    fn remove(&mut self, service: &ServiceName) {
         if let Some(views) = self.entries.remove(service) {
             self.bytes -= views.iter().flatten().map(|c| c.body.len()).sum::<usize>();
         }
@@ -136,6 +142,10 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn name(s: &str) -> ServiceName {
+        ServiceName::parse(s).unwrap()
+    }
 
     fn cached(len: usize) -> Cached {
         Cached {
@@ -149,15 +159,15 @@ mod tests {
         let cache = ReadCache::with_max_bytes(1600);
         for i in 0..40 {
             let g = cache.generation();
-            cache.insert(g, &format!("svc-{i}"), false, cached(100));
+            cache.insert(g, &name(&format!("svc-{i}")), false, cached(100));
             assert!(cache.bytes() <= 1600, "{}", cache.bytes());
-            assert!(cache.get(&format!("svc-{i}"), false).is_some());
+            assert!(cache.get(&name(&format!("svc-{i}")), false).is_some());
         }
         assert_eq!(cache.bytes(), 1600);
         // Too large for the bound: not cached, nothing else dropped.
         let g = cache.generation();
-        cache.insert(g, "big", false, cached(101));
-        assert!(cache.get("big", false).is_none());
+        cache.insert(g, &name("big"), false, cached(101));
+        assert!(cache.get(&name("big"), false).is_none());
         assert_eq!(cache.bytes(), 1600);
     }
 
@@ -165,19 +175,19 @@ mod tests {
     fn replacing_invalidating_and_clearing_keep_the_count_exact() {
         let cache = ReadCache::with_max_bytes(1 << 20);
         let g = cache.generation();
-        cache.insert(g, "a", false, cached(10));
-        cache.insert(g, "a", true, cached(20));
-        cache.insert(g, "a", false, cached(5));
-        cache.insert(g, "b", false, cached(7));
+        cache.insert(g, &name("a"), false, cached(10));
+        cache.insert(g, &name("a"), true, cached(20));
+        cache.insert(g, &name("a"), false, cached(5));
+        cache.insert(g, &name("b"), false, cached(7));
         assert_eq!(cache.bytes(), 32);
-        cache.invalidate(&[ServiceName::parse("a").unwrap()]);
+        cache.invalidate(&[name("a")]);
         assert_eq!(cache.bytes(), 7);
-        assert!(cache.get("a", true).is_none());
+        assert!(cache.get(&name("a"), true).is_none());
         // A read from before the invalidation is not inserted.
-        cache.insert(g, "a", false, cached(10));
-        assert!(cache.get("a", false).is_none());
+        cache.insert(g, &name("a"), false, cached(10));
+        assert!(cache.get(&name("a"), false).is_none());
         cache.clear();
         assert_eq!(cache.bytes(), 0);
-        assert!(cache.get("b", false).is_none());
+        assert!(cache.get(&name("b"), false).is_none());
     }
 }

@@ -25,7 +25,7 @@ use clap::Parser;
 use config_manager_client::{ApiToken, Client, ClientSettings, MqttEndpoint};
 use config_manager_core::applied::InstanceId;
 use config_manager_core::crypto::signing::TrustedKeys;
-use config_manager_core::domain::ServiceName;
+use config_manager_core::domain::{ServiceName, Version};
 use serde_json::{Map, Value};
 
 #[path = "bench_support/mod.rs"]
@@ -169,7 +169,7 @@ async fn main() -> Result<(), BoxError> {
     Ok(())
 }
 
-async fn current_version(http: &reqwest::Client, base: &str) -> Result<u64, BoxError> {
+async fn current_version(http: &reqwest::Client, base: &str) -> Result<Version, BoxError> {
     let body: Value = http
         .get(format!("{base}/services/tts-worker"))
         .header("X-API-Token", TOKEN)
@@ -177,7 +177,7 @@ async fn current_version(http: &reqwest::Client, base: &str) -> Result<u64, BoxE
         .await?
         .json()
         .await?;
-    body["version"].as_u64().ok_or_else(|| "no version".into())
+    serde_json::from_value(body["version"].clone()).map_err(|e| format!("no version: {e}").into())
 }
 
 /// Polls the list until tts-worker's summary is in sync with 4 of 4

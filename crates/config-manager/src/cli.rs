@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use config_manager_core::domain::Version;
 
 use config_manager_service::first_run;
 use config_manager_service::settings::table::{
@@ -183,7 +184,7 @@ pub enum ConfigCommand {
         reason: Option<String>,
         /// Fail unless the service is at this version.
         #[arg(long, value_name = "VERSION")]
-        expect_version: Option<i64>,
+        expect_version: Option<Version>,
     },
     /// Write every service's configuration as one JSON document (secrets
     /// masked unless --include-secrets).

@@ -46,6 +46,13 @@ async fn history_filters_paging_and_restore() {
         .get("/history?start_date=2999-01-01T00:00:00Z", Some(READ_TOKEN))
         .await;
     assert_eq!(none["total_returned"], 0);
+    // A name no service can have matches nothing (not a refusal).
+    let (status, none) = s.get("/history?service=TTS_Worker", Some(READ_TOKEN)).await;
+    assert_eq!(
+        (status, &none["total_returned"]),
+        (200, &json!(0)),
+        "{none}"
+    );
     let (status, _) = s
         .get("/history?start_date=yesterday", Some(READ_TOKEN))
         .await;

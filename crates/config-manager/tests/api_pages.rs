@@ -161,7 +161,12 @@ async fn version_pages_stay_inside_the_budget_and_the_cursor_returns_every_versi
     assert_eq!(body["versions"][0]["version"], 1);
     assert_eq!(body["next_before_version"], Value::Null);
     // Bad forms of the cursor are refused.
-    for bad in ["before_version=x", "before_version=1.5", "limit=-1"] {
+    for bad in [
+        "before_version=x",
+        "before_version=1.5",
+        "before_version=-1",
+        "limit=-1",
+    ] {
         let (status, _) = s
             .get(
                 &format!("/services/blob-store/versions?{bad}"),

@@ -18,7 +18,7 @@ use common::{Server, READ_TOKEN, WRITE_TOKEN};
 use config_manager_client::{ApiToken, Client, ClientSettings, MqttEndpoint};
 use config_manager_core::applied::InstanceId;
 use config_manager_core::crypto::signing::SigningKey;
-use config_manager_core::domain::{Epoch, ServiceName};
+use config_manager_core::domain::{Epoch, ServiceName, Version};
 use config_manager_core::envelope::Envelope;
 use mqtt_support::{env_public_key, trusted, Broker};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -236,7 +236,7 @@ async fn publish_forged(s: &Server, broker: &Broker, version: u64) {
     let epoch = Epoch::parse(current["config_epoch"].as_str().unwrap()).unwrap();
     let forged = Envelope::sign(
         &ServiceName::parse("tts-worker").unwrap(),
-        version,
+        Version::try_from(version).unwrap(),
         &epoch,
         config,
         &SigningKey::generate(),

@@ -14,7 +14,7 @@ use common::{Server, READ_TOKEN, WRITE_TOKEN};
 use config_manager_core::crypto::mac::{MacKey, MacKeyRing};
 use config_manager_core::crypto::signing::SigningKey;
 use config_manager_core::crypto::KeyId;
-use config_manager_core::domain::{Epoch, ServiceName};
+use config_manager_core::domain::{Epoch, ServiceName, Version};
 use config_manager_core::envelope::Envelope;
 use config_manager_core::lkg::{LkgCache, LkgContents, LkgService};
 use config_manager_service::settings::{table, EnvSource};
@@ -324,7 +324,7 @@ async fn verify_lkg_and_verify_message() {
     contents.services.insert(
         ServiceName::parse("tts-worker").unwrap(),
         LkgService {
-            version: 4,
+            version: Version::new(4).unwrap(),
             updated_at: "2026-01-01T00:00:00.000Z".into(),
             config,
         },
@@ -360,7 +360,7 @@ async fn verify_lkg_and_verify_message() {
     config.insert("volume_percent".into(), json!(70));
     let envelope = Envelope::sign(
         &ServiceName::parse("tts-worker").unwrap(),
-        4,
+        Version::new(4).unwrap(),
         &Epoch::generate(),
         config,
         &signing,

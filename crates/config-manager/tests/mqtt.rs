@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::{free_port, Server, READ_TOKEN};
 use config_manager_client::{ApiToken, Client, ClientSettings, ConfigSource, MqttEndpoint};
 use config_manager_core::crypto::signing::VerifyingKey;
-use config_manager_core::domain::ServiceName;
+use config_manager_core::domain::{ServiceName, Version};
 use config_manager_core::envelope::{Envelope, DEFAULT_MAX_ENVELOPE_BYTES};
 use config_manager_core::health::HEALTH_TOPIC;
 use mqtt_support::{env_public_key, trusted, Broker, Message, Subscriber};
@@ -111,7 +111,7 @@ async fn put_publishes_a_signed_retained_message_and_never_a_secret() {
         .await;
     let (_, rest) = s.get("/services/tts-worker", Some(READ_TOKEN)).await;
     let start = verified(&first, &key);
-    assert_eq!(start.version, rest["version"].as_u64().unwrap());
+    assert_eq!(start.version.get(), rest["version"].as_i64().unwrap());
 
     // PUT → a QoS 1 message with the new version, valid and signed.
     let (status, body) = s
@@ -135,12 +135,13 @@ async fn put_publishes_a_signed_retained_message_and_never_a_secret() {
     let mut late = Subscriber::connect(broker.port, TTS_TOPIC).await;
     let retained = late.next_matching(WAIT, "retained", |m| m.retain).await;
     assert_eq!(retained.qos, QoS::AtLeastOnce);
-    assert_eq!(verified(&retained, &key).version, new_version);
+    let new = Version::try_from(new_version).unwrap();
+    assert_eq!(verified(&retained, &key).version, new);
     // ... and the periodic re-issue re-signs the same version later.
     let reissued = late
         .next_matching(WAIT, "re-issue", |m| {
             Envelope::parse(&m.payload, DEFAULT_MAX_ENVELOPE_BYTES)
-                .is_ok_and(|e| e.version == new_version && e.issued_at != envelope.issued_at)
+                .is_ok_and(|e| e.version == new && e.issued_at != envelope.issued_at)
         })
         .await;
     assert!(verified(&reissued, &key).issued_at > envelope.issued_at);
@@ -354,7 +355,11 @@ async fn broker_outage_never_blocks_writes_and_reconnect_republishes_the_latest(
     let mut rx = client.subscribe();
     let snapshot = tokio::time::timeout(
         Duration::from_secs(60),
-        rx.wait_for(|snap| snap.applied.as_ref().is_some_and(|a| a.version == last_tts)),
+        rx.wait_for(|snap| {
+            snap.applied
+                .as_ref()
+                .is_some_and(|a| a.version == Version::try_from(last_tts).unwrap())
+        }),
     )
     .await
     .expect("the client applied the latest version after the outage")

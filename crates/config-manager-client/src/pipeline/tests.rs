@@ -25,6 +25,10 @@ fn key() -> SigningKey {
     SigningKey::from_seed(&[42; 32])
 }
 
+fn v(n: i64) -> Version {
+    Version::new(n).unwrap()
+}
+
 fn service() -> ServiceName {
     ServiceName::parse("tts-worker").unwrap()
 }
@@ -47,7 +51,7 @@ fn pipeline() -> (UpdatePipeline<Tts>, Arc<Counters>) {
             .clone(),
         applied: Some(AppliedState {
             epoch: Epoch::parse(EPOCH).unwrap(),
-            version: 5,
+            version: v(5),
             checksum: None,
         }),
         counters: Arc::clone(&counters),
@@ -62,10 +66,10 @@ fn config(volume: u64) -> Map<String, Value> {
         .clone()
 }
 
-fn envelope_at(epoch: &str, version: u64, volume: u64, issued: OffsetDateTime) -> Envelope {
+fn envelope_at(epoch: &str, version: i64, volume: u64, issued: OffsetDateTime) -> Envelope {
     Envelope::sign_at(
         &service(),
-        version,
+        v(version),
         &Epoch::parse(epoch).unwrap(),
         config(volume),
         issued,
@@ -132,7 +136,7 @@ fn valid_update_is_applied_and_callback_called_once() {
     assert_eq!(
         outcome,
         Outcome::Applied {
-            version: 6,
+            version: v(6),
             epoch: Epoch::parse(EPOCH).unwrap()
         }
     );
@@ -140,7 +144,7 @@ fn valid_update_is_applied_and_callback_called_once() {
     assert_eq!(p.current().volume_percent, 80);
     // The masked secret kept the value from the REST load.
     assert_eq!(p.current().api_key.as_deref(), Some("sk-real"));
-    assert_eq!(p.applied().unwrap().version, 6);
+    assert_eq!(p.applied().unwrap().version, v(6));
     assert_eq!(counters.snapshot().applied, 1);
 
     // Its periodic re-issue (new issued_at and signature) is ignored quietly.
@@ -158,7 +162,7 @@ fn late_joiner_accepts_newer_version_of_any_age() {
     let old_but_newer = envelope_at(EPOCH, 9, 70, NOW - time::Duration::DAY * 3);
     assert!(matches!(
         p.handle(&bytes(&old_but_newer), NOW, None),
-        Outcome::Applied { version: 9, .. }
+        Outcome::Applied { version, .. } if version == v(9)
     ));
 }
 
@@ -200,7 +204,7 @@ fn wrong_key_is_rejected() {
     let intruder = SigningKey::generate();
     let e = Envelope::sign_at(
         &service(),
-        6,
+        v(6),
         &Epoch::parse(EPOCH).unwrap(),
         config(80),
         NOW,
@@ -289,7 +293,7 @@ fn other_epoch_is_applied_only_when_fresh() {
     let fresh = envelope_at(OTHER_EPOCH, 1, 10, NOW - 4 * MIN);
     assert!(matches!(
         p.handle(&bytes(&fresh), NOW, None),
-        Outcome::Applied { version: 1, .. }
+        Outcome::Applied { version, .. } if version == v(1)
     ));
     assert_eq!(p.applied().unwrap().epoch.as_str(), OTHER_EPOCH);
 }
@@ -335,7 +339,7 @@ fn oversized_and_non_json_payloads_are_rejected() {
     big.insert("padding".into(), json!("x".repeat(5000)));
     let e = Envelope::sign_at(
         &service(),
-        6,
+        v(6),
         &Epoch::parse(EPOCH).unwrap(),
         big,
         NOW,
@@ -355,7 +359,7 @@ fn message_for_another_service_is_rejected() {
     let other = ServiceName::parse("stt-worker").unwrap();
     let e = Envelope::sign_at(
         &other,
-        6,
+        v(6),
         &Epoch::parse(EPOCH).unwrap(),
         config(80),
         NOW,
@@ -372,7 +376,7 @@ fn config_that_does_not_fit_the_type_is_rejected() {
     bad.insert("volume_percent".into(), json!("loud"));
     let e = Envelope::sign_at(
         &service(),
-        6,
+        v(6),
         &Epoch::parse(EPOCH).unwrap(),
         bad,
         NOW,
@@ -399,7 +403,7 @@ fn failing_callback_keeps_previous_config_and_retries_on_reissue() {
         Outcome::Rejected(RejectReason::CallbackFailed("too loud".into()))
     );
     assert_eq!(p.current().volume_percent, 50);
-    assert_eq!(p.applied().unwrap().version, 5);
+    assert_eq!(p.applied().unwrap().version, v(5));
     assert_eq!(counters.snapshot().rejected("callback_failed"), 1);
 
     // The same version re-issued later is tried again (not a duplicate).
@@ -433,7 +437,7 @@ fn omitted_secret_keeps_the_rest_value() {
     without_secret.remove("api_key");
     let e = Envelope::sign_at(
         &service(),
-        6,
+        v(6),
         &Epoch::parse(EPOCH).unwrap(),
         without_secret,
         NOW,
@@ -442,7 +446,7 @@ fn omitted_secret_keeps_the_rest_value() {
     .unwrap();
     assert!(matches!(
         p.handle(&bytes(&e), NOW, None),
-        Outcome::Applied { version: 6, .. }
+        Outcome::Applied { version, .. } if version == v(6)
     ));
     assert_eq!(p.current().volume_percent, 80);
     assert_eq!(p.current().api_key.as_deref(), Some("sk-real"));

@@ -17,7 +17,7 @@ use config_manager_client::{
 };
 use config_manager_core::applied::parse_applied_topic;
 use config_manager_core::crypto::signing::{SigningKey, TrustedKeys};
-use config_manager_core::domain::{Epoch, ServiceName};
+use config_manager_core::domain::{Epoch, ServiceName, Version};
 use config_manager_core::envelope::{config_topic, Envelope};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde::Deserialize;
@@ -161,7 +161,7 @@ pub fn config(volume: u64) -> Map<String, Value> {
 pub fn signed(key: &SigningKey, version: u64, volume: u64) -> Vec<u8> {
     Envelope::sign(
         &service(),
-        version,
+        Version::try_from(version).unwrap(),
         &Epoch::parse(EPOCH).unwrap(),
         config(volume),
         key,
@@ -329,8 +329,10 @@ pub fn assert_report(
 ) {
     assert_eq!(report.instance_id.as_str(), instance, "{report:?}");
     assert_eq!(report.status, status, "{report:?}");
+    let version = version.map(|v| Version::try_from(v).unwrap());
     assert_eq!(report.version, version, "{report:?}");
     assert_eq!(report.reason.as_deref(), reason, "{report:?}");
+    let rejected_version = rejected_version.map(|v| Version::try_from(v).unwrap());
     assert_eq!(report.rejected_version, rejected_version, "{report:?}");
     assert_eq!(report.client.name, "config-manager-client");
     assert_eq!(report.service, service());

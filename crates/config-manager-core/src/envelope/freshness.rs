@@ -24,13 +24,13 @@ use thiserror::Error;
 use time::OffsetDateTime;
 
 use super::Envelope;
-use crate::domain::Epoch;
+use crate::domain::{Epoch, Version};
 
 /// What a service has applied: the reference point for the next message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedState {
     pub epoch: Epoch,
-    pub version: u64,
+    pub version: Version,
     /// Checksum of the applied config, to recognise a re-issue of the same
     /// version. `None` when the state came from a source whose config is not
     /// byte-identical to the envelope's (a REST load includes the service's
@@ -98,11 +98,11 @@ pub enum Rejection {
     #[error(
         "version {received} is older than the applied version {applied} of this epoch (replay)"
     )]
-    Replay { received: u64, applied: u64 },
+    Replay { received: Version, applied: Version },
     /// The applied version with other content, issued too long ago to be the
     /// manager's current re-issue.
     #[error("version {version} was already applied with a different checksum, and this variant is stale")]
-    VersionConflict { version: u64 },
+    VersionConflict { version: Version },
     /// Another epoch than the applied one, issued too long ago.
     #[error(
         "message from another epoch issued {age_secs} s ago, more than the {max_secs} s allowed"
@@ -219,12 +219,16 @@ mod tests {
     const EPOCH_A: &str = "5b0c3f0e-8a51-4c8e-9a43-7f6d2b1e0a01";
     const EPOCH_B: &str = "9e2d7c41-1f3b-4a5e-8c6d-0b1a2c3d4e5f";
 
-    fn env(epoch: &str, version: u64, issued: OffsetDateTime, volume: i64) -> Envelope {
+    fn v(n: i64) -> Version {
+        Version::new(n).unwrap()
+    }
+
+    fn env(epoch: &str, version: i64, issued: OffsetDateTime, volume: i64) -> Envelope {
         let mut config = Map::new();
         config.insert("tts_volume".into(), Value::from(volume));
         Envelope::sign_at(
             &ServiceName::parse("tts-worker").unwrap(),
-            version,
+            v(version),
             &Epoch::parse(epoch).unwrap(),
             config,
             issued,
@@ -233,7 +237,7 @@ mod tests {
         .unwrap()
     }
 
-    fn state(epoch: &str, version: u64, volume: i64) -> AppliedState {
+    fn state(epoch: &str, version: i64, volume: i64) -> AppliedState {
         AppliedState::of(&env(epoch, version, NOW, volume))
     }
 
@@ -260,8 +264,8 @@ mod tests {
         assert_eq!(
             check(Some(&s), &env(EPOCH_A, 3, NOW, 0)),
             Decision::Reject(Rejection::Replay {
-                received: 3,
-                applied: 4
+                received: v(3),
+                applied: v(4)
             })
         );
     }
@@ -279,7 +283,7 @@ mod tests {
         );
         assert_eq!(
             check(Some(&s), &env(EPOCH_A, 4, NOW - 6 * MIN, 2)),
-            Decision::Reject(Rejection::VersionConflict { version: 4 })
+            Decision::Reject(Rejection::VersionConflict { version: v(4) })
         );
         let from_rest = AppliedState {
             checksum: None,
@@ -345,8 +349,8 @@ mod tests {
     fn labels_are_stable() {
         let labels: Vec<_> = [
             Rejection::Replay {
-                received: 1,
-                applied: 2,
+                received: v(1),
+                applied: v(2),
             },
             Rejection::StaleEpoch {
                 age_secs: 1,

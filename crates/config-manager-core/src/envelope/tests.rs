@@ -30,7 +30,7 @@ fn example_config() -> Map<String, Value> {
 fn example_envelope() -> Envelope {
     Envelope::sign_at(
         &ServiceName::parse("tts-worker").unwrap(),
-        7,
+        Version::new(7).unwrap(),
         &Epoch::parse("550e8400-e29b-41d4-a716-446655440000").unwrap(),
         example_config(),
         datetime!(2026-01-15 09:30:00 UTC),
@@ -133,7 +133,14 @@ fn signature_encoding_and_key_faults() {
 
     // Signed by an untrusted key under its own id.
     let other = SigningKey::generate();
-    let foreign = Envelope::sign(&e.service, 8, &e.config_epoch, e.config.clone(), &other).unwrap();
+    let foreign = Envelope::sign(
+        &e.service,
+        Version::new(8).unwrap(),
+        &e.config_epoch,
+        e.config.clone(),
+        &other,
+    )
+    .unwrap();
     assert_eq!(
         foreign.verify(&trusted()),
         Err(VerifyError::UnknownKey(other.key_id().clone()))
@@ -244,17 +251,35 @@ fn sign_refuses_unrepresentable_input() {
     assert_eq!(
         Envelope::sign(
             &e.service,
-            0,
+            Version::NONE,
             &e.config_epoch,
             e.config.clone(),
             &example_key()
         ),
-        Err(EnvelopeError::InvalidVersion(0))
+        Err(EnvelopeError::InvalidVersion(Version::NONE))
+    );
+    // Past 2^53-1 a JSON reader may not get the exact number back.
+    let beyond = Version::new(1 << 53).unwrap();
+    assert_eq!(
+        Envelope::sign(
+            &e.service,
+            beyond,
+            &e.config_epoch,
+            e.config.clone(),
+            &example_key()
+        ),
+        Err(EnvelopeError::InvalidVersion(beyond))
     );
     let mut config = e.config.clone();
     config.insert("big".into(), json!(u64::MAX));
     assert!(matches!(
-        Envelope::sign(&e.service, 1, &e.config_epoch, config, &example_key()),
+        Envelope::sign(
+            &e.service,
+            Version::FIRST,
+            &e.config_epoch,
+            config,
+            &example_key()
+        ),
         Err(EnvelopeError::Canonical(_))
     ));
 }

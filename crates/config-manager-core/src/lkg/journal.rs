@@ -30,7 +30,7 @@ use super::{LkgContents, LkgError, LkgService};
 use crate::crypto::canonical;
 use crate::crypto::mac::{MacError, MacKey};
 use crate::crypto::KeyId;
-use crate::domain::{now_rfc3339, Epoch, ServiceName};
+use crate::domain::{now_rfc3339, Epoch, ServiceName, Version};
 
 /// Suffix of the journal file next to the snapshot.
 pub const JOURNAL_SUFFIX: &str = ".journal";
@@ -65,8 +65,8 @@ pub enum JournalFault {
     #[error("{service} goes back from version {cached} to {version}")]
     VersionRollback {
         service: ServiceName,
-        cached: u64,
-        version: u64,
+        cached: Version,
+        version: Version,
     },
 }
 
@@ -214,7 +214,7 @@ pub struct LkgAppender {
     last_mac: String,
     /// Last written version per service: an append that would go back is
     /// refused ([`AppendError::NeedsCompaction`]), readers would reject it.
-    versions: HashMap<ServiceName, u64>,
+    versions: HashMap<ServiceName, Version>,
     /// Whether the journal file exists and its directory entry was synced.
     created: bool,
     /// Set by a failed append: the file's tail is unknown.

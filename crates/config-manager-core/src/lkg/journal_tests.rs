@@ -21,9 +21,9 @@ fn name(s: &str) -> ServiceName {
     ServiceName::parse(s).unwrap()
 }
 
-fn entry(version: u64, volume: i64) -> LkgService {
+fn entry(version: i64, volume: i64) -> LkgService {
     LkgService {
-        version,
+        version: Version::new(version).unwrap(),
         updated_at: "2026-01-15T09:30:00.000Z".into(),
         config: json!({ "volume_percent": volume })
             .as_object()
@@ -95,7 +95,10 @@ fn appended_changes_are_read_back_over_the_snapshot() {
     let cache = LkgCache::read_verified(&path, &keys).unwrap();
     assert_eq!(cache.journal().records, 4);
     assert_eq!(volume(&cache, "tts-worker"), 40);
-    assert_eq!(cache.contents().services[&name("tts-worker")].version, 4);
+    assert_eq!(
+        cache.contents().services[&name("tts-worker")].version.get(),
+        4
+    );
     assert_eq!(volume(&cache, "router"), 7);
     // The snapshot file alone (what a format-1 reader sees) is still valid.
     let snapshot = LkgCache::from_slice_verified(&fs::read(&path).unwrap(), &keys).unwrap();
@@ -217,10 +220,10 @@ fn a_single_service_rolled_back_by_a_forged_record_is_refused() {
     assert!(matches!(
         fault(LkgCache::read_verified(&path, &keys)),
         JournalFault::VersionRollback {
-            cached: 4,
-            version: 2,
+            cached,
+            version,
             ..
-        }
+        } if cached.get() == 4 && version.get() == 2
     ));
 }
 

@@ -83,7 +83,7 @@ pub use journal::{journal_path, AppendError, JournalFault, JournalStatus, LkgApp
 use crate::crypto::canonical::{self, CanonicalError};
 use crate::crypto::mac::{MacError, MacKeyRing};
 use crate::crypto::KeyId;
-use crate::domain::{now_rfc3339, Epoch, ServiceName};
+use crate::domain::{now_rfc3339, Epoch, ServiceName, Version};
 
 /// The format of the snapshot document (format 2 adds the journal beside it
 /// and leaves the snapshot as it was).
@@ -124,7 +124,7 @@ pub enum LkgError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LkgService {
-    pub version: u64,
+    pub version: Version,
     pub updated_at: String,
     /// The effective config with secrets masked or sealed.
     pub config: Map<String, Value>,
@@ -418,7 +418,7 @@ mod tests {
         c.services.insert(
             ServiceName::parse("tts-worker").unwrap(),
             LkgService {
-                version: 7,
+                version: Version::new(7).unwrap(),
                 updated_at: "2026-01-15T09:30:00.000Z".into(),
                 config:
                     json!({"volume_percent": 80, "eleven_api_key": "********", "voice": "Grüß €"})

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::{Manager, ManagerError, Result};
 use crate::crypto::secret_box::SecretKeyRing;
-use crate::domain::{ServiceName, Source, SECRET_MASK};
+use crate::domain::{ServiceName, Source, Version, SECRET_MASK};
 use crate::schema::{EnvPolicy, FieldMeta, ServiceSchema};
 
 /// How secret values appear in an effective configuration.
@@ -27,9 +27,9 @@ pub enum SecretView {
 /// A service's configuration as the service should see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct EffectiveConfig {
-    pub service: String,
+    pub service: ServiceName,
     pub config: Map<String, Value>,
-    pub version: i64,
+    pub version: Version,
     pub updated_at: String,
     pub config_epoch: String,
     /// Where each value came from.
@@ -45,11 +45,11 @@ pub struct EffectiveConfig {
 /// last-known-good cache): database-held values plus sealed secrets.
 #[derive(Debug, Clone)]
 pub struct ServiceState {
-    pub service: String,
+    pub service: ServiceName,
     pub stored: Map<String, Value>,
     /// Secret key → sealed (`v1:...`) value.
     pub sealed_secrets: BTreeMap<String, String>,
-    pub version: i64,
+    pub version: Version,
     pub updated_at: String,
     pub config_epoch: String,
 }
@@ -137,7 +137,7 @@ pub fn compose(
 /// Decrypts one sealed secret.
 pub(super) fn open_secret(
     ring: Option<&SecretKeyRing>,
-    service: &str,
+    service: &ServiceName,
     key: &str,
     sealed: &str,
 ) -> Result<Value> {
@@ -167,7 +167,7 @@ impl Manager {
             BTreeMap::new()
         };
         Ok(ServiceState {
-            service: stored.service.to_string(),
+            service: stored.service,
             stored: stored.config,
             sealed_secrets,
             version: stored.version,
@@ -209,12 +209,7 @@ impl Manager {
         key: &str,
         sealed: &str,
     ) -> Result<Value> {
-        open_secret(
-            self.options.secrets.as_deref(),
-            service.as_str(),
-            key,
-            sealed,
-        )
+        open_secret(self.options.secrets.as_deref(), service, key, sealed)
     }
 
     /// The reveal call: one secret in clear text (`Ok(None)` when it is not

@@ -35,7 +35,7 @@ use serde_json::{Map, Value};
 use super::{Manager, ManagerError, PutRequest, Result, SecretView};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::change_type::ChangeType;
-use crate::domain::ServiceName;
+use crate::domain::{ServiceName, Version};
 use crate::schema::{parse_integer, parse_number, valid_service_env_var, FieldError, FieldMeta};
 
 /// Largest accepted `.env` text (bytes): a real one is a few KiB.
@@ -55,7 +55,7 @@ pub struct EnvImportRequest {
     /// Validate and report; write nothing.
     pub dry_run: bool,
     /// Optimistic lock for the write; `None`: the version current now.
-    pub expected_version: Option<i64>,
+    pub expected_version: Option<Version>,
     pub actor: String,
     pub reason: Option<String>,
 }
@@ -93,7 +93,7 @@ pub struct EnvImportOutcome {
     /// Whether a new version was stored.
     pub written: bool,
     /// The version after the import (the current one for a dry run).
-    pub version: i64,
+    pub version: Version,
     pub changes: Vec<EnvImportChange>,
     /// Fields the file sets to the value they already have.
     pub unchanged: Vec<String>,

@@ -2,6 +2,7 @@
 
 use thiserror::Error;
 
+use crate::domain::Version;
 use crate::schema::FieldError;
 use crate::store::StoreError;
 
@@ -19,7 +20,7 @@ pub enum ManagerError {
     Validation(Vec<FieldError>),
     /// A stale optimistic-locking version.
     #[error("version conflict: current version is {current}")]
-    Conflict { current: i64 },
+    Conflict { current: Version },
     /// Something the request names does not exist.
     #[error("{0} not found")]
     NotFound(String),

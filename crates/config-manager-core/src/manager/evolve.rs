@@ -21,12 +21,15 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{items_for, strip_secrets, Manager, Result};
+use crate::domain::ServiceName;
 use crate::schema::{FieldError, SchemaView};
 use crate::store::ConfigWrite;
 
 /// One service whose stored values do not satisfy its new schema.
 #[derive(Debug, Clone, Serialize)]
 pub struct SchemaMismatch {
+    /// Text, not a [`ServiceName`]: a mismatch also reports a registered
+    /// schema whose stored service name is not one (that is the problem).
     pub service: String,
     pub errors: Vec<FieldError>,
 }
@@ -37,7 +40,7 @@ pub struct SchemaReport {
     /// Whether the schemas differ from the recorded ones.
     pub changed: bool,
     /// Services given a new version with new defaults filled in.
-    pub upgraded: Vec<String>,
+    pub upgraded: Vec<ServiceName>,
     /// Services whose failing fields were reset (auto-fix).
     pub reset: Vec<SchemaMismatch>,
     /// Services left incompatible (read-only until fixed).
@@ -117,7 +120,7 @@ impl Manager {
                 continue;
             }
             if errors.is_empty() {
-                report.upgraded.push(stored.service.to_string());
+                report.upgraded.push(stored.service.clone());
             } else {
                 report.reset.push(SchemaMismatch {
                     service: stored.service.to_string(),

@@ -134,7 +134,10 @@ fn an_install_with_the_first_schemas_starts_on_the_current_ones() {
         "tts-worker",
         "wake-activation",
     ] {
-        assert!(report.upgraded.iter().any(|s| s == service), "{service}");
+        assert!(
+            report.upgraded.iter().any(|s| s.as_str() == service),
+            "{service}"
+        );
     }
 
     let tts = effective(&m, "tts-worker");

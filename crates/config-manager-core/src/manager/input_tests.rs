@@ -43,7 +43,10 @@ fn name(s: &str) -> ServiceName {
 
 fn write(m: &Manager, service: &str, config: Value) -> Result<WriteOutcome> {
     let service = name(service);
-    let version = m.store().get_config(&service).map_or(0, |c| c.version);
+    let version = m
+        .store()
+        .get_config(&service)
+        .map_or(Version::NONE, |c| c.version);
     m.put(
         &service,
         PutRequest {

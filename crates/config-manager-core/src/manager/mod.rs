@@ -41,7 +41,7 @@ pub use write::{PutRequest, WriteOutcome};
 
 use crate::change_type::ChangeType;
 use crate::crypto::secret_box::SecretKeyRing;
-use crate::domain::{Epoch, ServiceName};
+use crate::domain::{Epoch, ServiceName, Version};
 use crate::schema::{
     EnvOverrides, EnvPolicy, SchemaOrigin, SchemaRegistry, SchemaView, ServiceSchema,
 };
@@ -276,7 +276,7 @@ impl Manager {
                     service: schema.name().clone(),
                     items: items_for(schema.name(), &view, &config),
                     config,
-                    expected_version: Some(0),
+                    expected_version: Some(Version::NONE),
                     actor: "system".into(),
                     reason: Some("defaults from the service schema".into()),
                     change_type: ChangeType::Seed,
@@ -348,17 +348,9 @@ impl Manager {
         self.schema_version
     }
 
-    /// Every known service: those with a schema and those with stored config.
-    pub fn list_services(&self) -> Result<Vec<String>> {
-        Ok(self
-            .service_names()?
-            .into_iter()
-            .map(|n| n.to_string())
-            .collect())
-    }
-
-    /// [`Manager::list_services`] as typed names (for change notices).
-    pub fn service_names(&self) -> Result<Vec<ServiceName>> {
+    /// Every known service: those with a schema and those with stored
+    /// config, in name order.
+    pub fn list_services(&self) -> Result<Vec<ServiceName>> {
         let mut names: BTreeSet<ServiceName> = self.schemas.names().into_iter().collect();
         names.extend(self.store.list_configs()?.into_iter().map(|c| c.service));
         Ok(names.into_iter().collect())
@@ -407,7 +399,6 @@ fn items_for(
     view: &SchemaView,
     stored: &Map<String, Value>,
 ) -> Vec<ConfigItem> {
-    let service = service.to_string();
     let mut items: Vec<ConfigItem> = view
         .fields()
         .iter()
@@ -438,11 +429,11 @@ fn items_for(
 }
 
 /// Search-index rows for a service without a schema: every stored key.
-fn items_schemaless(service: &str, stored: &Map<String, Value>) -> Vec<ConfigItem> {
+fn items_schemaless(service: &ServiceName, stored: &Map<String, Value>) -> Vec<ConfigItem> {
     stored
         .iter()
         .map(|(k, v)| ConfigItem {
-            service: service.into(),
+            service: service.clone(),
             key: k.clone(),
             value: Some(v.clone()),
             r#type: crate::schema::json_type_name(v).into(),

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::restore::without_env_keys;
 use super::write::{key_errors, size_error};
 use super::{strip_secrets, Manager, ManagerError, PutRequest, Result};
-use crate::domain::ServiceName;
+use crate::domain::{ServiceName, Version};
 use crate::schema::FieldError;
 use crate::store::{Profile, StoredConfig};
 
@@ -91,7 +91,9 @@ impl Manager {
                 Some(schema) => strip_secrets(&schema.view(), config),
                 None => config,
             };
-            let current = self.stored_or_empty(&service)?.map_or(0, |c| c.version);
+            let current = self
+                .stored_or_empty(&service)?
+                .map_or(Version::NONE, |c| c.version);
             writes.push(self.prepare_write(
                 &service,
                 PutRequest {

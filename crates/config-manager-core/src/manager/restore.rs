@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{Manager, ManagerError, PutRequest, Result};
-use crate::domain::{ServiceName, SECRET_MASK};
+use crate::domain::{ServiceName, Version, SECRET_MASK};
 use crate::store::{ConfigWrite, StoredConfig};
 
 /// What a restore changed.
@@ -15,7 +15,7 @@ use crate::store::{ConfigWrite, StoredConfig};
 pub struct RestoreOutcome {
     pub service: ServiceName,
     pub keys_restored: Vec<String>,
-    pub new_version: i64,
+    pub new_version: Version,
 }
 
 impl Manager {
@@ -40,7 +40,7 @@ impl Manager {
         let mut config = current.config.clone();
         let mut keys = Vec::new();
         for e in &entries {
-            if e.service != service.as_str() {
+            if &e.service != service {
                 return Err(ManagerError::BadRequest(format!(
                     "history entry {} belongs to another service",
                     e.id
@@ -94,11 +94,7 @@ impl Manager {
         let at = crate::domain::format_rfc3339(at_utc);
         let names: Vec<ServiceName> = match service {
             Some(s) => vec![s.clone()],
-            None => self
-                .list_services()?
-                .iter()
-                .filter_map(|n| ServiceName::parse(n).ok())
-                .collect(),
+            None => self.list_services()?,
         };
         let reason = reason.unwrap_or_else(|| format!("point-in-time restore to {at}"));
         let mut writes = Vec::new();
@@ -109,7 +105,9 @@ impl Manager {
                 }
                 continue;
             };
-            let current = self.stored_or_empty(&name)?.map_or(0, |c| c.version);
+            let current = self
+                .stored_or_empty(&name)?
+                .map_or(Version::NONE, |c| c.version);
             writes.push(self.prepare_write(
                 &name,
                 PutRequest {
@@ -127,9 +125,9 @@ impl Manager {
 
     /// Stores a batch atomically and returns only the services it changed.
     pub(super) fn save_changed(&self, writes: &[ConfigWrite]) -> Result<Vec<StoredConfig>> {
-        let before: Vec<i64> = writes
+        let before: Vec<Version> = writes
             .iter()
-            .map(|w| w.expected_version.unwrap_or(0))
+            .map(|w| w.expected_version.unwrap_or(Version::NONE))
             .collect();
         let saved = self.store.save_configs(writes, &self.epoch)?;
         Ok(saved

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{Manager, ManagerError, Result};
+use crate::domain::ServiceName;
 use crate::store::ConfigItem;
 
 /// Most results one search may return.
@@ -20,9 +21,9 @@ pub const MAX_QUERY_LEN: usize = 200;
 #[derive(Debug, Clone, Default)]
 pub struct SearchQuery {
     pub query: String,
-    pub service: Option<String>,
+    pub service: Option<ServiceName>,
     /// Only these services (service-scoped tokens).
-    pub services: Option<Vec<String>>,
+    pub services: Option<Vec<ServiceName>>,
     /// `simple` or `advanced`. `simple` finds only simple fields; `advanced`
     /// (the advanced view) finds every field.
     pub complexity: Option<String>,
@@ -34,7 +35,7 @@ pub struct SearchQuery {
 /// One search result.
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchHit {
-    pub service: String,
+    pub service: ServiceName,
     pub key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
@@ -105,11 +106,7 @@ impl SearchIndex {
             Some((base, (generation, changed))) => {
                 let mut services = base.services.clone();
                 for service in changed {
-                    // Only valid names are ever stored; anything else has no rows.
-                    let items = match crate::domain::ServiceName::parse(&service) {
-                        Ok(name) => store.list_items(Some(&name))?,
-                        Err(_) => Vec::new(),
-                    };
+                    let items = store.list_items(Some(&service))?;
                     if items.is_empty() {
                         services.remove(&service);
                     } else {
@@ -137,7 +134,7 @@ impl SearchIndex {
 #[derive(Debug)]
 pub(super) struct IndexSnapshot {
     generation: u64,
-    services: BTreeMap<String, Arc<Segment>>,
+    services: BTreeMap<ServiceName, Arc<Segment>>,
 }
 
 /// One service's rows ordered by key, kept in two buffers instead of one
@@ -153,7 +150,7 @@ pub(super) struct IndexSnapshot {
 ///   complexity and value (as JSON text) as stored, back to back.
 #[derive(Debug)]
 struct Segment {
-    service: Box<str>,
+    service: ServiceName,
     rows: Vec<Row>,
     text: String,
     shown: String,
@@ -197,7 +194,7 @@ struct Shown<'a> {
 
 impl IndexSnapshot {
     fn new(generation: u64, items: Vec<ConfigItem>) -> Self {
-        let mut grouped: BTreeMap<String, Vec<ConfigItem>> = BTreeMap::new();
+        let mut grouped: BTreeMap<ServiceName, Vec<ConfigItem>> = BTreeMap::new();
         for item in items {
             grouped.entry(item.service.clone()).or_default().push(item);
         }
@@ -226,7 +223,7 @@ impl IndexSnapshot {
             .services
             .iter()
             .filter(|(service, _)| {
-                q.service.as_deref().is_none_or(|s| s == service.as_str())
+                q.service.as_ref().is_none_or(|s| s == *service)
                     && q.services.as_ref().is_none_or(|s| s.contains(service))
             })
             .map(|(_, segment)| segment.as_ref())
@@ -274,10 +271,10 @@ fn relative<const N: usize>(start: usize, ends: [usize; N]) -> Option<[u32; N]> 
 
 impl Segment {
     /// The segment of `service` from its items (all of that service).
-    fn new(service: &str, mut items: Vec<ConfigItem>) -> Self {
+    fn new(service: &ServiceName, mut items: Vec<ConfigItem>) -> Self {
         items.sort_by(|a, b| a.key.cmp(&b.key));
         let mut segment = Self {
-            service: service.into(),
+            service: service.clone(),
             rows: Vec::with_capacity(items.len()),
             text: String::new(),
             shown: String::new(),
@@ -383,7 +380,7 @@ impl Segment {
             .then(|| serde_json::from_str(shown.value).ok())
             .flatten();
         SearchHit {
-            service: self.service.to_string(),
+            service: self.service.clone(),
             key: shown.key.to_owned(),
             value,
             r#type: shown.r#type.to_owned(),

@@ -11,7 +11,7 @@ use super::effective::{compose, ComposeContext, EffectiveConfig, SecretView, Ser
 use super::search::{search_checked, SearchHit, SearchQuery};
 use super::{items_for, items_schemaless, Manager, ManagerError, ManagerOptions, Result};
 use crate::change_type::ChangeType;
-use crate::domain::{Epoch, ServiceName};
+use crate::domain::{Epoch, ServiceName, Version};
 use crate::lkg::{LkgContents, LkgService};
 use crate::schema::SchemaRegistry;
 use crate::store::{ConfigItem, ConfigWrite, SecretChange, Store, StoredConfig};
@@ -23,7 +23,7 @@ impl Manager {
     /// [`Manager::lkg_entries`] of what it changed.
     pub fn lkg_contents(&self) -> Result<LkgContents> {
         let mut contents = LkgContents::new(self.epoch.clone(), self.schemas.hash());
-        let mut sealed: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let mut sealed: BTreeMap<ServiceName, BTreeMap<String, String>> = BTreeMap::new();
         for s in self.store.list_secrets(None)? {
             sealed
                 .entry(s.service)
@@ -32,7 +32,7 @@ impl Manager {
         }
         for c in self.store.list_configs()? {
             let name = c.service.clone();
-            let secrets = sealed.remove(c.service.as_str()).unwrap_or_default();
+            let secrets = sealed.remove(&c.service).unwrap_or_default();
             contents.services.insert(name, self.lkg_entry(c, secrets));
         }
         Ok(contents)
@@ -79,7 +79,7 @@ impl Manager {
         };
         config.extend(sealed.into_iter().map(|(k, v)| (k, Value::String(v))));
         LkgService {
-            version: u64::try_from(c.version).unwrap_or(0),
+            version: c.version,
             updated_at: c.updated_at,
             config,
         }
@@ -111,10 +111,10 @@ fn state_from_lkg(
         }
     }
     ServiceState {
-        service: name.to_string(),
+        service: name.clone(),
         stored,
         sealed_secrets,
-        version: i64::try_from(entry.version).unwrap_or(i64::MAX),
+        version: entry.version,
         updated_at: entry.updated_at.clone(),
         config_epoch: epoch.to_string(),
     }
@@ -157,8 +157,8 @@ impl FallbackView {
     }
 
     /// Every service in the cache.
-    pub fn list_services(&self) -> Vec<String> {
-        self.cache.services.keys().map(|n| n.to_string()).collect()
+    pub fn list_services(&self) -> Vec<ServiceName> {
+        self.cache.services.keys().cloned().collect()
     }
 
     /// Resolves a client-supplied service name against the cache.
@@ -204,7 +204,7 @@ impl FallbackView {
             let state = state_from_lkg(&self.schemas, &self.cache.config_epoch, name, entry);
             match self.schemas.get(name.as_str()) {
                 Some(schema) => items.extend(items_for(name, &schema.view(), &state.stored)),
-                None => items.extend(items_schemaless(name.as_str(), &state.stored)),
+                None => items.extend(items_schemaless(name, &state.stored)),
             }
         }
         search_checked(items, q)
@@ -216,7 +216,7 @@ impl FallbackView {
 pub struct SeedReport {
     /// `lkg` or `defaults`.
     pub seed_source: String,
-    pub services_seeded: Vec<String>,
+    pub services_seeded: Vec<ServiceName>,
     /// `service/key` of secrets whose ciphertext no configured key can open.
     pub unrecoverable_secrets: Vec<String>,
 }
@@ -266,19 +266,19 @@ impl Manager {
                 }
                 let items = match &schema {
                     Some(s) => items_for(name, &s.view(), &state.stored),
-                    None => items_schemaless(name.as_str(), &state.stored),
+                    None => items_schemaless(name, &state.stored),
                 };
                 writes.push(ConfigWrite {
                     service: name.clone(),
                     config: state.stored,
-                    expected_version: Some(0),
+                    expected_version: Some(Version::NONE),
                     actor: "system".into(),
                     reason: Some(format!("{reason}: seeded from the last-known-good cache")),
                     change_type: ChangeType::Rebuild,
                     items,
                     secrets,
                 });
-                report.services_seeded.push(name.to_string());
+                report.services_seeded.push(name.clone());
             }
             store.save_configs(&writes, epoch)?;
         }

@@ -40,7 +40,7 @@ fn svc(name: &str) -> ServiceName {
 fn put(config: Value, version: i64) -> PutRequest {
     PutRequest {
         config: obj(config),
-        expected_version: Some(version),
+        expected_version: Some(Version::new(version).unwrap()),
         merge: true,
         actor: "op".into(),
         reason: Some("test".into()),
@@ -55,7 +55,7 @@ fn first_open_seeds_defaults_as_version_1() {
     let c = m
         .get_effective(&svc("tts-worker"), SecretView::Masked, true)
         .unwrap();
-    assert_eq!(c.version, 1);
+    assert_eq!(c.version.get(), 1);
     assert!(c.fields.unwrap().len() > 3);
     assert!(c
         .sources
@@ -89,7 +89,8 @@ fn validation_names_every_failing_field() {
     assert_eq!(
         m.get_effective(&s, SecretView::Masked, false)
             .unwrap()
-            .version,
+            .version
+            .get(),
         1
     );
 }
@@ -139,7 +140,7 @@ fn secrets_are_encrypted_masked_and_revealable() {
             put(json!({"openai_api_key": "sk-very-secret-value"}), 1),
         )
         .unwrap();
-    assert_eq!(out.stored.version, 2);
+    assert_eq!(out.stored.version.get(), 2);
     assert!(!out.stored.config.contains_key("openai_api_key"));
     let masked = m.get_effective(&s, SecretView::Masked, false).unwrap();
     assert_eq!(masked.config["openai_api_key"], json!("********"));
@@ -208,7 +209,7 @@ fn restore_and_point_in_time() {
     let h = m
         .store()
         .list_history(&crate::store::HistoryFilter {
-            service: Some("memory-worker".into()),
+            service: Some(svc("memory-worker")),
             key: Some("character_name".into()),
             limit: 1,
             ..Default::default()
@@ -216,7 +217,7 @@ fn restore_and_point_in_time() {
         .unwrap();
     let r = m.restore_history(&s, &[h[0].id], "op", None).unwrap();
     assert_eq!(r.keys_restored, vec!["character_name"]);
-    assert_eq!(r.new_version, 3);
+    assert_eq!(r.new_version.get(), 3);
     let now = m.get_effective(&s, SecretView::Masked, false).unwrap();
     assert_eq!(
         now.config["character_name"],
@@ -227,7 +228,7 @@ fn restore_and_point_in_time() {
         .unwrap();
     let changed = m.restore_at(None, &mid, "op", None).unwrap();
     assert_eq!(changed.len(), 1);
-    assert_eq!(changed[0].version, 5);
+    assert_eq!(changed[0].version.get(), 5);
     let now = m.get_effective(&s, SecretView::Masked, false).unwrap();
     assert_eq!(
         now.config["character_name"],

@@ -36,7 +36,7 @@ use super::restore::without_env_keys;
 use super::{validate_profile_name, Manager, ManagerError, PutRequest, Result};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::change_type::ChangeType;
-use crate::domain::{now_rfc3339, ServiceName, SECRET_MASK};
+use crate::domain::{now_rfc3339, ServiceName, Version, SECRET_MASK};
 use crate::schema::FieldError;
 use crate::store::{ConfigWrite, NewAudit, StoreError, StoredConfig};
 
@@ -72,7 +72,7 @@ pub struct ExportedService {
     /// The version that was exported. Informational unless the import asks
     /// for [`ImportOptions::expect_versions`].
     #[serde(default)]
-    pub version: Option<i64>,
+    pub version: Option<Version>,
     pub config: Map<String, Value>,
 }
 
@@ -114,7 +114,7 @@ pub struct ImportOutcome {
     /// Services that got a new version.
     pub services_updated: Vec<ImportedService>,
     /// Services in the document whose stored values already matched.
-    pub services_unchanged: Vec<String>,
+    pub services_unchanged: Vec<ServiceName>,
     pub profiles_saved: Vec<String>,
     /// `service/key` of every secret field the document sets or clears. In a
     /// dry run these count as updates whether or not the value differs from
@@ -128,7 +128,7 @@ pub struct ImportOutcome {
 pub struct ImportedService {
     pub service: ServiceName,
     /// The new version (in a dry run: the current one).
-    pub version: i64,
+    pub version: Version,
 }
 
 impl Manager {
@@ -161,13 +161,8 @@ impl Manager {
     pub fn export(&self, options: ExportOptions) -> Result<ExportDocument> {
         let mut services = BTreeMap::new();
         for stored in self.store.list_configs()? {
-            let name = ServiceName::parse(&stored.service).map_err(|e| {
-                ManagerError::Store(crate::store::StoreError::Corrupt(format!(
-                    "stored service name is invalid: {e}"
-                )))
-            })?;
             let mut config = stored.config;
-            self.export_secrets(&name, options.include_secrets, &mut config)?;
+            self.export_secrets(&stored.service, options.include_secrets, &mut config)?;
             services.insert(
                 stored.service.to_string(),
                 ExportedService {
@@ -310,7 +305,7 @@ impl Manager {
         if options.dry_run {
             return self.dry_run_outcome(&writes, &profiles);
         }
-        let requested: Vec<String> = writes.iter().map(|w| w.service.to_string()).collect();
+        let requested: Vec<ServiceName> = writes.iter().map(|w| w.service.clone()).collect();
         let secrets_written = written_secrets(&writes);
         let changed = self.save_changed(&writes)?;
         let mut profiles_saved = Vec::new();
@@ -347,7 +342,9 @@ impl Manager {
             }
             Err(e) => return Err(ImportProblem::Fatal(e)),
         };
-        let current = self.stored_or_empty(&name)?.map_or(0, |c| c.version);
+        let current = self
+            .stored_or_empty(&name)?
+            .map_or(Version::NONE, |c| c.version);
         let expected = if options.expect_versions {
             match entry.version {
                 Some(v) => v,
@@ -441,11 +438,11 @@ impl Manager {
             let same =
                 current.as_ref().is_some_and(|c| c.config == w.config) && w.secrets.is_empty();
             if same {
-                unchanged.push(w.service.to_string());
+                unchanged.push(w.service.clone());
             } else {
                 updated.push(ImportedService {
                     service: w.service.clone(),
-                    version: current.map_or(0, |c| c.version),
+                    version: current.map_or(Version::NONE, |c| c.version),
                 });
             }
         }
@@ -478,14 +475,14 @@ fn field(pointer: &str, message: impl AsRef<str>) -> ImportProblem {
 }
 
 fn outcome(
-    requested: Vec<String>,
+    requested: Vec<ServiceName>,
     changed: Vec<StoredConfig>,
     profiles_saved: Vec<String>,
     secrets_written: Vec<String>,
 ) -> ImportOutcome {
     let services_unchanged = requested
         .into_iter()
-        .filter(|s| !changed.iter().any(|c| c.service.as_str() == s.as_str()))
+        .filter(|s| !changed.iter().any(|c| &c.service == s))
         .collect();
     ImportOutcome {
         services_updated: changed
@@ -658,7 +655,7 @@ mod tests {
             .store()
             .get_config(&ServiceName::parse("tts-worker").unwrap())
             .unwrap();
-        assert_eq!(tts.version, 1);
+        assert_eq!(tts.version, Version::FIRST);
         // Stale expected versions conflict.
         let mut changed = doc.clone();
         changed
@@ -667,7 +664,7 @@ mod tests {
             .unwrap()
             .config
             .insert("volume_percent".into(), json!(61));
-        changed.services.get_mut("tts-worker").unwrap().version = Some(0);
+        changed.services.get_mut("tts-worker").unwrap().version = Some(Version::NONE);
         let err = m
             .import(
                 changed,
@@ -678,7 +675,7 @@ mod tests {
             )
             .unwrap_err();
         assert!(
-            matches!(err, ManagerError::Conflict { current: 1 }),
+            matches!(err, ManagerError::Conflict { current } if current == Version::FIRST),
             "{err:?}"
         );
     }

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use super::{items_for, items_schemaless, strip_secrets, Manager, ManagerError, Result};
 use crate::change_type::ChangeType;
 use crate::crypto::canonical::object_to_canonical_bytes;
-use crate::domain::{display_key, validate_key, ServiceName, SECRET_MASK};
+use crate::domain::{display_key, validate_key, ServiceName, Version, SECRET_MASK};
 use crate::envelope::MAX_CONFIG_BYTES;
 use crate::schema::FieldError;
 use crate::store::{ConfigWrite, SecretChange, StoredConfig};
@@ -15,7 +15,7 @@ use crate::store::{ConfigWrite, SecretChange, StoredConfig};
 pub struct PutRequest {
     pub config: Map<String, Value>,
     /// Optimistic lock; `None` only for callers that deliberately overwrite.
-    pub expected_version: Option<i64>,
+    pub expected_version: Option<Version>,
     /// `true`: keys not in `config` keep their current value (PATCH).
     /// `false`: keys not in `config` go back to their default (PUT).
     pub merge: bool,
@@ -79,7 +79,7 @@ impl Manager {
             }
             return Ok(ConfigWrite {
                 service: service.clone(),
-                items: items_schemaless(service.as_str(), &config),
+                items: items_schemaless(service, &config),
                 config,
                 expected_version: req.expected_version,
                 actor: req.actor,

@@ -8,12 +8,12 @@ use rusqlite::params;
 use super::{audit, NewAudit, Result, Store};
 use crate::applied::InstanceId;
 use crate::audit::{AuditAction, AuditOutcome};
-use crate::domain::{now_rfc3339, ServiceName};
+use crate::domain::{now_rfc3339, ServiceName, Version};
 
 /// One stored report: the validated JSON and when the manager received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredApplied {
-    pub service: String,
+    pub service: ServiceName,
     pub instance_id: String,
     /// The report as JSON (`AppliedReport::to_json`).
     pub report: String,
@@ -26,7 +26,7 @@ pub struct StoredApplied {
 pub enum AppliedChange {
     Upsert(StoredApplied),
     Remove {
-        service: String,
+        service: ServiceName,
         instance_id: String,
     },
 }
@@ -35,8 +35,8 @@ pub enum AppliedChange {
 /// configuration (cheap: no JSON to parse).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CurrentVersion {
-    pub service: String,
-    pub version: i64,
+    pub service: ServiceName,
+    pub version: Version,
     pub updated_at: String,
 }
 
@@ -160,7 +160,7 @@ mod tests {
 
     fn row(service: &str, instance: &str, report: &str) -> StoredApplied {
         StoredApplied {
-            service: service.into(),
+            service: ServiceName::parse(service).unwrap(),
             instance_id: instance.into(),
             report: report.into(),
             received_at: "2026-01-01T00:00:00.000Z".into(),
@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(rows[0].report, "{\"v\":2}");
         store
             .save_applied(&[AppliedChange::Remove {
-                service: "tts-worker".into(),
+                service: ServiceName::parse("tts-worker").unwrap(),
                 instance_id: "b".into(),
             }])
             .unwrap();

@@ -140,11 +140,11 @@ impl Store {
         let mut q = Filtered::new(
             "SELECT id, at, actor, action, target, outcome, detail FROM audit_log WHERE 1=1",
         );
-        q.text(" AND actor = ?", filter.actor.as_ref())
+        q.text(" AND actor = ?", filter.actor.as_deref())
             .prefix("action", filter.action.as_ref())
-            .text(" AND outcome = ?", filter.outcome.as_ref())
-            .text(" AND at >= ?", filter.start.as_ref())
-            .text(" AND at <= ?", filter.end.as_ref())
+            .text(" AND outcome = ?", filter.outcome.as_deref())
+            .text(" AND at >= ?", filter.start.as_deref())
+            .text(" AND at <= ?", filter.end.as_deref())
             .integer(" AND id < ?", filter.before_id);
         let (sql, args) = q.newest_first(limit);
         self.read(|c| {

@@ -12,7 +12,7 @@ use super::secrets::{apply_secret_change, SecretChange};
 use super::{audit, NewAudit, Result, Store, StoreError};
 use crate::audit::{AuditAction, AuditOutcome};
 use crate::change_type::ChangeType;
-use crate::domain::{now_rfc3339, Epoch, ServiceName};
+use crate::domain::{now_rfc3339, Epoch, ServiceName, Version};
 
 /// A service's current stored configuration (database-held values only; secret
 /// values live in the secrets table).
@@ -20,7 +20,7 @@ use crate::domain::{now_rfc3339, Epoch, ServiceName};
 pub struct StoredConfig {
     pub service: ServiceName,
     pub config: Map<String, Value>,
-    pub version: i64,
+    pub version: Version,
     pub config_epoch: String,
     pub updated_at: String,
     pub updated_by: String,
@@ -29,8 +29,8 @@ pub struct StoredConfig {
 /// One version of a service's stored configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionSnapshot {
-    pub service: String,
-    pub version: i64,
+    pub service: ServiceName,
+    pub version: Version,
     pub config: Map<String, Value>,
     pub config_epoch: String,
     pub created_at: String,
@@ -41,7 +41,7 @@ pub struct VersionSnapshot {
 /// One row of the search index.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfigItem {
-    pub service: String,
+    pub service: ServiceName,
     pub key: String,
     /// `None` for secrets: their values are never indexed.
     pub value: Option<Value>,
@@ -60,7 +60,7 @@ pub struct ConfigWrite {
     /// Optimistic lock: the version the writer last saw. `None` writes
     /// unconditionally (seeding, rebuild, atomic multi-service operations that
     /// already checked).
-    pub expected_version: Option<i64>,
+    pub expected_version: Option<Version>,
     pub actor: String,
     pub reason: Option<String>,
     /// Why this version exists (history `change_type`, audit `config.*`).
@@ -93,14 +93,14 @@ impl Store {
                 .map(|w| save_one(tx, w, epoch.as_str(), &now))
                 .collect()
         })?;
-        self.bump_items_generation(writes.iter().map(|w| w.service.to_string()).collect());
+        self.bump_items_generation(writes.iter().map(|w| w.service.clone()).collect());
         Ok(saved)
     }
 
     /// The current stored configuration of `service`.
     pub fn get_config(&self, service: &ServiceName) -> Result<StoredConfig> {
         self.read(|c| {
-            find_config(c, service.as_str())?
+            find_config(c, service)?
                 .ok_or_else(|| StoreError::NotFound(format!("service {service}")))
         })
     }
@@ -120,13 +120,13 @@ impl Store {
     pub fn get_config_version(
         &self,
         service: &ServiceName,
-        version: i64,
+        version: Version,
     ) -> Result<VersionSnapshot> {
         self.read(|c| {
             c.query_row(
                 "SELECT service, version, config, config_epoch, created_at, created_by, change_reason
                  FROM config_versions WHERE service = ?1 AND version = ?2",
-                params![service.as_str(), version],
+                params![service, version],
                 snapshot_from_row,
             )
             .optional()?
@@ -174,11 +174,11 @@ impl Store {
     pub fn config_versions_page(
         &self,
         service: &ServiceName,
-        before_version: Option<i64>,
+        before_version: Option<Version>,
         page: &mut JsonPage,
     ) -> Result<()> {
         self.each_config_version(service, before_version, page.fetch_limit(), |v| {
-            Ok(page.push(v.version, &v)?)
+            Ok(page.push(v.version.get(), &v)?)
         })
     }
 
@@ -187,7 +187,7 @@ impl Store {
     fn each_config_version(
         &self,
         service: &ServiceName,
-        before: Option<i64>,
+        before: Option<Version>,
         limit: u32,
         mut f: impl FnMut(VersionSnapshot) -> Result<bool>,
     ) -> Result<()> {
@@ -241,8 +241,8 @@ impl Store {
 }
 
 fn save_one(tx: &Transaction<'_>, w: &ConfigWrite, epoch: &str, now: &str) -> Result<StoredConfig> {
-    let old = find_config(tx, w.service.as_str())?;
-    let current_version = old.as_ref().map_or(0, |o| o.version);
+    let old = find_config(tx, &w.service)?;
+    let current_version = old.as_ref().map_or(Version::NONE, |o| o.version);
     if let Some(expected) = w.expected_version {
         if expected != current_version {
             return Err(StoreError::Conflict {
@@ -254,7 +254,7 @@ fn save_one(tx: &Transaction<'_>, w: &ConfigWrite, epoch: &str, now: &str) -> Re
     let old_config = old.as_ref().map_or(&empty, |o| &o.config);
     let mut changes = diff(old_config, &w.config);
     for s in &w.secrets {
-        if let Some(change) = apply_secret_change(tx, w.service.as_str(), s, &w.actor, now)? {
+        if let Some(change) = apply_secret_change(tx, &w.service, s, &w.actor, now)? {
             changes.push(change);
         }
     }
@@ -262,7 +262,7 @@ fn save_one(tx: &Transaction<'_>, w: &ConfigWrite, epoch: &str, now: &str) -> Re
         // Nothing changed: no new version, no history noise.
         return Ok(old.clone());
     }
-    let version = current_version + 1;
+    let version = current_version.next()?;
     let config_text = serde_json::to_string(&w.config)
         .map_err(|e| StoreError::Other(format!("cannot serialize config: {e}")))?;
     tx.execute(
@@ -278,9 +278,9 @@ fn save_one(tx: &Transaction<'_>, w: &ConfigWrite, epoch: &str, now: &str) -> Re
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![w.service, version, config_text, epoch, now, w.actor, w.reason],
     )?;
-    replace_items(tx, w.service.as_str(), &w.items)?;
+    replace_items(tx, &w.service, &w.items)?;
     let ctx = HistoryContext {
-        service: w.service.as_str(),
+        service: &w.service,
         version,
         epoch,
         now,
@@ -334,7 +334,7 @@ fn diff(old: &Map<String, Value>, new: &Map<String, Value>) -> Vec<KeyChange> {
         .collect()
 }
 
-fn replace_items(tx: &Transaction<'_>, service: &str, items: &[ConfigItem]) -> Result<()> {
+fn replace_items(tx: &Transaction<'_>, service: &ServiceName, items: &[ConfigItem]) -> Result<()> {
     tx.execute("DELETE FROM config_items WHERE service = ?1", [service])?;
     let mut stmt = tx.prepare_cached(
         "INSERT INTO config_items (service, key, value, type, complexity, description, is_secret)
@@ -358,7 +358,7 @@ fn replace_items(tx: &Transaction<'_>, service: &str, items: &[ConfigItem]) -> R
     Ok(())
 }
 
-fn find_config(c: &Connection, service: &str) -> Result<Option<StoredConfig>> {
+fn find_config(c: &Connection, service: &ServiceName) -> Result<Option<StoredConfig>> {
     let mut stmt = c.prepare_cached(
         "SELECT service, config, version, config_epoch, updated_at, updated_by FROM configs WHERE service = ?1",
     )?;
@@ -380,7 +380,7 @@ fn stored_from_row(r: &Row<'_>) -> rusqlite::Result<Result<StoredConfig>> {
     let text: String = r.get(1)?;
     let base = (
         r.get::<_, ServiceName>(0)?,
-        r.get::<_, i64>(2)?,
+        r.get::<_, Version>(2)?,
         r.get::<_, String>(3)?,
         r.get::<_, String>(4)?,
         r.get::<_, String>(5)?,
@@ -398,8 +398,8 @@ fn stored_from_row(r: &Row<'_>) -> rusqlite::Result<Result<StoredConfig>> {
 fn snapshot_from_row(r: &Row<'_>) -> rusqlite::Result<Result<VersionSnapshot>> {
     let text: String = r.get(2)?;
     let base = (
-        r.get::<_, String>(0)?,
-        r.get::<_, i64>(1)?,
+        r.get::<_, ServiceName>(0)?,
+        r.get::<_, Version>(1)?,
         r.get::<_, String>(3)?,
         r.get::<_, String>(4)?,
         r.get::<_, String>(5)?,

@@ -3,6 +3,8 @@
 
 use thiserror::Error;
 
+use crate::domain::{Version, VersionError};
+
 /// Everything that can go wrong in the store. A fault is never turned into
 /// "not found".
 #[derive(Debug, Error)]
@@ -12,7 +14,7 @@ pub enum StoreError {
     NotFound(String),
     /// Optimistic locking: the caller's expected version is not the current one.
     #[error("version conflict: current version is {current}")]
-    Conflict { current: i64 },
+    Conflict { current: Version },
     /// A unique row already exists.
     #[error("{0} already exists")]
     AlreadyExists(String),
@@ -39,6 +41,10 @@ pub enum StoreError {
     /// Any other SQLite or I/O fault.
     #[error("database error: {0}")]
     Other(String),
+    /// A write would need a version after the largest there can be. Nothing
+    /// was written; the database itself is fine (not a fault).
+    #[error("{0}")]
+    Version(#[from] VersionError),
 }
 
 impl StoreError {

@@ -27,9 +27,9 @@ impl Filtered {
     }
 
     /// `AND <clause>` with `value` bound, when there is a value.
-    pub(super) fn text(&mut self, clause: &str, value: Option<&String>) -> &mut Self {
+    pub(super) fn text(&mut self, clause: &str, value: Option<&str>) -> &mut Self {
         if let Some(v) = value {
-            self.add(clause, SqlValue::Text(v.clone()));
+            self.add(clause, SqlValue::Text(v.to_owned()));
         }
         self
     }

@@ -10,6 +10,7 @@ use super::page::JsonPage;
 use super::{Result, Store, StoreError};
 
 use crate::change_type::ChangeType;
+use crate::domain::{ServiceName, Version};
 
 /// One key's change inside a write.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,11 +24,11 @@ pub struct KeyChange {
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryEntry {
     pub id: i64,
-    pub service: String,
+    pub service: ServiceName,
     pub key: String,
     pub old_value: Option<Value>,
     pub new_value: Option<Value>,
-    pub version: i64,
+    pub version: Version,
     pub config_epoch: String,
     pub changed_at: String,
     pub changed_by: String,
@@ -39,7 +40,7 @@ pub struct HistoryEntry {
 /// History query. All filters are optional and combine with AND.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryFilter {
-    pub service: Option<String>,
+    pub service: Option<ServiceName>,
     pub key: Option<String>,
     /// Inclusive lower bound, RFC 3339 UTC.
     pub start: Option<String>,
@@ -55,8 +56,8 @@ pub struct HistoryFilter {
 /// What every history row of one write shares (the write's who, why and
 /// where), so the history code needs nothing of the config write itself.
 pub(super) struct HistoryContext<'a> {
-    pub service: &'a str,
-    pub version: i64,
+    pub service: &'a ServiceName,
+    pub version: Version,
     pub epoch: &'a str,
     pub now: &'a str,
     pub actor: &'a str,
@@ -120,10 +121,10 @@ impl Store {
             "SELECT id, service, key, old_value, new_value, version, config_epoch, changed_at, changed_by, change_reason, change_type
              FROM history WHERE 1=1",
         );
-        q.text(" AND service = ?", filter.service.as_ref())
-            .text(" AND key = ?", filter.key.as_ref())
-            .text(" AND changed_at >= ?", filter.start.as_ref())
-            .text(" AND changed_at <= ?", filter.end.as_ref())
+        q.text(" AND service = ?", filter.service.as_deref())
+            .text(" AND key = ?", filter.key.as_deref())
+            .text(" AND changed_at >= ?", filter.start.as_deref())
+            .text(" AND changed_at <= ?", filter.end.as_deref())
             .integer(" AND id < ?", filter.before_id)
             .integer(" AND id = ?", filter.id);
         let (sql, args) = q.newest_first(limit);

@@ -34,6 +34,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::domain::ServiceName;
+
 pub use applied::{AppliedChange, CurrentVersion, StoredApplied};
 pub use audit::{AuditEntry, AuditFilter, NewAudit};
 pub use configs::{ConfigItem, ConfigWrite, StoredConfig, VersionSnapshot};
@@ -73,7 +75,7 @@ pub struct Store {
     /// Which services each recent generation changed, oldest first (at most
     /// [`ITEMS_CHANGE_LOG`] entries), so the search index reloads only
     /// those services instead of the whole table.
-    items_changes: Mutex<std::collections::VecDeque<(u64, Vec<String>)>>,
+    items_changes: Mutex<std::collections::VecDeque<(u64, Vec<ServiceName>)>>,
     /// Reads the file's and the WAL's headers ([`header`]). Declared after
     /// the connections so it is dropped after them.
     header: Option<header::HeaderReader>,
@@ -149,7 +151,7 @@ impl Store {
     }
 
     /// Called after such a write of `services` committed.
-    pub(crate) fn bump_items_generation(&self, services: Vec<String>) {
+    pub(crate) fn bump_items_generation(&self, services: Vec<ServiceName>) {
         let mut log = self.items_changes.lock().unwrap_or_else(|p| p.into_inner());
         let generation = self.items_generation.fetch_add(1, Ordering::AcqRel) + 1;
         log.push_back((generation, services));
@@ -164,7 +166,7 @@ impl Store {
     pub fn items_changed_since(
         &self,
         generation: u64,
-    ) -> Option<(u64, std::collections::BTreeSet<String>)> {
+    ) -> Option<(u64, std::collections::BTreeSet<ServiceName>)> {
         let log = self.items_changes.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.items_generation.load(Ordering::Acquire);
         if current == generation {

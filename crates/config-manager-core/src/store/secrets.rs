@@ -12,7 +12,7 @@ use crate::domain::{ServiceName, SECRET_MASK};
 /// A stored secret: ciphertext plus the id of the key that sealed it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredSecret {
-    pub service: String,
+    pub service: ServiceName,
     pub key: String,
     pub ciphertext: String,
     pub key_id: String,
@@ -32,7 +32,7 @@ pub struct SecretChange {
 /// clearing a secret that was not set.
 pub(super) fn apply_secret_change(
     tx: &Transaction<'_>,
-    service: &str,
+    service: &ServiceName,
     change: &SecretChange,
     actor: &str,
     now: &str,
@@ -103,7 +103,7 @@ impl Store {
     /// how many rows changed.
     pub fn reseal_secrets(
         &self,
-        batch: &[(String, String, String, String)],
+        batch: &[(ServiceName, String, String, String)],
         key_id: &str,
     ) -> Result<usize> {
         if batch.is_empty() {
@@ -127,7 +127,7 @@ impl Store {
     /// user's write, which wins). Returns whether the row was updated.
     pub fn reseal_secret(
         &self,
-        service: &str,
+        service: &ServiceName,
         key: &str,
         expected_ciphertext: &str,
         ciphertext: &str,

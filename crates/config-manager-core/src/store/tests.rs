@@ -1,7 +1,7 @@
 //! Store tests on real SQLite files in a temporary directory.
 
 use crate::change_type::ChangeType;
-use crate::domain::{Epoch, ServiceName};
+use crate::domain::{Epoch, ServiceName, Version};
 use serde_json::{json, Map, Value};
 
 use super::*;
@@ -24,11 +24,15 @@ fn e1() -> Epoch {
     Epoch::parse(E1).unwrap()
 }
 
+fn v(n: i64) -> Version {
+    Version::new(n).unwrap()
+}
+
 fn write(service: &str, config: Value, expected: Option<i64>) -> ConfigWrite {
     ConfigWrite {
         service: svc(service),
         config: obj(config),
-        expected_version: expected,
+        expected_version: expected.map(v),
         actor: "tester".into(),
         reason: Some("because".into()),
         change_type: ChangeType::Update,
@@ -67,24 +71,24 @@ fn optimistic_locking_history_and_versions() {
     let v1 = store
         .save_config(&write("tts", json!({"a": 1, "b": "x"}), Some(0)), &e1())
         .unwrap();
-    assert_eq!(v1.version, 1);
+    assert_eq!(v1.version.get(), 1);
     let v2 = store
         .save_config(&write("tts", json!({"a": 2, "b": "x"}), Some(1)), &e1())
         .unwrap();
-    assert_eq!(v2.version, 2);
+    assert_eq!(v2.version.get(), 2);
     // Stale write.
     match store.save_config(&write("tts", json!({"a": 3, "b": "x"}), Some(1)), &e1()) {
-        Err(StoreError::Conflict { current }) => assert_eq!(current, 2),
+        Err(StoreError::Conflict { current }) => assert_eq!(current, v(2)),
         other => panic!("expected conflict, got {other:?}"),
     }
     // No-op write keeps the version.
     let same = store
         .save_config(&write("tts", json!({"a": 2, "b": "x"}), Some(2)), &e1())
         .unwrap();
-    assert_eq!(same.version, 2);
+    assert_eq!(same.version.get(), 2);
     let h = store
         .list_history(&HistoryFilter {
-            service: Some("tts".into()),
+            service: Some(svc("tts")),
             limit: 100,
             ..Default::default()
         })
@@ -96,13 +100,13 @@ fn optimistic_locking_history_and_versions() {
     assert_eq!(h[0].new_value, Some(json!(2)));
     assert_eq!(h[0].changed_by, "tester");
     assert_eq!(h[0].change_reason.as_deref(), Some("because"));
-    let snap = store.get_config_version(&svc("tts"), 1).unwrap();
+    let snap = store.get_config_version(&svc("tts"), v(1)).unwrap();
     assert_eq!(snap.config, obj(json!({"a": 1, "b": "x"})));
     let at = store
         .find_config_at(&svc("tts"), &v2.updated_at)
         .unwrap()
         .unwrap();
-    assert_eq!(at.version, 2);
+    assert_eq!(at.version.get(), 2);
     assert!(store
         .find_config_at(&svc("tts"), "2000-01-01T00:00:00.000Z")
         .unwrap()
@@ -127,9 +131,9 @@ fn batch_is_atomic() {
     ];
     assert!(matches!(
         store.save_configs(&batch, &e1()),
-        Err(StoreError::Conflict { current: 0 })
+        Err(StoreError::Conflict { current }) if current == Version::NONE
     ));
-    assert_eq!(store.get_config(&svc("a")).unwrap().version, 1);
+    assert_eq!(store.get_config(&svc("a")).unwrap().version.get(), 1);
     assert!(matches!(
         store.get_config(&svc("b")),
         Err(StoreError::NotFound(_))
@@ -158,10 +162,10 @@ fn secrets_are_masked_in_history() {
         "k"
     );
     assert!(store
-        .reseal_secret("llm", "api_key", "v1:k:cipher", "v1:k2:c2", "k2")
+        .reseal_secret(&svc("llm"), "api_key", "v1:k:cipher", "v1:k2:c2", "k2")
         .unwrap());
     assert!(!store
-        .reseal_secret("llm", "api_key", "v1:k:cipher", "v1:k3:c3", "k3")
+        .reseal_secret(&svc("llm"), "api_key", "v1:k:cipher", "v1:k3:c3", "k3")
         .unwrap());
 }
 
@@ -207,7 +211,7 @@ fn renew_epoch_records_the_previous_one_and_keeps_the_data() {
         .unwrap();
     assert_eq!(info.config_epoch.as_str(), E2);
     assert_eq!(info.previous_epoch.as_deref(), Some(E1));
-    assert_eq!(store.get_config(&svc("svc")).unwrap().version, 1);
+    assert_eq!(store.get_config(&svc("svc")).unwrap().version.get(), 1);
 }
 
 #[test]
@@ -247,4 +251,77 @@ fn unknown_words_in_audit_rows_are_errors_naming_them() {
             .contains("unknown audit action 'config.teleport'"),
         "{err}"
     );
+}
+
+#[test]
+fn a_row_with_a_bad_version_or_service_name_fails_the_read_naming_it() {
+    let (_dir, store) = open();
+    store
+        .save_config(&write("tts", json!({"a": 1}), Some(0)), &e1())
+        .unwrap();
+    let set = |sql: &str| store.write(|tx| Ok(tx.execute(sql, [])?)).unwrap();
+    // The table's CHECK (version >= 1) keeps negative numbers out of
+    // `configs`, not values of another type (SQLite columns take any).
+    for (sql, says) in [
+        (
+            "UPDATE configs SET version = 'four'",
+            "'four' is not a version",
+        ),
+        ("UPDATE configs SET version = 2.5", "'2.5' is not a version"),
+    ] {
+        set(sql);
+        let err = store.get_config(&svc("tts")).unwrap_err().to_string();
+        assert!(err.contains(says), "{sql}: {err}");
+        let err = store.list_current_versions().unwrap_err().to_string();
+        assert!(err.contains(says), "{sql}: {err}");
+    }
+    set("UPDATE configs SET version = 1");
+    assert_eq!(store.get_config(&svc("tts")).unwrap().version, v(1));
+    // Other tables have no such check.
+    set("UPDATE config_versions SET version = -4");
+    let err = store
+        .list_config_versions(&svc("tts"), 10)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("version must be >= 0, got -4"), "{err}");
+    // History rows carry the version and the name too.
+    set("UPDATE history SET version = -1");
+    let err = store
+        .list_history(&HistoryFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("got -1"), "{err}");
+    set("UPDATE configs SET service = 'TTS'");
+    let err = store.list_configs().unwrap_err().to_string();
+    assert!(
+        err.contains("stored service name 'TTS' is invalid"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_write_past_the_largest_version_is_refused_not_wrapped() {
+    let (_dir, store) = open();
+    store
+        .save_config(&write("tts", json!({"a": 1}), Some(0)), &e1())
+        .unwrap();
+    store
+        .write(|tx| {
+            Ok(tx.execute(
+                "UPDATE configs SET version = ?1",
+                [Version::new(i64::MAX).unwrap()],
+            )?)
+        })
+        .unwrap();
+    let err = store
+        .save_config(&write("tts", json!({"a": 2}), None), &e1())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Version(_)), "{err:?}");
+    assert!(!err.is_fault(), "the database is fine");
+    let kept = store.get_config(&svc("tts")).unwrap();
+    assert_eq!(kept.version.get(), i64::MAX);
+    assert_eq!(kept.config, obj(json!({"a": 1})));
 }

@@ -144,7 +144,7 @@ struct Inner {
     /// Services the manager knows (schemas and stored configs), refreshed by
     /// the persistence task; `None` until the first refresh (then every
     /// well-formed service name is taken, so nothing is lost at start-up).
-    known: Option<BTreeSet<String>>,
+    known: Option<BTreeSet<ServiceName>>,
     /// The desired config of every service, for the metrics (the REST
     /// endpoints read it fresh).
     desired: HashMap<ServiceName, Desired>,
@@ -273,7 +273,7 @@ impl AppliedBoard {
     ) -> Ingested {
         let mut inner = self.lock();
         if let Some(known) = &inner.known {
-            if !known.contains(service.as_str()) {
+            if !known.contains(&service) {
                 self.known_stale.store(true, Ordering::Relaxed);
                 return Ingested::Dropped(DropReason::UnknownService);
             }
@@ -366,9 +366,7 @@ impl AppliedBoard {
     pub fn load(&self, rows: Vec<StoredApplied>) -> usize {
         let mut loaded = 0;
         for row in rows {
-            let Ok(service) = ServiceName::parse(&row.service) else {
-                continue;
-            };
+            let service = row.service;
             let Ok(instance) = InstanceId::parse(&row.instance_id) else {
                 continue;
             };
@@ -398,13 +396,13 @@ impl AppliedBoard {
             .map(|(service, instance)| {
                 match inner.services.get(&service).and_then(|m| m.get(&instance)) {
                     Some(e) => AppliedChange::Upsert(StoredApplied {
-                        service: service.to_string(),
+                        service: service.clone(),
                         instance_id: instance.to_string(),
                         report: e.report.to_json(),
                         received_at: format_rfc3339(e.received_at),
                     }),
                     None => AppliedChange::Remove {
-                        service: service.to_string(),
+                        service: service.clone(),
                         instance_id: instance.to_string(),
                     },
                 }
@@ -423,8 +421,8 @@ impl AppliedBoard {
                     instance_id,
                 } => (service, instance_id),
             };
-            if let (Ok(s), Ok(i)) = (ServiceName::parse(service), InstanceId::parse(instance)) {
-                inner.dirty.insert((s, i));
+            if let Ok(i) = InstanceId::parse(instance) {
+                inner.dirty.insert((service.clone(), i));
             }
         }
     }
@@ -435,7 +433,7 @@ impl AppliedBoard {
     }
 
     /// Sets the services reports are accepted for.
-    pub fn set_known(&self, services: impl IntoIterator<Item = String>) {
+    pub fn set_known(&self, services: impl IntoIterator<Item = ServiceName>) {
         self.lock().known = Some(services.into_iter().collect());
     }
 
@@ -444,7 +442,7 @@ impl AppliedBoard {
     /// dropped while the list waits for its next refresh.
     pub fn add_known(&self, services: &[ServiceName]) {
         if let Some(known) = &mut self.lock().known {
-            known.extend(services.iter().map(|s| s.to_string()));
+            known.extend(services.iter().cloned());
         }
     }
 

@@ -30,10 +30,10 @@ fn topic(instance: &str) -> String {
     format!("system/config/tts-worker/applied/{instance}")
 }
 
-fn desired(version: u64) -> Desired {
+fn desired(version: i64) -> Desired {
     Desired {
         config_epoch: EPOCH.into(),
-        version,
+        version: config_manager_core::domain::Version::new(version).unwrap(),
         updated_at: Some(OffsetDateTime::now_utc() - time::Duration::seconds(5)),
     }
 }
@@ -99,7 +99,7 @@ fn states_against_the_desired_version() {
 #[test]
 fn bad_input_is_dropped_and_counted() {
     let board = AppliedBoard::new(AppliedLimits::default());
-    board.set_known(["tts-worker".to_owned()]);
+    board.set_known([svc()]);
     let drop = |t: &str, p: &[u8]| match board.ingest(t, p) {
         Ingested::Dropped(r) => r,
         other => panic!("{other:?}"),
@@ -266,7 +266,7 @@ fn persisted_rows_load_back() {
             AppliedChange::Remove { .. } => None,
         })
         .chain([StoredApplied {
-            service: "tts-worker".into(),
+            service: svc(),
             instance_id: "broken".into(),
             report: "{}".into(),
             received_at: "x".into(),

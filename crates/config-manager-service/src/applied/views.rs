@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use config_manager_core::applied::{AppliedReport, AppliedStatus, ClientInfo, InstanceId};
-use config_manager_core::domain::{format_rfc3339, parse_rfc3339, ServiceName};
+use config_manager_core::domain::{format_rfc3339, parse_rfc3339, ServiceName, Version};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -14,7 +14,7 @@ use super::Entry;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Desired {
     pub config_epoch: String,
-    pub version: u64,
+    pub version: Version,
     /// When that version was written, for "pending for N s".
     pub updated_at: Option<OffsetDateTime>,
 }
@@ -87,9 +87,9 @@ pub struct InstanceView {
     /// What the instance said (`applied`, `rejected`, `offline`).
     pub status: AppliedStatus,
     pub config_epoch: Option<String>,
-    pub version: Option<u64>,
+    pub version: Option<Version>,
     pub reason: Option<String>,
-    pub rejected_version: Option<u64>,
+    pub rejected_version: Option<Version>,
     pub applied_at: Option<String>,
     pub client: ClientInfo,
     /// Fields whose value the instance's environment holds
@@ -178,15 +178,16 @@ pub fn desired_from_manager(
     Ok(m.store()
         .list_current_versions()?
         .into_iter()
-        .filter_map(|c| {
-            Some((
-                ServiceName::parse(&c.service).ok()?,
+        .filter(|c| c.version >= Version::FIRST)
+        .map(|c| {
+            (
+                c.service,
                 Desired {
                     config_epoch: epoch.clone(),
-                    version: u64::try_from(c.version).ok().filter(|v| *v >= 1)?,
+                    version: c.version,
                     updated_at: parse_rfc3339(&c.updated_at).ok(),
                 },
-            ))
+            )
         })
         .collect())
 }
@@ -196,9 +197,8 @@ pub fn desired_from_fallback(
     f: &config_manager_core::manager::FallbackView,
 ) -> HashMap<ServiceName, Desired> {
     f.list_services()
-        .iter()
-        .filter_map(|name| {
-            let service = ServiceName::parse(name).ok()?;
+        .into_iter()
+        .filter_map(|service| {
             let d = desired_of_fallback(f, &service)?;
             Some((service, d))
         })
@@ -211,14 +211,11 @@ pub fn desired_of_manager(
     service: &ServiceName,
 ) -> Result<Option<Desired>, config_manager_core::manager::ManagerError> {
     match m.store().get_config(service) {
-        Ok(c) => Ok(u64::try_from(c.version)
-            .ok()
-            .filter(|v| *v >= 1)
-            .map(|version| Desired {
-                config_epoch: m.epoch().as_str().to_owned(),
-                version,
-                updated_at: parse_rfc3339(&c.updated_at).ok(),
-            })),
+        Ok(c) => Ok((c.version >= Version::FIRST).then(|| Desired {
+            config_epoch: m.epoch().as_str().to_owned(),
+            version: c.version,
+            updated_at: parse_rfc3339(&c.updated_at).ok(),
+        })),
         Err(config_manager_core::store::StoreError::NotFound(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -238,7 +235,7 @@ pub fn desired_of_fallback(
         .ok()?;
     Some(Desired {
         config_epoch: f.epoch().as_str().to_owned(),
-        version: u64::try_from(e.version).ok().filter(|v| *v >= 1)?,
+        version: Some(e.version).filter(|v| *v >= Version::FIRST)?,
         updated_at: parse_rfc3339(&e.updated_at).ok(),
     })
 }

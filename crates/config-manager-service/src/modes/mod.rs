@@ -125,7 +125,7 @@ pub async fn recover(state: &AppState, manager: Manager) {
 /// recovery or a rebuild, so MQTT carries the current epoch and versions).
 pub async fn republish_all(state: &AppState) {
     let services = state
-        .run_blocking_unchecked(|m| m.service_names().map_err(ServiceError::from))
+        .run_blocking_unchecked(|m| m.list_services().map_err(ServiceError::from))
         .await
         .unwrap_or_default();
     state.notify_changed(&services).await;

@@ -20,8 +20,6 @@ pub enum PublishError {
     /// No database and no verified cache to read from; retried.
     #[error("no database and no valid last-known-good cache to read from")]
     NoDatabase,
-    #[error("stored version {0} cannot be published (must be >= 1)")]
-    Version(i64),
     #[error("cannot sign the configuration: {0}")]
     Envelope(#[from] EnvelopeError),
     /// Services refuse envelopes over this size, so it is not sent at all.
@@ -49,18 +47,14 @@ impl From<ManagerError> for PublishError {
 
 /// Every service that has a configuration to publish. Blocking.
 pub fn list_services(state: &AppState) -> Result<Vec<ServiceName>, PublishError> {
-    let names = match fallback_view(state) {
+    Ok(match fallback_view(state) {
         Some(view) => view.list_services(),
         None => match state.manager() {
             Some(m) => m.list_services()?,
             // No database and no cache: nothing to publish (health says why).
             None => Vec::new(),
         },
-    };
-    Ok(names
-        .iter()
-        .filter_map(|n| ServiceName::parse(n).ok())
-        .collect())
+    })
 }
 
 /// The signed envelope of `service`'s effective config, secrets omitted, as
@@ -68,11 +62,9 @@ pub fn list_services(state: &AppState) -> Result<Vec<ServiceName>, PublishError>
 /// the epoch of the data it was read from. Blocking.
 pub fn signed_config(state: &AppState, service: &ServiceName) -> Result<Vec<u8>, PublishError> {
     let (effective, epoch) = read_effective(state, service)?;
-    let version =
-        u64::try_from(effective.version).map_err(|_| PublishError::Version(effective.version))?;
     let envelope = Envelope::sign(
         service,
-        version,
+        effective.version,
         &epoch,
         effective.config,
         &state.settings().signing_key,

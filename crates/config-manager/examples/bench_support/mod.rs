@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use config_manager_core::crypto::signing::VerifyingKey;
+use config_manager_core::domain::Version;
 use serde_json::Value;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -179,8 +180,8 @@ pub async fn patch_volume(
     http: &reqwest::Client,
     base: &str,
     volume: i64,
-    version: u64,
-) -> Result<(u64, Instant), BoxError> {
+    version: Version,
+) -> Result<(Version, Instant), BoxError> {
     let resp = http
         .patch(format!("{base}/services/tts-worker"))
         .header("X-API-Token", TOKEN)
@@ -193,6 +194,7 @@ pub async fn patch_volume(
     if !status.is_success() {
         return Err(format!("PATCH failed with {status}: {body}").into());
     }
-    let version = body["version"].as_u64().ok_or("no version in the reply")?;
+    let version = serde_json::from_value(body["version"].clone())
+        .map_err(|e| format!("no version in the reply: {e}"))?;
     Ok((version, returned))
 }

@@ -5,6 +5,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
+use config_manager_core::domain::{ServiceName, Version};
 use config_manager_core::fs::atomic::AtomicWriter;
 use config_manager_core::manager::{ExportDocument, ImportOptions, MAX_DOTENV_BYTES};
 use serde_json::{Map, Value};
@@ -16,16 +17,16 @@ use super::{CliError, CliResult, ConfigCommand, Target};
 /// One way of reaching the configuration.
 pub trait Backend {
     /// The effective configuration (`GET /services/{service}`).
-    fn get(&self, service: &str) -> CliResult<Value>;
+    fn get(&self, service: &ServiceName) -> CliResult<Value>;
     /// A merge write; returns the write result (`PATCH /services/{service}`).
-    fn set(&self, service: &str, change: SetRequest) -> CliResult<Value>;
+    fn set(&self, service: &ServiceName, change: SetRequest) -> CliResult<Value>;
     /// The export document (`GET /export`).
     fn export(&self, include_secrets: bool, include_profiles: bool) -> CliResult<Value>;
     /// Imports a document (`POST /import`); returns the outcome.
     fn import(&self, doc: ExportDocument, options: ImportOptions) -> CliResult<Value>;
     /// Imports a `.env` text into one service
     /// (`POST /services/{service}/import-env`); returns the outcome with the diff.
-    fn import_env(&self, service: &str, request: EnvImport) -> CliResult<Value>;
+    fn import_env(&self, service: &ServiceName, request: EnvImport) -> CliResult<Value>;
 }
 
 /// A `config-manager import-env`.
@@ -59,7 +60,7 @@ pub fn run_import_env(
         Box::new(Remote::new(env_file, target.url, target.token)?)
     };
     let out = backend.import_env(
-        service,
+        &service_name(service)?,
         EnvImport {
             text,
             dry_run,
@@ -69,11 +70,17 @@ pub fn run_import_env(
     print_json(&out)
 }
 
+/// A service name from the command line, checked once the backend is
+/// reached (a refusal is exit 1 naming the rule, as the service answers it).
+fn service_name(raw: &str) -> CliResult<ServiceName> {
+    ServiceName::parse(raw).map_err(|e| CliError::Failed(format!("invalid service name: {e}")))
+}
+
 /// A `config set`.
 pub struct SetRequest {
     pub config: Map<String, Value>,
     pub reason: Option<String>,
-    pub expect_version: Option<i64>,
+    pub expect_version: Option<Version>,
 }
 
 /// Runs one `config` subcommand.
@@ -85,7 +92,7 @@ pub fn run(env_file: &Path, target: Target, command: ConfigCommand) -> CliResult
     };
     match command {
         ConfigCommand::Get { service, key } => {
-            let config = backend.get(&service)?;
+            let config = backend.get(&service_name(&service)?)?;
             match key {
                 None => print_json(&config),
                 Some(key) => match config.get("config").and_then(|c| c.get(&key)) {
@@ -102,7 +109,7 @@ pub fn run(env_file: &Path, target: Target, command: ConfigCommand) -> CliResult
         } => {
             let config = parse_assignments(&assignments)?;
             let out = backend.set(
-                &service,
+                &service_name(&service)?,
                 SetRequest {
                     config,
                     reason,

@@ -22,6 +22,7 @@
 use std::path::Path;
 
 use config_manager_core::change_type::ChangeType;
+use config_manager_core::domain::{ServiceName, Version};
 use config_manager_core::manager::{
     EnvImportRequest, ExportDocument, ExportOptions, ImportOptions, Manager, ManagerError,
     PutRequest, SecretView,
@@ -110,7 +111,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> CliResult<Value> {
 }
 
 impl Backend for Offline {
-    fn get(&self, service: &str) -> CliResult<Value> {
+    fn get(&self, service: &ServiceName) -> CliResult<Value> {
         let m = &self.manager;
         let name = m.resolve_service(service).map_err(failed)?;
         to_json(
@@ -119,12 +120,15 @@ impl Backend for Offline {
         )
     }
 
-    fn set(&self, service: &str, change: SetRequest) -> CliResult<Value> {
+    fn set(&self, service: &ServiceName, change: SetRequest) -> CliResult<Value> {
         let m = &self.manager;
         let name = m.resolve_service(service).map_err(failed)?;
         let current = match change.expect_version {
             Some(v) => v,
-            None => m.store().get_config(&name).map_or(0, |c| c.version),
+            None => m
+                .store()
+                .get_config(&name)
+                .map_or(Version::NONE, |c| c.version),
         };
         let outcome = m
             .put(
@@ -175,7 +179,7 @@ impl Backend for Offline {
         Ok(out)
     }
 
-    fn import_env(&self, service: &str, request: EnvImport) -> CliResult<Value> {
+    fn import_env(&self, service: &ServiceName, request: EnvImport) -> CliResult<Value> {
         let m = &self.manager;
         let name = m.resolve_service(service).map_err(failed)?;
         let outcome = m

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use config_manager_core::domain::{ServiceName, Version};
 use config_manager_core::manager::{ExportDocument, ImportOptions};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -129,17 +130,17 @@ impl Remote {
 }
 
 impl Backend for Remote {
-    fn get(&self, service: &str) -> CliResult<Value> {
+    fn get(&self, service: &ServiceName) -> CliResult<Value> {
         self.call(Method::GET, &service_path(service), &[], None)
     }
 
-    fn set(&self, service: &str, change: SetRequest) -> CliResult<Value> {
+    fn set(&self, service: &ServiceName, change: SetRequest) -> CliResult<Value> {
         let version = match change.expect_version {
             Some(v) => v,
             None => self
                 .get(service)?
                 .get("version")
-                .and_then(Value::as_i64)
+                .and_then(|v| serde_json::from_value::<Version>(v.clone()).ok())
                 .ok_or_else(|| CliError::Failed("the service sent no version".into()))?,
         };
         let body = json!({
@@ -175,7 +176,7 @@ impl Backend for Remote {
         self.call(Method::POST, "/import", &query, Some(&body))
     }
 
-    fn import_env(&self, service: &str, request: EnvImport) -> CliResult<Value> {
+    fn import_env(&self, service: &ServiceName, request: EnvImport) -> CliResult<Value> {
         let path = format!("{}/import-env", service_path(service));
         let mut query = vec![("dry_run", request.dry_run.to_string())];
         if let Some(reason) = request.reason {
@@ -189,18 +190,10 @@ impl Backend for Remote {
     }
 }
 
-/// `/services/<name>` with the name percent-encoded (it is only a path
-/// segment; the service validates it).
-fn service_path(service: &str) -> String {
-    let mut out = String::from("/services/");
-    for b in service.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// `/services/<name>`. A [`ServiceName`] (`[a-z][a-z0-9-]*`) is one path
+/// segment as it is: nothing to encode.
+fn service_path(service: &ServiceName) -> String {
+    format!("/services/{service}")
 }
 
 /// `409 Conflict: version conflict … (current version 3)` plus one line per
@@ -248,7 +241,7 @@ mod tests {
 
     #[test]
     fn service_names_are_one_path_segment() {
-        assert_eq!(service_path("tts-worker"), "/services/tts-worker");
-        assert_eq!(service_path("../x"), "/services/..%2Fx");
+        let name = ServiceName::parse("tts-worker").unwrap();
+        assert_eq!(service_path(&name), "/services/tts-worker");
     }
 }

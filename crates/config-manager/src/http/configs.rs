@@ -6,6 +6,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use config_manager_core::change_type::ChangeType;
+use config_manager_core::domain::Version;
 use config_manager_core::manager::{PutRequest, SecretView};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -40,9 +41,8 @@ pub async fn list(
     let applied: Map<String, Value> = services
         .iter()
         .filter_map(|s| {
-            let name = config_manager_core::domain::ServiceName::parse(s).ok()?;
-            let summary = board.summary(&name, desired.get(&name));
-            Some((s.clone(), serde_json::to_value(summary).ok()?))
+            let summary = board.summary(s, desired.get(s));
+            Some((s.to_string(), serde_json::to_value(summary).ok()?))
         })
         .collect();
     Ok(with_source(
@@ -214,8 +214,13 @@ async fn write(
 /// The optimistic-locking version: from the body and/or `If-Match`; when both
 /// are given they must agree. A write without either is refused (428), so no
 /// client overwrites a change it never saw.
-/// Returns the version and, when the ETag carries one, its epoch.
-fn expected_version(headers: &HeaderMap, body: Option<i64>) -> ApiResult<(i64, Option<String>)> {
+/// Returns the version and, when the ETag carries one, its epoch. The body's
+/// number becomes a [`Version`] here, so a negative one gets this endpoint's
+/// own message.
+fn expected_version(
+    headers: &HeaderMap,
+    body: Option<i64>,
+) -> ApiResult<(Version, Option<String>)> {
     let (header, epoch) = match headers.get(header::IF_MATCH) {
         None => (None, None),
         Some(v) => {
@@ -226,11 +231,13 @@ fn expected_version(headers: &HeaderMap, body: Option<i64>) -> ApiResult<(i64, O
         }
     };
     let version = match (body, header) {
-        (Some(b), Some(h)) if b != h => Err(ApiError::BadRequest(
+        (Some(b), Some(h)) if b != h.get() => Err(ApiError::BadRequest(
             "version in the body and If-Match disagree".into(),
         )),
-        (Some(v), _) | (None, Some(v)) if v >= 0 => Ok(v),
-        (Some(_), _) | (None, Some(_)) => Err(ApiError::BadRequest("version must be >= 0".into())),
+        (Some(v), _) => {
+            Version::new(v).map_err(|_| ApiError::BadRequest("version must be >= 0".into()))
+        }
+        (None, Some(v)) => Ok(v),
         (None, None) => Err(ApiError::PreconditionRequired(
             "send the version you are changing, as \"version\" in the body or an If-Match header"
                 .into(),
@@ -270,13 +277,13 @@ pub fn with_source(mut resp: Response, served: Served) -> Response {
 }
 
 /// Strong ETag of a configuration version: `"<version>-<epoch>"`.
-pub fn etag(epoch: &str, version: i64) -> String {
+pub fn etag(epoch: &str, version: Version) -> String {
     format!("\"{version}-{epoch}\"")
 }
 
 /// Reads the version (and epoch, if present) out of an ETag
 /// (`"7-<epoch>"`, `W/"7-<epoch>"`, `"7"` or `7`).
-fn parse_etag(raw: &str) -> Option<(i64, Option<String>)> {
+fn parse_etag(raw: &str) -> Option<(Version, Option<String>)> {
     let raw = raw.trim().trim_start_matches("W/").trim_matches('"');
     match raw.split_once('-') {
         Some((v, epoch)) => Some((v.parse().ok()?, Some(epoch.to_owned()))),
@@ -302,9 +309,10 @@ pub fn check_reason(reason: Option<String>) -> ApiResult<Option<String>> {
 pub struct VersionsQuery {
     #[serde(default)]
     limit: Option<u32>,
-    /// Keyset paging: pass the `next_before_version` of the previous page.
+    /// Keyset paging: pass the `next_before_version` of the previous page
+    /// (a version: an integer >= 0, else 400).
     #[serde(default)]
-    before_version: Option<i64>,
+    before_version: Option<Version>,
 }
 
 /// `GET /services/{service}/versions`: the stored versions, newest first,
@@ -400,12 +408,49 @@ mod tests {
 
     #[test]
     fn etags_roundtrip() {
+        let v = |n| Version::new(n).unwrap();
         assert_eq!(
-            parse_etag(&etag("550e8400-e29b", 7)),
-            Some((7, Some("550e8400-e29b".into())))
+            parse_etag(&etag("550e8400-e29b", v(7))),
+            Some((v(7), Some("550e8400-e29b".into())))
         );
-        assert_eq!(parse_etag("W/\"3-x\""), Some((3, Some("x".into()))));
-        assert_eq!(parse_etag("12"), Some((12, None)));
+        assert_eq!(parse_etag("W/\"3-x\""), Some((v(3), Some("x".into()))));
+        assert_eq!(parse_etag("12"), Some((v(12), None)));
         assert_eq!(parse_etag("\"abc\""), None);
+        assert_eq!(parse_etag("\"-1\""), None);
+        assert_eq!(parse_etag("\"99999999999999999999-x\""), None);
+    }
+
+    #[test]
+    fn bad_versions_in_the_body_or_if_match_are_400s_naming_the_rule() {
+        let if_match = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::IF_MATCH, HeaderValue::from_str(v).unwrap());
+            h
+        };
+        let detail = |r: ApiResult<(Version, Option<String>)>| match r {
+            Err(ApiError::BadRequest(d)) => d,
+            other => panic!("expected a 400, got {other:?}"),
+        };
+        assert_eq!(
+            detail(expected_version(&HeaderMap::new(), Some(-1))),
+            "version must be >= 0"
+        );
+        for bad in ["\"-1-e\"", "\"1.5\"", "\"99999999999999999999\"", "x"] {
+            assert_eq!(
+                detail(expected_version(&if_match(bad), None)),
+                "If-Match must be an ETag from a previous GET",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            detail(expected_version(&if_match("\"3-e\""), Some(2))),
+            "version in the body and If-Match disagree"
+        );
+        assert!(matches!(
+            expected_version(&HeaderMap::new(), None),
+            Err(ApiError::PreconditionRequired(_))
+        ));
+        let (v, epoch) = expected_version(&if_match("\"2-e\""), Some(2)).unwrap();
+        assert_eq!((v.get(), epoch.as_deref()), (2, Some("e")));
     }
 }

@@ -8,6 +8,7 @@
 use crate::http::ApiState;
 use axum::extract::{Request, State};
 use axum::Json;
+use config_manager_core::domain::Version;
 use config_manager_core::manager::{EnvImportRequest, MAX_DOTENV_BYTES};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -41,15 +42,17 @@ pub async fn import_env(
     ApiQuery(q): ApiQuery<ImportEnvQuery>,
     req: Request,
 ) -> ApiResult<Json<Value>> {
-    if q.version.is_some_and(|v| v < 0) {
-        return Err(ApiError::BadRequest("version must be >= 0".into()));
-    }
+    let expected_version = q
+        .version
+        .map(Version::new)
+        .transpose()
+        .map_err(|_| ApiError::BadRequest("version must be >= 0".into()))?;
     let reason = check_reason(q.reason)?.or_else(|| Some("import of a .env file".to_owned()));
     let text = read_text(req, &state, MAX_DOTENV_BYTES).await?;
     let request = EnvImportRequest {
         text,
         dry_run: q.dry_run,
-        expected_version: q.version,
+        expected_version,
         actor: caller.name.clone(),
         reason,
     };

@@ -5,6 +5,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use config_manager_core::domain::Version;
 use config_manager_core::manager::ManagerError;
 use config_manager_core::schema::FieldError;
 use config_manager_core::store::StoreError;
@@ -30,7 +31,7 @@ pub enum ApiError {
     NotFound(String),
     /// 409: stale version.
     #[error("version conflict: the configuration was changed by someone else (current version {current})")]
-    Conflict { current: i64 },
+    Conflict { current: Version },
     /// 409: the thing to create already exists.
     #[error("{0}")]
     AlreadyExists(String),
@@ -126,7 +127,7 @@ struct Problem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldError]>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    current_version: Option<i64>,
+    current_version: Option<Version>,
 }
 
 impl IntoResponse for ApiError {

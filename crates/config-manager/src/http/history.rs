@@ -4,7 +4,7 @@ use crate::http::ApiState;
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
-use config_manager_core::domain::{format_rfc3339, parse_rfc3339};
+use config_manager_core::domain::{format_rfc3339, parse_rfc3339, ServiceName};
 use config_manager_core::store::HistoryFilter;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -50,8 +50,15 @@ pub async fn list(
 ) -> ApiResult<Response> {
     let limit = page_limit(q.limit)?;
     check_scope_filter(&state, &caller, q.service.as_deref()).await?;
+    // A malformed name names no stored row: its page is empty, as it
+    // always was (the filter is not refused).
+    let (service, matches_nothing) = match q.service.as_deref().map(ServiceName::parse) {
+        None => (None, false),
+        Some(Ok(name)) => (Some(name), false),
+        Some(Err(_)) => (None, true),
+    };
     let filter = HistoryFilter {
-        service: q.service,
+        service,
         key: q.key,
         start: q
             .start_date
@@ -70,7 +77,9 @@ pub async fn list(
     let page = state
         .run(move |m| {
             let mut page = new_page("entries", limit);
-            m.store().history_page(&filter, &mut page)?;
+            if !matches_nothing {
+                m.store().history_page(&filter, &mut page)?;
+            }
             Ok(page)
         })
         .await?;

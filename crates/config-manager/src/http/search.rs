@@ -4,6 +4,7 @@ use crate::http::ApiState;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::Json;
+use config_manager_core::domain::ServiceName;
 use config_manager_core::manager::SearchQuery;
 use serde::Deserialize;
 use serde_json::json;
@@ -48,18 +49,16 @@ pub async fn search(
         }
     }
     let query_text = body.query.clone();
-    let scope: Option<Vec<String>> = caller
-        .services
-        .as_ref()
-        .map(|s| s.iter().map(|n| n.to_string()).collect());
-    if let Some(s) = body.service_filter.as_deref() {
-        config_manager_core::domain::ServiceName::parse(s)
-            .map_err(|e| ApiError::BadRequest(format!("invalid service_filter: {e}")))?;
-    }
+    let service_filter = body
+        .service_filter
+        .as_deref()
+        .map(ServiceName::parse)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(format!("invalid service_filter: {e}")))?;
     let query = SearchQuery {
         query: body.query,
-        service: body.service_filter,
-        services: scope,
+        service: service_filter,
+        services: caller.services.clone(),
         complexity: body.complexity_filter,
         r#type: body.type_filter,
         max_results: body.max_results.unwrap_or(50),
@@ -68,7 +67,7 @@ pub async fn search(
     let ((hits, total), served) = state
         .read(
             move |m| {
-                if let Some(s) = query.service.as_deref() {
+                if let Some(s) = &query.service {
                     m.resolve_service(s)?;
                 }
                 Ok(m.search(&query)?)

@@ -44,6 +44,7 @@ fn version(m: &Manager, s: &str) -> i64 {
     m.get_effective(&svc(s), SecretView::Masked, false)
         .unwrap()
         .version
+        .get()
 }
 
 fn field_errors(e: ManagerError) -> Vec<(String, String)> {
@@ -67,7 +68,7 @@ fn dry_run_shows_the_diff_and_writes_nothing() {
         .import_env(&svc("tts-worker"), req(TTS_ENV, true))
         .unwrap();
     assert!(out.dry_run && !out.written);
-    assert_eq!(out.version, before);
+    assert_eq!(out.version.get(), before);
     assert_eq!(version(&m, "tts-worker"), before);
     let changed: Vec<(&str, &str)> = out
         .changes
@@ -104,7 +105,7 @@ fn apply_writes_one_import_version_with_the_secret_encrypted_and_audits() {
         .import_env(&svc("tts-worker"), req(TTS_ENV, false))
         .unwrap();
     assert!(out.written);
-    assert_eq!(out.version, before + 1);
+    assert_eq!(out.version.get(), before + 1);
     let c = m
         .get_effective(&svc("tts-worker"), SecretView::Masked, false)
         .unwrap();
@@ -151,7 +152,10 @@ fn apply_writes_one_import_version_with_the_secret_encrypted_and_audits() {
     let again = m
         .import_env(&svc("tts-worker"), req(TTS_ENV, false))
         .unwrap();
-    assert_eq!(again.version, out.version + u8::from(again.written) as i64);
+    assert_eq!(
+        again.version.get(),
+        out.version.get() + i64::from(again.written)
+    );
 }
 
 #[test]

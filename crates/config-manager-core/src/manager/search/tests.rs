@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::*;
-use crate::domain::ServiceName;
+use crate::domain::{ServiceName, Version};
 use crate::manager::{ManagerOptions, PutRequest};
 use crate::schema::SchemaRegistry;
 use crate::store::Store;
@@ -26,6 +26,10 @@ fn manager() -> (tempfile::TempDir, Manager) {
     (dir, m)
 }
 
+fn name(s: &str) -> ServiceName {
+    ServiceName::parse(s).unwrap()
+}
+
 /// PATCHes tts-worker's `volume_percent`; returns the new version.
 fn set_volume(m: &Manager, volume: i64, version: i64) -> i64 {
     let tts = ServiceName::parse("tts-worker").unwrap();
@@ -36,7 +40,7 @@ fn set_volume(m: &Manager, volume: i64, version: i64) -> i64 {
                 .as_object()
                 .cloned()
                 .unwrap(),
-            expected_version: Some(version),
+            expected_version: Some(Version::new(version).unwrap()),
             merge: true,
             actor: "test".into(),
             reason: None,
@@ -46,6 +50,7 @@ fn set_volume(m: &Manager, volume: i64, version: i64) -> i64 {
     .unwrap()
     .stored
     .version
+    .get()
 }
 
 fn query(text: &str, max_results: usize) -> SearchQuery {
@@ -98,9 +103,9 @@ fn reference_score(item: &ConfigItem, terms: &[String]) -> Option<f64> {
 }
 
 /// Full sort, then truncate: what `rank` must return.
-fn reference(items: &[ConfigItem], q: &SearchQuery) -> (Vec<(String, String, f64)>, usize) {
+fn reference(items: &[ConfigItem], q: &SearchQuery) -> (Vec<(ServiceName, String, f64)>, usize) {
     let terms: Vec<String> = q.query.split_whitespace().map(str::to_lowercase).collect();
-    let mut hits: Vec<(String, String, f64)> = items
+    let mut hits: Vec<(ServiceName, String, f64)> = items
         .iter()
         .filter(|i| q.service.as_ref().is_none_or(|s| &i.service == s))
         .filter(|i| q.complexity.as_deref() != Some("simple") || i.complexity == "simple")
@@ -143,7 +148,7 @@ fn ranking_matches_the_reference_scoring() {
         let filtered = [
             SearchQuery::default(),
             SearchQuery {
-                service: Some("tts-worker".into()),
+                service: Some(name("tts-worker")),
                 ..Default::default()
             },
             SearchQuery {
@@ -152,7 +157,7 @@ fn ranking_matches_the_reference_scoring() {
                 ..Default::default()
             },
             SearchQuery {
-                services: Some(vec!["router".into(), "llm-worker".into()]),
+                services: Some(vec![name("router"), name("llm-worker")]),
                 ..Default::default()
             },
         ];
@@ -163,7 +168,7 @@ fn ranking_matches_the_reference_scoring() {
                 ..filters.clone()
             };
             let (hits, total) = m.search(&q).unwrap();
-            let got: Vec<(String, String, f64)> = hits
+            let got: Vec<(ServiceName, String, f64)> = hits
                 .into_iter()
                 .map(|h| (h.service, h.key, h.match_score))
                 .collect();
@@ -195,7 +200,7 @@ fn hits_show_the_rows_as_stored() {
     let (_d, m) = manager();
     let mut items = m.store().list_items(None).unwrap();
     let item = |key: &str, value: Option<Value>, r#type: &str, is_secret: bool| ConfigItem {
-        service: "Odd-Service".into(),
+        service: name("odd-service"),
         key: key.into(),
         value,
         r#type: r#type.into(),
@@ -279,7 +284,7 @@ fn a_write_reloads_only_the_changed_services_segment() {
                 .as_object()
                 .cloned()
                 .unwrap(),
-            expected_version: Some(1),
+            expected_version: Some(Version::FIRST),
             merge: true,
             actor: "test".into(),
             reason: None,
@@ -301,13 +306,13 @@ fn a_write_reloads_only_the_changed_services_segment() {
     let full = IndexSnapshot::new(0, m.store().list_items(None).unwrap());
     for text in ["12", "volume", ""] {
         let q = query(text, 200);
-        let got: Vec<(String, String, f64)> = after
+        let got: Vec<(ServiceName, String, f64)> = after
             .rank(&q)
             .0
             .into_iter()
             .map(|h| (h.service, h.key, h.match_score))
             .collect();
-        let want: Vec<(String, String, f64)> = full
+        let want: Vec<(ServiceName, String, f64)> = full
             .rank(&q)
             .0
             .into_iter()
