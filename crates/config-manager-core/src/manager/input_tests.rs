@@ -10,6 +10,7 @@ use crate::change_type::ChangeType;
 use crate::crypto::key_id::KeyId;
 use crate::crypto::secret_box::{MasterKey, SecretKeyRing};
 use crate::envelope::MAX_CONFIG_BYTES;
+use crate::manager::test_support::open_manager;
 use crate::schema::{EnvPolicy, FieldError};
 
 fn options(policy: EnvPolicy) -> ManagerOptions {
@@ -31,10 +32,7 @@ fn options(policy: EnvPolicy) -> ManagerOptions {
 }
 
 fn open(policy: EnvPolicy) -> (tempfile::TempDir, Manager) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("c.db")).unwrap();
-    let m = Manager::open(store, SchemaRegistry::builtin().unwrap(), options(policy)).unwrap();
-    (dir, m)
+    open_manager(options(policy))
 }
 
 fn name(s: &str) -> ServiceName {

@@ -449,4 +449,6 @@ mod evolve_tests;
 #[cfg(test)]
 mod input_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

@@ -6,31 +6,22 @@ use serde_json::{json, Map, Value};
 
 use super::*;
 use crate::change_type::ChangeType;
-use crate::crypto::key_id::KeyId;
-use crate::crypto::secret_box::{MasterKey, SecretKeyRing};
 use crate::domain::Source;
+use crate::manager::test_support::{open_manager, test_options};
 
 fn obj(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
 fn open_with_env(env: &'static [(&'static str, &'static str)]) -> (tempfile::TempDir, Manager) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("c.db")).unwrap();
-    let ring = SecretKeyRing::new(KeyId::parse("k1").unwrap(), MasterKey::generate());
-    let options = ManagerOptions {
-        allow_unknown_services: false,
-        env_policy: Arc::default(),
+    open_manager(ManagerOptions {
         env: Arc::new(move |name| {
             env.iter()
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| (*v).to_owned())
         }),
-        secrets: Some(Arc::new(ring)),
-        auto_fix_schema: false,
-    };
-    let m = Manager::open(store, SchemaRegistry::builtin().unwrap(), options).unwrap();
-    (dir, m)
+        ..test_options()
+    })
 }
 
 fn svc(name: &str) -> ServiceName {

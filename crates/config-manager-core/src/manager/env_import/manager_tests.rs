@@ -1,29 +1,12 @@
 //! Tests of import-env through the manager (store, schemas, audit).
 
-use std::sync::Arc;
-
 use serde_json::json;
 
 use super::*;
-use crate::crypto::key_id::KeyId;
-use crate::crypto::secret_box::{MasterKey, SecretKeyRing};
-use crate::manager::ManagerOptions;
-use crate::schema::SchemaRegistry;
-use crate::store::Store;
+use crate::manager::test_support::{open_manager, test_options};
 
 fn open() -> (tempfile::TempDir, Manager) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("c.db")).unwrap();
-    let ring = SecretKeyRing::new(KeyId::parse("k1").unwrap(), MasterKey::generate());
-    let options = ManagerOptions {
-        allow_unknown_services: false,
-        env_policy: Arc::default(),
-        env: Arc::new(|_| None),
-        secrets: Some(Arc::new(ring)),
-        auto_fix_schema: false,
-    };
-    let m = Manager::open(store, SchemaRegistry::builtin().unwrap(), options).unwrap();
-    (dir, m)
+    open_manager(test_options())
 }
 
 fn svc(name: &str) -> ServiceName {

@@ -8,22 +8,14 @@ use serde_json::json;
 
 use super::*;
 use crate::domain::{ServiceName, Version};
+use crate::manager::test_support::{open_manager, test_options};
 use crate::manager::{ManagerOptions, PutRequest};
-use crate::schema::SchemaRegistry;
-use crate::store::Store;
 
 fn manager() -> (tempfile::TempDir, Manager) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("c.db")).unwrap();
-    let options = ManagerOptions {
-        allow_unknown_services: false,
-        env_policy: Arc::default(),
-        env: Arc::new(|_| None),
+    open_manager(ManagerOptions {
         secrets: None,
-        auto_fix_schema: false,
-    };
-    let m = Manager::open(store, SchemaRegistry::builtin().unwrap(), options).unwrap();
-    (dir, m)
+        ..test_options()
+    })
 }
 
 fn name(s: &str) -> ServiceName {
