@@ -6,7 +6,11 @@
 //! The properties themselves live next to the crate they test
 //! (`crates/*/tests/prop_*.rs`); docs/testing.md lists them and the fuzz
 //! targets.
+//!
+//! Also the one test broker ([`broker`]) the integration tests of the
+//! manager, the client library and config-agent start.
 
+pub mod broker;
 pub mod bytes;
 pub mod documents;
 pub mod json;

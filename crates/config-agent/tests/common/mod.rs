@@ -5,7 +5,6 @@
 //! `crates/config-manager/tests/common/`: only what these tests use.)
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +16,6 @@ pub const READ_TOKEN: &str = "reader-token-0123456789";
 pub const DEMO_TOKEN: &str = "demo-scoped-token-0123456789";
 pub const SERVICE: &str = "agent-demo";
 pub const SECRET: &str = "sekret-value-0123456789";
-const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 pub const WAIT: Duration = Duration::from_secs(30);
 
 /// The test service's schema: annotated and plain fields, every type.
@@ -56,13 +54,6 @@ while True:
     time.sleep(3600)
 "#;
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
-}
-
 /// The config-manager binary of this workspace's target directory
 /// (`cargo test --workspace` builds it; built here when missing), or
 /// `$CONFIG_MANAGER_BIN`.
@@ -93,57 +84,7 @@ fn manager_binary() -> PathBuf {
     bin
 }
 
-/// A mosquitto on a free port, killed on drop.
-pub struct Broker {
-    pub port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Broker {
-    pub fn start() -> Self {
-        assert!(
-            Path::new(MOSQUITTO).exists(),
-            "{MOSQUITTO} not found: apt-get install -y mosquitto (scripts/test.sh does this)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("allow_anonymous true\npersistence false\nlistener {port} 127.0.0.1\n"),
-        )
-        .unwrap();
-        let child = Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            port,
-            child,
-            _dir: dir,
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use config_manager_testkit::broker::{free_port, Broker};
 
 /// The config-manager on a free port with the test service registered.
 pub struct Manager {

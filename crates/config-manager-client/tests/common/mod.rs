@@ -1,5 +1,5 @@
-//! Shared harness of the client's live tests: a mosquitto broker started
-//! here on a free loopback port, a minimal HTTP server standing in for the
+//! Shared harness of the client's live tests: the shared mosquitto broker
+//! (config-manager-testkit), a minimal HTTP server standing in for the
 //! manager's REST endpoint, signed envelopes, on-disk copies and a watcher of
 //! the applied-state reports.
 
@@ -7,9 +7,8 @@
 // each test file uses a part of the harness.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use config_manager_client::{
@@ -25,7 +24,6 @@ use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 pub const EPOCH: &str = "5b0c3f0e-8a51-4c8e-9a43-7f6d2b1e0a01";
 
 #[derive(Debug, Deserialize, PartialEq, Clone)]
@@ -50,71 +48,19 @@ pub async fn start_with_defaults(settings: ClientSettings) -> Client<Tts> {
         .unwrap()
 }
 
-/// A mosquitto child process on a free port, killed on drop.
-pub struct Broker {
-    pub child: Child,
-    pub port: u16,
-    pub _dir: tempfile::TempDir,
+// Not every test file uses every item of the shared harness.
+#[allow(unused_imports)]
+pub use config_manager_testkit::broker::{free_port, Broker};
+
+/// The client's view of the test broker.
+pub trait BrokerEndpoint {
+    fn endpoint(&self) -> MqttEndpoint;
 }
 
-impl Broker {
-    pub fn start() -> Self {
-        Self::start_on(free_port())
+impl BrokerEndpoint for Broker {
+    fn endpoint(&self) -> MqttEndpoint {
+        MqttEndpoint::parse(&self.url()).unwrap()
     }
-
-    /// A broker on `port` (a restart: no persistence, so nothing retained).
-    pub fn start_on(port: u16) -> Self {
-        assert!(
-            Path::new(MOSQUITTO).exists(),
-            "{MOSQUITTO} not found: install the broker with `apt-get install -y mosquitto`"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"),
-        )
-        .unwrap();
-        let child = Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not accept on port {port} within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    pub fn endpoint(&self) -> MqttEndpoint {
-        MqttEndpoint::parse(&format!("mqtt://127.0.0.1:{}", self.port)).unwrap()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Publishes one retained QoS 1 message and waits for the broker's PUBACK.

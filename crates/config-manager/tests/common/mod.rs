@@ -10,7 +10,6 @@
 //! the command line ([`cli`], [`text`], [`success_json`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -23,13 +22,7 @@ pub const TTS_TOKEN: &str = "tts-scoped-token-0123456789";
 /// The rebuild token of the services that enable `POST /rebuild`.
 pub const REBUILD_TOKEN: &str = "rebuild-token-0123456789";
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
-}
+pub use config_manager_testkit::broker::free_port;
 
 /// One running service with its directory.
 pub struct Server {
