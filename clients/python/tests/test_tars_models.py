@@ -220,6 +220,22 @@ class StrictTts(BaseModel):
     tts_provider: str = "piper"
 
 
+def live_tts_library(
+    broker: Broker, manager: Manager, tmp_path: Path, instance: str, environ: dict[str, str]
+) -> ConfigLibrary:
+    """tts-worker's library against the live manager and broker, as `instance`."""
+    return ConfigLibrary(
+        "tts-worker",
+        cache_path=tmp_path / "c.json",
+        mqtt_url=broker.url,
+        signature_public_key=manager.public_key(),
+        manager_url=manager.base,
+        api_token=TTS_TOKEN,
+        instance_id=instance,
+        environ=environ,
+    )
+
+
 def test_value_that_does_not_fit_is_reported_and_logged_by_name(
     stack: tuple[Broker, Manager], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -229,16 +245,7 @@ def test_value_that_does_not_fit_is_reported_and_logged_by_name(
 
     async def go() -> None:
         reports = Reports(broker.port, "tts-worker")
-        lib = ConfigLibrary(
-            "tts-worker",
-            cache_path=tmp_path / "c.json",
-            mqtt_url=broker.url,
-            signature_public_key=manager.public_key(),
-            manager_url=manager.base,
-            api_token=TTS_TOKEN,
-            instance_id=instance,
-            environ={},
-        )
+        lib = live_tts_library(broker, manager, tmp_path, instance, {})
         await lib.initialize()
         with caplog.at_level(logging.ERROR, logger="config_manager_client"):
             cfg = await lib.get_config(StrictTts)
@@ -289,16 +296,7 @@ def test_pinned_field_keeps_its_inherited_value_and_is_reported(
 
     async def go() -> None:
         reports = Reports(broker.port, "tts-worker")
-        lib = ConfigLibrary(
-            "tts-worker",
-            cache_path=tmp_path / "c.json",
-            mqtt_url=broker.url,
-            signature_public_key=manager.public_key(),
-            manager_url=manager.base,
-            api_token=TTS_TOKEN,
-            instance_id=instance,
-            environ=environ,
-        )
+        lib = live_tts_library(broker, manager, tmp_path, instance, environ)
         await lib.initialize()
         seen: list[TTSWorkerConfig] = []
         await lib.subscribe_updates(seen.append, TTSWorkerConfig)
