@@ -91,33 +91,23 @@ fn validation_names_every_failing_field() {
 /// environment override that sets it empty is no value either.
 #[test]
 fn unset_secret_is_absent_from_every_view() {
-    let (_d, m) = open_with_env(&[]);
     let s = svc("llm-worker");
-    for view in [
-        SecretView::Masked,
-        SecretView::Omitted,
-        SecretView::Revealed,
-    ] {
-        let c = m.get_effective(&s, view, false).unwrap();
-        assert!(
-            !c.config.contains_key("openai_api_key"),
-            "{view:?}: {:?}",
-            c.config
-        );
-        assert!(c.config.contains_key("openai_model"));
-    }
-    let (_d, m) = open_with_env(&[("TARS_OPENAI_API_KEY", "")]);
-    for view in [
-        SecretView::Masked,
-        SecretView::Omitted,
-        SecretView::Revealed,
-    ] {
-        let c = m.get_effective(&s, view, false).unwrap();
-        assert!(
-            !c.config.contains_key("openai_api_key"),
-            "{view:?}: {:?}",
-            c.config
-        );
+    let envs: [&'static [(&str, &str)]; 2] = [&[], &[("TARS_OPENAI_API_KEY", "")]];
+    for env in envs {
+        let (_d, m) = open_with_env(env);
+        for view in [
+            SecretView::Masked,
+            SecretView::Omitted,
+            SecretView::Revealed,
+        ] {
+            let c = m.get_effective(&s, view, false).unwrap();
+            assert!(
+                !c.config.contains_key("openai_api_key"),
+                "{env:?} {view:?}: {:?}",
+                c.config
+            );
+            assert!(c.config.contains_key("openai_model"));
+        }
     }
 }
 

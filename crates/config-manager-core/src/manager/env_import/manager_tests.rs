@@ -9,6 +9,17 @@ fn open() -> (tempfile::TempDir, Manager) {
     open_manager(test_options())
 }
 
+/// Up to ten audit rows whose action starts with `action`.
+fn audit_rows(m: &Manager, action: &str) -> Vec<crate::store::AuditEntry> {
+    m.store()
+        .list_audit(&crate::store::AuditFilter {
+            action: Some(action.into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap()
+}
+
 fn svc(name: &str) -> ServiceName {
     ServiceName::parse(name).unwrap()
 }
@@ -104,25 +115,11 @@ fn apply_writes_one_import_version_with_the_secret_encrypted_and_audits() {
             .unwrap(),
         Some(json!("el-0123456789abcdef"))
     );
-    let audit = m
-        .store()
-        .list_audit(&crate::store::AuditFilter {
-            action: Some("config.import_env".into()),
-            limit: 10,
-            ..Default::default()
-        })
-        .unwrap();
+    let audit = audit_rows(&m, "config.import_env");
     assert_eq!(audit.len(), 1);
     let detail = audit[0].detail.clone().unwrap_or_default().to_string();
     assert!(detail.contains("ELEVEN_API_KEY") && !detail.contains("el-0123"));
-    let writes = m
-        .store()
-        .list_audit(&crate::store::AuditFilter {
-            action: Some("config.import".into()),
-            limit: 10,
-            ..Default::default()
-        })
-        .unwrap();
+    let writes = audit_rows(&m, "config.import");
     // The filter is a prefix: the write itself is the one `config.import`.
     assert_eq!(
         writes
@@ -195,14 +192,7 @@ fn bad_values_name_the_variable_and_write_nothing() {
     assert_eq!(errors[0].1, "SAMPLE_RATE is empty; expected a whole number");
     assert_eq!(version(&m, "tts-worker"), before);
     // Refused imports are audited too.
-    let audit = m
-        .store()
-        .list_audit(&crate::store::AuditFilter {
-            action: Some("config.import_env".into()),
-            limit: 10,
-            ..Default::default()
-        })
-        .unwrap();
+    let audit = audit_rows(&m, "config.import_env");
     assert!(audit.iter().all(|e| e.outcome.as_str() == "refused"));
 }
 
